@@ -1,0 +1,43 @@
+# Quick start: `make run` (the default pipeline) and `make test`. Each sets itself up.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+CORES ?= 2
+export DGLBACKEND := pytorch
+export PYTHONHASHSEED := 0
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test test-fast bench clean
+
+setup: $(STAMP)
+
+# CPU machines get the CPU build of torch first (a bare requirement would pull a multi-GB CUDA
+# build); machines with an NVIDIA driver get the CUDA build.
+$(STAMP): pyproject.toml envs/requirements-cpu.txt envs/requirements-cuda.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
+	  $(PY) -m pip install --quiet -r envs/requirements-cuda.txt; \
+	else \
+	  $(PY) -m pip install --quiet torch==2.13.0 && $(PY) -m pip install --quiet -r envs/requirements-cpu.txt; \
+	fi
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/snakemake --profile workflows/profiles/default --cores $(CORES)
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not e2e"
+
+bench: $(STAMP)
+	$(PY) bench/bench_molecules.py
+	$(PY) bench/bench_metrics.py
+
+clean:
+	rm -rf results logs benchmarks .snakemake

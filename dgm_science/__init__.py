@@ -1,0 +1,3 @@
+"""dgm-science: deep generative models on real scientific data."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,189 @@
+"""Library entry points: train a registered model, load a checkpoint, sample, score, encode.
+
+>>> from dgm_science import api
+>>> m = api.load("results/molecules/moses/graph-vae/seed0/model.ckpt")
+>>> smiles = m.sample(100, seed=1)
+>>> z = m.encode(["CCO", "c1ccccc1"])          # VAE models
+>>> path = m.interpolate("CCO", "c1ccccc1O", steps=5)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from dgm_science import checkpoint, registry
+from dgm_science.base import GenerativeModel
+from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
+from dgm_science.families.vae import VAE
+from dgm_science.utils import seed_everything
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """A model's whole config: its own hyper-parameters, training and sampling settings."""
+
+    model: Any
+    train: TrainConfig
+    sample: SampleConfig
+
+    @classmethod
+    def parse(cls, model_name: str, data: dict[str, Any], where: str = "config") -> "RunConfig":
+        spec = registry.get("model", model_name)
+        unknown = sorted(set(data) - {"model", "train", "sample"})
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: model, sample, train")
+        return cls(
+            from_dict(spec.Config, data.get("model"), f"{where}.model"),
+            from_dict(TrainConfig, data.get("train"), f"{where}.train"),
+            from_dict(SampleConfig, data.get("sample"), f"{where}.sample"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": as_dict(self.model), "train": as_dict(self.train), "sample": as_dict(self.sample)}
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A trained model with everything needed to use it: spec, config, domain and its state."""
+
+    name: str
+    model: GenerativeModel
+    spec: Any
+    config: RunConfig
+    domain: Any
+    state: dict[str, Any]
+    info: dict[str, Any]
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def sample_raw(
+        self, n: int, *, seed: int = 0, temperature: float | None = None, batch_size: int | None = None,
+        progress: bool = False,
+    ) -> list[Any]:
+        """Decoded samples (None for an undecodable sample), drawn in batches with one seeded generator."""
+        if n <= 0:
+            raise ValueError(f"-n must be a positive number of samples, got {n}")
+        batch_size = batch_size or self.config.sample.batch_size
+        temperature = self.config.sample.temperature if temperature is None else temperature
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.model.eval()
+        out: list[Any] = []
+        with tqdm(total=n, desc="sample", disable=not progress, unit="mol") as bar:
+            while len(out) < n:
+                size = min(batch_size, n - len(out))
+                raw = self.model.sample(size, generator=generator, temperature=temperature)
+                out.extend(self.domain.decode(raw, self.state))
+                bar.update(size)
+        return out
+
+    sample = sample_raw
+
+    def log_likelihood(self, items: Sequence[Any], batch_size: int = 500) -> np.ndarray:
+        """log p(x) in nats per item (ELBO for bound models); NaN where the model cannot score it."""
+        return self.domain.log_likelihood(self.model, items, self.spec, self.config.model, self.state, batch_size)
+
+    def _vae(self) -> VAE:
+        if not isinstance(self.model, VAE):
+            raise TypeError(f"{self.name} is not a VAE: it has no encoder")
+        return self.model
+
+    @torch.no_grad()
+    def encode(self, items: Sequence[Any]) -> torch.Tensor:
+        """Posterior means z = E q(z|x): (B, latent_dim); raises ValueError naming an unusable item."""
+        vae = self._vae()
+        batch, keep = self.domain.batch_of(items, self.spec, self.config.model, self.state)
+        if batch is None or len(keep) != len(items):
+            bad = [s for i, s in enumerate(items) if i not in set(keep)]
+            raise ValueError(f"cannot encode {bad[:5]} (invalid, unknown tokens or too long)")
+        vae.eval()
+        mu, _ = vae.encode({k: v.to(self.device) for k, v in batch.items()})
+        return mu
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor, *, seed: int = 0, temperature: float | None = None) -> list[Any]:
+        """Decode latents z: (B, latent_dim) into domain objects."""
+        vae = self._vae()
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        temperature = self.config.sample.temperature if temperature is None else temperature
+        raw = vae.decode(z.to(self.device), generator=generator, temperature=temperature)
+        return self.domain.decode(raw, self.state)
+
+    def interpolate(self, start: Any, end: Any, steps: int = 8, *, seed: int = 0, temperature: float = 0.5) -> list[Any]:
+        """Decode the spherical interpolation between the latents of ``start`` and ``end``."""
+        z = self.encode([start, end])
+        path = VAE.interpolate(z[0], z[1], steps)
+        return self.decode(path, seed=seed, temperature=temperature)
+
+
+def _build(name: str, config: RunConfig, state: dict[str, Any]) -> tuple[Any, Any, GenerativeModel]:
+    spec = registry.get("model", name)
+    domain = registry.get("domain", spec.domain)
+    return spec, domain, spec.build(config.model, state)
+
+
+def load(path: str | Path, device: str = "auto") -> LoadedModel:
+    """Rebuild a model from a self-describing checkpoint."""
+    payload = checkpoint.load(path)
+    config = RunConfig.parse(payload["model"], payload["config"], where=f"{path}: config")
+    spec, domain, model = _build(payload["model"], config, payload["domain_state"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as err:
+        raise checkpoint.CheckpointError(f"{path}: weights do not fit the model they describe ({err})") from None
+    model.to(resolve_device(device)).eval()
+    return LoadedModel(payload["model"], model, spec, config, domain, payload["domain_state"], payload["info"])
+
+
+def train(
+    model_name: str, data_dir: Path, config: RunConfig, *, seed: int, out: Path, progress: bool = False
+) -> dict[str, Any]:
+    """Train ``model_name`` on prepared data; write the checkpoint ``out``. Lightning's resumable
+    checkpoints and CSV logs go to ``out.parent / "train"``."""
+    from dgm_science.training import fit
+
+    spec = registry.get("model", model_name)
+    domain = registry.get("domain", spec.domain)
+    seed_everything(seed)
+    state = domain.fit_state(data_dir, config.model)
+    spec, domain, model = _build(model_name, config, state)
+    train_set, val_set = domain.datasets(data_dir, spec, config.model, state)
+    cfg = config.train
+    loader_args = {"batch_size": cfg.batch_size, "collate_fn": train_set.collate, "num_workers": cfg.num_workers,
+                   "persistent_workers": cfg.num_workers > 0}
+    train_loader = DataLoader(train_set, shuffle=True, drop_last=True,
+                              generator=torch.Generator().manual_seed(seed), **loader_args)
+    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("%s: %d parameters, %d training / %d validation examples", model_name, n_params, len(train_set),
+             len(val_set))
+    start = time.perf_counter()
+    result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress)
+    wall = time.perf_counter() - start
+    info = {
+        "seed": seed, "parameters": n_params, "train_examples": len(train_set), "valid_examples": len(val_set),
+        "dropped_too_long": train_set.n_too_long, "train_seconds": wall,
+        "examples_per_second": result["global_step"] * cfg.batch_size / wall if wall > 0 else 0.0, **result,
+    }
+    checkpoint.save(out, domain=spec.domain, model_name=model_name, config=config.to_dict(),
+                    state_dict=model.state_dict(), domain_state=state, info=info)
+    return info

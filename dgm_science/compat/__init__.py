@@ -1,0 +1,1 @@
+"""Compatibility shims for third-party packages built against older dependencies."""

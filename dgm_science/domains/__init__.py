@@ -1,0 +1,3 @@
+"""Scientific domains: each registers its data, networks, metrics and models."""
+
+from dgm_science.domains import molecules  # noqa: F401

@@ -1,0 +1,265 @@
+"""MOSES data: fetch (molsets wheel from PyPI, sha256-checked), prepare (canonical SMILES,
+subsets, splits), featurize (RDKit graphs for PyG), datasets and collation."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import logging
+import multiprocessing as mp
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+import torch
+from rdkit import Chem, RDLogger
+from torch.utils.data import Dataset
+from tqdm import tqdm
+
+from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.errors import DataError
+from dgm_science.registry import register
+from dgm_science.utils import atomic_path
+
+log = logging.getLogger(__name__)
+
+MOSES_SPLITS = ("train", "test", "test_scaffolds")
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fetch_moses(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
+    """Download the ``molsets`` wheel with pip (no install, no import), check its sha256 and
+    extract ``moses/dataset/data/{train,test,test_scaffolds}.csv.gz`` into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+               f"molsets=={version}", "-d", tmp]
+        log.info("running %s", " ".join(cmd))
+        subprocess.run(cmd, check=True, stdout=sys.stderr)
+        wheels = list(Path(tmp).glob("molsets-*.whl"))
+        if len(wheels) != 1:
+            raise DataError(f"pip download of molsets=={version} produced {wheels}, expected one wheel")
+        actual = sha256_of(wheels[0])
+        if actual != sha256:
+            raise DataError(f"{wheels[0].name}: sha256 {actual} does not match the expected {sha256}")
+        with zipfile.ZipFile(wheels[0]) as wheel:
+            for split in MOSES_SPLITS:
+                member = f"moses/dataset/data/{split}.csv.gz"
+                with wheel.open(member) as src, atomic_path(out_dir / f"{split}.csv.gz") as tmp_out:
+                    tmp_out.write_bytes(src.read())
+    source = {"package": "molsets", "version": version, "sha256": sha256, "files": list(MOSES_SPLITS)}
+    (out_dir / "SOURCE.json").write_text(json.dumps(source, indent=2))
+    return source
+
+
+def read_smiles(path: str | Path, column: str = "SMILES", *, require_any: bool = True) -> list[str]:
+    """SMILES from ``.smi`` (one per line), or ``.csv``/``.csv.gz`` with a ``column`` header
+    (case-insensitive). Empty fields become ``""`` (invalid), so row order is kept."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt") as fh:
+            lines = fh.read().splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot be read as text ({err})") from None
+    if ".csv" in path.suffixes:
+        if not lines:
+            raise DataError(f"{path}: empty file (expected a header line with a {column!r} column)")
+        header = [h.strip().lower() for h in lines[0].split(",")]
+        if column.lower() not in header:
+            raise DataError(f"{path}: line 1: no {column!r} column in header {lines[0]!r}")
+        idx = header.index(column.lower())
+        rows = [line.split(",") for line in lines[1:]]
+        smiles = [r[idx].strip() if idx < len(r) else "" for r in rows]
+    else:
+        smiles = [line.split()[0] if line.strip() else "" for line in lines]
+    if require_any and not any(smiles):
+        raise DataError(f"{path}: no SMILES found")
+    return smiles
+
+
+def canonical_or_none(smiles: str) -> str | None:
+    """RDKit canonical SMILES, or None if RDKit cannot parse it."""
+    if not smiles:
+        return None
+    mol = Chem.MolFromSmiles(smiles)
+    return None if mol is None else Chem.MolToSmiles(mol)
+
+
+def _init_worker() -> None:
+    RDLogger.DisableLog("rdApp.*")
+
+
+def parallel_map(fn: Any, items: Sequence[Any], n_jobs: int, desc: str, chunksize: int = 2000) -> list[Any]:
+    """``[fn(x) for x in items]`` over ``n_jobs`` processes, with a progress bar on a terminal."""
+    show = sys.stderr.isatty()
+    if n_jobs <= 1 or len(items) < 2 * chunksize:
+        _init_worker()
+        return [fn(x) for x in tqdm(items, desc=desc, disable=not show, mininterval=1)]
+    with mp.get_context("fork").Pool(n_jobs, initializer=_init_worker) as pool:
+        it = pool.imap(fn, items, chunksize=chunksize)
+        return list(tqdm(it, total=len(items), desc=desc, disable=not show, mininterval=1))
+
+
+def _canonical_split(path: Path, n_jobs: int) -> tuple[list[str], dict[str, Any]]:
+    raw = read_smiles(path)
+    canonical = parallel_map(canonical_or_none, raw, n_jobs, f"canonicalize {path.name}")
+    bad = [i + 2 for i, c in enumerate(canonical) if c is None]  # +2: 1-based, after the header
+    if bad:
+        log.warning("%s: %d line(s) RDKit could not parse were skipped (lines %s%s)",
+                    path, len(bad), bad[:10], " ..." if len(bad) > 10 else "")
+    kept = [c for c in canonical if c is not None]
+    return kept, {"read": len(raw), "unparseable": len(bad), "unparseable_lines": bad[:100], "kept": len(kept)}
+
+
+def write_smiles(path: Path, smiles: Iterable[str]) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(f"{s}\n" for s in smiles))
+
+
+def prepare_moses(raw_dir: Path, out_dir: Path, *, n_jobs: int) -> dict[str, Any]:
+    """Canonicalize every MOSES split with RDKit; unparseable lines are skipped and counted in
+    ``prepare.json`` and the log. Writes ``train_all.smi`` (novelty reference), ``test.smi``,
+    ``test_scaffolds.smi``."""
+    stats: dict[str, Any] = {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, name in zip(MOSES_SPLITS, ("train_all", "test", "test_scaffolds")):
+        canonical, stats[split] = _canonical_split(raw_dir / f"{split}.csv.gz", n_jobs)
+        log.info("%s: %s", split, {k: v for k, v in stats[split].items() if k != "unparseable_lines"})
+        write_smiles(out_dir / f"{name}.smi", canonical)
+    (out_dir / "prepare.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def subset_split(
+    source: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int
+) -> dict[str, Any]:
+    """Hold out ``val_size`` molecules of ``source`` for validation and draw a seeded
+    ``train_size`` training subset (None: all the rest) -> ``train.smi``, ``valid.smi``."""
+    smiles = read_smiles(source)
+    order = np.random.default_rng(seed).permutation(len(smiles))
+    if val_size >= len(order):
+        raise DataError(f"{source}: val_size={val_size} leaves no training molecules ({len(order)} in all)")
+    val_idx = order[:val_size]
+    train_idx = order[val_size:] if train_size is None else order[val_size : val_size + train_size]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_smiles(out_dir / "train.smi", (smiles[i] for i in train_idx))
+    write_smiles(out_dir / "valid.smi", (smiles[i] for i in val_idx))
+    stats = {"source": str(source), "train": int(len(train_idx)), "valid": int(len(val_idx)), "seed": seed}
+    (out_dir / "subset.json").write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def featurize_file(smiles_path: Path, out_path: Path, n_jobs: int) -> int:
+    """RDKit graphs (PyG ``Data``) for every SMILES of ``smiles_path``, saved with
+    ``InMemoryDataset.save`` in the same order; returns the number of graphs."""
+    from torch_geometric.data import InMemoryDataset
+
+    from dgm_science.domains.molecules.featurize import smiles_to_graph
+
+    smiles = read_smiles(smiles_path)
+    graphs = parallel_map(smiles_to_graph, smiles, n_jobs, f"featurize {smiles_path.name}", chunksize=500)
+    with atomic_path(out_path) as tmp:
+        InMemoryDataset.save(graphs, str(tmp))
+    return len(graphs)
+
+
+class _GraphStore:
+    """Graphs saved by ``featurize_file``, indexable like a list."""
+
+    def __init__(self, path: Path) -> None:
+        from torch_geometric.data import InMemoryDataset
+
+        class _Store(InMemoryDataset):
+            def __init__(self) -> None:
+                super().__init__(root=None)
+                self.load(str(path))
+
+        if not path.is_file():
+            raise DataError(f"{path}: graph file not found (run the featurize step)")
+        self.dataset = _Store()
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.dataset[i]
+
+
+class MoleculeDataset(Dataset):
+    """Tokenized molecules, optionally with their graphs. Molecules longer than ``max_length``
+    tokens are dropped and counted in ``n_too_long``."""
+
+    def __init__(
+        self, smiles: Sequence[str], tokenizer: Tokenizer, max_length: int, graphs_path: Path | None = None
+    ) -> None:
+        graphs = _GraphStore(graphs_path) if graphs_path is not None else None
+        if graphs is not None and len(graphs) != len(smiles):
+            raise DataError(f"{graphs_path}: {len(graphs)} graphs for {len(smiles)} SMILES; re-run featurize")
+        self.tokens: list[torch.Tensor] = []
+        self.index: list[int] = []
+        for i, s in enumerate(smiles):
+            ids = tokenizer.encode(s)
+            if len(ids) <= max_length:
+                self.tokens.append(torch.tensor(ids, dtype=torch.long))
+                self.index.append(i)
+        self.n_too_long = len(smiles) - len(self.index)
+        if self.n_too_long:
+            log.info("dropped %d molecules longer than %d tokens", self.n_too_long, max_length)
+        self.graphs = graphs
+        self.pad_id = tokenizer.pad_id
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        item: dict[str, Any] = {"tokens": self.tokens[i]}
+        if self.graphs is not None:
+            item["graph"] = self.graphs[self.index[i]]
+        return item
+
+    def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return collate_molecules(items, self.pad_id)
+
+
+def collate_molecules(items: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
+    """Batch dict: ``tokens`` (B, L) padded with ``pad_id``; ``graph`` a PyG Batch if present."""
+    tokens = torch.nn.utils.rnn.pad_sequence([it["tokens"] for it in items], batch_first=True, padding_value=pad_id)
+    batch: dict[str, Any] = {"tokens": tokens}
+    if "graph" in items[0]:
+        from torch_geometric.data import Batch
+
+        batch["graph"] = Batch.from_data_list([it["graph"] for it in items])
+    return batch
+
+
+@register("dataset", "moses")
+class Moses:
+    """MOSES (Polykovskiy et al. 2020): 1.58 M train, 176 k test, 176 k scaffold-test molecules
+    from ZINC Clean Leads, shipped inside the ``molsets`` wheel."""
+
+    domain = "molecules"
+    version = "0.3.1"
+    sha256 = "7f4450e3ebecebe79c3a2a55950c93daddee071120daf64a163d03481e811d34"
+
+    @classmethod
+    def fetch(cls, out_dir: Path) -> dict[str, Any]:
+        return fetch_moses(out_dir, version=cls.version, sha256=cls.sha256)
+
+    @staticmethod
+    def prepare(raw_dir: Path, out_dir: Path, *, n_jobs: int) -> dict[str, Any]:
+        return prepare_moses(raw_dir, out_dir, n_jobs=n_jobs)

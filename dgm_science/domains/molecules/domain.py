@@ -1,0 +1,160 @@
+"""The molecules domain: what the CLI and the library need to train, sample and score molecule
+models, whatever their family."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from dgm_science.base import GenerativeModel
+from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
+from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.registry import register
+
+
+@register("domain", "molecules")
+class MoleculeDomain:
+    """Molecules as SMILES/SELFIES token sequences and RDKit graphs (MOSES, QM9)."""
+
+    name = "molecules"
+
+    @staticmethod
+    def fit_state(data_dir: Path, model_cfg: Any) -> dict[str, Any]:
+        """Domain state saved in the checkpoint: the tokenizer fitted on train + valid."""
+        smiles = read_smiles(data_dir / "train.smi") + read_smiles(data_dir / "valid.smi")
+        return {"tokenizer": Tokenizer.fit(model_cfg.tokenizer, smiles).state()}
+
+    @staticmethod
+    def tokenizer(state: dict[str, Any]) -> Tokenizer:
+        return Tokenizer.from_state(state["tokenizer"])
+
+    @classmethod
+    def datasets(
+        cls, data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
+    ) -> tuple[MoleculeDataset, MoleculeDataset]:
+        tokenizer = cls.tokenizer(state)
+        needs_graph = "graph" in spec.batch_fields
+        out = []
+        for split in ("train", "valid"):
+            graphs = data_dir / f"graphs_{split}.pt" if needs_graph else None
+            out.append(MoleculeDataset(read_smiles(data_dir / f"{split}.smi"), tokenizer, model_cfg.max_length, graphs))
+        return out[0], out[1]
+
+    @classmethod
+    def decode(cls, raw: torch.Tensor, state: dict[str, Any]) -> list[str | None]:
+        """Token ids (B, L) -> SMILES strings; None where the sequence never ended (<eos>)."""
+        tokenizer = cls.tokenizer(state)
+        return [tokenizer.decode(row) for row in raw.tolist()]
+
+    @classmethod
+    def batch_of(
+        cls, smiles: Sequence[str | None], spec: Any, model_cfg: Any, state: dict[str, Any]
+    ) -> tuple[dict[str, Any] | None, list[int]]:
+        """Model batch for those SMILES the model can score, and their positions in ``smiles``."""
+        from dgm_science.domains.molecules.featurize import smiles_to_graph
+
+        tokenizer = cls.tokenizer(state)
+        needs_graph = "graph" in spec.batch_fields
+        items, keep = [], []
+        for i, s in enumerate(smiles):
+            if not s:
+                continue
+            try:
+                ids = tokenizer.encode(s)
+                item: dict[str, Any] = {"tokens": torch.tensor(ids)}
+                if needs_graph:
+                    item["graph"] = smiles_to_graph(s)
+            except ValueError:  # not tokenizable, or RDKit cannot parse it for the graph
+                continue
+            if len(ids) > model_cfg.max_length or tokenizer.unk_id in ids:
+                continue
+            items.append(item)
+            keep.append(i)
+        if not items:
+            return None, []
+        return collate_molecules(items, tokenizer.pad_id), keep
+
+    @classmethod
+    @torch.no_grad()
+    def log_likelihood(
+        cls,
+        model: GenerativeModel,
+        smiles: Sequence[str | None],
+        spec: Any,
+        model_cfg: Any,
+        state: dict[str, Any],
+        batch_size: int = 500,
+    ) -> np.ndarray:
+        """log p(x) in nats per SMILES string (the ELBO for bound models); NaN where the model
+        cannot score it (invalid, unknown token, too long)."""
+        out = np.full(len(smiles), math.nan)
+        device = next(model.parameters()).device
+        model.eval()
+        for start in range(0, len(smiles), batch_size):
+            chunk = smiles[start : start + batch_size]
+            batch, keep = cls.batch_of(chunk, spec, model_cfg, state)
+            if batch is None:
+                continue
+            batch = {k: v.to(device) for k, v in batch.items()}
+            out[[start + k for k in keep]] = model.log_prob(batch).float().cpu().numpy()
+        return out
+
+    @staticmethod
+    def write_samples(path: Path, items: Sequence[str | None], log_likelihood: np.ndarray, n_jobs: int = 1) -> int:
+        """CSV of sampled SMILES with validity, QED, SA, logP, MW and the model's log-likelihood
+        (nats), written atomically. Returns the number of valid molecules."""
+        import csv
+
+        from dgm_science.domains.molecules.properties import properties_table
+        from dgm_science.utils import atomic_path
+
+        props = properties_table([s or "" for s in items], n_jobs=n_jobs)
+        n_valid = 0
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["smiles", "valid", "qed", "sa", "logp", "mw", "log_likelihood"])
+            for s, p, ll in zip(items, props, log_likelihood):
+                valid = p is not None
+                n_valid += valid
+                values = [f"{p[k]:.4f}" if valid else "" for k in ("qed", "sa", "logp", "mw")]
+                writer.writerow([s or "", int(valid), *values, "" if math.isnan(ll) else f"{ll:.4f}"])
+        return n_valid
+
+    @staticmethod
+    def read_samples(path: Path) -> list[str]:
+        """Generated SMILES in order; an empty field is an invalid sample (kept, counted)."""
+        return read_smiles(path, column="smiles", require_any=False)
+
+    @staticmethod
+    def reference(smiles_path: Path, out: Path, *, n_jobs: int, max_molecules: int | None, seed: int) -> int:
+        """Cache MOSES reference statistics (ChemNet moments, fingerprints, fragments, scaffolds,
+        properties) of a test set; ``max_molecules`` takes a seeded subset (quick runs)."""
+        from dgm_science.domains.molecules import metrics
+
+        smiles = read_smiles(smiles_path)
+        if max_molecules is not None and max_molecules < len(smiles):
+            idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_molecules, replace=False))
+            smiles = [smiles[i] for i in idx]
+        stats = metrics.reference_statistics(smiles, n_jobs=n_jobs, progress=sys.stderr.isatty())
+        metrics.save_reference(out, stats)
+        return len(smiles)
+
+    @staticmethod
+    def evaluate(samples_path: Path, reference_dir: Path, *, n_jobs: int) -> dict[str, float]:
+        """MOSES metrics of the samples against ``reference_dir``'s train_all.smi, ref_test.npz and
+        ref_test_scaffolds.npz."""
+        from dgm_science.domains.molecules import metrics
+
+        generated = MoleculeDomain.read_samples(samples_path)
+        return metrics.evaluate(
+            [s or None for s in generated],
+            train=read_smiles(reference_dir / "train_all.smi"),
+            test_stats=metrics.load_reference(reference_dir / "ref_test.npz"),
+            test_scaffolds_stats=metrics.load_reference(reference_dir / "ref_test_scaffolds.npz"),
+            n_jobs=n_jobs,
+        )

@@ -1,0 +1,149 @@
+"""Molecules section of the report: MOSES metrics beside the published rows, sampled molecules,
+property histograms against the test set."""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dgm_science import checkpoint
+from dgm_science.registry import register
+from dgm_science.report import collect_runs, figure_png, png_data_uri, table_html
+
+COLUMNS = [
+    ("valid", "Valid"), ("unique@1000", "Unique@1k"), ("unique@10000", "Unique@10k"),
+    ("FCD/Test", "FCD Test ↓"), ("FCD/TestSF", "FCD TestSF ↓"), ("SNN/Test", "SNN Test"),
+    ("SNN/TestSF", "SNN TestSF"), ("Frag/Test", "Frag Test"), ("Frag/TestSF", "Frag TestSF"),
+    ("Scaf/Test", "Scaf Test"), ("Scaf/TestSF", "Scaf TestSF"), ("IntDiv1", "IntDiv"), ("IntDiv2", "IntDiv2"),
+    ("Filters", "Filters"), ("novelty", "Novelty"), ("logP", "logP W1 ↓"), ("SA", "SA W1 ↓"),
+    ("QED", "QED W1 ↓"), ("MW", "MW W1 ↓"),
+]
+
+# Polykovskiy et al. (2020), "Molecular Sets (MOSES)", Front. Pharmacol. 11:565644, Table 2 and the
+# molsets README: means over 3 runs, 30,000 samples each, models trained on the full MOSES train
+# set (1,584,663 molecules) on GPUs. Property W1 distances are not in that table.
+PUBLISHED_MOSES: dict[str, dict[str, float]] = {
+    "Train (data)": {"valid": 1.0, "unique@1000": 1.0, "unique@10000": 1.0, "FCD/Test": 0.008,
+                     "FCD/TestSF": 0.4755, "SNN/Test": 0.6419, "SNN/TestSF": 0.5859, "Frag/Test": 1.0,
+                     "Frag/TestSF": 0.9986, "Scaf/Test": 0.9907, "Scaf/TestSF": 0.0, "IntDiv1": 0.8567,
+                     "IntDiv2": 0.8508, "Filters": 1.0},
+    "CharRNN": {"valid": 0.9748, "unique@1000": 1.0, "unique@10000": 0.9994, "FCD/Test": 0.0732,
+                "FCD/TestSF": 0.5204, "SNN/Test": 0.6015, "SNN/TestSF": 0.5649, "Frag/Test": 0.9998,
+                "Frag/TestSF": 0.9983, "Scaf/Test": 0.9242, "Scaf/TestSF": 0.1101, "IntDiv1": 0.8562,
+                "IntDiv2": 0.8503, "Filters": 0.9943, "novelty": 0.8419},
+    "VAE": {"valid": 0.9767, "unique@1000": 1.0, "unique@10000": 0.9984, "FCD/Test": 0.099,
+            "FCD/TestSF": 0.567, "SNN/Test": 0.6257, "SNN/TestSF": 0.5783, "Frag/Test": 0.9994,
+            "Frag/TestSF": 0.9984, "Scaf/Test": 0.9386, "Scaf/TestSF": 0.0588, "IntDiv1": 0.8558,
+            "IntDiv2": 0.8498, "Filters": 0.997, "novelty": 0.6949},
+    "JTN-VAE": {"valid": 1.0, "unique@1000": 1.0, "unique@10000": 0.9992, "FCD/Test": 0.4224,
+                "FCD/TestSF": 0.9962, "SNN/Test": 0.5561, "SNN/TestSF": 0.5273, "Frag/Test": 0.9962,
+                "Frag/TestSF": 0.9948, "Scaf/Test": 0.8925, "Scaf/TestSF": 0.1005, "IntDiv1": 0.8512,
+                "IntDiv2": 0.8453, "Filters": 0.9778, "novelty": 0.9153},
+}
+PUBLISHED_SCALE = "full MOSES train (1.58 M), GPU, 3 seeds × 30 k samples"
+PROPERTIES = [("logp", "logP"), ("sa", "SA"), ("qed", "QED"), ("mw", "MW")]
+
+
+def _fmt(values: list[float]) -> str:
+    values = [v for v in values if v is not None and not np.isnan(v)]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f}±{statistics.stdev(values):.4f}"
+
+
+def _scale(run_dir: Path) -> str:
+    ckpt = run_dir / "model.ckpt"
+    if not ckpt.is_file():
+        return "?"
+    info = checkpoint.load(ckpt)["info"]
+    return (f"{info.get('train_examples', 0):,} mols, {info.get('global_step', 0):,} steps, "
+            f"{info.get('train_seconds', 0) / 60:.1f} min, {info.get('parameters', 0) / 1e6:.1f} M params")
+
+
+def _read_samples(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def _grid(rows: list[dict[str, str]], n: int = 24) -> str:
+    from rdkit import Chem
+    from rdkit.Chem import Draw
+
+    mols = [m for m in (Chem.MolFromSmiles(r["smiles"]) for r in rows if r["valid"] == "1") if m is not None][:n]
+    if not mols:
+        return "<p>No valid molecules.</p>"
+    image = Draw.MolsToGridImage(mols, molsPerRow=8, subImgSize=(170, 140), returnPNG=True)
+    return f'<img alt="sampled molecules" src="{png_data_uri(image)}">'
+
+
+def _histograms(dataset: str, samples: dict[str, list[dict[str, str]]], reference: Path) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from dgm_science.domains.molecules.metrics import load_reference, reference_property
+
+    ref = load_reference(reference) if reference.is_file() else None
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
+    for ax, (key, label) in zip(axes, PROPERTIES):
+        if ref is not None:
+            ax.hist(reference_property(ref, label), bins=60, density=True, histtype="stepfilled", alpha=0.3,
+                    color="k", label="test")
+        for model, rows in samples.items():
+            values = [float(r[key]) for r in rows if r["valid"] == "1"]
+            ax.hist(values, bins=60, density=True, histtype="step", label=model)
+        ax.set_title(label)
+    axes[0].legend(fontsize=8)
+    png = figure_png(fig)
+    plt.close(fig)
+    return f'<img alt="property histograms {dataset}" src="{png_data_uri(png)}">'
+
+
+@register("report", "molecules")
+def molecules_section(results: Path) -> str:
+    """HTML for every molecules run under ``results``; empty if there is none."""
+    runs = collect_runs(results, "molecules")
+    if not runs:
+        return ""
+    parts = ["<h2>Molecules</h2>"]
+    for dataset in sorted({r["dataset"] for r in runs}):
+        ds_runs = [r for r in runs if r["dataset"] == dataset]
+        models = sorted({r["model"] for r in ds_runs})
+        header = ["model", "scale"] + [label for _, label in COLUMNS]
+        rows: list[tuple[str, list[str]]] = []
+        for model in models:
+            mruns = [r for r in ds_runs if r["model"] == model]
+            cells = [f"<b>{model}</b> (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
+                     _scale(mruns[0]["dir"])]
+            cells += [_fmt([r["metrics"].get(key) for r in mruns]) for key, _ in COLUMNS]
+            rows.append(("ours", cells))
+        if dataset == "moses":
+            for name, values in PUBLISHED_MOSES.items():
+                cells = [f"{name} (published)", PUBLISHED_SCALE if name != "Train (data)" else "MOSES train set"]
+                cells += [f"{values[key]:.4f}" if key in values else "–" for key, _ in COLUMNS]
+                rows.append(("published", cells))
+        parts.append(f"<h3>{dataset.upper()}</h3>")
+        parts.append(table_html(header, rows))
+        parts.append('<p class="note">Valid: fraction of samples RDKit parses; the other metrics use the valid '
+                     "ones (MOSES definitions). FCD, SNN, Frag, Scaf and property W1 against the cached Test / "
+                     "TestSF statistics; novelty against the whole MOSES train set.</p>")
+        samples = {}
+        for model in models:
+            first = next(r for r in ds_runs if r["model"] == model)
+            path = first["dir"] / "samples.csv"
+            if path.is_file():
+                samples[model] = _read_samples(path)
+                parts.append(f"<h4>{model}: sampled molecules (seed {first['seed']})</h4>")
+                parts.append(_grid(samples[model]))
+        if samples:
+            reference = results.parent / "resources" / "molecules" / dataset / "canonical" / "ref_test.npz"
+            parts.append("<h4>Properties of valid samples vs the test set</h4>")
+            parts.append(_histograms(dataset, samples, reference))
+    return "\n".join(parts)

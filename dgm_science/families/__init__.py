@@ -1,0 +1,1 @@
+"""Domain-agnostic model families: each takes its networks in and serves every domain."""

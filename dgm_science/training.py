@@ -1,0 +1,140 @@
+"""One LightningModule for any GenerativeModel, and the Trainer factory.
+
+Lightning owns the loop, devices (``accelerator: auto``), mixed precision, DDP / multi-node and
+resumable checkpoints; this module only says what a step is.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger
+
+from dgm_science.base import GenerativeModel
+from dgm_science.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+def _batch_size(batch: Any) -> int:
+    if isinstance(batch, dict):
+        for value in batch.values():
+            if isinstance(value, torch.Tensor):
+                return int(value.shape[0])
+    return 1
+
+
+class GenerativeLightningModule(L.LightningModule):
+    """Trains ``model.loss``; validates the per-example negative log-likelihood (or -ELBO)."""
+
+    def __init__(self, model: GenerativeModel, train_config: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.train_config = train_config
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        self.model.set_training_step(self.global_step)
+        loss = self.model.loss(batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite training loss at step {self.global_step}: {loss.item()}")
+        size = _batch_size(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=size)
+        for name, value in self.model.metrics_to_log().items():
+            self.log(f"train/{name}", value, batch_size=size)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        nll = -self.model.log_prob(batch)
+        self.log("val/nll", nll.mean(), prog_bar=True, sync_dist=True, batch_size=_batch_size(batch))
+
+    def configure_optimizers(self) -> Any:
+        cfg = self.train_config
+        decay = [p for n, p in self.model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in self.model.named_parameters() if p.ndim < 2]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.lr,
+            betas=(0.9, 0.98),
+        )
+
+        def schedule(step: int) -> float:  # linear warm-up, cosine decay to 10 %
+            if step < cfg.warmup_steps:
+                return (step + 1) / cfg.warmup_steps
+            progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """``auto``: bf16 mixed precision on a CUDA GPU that supports it, 32-bit otherwise."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported() and cfg.accelerator in ("auto", "gpu", "cuda"):
+        return "bf16-mixed"
+    return "32-true"
+
+
+def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool) -> L.Trainer:
+    """Trainer with CSV logs (loss per step) and a resumable ``last.ckpt`` under ``work_dir``."""
+    checkpoint = ModelCheckpoint(
+        dirpath=work_dir / "checkpoints",
+        save_last=True,
+        save_top_k=0,
+        every_n_train_steps=cfg.checkpoint_every_steps,
+    )
+    callbacks: list[L.Callback] = [checkpoint]
+    if progress:
+        callbacks.append(TQDMProgressBar(refresh_rate=20))
+    max_time = None
+    if cfg.max_time_minutes is not None:
+        max_time = {"minutes": cfg.max_time_minutes}
+    return L.Trainer(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        precision=resolve_precision(cfg),
+        max_steps=cfg.max_steps,
+        max_epochs=-1,
+        max_time=max_time,
+        val_check_interval=cfg.val_every_steps,
+        check_val_every_n_epoch=None,
+        limit_val_batches=cfg.val_batches,
+        gradient_clip_val=cfg.grad_clip,
+        logger=CSVLogger(work_dir, name="logs", version=""),
+        callbacks=callbacks,
+        log_every_n_steps=10,
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        deterministic=False,
+    )
+
+
+def fit(
+    model: GenerativeModel,
+    cfg: TrainConfig,
+    train_loader: Any,
+    val_loader: Any,
+    work_dir: Path,
+    *,
+    progress: bool,
+) -> dict[str, Any]:
+    """Train, resuming from ``work_dir/checkpoints/last.ckpt`` if a killed run left one."""
+    module = GenerativeLightningModule(model, cfg)
+    trainer = make_trainer(cfg, work_dir, progress=progress)
+    last = work_dir / "checkpoints" / "last.ckpt"
+    resume = str(last) if last.is_file() else None
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    return {"global_step": trainer.global_step, "resumed_from": resume, **metrics}
