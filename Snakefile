@@ -4,7 +4,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "workflows/config/default.yaml"
+# The embedded default unless a config is given (--configfile replaces it rather than being
+# deep-merged into it, so no default leaks into another config).
+if not config:
+
+    configfile: "workflows/config/default.yaml"
+
 
 
 validate(config, "workflows/schemas/config.schema.yaml")

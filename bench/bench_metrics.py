@@ -69,6 +69,7 @@ def reference(name: str, smiles: list[str], cache: Path, args: argparse.Namespac
     """Load cached statistics when allowed, else compute (timed) and cache them."""
     if args.reuse_cache and cache.exists():
         print(f"[{name}] loading cached statistics {cache}", flush=True)
+        report["reference_statistics"][name] = {"cached": str(cache)}
         return load_reference(cache)
     print(f"[{name}] reference_statistics on {len(smiles)} molecules ...", flush=True)
     start = time.perf_counter()
@@ -146,7 +147,9 @@ def main() -> None:
         print(f"[evaluate] {name}: {seconds:.1f} s  {json.dumps(metrics)}", flush=True)
 
     start = time.perf_counter()
-    ours = fcd_from_stats(test_stats["fcd_mu"], test_stats["fcd_sigma"], scaffold_stats["fcd_mu"], scaffold_stats["fcd_sigma"])
+    ours = fcd_from_stats(
+        test_stats["fcd_mu"], test_stats["fcd_sigma"], scaffold_stats["fcd_mu"], scaffold_stats["fcd_sigma"]
+    )
     ours_s = time.perf_counter() - start
     from fcd.utils import calculate_frechet_distance
 

@@ -76,7 +76,7 @@ class LoadedModel:
         return next(self.model.parameters()).device
 
     @torch.no_grad()
-    def sample_raw(
+    def sample(
         self, n: int, *, seed: int = 0, temperature: float | None = None, batch_size: int | None = None,
         progress: bool = False,
     ) -> list[Any]:
@@ -95,8 +95,6 @@ class LoadedModel:
                 out.extend(self.domain.decode(raw, self.state))
                 bar.update(size)
         return out
-
-    sample = sample_raw
 
     def log_likelihood(self, items: Sequence[Any], batch_size: int = 500) -> np.ndarray:
         """log p(x) in nats per item (ELBO for bound models); NaN where the model cannot score it."""

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from fcd import get_predictions
+from fcd.utils import load_imported_model
 from rdkit import Chem
 from scipy.stats import wasserstein_distance
 from tqdm.auto import tqdm
@@ -215,8 +217,6 @@ def internal_diversity(
 @functools.lru_cache(maxsize=1)
 def chemnet() -> torch.nn.Module:
     """ChemNet (Preuer et al. 2018) as shipped in the `fcd` wheel, loaded with weights_only=True, on CPU."""
-    from fcd.utils import load_imported_model
-
     payload = pkgutil.get_data("fcd", "ChemNet_v0.13_pretrained.pt")
     if payload is None:
         raise FileNotFoundError("fcd package data ChemNet_v0.13_pretrained.pt not found")
@@ -232,13 +232,15 @@ def chemnet_activations(
     SMILES of 350+ characters cannot take the standard padding; each is encoded with its own length (fcd would
     otherwise re-pad the whole batch) and a warning is issued.
     """
-    from fcd import get_predictions
-
     model = chemnet()
     activations = np.empty((len(smiles), 512), dtype=np.float32)
     short = [i for i, s in enumerate(smiles) if len(s) < CHEMNET_PAD_LENGTH]
     long = [i for i, s in enumerate(smiles) if len(s) >= CHEMNET_PAD_LENGTH]
-    with tqdm(total=len(smiles), desc="ChemNet", disable=not progress, unit="mol") as bar:
+    with (
+        tqdm(total=len(smiles), desc="ChemNet", disable=not progress, unit="mol") as bar,
+        warnings.catch_warnings(),
+    ):
+        warnings.filterwarnings("ignore", message="`row_stack` alias is deprecated", category=DeprecationWarning)
         for start in range(0, len(short), CHEMNET_BLOCK):
             index = short[start : start + CHEMNET_BLOCK]
             block = [smiles[i] for i in index]

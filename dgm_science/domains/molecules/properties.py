@@ -175,7 +175,8 @@ def describe_molecule(
         return None
     canonical = Chem.MolToSmiles(mol)
     if from_canonical:
-        mol = parse_smiles(canonical) or mol
+        reparsed = parse_smiles(canonical)
+        mol = mol if reparsed is None else reparsed
     props = mol_properties(mol)
     return MoleculeFeatures(
         canonical=canonical,
@@ -208,15 +209,14 @@ def map_molecules(
 ) -> list[_R]:
     """`[function(x) for x in items]` with RDKit logging silenced, over a process pool when n_jobs > 1.
 
-    `function` must be picklable (module level or functools.partial of one). Order is preserved.
+    `function` must be picklable (module level or functools.partial of one). Order is preserved. Workers
+    start with the "forkserver" method, so a calling script needs the `if __name__ == "__main__":` guard.
     """
     n_items = len(items)
-    if n_jobs <= 1 or n_items < 2 * max(n_jobs, 1):
-        _log_block = rdBase.BlockLogs()
-        iterator = tqdm(items, total=n_items, desc=desc, disable=not progress, unit="mol")
-        results = [function(item) for item in iterator]
-        del _log_block
-        return results
+    if n_jobs <= 1 or n_items < 2 * n_jobs:
+        with rdBase.BlockLogs():
+            iterator = tqdm(items, total=n_items, desc=desc, disable=not progress, unit="mol")
+            return [function(item) for item in iterator]
     chunksize = max(1, min(512, n_items // (8 * n_jobs)))
     context = multiprocessing.get_context("forkserver")
     with context.Pool(n_jobs, initializer=_init_worker) as pool:
@@ -231,6 +231,8 @@ def _properties_row(smiles: str | None) -> dict[str, Any] | None:
     return {"smiles": Chem.MolToSmiles(mol), **mol_properties(mol), "passes_filters": passes_filters(mol)}
 
 
-def properties_table(smiles: Sequence[str | None], n_jobs: int = 1) -> list[dict[str, Any] | None]:
+def properties_table(
+    smiles: Sequence[str | None], n_jobs: int = 1, *, progress: bool = False
+) -> list[dict[str, Any] | None]:
     """Per input SMILES: None if invalid, else {"smiles" (canonical), "qed", "sa", "logp", "mw", "passes_filters"}."""
-    return map_molecules(_properties_row, list(smiles), n_jobs=n_jobs, desc="properties")
+    return map_molecules(_properties_row, list(smiles), n_jobs=n_jobs, progress=progress, desc="properties")

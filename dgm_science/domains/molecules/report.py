@@ -88,13 +88,13 @@ def _histograms(dataset: str, samples: dict[str, list[dict[str, str]]], referenc
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from dgm_science.domains.molecules.metrics import load_reference, reference_property
+    from dgm_science.domains.molecules.metrics import load_reference
 
     ref = load_reference(reference) if reference.is_file() else None
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
     for ax, (key, label) in zip(axes, PROPERTIES):
         if ref is not None:
-            ax.hist(reference_property(ref, label), bins=60, density=True, histtype="stepfilled", alpha=0.3,
+            ax.hist(ref[label], bins=60, density=True, histtype="stepfilled", alpha=0.3,
                     color="k", label="test")
         for model, rows in samples.items():
             values = [float(r[key]) for r in rows if r["valid"] == "1"]

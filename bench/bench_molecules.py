@@ -1,0 +1,104 @@
+"""Benchmark: molecule model training throughput (tokens/s, molecules/s) and sampling
+throughput (molecules/s for 10k SMILES) on this machine. Writes bench/results/molecules.json.
+
+Uses the prepared MOSES subset (run `make run` or the moses_subset rule first) and the default
+config's quick model sizes. Not a test: figures depend on the machine.
+
+    python bench/bench_molecules.py [--data resources/molecules/moses/subset] [--steps 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from torch.utils.data import DataLoader
+
+from dgm_science import api, registry
+from dgm_science.training import resolve_precision
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int) -> dict:
+    torch.set_num_threads(threads)
+    config = api.RunConfig.parse(name, model_config)
+    spec = registry.get("model", name)
+    domain = registry.get("domain", spec.domain)
+    if "graph" in spec.batch_fields:
+        from dgm_science.domains.molecules.data import featurize_file
+
+        for split in ("train", "valid"):
+            if not (data / f"graphs_{split}.pt").is_file():
+                featurize_file(data / f"{split}.smi", data / f"graphs_{split}.pt", threads)
+    state = domain.fit_state(data, config.model)
+    model = spec.build(config.model, state)
+    train_set, _ = domain.datasets(data, spec, config.model, state)
+    loader = DataLoader(train_set, batch_size=config.train.batch_size, shuffle=True, collate_fn=train_set.collate,
+                        generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, fused=True)
+    precision = resolve_precision(config.train)
+    autocast = precision.startswith("bf16")
+    model.train()
+    tokens = molecules = 0
+    it = iter(loader)
+    for step in range(steps + 3):
+        if step == 3:  # warm-up excluded
+            start, tokens, molecules = time.perf_counter(), 0, 0
+        batch = next(it)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            loss = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        tokens += int((batch["tokens"][:, 1:] != 0).sum())
+        molecules += batch["tokens"].shape[0]
+    train_seconds = time.perf_counter() - start
+    model.eval()
+    start = time.perf_counter()
+    done = 0
+    generator = torch.Generator().manual_seed(0)
+    while done < n_sample:
+        size = min(config.sample.batch_size, n_sample - done)
+        raw = model.sample(size, generator=generator)
+        domain.decode(raw, state)
+        done += size
+    sample_seconds = time.perf_counter() - start
+    return {
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "batch_size": config.train.batch_size,
+        "precision": precision,
+        "train_tokens_per_s": tokens / train_seconds,
+        "train_molecules_per_s": molecules / train_seconds,
+        "sample_n": n_sample,
+        "sample_seconds": sample_seconds,
+        "sample_molecules_per_s": n_sample / sample_seconds,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=ROOT / "resources/molecules/moses/subset")
+    parser.add_argument("--config", type=Path, default=ROOT / "workflows/config/default.yaml")
+    parser.add_argument("--steps", type=int, default=30, help="timed training steps per model")
+    parser.add_argument("--sample", type=int, default=10000, help="molecules to sample per model")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/molecules.json")
+    args = parser.parse_args()
+    models = yaml.safe_load(args.config.read_text())["molecules"]["moses"]["models"]
+    results = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+               "torch": torch.__version__, "models": {}}
+    for name, model_config in models.items():
+        results["models"][name] = bench_model(name, args.data, model_config, args.steps, args.sample, args.threads)
+        print(name, json.dumps(results["models"][name], indent=1), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
