@@ -65,6 +65,15 @@ def chain_molecules(n: int, seed: int) -> list[str]:
     return sorted(molecules)
 
 
+def strict_json(value):
+    """NaN (e.g. Scaf with no scaffold) as null, so the report is standard JSON."""
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
 def reference(name: str, smiles: list[str], cache: Path, args: argparse.Namespace, report: dict) -> dict:
     """Load cached statistics when allowed, else compute (timed) and cache them."""
     if args.reuse_cache and cache.exists():
@@ -164,7 +173,7 @@ def main() -> None:
         "fcd.calculate_frechet_distance_s": round(time.perf_counter() - start, 3),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    args.output.write_text(json.dumps(strict_json(report), indent=2, allow_nan=False) + "\n")
     print(f"wrote {args.output}")
 
 

@@ -21,6 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dgm_science import checkpoint, registry
+from dgm_science.batching import LengthBucketBatchSampler
 from dgm_science.base import GenerativeModel
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
 from dgm_science.families.vae import VAE
@@ -166,11 +167,15 @@ def train(
     spec, domain, model = _build(model_name, config, state)
     train_set, val_set = domain.datasets(data_dir, spec, config.model, state)
     cfg = config.train
-    loader_args = {"batch_size": cfg.batch_size, "collate_fn": train_set.collate, "num_workers": cfg.num_workers,
+    loader_args = {"collate_fn": train_set.collate, "num_workers": cfg.num_workers,
                    "persistent_workers": cfg.num_workers > 0}
-    train_loader = DataLoader(train_set, shuffle=True, drop_last=True,
-                              generator=torch.Generator().manual_seed(seed), **loader_args)
-    val_loader = DataLoader(val_set, shuffle=False, **loader_args)
+    if hasattr(train_set, "lengths"):  # sequence data: bucket by length to avoid padding
+        sampler = LengthBucketBatchSampler(train_set.lengths, cfg.batch_size, seed=seed)
+        train_loader = DataLoader(train_set, batch_sampler=sampler, **loader_args)
+    else:
+        train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                                  generator=torch.Generator().manual_seed(seed), **loader_args)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_args)
     n_params = sum(p.numel() for p in model.parameters())
     log.info("%s: %d parameters, %d training / %d validation examples", model_name, n_params, len(train_set),
              len(val_set))

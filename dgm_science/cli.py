@@ -46,15 +46,9 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     dataset = registry.get("dataset", args.dataset)
-    stats = dataset.prepare(args.raw, args.out, n_jobs=args.jobs)
+    stats = dataset.prepare(args.raw, args.out, train_size=args.train_size, val_size=args.val_size,
+                            seed=args.seed, n_jobs=args.jobs)
     log.info("prepared %s: %s", args.dataset, json.dumps(stats)[:2000])
-
-
-def cmd_subset(args: argparse.Namespace) -> None:
-    from dgm_science.domains.molecules.data import subset_split
-
-    stats = subset_split(args.source, args.out, train_size=args.train_size, val_size=args.val_size, seed=args.seed)
-    log.info("subset: %s", stats)
 
 
 def cmd_featurize(args: argparse.Namespace) -> None:
@@ -131,21 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for the raw files")
     p.set_defaults(func=cmd_fetch)
 
-    p = sub.add_parser("prepare", help="canonicalize a fetched dataset's splits (bad lines skipped, counted)")
+    p = sub.add_parser("prepare", help="seeded train / validation split of a fetched dataset, canonicalized "
+                                       "(lines RDKit can't parse are skipped and counted)")
     p.add_argument("dataset", help="dataset name, e.g. moses")
     p.add_argument("--raw", type=Path, required=True, help="folder written by `dgm fetch`")
-    p.add_argument("--out", type=Path, required=True, help="folder for the processed splits")
-    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
-    p.set_defaults(func=cmd_prepare)
-
-    p = sub.add_parser("subset", help="seeded train subset + validation hold-out of a prepared split")
-    p.add_argument("--source", type=Path, required=True, help="prepared SMILES file, e.g. train_all.smi")
-    p.add_argument("--out", type=Path, required=True, help="folder for train.smi / valid.smi")
+    p.add_argument("--out", type=Path, required=True, help="folder for train.smi, valid.smi, train_all.smi")
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="seeded random subset of training molecules (default: all)")
     p.add_argument("--val-size", type=positive_int, default=10000, help="molecules held out for validation")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset / split")
-    p.set_defaults(func=cmd_subset)
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
+    p.set_defaults(func=cmd_prepare)
 
     p = sub.add_parser("featurize", help="RDKit molecular graphs (PyG) for a SMILES file")
     p.add_argument("--smiles", type=Path, required=True, help="one SMILES per line")
@@ -155,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("reference", help="cache the reference statistics the metrics compare against")
     p.add_argument("--domain", default="molecules", help="domain whose metrics the statistics serve")
-    p.add_argument("--data", type=Path, required=True, help="reference set, e.g. test.smi")
+    p.add_argument("--data", type=Path, required=True, help="reference set, e.g. raw/test.csv.gz or test.smi")
     p.add_argument("--out", type=Path, required=True, help="output .npz")
     p.add_argument("--max-molecules", type=positive_int, default=None,
                    help="seeded random subset of the reference set (default: all)")
@@ -189,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--domain", default="molecules", help="domain of the samples")
     p.add_argument("--samples", type=Path, required=True, help="CSV written by `dgm sample`")
     p.add_argument("--reference", type=Path, required=True,
-                   help="folder with train_all.smi, ref_test.npz, ref_test_scaffolds.npz")
+                   help="folder with train_all.smi (novelty), ref_test.npz and ref_test_scaffolds.npz")
     p.add_argument("--out", type=Path, required=True, help="metrics.json")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_evaluate)

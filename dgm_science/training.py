@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger
 
 from dgm_science.base import GenerativeModel
+from dgm_science.batching import LengthBucketBatchSampler
 from dgm_science.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def resolve_precision(cfg: TrainConfig) -> str:
     return "32-true"
 
 
-def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool) -> L.Trainer:
+def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_itself: bool = False) -> L.Trainer:
     """Trainer with CSV logs (loss per step) and a resumable ``last.ckpt`` under ``work_dir``."""
     checkpoint = ModelCheckpoint(
         dirpath=work_dir / "checkpoints",
@@ -116,6 +117,8 @@ def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool) -> L.Train
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        # A LengthBucketBatchSampler shards across ranks itself; plain loaders get Lightning's.
+        use_distributed_sampler=not shards_itself,
         deterministic=False,
     )
 
@@ -131,7 +134,8 @@ def fit(
 ) -> dict[str, Any]:
     """Train, resuming from ``work_dir/checkpoints/last.ckpt`` if a killed run left one."""
     module = GenerativeLightningModule(model, cfg)
-    trainer = make_trainer(cfg, work_dir, progress=progress)
+    shards_itself = isinstance(getattr(train_loader, "batch_sampler", None), LengthBucketBatchSampler)
+    trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards_itself)
     last = work_dir / "checkpoints" / "last.ckpt"
     resume = str(last) if last.is_file() else None
     if resume:

@@ -55,7 +55,8 @@ def test_sample_writes_properties_and_likelihood(tiny_checkpoint, tmp_path, caps
         (["train", "--model", "no-such-model", "--data", "{tmp}", "--out", "{tmp}/m.ckpt"], "unknown model"),
         (["evaluate", "--samples", "{tmp}/empty.csv", "--reference", "{tmp}", "--out", "{tmp}/m.json"],
          "empty.csv"),
-        (["subset", "--source", "{tmp}/empty.smi", "--out", "{tmp}/s"], "empty.smi"),
+        (["prepare", "moses", "--raw", "{tmp}/no-such-dir", "--out", "{tmp}/s"], "train.csv.gz"),
+        (["featurize", "--smiles", "{tmp}/empty.smi", "--out", "{tmp}/g.pt"], "empty.smi"),
     ],
 )
 def test_bad_input_gives_one_clear_error(argv, message, tiny_checkpoint, tmp_path, capsys):

@@ -51,8 +51,9 @@ def test_pipeline_runs_end_to_end(workdir):
     assert result.returncode == 0, result.stderr[-6000:]
     report = (workdir / "results/report.html").read_text()
     assert "smiles-arm" in report and "graph-vae" in report and "CharRNN (published)" in report
-    prepared = json.loads((workdir / "resources/molecules/moses/canonical/prepare.json").read_text())
-    assert prepared["train"]["unparseable"] == 2 and prepared["train"]["unparseable_lines"] == [262, 263]
+    prepared = json.loads((workdir / "resources/molecules/moses/data/prepare.json").read_text())
+    assert prepared["unparseable"] == 2 and prepared["unparseable_lines"] == [262, 263]
+    assert prepared["train"] + prepared["valid"] == 260
     for model in ("smiles-arm", "graph-vae"):
         run = workdir / f"results/molecules/moses/{model}/seed0"
         metrics = json.loads((run / "metrics.json").read_text())
@@ -74,6 +75,6 @@ def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out[-3000:]
     assert "molecules_train" in out and "molecules_sample" in out and "report" in out
-    assert "moses_prepare" not in out and "moses_featurize" not in out and "moses_reference" not in out
+    assert "moses_prepare" not in out and "molecules_featurize" not in out and "moses_reference" not in out
     plan = _snakemake(workdir, "--dry-run", "--printshellcmds")
     assert "--model smiles-arm" in plan.stdout and "--model graph-vae" not in plan.stdout

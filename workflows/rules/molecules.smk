@@ -1,6 +1,7 @@
-# Molecules (2D): MOSES fetch -> prepare -> subset / featurize / reference -> train -> sample -> evaluate.
+# Molecules (2D): MOSES fetch -> prepare -> featurize / reference -> train -> sample -> evaluate.
 
 MOSES = "resources/molecules/moses"
+MOSES_CFG = config["molecules"]["moses"]
 
 
 wildcard_constraints:
@@ -21,60 +22,50 @@ rule moses_fetch:
 
 rule moses_prepare:
     input:
-        rules.moses_fetch.output,
+        MOSES + "/raw/train.csv.gz",
     output:
-        train_all=MOSES + "/canonical/train_all.smi",
-        test=MOSES + "/canonical/test.smi",
-        test_scaffolds=MOSES + "/canonical/test_scaffolds.smi",
-        stats=MOSES + "/canonical/prepare.json",
+        train=MOSES + "/data/train.smi",
+        valid=MOSES + "/data/valid.smi",
+        train_all=MOSES + "/data/train_all.smi",
+        stats=MOSES + "/data/prepare.json",
+    params:
+        train_size=optional_flag("--train-size", MOSES_CFG["subset"]["train_size"]),
+        val_size=MOSES_CFG["subset"]["val_size"],
+        seed=MOSES_CFG["subset"]["seed"],
     threads: workflow.cores
     log:
         "logs/molecules/moses/prepare.log",
     benchmark:
         "benchmarks/molecules/moses/prepare.tsv"
     shell:
-        "{DGM} prepare moses --raw {MOSES}/raw --out {MOSES}/canonical --jobs {threads} 2> {log}"
+        "{DGM} prepare moses --raw {MOSES}/raw --out {MOSES}/data {params.train_size}"
+        " --val-size {params.val_size} --seed {params.seed} --jobs {threads} 2> {log}"
 
 
-rule moses_subset:
+rule molecules_featurize:
     input:
-        MOSES + "/canonical/train_all.smi",
+        "resources/molecules/{dataset}/data/{split}.smi",
     output:
-        train=MOSES + "/subset/train.smi",
-        valid=MOSES + "/subset/valid.smi",
-    params:
-        train_size=optional_flag("--train-size", config["molecules"]["moses"]["subset"]["train_size"]),
-        val_size=config["molecules"]["moses"]["subset"]["val_size"],
-        seed=config["molecules"]["moses"]["subset"]["seed"],
-    log:
-        "logs/molecules/moses/subset.log",
-    shell:
-        "{DGM} subset --source {input} --out {MOSES}/subset {params.train_size}"
-        " --val-size {params.val_size} --seed {params.seed} 2> {log}"
-
-
-rule moses_featurize:
-    input:
-        MOSES + "/subset/{split}.smi",
-    output:
-        MOSES + "/subset/graphs_{split}.pt",
+        "resources/molecules/{dataset}/data/graphs_{split}.pt",
     threads: workflow.cores
+    wildcard_constraints:
+        split="train|valid",
     log:
-        "logs/molecules/moses/featurize_{split}.log",
+        "logs/molecules/{dataset}/featurize_{split}.log",
     benchmark:
-        "benchmarks/molecules/moses/featurize_{split}.tsv"
+        "benchmarks/molecules/{dataset}/featurize_{split}.tsv"
     shell:
         "{DGM} featurize --smiles {input} --out {output} --jobs {threads} 2> {log}"
 
 
 rule moses_reference:
     input:
-        MOSES + "/canonical/{split}.smi",
+        MOSES + "/raw/{split}.csv.gz",
     output:
-        MOSES + "/canonical/ref_{split}.npz",
+        MOSES + "/data/ref_{split}.npz",
     params:
-        max_molecules=optional_flag("--max-molecules", config["molecules"]["moses"]["reference"]["max_molecules"]),
-        seed=config["molecules"]["moses"]["reference"]["seed"],
+        max_molecules=optional_flag("--max-molecules", MOSES_CFG["reference"]["max_molecules"]),
+        seed=MOSES_CFG["reference"]["seed"],
     threads: workflow.cores
     wildcard_constraints:
         split="test|test_scaffolds",
@@ -88,11 +79,11 @@ rule moses_reference:
 
 
 def molecules_train_inputs(wildcards):
-    subset = f"resources/molecules/{wildcards.dataset}/subset"
-    inputs = {"train": f"{subset}/train.smi", "valid": f"{subset}/valid.smi"}
+    data = f"resources/molecules/{wildcards.dataset}/data"
+    inputs = {"train": f"{data}/train.smi", "valid": f"{data}/valid.smi"}
     if "graph" in batch_fields(wildcards.model):
-        inputs["graphs_train"] = f"{subset}/graphs_train.pt"
-        inputs["graphs_valid"] = f"{subset}/graphs_valid.pt"
+        inputs["graphs_train"] = f"{data}/graphs_train.pt"
+        inputs["graphs_valid"] = f"{data}/graphs_valid.pt"
     return inputs
 
 
@@ -107,7 +98,7 @@ rule molecules_train:
         "results/molecules/{dataset}/{model}/seed{seed}/model.ckpt",
     params:
         config=molecules_model_config,
-        data="resources/molecules/{dataset}/subset",
+        data="resources/molecules/{dataset}/data",
     threads: workflow.cores
     resources:
         gpu=0,
@@ -146,9 +137,9 @@ rule molecules_sample:
 rule molecules_evaluate:
     input:
         samples="results/molecules/{dataset}/{model}/seed{seed}/samples.csv",
-        train_all="resources/molecules/{dataset}/canonical/train_all.smi",
-        ref_test="resources/molecules/{dataset}/canonical/ref_test.npz",
-        ref_test_scaffolds="resources/molecules/{dataset}/canonical/ref_test_scaffolds.npz",
+        train_all="resources/molecules/{dataset}/data/train_all.smi",
+        ref_test="resources/molecules/{dataset}/data/ref_test.npz",
+        ref_test_scaffolds="resources/molecules/{dataset}/data/ref_test_scaffolds.npz",
     output:
         "results/molecules/{dataset}/{model}/seed{seed}/metrics.json",
     threads: workflow.cores
@@ -157,7 +148,7 @@ rule molecules_evaluate:
     benchmark:
         "benchmarks/molecules/{dataset}/{model}/seed{seed}/evaluate.tsv"
     shell:
-        "{DGM} evaluate --domain molecules --samples {input.samples} --reference resources/molecules/{wildcards.dataset}/canonical"
+        "{DGM} evaluate --domain molecules --samples {input.samples} --reference resources/molecules/{wildcards.dataset}/data"
         " --out {output} --jobs {threads} 2> {log}"
 
 

@@ -7,7 +7,6 @@ import gzip
 import hashlib
 import json
 import logging
-import multiprocessing as mp
 import subprocess
 import sys
 import tempfile
@@ -17,10 +16,10 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem, RDLogger
+from rdkit import Chem
 from torch.utils.data import Dataset
-from tqdm import tqdm
 
+from dgm_science.domains.molecules.properties import map_molecules
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.errors import DataError
 from dgm_science.registry import register
@@ -100,67 +99,41 @@ def canonical_or_none(smiles: str) -> str | None:
     return None if mol is None else Chem.MolToSmiles(mol)
 
 
-def _init_worker() -> None:
-    RDLogger.DisableLog("rdApp.*")
-
-
-def parallel_map(fn: Any, items: Sequence[Any], n_jobs: int, desc: str, chunksize: int = 2000) -> list[Any]:
-    """``[fn(x) for x in items]`` over ``n_jobs`` processes, with a progress bar on a terminal."""
-    show = sys.stderr.isatty()
-    if n_jobs <= 1 or len(items) < 2 * chunksize:
-        _init_worker()
-        return [fn(x) for x in tqdm(items, desc=desc, disable=not show, mininterval=1)]
-    with mp.get_context("fork").Pool(n_jobs, initializer=_init_worker) as pool:
-        it = pool.imap(fn, items, chunksize=chunksize)
-        return list(tqdm(it, total=len(items), desc=desc, disable=not show, mininterval=1))
-
-
-def _canonical_split(path: Path, n_jobs: int) -> tuple[list[str], dict[str, Any]]:
-    raw = read_smiles(path)
-    canonical = parallel_map(canonical_or_none, raw, n_jobs, f"canonicalize {path.name}")
-    bad = [i + 2 for i, c in enumerate(canonical) if c is None]  # +2: 1-based, after the header
-    if bad:
-        log.warning("%s: %d line(s) RDKit could not parse were skipped (lines %s%s)",
-                    path, len(bad), bad[:10], " ..." if len(bad) > 10 else "")
-    kept = [c for c in canonical if c is not None]
-    return kept, {"read": len(raw), "unparseable": len(bad), "unparseable_lines": bad[:100], "kept": len(kept)}
-
-
 def write_smiles(path: Path, smiles: Iterable[str]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text("".join(f"{s}\n" for s in smiles))
 
 
-def prepare_moses(raw_dir: Path, out_dir: Path, *, n_jobs: int) -> dict[str, Any]:
-    """Canonicalize every MOSES split with RDKit; unparseable lines are skipped and counted in
-    ``prepare.json`` and the log. Writes ``train_all.smi`` (novelty reference), ``test.smi``,
-    ``test_scaffolds.smi``."""
-    stats: dict[str, Any] = {}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for split, name in zip(MOSES_SPLITS, ("train_all", "test", "test_scaffolds")):
-        canonical, stats[split] = _canonical_split(raw_dir / f"{split}.csv.gz", n_jobs)
-        log.info("%s: %s", split, {k: v for k, v in stats[split].items() if k != "unparseable_lines"})
-        write_smiles(out_dir / f"{name}.smi", canonical)
-    (out_dir / "prepare.json").write_text(json.dumps(stats, indent=2))
-    return stats
-
-
-def subset_split(
-    source: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int
+def prepare_moses(
+    raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int, n_jobs: int
 ) -> dict[str, Any]:
-    """Hold out ``val_size`` molecules of ``source`` for validation and draw a seeded
-    ``train_size`` training subset (None: all the rest) -> ``train.smi``, ``valid.smi``."""
-    smiles = read_smiles(source)
-    order = np.random.default_rng(seed).permutation(len(smiles))
+    """Draw a seeded subset of ``val_size + train_size`` MOSES training lines (None: all), write
+    their RDKit canonical SMILES as ``valid.smi`` / ``train.smi`` (a line RDKit cannot parse is
+    skipped, counted and its line number logged), and ``train_all.smi``: every training string,
+    the novelty reference exactly as molsets computes novelty (``set(train)``)."""
+    path = raw_dir / "train.csv.gz"
+    raw = read_smiles(path)
+    order = np.random.default_rng(seed).permutation(len(raw))
     if val_size >= len(order):
-        raise DataError(f"{source}: val_size={val_size} leaves no training molecules ({len(order)} in all)")
-    val_idx = order[:val_size]
-    train_idx = order[val_size:] if train_size is None else order[val_size : val_size + train_size]
+        raise DataError(f"{path}: val_size={val_size} leaves no training molecules ({len(order)} in all)")
+    chosen = order if train_size is None else order[: val_size + train_size]
+    canonical = map_molecules(canonical_or_none, [raw[i] for i in chosen], n_jobs=n_jobs,
+                              progress=sys.stderr.isatty(), desc=f"canonicalize {path.name}")
+    bad = sorted(int(chosen[j]) + 2 for j, c in enumerate(canonical) if c is None)  # 1-based, after the header
+    if bad:
+        log.warning("%s: %d line(s) RDKit could not parse were skipped (lines %s%s)",
+                    path, len(bad), bad[:10], " ..." if len(bad) > 10 else "")
+    kept = [c for c in canonical if c is not None]
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_smiles(out_dir / "train.smi", (smiles[i] for i in train_idx))
-    write_smiles(out_dir / "valid.smi", (smiles[i] for i in val_idx))
-    stats = {"source": str(source), "train": int(len(train_idx)), "valid": int(len(val_idx)), "seed": seed}
-    (out_dir / "subset.json").write_text(json.dumps(stats, indent=2))
+    write_smiles(out_dir / "valid.smi", kept[:val_size])
+    write_smiles(out_dir / "train.smi", kept[val_size:])
+    write_smiles(out_dir / "train_all.smi", (s for s in raw if s))
+    stats = {"source": str(path), "read": len(raw), "drawn": int(len(chosen)), "unparseable": len(bad),
+             "unparseable_lines": bad[:100], "train": len(kept) - min(val_size, len(kept)),
+             "valid": min(val_size, len(kept)), "seed": seed}
+    log.info("prepared %s", {k: v for k, v in stats.items() if k != "unparseable_lines"})
+    with atomic_path(out_dir / "prepare.json") as tmp:
+        tmp.write_text(json.dumps(stats, indent=2))
     return stats
 
 
@@ -172,7 +145,8 @@ def featurize_file(smiles_path: Path, out_path: Path, n_jobs: int) -> int:
     from dgm_science.domains.molecules.featurize import smiles_to_graph
 
     smiles = read_smiles(smiles_path)
-    graphs = parallel_map(smiles_to_graph, smiles, n_jobs, f"featurize {smiles_path.name}", chunksize=500)
+    graphs = map_molecules(smiles_to_graph, smiles, n_jobs=n_jobs, progress=sys.stderr.isatty(),
+                           desc=f"featurize {smiles_path.name}")
     with atomic_path(out_path) as tmp:
         InMemoryDataset.save(graphs, str(tmp))
     return len(graphs)
@@ -226,6 +200,10 @@ class MoleculeDataset(Dataset):
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def lengths(self) -> list[int]:
+        return [len(t) for t in self.tokens]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         item: dict[str, Any] = {"tokens": self.tokens[i]}
         if self.graphs is not None:
@@ -261,5 +239,6 @@ class Moses:
         return fetch_moses(out_dir, version=cls.version, sha256=cls.sha256)
 
     @staticmethod
-    def prepare(raw_dir: Path, out_dir: Path, *, n_jobs: int) -> dict[str, Any]:
-        return prepare_moses(raw_dir, out_dir, n_jobs=n_jobs)
+    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int,
+                n_jobs: int) -> dict[str, Any]:
+        return prepare_moses(raw_dir, out_dir, train_size=train_size, val_size=val_size, seed=seed, n_jobs=n_jobs)

@@ -3,6 +3,7 @@ models, whatever their family."""
 
 from __future__ import annotations
 
+import logging
 import math
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from dgm_science.base import GenerativeModel
 from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.registry import register
+
+log = logging.getLogger(__name__)
 
 
 @register("domain", "molecules")
@@ -136,10 +139,19 @@ class MoleculeDomain:
         properties) of a test set; ``max_molecules`` takes a seeded subset (quick runs)."""
         from dgm_science.domains.molecules import metrics
 
+        from dgm_science.domains.molecules.data import canonical_or_none
+        from dgm_science.domains.molecules.properties import map_molecules
+
         smiles = read_smiles(smiles_path)
         if max_molecules is not None and max_molecules < len(smiles):
             idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_molecules, replace=False))
             smiles = [smiles[i] for i in idx]
+        parsed = map_molecules(canonical_or_none, smiles, n_jobs=n_jobs)
+        bad = [s for s, c in zip(smiles, parsed) if c is None]
+        if bad:
+            log.warning("%s: %d reference SMILES RDKit cannot parse were skipped, e.g. %r", smiles_path, len(bad),
+                        bad[:3])
+            smiles = [s for s, c in zip(smiles, parsed) if c is not None]
         stats = metrics.reference_statistics(smiles, n_jobs=n_jobs, progress=sys.stderr.isatty())
         metrics.save_reference(out, stats)
         return len(smiles)

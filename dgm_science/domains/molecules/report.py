@@ -143,7 +143,7 @@ def molecules_section(results: Path) -> str:
                 parts.append(f"<h4>{model}: sampled molecules (seed {first['seed']})</h4>")
                 parts.append(_grid(samples[model]))
         if samples:
-            reference = results.parent / "resources" / "molecules" / dataset / "canonical" / "ref_test.npz"
+            reference = results.parent / "resources" / "molecules" / dataset / "data" / "ref_test.npz"
             parts.append("<h4>Properties of valid samples vs the test set</h4>")
             parts.append(_histograms(dataset, samples, reference))
     return "\n".join(parts)
