@@ -1,10 +1,10 @@
 """Benchmark: molecule model training throughput (tokens/s, molecules/s) and sampling
 throughput (molecules/s for 10k SMILES) on this machine. Writes bench/results/molecules.json.
 
-Uses the prepared MOSES subset (run `make run` or the moses_subset rule first) and the default
+Uses the prepared MOSES subset (run `make run` or the moses_prepare rule first) and the default
 config's quick model sizes. Not a test: figures depend on the machine.
 
-    python bench/bench_molecules.py [--data resources/molecules/moses/subset] [--steps 30]
+    python bench/bench_molecules.py [--data resources/molecules/moses/data] [--steps 30]
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "resources/molecules/moses/subset")
+    parser.add_argument("--data", type=Path, default=ROOT / "resources/molecules/moses/data")
     parser.add_argument("--config", type=Path, default=ROOT / "workflows/config/default.yaml")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per model")
     parser.add_argument("--sample", type=int, default=10000, help="molecules to sample per model")

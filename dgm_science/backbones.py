@@ -9,9 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-KVCache = list[tuple[torch.Tensor, torch.Tensor]]
-
-
 class _Block(nn.Module):
     """Pre-LayerNorm transformer block (Vaswani et al. 2017; GPT-2 ordering)."""
 
@@ -31,23 +28,42 @@ class _Block(nn.Module):
         b, length, d = t.shape
         return t.view(b, length, self.n_heads, d // self.n_heads).transpose(1, 2)
 
-    def forward(
-        self, h: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None, causal: bool = True
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """h: (B, L, D); cache: keys/values (B, H, L_past, D/H) of earlier positions."""
+    def forward(self, h: torch.Tensor, cache: "KVCache | None" = None, layer: int = 0) -> torch.Tensor:
+        """h: (B, T, D). Without a cache: causal self-attention over the T positions. With a
+        cache (preallocated keys/values (B, H, L_max, D/H) and ``cache.length`` positions filled):
+        T = 1 new position attends to every earlier one; its key/value are written in place."""
         q, k, v = self.qkv(self.ln1(h)).chunk(3, dim=-1)
         q, k, v = self._split(q), self._split(k), self._split(v)
-        if cache is not None:
-            k = torch.cat([cache[0], k], dim=2)
-            v = torch.cat([cache[1], v], dim=2)
-        # With a cache the new queries are the last positions, so every key is visible.
-        attn = F.scaled_dot_product_attention(
-            q, k, v, is_causal=causal and cache is None, dropout_p=self.dropout if self.training else 0.0
-        )
+        if cache is None:
+            attn = F.scaled_dot_product_attention(
+                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+            )
+        else:
+            keys, values = cache.store(layer, k, v)
+            # One query per sequence: two batched matmuls beat the fused kernel's overhead here.
+            scores = (q @ keys.transpose(-2, -1)) * q.shape[-1] ** -0.5
+            attn = torch.softmax(scores.float(), dim=-1).to(values.dtype) @ values
         b, _, length, _ = attn.shape
         h = h + F.dropout(self.proj(attn.transpose(1, 2).reshape(b, length, -1)), self.dropout, self.training)
-        h = h + self.mlp(self.ln2(h))
-        return h, (k, v)
+        return h + self.mlp(self.ln2(h))
+
+
+class KVCache:
+    """Preallocated per-layer keys/values for incremental decoding: writing position t costs O(1)
+    instead of re-concatenating the whole history each step."""
+
+    def __init__(self, n_layers: int, batch: int, n_heads: int, max_length: int, head_dim: int,
+                 like: torch.Tensor) -> None:
+        shape = (n_layers, batch, n_heads, max_length, head_dim)
+        self.keys, self.values = like.new_zeros(shape), like.new_zeros(shape)
+        self.length = 0
+
+    def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write position ``length``'s k, v: (B, H, 1, D/H) of ``layer``; return all filled positions."""
+        i, t = layer, self.length
+        self.keys[i, :, :, t : t + 1] = k
+        self.values[i, :, :, t : t + 1] = v
+        return self.keys[i, :, :, : t + 1], self.values[i, :, :, : t + 1]
 
 
 class CausalTransformer(nn.Module):
@@ -55,7 +71,7 @@ class CausalTransformer(nn.Module):
 
     ``forward(tokens (B, L), condition (B, C) | None) -> logits (B, L, V)``; the condition is
     projected and added to every position's embedding (as in conditional language models / CVAEs).
-    ``step`` advances one position with a key/value cache for O(L) sampling.
+    ``step`` advances one position with a preallocated key/value cache (``new_cache``).
     """
 
     def __init__(
@@ -105,21 +121,23 @@ class CausalTransformer(nn.Module):
             raise ValueError(f"sequence length {tokens.shape[1]} exceeds max_length {self.max_length}")
         h = self._embed(tokens, 0, condition)
         for block in self.blocks:
-            h, _ = block(h)
+            h = block(h)
         return self.head(self.ln_f(h))
 
-    def step(
-        self, tokens: torch.Tensor, cache: KVCache | None, condition: torch.Tensor | None = None
-    ) -> tuple[torch.Tensor, KVCache]:
-        """tokens: (B, T) new positions after the cached ones -> logits of the last (B, V), new cache."""
-        start = 0 if cache is None else cache[0][0].shape[2]
-        if cache is not None and tokens.shape[1] != 1:
-            raise ValueError("with a cache, step takes one new position at a time")
-        if start + tokens.shape[1] > self.max_length:
-            raise ValueError(f"position {start + tokens.shape[1]} exceeds max_length {self.max_length}")
-        h = self._embed(tokens, start, condition)
-        new_cache: KVCache = []
-        for i, block in enumerate(self.blocks):
-            h, kv = block(h, None if cache is None else cache[i], causal=True)
-            new_cache.append(kv)
-        return self.head(self.ln_f(h[:, -1])), new_cache
+    def new_cache(self, batch: int, like: torch.Tensor) -> KVCache:
+        """An empty key/value cache for ``batch`` sequences of up to ``max_length`` positions."""
+        block = self.blocks[0]
+        d_model = self.token_embedding.embedding_dim
+        return KVCache(len(self.blocks), batch, block.n_heads, self.max_length, d_model // block.n_heads, like)
+
+    def step(self, tokens: torch.Tensor, cache: KVCache, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: (B,) the next position after ``cache.length`` cached ones -> logits (B, V).
+        Advances the cache by one position."""
+        start = cache.length
+        if start >= self.max_length:
+            raise ValueError(f"position {start + 1} exceeds max_length {self.max_length}")
+        h = self._embed(tokens.unsqueeze(1), start, condition)
+        for layer, block in enumerate(self.blocks):
+            h = block(h, cache, layer)
+        cache.length += 1
+        return self.head(self.ln_f(h[:, -1]))

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from dgm_science import registry
-from dgm_science.utils import atomic_path, set_threads, setup_logging, show_progress
+from dgm_science.utils import atomic_path, seed_everything, set_threads, setup_logging, show_progress
 
 log = logging.getLogger("dgm")
 
@@ -54,7 +54,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 def cmd_featurize(args: argparse.Namespace) -> None:
     from dgm_science.domains.molecules.data import featurize_file
 
-    n = featurize_file(args.smiles, args.out, args.jobs)
+    n = featurize_file(args.smiles, args.out, args.jobs, max_molecules=args.max_molecules)
     log.info("featurized %d molecules into %s", n, args.out)
 
 
@@ -81,6 +81,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     from dgm_science import api
 
     set_threads(args.threads)
+    seed_everything(args.seed)  # the ELBO's posterior sample too, so the whole CSV is reproducible
     loaded = api.load(args.checkpoint, device=args.device)
     start = time.perf_counter()
     items = loaded.sample(args.n, seed=args.seed, temperature=args.temperature, batch_size=args.batch_size,
@@ -140,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("featurize", help="RDKit molecular graphs (PyG) for a SMILES file")
     p.add_argument("--smiles", type=Path, required=True, help="one SMILES per line")
     p.add_argument("--out", type=Path, required=True, help="output .pt file (InMemoryDataset format)")
+    p.add_argument("--max-molecules", type=positive_int, default=None,
+                   help="featurize only the first N molecules (graph models then train on those)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_featurize)
 

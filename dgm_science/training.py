@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,10 @@ class GenerativeLightningModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.train_config = train_config
+        self._fit_started: float | None = None
+
+    def on_train_start(self) -> None:
+        self._fit_started = time.monotonic()
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
         self.model.set_training_step(self.global_step)
@@ -65,11 +70,16 @@ class GenerativeLightningModule(L.LightningModule):
             fused=True,  # one kernel for all parameters, on CPU and CUDA alike
         )
 
-        def schedule(step: int) -> float:  # linear warm-up, cosine decay to 10 %
+        def schedule(step: int) -> float:
+            """Linear warm-up, then cosine decay to 10 % over whichever budget ends first:
+            ``max_steps`` or ``max_time_minutes`` (so a time-boxed run still anneals)."""
             if step < cfg.warmup_steps:
                 return (step + 1) / cfg.warmup_steps
-            progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps))
-            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+            progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+            if cfg.max_time_minutes is not None and self._fit_started is not None:
+                elapsed = time.monotonic() - self._fit_started
+                progress = max(progress, elapsed / (60 * cfg.max_time_minutes))
+            return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

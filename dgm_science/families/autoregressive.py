@@ -74,9 +74,9 @@ class AutoregressiveModel(GenerativeModel):
         tokens = torch.full((n, max_length), self.pad_id, dtype=torch.long, device=device)
         tokens[:, 0] = self.bos_id
         finished = torch.zeros(n, dtype=torch.bool, device=device)
-        cache = None
+        cache = self.network.new_cache(n, self.network.head.weight)
         for t in range(1, max_length):
-            logits, cache = self.network.step(tokens[:, t - 1 : t], cache, condition)
+            logits = self.network.step(tokens[:, t - 1], cache, condition)
             probs = torch.softmax(logits.float() / temperature, dim=-1)
             nxt = torch.multinomial(probs, 1, generator=generator).squeeze(1)
             nxt = torch.where(finished, torch.full_like(nxt, self.pad_id), nxt)

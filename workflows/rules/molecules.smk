@@ -42,11 +42,18 @@ rule moses_prepare:
         " --val-size {params.val_size} --seed {params.seed} --jobs {threads} 2> {log}"
 
 
+def graph_limit(wildcards):
+    graphs = config["molecules"][wildcards.dataset].get("graphs") or {}
+    return optional_flag("--max-molecules", graphs.get("max_molecules"))
+
+
 rule molecules_featurize:
     input:
         "resources/molecules/{dataset}/data/{split}.smi",
     output:
         "resources/molecules/{dataset}/data/graphs_{split}.pt",
+    params:
+        max_molecules=graph_limit,
     threads: workflow.cores
     wildcard_constraints:
         split="train|valid",
@@ -55,7 +62,7 @@ rule molecules_featurize:
     benchmark:
         "benchmarks/molecules/{dataset}/featurize_{split}.tsv"
     shell:
-        "{DGM} featurize --smiles {input} --out {output} --jobs {threads} 2> {log}"
+        "{DGM} featurize --smiles {input} --out {output} {params.max_molecules} --jobs {threads} 2> {log}"
 
 
 rule moses_reference:

@@ -137,16 +137,24 @@ def prepare_moses(
     return stats
 
 
-def featurize_file(smiles_path: Path, out_path: Path, n_jobs: int) -> int:
-    """RDKit graphs (PyG ``Data``) for every SMILES of ``smiles_path``, saved with
-    ``InMemoryDataset.save`` in the same order; returns the number of graphs."""
-    from torch_geometric.data import InMemoryDataset
-
+def _graph_record(smiles: str) -> dict[str, Any]:
+    """A molecular graph as NumPy arrays: they cross process boundaries as plain pickles, where
+    torch tensors would each go through a shared-memory handle (orders of magnitude slower)."""
     from dgm_science.domains.molecules.featurize import smiles_to_graph
 
-    smiles = read_smiles(smiles_path)
-    graphs = map_molecules(smiles_to_graph, smiles, n_jobs=n_jobs, progress=sys.stderr.isatty(),
-                           desc=f"featurize {smiles_path.name}")
+    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in smiles_to_graph(smiles).to_dict().items()}
+
+
+def featurize_file(smiles_path: Path, out_path: Path, n_jobs: int, max_molecules: int | None = None) -> int:
+    """RDKit graphs (PyG ``Data``) for the SMILES of ``smiles_path`` (the first ``max_molecules``;
+    None: all), saved with ``InMemoryDataset.save`` in the same order; returns their number."""
+    from torch_geometric.data import Data, InMemoryDataset
+
+    smiles = read_smiles(smiles_path)[:max_molecules]
+    records = map_molecules(_graph_record, smiles, n_jobs=n_jobs, progress=sys.stderr.isatty(),
+                            desc=f"featurize {smiles_path.name}")
+    graphs = [Data(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in r.items()})
+              for r in records]
     with atomic_path(out_path) as tmp:
         InMemoryDataset.save(graphs, str(tmp))
     return len(graphs)
@@ -182,8 +190,11 @@ class MoleculeDataset(Dataset):
         self, smiles: Sequence[str], tokenizer: Tokenizer, max_length: int, graphs_path: Path | None = None
     ) -> None:
         graphs = _GraphStore(graphs_path) if graphs_path is not None else None
-        if graphs is not None and len(graphs) != len(smiles):
+        if graphs is not None and len(graphs) > len(smiles):
             raise DataError(f"{graphs_path}: {len(graphs)} graphs for {len(smiles)} SMILES; re-run featurize")
+        if graphs is not None and len(graphs) < len(smiles):
+            log.info("%s holds the first %d of %d molecules: training on those", graphs_path, len(graphs), len(smiles))
+            smiles = smiles[: len(graphs)]
         self.tokens: list[torch.Tensor] = []
         self.index: list[int] = []
         for i, s in enumerate(smiles):

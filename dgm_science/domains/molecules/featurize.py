@@ -99,8 +99,8 @@ def _atom_features(atom: Chem.Atom, element: int) -> list[float]:
 def mol_to_graph(mol: Chem.Mol, smiles: str | None = None) -> Data:
     """Featurize a sanitized molecule (implicit hydrogens) as a graph with N atoms and E bonds.
 
-    Returns ``Data(x: (N, ATOM_FEATURE_DIM), edge_index: (2, 2E), edge_attr: (2E,
-    BOND_FEATURE_DIM))`` plus the integer labels listed in the module docstring.
+    Returns ``Data(x: (N, ATOM_FEATURE_DIM) uint8 0/1, edge_index: (2, 2E), edge_attr: (2E,
+    BOND_FEATURE_DIM) uint8 0/1)`` plus the integer labels listed in the module docstring.
     """
     name = smiles if smiles is not None else Chem.MolToSmiles(mol)
     elements, features = [], []
@@ -129,9 +129,9 @@ def mol_to_graph(mol: Chem.Mol, smiles: str | None = None) -> Data:
 
     atoms = list(mol.GetAtoms())
     return Data(
-        x=torch.tensor(features, dtype=torch.float32).reshape(len(atoms), ATOM_FEATURE_DIM),
+        x=torch.tensor(features, dtype=torch.uint8).reshape(len(atoms), ATOM_FEATURE_DIM),
         edge_index=torch.tensor([sources, targets], dtype=torch.long).reshape(2, -1),
-        edge_attr=torch.tensor(bond_features, dtype=torch.float32).reshape(-1, BOND_FEATURE_DIM),
+        edge_attr=torch.tensor(bond_features, dtype=torch.uint8).reshape(-1, BOND_FEATURE_DIM),
         atom_element=torch.tensor(elements, dtype=torch.long),
         atom_charge=torch.tensor([a.GetFormalCharge() for a in atoms], dtype=torch.long),
         atom_num_hs=torch.tensor([a.GetTotalNumHs() for a in atoms], dtype=torch.long),

@@ -29,18 +29,13 @@ class SmilesARMConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class GraphVAEConfig:
-    """Graph VAE: PyG GNN encoder q(z|G), autoregressive SMILES/SELFIES decoder p(x|z)."""
+class GraphVAEConfig(SmilesARMConfig):
+    """Graph VAE: PyG GNN encoder q(z|G), autoregressive SMILES/SELFIES decoder p(x|z) (the
+    decoder's settings are SmilesARMConfig's)."""
 
-    tokenizer: str = "smiles"
     latent_dim: int = 64
     encoder_hidden: int = 128
     encoder_layers: int = 4
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 8
-    dropout: float = 0.1
-    max_length: int = 100
     kl_weight: float = 1.0
     kl_anneal_steps: int = 1000
     free_bits: float = 0.0

@@ -62,8 +62,9 @@ class GraphEncoder(nn.Module):
         )
 
     def forward(self, graph: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.atom_embedding(graph.x)
-        edge_embedding = self.bond_embedding(graph.edge_attr)
+        dtype = self.atom_embedding.weight.dtype  # features are stored as uint8 0/1 flags
+        h = self.atom_embedding(graph.x.to(dtype))
+        edge_embedding = self.bond_embedding(graph.edge_attr.to(dtype))
         for block in self.blocks:
             h = block(h, graph.edge_index, edge_embedding)
         h = self.final_norm(h)

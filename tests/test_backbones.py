@@ -1,0 +1,42 @@
+import pytest
+import torch
+
+from dgm_science.backbones import CausalTransformer
+
+
+@pytest.mark.parametrize("condition_dim", [0, 3])
+def test_cached_steps_match_the_full_causal_forward(condition_dim):
+    torch.manual_seed(0)
+    net = CausalTransformer(11, d_model=32, n_layers=2, n_heads=4, max_length=12, dropout=0.0,
+                            condition_dim=condition_dim).eval()
+    tokens = torch.randint(0, 11, (5, 9))
+    condition = torch.randn(5, condition_dim) if condition_dim else None
+    full = net(tokens, condition)
+    cache = net.new_cache(5, net.head.weight)
+    for t in range(9):
+        step = net.step(tokens[:, t], cache, condition)
+        assert torch.allclose(step, full[:, t], atol=1e-5)
+    assert cache.length == 9
+
+
+def test_causality_future_tokens_do_not_change_past_logits():
+    torch.manual_seed(0)
+    net = CausalTransformer(7, d_model=16, n_layers=1, n_heads=2, max_length=8, dropout=0.0).eval()
+    a = torch.randint(0, 7, (2, 6))
+    b = a.clone()
+    b[:, 4:] = (b[:, 4:] + 1) % 7
+    assert torch.allclose(net(a)[:, :4], net(b)[:, :4], atol=1e-6)
+    assert not torch.allclose(net(a)[:, 4:], net(b)[:, 4:])
+
+
+def test_length_limits_are_enforced():
+    net = CausalTransformer(7, d_model=16, n_layers=1, n_heads=2, max_length=3)
+    with pytest.raises(ValueError, match="max_length"):
+        net(torch.zeros(1, 4, dtype=torch.long))
+    cache = net.new_cache(1, net.head.weight)
+    for _ in range(3):
+        net.step(torch.zeros(1, dtype=torch.long), cache)
+    with pytest.raises(ValueError, match="max_length"):
+        net.step(torch.zeros(1, dtype=torch.long), cache)
+    with pytest.raises(ValueError, match="divisible"):
+        CausalTransformer(7, d_model=10, n_heads=3)
