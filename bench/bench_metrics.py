@@ -3,9 +3,9 @@
 
 Example:
     python bench/bench_metrics.py \\
-        --test /tmp/wh/ms/moses/dataset/data/test.csv.gz \\
-        --test-scaffolds /tmp/wh/ms/moses/dataset/data/test_scaffolds.csv.gz \\
-        --train /tmp/wh/ms/moses/dataset/data/train.csv.gz --n-jobs 2
+        --test resources/molecules/moses/raw/test.csv.gz \\
+        --test-scaffolds resources/molecules/moses/raw/test_scaffolds.csv.gz \\
+        --train resources/molecules/moses/raw/train.csv.gz --n-jobs 2
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from dgm_science.domains.molecules.metrics import (
     save_reference,
 )
 
-MOSES_DATA = "/tmp/wh/ms/moses/dataset/data"
+ROOT = Path(__file__).resolve().parents[1]
+MOSES_DATA = ROOT / "resources/molecules/moses/raw"  # written by `dgm fetch moses` (the moses_fetch rule)
 
 
 def read_smiles(path: Path) -> list[str]:
@@ -92,12 +93,11 @@ def reference(name: str, smiles: list[str], cache: Path, args: argparse.Namespac
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--test", type=Path, required=True, help=f"e.g. {MOSES_DATA}/test.csv.gz")
-    parser.add_argument(
-        "--test-scaffolds", type=Path, required=True, help=f"e.g. {MOSES_DATA}/test_scaffolds.csv.gz"
-    )
-    parser.add_argument("--train", type=Path, required=True, help=f"e.g. {MOSES_DATA}/train.csv.gz")
-    parser.add_argument("--cache-dir", type=Path, default=Path("/tmp/moses_ref"))
+    parser.add_argument("--test", type=Path, default=MOSES_DATA / "test.csv.gz", help="MOSES Test")
+    parser.add_argument("--test-scaffolds", type=Path, default=MOSES_DATA / "test_scaffolds.csv.gz",
+                        help="MOSES TestSF")
+    parser.add_argument("--train", type=Path, default=MOSES_DATA / "train.csv.gz", help="MOSES train")
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "resources/molecules/moses/bench_reference")
     parser.add_argument("--reuse-cache", action="store_true", help="load cached reference statistics if present")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--n-samples", type=int, default=10_000)

@@ -25,7 +25,8 @@ from dgm_science.training import resolve_precision
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int) -> dict:
+def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int,
+                checkpoint: Path | None) -> dict:
     torch.set_num_threads(threads)
     config = api.RunConfig.parse(name, model_config)
     spec = registry.get("model", name)
@@ -59,15 +60,18 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
         tokens += int((batch["tokens"][:, 1:] != 0).sum())
         molecules += batch["tokens"].shape[0]
     train_seconds = time.perf_counter() - start
-    model.eval()
+    # Sampling speed depends on when sequences end, so time a trained checkpoint where there is one.
+    sampler = api.load(checkpoint, device="cpu") if checkpoint is not None and checkpoint.is_file() else None
+    if sampler is None:
+        model.eval()
     start = time.perf_counter()
-    done = 0
-    generator = torch.Generator().manual_seed(0)
-    while done < n_sample:
-        size = min(config.sample.batch_size, n_sample - done)
-        raw = model.sample(size, generator=generator)
-        domain.decode(raw, state)
-        done += size
+    if sampler is not None:
+        decoded = sampler.sample(n_sample, seed=0)
+    else:
+        decoded, generator = [], torch.Generator().manual_seed(0)
+        while len(decoded) < n_sample:
+            size = min(config.sample.batch_size, n_sample - len(decoded))
+            decoded += domain.decode(model.sample(size, generator=generator), state)
     sample_seconds = time.perf_counter() - start
     return {
         "parameters": sum(p.numel() for p in model.parameters()),
@@ -76,6 +80,8 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
         "train_tokens_per_s": tokens / train_seconds,
         "train_molecules_per_s": molecules / train_seconds,
         "sample_n": n_sample,
+        "sample_from": "trained checkpoint (seed 0)" if sampler is not None else "untrained model",
+        "sample_decodable_fraction": sum(d is not None for d in decoded) / len(decoded),
         "sample_seconds": sample_seconds,
         "sample_molecules_per_s": n_sample / sample_seconds,
     }
@@ -88,13 +94,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per model")
     parser.add_argument("--sample", type=int, default=10000, help="molecules to sample per model")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--results", type=Path, default=ROOT / "results/molecules/moses",
+                        help="trained checkpoints {model}/seed0/model.ckpt to time sampling with")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/molecules.json")
     args = parser.parse_args()
     models = yaml.safe_load(args.config.read_text())["molecules"]["moses"]["models"]
     results = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
                "torch": torch.__version__, "models": {}}
     for name, model_config in models.items():
-        results["models"][name] = bench_model(name, args.data, model_config, args.steps, args.sample, args.threads)
+        checkpoint = args.results / name / "seed0" / "model.ckpt"
+        results["models"][name] = bench_model(name, args.data, model_config, args.steps, args.sample, args.threads,
+                                              checkpoint)
         print(name, json.dumps(results["models"][name], indent=1), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

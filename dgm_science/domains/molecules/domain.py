@@ -163,10 +163,15 @@ class MoleculeDomain:
         from dgm_science.domains.molecules import metrics
 
         generated = MoleculeDomain.read_samples(samples_path)
-        return metrics.evaluate(
+        test = metrics.load_reference(reference_dir / "ref_test.npz")
+        test_scaffolds = metrics.load_reference(reference_dir / "ref_test_scaffolds.npz")
+        result = metrics.evaluate(
             [s or None for s in generated],
-            train=read_smiles(reference_dir / "train_all.smi"),
-            test_stats=metrics.load_reference(reference_dir / "ref_test.npz"),
-            test_scaffolds_stats=metrics.load_reference(reference_dir / "ref_test_scaffolds.npz"),
+            train=set(read_smiles(reference_dir / "train_all.smi")),
+            test_stats=test,
+            test_scaffolds_stats=test_scaffolds,
             n_jobs=n_jobs,
         )
+        result["reference_test_size"] = float(len(test["logP"]))
+        result["reference_test_scaffolds_size"] = float(len(test_scaffolds["logP"]))
+        return result

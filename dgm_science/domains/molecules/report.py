@@ -93,12 +93,15 @@ def _histograms(dataset: str, samples: dict[str, list[dict[str, str]]], referenc
     ref = load_reference(reference) if reference.is_file() else None
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
     for ax, (key, label) in zip(axes, PROPERTIES):
+        series = {model: np.array([float(r[key]) for r in rows if r["valid"] == "1"]) for model, rows in samples.items()}
+        arrays = ([ref[label]] if ref is not None else []) + [v for v in series.values() if len(v)]
+        if not arrays:
+            continue
+        bins = np.linspace(*np.percentile(np.concatenate(arrays), [0.2, 99.8]), 50)  # edges shared by all series
         if ref is not None:
-            ax.hist(ref[label], bins=60, density=True, histtype="stepfilled", alpha=0.3,
-                    color="k", label="test")
-        for model, rows in samples.items():
-            values = [float(r[key]) for r in rows if r["valid"] == "1"]
-            ax.hist(values, bins=60, density=True, histtype="step", label=model)
+            ax.hist(ref[label], bins=bins, density=True, histtype="stepfilled", alpha=0.3, color="k", label="test")
+        for model, values in series.items():
+            ax.hist(values, bins=bins, density=True, histtype="step", label=model)
         ax.set_title(label)
     axes[0].legend(fontsize=8)
     png = figure_png(fig)
@@ -131,9 +134,13 @@ def molecules_section(results: Path) -> str:
                 rows.append(("published", cells))
         parts.append(f"<h3>{dataset.upper()}</h3>")
         parts.append(table_html(header, rows))
+        sizes = sorted({int(r["metrics"]["reference_test_size"]) for r in ds_runs if "reference_test_size" in r["metrics"]})
+        of_size = f" of {', '.join(f'{n:,}' for n in sizes)} molecules each" if sizes else ""
         parts.append('<p class="note">Valid: fraction of samples RDKit parses; the other metrics use the valid '
                      "ones (MOSES definitions). FCD, SNN, Frag, Scaf and property W1 against the cached Test / "
-                     "TestSF statistics; novelty against the whole MOSES train set.</p>")
+                     f"TestSF statistics{of_size} (published rows: "
+                     "all ~176k; a smaller reference lowers SNN and Scaf, since fewer neighbours and scaffolds "
+                     "are there to match); novelty against the whole MOSES train set.</p>")
         samples = {}
         for model in models:
             first = next(r for r in ds_runs if r["model"] == model)
