@@ -6,14 +6,13 @@ Only tensors, numbers, strings, lists and dicts are stored, so files load with
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import dgm_science
+from dgm_science.utils import atomic_path
 
 FORMAT = "dgm-science-checkpoint"
 FORMAT_VERSION = 1
@@ -45,16 +44,8 @@ def save(
         "domain_state": domain_state,
         "info": info or {},
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load(path: str | Path) -> dict[str, Any]:
