@@ -16,10 +16,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
-from rdkit import Chem
 from torch.utils.data import Dataset
 
-from dgm_science.domains.molecules.properties import map_molecules
+from dgm_science.domains.molecules.properties import canonical_smiles, map_molecules
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.errors import DataError
 from dgm_science.registry import register
@@ -91,14 +90,6 @@ def read_smiles(path: str | Path, column: str = "SMILES", *, require_any: bool =
     return smiles
 
 
-def canonical_or_none(smiles: str) -> str | None:
-    """RDKit canonical SMILES, or None if RDKit cannot parse it."""
-    if not smiles:
-        return None
-    mol = Chem.MolFromSmiles(smiles)
-    return None if mol is None else Chem.MolToSmiles(mol)
-
-
 def write_smiles(path: Path, smiles: Iterable[str]) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text("".join(f"{s}\n" for s in smiles))
@@ -117,7 +108,7 @@ def prepare_moses(
     if val_size >= len(order):
         raise DataError(f"{path}: val_size={val_size} leaves no training molecules ({len(order)} in all)")
     chosen = order if train_size is None else order[: val_size + train_size]
-    canonical = map_molecules(canonical_or_none, [raw[i] for i in chosen], n_jobs=n_jobs,
+    canonical = map_molecules(canonical_smiles, [raw[i] for i in chosen], n_jobs=n_jobs,
                               progress=sys.stderr.isatty(), desc=f"canonicalize {path.name}")
     bad = sorted(int(chosen[j]) + 2 for j, c in enumerate(canonical) if c is None)  # 1-based, after the header
     if bad:

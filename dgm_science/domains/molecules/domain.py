@@ -138,15 +138,13 @@ class MoleculeDomain:
         """Cache MOSES reference statistics (ChemNet moments, fingerprints, fragments, scaffolds,
         properties) of a test set; ``max_molecules`` takes a seeded subset (quick runs)."""
         from dgm_science.domains.molecules import metrics
-
-        from dgm_science.domains.molecules.data import canonical_or_none
-        from dgm_science.domains.molecules.properties import map_molecules
+        from dgm_science.domains.molecules.properties import canonical_smiles, map_molecules
 
         smiles = read_smiles(smiles_path)
         if max_molecules is not None and max_molecules < len(smiles):
             idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_molecules, replace=False))
             smiles = [smiles[i] for i in idx]
-        parsed = map_molecules(canonical_or_none, smiles, n_jobs=n_jobs)
+        parsed = map_molecules(canonical_smiles, smiles, n_jobs=n_jobs)
         bad = [s for s, c in zip(smiles, parsed) if c is None]
         if bad:
             log.warning("%s: %d reference SMILES RDKit cannot parse were skipped, e.g. %r", smiles_path, len(bad),

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 from dgm_science.domains.molecules.properties import (
     MORGAN_BITS,
     MoleculeFeatures,
+    canonical_smiles,
     describe_molecule,
     map_molecules,
     parse_smiles,
@@ -47,12 +48,6 @@ REFERENCE_KEYS = (
     "scaffold_counts",
     *PROPERTY_NAMES,
 )
-
-
-def canonical_smiles(smiles: str | None) -> str | None:
-    """RDKit canonical SMILES, or None if `smiles` is not a valid molecule."""
-    mol = parse_smiles(smiles)
-    return None if mol is None else Chem.MolToSmiles(mol)
 
 
 # --------------------------------------------------------------------------------------------- set metrics

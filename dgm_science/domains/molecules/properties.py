@@ -43,6 +43,12 @@ def parse_smiles(smiles: str | None) -> Chem.Mol | None:
     return mol
 
 
+def canonical_smiles(smiles: str | None) -> str | None:
+    """RDKit canonical SMILES, or None if `smiles` is not a valid molecule."""
+    mol = parse_smiles(smiles)
+    return None if mol is None else Chem.MolToSmiles(mol)
+
+
 def mol_properties(mol: Chem.Mol) -> dict[str, float]:
     """QED (Bickerton et al. 2012), SA score (Ertl & Schuffenhauer 2009), Crippen logP and molecular weight.
 
