@@ -76,12 +76,21 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    @torch.no_grad()
     def sample(
         self, n: int, *, seed: int = 0, temperature: float | None = None, batch_size: int | None = None,
-        progress: bool = False,
+        progress: bool = False, **decode_options: Any,
     ) -> list[Any]:
         """Decoded samples (None for an undecodable sample), drawn in batches with one seeded generator."""
+        return self.sample_table(n, seed=seed, temperature=temperature, batch_size=batch_size, progress=progress,
+                                 **decode_options)[0]
+
+    @torch.no_grad()
+    def sample_table(
+        self, n: int, *, seed: int = 0, temperature: float | None = None, batch_size: int | None = None,
+        progress: bool = False, **decode_options: Any,
+    ) -> tuple[list[Any], dict[str, list[Any]]]:
+        """Decoded samples and the domain's extra per-sample columns (e.g. validity without valency
+        correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``)."""
         if n <= 0:
             raise ValueError(f"-n must be a positive number of samples, got {n}")
         batch_size = batch_size or self.config.sample.batch_size
@@ -89,13 +98,17 @@ class LoadedModel:
         generator = torch.Generator(device=self.device).manual_seed(seed)
         self.model.eval()
         out: list[Any] = []
+        columns: dict[str, list[Any]] = {}
         with tqdm(total=n, desc="sample", disable=not progress, unit="mol") as bar:
             while len(out) < n:
                 size = min(batch_size, n - len(out))
                 raw = self.model.sample(size, generator=generator, temperature=temperature)
-                out.extend(self.domain.decode(raw, self.state))
+                items, extra = self.domain.decode_table(raw, self.state, **decode_options)
+                out.extend(items)
+                for key, values in extra.items():
+                    columns.setdefault(key, []).extend(values)
                 bar.update(size)
-        return out
+        return out, columns
 
     def log_likelihood(self, items: Sequence[Any], batch_size: int = 500) -> np.ndarray:
         """log p(x) in nats per item (ELBO for bound models); NaN where the model cannot score it."""
@@ -163,7 +176,7 @@ def train(
     spec = registry.get("model", model_name)
     domain = registry.get("domain", spec.domain)
     seed_everything(seed)
-    state = domain.fit_state(data_dir, config.model)
+    state = domain.fit_state(data_dir, spec, config.model)
     spec, domain, model = _build(model_name, config, state)
     train_set, val_set = domain.datasets(data_dir, spec, config.model, state)
     cfg = config.train

@@ -48,6 +48,9 @@ class SampleConfig:
     n: int = 10000
     batch_size: int = 1000
     temperature: float = 1.0
+    valency_correction: bool = False
+    """Molecular graphs: repair over-bonded atoms (MoFlow) before the SMILES is written; the
+    validity before repair is kept in the ``valid_without_correction`` column."""
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

@@ -18,4 +18,8 @@ def moses_smiles() -> list[str]:
 def molecule_state(moses_smiles: list[str]) -> dict:
     from dgm_science.domains.molecules.tokenizer import Tokenizer
 
-    return {"tokenizer": Tokenizer.fit("smiles", moses_smiles).state()}
+    from dgm_science.domains.molecules.dense import fit_vocabulary
+
+    atom_types, max_atoms = fit_vocabulary(moses_smiles)
+    return {"tokenizer": Tokenizer.fit("smiles", moses_smiles).state(), "atom_types": atom_types,
+            "max_atoms": max_atoms}

@@ -1,3 +1,5 @@
-"""Molecules (2D): MOSES / QM9 SMILES and RDKit graphs."""
+"""Molecules (2D): MOSES / QM9 SMILES, RDKit graphs and dense graphs."""
 
-from dgm_science.domains.molecules import data, domain, models, report  # noqa: F401  (register entries)
+from dgm_science.domains.molecules import (  # noqa: F401  (register entries)
+    data, domain, graph_diffusion, graph_flow, models, report,
+)

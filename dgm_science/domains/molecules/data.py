@@ -37,29 +37,64 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def download_wheel(package: str, version: str, sha256: str, dest: Path) -> Path:
+    """``pip download --no-deps`` one wheel into ``dest`` (no install, no import) and check its sha256."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", f"{package}=={version}",
+           "-d", str(dest)]
+    log.info("running %s", " ".join(cmd))
+    subprocess.run(cmd, check=True, stdout=sys.stderr)
+    wheels = list(Path(dest).glob(f"{package}-*.whl"))
+    if len(wheels) != 1:
+        raise DataError(f"pip download of {package}=={version} produced {wheels}, expected one wheel")
+    actual = sha256_of(wheels[0])
+    if actual != sha256:
+        raise DataError(f"{wheels[0].name}: sha256 {actual} does not match the expected {sha256}")
+    return wheels[0]
+
+
+def _write_source(out_dir: Path, package: str, version: str, sha256: str, files: list[str]) -> dict[str, Any]:
+    source = {"package": package, "version": version, "sha256": sha256, "files": files}
+    (out_dir / "SOURCE.json").write_text(json.dumps(source, indent=2))
+    return source
+
+
 def fetch_moses(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
-    """Download the ``molsets`` wheel with pip (no install, no import), check its sha256 and
-    extract ``moses/dataset/data/{train,test,test_scaffolds}.csv.gz`` into ``out_dir``."""
+    """Download the ``molsets`` wheel, check its sha256 and extract
+    ``moses/dataset/data/{train,test,test_scaffolds}.csv.gz`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               f"molsets=={version}", "-d", tmp]
-        log.info("running %s", " ".join(cmd))
-        subprocess.run(cmd, check=True, stdout=sys.stderr)
-        wheels = list(Path(tmp).glob("molsets-*.whl"))
-        if len(wheels) != 1:
-            raise DataError(f"pip download of molsets=={version} produced {wheels}, expected one wheel")
-        actual = sha256_of(wheels[0])
-        if actual != sha256:
-            raise DataError(f"{wheels[0].name}: sha256 {actual} does not match the expected {sha256}")
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        with zipfile.ZipFile(download_wheel("molsets", version, sha256, Path(tmp))) as wheel:
             for split in MOSES_SPLITS:
                 member = f"moses/dataset/data/{split}.csv.gz"
                 with wheel.open(member) as src, atomic_path(out_dir / f"{split}.csv.gz") as tmp_out:
                     tmp_out.write_bytes(src.read())
-    source = {"package": "molsets", "version": version, "sha256": sha256, "files": list(MOSES_SPLITS)}
-    (out_dir / "SOURCE.json").write_text(json.dumps(source, indent=2))
-    return source
+    return _write_source(out_dir, "molsets", version, sha256, [f"{s}.csv.gz" for s in MOSES_SPLITS])
+
+
+QM9_PARTS = ("qm9pack/data/qm9_part1.csv", "qm9pack/data/qm9_part2.csv", "qm9pack/data/qm9_part3.csv")
+
+
+def fetch_qm9(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
+    """Download the ``qm9pack`` wheel, check its sha256 and write ``qm9.csv.gz`` with the
+    ``index`` (the dsgdb9nsd number) and ``SMILES`` columns of its 130,831 molecules."""
+    import csv
+    import io
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv.field_size_limit(1 << 24)
+    with tempfile.TemporaryDirectory() as tmp:
+        wheel_path = download_wheel("qm9pack", version, sha256, Path(tmp))
+        with zipfile.ZipFile(wheel_path) as wheel, atomic_path(out_dir / "qm9.csv.gz") as tmp_out, \
+                gzip.open(tmp_out, "wt") as out:
+            out.write("index,SMILES\n")
+            for member in QM9_PARTS:
+                with wheel.open(member) as raw:
+                    reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8"))
+                    for line, row in enumerate(reader, start=2):
+                        if not row.get("SMILES") or not row.get("Index"):
+                            raise DataError(f"{wheel_path.name}:{member}: line {line}: no Index/SMILES")
+                        out.write(f"{int(row['Index'])},{row['SMILES'].strip()}\n")
+    return _write_source(out_dir, "qm9pack", version, sha256, ["qm9.csv.gz"])
 
 
 def read_smiles(path: str | Path, column: str = "SMILES", *, require_any: bool = True) -> list[str]:
@@ -122,6 +157,43 @@ def prepare_moses(
     stats = {"source": str(path), "read": len(raw), "drawn": int(len(chosen)), "unparseable": len(bad),
              "unparseable_lines": bad[:100], "train": len(kept) - min(val_size, len(kept)),
              "valid": min(val_size, len(kept)), "seed": seed}
+    log.info("prepared %s", {k: v for k, v in stats.items() if k != "unparseable_lines"})
+    with atomic_path(out_dir / "prepare.json") as tmp:
+        tmp.write_text(json.dumps(stats, indent=2))
+    return stats
+
+
+def prepare_qm9(
+    raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int, n_jobs: int
+) -> dict[str, Any]:
+    """Seeded split of QM9 with DiGress's sizes (Vignac et al. 2023): 10% test, ``train_size``
+    (100,000) train, the rest (``val_size``, 17,748) validation. Writes canonical SMILES as
+    ``train.smi`` / ``valid.smi`` / ``test.smi`` and ``train_all.smi`` (the novelty reference:
+    the training split). A SMILES RDKit cannot parse is skipped and counted."""
+    path = raw_dir / "qm9.csv.gz"
+    raw = read_smiles(path)
+    n_test = len(raw) // 10
+    train_size = 100_000 if train_size is None else train_size
+    if n_test + train_size + val_size > len(raw):
+        raise DataError(f"{path}: train_size={train_size} + val_size={val_size} + 10% test exceed the "
+                        f"{len(raw)} molecules")
+    order = np.random.default_rng(seed).permutation(len(raw))
+    canonical = map_molecules(canonical_smiles, raw, n_jobs=n_jobs, progress=sys.stderr.isatty(),
+                              desc=f"canonicalize {path.name}")
+    bad = sorted(i + 2 for i, c in enumerate(canonical) if c is None)
+    if bad:
+        log.warning("%s: %d line(s) RDKit could not parse were skipped (lines %s)", path, len(bad), bad[:10])
+    splits = {"test": order[:n_test], "train": order[n_test:n_test + train_size],
+              "valid": order[n_test + train_size:n_test + train_size + val_size]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stats: dict[str, Any] = {"source": str(path), "read": len(raw), "unparseable": len(bad),
+                             "unparseable_lines": bad[:100], "seed": seed}
+    for split, idx in splits.items():
+        kept = [canonical[i] for i in idx if canonical[i] is not None]
+        write_smiles(out_dir / f"{split}.smi", kept)
+        if split == "train":
+            write_smiles(out_dir / "train_all.smi", kept)
+        stats[split] = len(kept)
     log.info("prepared %s", {k: v for k, v in stats.items() if k != "unparseable_lines"})
     with atomic_path(out_dir / "prepare.json") as tmp:
         tmp.write_text(json.dumps(stats, indent=2))
@@ -244,3 +316,22 @@ class Moses:
     def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int,
                 n_jobs: int) -> dict[str, Any]:
         return prepare_moses(raw_dir, out_dir, train_size=train_size, val_size=val_size, seed=seed, n_jobs=n_jobs)
+
+
+@register("dataset", "qm9")
+class QM9:
+    """QM9 (Ramakrishnan et al. 2014): 130,831 molecules of up to 9 heavy atoms (C, N, O, F), the
+    SMILES of the ``qm9pack`` wheel; DiGress split sizes 100,000 / 17,748 / 13,083."""
+
+    domain = "molecules"
+    version = "1.0.3"
+    sha256 = "1d88c2988007c6778e717ee3224cf511bd60e10732ebe3b7ed500ea5af05c9f0"
+
+    @classmethod
+    def fetch(cls, out_dir: Path) -> dict[str, Any]:
+        return fetch_qm9(out_dir, version=cls.version, sha256=cls.sha256)
+
+    @staticmethod
+    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int,
+                n_jobs: int) -> dict[str, Any]:
+        return prepare_qm9(raw_dir, out_dir, train_size=train_size, val_size=val_size, seed=seed, n_jobs=n_jobs)

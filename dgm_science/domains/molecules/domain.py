@@ -14,6 +14,9 @@ import torch
 
 from dgm_science.base import GenerativeModel
 from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
+from dgm_science.domains.molecules.dense import (
+    DenseGraphDataset, DenseGraphs, decode_dense, load_dense, smiles_to_dense_batch,
+)
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.registry import register
 
@@ -27,8 +30,12 @@ class MoleculeDomain:
     name = "molecules"
 
     @staticmethod
-    def fit_state(data_dir: Path, model_cfg: Any) -> dict[str, Any]:
-        """Domain state saved in the checkpoint: the tokenizer fitted on train + valid."""
+    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+        """Domain state saved in the checkpoint: the atom vocabulary and size of dense graphs, or
+        the tokenizer fitted on train + valid."""
+        if "dense" in spec.batch_fields:
+            atom_types, atoms, _ = load_dense(data_dir / "dense.npz", "valid")
+            return {"atom_types": atom_types, "max_atoms": int(atoms.shape[1])}
         smiles = read_smiles(data_dir / "train.smi") + read_smiles(data_dir / "valid.smi")
         return {"tokenizer": Tokenizer.fit(model_cfg.tokenizer, smiles).state()}
 
@@ -39,7 +46,10 @@ class MoleculeDomain:
     @classmethod
     def datasets(
         cls, data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
-    ) -> tuple[MoleculeDataset, MoleculeDataset]:
+    ) -> tuple[MoleculeDataset | DenseGraphDataset, MoleculeDataset | DenseGraphDataset]:
+        if "dense" in spec.batch_fields:
+            splits = [load_dense(data_dir / "dense.npz", split) for split in ("train", "valid")]
+            return DenseGraphDataset(*splits[0][1:]), DenseGraphDataset(*splits[1][1:])
         tokenizer = cls.tokenizer(state)
         needs_graph = "graph" in spec.batch_fields
         out = []
@@ -49,10 +59,23 @@ class MoleculeDomain:
         return out[0], out[1]
 
     @classmethod
-    def decode(cls, raw: torch.Tensor, state: dict[str, Any]) -> list[str | None]:
-        """Token ids (B, L) -> SMILES strings; None where the sequence never ended (<eos>)."""
+    def decode_table(
+        cls, raw: torch.Tensor | DenseGraphs, state: dict[str, Any], *, valency_correction: bool = False
+    ) -> tuple[list[str | None], dict[str, list[Any]]]:
+        """Model output -> (SMILES, None where invalid; extra per-sample columns).
+
+        Token ids (B, L) decode to their string (None where the sequence never ended); dense
+        graphs decode as MoFlow does, with the ``valid_without_correction`` column, and the
+        valency correction only when asked for."""
+        if isinstance(raw, DenseGraphs):
+            smiles, valid_raw = decode_dense(raw, state["atom_types"], valency_correction=valency_correction)
+            return smiles, {"valid_without_correction": [int(v) for v in valid_raw]}
         tokenizer = cls.tokenizer(state)
-        return [tokenizer.decode(row) for row in raw.tolist()]
+        return [tokenizer.decode(row) for row in raw.tolist()], {}
+
+    @classmethod
+    def decode(cls, raw: torch.Tensor | DenseGraphs, state: dict[str, Any], **options: Any) -> list[str | None]:
+        return cls.decode_table(raw, state, **options)[0]
 
     @classmethod
     def batch_of(
@@ -61,6 +84,8 @@ class MoleculeDomain:
         """Model batch for those SMILES the model can score, and their positions in ``smiles``."""
         from dgm_science.domains.molecules.featurize import smiles_to_graph
 
+        if "dense" in spec.batch_fields:
+            return smiles_to_dense_batch(smiles, state["atom_types"], state["max_atoms"])
         tokenizer = cls.tokenizer(state)
         needs_graph = "graph" in spec.batch_fields
         items, keep = [], []
@@ -157,12 +182,14 @@ class MoleculeDomain:
     @staticmethod
     def evaluate(samples_path: Path, reference_dir: Path, *, n_jobs: int) -> dict[str, float]:
         """MOSES metrics of the samples against ``reference_dir``'s train_all.smi, ref_test.npz and
-        ref_test_scaffolds.npz."""
+        (where the dataset has a scaffold split) ref_test_scaffolds.npz; for graph models also the
+        validity without valency correction (the samples' ``valid_without_correction`` column)."""
         from dgm_science.domains.molecules import metrics
 
         generated = MoleculeDomain.read_samples(samples_path)
         test = metrics.load_reference(reference_dir / "ref_test.npz")
-        test_scaffolds = metrics.load_reference(reference_dir / "ref_test_scaffolds.npz")
+        scaffolds_path = reference_dir / "ref_test_scaffolds.npz"
+        test_scaffolds = metrics.load_reference(scaffolds_path) if scaffolds_path.is_file() else None
         result = metrics.evaluate(
             [s or None for s in generated],
             train=set(read_smiles(reference_dir / "train_all.smi")),
@@ -170,6 +197,16 @@ class MoleculeDomain:
             test_scaffolds_stats=test_scaffolds,
             n_jobs=n_jobs,
         )
+        raw_valid = read_smiles(samples_path, column="valid_without_correction", require_any=False) \
+            if "valid_without_correction" in _csv_header(samples_path) else None
+        if raw_valid is not None:
+            result["validity_without_correction"] = sum(v == "1" for v in raw_valid) / len(raw_valid)
         result["reference_test_size"] = float(len(test["logP"]))
-        result["reference_test_scaffolds_size"] = float(len(test_scaffolds["logP"]))
+        if test_scaffolds is not None:
+            result["reference_test_scaffolds_size"] = float(len(test_scaffolds["logP"]))
         return result
+
+
+def _csv_header(path: Path) -> list[str]:
+    with open(path) as fh:
+        return [h.strip() for h in fh.readline().split(",")]

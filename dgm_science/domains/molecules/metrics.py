@@ -364,14 +364,15 @@ def evaluate(
     *,
     train: Iterable[str],
     test_stats: Mapping[str, np.ndarray],
-    test_scaffolds_stats: Mapping[str, np.ndarray],
+    test_scaffolds_stats: Mapping[str, np.ndarray] | None,
     n_jobs: int = 1,
     device: str = "cpu",
     k: Sequence[int] = (1000, 10000),
     progress: bool = False,
     timings: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """All MOSES metrics of a generated set against Test and TestSF statistics (`reference_statistics`).
+    """All MOSES metrics of a generated set against Test and TestSF statistics (`reference_statistics`;
+    the TestSF metrics are left out when `test_scaffolds_stats` is None).
 
     Invalid entries (None, unparseable) count in `valid` and are excluded from the other metrics, as in MOSES;
     `unique@k_n` records how many valid molecules unique@k was computed over (< k when too few were valid).
@@ -403,7 +404,9 @@ def evaluate(
     metrics["novelty"] = novelty(canonical, train)
     lap("unique_novelty")
 
-    references = {"Test": test_stats, "TestSF": test_scaffolds_stats}
+    references = {"Test": test_stats}
+    if test_scaffolds_stats is not None:  # MOSES has a scaffold split; QM9 has none
+        references["TestSF"] = test_scaffolds_stats
     nan = float("nan")
     if len(valid) >= 2:
         gen_mu, gen_sigma = _gaussian(chemnet_activations(canonical, device=device, progress=progress))

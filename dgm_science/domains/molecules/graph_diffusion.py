@@ -1,0 +1,1 @@
+"""Placeholder: the DiGress-style graph diffusion model lands here."""

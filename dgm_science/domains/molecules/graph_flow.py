@@ -1,0 +1,1 @@
+"""Placeholder: the MoFlow-style graph flow lands here."""
