@@ -18,8 +18,9 @@ def moses_smiles() -> list[str]:
 def molecule_state(moses_smiles: list[str]) -> dict:
     from dgm_science.domains.molecules.tokenizer import Tokenizer
 
-    from dgm_science.domains.molecules.dense import fit_vocabulary
+    from dgm_science.domains.molecules.dense import dense_state, fit_vocabulary, smiles_to_dense_batch
 
     atom_types, max_atoms = fit_vocabulary(moses_smiles)
-    return {"tokenizer": Tokenizer.fit("smiles", moses_smiles).state(), "atom_types": atom_types,
-            "max_atoms": max_atoms}
+    batch, _ = smiles_to_dense_batch(moses_smiles, atom_types, max_atoms)
+    return {"tokenizer": Tokenizer.fit("smiles", moses_smiles).state(),
+            **dense_state(atom_types, batch["atoms"], batch["bonds"])}

@@ -186,6 +186,31 @@ def upper_to_dense(upper: torch.Tensor, n: int) -> torch.Tensor:
     return dense + dense.transpose(-1, -2)
 
 
+def dense_state(atom_types: Sequence[str], atoms: torch.Tensor, bonds: torch.Tensor) -> dict[str, Any]:
+    """What a dense-graph model is built from, measured on its training graphs (``atoms: (M, N)``,
+    ``bonds: (M, N, N)``): the atom vocabulary, ``max_atoms``, and as plain lists
+
+    - ``num_atoms_distribution``: P(n atoms), n = 0..N,
+    - ``atom_marginals``: frequency of each atom type over real atoms (length ``len(atom_types)``),
+    - ``bond_marginals``: frequency of no bond / single / double / triple over pairs of real atoms.
+    """
+    n_types = len(atom_types)
+    mask = atoms > 0
+    sizes = mask.sum(1)
+    num_atoms = torch.bincount(sizes, minlength=atoms.shape[1] + 1).double()
+    atom_counts = torch.bincount(atoms[mask] - 1, minlength=n_types).double()
+    pair = mask[:, :, None] & mask[:, None, :]
+    pair &= ~torch.eye(atoms.shape[1], dtype=torch.bool)[None]
+    bond_counts = torch.bincount(bonds[pair], minlength=NUM_BOND_CLASSES).double()
+    return {
+        "atom_types": list(atom_types),
+        "max_atoms": int(atoms.shape[1]),
+        "num_atoms_distribution": (num_atoms / num_atoms.sum()).tolist(),
+        "atom_marginals": (atom_counts / atom_counts.sum()).tolist(),
+        "bond_marginals": (bond_counts / bond_counts.sum().clamp(min=1)).tolist(),
+    }
+
+
 class DenseGraphDataset(torch.utils.data.Dataset):
     """Dense molecular graphs held as two tensors; ``collate`` stacks them into a batch dict."""
 

@@ -15,7 +15,7 @@ import torch
 from dgm_science.base import GenerativeModel
 from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
 from dgm_science.domains.molecules.dense import (
-    DenseGraphDataset, DenseGraphs, decode_dense, load_dense, smiles_to_dense_batch,
+    DenseGraphDataset, DenseGraphs, decode_dense, dense_state, load_dense, smiles_to_dense_batch,
 )
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.registry import register
@@ -34,8 +34,8 @@ class MoleculeDomain:
         """Domain state saved in the checkpoint: the atom vocabulary and size of dense graphs, or
         the tokenizer fitted on train + valid."""
         if "dense" in spec.batch_fields:
-            atom_types, atoms, _ = load_dense(data_dir / "dense.npz", "valid")
-            return {"atom_types": atom_types, "max_atoms": int(atoms.shape[1])}
+            atom_types, atoms, bonds = load_dense(data_dir / "dense.npz", "train")
+            return dense_state(atom_types, atoms, bonds)
         smiles = read_smiles(data_dir / "train.smi") + read_smiles(data_dir / "valid.smi")
         return {"tokenizer": Tokenizer.fit(model_cfg.tokenizer, smiles).state()}
 
