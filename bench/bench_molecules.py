@@ -1,10 +1,11 @@
-"""Benchmark: molecule model training throughput (tokens/s, molecules/s) and sampling
-throughput (molecules/s for 10k SMILES) on this machine. Writes bench/results/molecules.json.
+"""Benchmark: molecule model training throughput (molecules/s, and tokens/s for sequence models)
+and sampling throughput (molecules/s for 10k molecules) on this machine, for every model of a
+dataset in the default config. Writes bench/results/molecules_{dataset}.json.
 
-Uses the prepared MOSES subset (run `make run` or the moses_prepare rule first) and the default
+Uses the prepared data (run `make run` or the molecules_prepare rule first) and the default
 config's quick model sizes. Not a test: figures depend on the machine.
 
-    python bench/bench_molecules.py [--data resources/molecules/moses/data] [--steps 30]
+    python bench/bench_molecules.py --dataset qm9 [--steps 30] [--models graph-flow]
 """
 
 from __future__ import annotations
@@ -37,7 +38,11 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
         for split in ("train", "valid"):
             if not (data / f"graphs_{split}.pt").is_file():
                 featurize_file(data / f"{split}.smi", data / f"graphs_{split}.pt", threads)
-    state = domain.fit_state(data, config.model)
+    if "dense" in spec.batch_fields and not (data / "dense.npz").is_file():
+        from dgm_science.domains.molecules.dense import featurize_dense
+
+        featurize_dense(data / "train.smi", data / "valid.smi", data / "dense.npz", n_jobs=threads)
+    state = domain.fit_state(data, spec, config.model)
     model = spec.build(config.model, state)
     train_set, _ = domain.datasets(data, spec, config.model, state)
     loader = DataLoader(train_set, batch_size=config.train.batch_size, shuffle=True, collate_fn=train_set.collate,
@@ -57,8 +62,9 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        tokens += int((batch["tokens"][:, 1:] != 0).sum())
-        molecules += batch["tokens"].shape[0]
+        if "tokens" in batch:
+            tokens += int((batch["tokens"][:, 1:] != 0).sum())
+        molecules += next(iter(batch.values())).shape[0]
     train_seconds = time.perf_counter() - start
     # Sampling speed depends on when sequences end, so time a trained checkpoint where there is one.
     sampler = api.load(checkpoint, device="cpu") if checkpoint is not None and checkpoint.is_file() else None
@@ -71,13 +77,14 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
         decoded, generator = [], torch.Generator().manual_seed(0)
         while len(decoded) < n_sample:
             size = min(config.sample.batch_size, n_sample - len(decoded))
-            decoded += domain.decode(model.sample(size, generator=generator), state)
+            decoded += domain.decode(model.sample(size, generator=generator, temperature=config.sample.temperature),
+                                     state)
     sample_seconds = time.perf_counter() - start
     return {
         "parameters": sum(p.numel() for p in model.parameters()),
         "batch_size": config.train.batch_size,
         "precision": precision,
-        "train_tokens_per_s": tokens / train_seconds,
+        "train_tokens_per_s": tokens / train_seconds if tokens else None,
         "train_molecules_per_s": molecules / train_seconds,
         "sample_n": n_sample,
         "sample_from": "trained checkpoint (seed 0)" if sampler is not None else "untrained model",
@@ -89,16 +96,24 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=ROOT / "resources/molecules/moses/data")
+    parser.add_argument("--dataset", default="moses", help="moses or qm9")
+    parser.add_argument("--models", nargs="*", default=None, help="models to time (default: all in the config)")
+    parser.add_argument("--data", type=Path, default=None, help="default: resources/molecules/{dataset}/data")
     parser.add_argument("--config", type=Path, default=ROOT / "workflows/config/default.yaml")
     parser.add_argument("--steps", type=int, default=30, help="timed training steps per model")
     parser.add_argument("--sample", type=int, default=10000, help="molecules to sample per model")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    parser.add_argument("--results", type=Path, default=ROOT / "results/molecules/moses",
-                        help="trained checkpoints {model}/seed0/model.ckpt to time sampling with")
-    parser.add_argument("--out", type=Path, default=ROOT / "bench/results/molecules.json")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="trained checkpoints {model}/seed0/model.ckpt to time sampling with "
+                             "(default: results/molecules/{dataset})")
+    parser.add_argument("--out", type=Path, default=None, help="default: bench/results/molecules_{dataset}.json")
     args = parser.parse_args()
-    models = yaml.safe_load(args.config.read_text())["molecules"]["moses"]["models"]
+    args.data = args.data or ROOT / f"resources/molecules/{args.dataset}/data"
+    args.results = args.results or ROOT / f"results/molecules/{args.dataset}"
+    args.out = args.out or ROOT / f"bench/results/molecules_{args.dataset}.json"
+    models = yaml.safe_load(args.config.read_text())["molecules"][args.dataset]["models"]
+    if args.models:
+        models = {name: models[name] for name in args.models}
     results = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
                "torch": torch.__version__, "models": {}}
     for name, model_config in models.items():
@@ -106,6 +121,9 @@ def main() -> None:
         results["models"][name] = bench_model(name, args.data, model_config, args.steps, args.sample, args.threads,
                                               checkpoint)
         print(name, json.dumps(results["models"][name], indent=1), flush=True)
+    if args.out.is_file():  # keep the figures of models not timed this time
+        previous = json.loads(args.out.read_text()).get("models", {})
+        results["models"] = {**previous, **results["models"]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
 

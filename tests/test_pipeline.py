@@ -20,6 +20,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
+QM9_MODELS = ("graph-flow", "graph-diffusion")
 
 
 def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -43,6 +44,11 @@ def workdir(tmp_path_factory, moses_smiles):
     for name, smiles in splits.items():
         with gzip.open(raw / f"{name}.csv.gz", "wt") as fh:
             fh.write("SMILES\n" + "\n".join(smiles) + "\n")
+    qm9_raw = work / "resources/molecules/qm9/raw"
+    qm9_raw.mkdir(parents=True)
+    qm9 = (ROOT / "tests/data/qm9_sample.smi").read_text().split()
+    with gzip.open(qm9_raw / "qm9.csv.gz", "wt") as fh:
+        fh.write("index,SMILES\n" + "".join(f"{i + 1},{s}\n" for i, s in enumerate(qm9)))
     return work
 
 
@@ -62,6 +68,14 @@ def test_pipeline_runs_end_to_end(workdir):
         assert (run / "train/logs/metrics.csv").is_file()
         assert (workdir / f"logs/molecules/moses/{model}/seed0/train.log").is_file()
         assert (workdir / f"benchmarks/molecules/moses/{model}/seed0/train.tsv").is_file()
+    assert "QM9" in report and "MoFlow (published)" in report
+    for model in QM9_MODELS:
+        run = workdir / f"results/molecules/qm9/{model}/seed0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert 0.0 <= metrics["validity_without_correction"] <= metrics["valid"] <= 1.0
+        assert "FCD/Test" in metrics and "FCD/TestSF" not in metrics
+        header = (run / "samples.csv").read_text().splitlines()[0]
+        assert "valid_without_correction" in header
 
 
 def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):
@@ -75,6 +89,7 @@ def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):
     out = dry.stdout + dry.stderr
     assert dry.returncode == 0, out[-3000:]
     assert "molecules_train" in out and "molecules_sample" in out and "report" in out
-    assert "moses_prepare" not in out and "molecules_featurize" not in out and "moses_reference" not in out
+    assert "molecules_prepare" not in out and "molecules_featurize" not in out
+    assert "molecules_reference" not in out and "molecules_dense" not in out
     plan = _snakemake(workdir, "--dry-run", "--printshellcmds")
     assert "--model smiles-arm" in plan.stdout and "--model graph-vae" not in plan.stdout

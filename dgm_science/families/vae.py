@@ -12,17 +12,18 @@ from dgm_science.base import GenerativeModel
 
 
 class StandardNormal(nn.Module):
-    """Isotropic Gaussian prior p(z) = N(0, I) over (B, D)."""
+    """Isotropic Gaussian p(z) = N(0, I) over events of ``event_shape`` (an int D means (D,)):
+    ``log_prob(z: (B, *event_shape)) -> (B,)``."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, event_shape: int | tuple[int, ...]) -> None:
         super().__init__()
-        self.dim = dim
+        self.event_shape = (event_shape,) if isinstance(event_shape, int) else tuple(event_shape)
 
     def log_prob(self, z: torch.Tensor) -> torch.Tensor:
-        return -0.5 * (z.pow(2) + math.log(2 * math.pi)).sum(-1)
+        return -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(-1)
 
     def sample(self, n: int, generator: torch.Generator | None = None, device: torch.device | None = None) -> torch.Tensor:
-        return torch.randn(n, self.dim, generator=generator, device=device)
+        return torch.randn(n, *self.event_shape, generator=generator, device=device)
 
 
 class VAE(GenerativeModel):

@@ -1,7 +1,12 @@
-# Molecules (2D): MOSES fetch -> prepare -> featurize / reference -> train -> sample -> evaluate.
+# Molecules (2D): MOSES / QM9 fetch -> prepare -> featurize (PyG graphs, dense graphs) / reference
+# -> train -> sample -> evaluate.
 
 MOSES = "resources/molecules/moses"
-MOSES_CFG = config["molecules"]["moses"]
+QM9 = "resources/molecules/qm9"
+
+
+def dataset_config(dataset):
+    return config["molecules"][dataset]
 
 
 wildcard_constraints:
@@ -20,26 +25,48 @@ rule moses_fetch:
         "{DGM} fetch moses --out {MOSES}/raw 2> {log}"
 
 
-rule moses_prepare:
-    input:
-        MOSES + "/raw/train.csv.gz",
+rule qm9_fetch:
     output:
-        train=MOSES + "/data/train.smi",
-        valid=MOSES + "/data/valid.smi",
-        train_all=MOSES + "/data/train_all.smi",
-        stats=MOSES + "/data/prepare.json",
+        QM9 + "/raw/qm9.csv.gz",
+    log:
+        "logs/molecules/qm9/fetch.log",
+    benchmark:
+        "benchmarks/molecules/qm9/fetch.tsv"
+    shell:
+        "{DGM} fetch qm9 --out {QM9}/raw 2> {log}"
+
+
+def raw_training_file(wildcards):
+    return {"moses": MOSES + "/raw/train.csv.gz", "qm9": QM9 + "/raw/qm9.csv.gz"}[wildcards.dataset]
+
+
+def subset_flags(wildcards):
+    subset = dataset_config(wildcards.dataset)["subset"]
+    return (f"{optional_flag('--train-size', subset['train_size'])} --val-size {subset['val_size']}"
+            f" --seed {subset['seed']}")
+
+
+rule molecules_prepare:
+    input:
+        raw_training_file,
+    output:
+        train="resources/molecules/{dataset}/data/train.smi",
+        valid="resources/molecules/{dataset}/data/valid.smi",
+        train_all="resources/molecules/{dataset}/data/train_all.smi",
+        test="resources/molecules/{dataset}/data/test.smi",
+        stats="resources/molecules/{dataset}/data/prepare.json",
     params:
-        train_size=optional_flag("--train-size", MOSES_CFG["subset"]["train_size"]),
-        val_size=MOSES_CFG["subset"]["val_size"],
-        seed=MOSES_CFG["subset"]["seed"],
+        subset=subset_flags,
+        raw="resources/molecules/{dataset}/raw",
+        out="resources/molecules/{dataset}/data",
     threads: workflow.cores
     log:
-        "logs/molecules/moses/prepare.log",
+        "logs/molecules/{dataset}/prepare.log",
     benchmark:
-        "benchmarks/molecules/moses/prepare.tsv"
+        "benchmarks/molecules/{dataset}/prepare.tsv"
     shell:
-        "{DGM} prepare moses --raw {MOSES}/raw --out {MOSES}/data {params.train_size}"
-        " --val-size {params.val_size} --seed {params.seed} --jobs {threads} 2> {log}"
+        "{DGM} prepare {wildcards.dataset} --raw {params.raw} --out {params.out} {params.subset}"
+        " --jobs {threads} 2> {log}"
 
 
 def graph_limit(wildcards):
@@ -65,24 +92,52 @@ rule molecules_featurize:
         "{DGM} featurize --smiles {input} --out {output} {params.max_molecules} --jobs {threads} 2> {log}"
 
 
-rule moses_reference:
+rule molecules_dense:
     input:
-        MOSES + "/raw/{split}.csv.gz",
+        train="resources/molecules/{dataset}/data/train.smi",
+        valid="resources/molecules/{dataset}/data/valid.smi",
     output:
-        MOSES + "/data/ref_{split}.npz",
+        "resources/molecules/{dataset}/data/dense.npz",
     params:
-        max_molecules=optional_flag("--max-molecules", MOSES_CFG["reference"]["max_molecules"]),
-        seed=MOSES_CFG["reference"]["seed"],
+        max_molecules=graph_limit,
+        data="resources/molecules/{dataset}/data",
+    threads: workflow.cores
+    log:
+        "logs/molecules/{dataset}/dense.log",
+    benchmark:
+        "benchmarks/molecules/{dataset}/dense.tsv"
+    shell:
+        "{DGM} dense --data {params.data} --out {output} {params.max_molecules} --jobs {threads} 2> {log}"
+
+
+def reference_source(wildcards):
+    """MOSES ships Test and TestSF; QM9's test split is the held-out 10%."""
+    if wildcards.dataset == "moses":
+        return f"{MOSES}/raw/{wildcards.split}.csv.gz"
+    return f"{QM9}/data/{wildcards.split}.smi"
+
+
+def reference_flags(wildcards):
+    reference = dataset_config(wildcards.dataset)["reference"]
+    return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
+
+
+rule molecules_reference:
+    input:
+        reference_source,
+    output:
+        "resources/molecules/{dataset}/data/ref_{split}.npz",
+    params:
+        flags=reference_flags,
     threads: workflow.cores
     wildcard_constraints:
         split="test|test_scaffolds",
     log:
-        "logs/molecules/moses/reference_{split}.log",
+        "logs/molecules/{dataset}/reference_{split}.log",
     benchmark:
-        "benchmarks/molecules/moses/reference_{split}.tsv"
+        "benchmarks/molecules/{dataset}/reference_{split}.tsv"
     shell:
-        "{DGM} reference --data {input} --out {output} {params.max_molecules}"
-        " --seed {params.seed} --jobs {threads} 2> {log}"
+        "{DGM} reference --data {input} --out {output} {params.flags} --jobs {threads} 2> {log}"
 
 
 def molecules_train_inputs(wildcards):
@@ -91,6 +146,8 @@ def molecules_train_inputs(wildcards):
     if "graph" in batch_fields(wildcards.model):
         inputs["graphs_train"] = f"{data}/graphs_train.pt"
         inputs["graphs_valid"] = f"{data}/graphs_valid.pt"
+    if "dense" in batch_fields(wildcards.model):
+        inputs["dense"] = f"{data}/dense.npz"
     return inputs
 
 
@@ -141,12 +198,19 @@ rule molecules_sample:
         " --threads {threads} 2> {log}"
 
 
+def molecules_evaluate_inputs(wildcards):
+    data = f"resources/molecules/{wildcards.dataset}/data"
+    run = run_dir("molecules", wildcards.dataset, wildcards.model, wildcards.seed)
+    inputs = {"samples": f"{run}/samples.csv", "train_all": f"{data}/train_all.smi",
+              "ref_test": f"{data}/ref_test.npz"}
+    if wildcards.dataset == "moses":  # the scaffold split exists for MOSES only
+        inputs["ref_test_scaffolds"] = f"{data}/ref_test_scaffolds.npz"
+    return inputs
+
+
 rule molecules_evaluate:
     input:
-        samples="results/molecules/{dataset}/{model}/seed{seed}/samples.csv",
-        train_all="resources/molecules/{dataset}/data/train_all.smi",
-        ref_test="resources/molecules/{dataset}/data/ref_test.npz",
-        ref_test_scaffolds="resources/molecules/{dataset}/data/ref_test_scaffolds.npz",
+        unpack(molecules_evaluate_inputs),
     output:
         "results/molecules/{dataset}/{model}/seed{seed}/metrics.json",
     threads: workflow.cores

@@ -135,8 +135,9 @@ def prepare_moses(
 ) -> dict[str, Any]:
     """Draw a seeded subset of ``val_size + train_size`` MOSES training lines (None: all), write
     their RDKit canonical SMILES as ``valid.smi`` / ``train.smi`` (a line RDKit cannot parse is
-    skipped, counted and its line number logged), and ``train_all.smi``: every training string,
-    the novelty reference exactly as molsets computes novelty (``set(train)``)."""
+    skipped, counted and its line number logged), ``train_all.smi``: every training string,
+    the novelty reference exactly as molsets computes novelty (``set(train)``), and ``test.smi``:
+    the Test set as shipped (for scoring held-out molecules)."""
     path = raw_dir / "train.csv.gz"
     raw = read_smiles(path)
     order = np.random.default_rng(seed).permutation(len(raw))
@@ -154,6 +155,7 @@ def prepare_moses(
     write_smiles(out_dir / "valid.smi", kept[:val_size])
     write_smiles(out_dir / "train.smi", kept[val_size:])
     write_smiles(out_dir / "train_all.smi", (s for s in raw if s))
+    write_smiles(out_dir / "test.smi", (s for s in read_smiles(raw_dir / "test.csv.gz") if s))
     stats = {"source": str(path), "read": len(raw), "drawn": int(len(chosen)), "unparseable": len(bad),
              "unparseable_lines": bad[:100], "train": len(kept) - min(val_size, len(kept)),
              "valid": min(val_size, len(kept)), "seed": seed}

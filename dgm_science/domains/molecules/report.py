@@ -15,7 +15,7 @@ from dgm_science.registry import register
 from dgm_science.report import collect_runs, figure_png, png_data_uri, table_html
 
 COLUMNS = [
-    ("valid", "Valid"), ("unique@1000", "Unique@1k"), ("unique@10000", "Unique@10k"),
+    ("validity_without_correction", "Valid w/o corr."), ("valid", "Valid"), ("unique@1000", "Unique@1k"), ("unique@10000", "Unique@10k"),
     ("FCD/Test", "FCD Test ↓"), ("FCD/TestSF", "FCD TestSF ↓"), ("SNN/Test", "SNN Test"),
     ("SNN/TestSF", "SNN TestSF"), ("Frag/Test", "Frag Test"), ("Frag/TestSF", "Frag TestSF"),
     ("Scaf/Test", "Scaf Test"), ("Scaf/TestSF", "Scaf TestSF"), ("IntDiv1", "IntDiv"), ("IntDiv2", "IntDiv2"),
@@ -45,6 +45,50 @@ PUBLISHED_MOSES: dict[str, dict[str, float]] = {
                 "IntDiv2": 0.8453, "Filters": 0.9778, "novelty": 0.9153},
 }
 PUBLISHED_SCALE = "full MOSES train (1.58 M), GPU, 3 seeds × 30 k samples"
+
+QM9_COLUMNS = [
+    ("validity_without_correction", "Valid w/o corr."), ("valid", "Valid"), ("unique@10000", "Unique"),
+    ("novelty", "Novelty"), ("FCD/Test", "FCD Test ↓"), ("SNN/Test", "SNN Test"), ("Frag/Test", "Frag Test"),
+    ("IntDiv1", "IntDiv"), ("Filters", "Filters"), ("logP", "logP W1 ↓"), ("QED", "QED W1 ↓"),
+]
+# QM9 without hydrogens, published: GraphAF, MoFlow and GDSS from Jo et al. (2022), "Score-based
+# generative modeling of graphs via the system of SDEs" (GDSS), Table 2 (validity without
+# correction, uniqueness and novelty of valid molecules, FCD against the test set; 10,000 samples;
+# MoFlow's 120,803 / 13,082 split); DiGress from Vignac et al. (2023), Table 3 (QM9, implicit
+# hydrogens; validity and uniqueness only, no correction used).
+PUBLISHED_QM9: dict[str, tuple[str, dict[str, float]]] = {
+    "DiGress": ("Vignac et al. 2023, GPU", {"validity_without_correction": 0.990, "unique@10000": 0.962}),
+    "GDSS": ("Jo et al. 2022, GPU", {"validity_without_correction": 0.9572, "unique@10000": 0.9846,
+                                     "novelty": 0.8627, "FCD/Test": 2.900}),
+    "MoFlow": ("Zang & Wang 2020, via GDSS", {"validity_without_correction": 0.9136, "unique@10000": 0.9865,
+                                              "novelty": 0.9472, "FCD/Test": 4.467}),
+    "GraphAF": ("Shi et al. 2020, via GDSS", {"validity_without_correction": 0.7443, "unique@10000": 0.8864,
+                                              "novelty": 0.8659, "FCD/Test": 5.268}),
+}
+
+
+NOTES = {
+    "moses": ("Valid: fraction of samples RDKit parses (graph models: after valency correction where it is on; "
+              "'Valid w/o corr.' is MoFlow's validity before it); the other metrics use the valid ones (MOSES "
+              "definitions). FCD, SNN, Frag, Scaf and property W1 against the cached Test / TestSF "
+              "statistics{of_size} (published rows: all ~176k; a smaller reference lowers SNN and Scaf, since "
+              "fewer neighbours and scaffolds are there to match); novelty against the whole MOSES train set."),
+    "qm9": ("Valid w/o corr.: the sampled graph sanitizes as it is and is one connected molecule (MoFlow / GDSS "
+            "definition); Valid: after the valency correction where the run used it. Unique: unique@10k of the "
+            "valid molecules; novelty against our training split (100,000); FCD and the rest against the test "
+            "split{of_size}. Published rows use their own splits and, except validity w/o corr., corrected "
+            "molecules."),
+}
+
+
+def published_rows(dataset: str) -> list[tuple[str, str, dict[str, float]]]:
+    """(name, scale, metrics) of the published baselines for a dataset."""
+    if dataset == "moses":
+        return [(f"{name}", PUBLISHED_SCALE if name != "Train (data)" else "MOSES train set", values)
+                for name, values in PUBLISHED_MOSES.items()]
+    if dataset == "qm9":
+        return [(name, scale, values) for name, (scale, values) in PUBLISHED_QM9.items()]
+    return []
 PROPERTIES = [("logp", "logP"), ("sa", "SA"), ("qed", "QED"), ("mw", "MW")]
 
 
@@ -119,28 +163,24 @@ def molecules_section(results: Path) -> str:
     for dataset in sorted({r["dataset"] for r in runs}):
         ds_runs = [r for r in runs if r["dataset"] == dataset]
         models = sorted({r["model"] for r in ds_runs})
-        header = ["model", "scale"] + [label for _, label in COLUMNS]
+        columns = QM9_COLUMNS if dataset == "qm9" else COLUMNS
+        header = ["model", "scale"] + [label for _, label in columns]
         rows: list[tuple[str, list[str]]] = []
         for model in models:
             mruns = [r for r in ds_runs if r["model"] == model]
             cells = [f"<b>{model}</b> (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
                      _scale(mruns[0]["dir"])]
-            cells += [_fmt([r["metrics"].get(key) for r in mruns]) for key, _ in COLUMNS]
+            cells += [_fmt([r["metrics"].get(key) for r in mruns]) for key, _ in columns]
             rows.append(("ours", cells))
-        if dataset == "moses":
-            for name, values in PUBLISHED_MOSES.items():
-                cells = [f"{name} (published)", PUBLISHED_SCALE if name != "Train (data)" else "MOSES train set"]
-                cells += [f"{values[key]:.4f}" if key in values else "–" for key, _ in COLUMNS]
-                rows.append(("published", cells))
+        for name, scale, values in published_rows(dataset):
+            cells = [f"{name} (published)", scale]
+            cells += [f"{values[key]:.4f}" if key in values else "–" for key, _ in columns]
+            rows.append(("published", cells))
         parts.append(f"<h3>{dataset.upper()}</h3>")
         parts.append(table_html(header, rows))
         sizes = sorted({int(r["metrics"]["reference_test_size"]) for r in ds_runs if "reference_test_size" in r["metrics"]})
         of_size = f" of {', '.join(f'{n:,}' for n in sizes)} molecules each" if sizes else ""
-        parts.append('<p class="note">Valid: fraction of samples RDKit parses; the other metrics use the valid '
-                     "ones (MOSES definitions). FCD, SNN, Frag, Scaf and property W1 against the cached Test / "
-                     f"TestSF statistics{of_size} (published rows: "
-                     "all ~176k; a smaller reference lowers SNN and Scaf, since fewer neighbours and scaffolds "
-                     "are there to match); novelty against the whole MOSES train set.</p>")
+        parts.append(f'<p class="note">{NOTES.get(dataset, NOTES["moses"]).format(of_size=of_size)}</p>')
         samples = {}
         for model in models:
             first = next(r for r in ds_runs if r["model"] == model)
