@@ -76,6 +76,24 @@ class LoadedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    @property
+    def typicality(self) -> dict[str, float] | None:
+        """Mean, std and size of -log p(x) over the held-out typical set recorded at training time;
+        None for checkpoints written before it was recorded."""
+        stats = self.info.get("typicality")
+        if not isinstance(stats, dict) or not stats.get("std", 0) > 0:
+            return None
+        return stats
+
+    def ood_score(self, log_likelihood: np.ndarray) -> np.ndarray | None:
+        """Out-of-distribution score per item: |-log p(x) - mean| / std of -log p over the typical set
+        (the two-sided typicality test of Nalisnick et al. 2019 for one input); NaN where log p is NaN,
+        None when the checkpoint has no typicality statistics."""
+        stats = self.typicality
+        if stats is None:
+            return None
+        return np.abs(-np.asarray(log_likelihood, dtype=float) - stats["mean"]) / stats["std"]
+
     def sample(
         self, n: int, *, seed: int = 0, temperature: float | None = None, batch_size: int | None = None,
         progress: bool = False, **decode_options: Any,
@@ -87,15 +105,18 @@ class LoadedModel:
     @torch.no_grad()
     def sample_table(
         self, n: int, *, seed: int = 0, temperature: float | None = None, batch_size: int | None = None,
-        progress: bool = False, **decode_options: Any,
+        progress: bool = False, generator: torch.Generator | None = None, **decode_options: Any,
     ) -> tuple[list[Any], dict[str, list[Any]]]:
         """Decoded samples and the domain's extra per-sample columns (e.g. validity without valency
-        correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``)."""
+        correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``).
+        A ``generator`` (on the model's device) is continued instead of seeding a new one, so rounds
+        of a search draw one reproducible stream."""
         if n <= 0:
             raise ValueError(f"-n must be a positive number of samples, got {n}")
         batch_size = batch_size or self.config.sample.batch_size
         temperature = self.config.sample.temperature if temperature is None else temperature
-        generator = torch.Generator(device=self.device).manual_seed(seed)
+        if generator is None:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
         self.model.eval()
         out: list[Any] = []
         columns: dict[str, list[Any]] = {}
@@ -145,6 +166,35 @@ class LoadedModel:
         z = self.encode([start, end])
         path = VAE.interpolate(z[0], z[1], steps)
         return self.decode(path, seed=seed, temperature=temperature)
+
+
+def typicality_statistics(log_likelihood: np.ndarray) -> dict[str, float] | None:
+    """Mean and standard deviation of -log p(x) (nats) over a held-out typical set, ignoring items
+    the model cannot score (Nalisnick et al. 2019); None with fewer than two scored items."""
+    nll = -np.asarray(log_likelihood, dtype=float)
+    nll = nll[np.isfinite(nll)]
+    if len(nll) < 2 or not np.std(nll) > 0:
+        return None
+    return {"mean": float(np.mean(nll)), "std": float(np.std(nll, ddof=1)), "n": int(len(nll))}
+
+
+def _typical_set_statistics(
+    domain: Any, model: GenerativeModel, spec: Any, config: RunConfig, state: dict[str, Any], data_dir: Path
+) -> dict[str, float] | None:
+    """Typicality statistics of the trained model on the domain's held-out typical set (validation
+    data), for the out-of-distribution score of samples; None where the domain has no typical set."""
+    if not hasattr(domain, "typical_set"):
+        return None
+    items = domain.typical_set(data_dir)
+    if config.train.accelerator != "cpu" and torch.cuda.is_available():
+        model.to("cuda")
+    log_likelihood = domain.log_likelihood(model, items, spec, config.model, state, config.sample.batch_size)
+    stats = typicality_statistics(log_likelihood)
+    if stats is None:
+        log.warning("typical set of %d items: fewer than two scored; samples will have no ood_score", len(items))
+    else:
+        log.info("typical set: -log p = %.2f +- %.2f nats over %d items", stats["mean"], stats["std"], stats["n"])
+    return stats
 
 
 def _build(name: str, config: RunConfig, state: dict[str, Any]) -> tuple[Any, Any, GenerativeModel]:
@@ -199,7 +249,11 @@ def train(
         "seed": seed, "parameters": n_params, "train_examples": len(train_set), "valid_examples": len(val_set),
         "dropped_too_long": train_set.n_too_long, "train_seconds": wall,
         "examples_per_second": result["global_step"] * cfg.batch_size / wall if wall > 0 else 0.0, **result,
+        "data_dir": str(data_dir),
     }
+    typicality = _typical_set_statistics(domain, model, spec, config, state, Path(data_dir))
+    if typicality is not None:
+        info["typicality"] = typicality
     checkpoint.save(out, domain=spec.domain, model_name=model_name, config=config.to_dict(),
                     state_dict=model.state_dict(), domain_state=state, info=info)
     return info

@@ -9,9 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from dgm_science import registry
 from dgm_science.utils import atomic_path, seed_everything, set_threads, setup_logging, show_progress
@@ -58,6 +60,14 @@ def cmd_featurize(args: argparse.Namespace) -> None:
     log.info("featurized %d molecules into %s", n, args.out)
 
 
+def cmd_dense(args: argparse.Namespace) -> None:
+    from dgm_science.domains.molecules.dense import featurize_dense
+
+    stats = featurize_dense(args.data / "train.smi", args.data / "valid.smi", args.out, n_jobs=args.jobs,
+                            max_molecules=args.max_molecules)
+    log.info("dense graphs -> %s: %s", args.out, json.dumps(stats))
+
+
 def cmd_reference(args: argparse.Namespace) -> None:
     domain = registry.get("domain", args.domain)
     set_threads(args.jobs)
@@ -77,20 +87,128 @@ def cmd_train(args: argparse.Namespace) -> None:
     log.info("trained %s: %s", args.model, json.dumps(info))
 
 
+SORT_KEYS = ("log_likelihood", "ood_score", "qed", "sa", "logp", "mw")  # candidates.SORT_KEYS, without its imports
+MOLECULE_OPTIONS = ("valid", "unique", "novel", "train_smiles", "qed", "sa", "mw", "logp", "remove_alerts",
+                    "max_draws", "sort", "sdf", "png")
+
+
+def property_range(text: str) -> Any:
+    """argparse type of a property filter "LO:HI" (either side may be empty, inclusive)."""
+    from dgm_science.domains.molecules.candidates import PropertyRange
+
+    try:
+        return PropertyRange.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _candidate_criteria(args: argparse.Namespace) -> Any:
+    from dgm_science.domains.molecules.candidates import PROPERTIES, CandidateCriteria
+
+    ranges = {name: getattr(args, name) for name in PROPERTIES if getattr(args, name) is not None}
+    return CandidateCriteria(valid=args.valid, unique=args.unique, novel=args.novel, ranges=ranges,
+                             remove_alerts=args.remove_alerts)
+
+
+def _training_smiles_path(args: argparse.Namespace, loaded: Any) -> Path:
+    """--train-smiles, else train_all.smi in the training data folder the checkpoint records."""
+    if args.train_smiles is not None:
+        return args.train_smiles
+    data_dir = loaded.info.get("data_dir")
+    if data_dir is None:
+        raise ValueError(f"--novel: {args.checkpoint} does not record its training data (trained before "
+                         "dgm-science recorded it); pass --train-smiles PATH")
+    path = Path(data_dir) / "train_all.smi"
+    if not path.is_file():
+        raise ValueError(f"--novel: the checkpoint's training SMILES {path} are not there; pass --train-smiles PATH")
+    return path
+
+
+def _decode_options(args: argparse.Namespace, loaded: Any) -> dict[str, Any]:
+    """Decoder options: valency correction from the flag, else the checkpoint's sample config
+    (passed only when on or asked for, so decoders without the option keep working)."""
+    valency_correction = args.valency_correction
+    if valency_correction is None:
+        valency_correction = loaded.config.sample.valency_correction
+    if valency_correction or args.valency_correction is not None:
+        return {"valency_correction": valency_correction}
+    return {}
+
+
+def _check_candidate_options(args: argparse.Namespace, criteria: Any, loaded: Any) -> None:
+    """Reject options that would be silently ignored, before any sampling."""
+    if not criteria.active and (args.max_draws is not None or args.train_smiles is not None):
+        raise ValueError("--max-draws and --train-smiles apply to a candidate search: add --valid, --unique, "
+                         "--novel, a property range or --remove-alerts")
+    if args.train_smiles is not None and not criteria.novel:
+        raise ValueError("--train-smiles is the reference of --novel: add --novel")
+    if loaded.typicality is None:
+        if args.sort == "ood_score":
+            raise ValueError(f"--sort ood_score: {args.checkpoint} has no typicality statistics (trained before "
+                             "they were recorded); retrain it or sort by log_likelihood")
+        log.warning("%s has no typicality statistics (trained before they were recorded): the ood_score "
+                    "column is empty; retrain the model to get it", args.checkpoint)
+
+
 def cmd_sample(args: argparse.Namespace) -> None:
     from dgm_science import api
 
     set_threads(args.threads)
     seed_everything(args.seed)  # the ELBO's posterior sample too, so the whole CSV is reproducible
     loaded = api.load(args.checkpoint, device=args.device)
+    n_jobs = args.threads or 1
+    decode_options = _decode_options(args, loaded)
+    if loaded.domain.name != "molecules":  # other domains: plain samples in their own format
+        molecule_only = [f"--{name.replace('_', '-')}" for name in MOLECULE_OPTIONS if getattr(args, name)]
+        if molecule_only:
+            raise ValueError(f"{', '.join(molecule_only)}: molecule models only; {args.checkpoint} is a "
+                             f"{loaded.domain.name} model")
+        items = loaded.sample(args.n, seed=args.seed, temperature=args.temperature, batch_size=args.batch_size,
+                              progress=show_progress(), **decode_options)
+        loaded.domain.write_samples(args.out, items, loaded.log_likelihood(items), n_jobs=n_jobs)
+        return
+
+    from dgm_science.domains.molecules import candidates
+
+    criteria = _candidate_criteria(args)
+    _check_candidate_options(args, criteria, loaded)
     start = time.perf_counter()
-    items = loaded.sample(args.n, seed=args.seed, temperature=args.temperature, batch_size=args.batch_size,
-                          progress=show_progress())
-    sample_seconds = time.perf_counter() - start
-    log_likelihood = loaded.log_likelihood(items)
-    n_valid = loaded.domain.write_samples(args.out, items, log_likelihood, n_jobs=args.threads or 1)
-    log.info("sampled %d (%d valid) in %.1f s (%.0f/s) -> %s", len(items), n_valid, sample_seconds,
-             len(items) / sample_seconds, args.out)
+    if criteria.active:
+        train = None
+        if criteria.novel:
+            path = _training_smiles_path(args, loaded)
+            train = candidates.training_smiles(path)
+            log.info("novel = not among the %d training SMILES of %s", len(train), path)
+        table, report = candidates.find_candidates(
+            loaded, args.n, criteria, train=train, seed=args.seed, max_draws=args.max_draws,
+            temperature=args.temperature, batch_size=args.batch_size, n_jobs=n_jobs, progress=show_progress(),
+            **decode_options)
+        if report.hit_limit:
+            log.warning("stopped at the draw limit (--max-draws %d): %s; writing what was found. Raise "
+                        "--max-draws or relax the filters (%s) for more.", report.max_draws, report, criteria)
+        else:
+            log.info("%s in %.1f s", report, time.perf_counter() - start)
+    else:
+        items, columns = loaded.sample_table(args.n, seed=args.seed, temperature=args.temperature,
+                                             batch_size=args.batch_size, progress=show_progress(), **decode_options)
+        sample_seconds = time.perf_counter() - start
+        table = candidates.score_samples(loaded, items, columns, n_jobs=n_jobs)
+        log.info("sampled %d (%d valid) in %.1f s (%.0f/s)", len(items), table.n_valid, sample_seconds,
+                 len(items) / sample_seconds)
+    table.ood_score = loaded.ood_score(table.log_likelihood)
+    if args.sort is not None:
+        table = table.sorted_by(args.sort)
+    loaded.domain.write_samples(args.out, table.smiles, table.log_likelihood, n_jobs=n_jobs,
+                                ood_score=table.ood_score, columns=table.columns, properties=table.properties)
+    log.info("%d rows -> %s", len(table), args.out)
+    if args.sdf is not None:
+        log.info("%d molecules with 2D coordinates -> %s", candidates.write_sdf(args.sdf, table), args.sdf)
+    if args.png is not None:
+        drawn_mols = candidates.write_grid_image(args.png, table, top=args.png_top)
+        if drawn_mols:
+            log.info("grid of the top %d molecules -> %s", drawn_mols, args.png)
+        else:
+            log.warning("--png: no valid molecule to draw; %s not written", args.png)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -146,6 +264,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_featurize)
 
+    p = sub.add_parser("dense", help="dense kekulized graphs (atom types, bond orders) of train.smi / valid.smi "
+                                     "for one-shot graph models; molecules that don't fit are skipped and counted")
+    p.add_argument("--data", type=Path, required=True, help="folder with train.smi and valid.smi")
+    p.add_argument("--out", type=Path, required=True, help="output .npz")
+    p.add_argument("--max-molecules", type=positive_int, default=None,
+                   help="the first N training molecules only (default: all)")
+    p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
+    p.set_defaults(func=cmd_dense)
+
     p = sub.add_parser("reference", help="cache the reference statistics the metrics compare against")
     p.add_argument("--domain", default="molecules", help="domain whose metrics the statistics serve")
     p.add_argument("--data", type=Path, required=True, help="reference set, e.g. raw/test.csv.gz or test.smi")
@@ -166,16 +293,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("sample", help="draw samples from a checkpoint and write them with their properties")
+    p = sub.add_parser(
+        "sample", help="draw samples or candidate molecules from a checkpoint; write them with their properties",
+        description="Without filters: -n samples in sampling order, invalid ones included (the evaluation set). "
+                    "With any filter (--valid, --unique, --novel, a property range, --remove-alerts): keep drawing "
+                    "in rounds, one seeded stream, until -n molecules pass them all or --max-draws is reached. "
+                    "Every row has the model's log-likelihood (nats; the ELBO for VAEs) and ood_score: "
+                    "|-log p - mean| / std over held-out validation molecules (Nalisnick et al. 2019), "
+                    "0 = typical of the training data, above ~3 = unlike it.")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dgm train`")
-    p.add_argument("-n", type=positive_int, required=True, help="number of samples (> 0)")
+    p.add_argument("-n", type=positive_int, required=True, help="number of samples, or of candidates to find (> 0)")
     p.add_argument("--out", type=Path, required=True, help="output CSV (written atomically)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same samples)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="softmax temperature (default: the checkpoint's sample.temperature)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="samples per batch")
+    p.add_argument("--valency-correction", action=argparse.BooleanOptionalAction, default=None,
+                   help="graph models: repair over-bonded atoms before writing the SMILES (validity before repair "
+                        "is the valid_without_correction column; default: the checkpoint's sample.valency_correction)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads / worker processes")
+    g = p.add_argument_group("candidate filters (any of them keeps valid molecules only)")
+    g.add_argument("--valid", action="store_true", help="only molecules RDKit can parse and sanitize")
+    g.add_argument("--unique", action="store_true", help="each molecule once (by canonical SMILES)")
+    g.add_argument("--novel", action="store_true", help="only molecules not among the training SMILES")
+    g.add_argument("--train-smiles", type=Path, default=None, metavar="PATH",
+                   help="training SMILES for --novel, one per line, compared as written with each molecule's "
+                        "canonical SMILES (default: train_all.smi in the training data folder the checkpoint records)")
+    g.add_argument("--qed", type=property_range, default=None, metavar="LO:HI",
+                   help="drug-likeness QED within LO..HI inclusive; either side may be empty (0.6:)")
+    g.add_argument("--sa", type=property_range, default=None, metavar="LO:HI",
+                   help="synthetic accessibility score (1 easy .. 10 hard) range, e.g. :4")
+    g.add_argument("--mw", type=property_range, default=None, metavar="LO:HI",
+                   help="molecular weight range, e.g. 200:500")
+    g.add_argument("--logp", type=property_range, default=None, metavar="LO:HI", help="Crippen logP range, e.g. -1:5")
+    g.add_argument("--remove-alerts", action="store_true",
+                   help="drop molecules matching an MCF or PAINS structural alert (the MOSES filter SMARTS)")
+    g.add_argument("--max-draws", type=positive_int, default=None, metavar="N",
+                   help="stop after this many samples (default: 50 x -n); what was found is written, with a warning")
+    g = p.add_argument_group("output")
+    g.add_argument("--sort", choices=SORT_KEYS, default=None,
+                   help="order rows best first: log_likelihood and qed high first; ood_score (most typical), sa, "
+                        "logp and mw low first (default: sampling order)")
+    g.add_argument("--sdf", type=Path, default=None, metavar="PATH",
+                   help="also write an SDF: 2D coordinates, properties, log_likelihood and ood_score as SD tags")
+    g.add_argument("--png", type=Path, default=None, metavar="PATH",
+                   help="also draw a grid image of the top valid molecules")
+    g.add_argument("--png-top", type=positive_int, default=24, metavar="N",
+                   help="molecules in the --png grid, in --sort order (default: 24)")
+    # "-1:5" is a range, not an option (Python >= 3.13 reads any "-<digit>..." this way already)
+    p._negative_number_matcher = re.compile(r"^-\.?\d")
     p.set_defaults(func=cmd_sample)
 
     p = sub.add_parser("evaluate", help="the domain's metrics of a samples file against cached references")

@@ -133,30 +133,59 @@ class MoleculeDomain:
         return out
 
     @staticmethod
-    def write_samples(path: Path, items: Sequence[str | None], log_likelihood: np.ndarray, n_jobs: int = 1) -> int:
-        """CSV of sampled SMILES with validity, QED, SA, logP, MW and the model's log-likelihood
-        (nats), written atomically. Returns the number of valid molecules."""
+    def write_samples(
+        path: Path,
+        items: Sequence[str | None],
+        log_likelihood: np.ndarray,
+        n_jobs: int = 1,
+        *,
+        ood_score: np.ndarray | None = None,
+        columns: dict[str, Sequence[Any]] | None = None,
+        properties: Sequence[dict[str, Any] | None] | None = None,
+    ) -> int:
+        """CSV of sampled SMILES with validity, QED, SA, logP, MW, the model's log-likelihood (nats),
+        the out-of-distribution score (empty where unknown) and then the extra per-sample
+        ``columns`` (e.g. ``valid_without_correction``), written atomically. ``properties``
+        (rows of ``properties_table``) are computed here unless given. Returns the number of valid
+        molecules."""
         import csv
 
         from dgm_science.domains.molecules.properties import properties_table
         from dgm_science.utils import atomic_path
 
-        props = properties_table([s or "" for s in items], n_jobs=n_jobs)
+        props = properties_table([s or "" for s in items], n_jobs=n_jobs) if properties is None else properties
+        ood = np.full(len(items), math.nan) if ood_score is None else ood_score
+        extra = columns or {}
+        for name, values in extra.items():
+            if len(values) != len(items):
+                raise ValueError(f"column {name!r} has {len(values)} values for {len(items)} samples")
         n_valid = 0
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["smiles", "valid", "qed", "sa", "logp", "mw", "log_likelihood"])
-            for s, p, ll in zip(items, props, log_likelihood):
+            writer.writerow(["smiles", "valid", "qed", "sa", "logp", "mw", "log_likelihood", "ood_score", *extra])
+            for i, (s, p, ll, score) in enumerate(zip(items, props, log_likelihood, ood)):
                 valid = p is not None
                 n_valid += valid
                 values = [f"{p[k]:.4f}" if valid else "" for k in ("qed", "sa", "logp", "mw")]
-                writer.writerow([s or "", int(valid), *values, "" if math.isnan(ll) else f"{ll:.4f}"])
+                writer.writerow([s or "", int(valid), *values, "" if math.isnan(ll) else f"{ll:.4f}",
+                                 "" if math.isnan(score) else f"{score:.4f}", *(v[i] for v in extra.values())])
         return n_valid
 
     @staticmethod
     def read_samples(path: Path) -> list[str]:
-        """Generated SMILES in order; an empty field is an invalid sample (kept, counted)."""
+        """Generated SMILES in order (the ``smiles`` column of ``write_samples``' CSV); an empty
+        field is an invalid sample (kept, counted)."""
         return read_smiles(path, column="smiles", require_any=False)
+
+    @staticmethod
+    def typical_set(data_dir: Path, max_molecules: int = 2000, seed: int = 0) -> list[str]:
+        """Held-out molecules whose -log p(x) defines the model's typical set: a seeded subset of
+        at most ``max_molecules`` of the validation SMILES (``valid.smi``), in file order."""
+        smiles = [s for s in read_smiles(Path(data_dir) / "valid.smi") if s]
+        if len(smiles) > max_molecules:
+            idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_molecules, replace=False))
+            smiles = [smiles[i] for i in idx]
+        return smiles
 
     @staticmethod
     def reference(smiles_path: Path, out: Path, *, n_jobs: int, max_molecules: int | None, seed: int) -> int:
