@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from dgm_science.domains.molecules.data import read_smiles
 from dgm_science.domains.molecules.properties import (
-    _matching_filter, canonical_smiles, map_molecules, mol_properties, parse_smiles, properties_table,
+    matches_structural_alert, canonical_smiles, map_molecules, mol_properties, parse_smiles, properties_table,
 )
 from dgm_science.utils import atomic_path
 
@@ -181,7 +181,7 @@ class SearchReport:
 def has_structural_alert(mol: Chem.Mol) -> bool:
     """True if the molecule, hydrogens added, matches an MCF or PAINS SMARTS (``filters/mcf.csv``,
     ``filters/wehi_pains.csv``) - the structural-alert part of the MOSES filters."""
-    return _matching_filter(Chem.AddHs(mol))
+    return matches_structural_alert(Chem.AddHs(mol))
 
 
 def _candidate_row(smiles: str, ranges: tuple[tuple[str, PropertyRange], ...], with_alerts: bool) -> dict[str, Any]:

@@ -99,7 +99,7 @@ def _pattern_bits(mol: Chem.Mol) -> np.ndarray:
     return np.frombuffer(DataStructs.BitVectToBinaryText(fingerprint), dtype=np.uint8)
 
 
-def _matching_filter(mol_with_hydrogens: Chem.Mol) -> bool:
+def matches_structural_alert(mol_with_hydrogens: Chem.Mol) -> bool:
     patterns, screens = filter_patterns()
     mol_bits = _pattern_bits(mol_with_hydrogens)
     candidates = np.flatnonzero(~(screens & ~mol_bits).any(axis=1))
@@ -119,7 +119,7 @@ def passes_filters(mol: Chem.Mol | str | None) -> bool:
         return False
     if any(atom.GetSymbol() not in ALLOWED_ATOMS for atom in mol.GetAtoms()):
         return False
-    if _matching_filter(Chem.AddHs(mol)):
+    if matches_structural_alert(Chem.AddHs(mol)):
         return False
     smiles = Chem.MolToSmiles(mol, isomericSmiles=False)
     return bool(smiles) and Chem.MolFromSmiles(smiles) is not None

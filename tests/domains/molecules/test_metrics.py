@@ -180,7 +180,7 @@ def test_filter_screening_is_exact():
     for mol in mols:
         with_h = Chem.AddHs(mol)
         brute = any(with_h.HasSubstructMatch(p) for p in patterns)
-        assert P._matching_filter(with_h) == brute, Chem.MolToSmiles(mol)
+        assert P.matches_structural_alert(with_h) == brute, Chem.MolToSmiles(mol)
         n_hits += brute
     assert n_hits > 20
 
