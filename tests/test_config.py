@@ -17,7 +17,8 @@ SCHEMA = yaml.safe_load((ROOT / "workflows/schemas/config.schema.yaml").read_tex
 CONFIGS = sorted((ROOT / "workflows/config").glob("*.yaml")) + sorted((ROOT / "tests/data").glob("*.yaml"))
 SCHEMA_DEFS = {"train": TrainConfig, "sample": SampleConfig, "smiles_arm": registry.get("model", "smiles-arm").Config,
                "graph_vae": registry.get("model", "graph-vae").Config,
-               "graph_flow": registry.get("model", "graph-flow").Config}
+               "graph_flow": registry.get("model", "graph-flow").Config,
+               "graph_diffusion": registry.get("model", "graph-diffusion").Config}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)

@@ -83,7 +83,8 @@ def cycle_counts(adjacency: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class MolecularFeatures(nn.Module):
-    """DiGress's extra features of a noisy molecular graph, recomputed at every step.
+    """DiGress-style extra features of a noisy molecular graph (structural: cycles; molecular:
+    valency), recomputed at every step.
 
     ``edges: (B, N, N, K_E)`` one-hot bond orders (class k = order k), ``node_mask: (B, N)`` ->
     node features (B, N, 5): cycles of length 3, 4, 5 through the atom, degree, valency (sum of bond
@@ -100,9 +101,11 @@ class MolecularFeatures(nn.Module):
         self.register_buffer("bond_orders", torch.arange(num_edge_classes, dtype=torch.float32), persistent=False)
 
     def forward(self, edges: torch.Tensor, node_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        present = edges[..., 1:].sum(-1)
-        per_node, per_graph = cycle_counts(present)
-        degree = present.sum(-1, keepdim=True)
+        present = edges[..., 1:].sum(-1).float()
+        with torch.autocast(edges.device.type, enabled=False):
+            per_node, per_graph = cycle_counts(present)
+        per_node, per_graph = per_node.to(edges.dtype), per_graph.to(edges.dtype)
+        degree = present.sum(-1, keepdim=True).to(edges.dtype)
         valency = (edges * self.bond_orders.to(edges.dtype)).sum((-2, -1)).unsqueeze(-1)
         nodes = torch.cat([(per_node / 10).clamp(max=1), degree / 4, valency / 4], -1) * node_mask.unsqueeze(-1)
         size = node_mask.sum(-1, keepdim=True).to(edges.dtype) / self.max_nodes

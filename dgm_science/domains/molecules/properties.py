@@ -100,6 +100,7 @@ def _pattern_bits(mol: Chem.Mol) -> np.ndarray:
 
 
 def matches_structural_alert(mol_with_hydrogens: Chem.Mol) -> bool:
+    """True if the molecule (explicit hydrogens) matches an MCF or PAINS SMARTS alert."""
     patterns, screens = filter_patterns()
     mol_bits = _pattern_bits(mol_with_hydrogens)
     candidates = np.flatnonzero(~(screens & ~mol_bits).any(axis=1))
