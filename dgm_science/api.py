@@ -78,21 +78,23 @@ class LoadedModel:
 
     @property
     def typicality(self) -> dict[str, float] | None:
-        """Mean, std and size of -log p(x) over the held-out typical set recorded at training time;
-        None for checkpoints written before it was recorded."""
+        """Mean, std and size of -log p(x) per unit of size (per heavy atom for molecules) over the
+        held-out typical set recorded at training time; None for checkpoints without it."""
         stats = self.info.get("typicality")
         if not isinstance(stats, dict) or not stats.get("std", 0) > 0:
             return None
         return stats
 
-    def ood_score(self, log_likelihood: np.ndarray) -> np.ndarray | None:
-        """Out-of-distribution score per item: |-log p(x) - mean| / std of -log p over the typical set
-        (the two-sided typicality test of Nalisnick et al. 2019 for one input); NaN where log p is NaN,
-        None when the checkpoint has no typicality statistics."""
+    def ood_score(self, log_likelihood: np.ndarray, items: Sequence[Any]) -> np.ndarray | None:
+        """Out-of-distribution score per item: |-log p(x) / size(x) - mean| / std over the typical
+        set, the two-sided typicality test of Nalisnick et al. (2019) for one input, on the
+        likelihood per heavy atom so that a molecule's size alone does not make it (a)typical.
+        NaN where log p is NaN; None when the checkpoint has no typicality statistics."""
         stats = self.typicality
         if stats is None:
             return None
-        return np.abs(-np.asarray(log_likelihood, dtype=float) - stats["mean"]) / stats["std"]
+        per_size = -np.asarray(log_likelihood, dtype=float) / self.domain.item_sizes(items)
+        return np.abs(per_size - stats["mean"]) / stats["std"]
 
     def sample(
         self, n: int, *, seed: int = 0, temperature: float | None = None, batch_size: int | None = None,
@@ -168,10 +170,11 @@ class LoadedModel:
         return self.decode(path, seed=seed, temperature=temperature)
 
 
-def typicality_statistics(log_likelihood: np.ndarray) -> dict[str, float] | None:
-    """Mean and standard deviation of -log p(x) (nats) over a held-out typical set, ignoring items
-    the model cannot score (Nalisnick et al. 2019); None with fewer than two scored items."""
-    nll = -np.asarray(log_likelihood, dtype=float)
+def typicality_statistics(log_likelihood: np.ndarray, sizes: np.ndarray) -> dict[str, float] | None:
+    """Mean and standard deviation of -log p(x) / size(x) (nats per heavy atom for molecules) over
+    a held-out typical set, ignoring items the model cannot score (Nalisnick et al. 2019); None
+    with fewer than two scored items."""
+    nll = -np.asarray(log_likelihood, dtype=float) / np.asarray(sizes, dtype=float)
     nll = nll[np.isfinite(nll)]
     if len(nll) < 2 or not np.std(nll) > 0:
         return None
@@ -189,11 +192,12 @@ def _typical_set_statistics(
     if config.train.accelerator != "cpu" and torch.cuda.is_available():
         model.to("cuda")
     log_likelihood = domain.log_likelihood(model, items, spec, config.model, state, config.sample.batch_size)
-    stats = typicality_statistics(log_likelihood)
+    stats = typicality_statistics(log_likelihood, domain.item_sizes(items))
     if stats is None:
         log.warning("typical set of %d items: fewer than two scored; samples will have no ood_score", len(items))
     else:
-        log.info("typical set: -log p = %.2f +- %.2f nats over %d items", stats["mean"], stats["std"], stats["n"])
+        log.info("typical set: -log p = %.3f +- %.3f nats per unit of size over %d items", stats["mean"],
+                 stats["std"], stats["n"])
     return stats
 
 

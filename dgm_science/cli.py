@@ -195,7 +195,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
         table = candidates.score_samples(loaded, items, columns, n_jobs=n_jobs)
         log.info("sampled %d (%d valid) in %.1f s (%.0f/s)", len(items), table.n_valid, sample_seconds,
                  len(items) / sample_seconds)
-    table.ood_score = loaded.ood_score(table.log_likelihood)
+    table.ood_score = loaded.ood_score(table.log_likelihood, table.smiles)
     if args.sort is not None:
         table = table.sorted_by(args.sort)
     loaded.domain.write_samples(args.out, table.smiles, table.log_likelihood, n_jobs=n_jobs,
@@ -298,9 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Without filters: -n samples in sampling order, invalid ones included (the evaluation set). "
                     "With any filter (--valid, --unique, --novel, a property range, --remove-alerts): keep drawing "
                     "in rounds, one seeded stream, until -n molecules pass them all or --max-draws is reached. "
-                    "Every row has the model's log-likelihood (nats; the ELBO for VAEs) and ood_score: "
-                    "|-log p - mean| / std over held-out validation molecules (Nalisnick et al. 2019), "
-                    "0 = typical of the training data, above ~3 = unlike it.")
+                    "Every row has the model's log-likelihood (nats; a bound for VAE, flow and diffusion models) "
+                    "and ood_score: |-log p per heavy atom - mean| / std over held-out validation molecules "
+                    "(Nalisnick et al. 2019), 0 = typical of the training data, above ~3 = unlike it.")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dgm train`")
     p.add_argument("-n", type=positive_int, required=True, help="number of samples, or of candidates to find (> 0)")
     p.add_argument("--out", type=Path, required=True, help="output CSV (written atomically)")

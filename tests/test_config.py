@@ -31,6 +31,25 @@ def test_shipped_configs_validate_and_parse(path):
                 api.RunConfig.parse(name, model_config, where=f"{path.name}:{name}")
 
 
+def _merged(base, overlay):
+    """Snakemake's deep merge of config files given in order."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "workflows/config/overlays").glob("*.yaml")), ids=lambda p: p.name)
+def test_overlays_validate_on_top_of_the_default(path):
+    default = yaml.safe_load((ROOT / "workflows/config/default.yaml").read_text())
+    merged = _merged(default, yaml.safe_load(path.read_text()))
+    jsonschema.validate(merged, SCHEMA)
+    for dataset in merged["molecules"].values():
+        for name, model_config in dataset["models"].items():
+            api.RunConfig.parse(name, model_config, where=f"{path.name}:{name}")
+    assert set(merged["molecules"]["qm9"]["models"]) == set(merged["molecules"]["moses"]["models"])
+
+
 @pytest.mark.parametrize("name", sorted(SCHEMA_DEFS))
 def test_schema_mirrors_dataclass_keys_and_defaults(name):
     cls = SCHEMA_DEFS[name]

@@ -4,7 +4,8 @@ the training distribution, and write them as CSV, SDF and a grid image.
 
 The out-of-distribution score is the two-sided typicality test of Nalisnick et al. 2019
 ("Detecting out-of-distribution inputs to deep generative models using typicality") for one input:
-|-log p(x) - mean| / std of -log p over a held-out typical set (``LoadedModel.ood_score``).
+|-log p(x) / n_atoms - mean| / std of the same over a held-out typical set
+(``LoadedModel.ood_score``): per heavy atom, so that size alone does not decide typicality.
 """
 
 from __future__ import annotations
@@ -393,7 +394,7 @@ def ood_auroc(model: Any, smiles_in: Sequence[str], smiles_out: Sequence[str]) -
     maximally atypical, ``auroc_scorable`` leaves them out, ``auroc_negative_log_likelihood`` ranks
     by -log p alone (the one-sided test that typicality improves on)."""
     ll_in, ll_out = model.log_likelihood(list(smiles_in)), model.log_likelihood(list(smiles_out))
-    ood_in, ood_out = model.ood_score(ll_in), model.ood_score(ll_out)
+    ood_in, ood_out = model.ood_score(ll_in, list(smiles_in)), model.ood_score(ll_out, list(smiles_out))
     if ood_in is None:
         raise ValueError("the checkpoint has no typicality statistics (retrain it to record them)")
     scored_in, scored_out = ~np.isnan(ll_in), ~np.isnan(ll_out)

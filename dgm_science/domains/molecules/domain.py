@@ -178,6 +178,16 @@ class MoleculeDomain:
         return read_smiles(path, column="smiles", require_any=False)
 
     @staticmethod
+    def item_sizes(smiles: Sequence[str | None]) -> np.ndarray:
+        """Heavy-atom count per SMILES (NaN where RDKit cannot parse it): the size the typicality
+        score normalises log p(x) by."""
+        from dgm_science.domains.molecules.properties import parse_smiles
+
+        mols = [parse_smiles(s) for s in smiles]
+        return np.array([m.GetNumHeavyAtoms() if m is not None and m.GetNumHeavyAtoms() else math.nan
+                         for m in mols], dtype=float)
+
+    @staticmethod
     def typical_set(data_dir: Path, max_molecules: int = 2000, seed: int = 0) -> list[str]:
         """Held-out molecules whose -log p(x) defines the model's typical set: a seeded subset of
         at most ``max_molecules`` of the validation SMILES (``valid.smi``), in file order."""
