@@ -24,3 +24,34 @@ def molecule_state(moses_smiles: list[str]) -> dict:
     batch, _ = smiles_to_dense_batch(moses_smiles, atom_types, max_atoms)
     return {"tokenizer": Tokenizer.fit("smiles", moses_smiles).state(),
             **dense_state(atom_types, batch["atoms"], batch["bonds"])}
+
+
+@pytest.fixture(scope="session")
+def train_tiny_arm():
+    """Factory: train a tiny smiles-arm on one thread in ``root`` on the given train / validation
+    SMILES (written as train.smi, train_all.smi, valid.smi); returns (checkpoint, data folder, info)."""
+    import torch
+
+    from dgm_science import api
+
+    def train(root: Path, train_smiles: list[str], valid_smiles: list[str], *, model: dict, steps: int,
+              lr: float) -> tuple[Path, Path, dict]:
+        data = root / "data"
+        data.mkdir()
+        for name, smiles in [("train.smi", train_smiles), ("train_all.smi", train_smiles),
+                             ("valid.smi", valid_smiles)]:
+            (data / name).write_text("\n".join(smiles) + "\n")
+        config = api.RunConfig.parse("smiles-arm", {
+            "model": model,
+            "train": {"batch_size": 32, "max_steps": steps, "lr": lr, "warmup_steps": 10, "val_every_steps": 1000,
+                      "val_batches": 1, "checkpoint_every_steps": 100000, "accelerator": "cpu"},
+        })
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            info = api.train("smiles-arm", data, config, seed=0, out=root / "model.ckpt")
+        finally:
+            torch.set_num_threads(threads)
+        return root / "model.ckpt", data, info
+
+    return train

@@ -147,27 +147,13 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def trained_checkpoint(tmp_path_factory, moses_smiles):
+def trained_checkpoint(tmp_path_factory, moses_smiles, train_tiny_arm):
     """A tiny SMILES transformer trained on 240 MOSES molecules (~5% valid samples, real ones), with
     its training data folder (train_all.smi for novelty) and typicality statistics recorded."""
-    root = tmp_path_factory.mktemp("trained")
-    data = root / "data"
-    data.mkdir()
-    for name, smiles in [("train.smi", moses_smiles[:240]), ("train_all.smi", moses_smiles[:240]),
-                         ("valid.smi", moses_smiles[240:])]:
-        (data / name).write_text("\n".join(smiles) + "\n")
-    config = api.RunConfig.parse("smiles-arm", {
-        "model": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 100},
-        "train": {"batch_size": 32, "max_steps": 500, "lr": 5e-3, "warmup_steps": 10, "val_every_steps": 1000,
-                  "val_batches": 1, "checkpoint_every_steps": 100000, "accelerator": "cpu"},
-    })
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        api.train("smiles-arm", data, config, seed=0, out=root / "model.ckpt")
-    finally:
-        torch.set_num_threads(threads)
-    return root / "model.ckpt", data
+    path, data, _ = train_tiny_arm(tmp_path_factory.mktemp("trained"), moses_smiles[:240], moses_smiles[240:],
+                                   model={"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0,
+                                          "max_length": 100}, steps=500, lr=5e-3)
+    return path, data
 
 
 def read_rows(path):

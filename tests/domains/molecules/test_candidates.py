@@ -227,26 +227,12 @@ def test_typical_set_is_a_seeded_subset_of_validation_molecules(tmp_path, moses_
 
 
 @pytest.fixture(scope="module")
-def trained_arm(tmp_path_factory, moses_smiles):
+def trained_arm(tmp_path_factory, moses_smiles, train_tiny_arm):
     """A tiny SMILES transformer trained briefly on 180 MOSES molecules (60 held for the typical set,
     60 held out as in-distribution test molecules); returns (checkpoint, data folder, info)."""
-    root = tmp_path_factory.mktemp("ood")
-    data = root / "data"
-    data.mkdir()
-    (data / "train.smi").write_text("\n".join(moses_smiles[:180]) + "\n")
-    (data / "valid.smi").write_text("\n".join(moses_smiles[180:240]) + "\n")
-    config = api.RunConfig.parse("smiles-arm", {
-        "model": {"d_model": 32, "n_layers": 1, "n_heads": 4, "dropout": 0.1, "max_length": 100},
-        "train": {"batch_size": 32, "max_steps": 100, "lr": 3e-3, "warmup_steps": 10, "val_every_steps": 1000,
-                  "val_batches": 1, "checkpoint_every_steps": 100000, "accelerator": "cpu"},
-    })
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        info = api.train("smiles-arm", data, config, seed=0, out=root / "model.ckpt")
-    finally:
-        torch.set_num_threads(threads)
-    return root / "model.ckpt", data, info
+    return train_tiny_arm(tmp_path_factory.mktemp("ood"), moses_smiles[:180], moses_smiles[180:240],
+                          model={"d_model": 32, "n_layers": 1, "n_heads": 4, "dropout": 0.1, "max_length": 100},
+                          steps=100, lr=3e-3)
 
 
 def test_training_records_its_data_and_typical_set(trained_arm, one_thread):
