@@ -398,12 +398,15 @@ def ood_auroc(model: Any, smiles_in: Sequence[str], smiles_out: Sequence[str]) -
     if ood_in is None:
         raise ValueError("the checkpoint has no typicality statistics (retrain it to record them)")
     scored_in, scored_out = ~np.isnan(ll_in), ~np.isnan(ll_out)
-    if not scored_in.any() or not scored_out.any():
-        raise ValueError("the model scores none of the molecules on one side")
+    if not scored_in.any():
+        raise ValueError("the model scores none of the in-distribution molecules")
+    # a model that can score none of the other set (atoms or sizes it has no place for) rejects
+    # all of it: the AUROC counting them as atypical is 1, the scorable-only ones are undefined
+    both = scored_out.any()
     return {
         "auroc": auroc(np.where(scored_in, ood_in, np.inf), np.where(scored_out, ood_out, np.inf)),
-        "auroc_scorable": auroc(ood_in[scored_in], ood_out[scored_out]),
-        "auroc_negative_log_likelihood": auroc(-ll_in[scored_in], -ll_out[scored_out]),
+        "auroc_scorable": auroc(ood_in[scored_in], ood_out[scored_out]) if both else math.nan,
+        "auroc_negative_log_likelihood": auroc(-ll_in[scored_in], -ll_out[scored_out]) if both else math.nan,
         "n_in": len(ll_in), "n_out": len(ll_out),
         "unscorable_in": int((~scored_in).sum()), "unscorable_out": int((~scored_out).sum()),
     }
