@@ -55,3 +55,15 @@ def train_tiny_arm():
         return root / "model.ckpt", data, info
 
     return train
+
+
+@pytest.fixture()
+def one_thread():
+    """Tiny models run fastest on one thread (two threads per process oversubscribe two cores);
+    ``dgm --threads 1`` sets it globally, so it is restored after the test."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

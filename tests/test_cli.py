@@ -137,15 +137,6 @@ def test_sample_output_is_atomic_on_interrupt(tiny_checkpoint, tmp_path, monkeyp
 # ---- candidate generation: filters, OOD score, SDF / PNG ---------------------------------------
 
 
-@pytest.fixture()
-def one_thread():
-    """Tiny models run fastest on one thread; `--threads 1` sets it globally, so restore it after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def trained_checkpoint(tmp_path_factory, moses_smiles, train_tiny_arm):
     """A tiny SMILES transformer trained on 240 MOSES molecules (~5% valid samples, real ones), with

@@ -32,15 +32,6 @@ TRAIN = ["CCO", "c1ccccc1"]
 POOL = DRUG_LIKE + ALERTS + TRAIN + ["C1CC", "", "C(C)(C)(C)(C)C", "OC(=O)C(O)C(O)C(O)=O", "CC(=O)Oc1ccccc1C(=O)O"]
 
 
-@pytest.fixture()
-def one_thread():
-    """Tiny models run fastest on one thread (2 threads per process oversubscribe 2 cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class PoolSampler:
     """Stands in for ``api.LoadedModel``: draws SMILES from a fixed pool with the generator it is
     given, reports the pool index as an extra column, and scores log p = -len(SMILES)."""
