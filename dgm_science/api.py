@@ -110,11 +110,14 @@ class LoadedModel:
         progress: bool = False, generator: torch.Generator | None = None, **decode_options: Any,
     ) -> tuple[list[Any], dict[str, list[Any]]]:
         """Decoded samples and the domain's extra per-sample columns (e.g. validity without valency
-        correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``).
-        A ``generator`` (on the model's device) is continued instead of seeding a new one, so rounds
-        of a search draw one reproducible stream."""
+        correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``;
+        by default the checkpoint's ``sample.valency_correction``, passed only when on so that
+        decoders without the option keep working). A ``generator`` (on the model's device) is
+        continued instead of seeding a new one, so rounds of a search draw one reproducible stream."""
         if n <= 0:
             raise ValueError(f"-n must be a positive number of samples, got {n}")
+        if self.config.sample.valency_correction:
+            decode_options.setdefault("valency_correction", True)
         batch_size = batch_size or self.config.sample.batch_size
         temperature = self.config.sample.temperature if temperature is None else temperature
         if generator is None:

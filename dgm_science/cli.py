@@ -1,4 +1,4 @@
-"""The ``dgm`` command: fetch, prepare, featurize, reference, train, sample, evaluate, report.
+"""The ``dgm`` command: fetch, prepare, featurize, dense, reference, train, sample, evaluate, report.
 
 Each subcommand is a thin typed function over the library; Snakemake rules call these.
 Bad input ends with one ``dgm: error: ...`` line naming the file, line or key, and exit code 2.
@@ -124,15 +124,10 @@ def _training_smiles_path(args: argparse.Namespace, loaded: Any) -> Path:
     return path
 
 
-def _decode_options(args: argparse.Namespace, loaded: Any) -> dict[str, Any]:
-    """Decoder options: valency correction from the flag, else the checkpoint's sample config
-    (passed only when on or asked for, so decoders without the option keep working)."""
-    valency_correction = args.valency_correction
-    if valency_correction is None:
-        valency_correction = loaded.config.sample.valency_correction
-    if valency_correction or args.valency_correction is not None:
-        return {"valency_correction": valency_correction}
-    return {}
+def _decode_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Decoder options the flags ask for; without a flag the checkpoint's sample config applies
+    (``LoadedModel.sample_table``)."""
+    return {} if args.valency_correction is None else {"valency_correction": args.valency_correction}
 
 
 def _check_candidate_options(args: argparse.Namespace, criteria: Any, loaded: Any) -> None:
@@ -157,7 +152,7 @@ def cmd_sample(args: argparse.Namespace) -> None:
     seed_everything(args.seed)  # the ELBO's posterior sample too, so the whole CSV is reproducible
     loaded = api.load(args.checkpoint, device=args.device)
     n_jobs = args.threads or 1
-    decode_options = _decode_options(args, loaded)
+    decode_options = _decode_options(args)
     if loaded.domain.name != "molecules":  # other domains: plain samples in their own format
         molecule_only = [f"--{name.replace('_', '-')}" for name in MOLECULE_OPTIONS if getattr(args, name)]
         if molecule_only:
