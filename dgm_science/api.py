@@ -246,7 +246,7 @@ def train(
         train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
                                   generator=torch.Generator().manual_seed(seed), **loader_args)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_args)
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # not an EMA copy
     log.info("%s: %d parameters, %d training / %d validation examples", model_name, n_params, len(train_set),
              len(val_set))
     start = time.perf_counter()

@@ -1,4 +1,4 @@
-"""The ``dgm`` command: fetch, prepare, featurize, dense, reference, train, sample, evaluate, report.
+"""The ``dgm`` command: fetch, prepare, featurize, dense, reference, simulate, train, sample, evaluate, report.
 
 Each subcommand is a thin typed function over the library; Snakemake rules call these.
 Bad input ends with one ``dgm: error: ...`` line naming the file, line or key, and exit code 2.
@@ -7,6 +7,7 @@ Bad input ends with one ``dgm: error: ...`` line naming the file, line or key, a
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import re
@@ -48,8 +49,11 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     dataset = registry.get("dataset", args.dataset)
+    extra = {} if args.test_size is None else {"test_size": args.test_size}
+    if extra and "test_size" not in inspect.signature(dataset.prepare).parameters:
+        raise ValueError(f"--test-size: {args.dataset} has a fixed test split")
     stats = dataset.prepare(args.raw, args.out, train_size=args.train_size, val_size=args.val_size,
-                            seed=args.seed, n_jobs=args.jobs)
+                            seed=args.seed, n_jobs=args.jobs, **extra)
     log.info("prepared %s: %s", args.dataset, json.dumps(stats)[:2000])
 
 
@@ -74,6 +78,17 @@ def cmd_reference(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     n = domain.reference(args.data, args.out, n_jobs=args.jobs, max_molecules=args.max_molecules, seed=args.seed)
     log.info("reference statistics of %d items in %.1f s -> %s", n, time.perf_counter() - start, args.out)
+
+
+def cmd_simulate(args: argparse.Namespace) -> None:
+    from dgm_science.domains.structures.md import simulate
+
+    set_threads(args.threads)
+    stats = simulate(args.raw, args.out, nanoseconds=args.nanoseconds, temperature_kelvin=args.temperature,
+                     timestep_fs=args.timestep_fs, friction_per_ps=args.friction, save_every_ps=args.save_every_ps,
+                     checkpoint_every_ps=args.checkpoint_every_ps, seed=args.seed, threads=args.threads,
+                     platform=args.platform)
+    log.info("simulated -> %s: %s", args.out, json.dumps(stats))
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -158,9 +173,18 @@ def cmd_sample(args: argparse.Namespace) -> None:
         if molecule_only:
             raise ValueError(f"{', '.join(molecule_only)}: molecule models only; {args.checkpoint} is a "
                              f"{loaded.domain.name} model")
+        suffix = Path(loaded.domain.samples_file).suffix
+        if args.out.suffix != suffix:
+            raise ValueError(f"--out {args.out}: a {loaded.domain.name} model writes {suffix} samples")
+        start = time.perf_counter()
         items = loaded.sample(args.n, seed=args.seed, temperature=args.temperature, batch_size=args.batch_size,
                               progress=show_progress(), **decode_options)
-        loaded.domain.write_samples(args.out, items, loaded.log_likelihood(items), n_jobs=n_jobs)
+        sample_seconds = time.perf_counter() - start
+        log.info("sampled %d in %.1f s (%.1f/s)", len(items), sample_seconds, len(items) / sample_seconds)
+        log_likelihood = loaded.log_likelihood(items)
+        log.info("log-likelihood of the samples in %.1f s", time.perf_counter() - start - sample_seconds)
+        loaded.domain.write_samples(args.out, items, log_likelihood, n_jobs=n_jobs, state=loaded.state)
+        log.info("%d samples -> %s", len(items), args.out)
         return
 
     from dgm_science.domains.molecules import candidates
@@ -246,7 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for train.smi, valid.smi, train_all.smi")
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="seeded random subset of training molecules (default: all)")
-    p.add_argument("--val-size", type=positive_int, default=10000, help="molecules held out for validation")
+    p.add_argument("--val-size", type=positive_int, default=10000,
+                   help="molecules (MD: frames) held out for validation")
+    p.add_argument("--test-size", type=positive_int, default=None,
+                   help="MD trajectories: the last N frames are the test set (default: 20%%)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset / split")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_prepare)
@@ -278,6 +305,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_reference)
 
+    p = sub.add_parser("simulate", help="molecular dynamics of alanine dipeptide with OpenMM (Langevin, implicit "
+                                        "solvent); resumes from its last checkpoint in --out if killed")
+    p.add_argument("--raw", type=Path, required=True, help="folder written by `dgm fetch ala2` (prmtop + PDB)")
+    p.add_argument("--out", type=Path, required=True, help="folder for trajectory.dcd, topology.pdb, checkpoints")
+    p.add_argument("--nanoseconds", type=positive_float, required=True, help="length of the production run")
+    p.add_argument("--temperature", type=positive_float, default=300.0, help="kelvin")
+    p.add_argument("--timestep-fs", type=positive_float, default=1.0, help="integration step (no constraints)")
+    p.add_argument("--friction", type=positive_float, default=1.0, help="Langevin friction, 1/ps")
+    p.add_argument("--save-every-ps", type=positive_float, default=1.0, help="frame interval")
+    p.add_argument("--checkpoint-every-ps", type=positive_float, default=100.0, help="resume-checkpoint interval")
+    p.add_argument("--seed", type=int, default=0, help="seed of velocities and the Langevin noise")
+    p.add_argument("--platform", default="Reference",
+                   help="OpenMM platform: Reference (fastest for 22 atoms on a CPU), CPU, CUDA, OpenCL")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (CPU platform) and torch threads")
+    p.set_defaults(func=cmd_simulate)
+
     p = sub.add_parser("train", help="train a registered model on prepared data")
     p.add_argument("--model", required=True, help="registered model name (`dgm models` lists them)")
     p.add_argument("--data", type=Path, required=True, help="folder written by `dgm prepare`")
@@ -298,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Nalisnick et al. 2019), 0 = typical of the training data, above ~3 = unlike it.")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dgm train`")
     p.add_argument("-n", type=positive_int, required=True, help="number of samples, or of candidates to find (> 0)")
-    p.add_argument("--out", type=Path, required=True, help="output CSV (written atomically)")
+    p.add_argument("--out", type=Path, required=True, help="output, written atomically: CSV (molecules), SDF + XYZ (QM9 conformations), "
+                        "DCD + PDB + CSV (molecular dynamics)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same samples)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="softmax temperature (default: the checkpoint's sample.temperature)")
@@ -342,9 +386,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="the domain's metrics of a samples file against cached references")
     p.add_argument("--domain", default="molecules", help="domain of the samples")
-    p.add_argument("--samples", type=Path, required=True, help="CSV written by `dgm sample`")
+    p.add_argument("--samples", type=Path, required=True, help="samples file written by `dgm sample`")
     p.add_argument("--reference", type=Path, required=True,
-                   help="folder with train_all.smi (novelty), ref_test.npz and ref_test_scaffolds.npz")
+                   help="prepared data folder: molecules - train_all.smi (novelty), ref_test.npz, ref_test_scaffolds.npz; "
+                        "conformers - test.npz, train_smiles.txt; peptide-md - test.dcd, train.dcd, the prmtop")
     p.add_argument("--out", type=Path, required=True, help="metrics.json")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_evaluate)

@@ -39,6 +39,9 @@ class TrainConfig:
     strategy: str = "auto"
     precision: str = "auto"
     num_workers: int = 0
+    keep_best: bool = False
+    """Restore, at the end of training, the weights of the validation with the lowest NLL (early
+    stopping for models that overfit small data, e.g. a flow on a few ns of MD)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -94,7 +94,31 @@ def resolve_precision(cfg: TrainConfig) -> str:
     return "32-true"
 
 
-def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_itself: bool = False) -> L.Trainer:
+class KeepBest(L.Callback):
+    """Keeps a copy of the model weights of the validation with the lowest ``val/nll`` (since
+    this process started); ``restore`` puts them back."""
+
+    def __init__(self) -> None:
+        self.best_nll = math.inf
+        self.best_step = -1
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        nll = trainer.callback_metrics.get("val/nll")
+        if nll is not None and float(nll) < self.best_nll:
+            self.best_nll, self.best_step = float(nll), trainer.global_step
+            self.state = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+
+    def restore(self, module: L.LightningModule) -> dict[str, float]:
+        if self.state is None:
+            return {}
+        module.model.load_state_dict(self.state)
+        log.info("restored the weights of step %d (val/nll %.4f)", self.best_step, self.best_nll)
+        return {"best_step": self.best_step, "best_val_nll": self.best_nll}
+
+
+def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_itself: bool = False,
+                 extra_callbacks: list[L.Callback] | None = None) -> L.Trainer:
     """Trainer with CSV logs (loss per step) and a resumable ``last.ckpt`` under ``work_dir``."""
     checkpoint = ModelCheckpoint(
         dirpath=work_dir / "checkpoints",
@@ -102,7 +126,7 @@ def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_its
         save_top_k=0,
         every_n_train_steps=cfg.checkpoint_every_steps,
     )
-    callbacks: list[L.Callback] = [checkpoint]
+    callbacks: list[L.Callback] = [checkpoint, *(extra_callbacks or [])]
     if progress:
         callbacks.append(TQDMProgressBar(refresh_rate=20))
     max_time = None
@@ -145,11 +169,14 @@ def fit(
     """Train, resuming from ``work_dir/checkpoints/last.ckpt`` if a killed run left one."""
     module = GenerativeLightningModule(model, cfg)
     shards_itself = isinstance(getattr(train_loader, "batch_sampler", None), LengthBucketBatchSampler)
-    trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards_itself)
+    keep_best = KeepBest() if cfg.keep_best else None
+    trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards_itself,
+                           extra_callbacks=[keep_best] if keep_best else None)
     last = work_dir / "checkpoints" / "last.ckpt"
     resume = str(last) if last.is_file() else None
     if resume:
         log.info("resuming from %s", resume)
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    return {"global_step": trainer.global_step, "resumed_from": resume, **metrics}
+    best = keep_best.restore(module) if keep_best else {}
+    return {"global_step": trainer.global_step, "resumed_from": resume, **metrics, **best}

@@ -18,14 +18,15 @@ CONFIGS = sorted((ROOT / "workflows/config").glob("*.yaml")) + sorted((ROOT / "t
 SCHEMA_DEFS = {"train": TrainConfig, "sample": SampleConfig, "smiles_arm": registry.get("model", "smiles-arm").Config,
                "graph_vae": registry.get("model", "graph-vae").Config,
                "graph_flow": registry.get("model", "graph-flow").Config,
-               "graph_diffusion": registry.get("model", "graph-diffusion").Config}
+               "graph_diffusion": registry.get("model", "graph-diffusion").Config,
+               "qm9_edm": registry.get("model", "qm9-edm").Config, "ala2_flow": registry.get("model", "ala2-flow").Config}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate_and_parse(path):
     config = yaml.safe_load(path.read_text())
     jsonschema.validate(config, SCHEMA)
-    for domain in ("molecules",):
+    for domain in ("molecules", "structures"):
         for dataset in config.get(domain, {}).values():
             for name, model_config in dataset["models"].items():
                 api.RunConfig.parse(name, model_config, where=f"{path.name}:{name}")
@@ -60,9 +61,12 @@ def test_schema_mirrors_dataclass_keys_and_defaults(name):
         assert props[key]["default"] == default, key
 
 
-def test_every_registered_molecule_model_is_in_the_schema():
-    models = SCHEMA["$defs"]["molecule_dataset"]["properties"]["models"]["properties"]
-    assert set(models) == {n for n in registry.names("model") if registry.get("model", n).domain == "molecules"}
+def test_every_registered_model_is_in_the_schema():
+    molecules = SCHEMA["$defs"]["molecule_dataset"]["properties"]["models"]["properties"]
+    assert set(molecules) == {n for n in registry.names("model") if registry.get("model", n).domain == "molecules"}
+    structures = {name for dataset in ("qm9_3d_dataset", "ala2_dataset")
+                  for name in SCHEMA["$defs"][dataset]["properties"]["models"]["properties"]}
+    assert structures == {n for n in registry.names("model") if registry.get("model", n).domain != "molecules"}
 
 
 def test_unknown_key_and_wrong_type_are_named():

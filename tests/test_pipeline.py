@@ -1,4 +1,5 @@
-"""End-to-end: the real Snakefile on a tiny config, from raw MOSES-format files to the report.
+"""End-to-end: the real Snakefile on a tiny config, from raw files (MOSES, QM9, QM9-3D, the
+alanine-dipeptide topology) to the report.
 
 The raw files are made from the committed MOSES sample so that no download happens in tests;
 every rule after fetch runs for real, then a second run must have nothing to do and a change of
@@ -49,6 +50,13 @@ def workdir(tmp_path_factory, moses_smiles):
     qm9 = (ROOT / "tests/data/qm9_sample.smi").read_text().split()
     with gzip.open(qm9_raw / "qm9.csv.gz", "wt") as fh:
         fh.write("index,SMILES\n" + "".join(f"{i + 1},{s}\n" for i, s in enumerate(qm9)))
+    qm9_3d_raw = work / "resources/structures/qm9/raw"
+    qm9_3d_raw.mkdir(parents=True)
+    shutil.copy(ROOT / "tests/data/qm9_3d_sample.npz", qm9_3d_raw / "qm9_3d.npz")
+    ala2_raw = work / "resources/structures/ala2/raw"
+    ala2_raw.mkdir(parents=True)
+    for name in ("alanine-dipeptide.prmtop", "alanine-dipeptide.pdb"):
+        shutil.copy(ROOT / "tests/data/ala2" / name, ala2_raw / name)
     return work
 
 
@@ -76,6 +84,21 @@ def test_pipeline_runs_end_to_end(workdir):
         assert "FCD/Test" in metrics and "FCD/TestSF" not in metrics
         header = (run / "samples.csv").read_text().splitlines()[0]
         assert "valid_without_correction" in header
+    assert "3D structures" in report and "EDM (published)" in report
+    run = workdir / "results/structures/qm9/qm9-edm/seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert 0.0 <= metrics["molecule_stability"] <= metrics["atom_stability"] <= 1.0
+    assert metrics["n_samples"] == 20
+    assert (run / "samples.sdf").read_text().count("$$$$") == 20
+    assert (run / "samples.xyz").is_file()
+    data_row = json.loads((workdir / "resources/structures/qm9/data/data_row.json").read_text())
+    assert data_row["atom_stability"] > 0.9
+    md = json.loads((workdir / "resources/structures/ala2/md/simulate.json").read_text())
+    assert md["frames"] == 100
+    run = workdir / "results/structures/ala2/ala2-flow/seed0"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["kl_ramachandran"] >= 0 and 0 < metrics["ess_fraction"] <= 1
+    assert {"samples.dcd", "samples.pdb", "samples.csv", "ramachandran.png"} <= {p.name for p in run.iterdir()}
 
 
 def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):

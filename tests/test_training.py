@@ -41,3 +41,22 @@ def test_train_logs_loss_per_step_and_resumes(tmp_path, moses_smiles):
     payload = checkpoint.load(out)
     assert payload["info"]["global_step"] == 12 and payload["model"] == "smiles-arm"
     assert payload["domain_state"]["tokenizer"]["kind"] == "smiles"
+
+
+def test_keep_best_restores_the_weights_of_the_lowest_validation_nll():
+    from types import SimpleNamespace
+
+    from dgm_science.training import KeepBest
+
+    module = SimpleNamespace(model=torch.nn.Linear(3, 2))
+    keep = KeepBest()
+    assert keep.restore(module) == {}  # no validation yet: nothing to restore
+    snapshots = []
+    for step, nll in ((10, 3.0), (20, 2.0), (30, 5.0)):
+        with torch.no_grad():
+            module.model.weight.add_(1.0)
+        snapshots.append(module.model.weight.detach().clone())
+        keep.on_validation_end(SimpleNamespace(callback_metrics={"val/nll": torch.tensor(nll)}, global_step=step),
+                               module)
+    assert keep.restore(module) == {"best_step": 20, "best_val_nll": 2.0}
+    assert torch.equal(module.model.weight, snapshots[1])

@@ -5,6 +5,7 @@ from dgm_science import registry
 
 DGM = "dgm"
 SEEDS = config["seeds"]
+DOMAINS = ("molecules", "structures")
 
 
 def model_config_json(domain, dataset, model):
@@ -21,10 +22,19 @@ def run_dir(domain, dataset, model, seed):
     return f"results/{domain}/{dataset}/{model}/seed{seed}"
 
 
-def domain_targets(domain, filename):
+def samples_file(model):
+    """The samples file of a model's domain: samples.csv (molecules), samples.sdf (QM9
+    conformations), samples.dcd (molecular dynamics)."""
+    spec = registry.get("model", model)
+    return registry.get("domain", spec.domain).samples_file
+
+
+def domain_targets(domain, filename=None):
+    """``filename`` of every run of ``domain`` in the config (none if the config has no such
+    domain); ``None`` means each model's samples file."""
     return [
-        f"{run_dir(domain, dataset, model, seed)}/{filename}"
-        for dataset, ds_cfg in config[domain].items()
+        f"{run_dir(domain, dataset, model, seed)}/{filename or samples_file(model)}"
+        for dataset, ds_cfg in config.get(domain, {}).items()
         for model in ds_cfg["models"]
         for seed in SEEDS
     ]

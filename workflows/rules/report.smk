@@ -3,8 +3,9 @@
 
 rule report:
     input:
-        metrics=domain_targets("molecules", "metrics.json"),
-        samples=domain_targets("molecules", "samples.csv"),
+        metrics=[t for domain in DOMAINS for t in domain_targets(domain, "metrics.json")],
+        samples=[t for domain in DOMAINS for t in domain_targets(domain)],
+        data_rows=STRUCTURE_DATA_ROWS,
     output:
         report(
             "results/report.html",

@@ -28,6 +28,7 @@ class MoleculeDomain:
     """Molecules as SMILES/SELFIES token sequences and RDKit graphs (MOSES, QM9)."""
 
     name = "molecules"
+    samples_file = "samples.csv"
 
     @staticmethod
     def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:

@@ -1,0 +1,234 @@
+"""EDM's metrics of 3D molecules: atom and molecule stability, RDKit validity, uniqueness and
+novelty, exactly as Hoogeboom et al. (ICML 2022) compute them (their ``qm9/bond_analyze.py``,
+``qm9/analyze.py`` and ``qm9/rdkit_functions.py``).
+
+Bonds are perceived from interatomic distances with EDM's bond-length tables (single, double,
+triple; pm) plus margins: a pair closer than ``single + margin1`` is bonded, a bonded pair closer
+than ``double + margin2`` is double, and closer than ``triple + margin3`` triple. An atom is stable
+when its bond orders sum to its element's allowed valency (H 1, C 4, N 3, O 2, F 1); a molecule is
+stable when all its atoms are. For validity we build the RDKit molecule from those same perceived
+bonds (EDM's ``build_molecule``) rather than RDKit's own bond perception
+(``rdDetermineBonds``), so that our numbers are comparable with EDM's published ones: the
+molecule is valid when ``Chem.SanitizeMol`` accepts it, and its SMILES is that of its largest
+fragment. Uniqueness is the fraction of distinct SMILES among the valid ones; novelty the fraction
+of the unique ones absent from the training molecules' SMILES (computed the same way).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+ELEMENTS = ("H", "C", "N", "O", "F")
+"""QM9's elements in EDM's order: atom type index i is ``ELEMENTS[i]``."""
+
+# EDM's bond lengths in pm (bond_analyze.py bonds1/bonds2/bonds3, restricted to H, C, N, O, F).
+SINGLE_BOND_PM = {
+    "H": {"H": 74, "C": 109, "N": 101, "O": 96, "F": 92},
+    "C": {"H": 109, "C": 154, "N": 147, "O": 143, "F": 135},
+    "N": {"H": 101, "C": 147, "N": 145, "O": 140, "F": 136},
+    "O": {"H": 96, "C": 143, "N": 140, "O": 148, "F": 142},
+    "F": {"H": 92, "C": 135, "N": 136, "O": 142, "F": 142},
+}
+DOUBLE_BOND_PM = {"C": {"C": 134, "N": 129, "O": 120}, "N": {"C": 129, "N": 125, "O": 121},
+                  "O": {"C": 120, "N": 121, "O": 121}}
+TRIPLE_BOND_PM = {"C": {"C": 120, "N": 116, "O": 113}, "N": {"C": 116, "N": 110}, "O": {"C": 113}}
+MARGINS_PM = (10, 5, 3)
+"""EDM's margin1, margin2, margin3 (``bond_analyze.py``: "tuned to maximize the stability of the
+QM9 true samples"; its code has margin3 = 3 pm)."""
+ALLOWED_VALENCY = {"H": 1, "C": 4, "N": 3, "O": 2, "F": 1}
+
+
+def _threshold_table(table: dict[str, dict[str, int]], margin: int) -> np.ndarray:
+    """(5, 5) distance thresholds in Angstrom for an element pair; -inf where the bond does not exist."""
+    out = np.full((len(ELEMENTS), len(ELEMENTS)), -np.inf)
+    for i, a in enumerate(ELEMENTS):
+        for j, b in enumerate(ELEMENTS):
+            if b in table.get(a, {}):
+                out[i, j] = (table[a][b] + margin) / 100.0
+    return out
+
+
+THRESHOLDS = np.stack([_threshold_table(t, m) for t, m in
+                       zip((SINGLE_BOND_PM, DOUBLE_BOND_PM, TRIPLE_BOND_PM), MARGINS_PM)])
+"""(3, 5, 5): Angstrom below which a pair of elements has at least a single / double / triple bond."""
+VALENCY = np.array([ALLOWED_VALENCY[e] for e in ELEMENTS])
+
+
+def bond_orders(positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray) -> np.ndarray:
+    """EDM's ``get_bond_order`` for every atom pair of a padded batch, vectorised.
+
+    positions: (B, N, 3) Angstrom; atom_types: (B, N) indices into ``ELEMENTS``; n_atoms: (B,).
+    Returns (B, N, N) int8 bond orders 0-3, symmetric, zero on the diagonal and on padding.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    types = np.asarray(atom_types, dtype=np.int64)
+    n_max = positions.shape[1]
+    mask = np.arange(n_max)[None, :] < np.asarray(n_atoms)[:, None]
+    types = np.where(mask, types, 0)
+    with np.errstate(invalid="ignore", over="ignore"):  # a diverged sample's inf - inf: no bond
+        distance = np.sqrt(((positions[:, :, None, :] - positions[:, None, :, :]) ** 2).sum(-1))
+    pair = THRESHOLDS[:, types[:, :, None], types[:, None, :]]  # (3, B, N, N)
+    below = distance[None] < pair
+    order = below[0].astype(np.int8) * (1 + below[1] * (1 + below[2].astype(np.int8)))
+    valid_pair = mask[:, :, None] & mask[:, None, :] & ~np.eye(n_max, dtype=bool)[None]
+    return np.where(valid_pair, order, 0).astype(np.int8)
+
+
+def stability(positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-molecule (number of stable atoms (B,), molecule stable (B,) bool), EDM's ``check_stability``.
+
+    Arguments as ``bond_orders``; an atom type outside ``ELEMENTS`` must not occur.
+    """
+    orders = bond_orders(positions, atom_types, n_atoms)
+    n_max = orders.shape[1]
+    mask = np.arange(n_max)[None, :] < np.asarray(n_atoms)[:, None]
+    types = np.where(mask, np.asarray(atom_types, dtype=np.int64), 0)
+    stable = (orders.sum(-1, dtype=np.int64) == VALENCY[types]) & mask
+    n_stable = stable.sum(-1)
+    return n_stable, n_stable == np.asarray(n_atoms)
+
+
+def molecule_smiles(item: tuple[np.ndarray, np.ndarray]) -> str | None:
+    """EDM's ``build_molecule`` + ``mol2smiles``: the SMILES of the largest fragment of the molecule
+    built from perceived bonds, or None when RDKit's sanitization rejects it.
+
+    item: (atom type indices (n,), bond orders (n, n)) of one molecule.
+    """
+    mol = build_molecule(*item)
+    if mol is None:
+        return None
+    from rdkit import Chem
+
+    fragments = Chem.GetMolFrags(mol, asMols=True, sanitizeFrags=False)
+    largest = max(fragments, default=mol, key=lambda m: m.GetNumAtoms())
+    try:
+        Chem.SanitizeMol(largest)
+    except ValueError:
+        return None
+    return Chem.MolToSmiles(largest)
+
+
+_BOND_TYPES = None
+
+
+def build_molecule(atom_types: np.ndarray, orders: np.ndarray):  # -> rdkit.Chem.Mol | None
+    """The sanitized RDKit molecule with the atoms ``atom_types`` (indices into ``ELEMENTS``) and the
+    bond orders ``orders`` (n, n); None when ``Chem.SanitizeMol`` rejects it (EDM's validity)."""
+    from rdkit import Chem
+
+    global _BOND_TYPES
+    if _BOND_TYPES is None:
+        _BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
+    mol = Chem.RWMol()
+    for t in atom_types:
+        mol.AddAtom(Chem.Atom(ELEMENTS[int(t)]))
+    rows, cols = np.nonzero(np.triu(orders, 1))
+    for i, j in zip(rows.tolist(), cols.tolist()):
+        mol.AddBond(i, j, _BOND_TYPES[int(orders[i, j])])
+    mol = mol.GetMol()
+    try:
+        Chem.SanitizeMol(mol)
+    except ValueError:
+        return None
+    return mol
+
+
+def molecules_smiles(
+    positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray, *, n_jobs: int = 1, progress: bool = False
+) -> list[str | None]:
+    """EDM-style SMILES (largest fragment; explicit hydrogens as atoms) per molecule of a padded
+    batch, None where invalid; RDKit runs over ``n_jobs`` processes."""
+    from dgm_science.domains.molecules.properties import map_molecules
+
+    items = []
+    for start in range(0, len(n_atoms), 4096):
+        stop = start + 4096
+        orders = bond_orders(positions[start:stop], atom_types[start:stop], n_atoms[start:stop])
+        for k, n in enumerate(np.asarray(n_atoms[start:stop]).tolist()):
+            items.append((np.asarray(atom_types[start + k, :n]), orders[k, :n, :n]))
+    return map_molecules(molecule_smiles, items, n_jobs=n_jobs, progress=progress, desc="validity")
+
+
+def edm_metrics(
+    positions: np.ndarray,
+    atom_types: np.ndarray,
+    n_atoms: np.ndarray,
+    *,
+    train_smiles: set[str] | None = None,
+    n_jobs: int = 1,
+    progress: bool = False,
+) -> dict[str, float]:
+    """EDM's table of a set of molecules (Hoogeboom et al. 2022, Table 2).
+
+    positions: (B, N, 3) Angstrom; atom_types: (B, N) indices into ``ELEMENTS``, or -1 for an
+    atom of an unknown element; a molecule with such an atom or a non-finite coordinate is
+    unstable in every atom and invalid; n_atoms: (B,). Every
+    molecule counts (an empty one is unstable and invalid). Returns atom_stability (stable
+    atoms / atoms), molecule_stability, validity (fraction that sanitize), uniqueness (distinct
+    SMILES / valid), validity_times_uniqueness, novelty (unique SMILES absent from
+    ``train_smiles`` / unique; only with ``train_smiles``), n_samples, n_atoms_mean.
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    atom_types = np.asarray(atom_types, dtype=np.int64)
+    n_atoms = np.asarray(n_atoms, dtype=np.int64)
+    n = len(n_atoms)
+    if n == 0:
+        raise ValueError("no molecules to evaluate")
+    known = _scorable(positions, atom_types, n_atoms)
+    n_stable = np.zeros(n, dtype=np.int64)
+    mol_stable = np.zeros(n, dtype=bool)
+    if known.any():
+        n_stable[known], mol_stable[known] = stability(positions[known], atom_types[known], n_atoms[known])
+    mol_stable &= n_atoms > 0
+    smiles: list[str | None] = [None] * n
+    if known.any():
+        for i, s in zip(np.flatnonzero(known & (n_atoms > 0)),
+                        molecules_smiles(positions[known & (n_atoms > 0)], atom_types[known & (n_atoms > 0)],
+                                         n_atoms[known & (n_atoms > 0)], n_jobs=n_jobs, progress=progress)):
+            smiles[i] = s
+    valid = [s for s in smiles if s is not None]
+    unique = set(valid)
+    out = {
+        "atom_stability": float(n_stable.sum() / max(n_atoms.sum(), 1)),
+        "molecule_stability": float(mol_stable.mean()),
+        "validity": len(valid) / n,
+        "uniqueness": len(unique) / len(valid) if valid else 0.0,
+        "validity_times_uniqueness": len(unique) / n,
+        "n_samples": float(n),
+        "n_atoms_mean": float(n_atoms.mean()),
+    }
+    if train_smiles is not None:
+        out["novelty"] = len(unique - train_smiles) / len(unique) if unique else 0.0
+    return out
+
+
+def _scorable(positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray) -> np.ndarray:
+    """(B,) bool: every real atom has a known element and finite coordinates (a diverged sample's
+    NaN / inf positions would otherwise read as isolated atoms, which RDKit sanitizes)."""
+    mask = np.arange(atom_types.shape[1])[None, :] < n_atoms[:, None]
+    bad = ((atom_types < 0) | (atom_types >= len(ELEMENTS)) | ~np.isfinite(positions).all(-1)) & mask
+    return ~bad.any(-1)
+
+
+def per_molecule(
+    positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per molecule: fraction of stable atoms (B,) (NaN for an empty, unknown-element or non-finite one),
+    molecule stable (B,) bool, bond orders (B, N, N) int8 - the SD tags of a samples file."""
+    atom_types = np.asarray(atom_types, dtype=np.int64)
+    n_atoms = np.asarray(n_atoms, dtype=np.int64)
+    known = _scorable(positions, atom_types, n_atoms) & (n_atoms > 0)
+    safe_types = np.where(known[:, None], atom_types, 0)
+    orders = bond_orders(positions, safe_types, np.where(known, n_atoms, 0))
+    n_stable, mol_stable = stability(positions, safe_types, np.where(known, n_atoms, 0))
+    fraction = np.where(known, n_stable / np.maximum(n_atoms, 1), math.nan)
+    return fraction, mol_stable & known, orders
+
+
+def types_of(symbols: Sequence[str]) -> np.ndarray:
+    """Element symbols -> indices into ``ELEMENTS`` (-1 for any other element)."""
+    lookup = {e: i for i, e in enumerate(ELEMENTS)}
+    return np.array([lookup.get(s, -1) for s in symbols], dtype=np.int64)
