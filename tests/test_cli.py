@@ -289,3 +289,27 @@ def test_valency_correction_and_extra_columns_reach_the_csv(tmp_path, capsys, mo
         rows = read_rows(out)
         assert list(rows[0])[-2:] == ["ood_score", "valid_without_correction"]
         assert all(r["valid_without_correction"] == ("1" if r["smiles"] else "0") for r in rows)
+
+
+def test_md_samples_need_a_dcd_and_come_with_topology_and_table(tmp_path, capsys, one_thread):
+    from tests.domains.structures import fixtures_md
+
+    state, batch = fixtures_md.tiny_state_and_batch()
+    spec = get("model", "ala2-flow")
+    cfg = from_dict(spec.Config, fixtures_md.TINY_CONFIG, "m")
+    model = spec.build(cfg, state)
+    model.loss(batch)  # ActNorm's data-dependent initialisation
+    path = tmp_path / "flow.ckpt"
+    checkpoint.save(path, domain="peptide-md", model_name="ala2-flow",
+                    config=api.RunConfig(cfg, TrainConfig(), SampleConfig()).to_dict(),
+                    state_dict=model.state_dict(), domain_state=state)
+    code, err = run(["sample", "--checkpoint", str(path), "-n", "5", "--out", str(tmp_path / "s.csv")], capsys)
+    assert code == 2 and "peptide-md model writes .dcd samples" in err
+    code, err = run(["sample", "--checkpoint", str(path), "-n", "5", "--valid", "--out", str(tmp_path / "s.dcd")],
+                    capsys)
+    assert code == 2 and "--valid: molecule models only" in err
+    code, _ = run(["sample", "--checkpoint", str(path), "-n", "5", "--out", str(tmp_path / "s.dcd")], capsys)
+    assert code == 0
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert len(rows) == 5 and all(float(r["log_likelihood"]) == float(r["log_likelihood"]) for r in rows)
+    assert (tmp_path / "s.pdb").is_file()

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dgm_science.domains.molecules.report import _fmt, _scale
+from dgm_science import checkpoint
+from dgm_science.domains.molecules.report import _fmt
 from dgm_science.registry import register
 from dgm_science.report import collect_runs, png_data_uri, table_html
 
@@ -27,7 +28,7 @@ PUBLISHED_QM9_3D: dict[str, tuple[str, dict[str, float]]] = {
 ALA2_COLUMNS = [
     ("kl_ramachandran", "KL Ramachandran ↓"), ("kl_phi", "KL φ ↓"), ("kl_psi", "KL ψ ↓"),
     ("kl_torsions_mean", "KL torsions mean ↓"), ("kl_torsions_max", "KL torsions max ↓"),
-    ("energy_mean", "mean u (kT)"), ("energy_w1", "energy W1 (kT) ↓"),
+    ("energy_mean", "mean u (kT)"), ("energy_test_mean", "MD test mean u (kT)"), ("energy_w1", "energy W1 (kT) ↓"),
     ("energy_above_data_max", "u above MD max ↓"), ("ess_fraction", "ESS / N ↑"),
     ("bond_length_deviation_mean", "bond dev. (nm) ↓"), ("n_samples", "Samples"),
 ]
@@ -44,6 +45,25 @@ NOTES = {
 }
 
 
+UNITS = {"qm9": "molecules", "ala2": "MD frames"}
+
+
+def _scale(run_dir: Path, unit: str) -> str:
+    ckpt = run_dir / "model.ckpt"
+    if not ckpt.is_file():
+        return "?"
+    info = checkpoint.load(ckpt)["info"]
+    best = f" (kept step {info['best_step']:,})" if "best_step" in info else ""
+    return (f"{info.get('train_examples', 0):,} {unit}, {info.get('global_step', 0):,} steps{best}, "
+            f"{info.get('train_seconds', 0) / 60:.1f} min, {info.get('parameters', 0) / 1e6:.2f} M params")
+
+
+def _cell(key: str, values: list[float | None]) -> str:
+    if key.startswith("n_") and values and values[0] is not None:
+        return f"{int(values[0]):,}"
+    return _fmt(values)
+
+
 def _data_row_qm9(results: Path) -> dict[str, float] | None:
     path = results.parent / "resources" / "structures" / "qm9" / "data" / "data_row.json"
     return json.loads(path.read_text()) if path.is_file() else None
@@ -54,14 +74,15 @@ def _dataset_table(dataset: str, runs: list[dict], columns: list[tuple[str, str]
     rows: list[tuple[str, list[str]]] = []
     for model in sorted({r["model"] for r in runs}):
         mruns = [r for r in runs if r["model"] == model]
-        cells = [f"<b>{model}</b> (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})", _scale(mruns[0]["dir"])]
-        cells += [_fmt([r["metrics"].get(key) for r in mruns]) for key, _ in columns]
+        cells = [f"<b>{model}</b> (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
+                 _scale(mruns[0]["dir"], UNITS[dataset])]
+        cells += [_cell(key, [r["metrics"].get(key) for r in mruns]) for key, _ in columns]
         rows.append(("ours", cells))
     if dataset == "qm9":
         data_row = _data_row_qm9(results)
         if data_row is not None:
             cells = ["Data (QM9 test, ours)", f"{int(data_row.get('n_samples', 0)):,} molecules"]
-            rows.append(("ours", cells + [_fmt([data_row.get(key)]) for key, _ in columns]))
+            rows.append(("ours", cells + [_cell(key, [data_row.get(key)]) for key, _ in columns]))
         for name, (scale, values) in PUBLISHED_QM9_3D.items():
             cells = [f"{name} (published)", scale]
             rows.append(("published", cells + [f"{values[key]:.3f}" if key in values else "–" for key, _ in columns]))
@@ -70,8 +91,29 @@ def _dataset_table(dataset: str, runs: list[dict], columns: list[tuple[str, str]
         data = {key[len("data_"):]: value for key, value in first.items() if key.startswith("data_")}
         if data:
             cells = ["MD data: train frames vs test frames", "same simulation"]
-            rows.append(("published", cells + [_fmt([data.get(key)]) for key, _ in columns]))
+            rows.append(("published", cells + [_cell(key, [data.get(key)]) for key, _ in columns]))
     return table_html(header, rows)
+
+
+def _molecule_grid(samples_sdf: Path, n: int = 12) -> str:
+    """2D depictions of the largest fragment (what EDM's validity judges) of the first ``n`` valid
+    sampled molecules, bonds as perceived from 3D."""
+    from rdkit import Chem
+    from rdkit.Chem import AllChem, Draw
+
+    mols = []
+    for mol in Chem.SDMolSupplier(str(samples_sdf), removeHs=False):
+        if mol is not None and mol.HasProp("valid") and mol.GetProp("valid") == "1":
+            largest = max(Chem.GetMolFrags(mol, asMols=True), key=lambda m: m.GetNumAtoms())
+            largest = Chem.RemoveHs(largest)
+            AllChem.Compute2DCoords(largest)
+            mols.append(largest)
+        if len(mols) == n:
+            break
+    if not mols:
+        return '<p class="note">No valid sampled molecule to draw.</p>'
+    image = Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(180, 150), returnPNG=True)
+    return f'<img alt="sampled molecules" src="{png_data_uri(image)}">'
 
 
 @register("report", "structures")
@@ -90,6 +132,9 @@ def structures_section(results: Path) -> str:
         parts.append(_dataset_table(dataset, ds_runs, columns, results))
         parts.append(f'<p class="note">{NOTES[dataset]}</p>')
         for run in ds_runs:
+            if (run["dir"] / "samples.sdf").is_file():
+                parts.append(f"<h4>{run['model']} (seed {run['seed']}): largest fragments of valid samples, hydrogens hidden</h4>")
+                parts.append(_molecule_grid(run["dir"] / "samples.sdf"))
             for image in sorted(run["dir"].glob("*.png")):
                 parts.append(f"<h4>{run['model']} (seed {run['seed']}): {image.stem.replace('_', ' ')}</h4>")
                 parts.append(f'<img alt="{image.stem}" src="{png_data_uri(image.read_bytes())}">')

@@ -1,10 +1,6 @@
 """Tiny real QM9-3D data for model tests: 48 test-split molecules (``tests/data/qm9_3d_sample.npz``,
-centred, float32 Angstrom) and a tiny ``qm9-edm`` config.
-
-With pytest's importlib mode, load this module by path::
-
-    spec = importlib.util.spec_from_file_location("fixtures_qm9", Path(...) / "fixtures_qm9.py")
-"""
+centred, float32 Angstrom) and a tiny ``qm9-edm`` config
+(``from tests.domains.structures import fixtures_qm9``; pytest runs from the repository root)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,6 @@ SDF/XYZ samples files, evaluation, and training through api.train on a tiny prep
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import zipfile
@@ -17,18 +16,9 @@ from dgm_science import api, registry
 from dgm_science.domains.structures import conformers, stability
 from dgm_science.errors import DataError
 
-_spec = importlib.util.spec_from_file_location("fixtures_qm9", Path(__file__).with_name("fixtures_qm9.py"))
-fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fixtures)
+from tests.domains.structures import fixtures_qm9 as fixtures
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny graphs gain nothing from more, and shared CPUs lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny graphs gain nothing from more threads
 
 HEADER = "XYZ_file,Index,SMILES,InChi,N_atoms,Stoichiometry,Elements,XYZ_Ang,Mulliken_pop\n"
 ROWS = [
@@ -154,16 +144,11 @@ def test_train_sample_and_score_through_the_api(tmp_path):
                   "val_batches": 1, "checkpoint_every_steps": 100000, "accelerator": "cpu"},
         "sample": {"n": 5, "batch_size": 3},
     })
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        info = api.train("qm9-edm", data, config, seed=0, out=tmp_path / "run" / "model.ckpt")
-        loaded = api.load(tmp_path / "run" / "model.ckpt", device="cpu")
-        items, extra = loaded.sample_table(5, seed=1)
-        ll = loaded.log_likelihood(_items(5) + [(["Xx"], np.zeros((1, 3)))])  # an untrained model's samples
-        # are far apart (the chain divides by alpha_0), so score real molecules
-    finally:
-        torch.set_num_threads(threads)
+    info = api.train("qm9-edm", data, config, seed=0, out=tmp_path / "run" / "model.ckpt")
+    loaded = api.load(tmp_path / "run" / "model.ckpt", device="cpu")
+    items, extra = loaded.sample_table(5, seed=1)
+    # an untrained model's samples are far apart (the chain divides by alpha_0): score real molecules
+    ll = loaded.log_likelihood(_items(5) + [(["Xx"], np.zeros((1, 3)))])
     assert info["train_examples"] == 40 and info["global_step"] == 4
     ema = loaded.model.ema_denoiser.embed.weight
     assert not torch.equal(ema, loaded.model.denoiser.embed.weight)  # EMA updated, lagging behind

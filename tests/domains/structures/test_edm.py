@@ -4,9 +4,7 @@ sampling on the zero centre-of-gravity subspace, and that the loss falls."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,18 +12,9 @@ import torch
 
 from dgm_science.domains.structures import edm
 
-_spec = importlib.util.spec_from_file_location("fixtures_qm9", Path(__file__).with_name("fixtures_qm9.py"))
-fixtures = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(fixtures)
+from tests.domains.structures import fixtures_qm9 as fixtures
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: the tiny graphs gain nothing from more, and shared CPUs lose a lot."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny graphs gain nothing from more threads
 
 
 def _model(**overrides) -> edm.EquivariantDiffusion:
