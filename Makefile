@@ -38,6 +38,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/bench_molecules.py
 	$(PY) bench/bench_metrics.py
+	$(PY) bench/bench_structures.py --dataset ala2
+	$(PY) bench/bench_structures.py --dataset qm9 --sample 500
 
 clean:
 	rm -rf results logs benchmarks .snakemake

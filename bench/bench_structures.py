@@ -78,7 +78,7 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
             decoded = domain.decode(model.sample(n_sample, generator=torch.Generator().manual_seed(0)), state)
     sample_seconds = time.perf_counter() - start
     return {
-        "parameters": sum(p.numel() for p in model.parameters()),
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),  # not an EMA copy
         "batch_size": config.train.batch_size,
         "precision": precision,
         "train_examples_per_s": examples / train_seconds,
