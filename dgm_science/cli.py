@@ -316,8 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-every-ps", type=positive_float, default=1.0, help="frame interval")
     p.add_argument("--checkpoint-every-ps", type=positive_float, default=100.0, help="resume-checkpoint interval")
     p.add_argument("--seed", type=int, default=0, help="seed of velocities and the Langevin noise")
-    p.add_argument("--platform", default="Reference",
-                   help="OpenMM platform: Reference (fastest for 22 atoms on a CPU), CPU, CUDA, OpenCL")
+    p.add_argument("--platform", default="Reference", choices=["Reference", "CPU", "CUDA", "OpenCL"],
+                   help="OpenMM platform (Reference is the fastest for 22 atoms on a CPU)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (CPU platform) and torch threads")
     p.set_defaults(func=cmd_simulate)
 
@@ -341,7 +341,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(Nalisnick et al. 2019), 0 = typical of the training data, above ~3 = unlike it.")
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dgm train`")
     p.add_argument("-n", type=positive_int, required=True, help="number of samples, or of candidates to find (> 0)")
-    p.add_argument("--out", type=Path, required=True, help="output, written atomically: CSV (molecules), SDF + XYZ (QM9 conformations), "
+    p.add_argument("--out", type=Path, required=True,
+                   help="output, written atomically: CSV (molecules), SDF + XYZ (QM9 conformations), "
                         "DCD + PDB + CSV (molecular dynamics)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same samples)")
     p.add_argument("--temperature", type=positive_float, default=None,
