@@ -17,7 +17,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import time
 from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
@@ -435,56 +434,3 @@ class QM9EDM:
     @staticmethod
     def build(cfg: EDMConfig, state: dict[str, Any]) -> GenerativeModel:
         return EquivariantDiffusion(cfg, state["charges"], state["n_atoms_histogram"])
-
-
-# ----------------------------------------------------------------------------- benchmark
-
-
-def bench(cfg: EDMConfig, state: dict[str, Any], batch: dict[str, torch.Tensor], *, sample_n: int = 100,
-          sample_steps: int = 10, repeats: int = 3) -> dict[str, float]:
-    """Throughput of a fresh model on ``batch``'s device: training molecules/s (loss, backward, Adam
-    step on ``batch``), seconds per denoiser forward of ``batch``, and sampling molecules/s for
-    ``sample_n`` molecules extrapolated from ``sample_steps`` reverse steps to the configured
-    number (``sampling_steps`` or T)."""
-    model = EquivariantDiffusion(cfg, state["charges"], state["n_atoms_histogram"])
-    device = batch["positions"].device
-    model.to(device)
-    b = batch["positions"].shape[0]
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    model.train()
-    model.loss(batch).backward()
-    sync()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        opt.zero_grad()
-        model.loss(batch).backward()
-        opt.step()
-    sync()
-    train_s = (time.perf_counter() - start) / repeats
-    model.eval()
-    x, h, mask = model._encode(batch)
-    node_mask = mask[..., 0] > 0
-    graph = FullyConnectedGraphs.build(node_mask)
-    t = torch.full((b,), 0.5, device=device)
-    with torch.no_grad():
-        model.denoiser(x, h, t, node_mask, graph)
-        sync()
-        start = time.perf_counter()
-        for _ in range(repeats):
-            model.denoiser(x, h, t, node_mask, graph)
-        sync()
-    forward_s = (time.perf_counter() - start) / repeats
-    model.cfg = dataclasses.replace(cfg, sampling_steps=sample_steps)
-    start = time.perf_counter()
-    model.sample(sample_n, generator=torch.Generator(device=device).manual_seed(0))
-    sync()
-    per_step = (time.perf_counter() - start) / (sample_steps + 1)
-    steps = cfg.diffusion_steps if cfg.sampling_steps is None else cfg.sampling_steps
-    return {"train_molecules_per_s": b / train_s, "forward_s_per_batch": forward_s, "batch_size": float(b),
-            "sample_molecules_per_s": sample_n / (per_step * (steps + 1)),
-            "sample_step_s": per_step, "sample_n": float(sample_n)}

@@ -184,10 +184,10 @@ def edm_metrics(
         n_stable[known], mol_stable[known] = stability(positions[known], atom_types[known], n_atoms[known])
     mol_stable &= n_atoms > 0
     smiles: list[str | None] = [None] * n
-    if known.any():
-        for i, s in zip(np.flatnonzero(known & (n_atoms > 0)),
-                        molecules_smiles(positions[known & (n_atoms > 0)], atom_types[known & (n_atoms > 0)],
-                                         n_atoms[known & (n_atoms > 0)], n_jobs=n_jobs, progress=progress)):
+    scored = known & (n_atoms > 0)
+    if scored.any():
+        for i, s in zip(np.flatnonzero(scored), molecules_smiles(positions[scored], atom_types[scored],
+                                                                 n_atoms[scored], n_jobs=n_jobs, progress=progress)):
             smiles[i] = s
     valid = [s for s in smiles if s is not None]
     unique = set(valid)

@@ -218,13 +218,6 @@ def test_norm_values_too_large_for_sigma_0_are_refused():
         _model(noise_precision=1e-2)
 
 
-def test_bench_reports_throughput():
-    state, batch = fixtures.tiny_state_and_batch(8)
-    cfg = dataclasses.replace(edm.EDMConfig(**fixtures.TINY_CONFIG))
-    result = edm.bench(cfg, state, batch, sample_n=4, sample_steps=2, repeats=1)
-    assert result["train_molecules_per_s"] > 0 and result["sample_molecules_per_s"] > 0
-
-
 def test_sampling_steps_take_a_coarser_grid_of_the_same_chain():
     model = _model(diffusion_steps=20, sampling_steps=5).eval()
     calls = []
