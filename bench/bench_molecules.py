@@ -13,25 +13,21 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import time
 from pathlib import Path
 
 import torch
 import yaml
-from torch.utils.data import DataLoader
+from timing import time_model
 
-from dgm_science import api, registry
-from dgm_science.training import resolve_precision
+from dgm_science import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int,
                 checkpoint: Path | None) -> dict:
-    torch.set_num_threads(threads)
-    config = api.RunConfig.parse(name, model_config)
+    """Featurize what the model reads (if the pipeline has not), then time it."""
     spec = registry.get("model", name)
-    domain = registry.get("domain", spec.domain)
     if "graph" in spec.batch_fields:
         from dgm_science.domains.molecules.data import featurize_file
 
@@ -42,56 +38,7 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
         from dgm_science.domains.molecules.dense import featurize_dense
 
         featurize_dense(data / "train.smi", data / "valid.smi", data / "dense.npz", n_jobs=threads)
-    state = domain.fit_state(data, spec, config.model)
-    model = spec.build(config.model, state)
-    train_set, _ = domain.datasets(data, spec, config.model, state)
-    loader = DataLoader(train_set, batch_size=config.train.batch_size, shuffle=True, collate_fn=train_set.collate,
-                        generator=torch.Generator().manual_seed(0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, fused=True)
-    precision = resolve_precision(config.train)
-    autocast = precision.startswith("bf16")
-    model.train()
-    tokens = molecules = 0
-    it = iter(loader)
-    for step in range(steps + 3):
-        if step == 3:  # warm-up excluded
-            start, tokens, molecules = time.perf_counter(), 0, 0
-        batch = next(it)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-            loss = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        if "tokens" in batch:
-            tokens += int((batch["tokens"][:, 1:] != 0).sum())
-        molecules += next(iter(batch.values())).shape[0]
-    train_seconds = time.perf_counter() - start
-    # Sampling speed depends on when sequences end, so time a trained checkpoint where there is one.
-    sampler = api.load(checkpoint, device="cpu") if checkpoint is not None and checkpoint.is_file() else None
-    if sampler is None:
-        model.eval()
-    start = time.perf_counter()
-    if sampler is not None:
-        decoded = sampler.sample(n_sample, seed=0)
-    else:
-        decoded, generator = [], torch.Generator().manual_seed(0)
-        while len(decoded) < n_sample:
-            size = min(config.sample.batch_size, n_sample - len(decoded))
-            decoded += domain.decode(model.sample(size, generator=generator, temperature=config.sample.temperature),
-                                     state)
-    sample_seconds = time.perf_counter() - start
-    return {
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "batch_size": config.train.batch_size,
-        "precision": precision,
-        "train_tokens_per_s": tokens / train_seconds if tokens else None,
-        "train_molecules_per_s": molecules / train_seconds,
-        "sample_n": n_sample,
-        "sample_from": "trained checkpoint (seed 0)" if sampler is not None else "untrained model",
-        "sample_decodable_fraction": sum(d is not None for d in decoded) / len(decoded),
-        "sample_seconds": sample_seconds,
-        "sample_molecules_per_s": n_sample / sample_seconds,
-    }
+    return time_model(name, data, model_config, steps, n_sample, threads, checkpoint, unit="molecules")
 
 
 def main() -> None:

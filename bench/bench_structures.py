@@ -13,19 +13,14 @@ default config's quick model sizes. Not a test: figures depend on the machine.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 import yaml
-from torch.utils.data import DataLoader
-
-from dgm_science import api, registry
-from dgm_science.training import resolve_precision
+from timing import time_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,57 +34,6 @@ def bench_md(raw: Path, picoseconds: float, platform_name: str, threads: int | N
                          checkpoint_every_ps=picoseconds, equilibration_ps=1.0, platform=platform_name)
     return {"picoseconds": picoseconds, "platform": platform_name, "threads": threads,
             "ns_per_day": stats["ns_per_day_this_run"]}
-
-
-def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int,
-                checkpoint: Path | None) -> dict:
-    torch.set_num_threads(threads)
-    config = api.RunConfig.parse(name, model_config)
-    spec = registry.get("model", name)
-    domain = registry.get("domain", spec.domain)
-    state = domain.fit_state(data, spec, config.model)
-    model = spec.build(config.model, state)
-    train_set, _ = domain.datasets(data, spec, config.model, state)
-    loader = DataLoader(train_set, batch_size=config.train.batch_size, shuffle=True, collate_fn=train_set.collate,
-                        generator=torch.Generator().manual_seed(0))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, fused=True)
-    precision = resolve_precision(config.train)
-    model.train()
-    it = iter(loader)
-    examples = 0
-    for step in range(steps + 3):
-        if step == 3:  # warm-up excluded
-            start, examples = time.perf_counter(), 0
-        batch = next(it)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
-            loss = model.loss(batch)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        examples += next(iter(batch.values())).shape[0]
-    train_seconds = time.perf_counter() - start
-    sampler = api.load(checkpoint, device="cpu") if checkpoint is not None and checkpoint.is_file() else None
-    start = time.perf_counter()
-    if sampler is not None:
-        decoded = sampler.sample(n_sample, seed=0)
-    else:
-        model.eval()
-        with torch.no_grad():
-            decoded = domain.decode(model.sample(n_sample, generator=torch.Generator().manual_seed(0)), state)
-    sample_seconds = time.perf_counter() - start
-    return {
-        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),  # not an EMA copy
-        "batch_size": config.train.batch_size,
-        "precision": precision,
-        "train_examples_per_s": examples / train_seconds,
-        "train_step_seconds": train_seconds / steps,
-        "sample_n": n_sample,
-        "sample_from": "trained checkpoint (seed 0)" if sampler is not None else "untrained model",
-        "model_config": dataclasses.asdict(config.model),
-        "sample_seconds": sample_seconds,
-        "sample_per_s": n_sample / sample_seconds,
-        "decoded": len(decoded),
-    }
 
 
 def main() -> None:
@@ -121,8 +65,8 @@ def main() -> None:
         print("md", json.dumps(results["md"], indent=1), flush=True)
     for name, model_config in models.items():
         checkpoint = args.results / name / "seed0" / "model.ckpt"
-        results["models"][name] = bench_model(name, args.data, model_config, args.steps, args.sample, args.threads,
-                                              checkpoint)
+        results["models"][name] = time_model(name, args.data, model_config, args.steps, args.sample, args.threads,
+                                             checkpoint, unit="conformations")
         print(name, json.dumps(results["models"][name], indent=1), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

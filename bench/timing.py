@@ -1,0 +1,78 @@
+"""The timing loop the bench scripts share: training steps/s and sampling throughput of one
+registered model built from prepared data, whatever its domain."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from dgm_science import api, registry
+from dgm_science.training import resolve_precision
+
+WARMUP_STEPS = 3
+
+
+def time_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int,
+               checkpoint: Path | None, unit: str) -> dict:
+    """Time ``steps`` optimisation steps (after WARMUP_STEPS untimed ones) of ``name`` on ``data``
+    with the config's batch size, lr and precision, then the sampling and decoding of ``n_sample``
+    items from the trained ``checkpoint`` (seed 0) when it exists, else from the untrained model.
+    Throughputs are ``train_{unit}_per_s`` / ``sample_{unit}_per_s`` (+ ``train_tokens_per_s`` for
+    token batches)."""
+    torch.set_num_threads(threads)
+    config = api.RunConfig.parse(name, model_config)
+    spec = registry.get("model", name)
+    domain = registry.get("domain", spec.domain)
+    state = domain.fit_state(data, spec, config.model)
+    model = spec.build(config.model, state)
+    train_set, _ = domain.datasets(data, spec, config.model, state)
+    loader = DataLoader(train_set, batch_size=config.train.batch_size, shuffle=True, collate_fn=train_set.collate,
+                        generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.train.lr, fused=True)
+    precision = resolve_precision(config.train)
+    model.train()
+    tokens = examples = 0
+    it = iter(loader)
+    for step in range(steps + WARMUP_STEPS):
+        if step == WARMUP_STEPS:
+            start, tokens, examples = time.perf_counter(), 0, 0
+        batch = next(it)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision.startswith("bf16")):
+            loss = model.loss(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if "tokens" in batch:
+            tokens += int((batch["tokens"][:, 1:] != 0).sum())
+        examples += next(iter(batch.values())).shape[0]
+    train_seconds = time.perf_counter() - start
+    # Sampling speed can depend on training (when sequences end), so time a trained checkpoint if any.
+    sampler = api.load(checkpoint, device="cpu") if checkpoint is not None and checkpoint.is_file() else None
+    if sampler is None:
+        model.eval()
+    start = time.perf_counter()
+    if sampler is not None:
+        decoded = sampler.sample(n_sample, seed=0)
+    else:
+        decoded, generator = [], torch.Generator().manual_seed(0)
+        while len(decoded) < n_sample:
+            size = min(config.sample.batch_size, n_sample - len(decoded))
+            decoded += domain.decode(model.sample(size, generator=generator, temperature=config.sample.temperature),
+                                     state)
+    sample_seconds = time.perf_counter() - start
+    return {
+        "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),  # not an EMA copy
+        "batch_size": config.train.batch_size,
+        "precision": precision,
+        "train_tokens_per_s": tokens / train_seconds if tokens else None,
+        f"train_{unit}_per_s": examples / train_seconds,
+        "train_step_seconds": train_seconds / steps,
+        "sample_n": n_sample,
+        "sample_from": "trained checkpoint (seed 0)" if sampler is not None else "untrained model",
+        "sample_decodable_fraction": sum(d is not None for d in decoded) / len(decoded),
+        "sample_seconds": sample_seconds,
+        f"sample_{unit}_per_s": n_sample / sample_seconds,
+    }
