@@ -7,8 +7,9 @@ and sha256):
   (BSD-3-clause). Headers are ``id<TAB>organism<TAB>ids...[<TAB>lineage]``; 713 carry a lineage
   ``Bacteria; Phylum; Class; ...``. Sequences are upper-cased, U becomes T, and every IUPAC
   ambiguity code (R, Y, S, W, K, M, B, D, H, V, N) becomes N; a sequence with more than 1 % N is
-  dropped (counted). The V4 region is cut between the 515F and 806R primer sites
-  (:mod:`primers`, up to 2 IUPAC-aware mismatches each); sequences without both sites are counted.
+  dropped (counted). The V4 amplicon is cut from the start of the 515F site to the end
+  of the 806R site, primer sites included (:mod:`primers`, up to 2 IUPAC-aware mismatches each);
+  sequences without both sites are counted.
 - ``mmseqs2-examples``: ``DB.fasta.gz``, 20,000 UniProt entries of which the Swiss-Prot ones
   (``sp|`` headers) are kept, 50 to 1,024 residues long, made only of the 20 standard amino
   acids (entries with X, B, Z, U, O are dropped, counted).
@@ -77,7 +78,7 @@ def process_16s(path: Path) -> tuple[list[FastaRecord], list[FastaRecord], dict[
             continue
         header = _16s_header(parse_16s_header(record.header))
         full.append(FastaRecord(header, sequence))
-        region = extract_v4(sequence)
+        region = extract_v4(sequence, with_primers=True)
         if region is not None:
             v4.append(FastaRecord(header, region))
     phyla = [parse_16s_header(r.header)["phylum"] for r in full]

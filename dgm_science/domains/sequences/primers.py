@@ -2,7 +2,9 @@
 
 V4 is amplified by the Earth Microbiome Project's 515F (Parada et al. 2016) and 806R (Apprill et
 al. 2015) primers; the region is what lies between the 3' end of 515F and the start of the
-reverse complement of 806R on the forward strand. Matching is IUPAC-aware: a primer position
+reverse complement of 806R on the forward strand; the V4 *amplicon* is that region with both primer
+sites (what a 515F/806R PCR copies), the unit this project models, so that a generated amplicon can
+be checked for its primer sites. Matching is IUPAC-aware: a primer position
 matches a base when their IUPAC sets intersect; up to ``max_mismatches`` positions may differ.
 """
 
@@ -54,11 +56,24 @@ def find_primer(sequence: str, primer: str, max_mismatches: int = 2) -> PrimerSi
     return PrimerSite(best, best + len(primer), int(mismatches[best]))
 
 
-def extract_v4(sequence: str, max_mismatches: int = 2) -> str | None:
-    """The V4 region of a 16S rRNA gene (between 515F and 806R, primers excluded), or None when
-    either site is missing or they are out of order."""
+def extract_v4(sequence: str, max_mismatches: int = 2, *, with_primers: bool = False) -> str | None:
+    """The V4 region of a 16S rRNA gene (between 515F and 806R, primers excluded; with
+    ``with_primers`` the amplicon from the start of 515F to the end of 806R's site, the gene's own
+    bases at the primer sites), or None when either site is missing or they are out of order."""
     forward = find_primer(sequence, PRIMER_515F, max_mismatches)
     reverse = find_primer(sequence, reverse_complement(PRIMER_806R), max_mismatches)
     if forward is None or reverse is None or reverse.start <= forward.end:
         return None
+    if with_primers:
+        return sequence[forward.start:reverse.end]
     return sequence[forward.end:reverse.start]
+
+
+def has_v4_primer_sites(sequence: str, max_mismatches: int = 2) -> bool:
+    """Whether an amplicon starts with a 515F site and ends with an 806R site (reverse
+    complement), each with at most ``max_mismatches`` IUPAC mismatches."""
+    n_f, n_r = len(PRIMER_515F), len(PRIMER_806R)
+    if len(sequence) < n_f + n_r:
+        return False
+    return (find_primer(sequence[:n_f], PRIMER_515F, max_mismatches) is not None
+            and find_primer(sequence[-n_r:], reverse_complement(PRIMER_806R), max_mismatches) is not None)

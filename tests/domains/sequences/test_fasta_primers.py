@@ -12,7 +12,7 @@ import pytest
 from dgm_science.domains.sequences.data import normalize_dna, parse_16s_header
 from dgm_science.domains.sequences.fasta import DNA, PROTEIN, FastaRecord, read_fasta, write_fasta
 from dgm_science.domains.sequences.primers import (
-    PRIMER_515F, PRIMER_806R, extract_v4, find_primer, reverse_complement,
+    PRIMER_515F, PRIMER_806R, extract_v4, find_primer, has_v4_primer_sites, reverse_complement,
 )
 from dgm_science.errors import DataError
 
@@ -73,6 +73,9 @@ def test_iupac_codes_match_their_bases_and_v4_is_cut_between_the_primers():
     v4 = _random_dna(253, rng)
     gene = _random_dna(500, rng) + forward + v4 + reverse + _random_dna(600, rng)
     assert extract_v4(gene) == v4
+    amplicon = extract_v4(gene, with_primers=True)
+    assert amplicon == forward + v4 + reverse and has_v4_primer_sites(amplicon)
+    assert not has_v4_primer_sites(v4) and not has_v4_primer_sites(amplicon[3:])
     assert extract_v4(gene.replace(reverse, _random_dna(len(reverse), rng))) is None
 
 
@@ -90,8 +93,9 @@ def test_committed_sequence_data():
     v4 = read_fasta(DATA / "rrna16s_v4.fasta.gz", DNA)
     proteins = read_fasta(DATA / "swissprot.fasta.gz", PROTEIN)
     assert (len(full), len(v4), len(proteins)) == (4932, 4889, 2818)
-    assert all(1200 <= len(r.sequence) <= 1700 for r in full) and all(240 <= len(r.sequence) <= 320 for r in v4)
+    assert all(1200 <= len(r.sequence) <= 1700 for r in full) and all(280 <= len(r.sequence) <= 360 for r in v4)
     assert all(r.sequence.count("N") <= 0.01 * len(r.sequence) for r in full)
     assert all(50 <= len(r.sequence) <= 1024 and r.header.startswith("sp|") for r in proteins)
     by_id = {r.id: r.sequence for r in full}
-    assert all(r.sequence in by_id[r.id] for r in v4[:200])  # each V4 is a substring of its gene
+    assert all(r.sequence in by_id[r.id] for r in v4[:200])  # each V4 amplicon is a substring of its gene
+    assert all(has_v4_primer_sites(r.sequence) for r in v4)
