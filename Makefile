@@ -40,6 +40,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_metrics.py
 	$(PY) bench/bench_structures.py --dataset ala2
 	$(PY) bench/bench_structures.py --dataset qm9 --sample 500
+	$(PY) bench/bench_sequences.py --dataset 16s-v4
+	$(PY) bench/bench_sequences.py --dataset swissprot
 
 clean:
 	rm -rf results logs benchmarks .snakemake

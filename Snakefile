@@ -18,6 +18,7 @@ validate(config, "workflows/schemas/config.schema.yaml")
 include: "workflows/rules/common.smk"
 include: "workflows/rules/molecules.smk"
 include: "workflows/rules/structures.smk"
+include: "workflows/rules/sequences.smk"
 include: "workflows/rules/report.smk"
 
 

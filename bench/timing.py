@@ -60,8 +60,10 @@ def time_model(name: str, data: Path, model_config: dict, steps: int, n_sample: 
         decoded, generator = [], torch.Generator().manual_seed(0)
         while len(decoded) < n_sample:
             size = min(config.sample.batch_size, n_sample - len(decoded))
-            decoded += domain.decode(model.sample(size, generator=generator, temperature=config.sample.temperature),
-                                     state)
+            condition = domain.draw_conditions(size, state, generator)[0] if hasattr(domain, "draw_conditions") else None
+            kwargs = {} if condition is None else {"condition": condition}
+            decoded += domain.decode(model.sample(size, generator=generator, temperature=config.sample.temperature,
+                                                  **kwargs), state)
     sample_seconds = time.perf_counter() - start
     return {
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),  # not an EMA copy

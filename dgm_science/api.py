@@ -113,7 +113,9 @@ class LoadedModel:
         correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``;
         by default the checkpoint's ``sample.valency_correction``, passed only when on so that
         decoders without the option keep working). A ``generator`` (on the model's device) is
-        continued instead of seeding a new one, so rounds of a search draw one reproducible stream."""
+        continued instead of seeding a new one, so rounds of a search draw one reproducible stream.
+        Domains with ``draw_conditions`` (labelled sequences) draw a label per sample, or use the
+        ``label`` decode option for all; the labels come back as the ``label`` column."""
         if n <= 0:
             raise ValueError(f"-n must be a positive number of samples, got {n}")
         if self.config.sample.valency_correction:
@@ -125,11 +127,17 @@ class LoadedModel:
         self.model.eval()
         out: list[Any] = []
         columns: dict[str, list[Any]] = {}
-        with tqdm(total=n, desc="sample", disable=not progress, unit="mol") as bar:
+        with tqdm(total=n, desc="sample", disable=not progress, unit="sample") as bar:
             while len(out) < n:
                 size = min(batch_size, n - len(out))
-                raw = self.model.sample(size, generator=generator, temperature=temperature)
-                items, extra = self.domain.decode_table(raw, self.state, **decode_options)
+                options = dict(decode_options)
+                condition = None
+                if hasattr(self.domain, "draw_conditions"):  # conditional domains: labels per sample
+                    condition, options["labels"] = self.domain.draw_conditions(
+                        size, self.state, generator, label=options.pop("label", None))
+                kwargs = {} if condition is None else {"condition": condition.to(self.device)}
+                raw = self.model.sample(size, generator=generator, temperature=temperature, **kwargs)
+                items, extra = self.domain.decode_table(raw, self.state, **options)
                 out.extend(items)
                 for key, values in extra.items():
                     columns.setdefault(key, []).extend(values)

@@ -1,4 +1,5 @@
-"""Shared network backbones: a causal transformer with a KV cache, used by every family that
+"""Shared network backbones: a transformer over token ids, causal with a KV cache (autoregressive
+models, VAE decoders) or bidirectional (masked-diffusion denoisers), used by every family that
 models token sequences (SMILES, SELFIES, DNA, proteins)."""
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from torch import nn
 class _Block(nn.Module):
     """Pre-LayerNorm transformer block (Vaswani et al. 2017; GPT-2 ordering)."""
 
-    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, d_model: int, n_heads: int, dropout: float, causal: bool = True) -> None:
         super().__init__()
         self.n_heads = n_heads
+        self.causal = causal
         self.ln1 = nn.LayerNorm(d_model)
         self.qkv = nn.Linear(d_model, 3 * d_model)
         self.proj = nn.Linear(d_model, d_model)
@@ -36,7 +38,7 @@ class _Block(nn.Module):
         q, k, v = self._split(q), self._split(k), self._split(v)
         if cache is None:
             attn = F.scaled_dot_product_attention(
-                q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
+                q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
             )
         else:
             keys, values = cache.store(layer, k, v)
@@ -72,6 +74,8 @@ class CausalTransformer(nn.Module):
     ``forward(tokens (B, L), condition (B, C) | None) -> logits (B, L, V)``; the condition is
     projected and added to every position's embedding (as in conditional language models / CVAEs).
     ``step`` advances one position with a preallocated key/value cache (``new_cache``).
+    ``causal=False`` makes every position attend to every other (a bidirectional encoder, e.g. the
+    denoiser of masked diffusion); such a network has no ``step``.
     """
 
     def __init__(
@@ -83,15 +87,17 @@ class CausalTransformer(nn.Module):
         max_length: int = 128,
         dropout: float = 0.1,
         condition_dim: int = 0,
+        causal: bool = True,
     ) -> None:
         super().__init__()
+        self.causal = causal
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
         self.max_length = max_length
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = nn.Embedding(max_length, d_model)
         self.condition = nn.Linear(condition_dim, d_model) if condition_dim else None
-        self.blocks = nn.ModuleList(_Block(d_model, n_heads, dropout) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(_Block(d_model, n_heads, dropout, causal) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
         self.head = nn.Linear(d_model, vocab_size, bias=False)
         self.head.weight = self.token_embedding.weight  # weight tying (Press & Wolf 2017)
@@ -133,6 +139,8 @@ class CausalTransformer(nn.Module):
     def step(self, tokens: torch.Tensor, cache: KVCache, condition: torch.Tensor | None = None) -> torch.Tensor:
         """tokens: (B,) the next position after ``cache.length`` cached ones -> logits (B, V).
         Advances the cache by one position."""
+        if not self.causal:
+            raise TypeError("a bidirectional network has no incremental step")
         start = cache.length
         if start >= self.max_length:
             raise ValueError(f"position {start + 1} exceeds max_length {self.max_length}")

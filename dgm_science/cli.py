@@ -1,4 +1,7 @@
-"""The ``dgm`` command: fetch, prepare, featurize, dense, reference, simulate, train, sample, evaluate, report.
+"""The ``dgm`` command: fetch and prepare data, train, sample, evaluate, compress, report.
+
+Subcommands: fetch, prepare, featurize, dense, reference, simulate, train, sample, evaluate,
+likelihood, compress, decompress, report, models.
 
 Each subcommand is a thin typed function over the library; Snakemake rules call these.
 Bad input ends with one ``dgm: error: ...`` line naming the file, line or key, and exit code 2.
@@ -49,11 +52,15 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 def cmd_prepare(args: argparse.Namespace) -> None:
     dataset = registry.get("dataset", args.dataset)
-    extra = {} if args.test_size is None else {"test_size": args.test_size}
-    if extra and "test_size" not in inspect.signature(dataset.prepare).parameters:
+    extra = {name: value for name, value in (("val_size", args.val_size), ("test_size", args.test_size),
+                                             ("max_residues", args.max_residues)) if value is not None}
+    accepted = inspect.signature(dataset.prepare).parameters
+    if "test_size" in extra and "test_size" not in accepted:
         raise ValueError(f"--test-size: {args.dataset} has a fixed test split")
-    stats = dataset.prepare(args.raw, args.out, train_size=args.train_size, val_size=args.val_size,
-                            seed=args.seed, n_jobs=args.jobs, **extra)
+    if "max_residues" in extra and "max_residues" not in accepted:
+        raise ValueError(f"--max-residues: {args.dataset} is not a sequence dataset")
+    stats = dataset.prepare(args.raw, args.out, train_size=args.train_size, seed=args.seed, n_jobs=args.jobs,
+                            **extra)
     log.info("prepared %s: %s", args.dataset, json.dumps(stats)[:2000])
 
 
@@ -176,17 +183,22 @@ def cmd_sample(args: argparse.Namespace) -> None:
         suffix = Path(loaded.domain.samples_file).suffix
         if args.out.suffix != suffix:
             raise ValueError(f"--out {args.out}: a {loaded.domain.name} model writes {suffix} samples")
+        if args.label is not None:
+            decode_options["label"] = args.label
         start = time.perf_counter()
-        items = loaded.sample(args.n, seed=args.seed, temperature=args.temperature, batch_size=args.batch_size,
-                              progress=show_progress(), **decode_options)
+        items, columns = loaded.sample_table(args.n, seed=args.seed, temperature=args.temperature,
+                                             batch_size=args.batch_size, progress=show_progress(), **decode_options)
         sample_seconds = time.perf_counter() - start
         log.info("sampled %d in %.1f s (%.1f/s)", len(items), sample_seconds, len(items) / sample_seconds)
         log_likelihood = loaded.log_likelihood(items)
         log.info("log-likelihood of the samples in %.1f s", time.perf_counter() - start - sample_seconds)
-        loaded.domain.write_samples(args.out, items, log_likelihood, n_jobs=n_jobs, state=loaded.state)
+        loaded.domain.write_samples(args.out, items, log_likelihood, n_jobs=n_jobs, state=loaded.state,
+                                    columns=columns)
         log.info("%d samples -> %s", len(items), args.out)
         return
 
+    if args.label is not None:
+        raise ValueError(f"--label: conditional sequence models only; {args.checkpoint} is a molecule model")
     from dgm_science.domains.molecules import candidates
 
     criteria = _candidate_criteria(args)
@@ -240,6 +252,77 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     log.info("metrics: %s", json.dumps(metrics))
 
 
+def cmd_likelihood(args: argparse.Namespace) -> None:
+    import math
+
+    import numpy as np
+
+    from dgm_science import api
+    from dgm_science.domains.sequences.fasta import read_fasta
+
+    set_threads(args.threads)
+    seed_everything(args.seed)  # bound models' Monte-Carlo estimate is reproducible
+    loaded = api.load(args.checkpoint, device=args.device)
+    if loaded.domain.name != "sequences":
+        raise ValueError(f"{args.checkpoint}: `dgm likelihood` scores sequence models; this is a "
+                         f"{loaded.domain.name} model")
+    records = read_fasta(args.fasta, frozenset(loaded.state["alphabet"]))
+    start = time.perf_counter()
+    log_likelihood = loaded.log_likelihood(records, batch_size=args.batch_size)
+    sizes = loaded.domain.item_sizes(records)
+    scored = np.isfinite(log_likelihood)
+    nats = float(-log_likelihood[scored].sum())
+    residues = float(sizes[scored].sum())
+    stats = {"sequences": len(records), "scored": int(scored.sum()), "residues": int(residues),
+             "nats": nats, "bits_per_residue": nats / math.log(2) / residues if residues else math.nan,
+             "likelihood": loaded.model.likelihood, "seconds": time.perf_counter() - start}
+    write_json(args.out, stats)
+    log.info("%s: %.4f bits per residue (%s) over %d of %d sequences", args.fasta, stats["bits_per_residue"],
+             stats["likelihood"], stats["scored"], stats["sequences"])
+
+
+def cmd_compress(args: argparse.Namespace) -> None:
+    import filecmp
+    import tempfile
+
+    from dgm_science import api
+    from dgm_science.domains.sequences import compression
+
+    set_threads(args.threads)
+    loaded = api.load(args.checkpoint, device=args.device)
+    start = time.perf_counter()
+    stats = compression.compress(loaded, args.input, args.out, group_size=args.group_size)
+    stats["compress_seconds"] = time.perf_counter() - start
+    stats.update(compression.baseline_bits_per_residue(args.input, stats["residues"]))
+    if args.verify:
+        with tempfile.TemporaryDirectory() as tmp:
+            restored = Path(tmp) / "restored.fasta"
+            start = time.perf_counter()
+            compression.decompress(loaded, args.out, restored)
+            stats["decompress_seconds"] = time.perf_counter() - start
+            if not filecmp.cmp(restored, args.input, shallow=False):
+                raise ValueError(f"{args.out}: the round trip did not restore {args.input}")
+            stats["round_trip"] = "bit-exact"
+    megabytes = stats["input_bytes"] / 1e6
+    stats["compress_mb_per_s"] = megabytes / stats["compress_seconds"]
+    if "decompress_seconds" in stats:
+        stats["decompress_mb_per_s"] = megabytes / stats["decompress_seconds"]
+    if args.stats is not None:
+        write_json(args.stats, stats)
+    log.info("%s -> %s: %.3f bits per residue (gzip -9 %.3f, xz -9 %.3f)", args.input, args.out,
+             stats["bits_per_residue"], stats["gzip9_bits_per_residue"], stats["xz9_bits_per_residue"])
+
+
+def cmd_decompress(args: argparse.Namespace) -> None:
+    from dgm_science import api
+    from dgm_science.domains.sequences import compression
+
+    set_threads(args.threads)
+    loaded = api.load(args.checkpoint, device=args.device)
+    stats = compression.decompress(loaded, args.input, args.out)
+    log.info("%s -> %s: %d records, %d bytes", args.input, args.out, stats["records"], stats["output_bytes"])
+
+
 def cmd_report(args: argparse.Namespace) -> None:
     from dgm_science.report import write_report
 
@@ -270,10 +353,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="folder for train.smi, valid.smi, train_all.smi")
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="seeded random subset of training molecules (default: all)")
-    p.add_argument("--val-size", type=positive_int, default=10000,
-                   help="molecules (MD: frames) held out for validation")
+    p.add_argument("--val-size", type=positive_int, default=None,
+                   help="molecules (MD: frames) held out for validation (default: 10,000 molecules; sequences "
+                        "have a fixed identity-cluster split)")
     p.add_argument("--test-size", type=positive_int, default=None,
                    help="MD trajectories: the last N frames are the test set (default: 20%%)")
+    p.add_argument("--max-residues", type=positive_int, default=None,
+                   help="sequences: keep only records of at most this many residues, in every split (default: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the subset / split")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_prepare)
@@ -343,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=positive_int, required=True, help="number of samples, or of candidates to find (> 0)")
     p.add_argument("--out", type=Path, required=True,
                    help="output, written atomically: CSV (molecules), SDF + XYZ (QM9 conformations), "
-                        "DCD + PDB + CSV (molecular dynamics)")
+                        "DCD + PDB + CSV (molecular dynamics), FASTA + CSV (sequences)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same samples)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="softmax temperature (default: the checkpoint's sample.temperature)")
@@ -351,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--valency-correction", action=argparse.BooleanOptionalAction, default=None,
                    help="graph models: repair over-bonded atoms before writing the SMILES (validity before repair "
                         "is the valid_without_correction column; default: the checkpoint's sample.valency_correction)")
+    p.add_argument("--label", default=None,
+                   help="conditional sequence models: generate every sample for this label (e.g. Firmicutes; "
+                        "default: labels drawn from the training frequencies)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads / worker processes")
     g = p.add_argument_group("candidate filters (any of them keeps valid molecules only)")
@@ -394,6 +483,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="metrics.json")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("likelihood", help="log-likelihood of a FASTA file under a sequence model: bits per residue")
+    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint of a sequence model")
+    p.add_argument("--fasta", type=Path, required=True, help="FASTA file (labels, for conditional models, from "
+                                                              "the phylum= header field)")
+    p.add_argument("--out", type=Path, required=True, help="JSON: nats, bits_per_residue, sequences scored")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bound's Monte-Carlo estimate")
+    p.add_argument("--batch-size", type=positive_int, default=250, help="sequences per batch")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
+    p.set_defaults(func=cmd_likelihood)
+
+    for name, helptext in (("compress", "losslessly compress a FASTA file with an autoregressive sequence model"),
+                           ("decompress", "restore a FASTA file compressed by `dgm compress` (same model)")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--checkpoint", type=Path, required=True, help="seq-arm checkpoint")
+        p.add_argument("--input", type=Path, required=True, help="FASTA file" if name == "compress" else
+                       "file written by `dgm compress`")
+        p.add_argument("--out", type=Path, required=True, help="output, written atomically")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ... (decompress on the same "
+                                                         "kind of device that compressed)")
+        p.add_argument("--threads", type=positive_int, default=None, help="CPU threads")
+        if name == "compress":
+            p.add_argument("--group-size", type=positive_int, default=256, help="records coded as one batch")
+            p.add_argument("--verify", action="store_true", help="decompress at once and check the bytes")
+            p.add_argument("--stats", type=Path, default=None,
+                           help="JSON: sizes, bits per residue beside gzip -9 and xz -9, MB/s")
+        p.set_defaults(func=cmd_compress if name == "compress" else cmd_decompress)
 
     p = sub.add_parser("report", help="HTML report of every run under a results folder")
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder")

@@ -46,6 +46,19 @@ def collect_runs(results: Path, domain: str) -> list[dict[str, Any]]:
     return runs
 
 
+def run_scale(run_dir: Path, unit: str) -> str:
+    """Training scale of a run from its checkpoint: examples, steps (the kept best), time, parameters."""
+    from dgm_science import checkpoint
+
+    ckpt = run_dir / "model.ckpt"
+    if not ckpt.is_file():
+        return "?"
+    info = checkpoint.load(ckpt)["info"]
+    best = f" (kept step {info['best_step']:,})" if "best_step" in info else ""
+    return (f"{info.get('train_examples', 0):,} {unit}, {info.get('global_step', 0):,} steps{best}, "
+            f"{info.get('train_seconds', 0) / 60:.1f} min, {info.get('parameters', 0) / 1e6:.2f} M params")
+
+
 def table_html(header: list[str], rows: list[tuple[str, list[str]]]) -> str:
     """rows: (css class, cells)."""
     out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]

@@ -19,14 +19,17 @@ SCHEMA_DEFS = {"train": TrainConfig, "sample": SampleConfig, "smiles_arm": regis
                "graph_vae": registry.get("model", "graph-vae").Config,
                "graph_flow": registry.get("model", "graph-flow").Config,
                "graph_diffusion": registry.get("model", "graph-diffusion").Config,
-               "qm9_edm": registry.get("model", "qm9-edm").Config, "ala2_flow": registry.get("model", "ala2-flow").Config}
+               "qm9_edm": registry.get("model", "qm9-edm").Config, "ala2_flow": registry.get("model", "ala2-flow").Config,
+               "seq_arm": registry.get("model", "seq-arm").Config,
+               "seq_diffusion": registry.get("model", "seq-diffusion").Config,
+               "seq_vae": registry.get("model", "seq-vae").Config}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate_and_parse(path):
     config = yaml.safe_load(path.read_text())
     jsonschema.validate(config, SCHEMA)
-    for domain in ("molecules", "structures"):
+    for domain in ("molecules", "structures", "sequences"):
         for dataset in config.get(domain, {}).values():
             for name, model_config in dataset["models"].items():
                 api.RunConfig.parse(name, model_config, where=f"{path.name}:{name}")
@@ -66,7 +69,10 @@ def test_every_registered_model_is_in_the_schema():
     assert set(molecules) == {n for n in registry.names("model") if registry.get("model", n).domain == "molecules"}
     structures = {name for dataset in ("qm9_3d_dataset", "ala2_dataset")
                   for name in SCHEMA["$defs"][dataset]["properties"]["models"]["properties"]}
-    assert structures == {n for n in registry.names("model") if registry.get("model", n).domain != "molecules"}
+    sequences = set(SCHEMA["$defs"]["sequence_dataset"]["properties"]["models"]["properties"])
+    assert sequences == {n for n in registry.names("model") if registry.get("model", n).domain == "sequences"}
+    assert structures == {n for n in registry.names("model")
+                          if registry.get("model", n).domain not in ("molecules", "sequences")}
 
 
 def test_unknown_key_and_wrong_type_are_named():

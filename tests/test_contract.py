@@ -22,6 +22,8 @@ TINY = {
 # 3D-structure models: their tiny config and (state, batch) come from the domain's test fixtures.
 STRUCTURE_FIXTURES = {"ala2-flow": "tests.domains.structures.fixtures_md",
                       "qm9-edm": "tests.domains.structures.fixtures_qm9"}
+# Sequence models: tests.domains.sequences.fixtures.tiny_case(name) gives (config, state, batch).
+SEQUENCE_FIXTURES = ("seq-arm", "seq-diffusion", "seq-vae")
 MODELS = registry.names("model")
 
 
@@ -39,7 +41,7 @@ def same(a, b):
 
 
 def test_every_registered_model_has_a_tiny_config():
-    assert set(MODELS) == set(TINY) | set(STRUCTURE_FIXTURES)
+    assert set(MODELS) == set(TINY) | set(STRUCTURE_FIXTURES) | set(SEQUENCE_FIXTURES)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,9 @@ def structure_cases():
     cache = {}
 
     def case(name):
-        if name not in cache:
+        if name not in cache and name in SEQUENCE_FIXTURES:
+            cache[name] = importlib.import_module("tests.domains.sequences.fixtures").tiny_case(name, 16)
+        elif name not in cache:
             fixtures = importlib.import_module(STRUCTURE_FIXTURES[name])
             cache[name] = (fixtures.TINY_CONFIG, *fixtures.tiny_state_and_batch(16))
         return cache[name]
@@ -64,7 +68,7 @@ def setup(moses_smiles, molecule_state, structure_cases):
 
     def make(name):
         spec = registry.get("model", name)
-        if name in STRUCTURE_FIXTURES:
+        if name in STRUCTURE_FIXTURES or name in SEQUENCE_FIXTURES:
             tiny, state, batch = structure_cases(name)
         else:
             tiny, state = TINY[name], molecule_state

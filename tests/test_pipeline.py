@@ -1,5 +1,5 @@
 """End-to-end: the real Snakefile on a tiny config, from raw files (MOSES, QM9, QM9-3D, the
-alanine-dipeptide topology) to the report.
+alanine-dipeptide topology, 120 V4 amplicons) to the report.
 
 The raw files are made from the committed MOSES sample so that no download happens in tests;
 every rule after fetch runs for real, then a second run must have nothing to do and a change of
@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.domains.sequences.fixtures import write_raw
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
@@ -57,6 +59,7 @@ def workdir(tmp_path_factory, moses_smiles):
     ala2_raw.mkdir(parents=True)
     for name in ("alanine-dipeptide.prmtop", "alanine-dipeptide.pdb"):
         shutil.copy(ROOT / "tests/data/ala2" / name, ala2_raw / name)
+    write_raw(work / "data/sequences", "16s-v4", n=120)  # 120 V4 amplicons with an index split
     return work
 
 
@@ -99,6 +102,16 @@ def test_pipeline_runs_end_to_end(workdir):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["kl_ramachandran"] >= 0 and 0 < metrics["ess_fraction"] <= 1
     assert {"samples.dcd", "samples.pdb", "samples.csv", "ramachandran.png"} <= {p.name for p in run.iterdir()}
+    assert "Genetic sequences" in report and "xz -9" in report
+    for model in ("seq-arm", "seq-diffusion", "seq-vae"):
+        run = workdir / f"results/sequences/16s-v4/{model}/seed0"
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["n_samples"] == 12 and 0 <= metrics["valid_fraction"] <= 1
+        assert metrics["data_primer_retention"] == 1.0 and "data_kmer_js_k6" in metrics
+        assert len((run / "samples.csv").read_text().splitlines()) == 13
+        assert json.loads((run / "test_likelihood.json").read_text())["scored"] == 12
+    compressed = json.loads((workdir / "results/sequences/16s-v4/seq-arm/seed0/compression.json").read_text())
+    assert compressed["round_trip"] == "bit-exact" and compressed["records"] == 12
 
 
 def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):

@@ -1,6 +1,11 @@
-"""Discrete denoising diffusion over graphs with categorical nodes and edges: DiGress (Vignac et
-al., ICLR 2023) on the D3PM chain (Austin et al., NeurIPS 2021) with marginal transitions.
+"""Discrete denoising diffusion.
 
+- ``DiscreteGraphDiffusion``: graphs with categorical nodes and edges, DiGress (Vignac et al., ICLR
+  2023) on the D3PM chain (Austin et al., NeurIPS 2021) with marginal transitions.
+- ``MaskedDiffusion``: token sequences with the absorbing (mask) state in continuous time, MDLM
+  (Sahoo et al., NeurIPS 2024; D3PM-absorbing's continuous-time limit), at the end of this module.
+
+Graphs:
 A graph with ``n`` of ``N`` node slots real is ``nodes: (B, N)`` node classes in ``0..K_X-1``,
 ``edges: (B, N, N)`` symmetric edge classes in ``0..K_E-1`` (class 0 is "no edge") and ``node_mask:
 (B, N)``. Only real nodes and pairs of distinct real nodes are random variables; padding and the
@@ -373,3 +378,150 @@ def _distribution(values: torch.Tensor | list[float], name: str) -> torch.Tensor
     if p.numel() == 0 or (p < 0).any() or not torch.isfinite(p).all() or p.sum() <= 0:
         raise ValueError(f"{name} must be a non-empty vector of non-negative finite weights, got {values!r}")
     return p / p.sum()
+
+
+# ------------------------------------------------------------------------------------- sequences
+
+
+class MaskedDiffusion(GenerativeModel):
+    """Absorbing-state (masked) diffusion over fixed-length token canvases: MDLM (Sahoo et al. 2024).
+
+    A batch is a dict with ``tokens``: (B, L) long, a canvas of ``L`` positions, and optionally
+    ``condition``: (B, C). The forward process masks each position independently with probability
+    1 - alpha_t, alpha_t = 1 - t (the log-linear schedule, t in [0, 1]); ``network(tokens,
+    condition) -> logits (B, L, V)`` is a bidirectional denoiser predicting x_0 at masked positions
+    (the mask class is never predicted: its logit is -inf, MDLM's "zero masking" parameterisation;
+    nor are the ``never_generated`` classes and, with variable length, <eos> and padding).
+
+    Variable length (``length_distribution`` given, with ``eos_id`` and ``pad_id``): a canvas is
+    ``x_1 .. x_n <eos> <pad> ..`` and p(x) = P(n) p(x_1..n | n), as EDM draws the number of atoms:
+    n ~ P(n) (the training histogram, ``length_distribution[n]``, n = 1 .. L - 1), the <eos> and
+    padding are fixed context and only the n residue positions are diffused. Without it every
+    canvas position is a variable.
+
+    NELBO (MDLM eq. 10 with alpha'_t / (1 - alpha_t) = -1/t):
+    ``-log p(x) <= -log P(n) + E_{t ~ U(0,1)} [ (1/t) sum_{l masked in z_t} -log p_theta(x_l | z_t) ]``.
+    ``loss`` is that NELBO per diffused position (one t per sequence, stratified over the batch);
+    ``log_prob`` is minus the NELBO estimated with ``elbo_samples`` stratified t per sequence (a
+    stochastic lower bound, tight in expectation for the continuous-time process).
+    ``sample`` runs ``sampling_steps`` ancestral steps t -> s = t - 1/S: a masked position is
+    revealed with probability (t - s)/t, drawn from p_theta(x_l | z_t); revealed positions stay.
+    """
+
+    likelihood = "bound"
+
+    def __init__(self, network: nn.Module, *, mask_id: int, length: int, sampling_steps: int = 128,
+                 elbo_samples: int = 8, eps: float = 1e-3, length_distribution: Any = None,
+                 eos_id: int | None = None, pad_id: int | None = None, never_generated: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        if sampling_steps < 1 or elbo_samples < 1:
+            raise ValueError(f"sampling_steps and elbo_samples must be >= 1, got {sampling_steps}, {elbo_samples}")
+        self.network, self.mask_id, self.length = network, mask_id, length
+        self.sampling_steps, self.elbo_samples, self.eps = sampling_steps, elbo_samples, eps
+        self.eos_id, self.pad_id = eos_id, pad_id
+        self.excluded = sorted({mask_id, *never_generated} | ({eos_id, pad_id} if length_distribution is not None else set()))
+        if length_distribution is not None:
+            if eos_id is None or pad_id is None:
+                raise ValueError("a length distribution needs eos_id and pad_id")
+            p = _distribution(length_distribution, "length_distribution")
+            if len(p) != length or p[0] > 0:
+                raise ValueError(f"length_distribution must have {length} entries (n = 0 .. {length - 1}) with "
+                                 "P(0) = 0")
+            self.register_buffer("length_log_probs", p.clamp(min=_TINY).log())
+        else:
+            self.length_log_probs = None
+        self._last: dict[str, torch.Tensor] = {}
+
+    def _device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _free(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Positions that are random variables: (B, L) bool (all, or the residues before <eos>)."""
+        if self.length_log_probs is None:
+            return torch.ones_like(tokens, dtype=torch.bool)
+        return (tokens != self.eos_id) & (tokens != self.pad_id)
+
+    def _logits(self, tokens: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """Denoiser logits (B, L, V) with the classes a diffused position never takes ruled out:
+        the mask, ``never_generated`` (e.g. a <bos> the data never has) and, with variable length,
+        <eos> and padding (fixed context)."""
+        logits = self.network(tokens, condition).float()
+        logits[..., self.excluded] = -math.inf
+        return logits
+
+    def _log_probs(self, tokens: torch.Tensor, condition: torch.Tensor | None) -> torch.Tensor:
+        """log p_theta(x_0 | z_t) at every position: (B, L, V)."""
+        return self._logits(tokens, condition).log_softmax(-1)
+
+    def _stratified_times(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """n times in [eps, 1], one per stratum of [0, 1) (low-variance estimate of E_t)."""
+        u = torch.rand((), generator=generator, device=self._device())
+        t = (u + torch.arange(n, device=self._device()) / n) % 1.0
+        return self.eps + (1 - self.eps) * t
+
+    def nelbo(self, tokens: torch.Tensor, t: torch.Tensor, condition: torch.Tensor | None = None,
+              generator: torch.Generator | None = None) -> torch.Tensor:
+        """Single-sample NELBO estimate of p(x | n) in nats for each canvas ``tokens: (B, L)`` at
+        times ``t: (B,)`` (the length term is added by ``log_prob``)."""
+        masked = torch.rand(tokens.shape, generator=generator, device=tokens.device) < t.unsqueeze(1)
+        masked &= self._free(tokens)
+        z = torch.where(masked, torch.full_like(tokens, self.mask_id), tokens)
+        log_p = self._log_probs(z, condition).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+        return -torch.where(masked, log_p, torch.zeros_like(log_p)).sum(1) / t  # fixed positions: -inf * 0
+
+    def log_length(self, tokens: torch.Tensor) -> torch.Tensor:
+        """log P(n) of each canvas: (B,), zero without a length distribution."""
+        if self.length_log_probs is None:
+            return tokens.new_zeros(tokens.shape[0], dtype=torch.float32)
+        return self.length_log_probs[self._free(tokens).sum(1)]
+
+    def loss(self, batch: dict[str, Any]) -> torch.Tensor:
+        tokens = batch["tokens"]
+        nelbo = self.nelbo(tokens, self._stratified_times(tokens.shape[0]), batch.get("condition"))
+        per_position = nelbo.sum() / self._free(tokens).sum().clamp(min=1)
+        self._last = {"nelbo_per_position": per_position.detach()}
+        return per_position
+
+    def metrics_to_log(self) -> dict[str, torch.Tensor]:
+        return self._last
+
+    def log_prob(self, batch: dict[str, Any], generator: torch.Generator | None = None) -> torch.Tensor:
+        """log P(n) minus the NELBO averaged over ``elbo_samples`` stratified times per sequence: (B,) nats."""
+        tokens, condition = batch["tokens"], batch.get("condition")
+        k = self.elbo_samples
+        repeated = tokens.repeat_interleave(k, 0)
+        cond = None if condition is None else condition.repeat_interleave(k, 0)
+        t = torch.cat([self._stratified_times(k, generator) for _ in range(tokens.shape[0])])
+        return self.log_length(tokens) - self.nelbo(repeated, t, cond, generator).view(-1, k).mean(1)
+
+    def _initial_canvas(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """All-mask canvases (n, L); with a length distribution, n ~ P(n) residue slots masked,
+        then <eos> and padding."""
+        z = torch.full((n, self.length), self.mask_id, dtype=torch.long, device=self._device())
+        if self.length_log_probs is None:
+            return z
+        lengths = sample_categorical(self.length_log_probs.exp().expand(n, -1), generator)
+        position = torch.arange(self.length, device=z.device).unsqueeze(0)
+        z = torch.where(position > lengths.unsqueeze(1), torch.full_like(z, self.pad_id), z)
+        return torch.where(position == lengths.unsqueeze(1), torch.full_like(z, self.eos_id), z)
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
+               temperature: float = 1.0, steps: int | None = None) -> torch.Tensor:
+        """(n, L) canvases by ``steps`` (default ``sampling_steps``) ancestral steps from the
+        all-mask canvas; logits are divided by ``temperature``."""
+        if n <= 0:
+            raise ValueError(f"number of samples must be positive, got {n}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        steps = steps or self.sampling_steps
+        z = self._initial_canvas(n, generator)
+        for k in range(steps, 0, -1):
+            t, s = k / steps, (k - 1) / steps
+            masked = z == self.mask_id
+            logits = self._logits(z, condition) / temperature
+            draw = sample_categorical(logits.softmax(-1), generator)
+            u = torch.rand(z.shape, generator=generator, device=z.device, dtype=torch.float64)
+            reveal = masked & (u < (t - s) / t)
+            z = torch.where(reveal, draw, z)
+        return z

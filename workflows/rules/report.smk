@@ -6,6 +6,7 @@ rule report:
         metrics=[t for domain in DOMAINS for t in domain_targets(domain, "metrics.json")],
         samples=[t for domain in DOMAINS for t in domain_targets(domain)],
         data_rows=STRUCTURE_DATA_ROWS,
+        sequences=SEQUENCE_EXTRAS,
     output:
         report(
             "results/report.html",

@@ -315,7 +315,7 @@ class Moses:
         return fetch_moses(out_dir, version=cls.version, sha256=cls.sha256)
 
     @staticmethod
-    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int,
+    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int = 10000, seed: int,
                 n_jobs: int) -> dict[str, Any]:
         return prepare_moses(raw_dir, out_dir, train_size=train_size, val_size=val_size, seed=seed, n_jobs=n_jobs)
 
@@ -334,6 +334,6 @@ class QM9:
         return fetch_qm9(out_dir, version=cls.version, sha256=cls.sha256)
 
     @staticmethod
-    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int, seed: int,
+    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int = 10000, seed: int,
                 n_jobs: int) -> dict[str, Any]:
         return prepare_qm9(raw_dir, out_dir, train_size=train_size, val_size=val_size, seed=seed, n_jobs=n_jobs)

@@ -1,3 +1,4 @@
-"""Genetic sequences (16S rRNA genes, Swiss-Prot proteins): FASTA, primers, committed data.
+"""Genetic sequences: 16S rRNA genes (V4 amplicons, full length) and Swiss-Prot proteins, with
+autoregressive, masked-diffusion and VAE models and lossless neural compression."""
 
-The models, metrics and compression of this domain are the next step; nothing is registered yet."""
+from dgm_science.domains.sequences import domain, models, report  # noqa: F401  (register entries)

@@ -352,7 +352,7 @@ class ConformerDomain:
 
     @staticmethod
     def write_samples(path: Path, items: Sequence[Item], log_likelihood: np.ndarray, n_jobs: int = 1,
-                      state: dict[str, Any] | None = None) -> int:
+                      state: dict[str, Any] | None = None, columns: dict[str, list[Any]] | None = None) -> int:
         """Write the samples as SDF (``path``; 3D coordinates, the bonds EDM's tables perceive where
         RDKit sanitizes the molecule, atoms only otherwise; SD tags valid, atom_stable,
         molecule_stable, log_likelihood) and as a multi-molecule XYZ file with the same stem.

@@ -365,7 +365,7 @@ class PeptideDomain:
 
     @staticmethod
     def write_samples(path: Path, items: Sequence[np.ndarray], log_likelihood: np.ndarray, n_jobs: int = 1, *,
-                      state: dict[str, Any] | None = None) -> int:
+                      state: dict[str, Any] | None = None, columns: dict[str, list[Any]] | None = None) -> int:
         """``path`` (.dcd) with ``samples.pdb`` (topology, first finite sample) and ``samples.csv``
         (log_likelihood, reduced energy u = U/kT when ``state`` gives the prmtop, phi and psi in
         degrees) beside it, all written atomically. Non-finite samples (a flow's rare overflow) are

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from dgm_science import checkpoint
 from dgm_science.domains.molecules.report import _fmt
 from dgm_science.registry import register
-from dgm_science.report import collect_runs, png_data_uri, table_html
+from dgm_science.report import collect_runs, png_data_uri, run_scale, table_html
 
 QM9_COLUMNS = [
     ("atom_stability", "Atom stable"), ("molecule_stability", "Mol stable"), ("validity", "Valid"),
@@ -48,16 +47,6 @@ NOTES = {
 UNITS = {"qm9": "molecules", "ala2": "MD frames"}
 
 
-def _scale(run_dir: Path, unit: str) -> str:
-    ckpt = run_dir / "model.ckpt"
-    if not ckpt.is_file():
-        return "?"
-    info = checkpoint.load(ckpt)["info"]
-    best = f" (kept step {info['best_step']:,})" if "best_step" in info else ""
-    return (f"{info.get('train_examples', 0):,} {unit}, {info.get('global_step', 0):,} steps{best}, "
-            f"{info.get('train_seconds', 0) / 60:.1f} min, {info.get('parameters', 0) / 1e6:.2f} M params")
-
-
 def _cell(key: str, values: list[float | None]) -> str:
     if key.startswith("n_") and values and values[0] is not None:
         return f"{int(values[0]):,}"
@@ -75,7 +64,7 @@ def _dataset_table(dataset: str, runs: list[dict], columns: list[tuple[str, str]
     for model in sorted({r["model"] for r in runs}):
         mruns = [r for r in runs if r["model"] == model]
         cells = [f"<b>{model}</b> (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
-                 _scale(mruns[0]["dir"], UNITS[dataset])]
+                 run_scale(mruns[0]["dir"], UNITS[dataset])]
         cells += [_cell(key, [r["metrics"].get(key) for r in mruns]) for key, _ in columns]
         rows.append(("ours", cells))
     if dataset == "qm9":

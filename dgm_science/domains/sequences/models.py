@@ -1,0 +1,144 @@
+"""Sequence models: the autoregressive, masked-diffusion and VAE families over nucleotides or
+amino acids, registered by name. All three share the transformer backbone of ``backbones.py``."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from dgm_science.backbones import CausalTransformer
+from dgm_science.base import GenerativeModel
+from dgm_science.domains.sequences.domain import BOS, EOS, MASK, PAD, Vocabulary
+from dgm_science.families.autoregressive import AutoregressiveModel
+from dgm_science.families.discrete_diffusion import MaskedDiffusion
+from dgm_science.families.vae import VAE, StandardNormal
+from dgm_science.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class SeqARMConfig:
+    """Autoregressive transformer over residues; ``conditional``: on the phylum label (16S).
+    ``max_length`` counts <bos> and <eos>."""
+
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 8
+    dropout: float = 0.1
+    max_length: int = 400
+    conditional: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class SeqDiffusionConfig(SeqARMConfig):
+    """Masked (absorbing) diffusion with a bidirectional transformer of the same shape; the canvas
+    has ``max_length - 1`` positions (residues, <eos>, padding), the number of residues drawn from
+    the training histogram. ``sampling_steps`` ancestral steps; ``elbo_samples`` times per
+    sequence in the likelihood bound."""
+
+    sampling_steps: int = 128
+    elbo_samples: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class SeqVAEConfig(SeqARMConfig):
+    """VAE: a 1D convolutional encoder q(z|x) and the autoregressive transformer decoder p(x|z)
+    (SeqARMConfig's settings; unconditional)."""
+
+    latent_dim: int = 32
+    encoder_channels: int = 128
+    encoder_layers: int = 4
+    kl_weight: float = 1.0
+    kl_anneal_steps: int = 1000
+    free_bits: float = 0.0
+
+
+def _network(cfg: SeqARMConfig, state: dict[str, Any], *, causal: bool = True, extra_condition: int = 0
+             ) -> CausalTransformer:
+    return CausalTransformer(
+        len(Vocabulary(state["alphabet"])), d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+        max_length=cfg.max_length, dropout=cfg.dropout, condition_dim=len(state["labels"]) + extra_condition,
+        causal=causal,
+    )
+
+
+@register("model", "seq-arm")
+class SeqARM:
+    """Autoregressive transformer over DNA / protein residues (exact likelihood, lossless compression)."""
+
+    domain: ClassVar[str] = "sequences"
+    Config = SeqARMConfig
+    batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    canvas: ClassVar[bool] = False
+
+    @staticmethod
+    def build(cfg: SeqARMConfig, state: dict[str, Any]) -> GenerativeModel:
+        return AutoregressiveModel(_network(cfg, state), pad_id=PAD, bos_id=BOS, eos_id=EOS)
+
+
+@register("model", "seq-diffusion")
+class SeqDiffusion:
+    """Masked (absorbing-state) discrete diffusion over residues, MDLM's continuous-time ELBO; the
+    length from the training histogram."""
+
+    domain: ClassVar[str] = "sequences"
+    Config = SeqDiffusionConfig
+    batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    canvas: ClassVar[bool] = True
+
+    @staticmethod
+    def build(cfg: SeqDiffusionConfig, state: dict[str, Any]) -> GenerativeModel:
+        return MaskedDiffusion(_network(cfg, state, causal=False), mask_id=MASK, length=cfg.max_length - 1,
+                               sampling_steps=cfg.sampling_steps, elbo_samples=cfg.elbo_samples,
+                               length_distribution=state["length_counts"], eos_id=EOS, pad_id=PAD,
+                               never_generated=(BOS,))
+
+
+class ConvEncoder(nn.Module):
+    """q(z|x) = N(mu, diag exp(log_var)) from token rows ``tokens: (B, L)``: embedding, ``layers``
+    residual 1D convolutions (kernel 5, dilations 1, 2, 4, ..), masked mean over residues, linear."""
+
+    def __init__(self, vocab_size: int, latent_dim: int, channels: int, layers: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab_size, channels, padding_idx=PAD)
+        self.convs = nn.ModuleList(
+            nn.Conv1d(channels, channels, 5, padding=2 * 2 ** (i % 4), dilation=2 ** (i % 4)) for i in range(layers))
+        self.norms = nn.ModuleList(nn.GroupNorm(1, channels) for _ in range(layers))
+        self.out = nn.Linear(channels, 2 * latent_dim)
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = batch["tokens"]
+        residues = (tokens > MASK).unsqueeze(1).float()  # (B, 1, L)
+        h = self.embedding(tokens).transpose(1, 2) * residues
+        for conv, norm in zip(self.convs, self.norms):
+            h = h + torch.nn.functional.gelu(norm(conv(h))) * residues
+        pooled = h.sum(-1) / residues.sum(-1).clamp(min=1)
+        mu, log_var = self.out(pooled).chunk(2, dim=-1)
+        return mu, log_var.clamp(-10, 10)
+
+
+@register("model", "seq-vae")
+class SeqVAE:
+    """VAE over residues: convolutional encoder, autoregressive transformer decoder, N(0, I) prior."""
+
+    domain: ClassVar[str] = "sequences"
+    Config = SeqVAEConfig
+    batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    canvas: ClassVar[bool] = False
+
+    @staticmethod
+    def build(cfg: SeqVAEConfig, state: dict[str, Any]) -> GenerativeModel:
+        if state["labels"]:
+            raise ValueError("seq-vae is unconditional: set model.conditional: false")
+        encoder = ConvEncoder(len(Vocabulary(state["alphabet"])), cfg.latent_dim, cfg.encoder_channels,
+                              cfg.encoder_layers)
+        decoder = AutoregressiveModel(_network(cfg, state, extra_condition=cfg.latent_dim), pad_id=PAD,
+                                      bos_id=BOS, eos_id=EOS)
+
+        def residues_per_batch(batch: dict[str, Any]) -> torch.Tensor:
+            return (batch["tokens"][:, 1:] != PAD).sum().clamp(min=1)
+
+        return VAE(encoder, decoder, StandardNormal(cfg.latent_dim), kl_weight=cfg.kl_weight,
+                   kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits, loss_scale=residues_per_batch)

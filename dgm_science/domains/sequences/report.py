@@ -1,0 +1,110 @@
+"""Genetic-sequences section of the report: sample metrics beside the data row (real held-out
+sequences), test-set bits per residue, and lossless compression beside gzip -9 and xz -9."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from dgm_science.domains.molecules.report import _fmt
+from dgm_science.registry import register
+from dgm_science.report import collect_runs, run_scale, table_html
+
+TITLES = {"16s-v4": "16S rRNA V4 amplicons (515F–806R)", "16s": "16S rRNA genes, full length",
+          "swissprot": "Swiss-Prot proteins"}
+UNITS = {"16s-v4": "amplicons", "16s": "genes", "swissprot": "proteins"}
+
+
+def _columns(metrics: dict[str, Any]) -> list[tuple[str, str]]:
+    ks = sorted(int(key[len("kmer_js_k"):]) for key in metrics if key.startswith("kmer_js_k"))
+    columns = [("valid_fraction", "Valid ↑"), ("unique_fraction", "Unique ↑"),
+               ("novelty_identity_mean", "Nearest-train identity"), ("novel_fraction", "Novel ↑"),
+               ("exact_copy_fraction", "Train copies ↓")]
+    columns += [(f"kmer_js_k{k}", f"JS k={k} ↓") for k in ks]
+    columns += [(key, label) for key, label in (("gc_w1", "GC W1 ↓"), ("length_w1", "length W1 ↓"),
+                                                ("primer_retention", "primer sites kept ↑"),
+                                                ("label_accuracy", "label accuracy ↑"))
+                if key in metrics or f"data_{key}" in metrics]
+    return columns + [("bits_per_residue", "test bits / residue ↓"), ("n_samples", "Samples")]
+
+
+def _likelihood(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "test_likelihood.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _cell(key: str, value: Any, likelihood: str | None = None) -> str:
+    if value is None:
+        return "–"
+    if key.startswith("n_"):
+        return f"{int(value):,}"
+    text = _fmt([value])
+    return f"{text} ({'≥' if likelihood == 'bound' else '='})" if key == "bits_per_residue" and text != "–" else text
+
+
+def _metrics_table(dataset: str, runs: list[dict]) -> str:
+    columns = _columns(runs[0]["metrics"])
+    header = ["model", "scale"] + [label for _, label in columns]
+    rows: list[tuple[str, list[str]]] = []
+    for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
+        values = dict(run["metrics"])
+        likelihood = _likelihood(run["dir"])
+        values["bits_per_residue"] = likelihood.get("bits_per_residue")
+        cells = [f"<b>{run['model']}</b> (ours, seed {run['seed']})", run_scale(run["dir"], UNITS.get(dataset, "sequences"))]
+        rows.append(("ours", cells + [_cell(key, values.get(key), likelihood.get("likelihood")) for key, _ in columns]))
+    data = {key[len("data_"):]: value for key, value in runs[0]["metrics"].items() if key.startswith("data_")}
+    if data:
+        cells = ["Data: held-out validation sequences vs test", "real sequences"]
+        rows.append(("published", cells + [_cell(key, data.get(key)) for key, _ in columns]))
+    return table_html(header, rows)
+
+
+def _compression_table(runs: list[dict]) -> str:
+    rows: list[tuple[str, list[str]]] = []
+    for run in runs:
+        path = run["dir"] / "compression.json"
+        if not path.is_file():
+            continue
+        c = json.loads(path.read_text())
+        rows.append(("ours", [f"<b>{run['model']}</b> + range coder (seed {run['seed']})",
+                              f"{c['records']:,} records, {c['residues']:,} residues, {c['input_bytes']:,} bytes",
+                              f"{c['bits_per_residue']:.3f}", f"{c['range_coded_bits_per_residue']:.3f}",
+                              f"{c.get('compress_mb_per_s', 0):.3f} / {c.get('decompress_mb_per_s', 0):.3f}",
+                              c.get("round_trip", "not checked")]))
+        for key, name in (("gzip9", "gzip -9"), ("xz9", "xz -9")):
+            rows.append(("published", [name, "same file", f"{c[key + '_bits_per_residue']:.3f}",
+                                       f"{c[key + '_sequences_bits_per_residue']:.3f}", "–", "–"]))
+    if not rows:
+        return ""
+    header = ["compressor", "test FASTA", "bits / residue (whole file) ↓", "bits / residue (residues only) ↓",
+              "MB/s compress / decompress", "round trip"]
+    return table_html(header, rows)
+
+
+NOTE = ("Against the test split (identity clusters: no test sequence is ≥ the threshold identical to a training "
+        "one). JS: Jensen–Shannon divergence (bits) of the k-mer spectra of samples and test sequences. Identity: "
+        "global alignment (Biopython PairwiseAligner, EMBOSS needle scoring), identities / alignment length, to the "
+        "nearest training sequence among k-mer candidates; novel = below the clustering threshold. Label accuracy: "
+        "an RDP-style naive-Bayes 8-mer classifier trained on the labelled training sequences recovers the phylum "
+        "the sample was generated for (data row: on the labelled test sequences). Test bits / residue: −log₂ p(x) "
+        "per residue on the test split, exact (=) for the autoregressive model, an upper bound (≥) from the ELBO "
+        "for diffusion and VAE. The data row compares the validation sequences with the test sequences.")
+
+
+@register("report", "sequences")
+def sequences_section(results: Path) -> str:
+    """HTML for every sequence run under ``results``; empty if there is none."""
+    runs = collect_runs(results, "sequences")
+    if not runs:
+        return ""
+    parts = ["<h2>Genetic sequences</h2>"]
+    for dataset in sorted({r["dataset"] for r in runs}, key=lambda d: list(TITLES).index(d) if d in TITLES else 9):
+        ds_runs = [r for r in runs if r["dataset"] == dataset]
+        parts.append(f"<h3>{TITLES.get(dataset, dataset)}</h3>")
+        parts.append(_metrics_table(dataset, ds_runs))
+        compression = _compression_table(ds_runs)
+        if compression:
+            parts.append("<h4>Lossless compression of the test FASTA</h4>" + compression)
+    parts.append(f'<p class="note">{NOTE}</p>')
+    return "\n".join(parts)
