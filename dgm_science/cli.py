@@ -354,8 +354,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="seeded random subset of training molecules (default: all)")
     p.add_argument("--val-size", type=positive_int, default=None,
-                   help="molecules (MD: frames) held out for validation (default: 10,000 molecules; sequences "
-                        "have a fixed identity-cluster split)")
+                   help="molecules (MD: frames) held out for validation (default: 10,000 for MOSES / QM9 SMILES, "
+                        "the whole validation split for QM9-3D, 20%% of the frames for MD; sequences have a fixed "
+                        "identity-cluster split)")
     p.add_argument("--test-size", type=positive_int, default=None,
                    help="MD trajectories: the last N frames are the test set (default: 20%%)")
     p.add_argument("--max-residues", type=positive_int, default=None,

@@ -188,7 +188,7 @@ class QM93D:
         return fetch_qm9_3d(out_dir, version=cls.version, sha256=cls.sha256)
 
     @staticmethod
-    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int | None, seed: int,
+    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None, val_size: int | None = None, seed: int,
                 n_jobs: int) -> dict[str, Any]:
         return prepare_qm9_3d(raw_dir, out_dir, train_size=train_size, val_size=val_size, seed=seed, n_jobs=n_jobs)
 

@@ -77,8 +77,11 @@ def test_prepare_splits_with_edm_proportions_and_centres(tmp_path):
     centre = (train["positions"] * mask[..., None]).sum(1) / train["n_atoms"][:, None]
     assert np.abs(centre).max() < 1e-5 and (train["positions"][~mask] == 0).all()
     assert len((out / "train_smiles.txt").read_text().split()) >= 35
-    again = tmp_path / "again"
-    registry.get("dataset", "qm9-3d").prepare(tmp_path / "raw", again, train_size=10, val_size=None, seed=0, n_jobs=1)
+    again = tmp_path / "again"  # through the CLI, without --val-size (the whole validation split)
+    from dgm_science.cli import main
+
+    assert main(["prepare", "qm9-3d", "--raw", str(tmp_path / "raw"), "--out", str(again), "--train-size", "10"]) == 0
+    assert json.loads((again / "prepare.json").read_text())["valid"] == 4
     small = set(conformers.load_npz(again / "train.npz")["index"].tolist())
     assert len(small) == 10 and small <= indices[0]  # a subset of the same training split
     row = conformers.data_row(out / "train.npz", tmp_path / "row.json")
