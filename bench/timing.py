@@ -3,6 +3,7 @@ registered model built from prepared data, whatever its domain."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -50,20 +51,14 @@ def time_model(name: str, data: Path, model_config: dict, steps: int, n_sample: 
         examples += next(iter(batch.values())).shape[0]
     train_seconds = time.perf_counter() - start
     # Sampling speed can depend on training (when sequences end), so time a trained checkpoint if any.
-    sampler = api.load(checkpoint, device="cpu") if checkpoint is not None and checkpoint.is_file() else None
-    if sampler is None:
-        model.eval()
+    trained = checkpoint is not None and checkpoint.is_file()
+    if trained:
+        sampler = api.load(checkpoint, device="cpu")
+    else:  # the untrained model, decoded as before without valency correction
+        untrained = dataclasses.replace(config, sample=dataclasses.replace(config.sample, valency_correction=False))
+        sampler = api.LoadedModel(name, model, spec, untrained, domain, state, {})
     start = time.perf_counter()
-    if sampler is not None:
-        decoded = sampler.sample(n_sample, seed=0)
-    else:
-        decoded, generator = [], torch.Generator().manual_seed(0)
-        while len(decoded) < n_sample:
-            size = min(config.sample.batch_size, n_sample - len(decoded))
-            condition = domain.draw_conditions(size, state, generator)[0] if hasattr(domain, "draw_conditions") else None
-            kwargs = {} if condition is None else {"condition": condition}
-            decoded += domain.decode(model.sample(size, generator=generator, temperature=config.sample.temperature,
-                                                  **kwargs), state)
+    decoded = sampler.sample(n_sample, seed=0)
     sample_seconds = time.perf_counter() - start
     return {
         "parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),  # not an EMA copy
@@ -73,7 +68,7 @@ def time_model(name: str, data: Path, model_config: dict, steps: int, n_sample: 
         f"train_{unit}_per_s": examples / train_seconds,
         "train_step_seconds": train_seconds / steps,
         "sample_n": n_sample,
-        "sample_from": "trained checkpoint (seed 0)" if sampler is not None else "untrained model",
+        "sample_from": "trained checkpoint (seed 0)" if trained else "untrained model",
         "sample_decodable_fraction": sum(d is not None for d in decoded) / len(decoded),
         "sample_seconds": sample_seconds,
         f"sample_{unit}_per_s": n_sample / sample_seconds,

@@ -282,31 +282,13 @@ def cmd_likelihood(args: argparse.Namespace) -> None:
 
 
 def cmd_compress(args: argparse.Namespace) -> None:
-    import filecmp
-    import tempfile
-
     from dgm_science import api
     from dgm_science.domains.sequences import compression
 
     set_threads(args.threads)
     loaded = api.load(args.checkpoint, device=args.device)
-    start = time.perf_counter()
-    stats = compression.compress(loaded, args.input, args.out, group_size=args.group_size)
-    stats["compress_seconds"] = time.perf_counter() - start
-    stats.update(compression.baseline_bits_per_residue(args.input, stats["residues"]))
-    if args.verify:
-        with tempfile.TemporaryDirectory() as tmp:
-            restored = Path(tmp) / "restored.fasta"
-            start = time.perf_counter()
-            compression.decompress(loaded, args.out, restored)
-            stats["decompress_seconds"] = time.perf_counter() - start
-            if not filecmp.cmp(restored, args.input, shallow=False):
-                raise ValueError(f"{args.out}: the round trip did not restore {args.input}")
-            stats["round_trip"] = "bit-exact"
-    megabytes = stats["input_bytes"] / 1e6
-    stats["compress_mb_per_s"] = megabytes / stats["compress_seconds"]
-    if "decompress_seconds" in stats:
-        stats["decompress_mb_per_s"] = megabytes / stats["decompress_seconds"]
+    stats = compression.compress_verified(loaded, args.input, args.out, group_size=args.group_size,
+                                          verify=args.verify)
     if args.stats is not None:
         write_json(args.stats, stats)
     log.info("%s -> %s: %.3f bits per residue (gzip -9 %.3f, xz -9 %.3f)", args.input, args.out,

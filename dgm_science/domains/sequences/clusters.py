@@ -210,8 +210,6 @@ def top_candidates(queries: Sequence[str], references: Sequence[str], k: int, n_
     return _ranked(kmer_profiles(queries, k, alphabet), kmer_profiles(references, k, alphabet), n_candidates)
 
 
-candidate_pairs = top_candidates
-
 
 def _unique(sequences: Sequence[str]) -> tuple[list[str], np.ndarray]:
     """(distinct sequences in order of first appearance, index of each input among them)."""

@@ -26,7 +26,7 @@ import torch
 
 from dgm_science.base import GenerativeModel
 from dgm_science.config import ConfigError
-from dgm_science.domains.sequences.fasta import DNA, PROTEIN, FastaRecord, read_fasta, write_fasta
+from dgm_science.domains.sequences.fasta import PROTEIN, FastaRecord, read_fasta, write_fasta
 from dgm_science.errors import DataError
 from dgm_science.registry import register
 from dgm_science.utils import atomic_path
@@ -101,7 +101,7 @@ class SequenceData:
 
     @property
     def alphabet(self) -> str:
-        return "".join(sorted(DNA, key="ACGTN".index)) if self.kind == "dna" else "".join(sorted(PROTEIN))
+        return "ACGTN" if self.kind == "dna" else "".join(sorted(PROTEIN))
 
 
 def _phylum_class(record: FastaRecord) -> str | None:
@@ -116,7 +116,7 @@ def prepare_sequences(data: SequenceData, raw_dir: Path, out_dir: Path, *, train
     """Write ``{train,valid,test}.fasta`` and ``prepare.json`` into ``out_dir`` from the committed
     FASTA and split under ``raw_dir``; ``max_residues`` keeps the records of at most that length
     in every split (counted), ``train_size`` then takes a seeded subset of the training split."""
-    from dgm_science.domains.sequences.clusters import read_split
+    from dgm_science.domains.sequences.clusters import assign_by_id, read_split
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     alphabet = frozenset(data.alphabet)
@@ -128,11 +128,12 @@ def prepare_sequences(data: SequenceData, raw_dir: Path, out_dir: Path, *, train
                         f"e.g. {missing[:3]}")
     parts: dict[str, list[FastaRecord]] = {name: [] for name in SPLITS}
     too_long = 0
-    for record in records:  # full-length 16S: the V4 split by gene id; genes without V4 train
+    # full-length 16S: the V4 split by gene id; genes without a V4 amplicon train
+    for record, name in zip(records, assign_by_id((r.id for r in records), split)):
         if max_residues is not None and len(record.sequence) > max_residues:
             too_long += 1
             continue
-        parts[split.get(record.id, "train")].append(record)
+        parts[name].append(record)
     if train_size is not None and train_size < len(parts["train"]):
         parts["train"] = random.Random(seed).sample(parts["train"], train_size)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -200,13 +201,11 @@ class SequenceDataset(torch.utils.data.Dataset):
 
     def __init__(self, records: Sequence[FastaRecord], state: dict[str, Any]) -> None:
         vocab = Vocabulary(state["alphabet"])
-        self.canvas = state["layout"] == "canvas"
-        self.length = int(state["max_length"]) - (1 if self.canvas else 0)
-        room = self.length - (1 if self.canvas else 2)
-        kept = [r for r in records if len(r.sequence) <= room]
+        self.layout = Layout.of(state)
+        kept = [r for r in records if len(r.sequence) <= self.layout.max_residues]
         self.n_too_long = len(records) - len(kept)
         if self.n_too_long:
-            log.info("dropped %d sequences longer than %d residues", self.n_too_long, room)
+            log.info("dropped %d sequences longer than %d residues", self.n_too_long, self.layout.max_residues)
         if not kept:
             raise DataError(f"no sequence fits max_length {state['max_length']}")
         self.ids = [vocab.encode(r.sequence) for r in kept]
@@ -224,7 +223,7 @@ class SequenceDataset(torch.utils.data.Dataset):
 
     def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         rows = [self.ids[i] for i in indices]
-        batch = {"tokens": token_rows(rows, self.length if self.canvas else None, self.canvas)}
+        batch = {"tokens": self.layout.tokens(rows)}
         if self.condition is not None:
             batch["condition"] = self.condition[indices]
         return batch
@@ -242,6 +241,25 @@ def token_rows(rows: Sequence[np.ndarray], length: int | None, canvas: bool) -> 
         out[i, start:start + len(ids)] = ids
         out[i, start + len(ids)] = EOS
     return torch.from_numpy(out)
+
+
+class Layout(NamedTuple):
+    """A model's token layout: ``canvas`` (no <bos>, fixed width ``width``) or causal (width per
+    batch, ``width`` None); ``max_residues`` is the longest sequence that fits."""
+
+    canvas: bool
+    width: int | None
+    max_residues: int
+
+    @classmethod
+    def of(cls, state: dict[str, Any]) -> "Layout":
+        max_length = int(state["max_length"])
+        if state["layout"] == "canvas":
+            return cls(True, max_length - 1, max_length - 2)
+        return cls(False, None, max_length - 2)
+
+    def tokens(self, rows: Sequence[np.ndarray]) -> torch.Tensor:
+        return token_rows(rows, self.width, self.canvas)
 
 
 def record_label(record: FastaRecord | SequenceSample | str, state: dict[str, Any]) -> str | None:
@@ -304,18 +322,19 @@ class SequenceDomain:
             "v4": prepared["v4"], "layout": "canvas" if getattr(spec, "canvas", False) else "causal",
             "max_length": int(model_cfg.max_length), "labels": [], "label_weights": [],
         }
+        conditional = getattr(model_cfg, "conditional", False)
+        train = read_fasta(Path(data_dir) / "train.fasta") if state["layout"] == "canvas" or conditional else []
         if state["layout"] == "canvas":  # P(n) over n = 0 .. max_length - 2 residues (n = 0 never)
-            lengths = [len(r.sequence) for r in read_fasta(Path(data_dir) / "train.fasta")]
-            room = state["max_length"] - 1
-            state["length_counts"] = np.bincount([n for n in lengths if n < room], minlength=room).tolist()
+            room = Layout.of(state).max_residues + 1
+            state["length_counts"] = np.bincount([len(r.sequence) for r in train if len(r.sequence) < room],
+                                                 minlength=room).tolist()
             if not sum(state["length_counts"]):
                 raise ConfigError(f"model.max_length: no training sequence of {data_dir} fits {state['max_length']}")
-        if getattr(model_cfg, "conditional", False):
+        if conditional:
             if not prepared["labelled"]:
                 raise ConfigError(f"model.conditional: dataset {prepared['dataset']} has no labels")
             from dgm_science.domains.sequences.classifier import PHYLUM_CLASSES
 
-            train = read_fasta(Path(data_dir) / "train.fasta")
             labels = [_phylum_class(r) for r in train]
             state["labels"] = [*PHYLUM_CLASSES, UNKNOWN_LABEL]
             state["label_weights"] = [sum(lab == c for lab in labels) for c in PHYLUM_CLASSES] + [
@@ -359,9 +378,10 @@ class SequenceDomain:
         vocab = Vocabulary(state["alphabet"])
         labels = list(labels) if labels is not None else [None] * len(raw)
         rows = raw.detach().cpu().numpy()
+        canvas = Layout.of(state).canvas
         items = []
         for row, label in zip(rows, labels):
-            sequence = vocab.decode_row(row, canvas=state["layout"] == "canvas")
+            sequence = vocab.decode_row(row, canvas=canvas)
             items.append(None if sequence is None else SequenceSample(sequence, label))
         return items, {"label": labels}
 
@@ -374,13 +394,11 @@ class SequenceDomain:
                  ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
         """Token rows (and conditions) of the items that fit the model, and their positions."""
         vocab = Vocabulary(state["alphabet"])
-        canvas = state["layout"] == "canvas"
-        length = int(state["max_length"]) - (1 if canvas else 0)
-        room = length - (1 if canvas else 2)
+        layout = Layout.of(state)
         keep, rows = [], []
         for i, item in enumerate(items):
             sequence = _sequence_of(item)
-            if not sequence or len(sequence) > room:
+            if not sequence or len(sequence) > layout.max_residues:
                 continue
             try:
                 rows.append(vocab.encode(sequence))
@@ -389,7 +407,7 @@ class SequenceDomain:
             keep.append(i)
         if not keep:
             return None, []
-        batch = {"tokens": token_rows(rows, length if canvas else None, canvas)}
+        batch = {"tokens": layout.tokens(rows)}
         condition = condition_matrix(state, [record_label(items[i], state) for i in keep])
         if condition is not None:
             batch["condition"] = condition
