@@ -42,6 +42,8 @@ bench: $(STAMP)
 	$(PY) bench/bench_structures.py --dataset qm9 --sample 500
 	$(PY) bench/bench_sequences.py --dataset 16s-v4
 	$(PY) bench/bench_sequences.py --dataset swissprot
+	$(PY) bench/bench_trajectories_data.py
+	$(PY) bench/bench_trajectories.py --dataset pointmaze-umaze
 
 clean:
 	rm -rf results logs benchmarks .snakemake

@@ -19,6 +19,7 @@ include: "workflows/rules/common.smk"
 include: "workflows/rules/molecules.smk"
 include: "workflows/rules/structures.smk"
 include: "workflows/rules/sequences.smk"
+include: "workflows/rules/trajectories.smk"
 include: "workflows/rules/report.smk"
 
 

@@ -114,8 +114,9 @@ class LoadedModel:
         by default the checkpoint's ``sample.valency_correction``, passed only when on so that
         decoders without the option keep working). A ``generator`` (on the model's device) is
         continued instead of seeding a new one, so rounds of a search draw one reproducible stream.
-        Domains with ``draw_conditions`` (labelled sequences) draw a label per sample, or use the
-        ``label`` decode option for all; the labels come back as the ``label`` column."""
+        Domains with ``draw_conditions`` draw a condition per sample (a label for labelled
+        sequences, a start and goal for trajectories), or take the domain's ``condition_options``
+        (``label``; ``start``, ``goal``) for all; labels come back as the ``label`` column."""
         if n <= 0:
             raise ValueError(f"-n must be a positive number of samples, got {n}")
         if self.config.sample.valency_correction:
@@ -132,9 +133,10 @@ class LoadedModel:
                 size = min(batch_size, n - len(out))
                 options = dict(decode_options)
                 condition = None
-                if hasattr(self.domain, "draw_conditions"):  # conditional domains: labels per sample
-                    condition, options["labels"] = self.domain.draw_conditions(
-                        size, self.state, generator, label=options.pop("label", None))
+                if hasattr(self.domain, "draw_conditions"):  # conditional domains: a condition per sample
+                    wanted = {k: options.pop(k) for k in self.domain.condition_options if k in options}
+                    condition, drawn = self.domain.draw_conditions(size, self.state, generator, **wanted)
+                    options.update(drawn)
                 kwargs = {} if condition is None else {"condition": condition.to(self.device)}
                 raw = self.model.sample(size, generator=generator, temperature=temperature, **kwargs)
                 items, extra = self.domain.decode_table(raw, self.state, **options)

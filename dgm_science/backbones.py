@@ -1,6 +1,7 @@
-"""Shared network backbones: a transformer over token ids, causal with a KV cache (autoregressive
-models, VAE decoders) or bidirectional (masked-diffusion denoisers), used by every family that
-models token sequences (SMILES, SELFIES, DNA, proteins)."""
+"""Shared network backbones: a transformer over token ids (or continuous vectors), causal with a KV
+cache (autoregressive models, VAE decoders) or bidirectional (masked-diffusion denoisers), used by
+every family that models sequences (SMILES, SELFIES, DNA, proteins, trajectories); and Diffuser's
+temporal U-Net over (B, H, D) windows (Janner et al. 2022)."""
 
 from __future__ import annotations
 
@@ -75,7 +76,9 @@ class CausalTransformer(nn.Module):
     projected and added to every position's embedding (as in conditional language models / CVAEs).
     ``step`` advances one position with a preallocated key/value cache (``new_cache``).
     ``causal=False`` makes every position attend to every other (a bidirectional encoder, e.g. the
-    denoiser of masked diffusion); such a network has no ``step``.
+    denoiser of masked diffusion); such a network has no ``step``. ``input_dim`` / ``output_dim``
+    make it a network over continuous vectors (B, L, input_dim) -> (B, L, output_dim) (a linear
+    embedding and an untied head; ``vocab_size`` is then unused).
     """
 
     def __init__(
@@ -88,19 +91,25 @@ class CausalTransformer(nn.Module):
         dropout: float = 0.1,
         condition_dim: int = 0,
         causal: bool = True,
+        input_dim: int | None = None,
+        output_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.causal = causal
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
         self.max_length = max_length
-        self.token_embedding = nn.Embedding(vocab_size, d_model)
+        self.d_model = d_model
+        self.token_embedding = nn.Embedding(vocab_size, d_model) if input_dim is None else nn.Linear(input_dim, d_model)
         self.position_embedding = nn.Embedding(max_length, d_model)
         self.condition = nn.Linear(condition_dim, d_model) if condition_dim else None
         self.blocks = nn.ModuleList(_Block(d_model, n_heads, dropout, causal) for _ in range(n_layers))
         self.ln_f = nn.LayerNorm(d_model)
-        self.head = nn.Linear(d_model, vocab_size, bias=False)
-        self.head.weight = self.token_embedding.weight  # weight tying (Press & Wolf 2017)
+        if input_dim is None:
+            self.head = nn.Linear(d_model, vocab_size, bias=False)
+            self.head.weight = self.token_embedding.weight  # weight tying (Press & Wolf 2017)
+        else:
+            self.head = nn.Linear(d_model, output_dim or input_dim)
         self.apply(self._init)
         for block in self.blocks:  # GPT-2 scaled init of residual projections
             nn.init.normal_(block.proj.weight, std=0.02 / math.sqrt(2 * n_layers))
@@ -122,7 +131,7 @@ class CausalTransformer(nn.Module):
         return h
 
     def forward(self, tokens: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens: (B, L) -> logits (B, L, V)."""
+        """tokens: (B, L) -> logits (B, L, V); continuous: (B, L, input_dim) -> (B, L, output_dim)."""
         if tokens.shape[1] > self.max_length:
             raise ValueError(f"sequence length {tokens.shape[1]} exceeds max_length {self.max_length}")
         h = self._embed(tokens, 0, condition)
@@ -133,12 +142,11 @@ class CausalTransformer(nn.Module):
     def new_cache(self, batch: int, like: torch.Tensor) -> KVCache:
         """An empty key/value cache for ``batch`` sequences of up to ``max_length`` positions."""
         block = self.blocks[0]
-        d_model = self.token_embedding.embedding_dim
-        return KVCache(len(self.blocks), batch, block.n_heads, self.max_length, d_model // block.n_heads, like)
+        return KVCache(len(self.blocks), batch, block.n_heads, self.max_length, self.d_model // block.n_heads, like)
 
     def step(self, tokens: torch.Tensor, cache: KVCache, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens: (B,) the next position after ``cache.length`` cached ones -> logits (B, V).
-        Advances the cache by one position."""
+        """tokens: (B,) (continuous: (B, input_dim)) the next position after ``cache.length`` cached
+        ones -> logits (B, V) (continuous: (B, output_dim)). Advances the cache by one position."""
         if not self.causal:
             raise TypeError("a bidirectional network has no incremental step")
         start = cache.length
@@ -149,3 +157,87 @@ class CausalTransformer(nn.Module):
             h = block(h, cache, layer)
         cache.length += 1
         return self.head(self.ln_f(h[:, -1]))
+
+
+# ----------------------------------------------------------------------------- temporal U-Net
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """t: (B,) -> (B, dim) sinusoidal features (Vaswani et al. 2017), as Diffuser embeds the step."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000) * torch.arange(half, device=t.device, dtype=torch.float32) / max(half - 1, 1))
+    args = t.float()[:, None] * freqs[None, :]
+    return torch.cat([args.sin(), args.cos()], dim=-1)
+
+
+class _Conv1dBlock(nn.Sequential):
+    """Conv1d -> GroupNorm -> Mish."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, groups: int = 8) -> None:
+        super().__init__(nn.Conv1d(channels_in, channels_out, kernel, padding=kernel // 2),
+                         nn.GroupNorm(math.gcd(groups, channels_out), channels_out), nn.Mish())
+
+
+class _ResidualTemporalBlock(nn.Module):
+    """Two conv blocks with the time embedding added between them, and a residual connection."""
+
+    def __init__(self, channels_in: int, channels_out: int, embed_dim: int, kernel: int) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList([_Conv1dBlock(channels_in, channels_out, kernel),
+                                     _Conv1dBlock(channels_out, channels_out, kernel)])
+        self.time = nn.Sequential(nn.Mish(), nn.Linear(embed_dim, channels_out))
+        self.residual = nn.Conv1d(channels_in, channels_out, 1) if channels_in != channels_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        h = self.blocks[0](x) + self.time(t)[..., None]
+        return self.blocks[1](h) + self.residual(x)
+
+
+class TemporalUNet(nn.Module):
+    """Diffuser's temporal U-Net (Janner et al. 2022): 1D convolutions over the horizon of a
+    (B, H, D) trajectory window, the diffusion time in [0, 1] embedded and added in every residual
+    block, ``len(dim_mults) - 1`` halvings of the horizon (H must be divisible by 2 to that power),
+    skip connections. ``forward(x (B, H, D), t (B,)) -> (B, H, D)``."""
+
+    def __init__(self, transition_dim: int, dim: int = 32, dim_mults: tuple[int, ...] = (1, 2, 4),
+                 kernel: int = 5) -> None:
+        super().__init__()
+        dims = [transition_dim, *(dim * m for m in dim_mults)]
+        pairs = list(zip(dims[:-1], dims[1:]))
+        self.downsamplings = len(pairs) - 1
+        self.time_mlp = nn.Sequential(nn.Linear(dim, dim * 4), nn.Mish(), nn.Linear(dim * 4, dim))
+        self.dim = dim
+        self.downs = nn.ModuleList()
+        for i, (c_in, c_out) in enumerate(pairs):
+            last = i == len(pairs) - 1
+            self.downs.append(nn.ModuleList([
+                _ResidualTemporalBlock(c_in, c_out, dim, kernel), _ResidualTemporalBlock(c_out, c_out, dim, kernel),
+                nn.Identity() if last else nn.Conv1d(c_out, c_out, 3, stride=2, padding=1)]))
+        mid = dims[-1]
+        self.mid = nn.ModuleList([_ResidualTemporalBlock(mid, mid, dim, kernel),
+                                  _ResidualTemporalBlock(mid, mid, dim, kernel)])
+        self.ups = nn.ModuleList()
+        for c_in, c_out in reversed(pairs[1:]):
+            self.ups.append(nn.ModuleList([
+                _ResidualTemporalBlock(c_out * 2, c_in, dim, kernel), _ResidualTemporalBlock(c_in, c_in, dim, kernel),
+                nn.ConvTranspose1d(c_in, c_in, 4, stride=2, padding=1)]))
+        self.final = nn.Sequential(_Conv1dBlock(dims[1], dims[1], kernel), nn.Conv1d(dims[1], transition_dim, 1))
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        horizon = x.shape[1]
+        if horizon % (2 ** self.downsamplings):
+            raise ValueError(f"horizon {horizon} must be divisible by {2 ** self.downsamplings} "
+                             f"({self.downsamplings} downsamplings)")
+        h = x.transpose(1, 2)
+        emb = self.time_mlp(sinusoidal_embedding(t * 1000, self.dim))
+        skips = []
+        for block1, block2, down in self.downs:
+            h = block2(block1(h, emb), emb)
+            skips.append(h)
+            h = down(h)
+        for block in self.mid:
+            h = block(h, emb)
+        for block1, block2, up in self.ups:
+            h = block2(block1(torch.cat([h, skips.pop()], dim=1), emb), emb)
+            h = up(h)
+        return self.final(h).transpose(1, 2)

@@ -1,7 +1,7 @@
 """The ``dgm`` command: fetch and prepare data, train, sample, evaluate, compress, report.
 
-Subcommands: fetch, prepare, featurize, dense, reference, simulate, train, sample, evaluate,
-likelihood, compress, decompress, report, models.
+Subcommands: fetch, prepare, featurize, dense, reference, simulate, collect, train, sample, evaluate,
+rollout, likelihood, compress, decompress, report, models.
 
 Each subcommand is a thin typed function over the library; Snakemake rules call these.
 Bad input ends with one ``dgm: error: ...`` line naming the file, line or key, and exit code 2.
@@ -98,6 +98,39 @@ def cmd_simulate(args: argparse.Namespace) -> None:
     log.info("simulated -> %s: %s", args.out, json.dumps(stats))
 
 
+def cmd_collect(args: argparse.Namespace) -> None:
+    from dgm_science.domains.trajectories.expert import write_expert_dataset
+    from dgm_science.domains.trajectories.mazes import maze_spec
+
+    set_threads(args.threads)
+    stats = write_expert_dataset(args.out, maze_spec(args.maze).name, episodes=args.episodes,
+                                 episode_steps=args.episode_steps, noise=args.noise, seed=args.seed, overwrite=True)
+    log.info("collected -> %s: %s", args.out, json.dumps(stats)[:2000])
+
+
+def point(text: str) -> tuple[float, float]:
+    """argparse type of a maze position "X,Y"."""
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected X,Y (two numbers), got {text!r}") from None
+    return x, y
+
+
+def cmd_rollout(args: argparse.Namespace) -> None:
+    from dgm_science.domains.trajectories.rollout import evaluate_closed_loop
+
+    set_threads(args.threads)
+    if (args.checkpoint is None) == (args.baseline is None):
+        raise ValueError("give --checkpoint (a trajectory model) or --baseline expert|straight with --maze")
+    summary = evaluate_closed_loop(checkpoint=args.checkpoint, baseline=args.baseline, maze=args.maze,
+                                   episodes=args.episodes, seed=args.seed, replan_every=args.replan_every,
+                                   candidates=args.candidates,
+                                   plot=args.plot, device=args.device)
+    write_json(args.out, summary)
+    log.info("rollout -> %s: %s", args.out, json.dumps(summary))
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from dgm_science import api
     from dgm_science.config import load_mapping
@@ -183,8 +216,12 @@ def cmd_sample(args: argparse.Namespace) -> None:
         suffix = Path(loaded.domain.samples_file).suffix
         if args.out.suffix != suffix:
             raise ValueError(f"--out {args.out}: a {loaded.domain.name} model writes {suffix} samples")
-        if args.label is not None:
-            decode_options["label"] = args.label
+        for name in ("label", "start", "goal"):
+            if getattr(args, name) is not None:
+                if name not in getattr(loaded.domain, "condition_options", ()):
+                    raise ValueError(f"--{name}: {args.checkpoint} is a {loaded.domain.name} model; it takes "
+                                     f"{', '.join('--' + o for o in getattr(loaded.domain, 'condition_options', ())) or 'no condition'}")
+                decode_options[name] = getattr(args, name)
         start = time.perf_counter()
         items, columns = loaded.sample_table(args.n, seed=args.seed, temperature=args.temperature,
                                              batch_size=args.batch_size, progress=show_progress(), **decode_options)
@@ -197,8 +234,9 @@ def cmd_sample(args: argparse.Namespace) -> None:
         log.info("%d samples -> %s", len(items), args.out)
         return
 
-    if args.label is not None:
-        raise ValueError(f"--label: conditional sequence models only; {args.checkpoint} is a molecule model")
+    for name in ("label", "start", "goal"):
+        if getattr(args, name) is not None:
+            raise ValueError(f"--{name}: sequence / trajectory models only; {args.checkpoint} is a molecule model")
     from dgm_science.domains.molecules import candidates
 
     criteria = _candidate_criteria(args)
@@ -390,6 +428,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads (CPU platform) and torch threads")
     p.set_defaults(func=cmd_simulate)
 
+    p = sub.add_parser("collect", help="expert PointMaze trajectories (shortest path + PD controller, goals "
+                                       "resampled on arrival) as a local Minari dataset")
+    p.add_argument("maze", help="umaze, medium, large (or PointMaze_UMaze-v3, ...)")
+    p.add_argument("--out", type=Path, required=True, help="folder for the Minari dataset and collect.json")
+    p.add_argument("--episodes", type=positive_int, required=True, help="number of episodes")
+    p.add_argument("--episode-steps", type=positive_int, required=True, help="steps per episode")
+    p.add_argument("--noise", type=float, default=0.0, help="std of the Gaussian action noise (diversity)")
+    p.add_argument("--seed", type=int, default=0, help="seed of resets, goals and noise")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    p.set_defaults(func=cmd_collect)
+
+    p = sub.add_parser("rollout", help="closed-loop evaluation in the simulator: success rate and D4RL-normalised "
+                                       "score over seeded PointMaze episodes")
+    p.add_argument("--checkpoint", type=Path, default=None, help="trajectory model checkpoint (planner policy)")
+    p.add_argument("--baseline", default=None, choices=["expert", "straight"],
+                   help="evaluate a policy without a model instead: the data-generating expert planner, or the "
+                        "planner's controller aimed straight at the goal (what a plan adds)")
+    p.add_argument("--maze", default=None, help="the maze (baselines); for a checkpoint: must be the one it learned")
+    p.add_argument("--episodes", type=positive_int, default=100, help="seeded episodes (seeds seed .. seed + n - 1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode and of the planner")
+    p.add_argument("--replan-every", type=positive_int, default=None,
+                   help="re-plan every k steps (default: once per goal, as Diffuser does on Maze2D)")
+    p.add_argument("--candidates", type=positive_int, default=1,
+                   help="plans drawn per planning call; the one with the fewest wall states and the smallest jump "
+                        "is followed (default 1, as Diffuser)")
+    p.add_argument("--plot", type=Path, default=None, help="PNG of sampled plans drawn over the maze")
+    p.add_argument("--out", type=Path, required=True, help="rollout.json")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    p.set_defaults(func=cmd_rollout)
+
     p = sub.add_parser("train", help="train a registered model on prepared data")
     p.add_argument("--model", required=True, help="registered model name (`dgm models` lists them)")
     p.add_argument("--data", type=Path, required=True, help="folder written by `dgm prepare`")
@@ -412,7 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=positive_int, required=True, help="number of samples, or of candidates to find (> 0)")
     p.add_argument("--out", type=Path, required=True,
                    help="output, written atomically: CSV (molecules), SDF + XYZ (QM9 conformations), "
-                        "DCD + PDB + CSV (molecular dynamics), FASTA + CSV (sequences)")
+                        "DCD + PDB + CSV (molecular dynamics), FASTA + CSV (sequences), a Minari dataset folder "
+                        "*.minari + CSV (trajectories)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same samples)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="softmax temperature (default: the checkpoint's sample.temperature)")
@@ -423,6 +493,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default=None,
                    help="conditional sequence models: generate every sample for this label (e.g. Firmicutes; "
                         "default: labels drawn from the training frequencies)")
+    p.add_argument("--start", type=point, default=None, metavar="X,Y",
+                   help="trajectory models: start every plan here, at rest (default: drawn in a free cell)")
+    p.add_argument("--goal", type=point, default=None, metavar="X,Y",
+                   help="trajectory models: end every plan here (default: drawn in another free cell)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads / worker processes")
     g = p.add_argument_group("candidate filters (any of them keeps valid molecules only)")

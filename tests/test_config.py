@@ -22,14 +22,16 @@ SCHEMA_DEFS = {"train": TrainConfig, "sample": SampleConfig, "smiles_arm": regis
                "qm9_edm": registry.get("model", "qm9-edm").Config, "ala2_flow": registry.get("model", "ala2-flow").Config,
                "seq_arm": registry.get("model", "seq-arm").Config,
                "seq_diffusion": registry.get("model", "seq-diffusion").Config,
-               "seq_vae": registry.get("model", "seq-vae").Config}
+               "seq_vae": registry.get("model", "seq-vae").Config,
+               "maze_diffuser": registry.get("model", "maze-diffuser").Config,
+               "traj_arm": registry.get("model", "traj-arm").Config}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate_and_parse(path):
     config = yaml.safe_load(path.read_text())
     jsonschema.validate(config, SCHEMA)
-    for domain in ("molecules", "structures", "sequences"):
+    for domain in ("molecules", "structures", "sequences", "trajectories"):
         for dataset in config.get(domain, {}).values():
             for name, model_config in dataset["models"].items():
                 api.RunConfig.parse(name, model_config, where=f"{path.name}:{name}")
@@ -48,17 +50,22 @@ def test_overlays_validate_on_top_of_the_default(path):
     default = yaml.safe_load((ROOT / "workflows/config/default.yaml").read_text())
     merged = _merged(default, yaml.safe_load(path.read_text()))
     jsonschema.validate(merged, SCHEMA)
-    for dataset in merged["molecules"].values():
-        for name, model_config in dataset["models"].items():
-            api.RunConfig.parse(name, model_config, where=f"{path.name}:{name}")
-    assert set(merged["molecules"]["qm9"]["models"]) == set(merged["molecules"]["moses"]["models"])
+    for domain in ("molecules", "structures", "sequences", "trajectories"):
+        for dataset in merged.get(domain, {}).values():
+            for name, model_config in dataset["models"].items():
+                api.RunConfig.parse(name, model_config, where=f"{path.name}:{name}")
+    if path.name == "molecules-table.yaml":
+        assert set(merged["molecules"]["qm9"]["models"]) == set(merged["molecules"]["moses"]["models"])
+    if path.name == "all-mazes.yaml":
+        assert set(merged["trajectories"]) == {"pointmaze-umaze", "pointmaze-medium", "pointmaze-large"}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA_DEFS))
 def test_schema_mirrors_dataclass_keys_and_defaults(name):
     cls = SCHEMA_DEFS[name]
     props = SCHEMA["$defs"][name]["properties"]
-    fields = {f.name: f.default for f in dataclasses.fields(cls)}
+    fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+              for f in dataclasses.fields(cls)}
     assert set(props) == set(fields)
     for key, default in fields.items():
         assert props[key]["default"] == default, key
@@ -71,8 +78,10 @@ def test_every_registered_model_is_in_the_schema():
                   for name in SCHEMA["$defs"][dataset]["properties"]["models"]["properties"]}
     sequences = set(SCHEMA["$defs"]["sequence_dataset"]["properties"]["models"]["properties"])
     assert sequences == {n for n in registry.names("model") if registry.get("model", n).domain == "sequences"}
+    trajectories = set(SCHEMA["$defs"]["trajectory_dataset"]["properties"]["models"]["properties"])
+    assert trajectories == {n for n in registry.names("model") if registry.get("model", n).domain == "trajectories"}
     assert structures == {n for n in registry.names("model")
-                          if registry.get("model", n).domain not in ("molecules", "sequences")}
+                          if registry.get("model", n).domain not in ("molecules", "sequences", "trajectories")}
 
 
 def test_unknown_key_and_wrong_type_are_named():

@@ -24,6 +24,9 @@ STRUCTURE_FIXTURES = {"ala2-flow": "tests.domains.structures.fixtures_md",
                       "qm9-edm": "tests.domains.structures.fixtures_qm9"}
 # Sequence models: tests.domains.sequences.fixtures.tiny_case(name) gives (config, state, batch).
 SEQUENCE_FIXTURES = ("seq-arm", "seq-diffusion", "seq-vae")
+# Trajectory models: tests.domains.trajectories.fixtures.tiny_case(name) gives (config, state, batch).
+TRAJECTORY_FIXTURES = ("maze-diffuser", "traj-arm")
+DENSITY_MODELS = set(STRUCTURE_FIXTURES) | set(TRAJECTORY_FIXTURES)  # log p of real vectors may be > 0
 MODELS = registry.names("model")
 
 
@@ -41,7 +44,7 @@ def same(a, b):
 
 
 def test_every_registered_model_has_a_tiny_config():
-    assert set(MODELS) == set(TINY) | set(STRUCTURE_FIXTURES) | set(SEQUENCE_FIXTURES)
+    assert set(MODELS) == set(TINY) | set(STRUCTURE_FIXTURES) | set(SEQUENCE_FIXTURES) | set(TRAJECTORY_FIXTURES)
 
 
 @pytest.fixture(scope="module")
@@ -54,6 +57,8 @@ def structure_cases():
     def case(name):
         if name not in cache and name in SEQUENCE_FIXTURES:
             cache[name] = importlib.import_module("tests.domains.sequences.fixtures").tiny_case(name, 16)
+        elif name not in cache and name in TRAJECTORY_FIXTURES:
+            cache[name] = importlib.import_module("tests.domains.trajectories.fixtures").tiny_case(name, 16)
         elif name not in cache:
             fixtures = importlib.import_module(STRUCTURE_FIXTURES[name])
             cache[name] = (fixtures.TINY_CONFIG, *fixtures.tiny_state_and_batch(16))
@@ -68,7 +73,7 @@ def setup(moses_smiles, molecule_state, structure_cases):
 
     def make(name):
         spec = registry.get("model", name)
-        if name in STRUCTURE_FIXTURES or name in SEQUENCE_FIXTURES:
+        if name in STRUCTURE_FIXTURES or name in SEQUENCE_FIXTURES or name in TRAJECTORY_FIXTURES:
             tiny, state, batch = structure_cases(name)
         else:
             tiny, state = TINY[name], molecule_state
@@ -107,7 +112,7 @@ def test_log_prob_shape_finite_and_likelihood_kind(name, setup):
     model.eval()
     lp = model.log_prob(batch)
     assert lp.shape == (16,) and torch.isfinite(lp).all()
-    if name not in STRUCTURE_FIXTURES:  # probabilities of discrete objects; 3D models give densities
+    if name not in DENSITY_MODELS:  # probabilities of discrete objects; 3D and trajectory models give densities
         assert (lp < 0).all()
     assert type(model).likelihood in ("exact", "bound")
 

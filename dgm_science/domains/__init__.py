@@ -1,3 +1,3 @@
 """Scientific domains: each registers its data, networks, metrics and models."""
 
-from dgm_science.domains import molecules, sequences, structures  # noqa: F401
+from dgm_science.domains import molecules, sequences, structures, trajectories  # noqa: F401

@@ -5,7 +5,7 @@ from dgm_science import registry
 
 DGM = "dgm"
 SEEDS = config["seeds"]
-DOMAINS = ("molecules", "structures", "sequences")
+DOMAINS = ("molecules", "structures", "sequences", "trajectories")
 
 
 def model_config_json(domain, dataset, model):
@@ -24,7 +24,7 @@ def run_dir(domain, dataset, model, seed):
 
 def samples_file(model):
     """The samples file of a model's domain: samples.csv (molecules), samples.sdf (QM9
-    conformations), samples.dcd (molecular dynamics), samples.fasta (sequences)."""
+    conformations), samples.dcd (molecular dynamics), samples.fasta (sequences), samples.minari (trajectories)."""
     spec = registry.get("model", model)
     return registry.get("domain", spec.domain).samples_file
 

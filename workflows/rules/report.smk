@@ -7,6 +7,7 @@ rule report:
         samples=[t for domain in DOMAINS for t in domain_targets(domain)],
         data_rows=STRUCTURE_DATA_ROWS,
         sequences=SEQUENCE_EXTRAS,
+        trajectories=TRAJECTORY_EXTRAS,
     output:
         report(
             "results/report.html",

@@ -310,6 +310,7 @@ class SequenceDomain:
 
     name = "sequences"
     samples_file = "samples.fasta"
+    condition_options = ("label",)
 
     @staticmethod
     def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
@@ -354,13 +355,14 @@ class SequenceDomain:
 
     @staticmethod
     def draw_conditions(n: int, state: dict[str, Any], generator: torch.Generator | None = None,
-                        label: str | None = None) -> tuple[torch.Tensor | None, list[str | None]]:
+                        label: str | None = None) -> tuple[torch.Tensor | None, dict[str, list[str | None]]]:
         """Conditions for ``n`` samples: ``label`` for all, or labels drawn from the training
-        label frequencies (``unknown`` included, so samples follow the data's marginal)."""
+        label frequencies (``unknown`` included, so samples follow the data's marginal); and the
+        decoder's ``labels`` option."""
         if not state.get("labels"):
             if label is not None:
                 raise ValueError("this model is unconditional: it takes no label")
-            return None, [None] * n
+            return None, {"labels": [None] * n}
         if label is None:
             weights = torch.tensor(state["label_weights"], dtype=torch.float64)
             device = generator.device if generator is not None else torch.device("cpu")
@@ -369,7 +371,7 @@ class SequenceDomain:
         else:
             labels = [label] * n
         names = [None if lab == UNKNOWN_LABEL else lab for lab in labels]
-        return condition_matrix(state, names), names
+        return condition_matrix(state, names), {"labels": names}
 
     @staticmethod
     def decode_table(raw: torch.Tensor, state: dict[str, Any], labels: Sequence[str | None] | None = None,

@@ -26,6 +26,7 @@ from torch import nn
 
 from dgm_science.base import GenerativeModel
 from dgm_science.compat.dgl import import_dgl
+from dgm_science.families.diffusion import ancestral_coefficients, gamma_table, polynomial_schedule  # noqa: F401
 from dgm_science.registry import register
 
 dgl = import_dgl()
@@ -44,25 +45,7 @@ class Conformers(NamedTuple):
 # ----------------------------------------------------------------------------- noise schedule
 
 
-def polynomial_schedule(steps: int, precision: float = 1e-5, power: float = 2.0) -> np.ndarray:
-    """EDM's ``polynomial_schedule``: alpha_t^2 for t = 0..T (float64, (T + 1,)).
-
-    alpha^2 = (1 - (t / (T + 1))^power)^2 on T + 1 evenly spaced points, each step's ratio
-    alpha_t^2 / alpha_{t-1}^2 clipped to >= 0.001, then rescaled to (1 - 2 s) alpha^2 + s.
-    """
-    points = steps + 1
-    x = np.linspace(0, points, points)
-    alphas2 = (1 - np.power(x / points, power)) ** 2
-    ratios = np.clip(alphas2 / np.concatenate([[1.0], alphas2[:-1]]), 0.001, 1.0)
-    alphas2 = np.cumprod(ratios)
-    return (1 - 2 * precision) * alphas2 + precision
-
-
-def gamma_table(steps: int, precision: float, power: float = 2.0) -> torch.Tensor:
-    """gamma_t = -log(alpha_t^2 / sigma_t^2) for t = 0..T: (T + 1,) float32, EDM's
-    ``PredefinedNoiseSchedule``."""
-    alphas2 = polynomial_schedule(steps, precision, power)
-    return torch.from_numpy(np.log(1 - alphas2) - np.log(alphas2)).float()
+# polynomial_schedule and gamma_table live in the Gaussian diffusion family (imported above).
 
 
 # ----------------------------------------------------------------------------- zero-CoM helpers
@@ -402,13 +385,11 @@ class EquivariantDiffusion(GenerativeModel):
         grid = np.unique(np.round(np.linspace(0, self.T, steps + 1)).astype(np.int64))[::-1].tolist()
         for t, s in zip(grid[:-1], grid[1:]):
             t_int = torch.full((n,), t, device=device, dtype=torch.long)
-            gamma_s, gamma_t = self.gamma[s], self.gamma[t]
-            sigma2_t_given_s = -torch.expm1(F.softplus(gamma_s) - F.softplus(gamma_t))
-            alpha_t_given_s = torch.exp(0.5 * (F.logsigmoid(-gamma_t) - F.logsigmoid(-gamma_s)))
-            sigma_s, sigma_t = torch.sigmoid(gamma_s).sqrt(), torch.sigmoid(gamma_t).sqrt()
+            alpha_t_given_s, sigma2_t_given_s, std = ancestral_coefficients(self.gamma[s], self.gamma[t])
+            sigma_t = torch.sigmoid(self.gamma[t]).sqrt()
             pred_x, pred_h = self._predict(z_x, z_h, t_int, mask, graph)
             coef = sigma2_t_given_s / alpha_t_given_s / sigma_t
-            sigma = temperature * sigma2_t_given_s.sqrt() * sigma_s / sigma_t
+            sigma = temperature * std
             noise_x, noise_h = self._noise(mask, generator)
             z_x = remove_mean(z_x / alpha_t_given_s - coef * pred_x + sigma * noise_x, mask)
             z_h = (z_h / alpha_t_given_s - coef * pred_h + sigma * noise_h) * mask

@@ -1,0 +1,279 @@
+"""PointMaze (gymnasium-robotics, MuJoCo) mazes: specs, env factory and grid geometry.
+
+The three D4RL-style mazes (U-Maze / Medium / Large) exist in gymnasium-robotics as
+``PointMaze_{UMaze,Medium,Large}-v3``. An observation is a dict: ``observation`` = [x, y, vx, vy],
+``achieved_goal`` = [x, y], ``desired_goal`` = [gx, gy]; an action is a force in Box(-1, 1, (2,));
+the goal counts as reached at distance <= 0.45 (:data:`GOAL_RADIUS`).
+
+:class:`Maze` reproduces the env's cell <-> xy convention without creating an env (a MuJoCo env
+writes a temporary XML file and compiles a model): cell (row, col) has its center at
+``x = (col + 0.5) * s - n_cols * s / 2``, ``y = n_rows * s / 2 - (row + 0.5) * s`` (row 0 is the top,
+y grows upwards), and the maze spans ``[-n_cols s/2, n_cols s/2] x [-n_rows s/2, n_rows s/2]``.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+from collections import deque  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any, Sequence  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+GOAL_RADIUS = 0.45
+"""Distance at which PointMaze counts the goal as reached (``MazeEnv.compute_reward``)."""
+
+_MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))  # up, down, left, right in (row, col)
+
+
+@dataclass(frozen=True)
+class MazeSpec:
+    """One D4RL maze2d task as a gymnasium-robotics PointMaze env.
+
+    ``max_episode_steps`` is the env's registered time limit (the same as D4RL maze2d-*-v1's);
+    ``horizon`` is Diffuser's planning horizon; ``d4rl_random_score`` / ``d4rl_expert_score`` are
+    D4RL's REF_MIN_SCORE / REF_MAX_SCORE of maze2d-*-v1 (d4rl/infos.py), which normalise a return
+    to ``100 * (R - random) / (expert - random)``; ``diffuser_score`` is Diffuser's published
+    normalised score (Janner et al. 2022, Table 1).
+    """
+
+    name: str
+    env_id: str
+    max_episode_steps: int
+    horizon: int
+    d4rl_random_score: float
+    d4rl_expert_score: float
+    diffuser_score: float
+    map_name: str
+
+    @property
+    def d4rl_id(self) -> str:
+        return f"maze2d-{self.name}-v1"
+
+    def normalized_score(self, episode_return: float | np.ndarray) -> float | np.ndarray:
+        """D4RL normalised score (0 = random, 100 = D4RL's expert) of an undiscounted return."""
+        return 100.0 * (episode_return - self.d4rl_random_score) / (self.d4rl_expert_score - self.d4rl_random_score)
+
+
+MAZES: dict[str, MazeSpec] = {
+    "umaze": MazeSpec("umaze", "PointMaze_UMaze-v3", 300, 128, 23.85, 161.86, 113.9, "U_MAZE"),
+    "medium": MazeSpec("medium", "PointMaze_Medium-v3", 600, 256, 13.13, 277.39, 121.5, "MEDIUM_MAZE"),
+    "large": MazeSpec("large", "PointMaze_Large-v3", 800, 384, 6.7, 273.99, 123.0, "LARGE_MAZE"),
+}
+
+
+def maze_spec(name_or_env_id: str | MazeSpec) -> MazeSpec:
+    """The :class:`MazeSpec` for "umaze", "PointMaze_UMaze-v3", "maze2d-umaze-v1", "pointmaze-umaze", ..."""
+    if isinstance(name_or_env_id, MazeSpec):
+        return name_or_env_id
+    key = str(name_or_env_id).strip()
+    for spec in MAZES.values():
+        if key in (spec.name, spec.env_id, spec.d4rl_id):
+            return spec
+    low = key.lower()
+    for prefix in ("pointmaze-", "pointmaze_", "maze2d-", "d4rl/pointmaze/"):
+        if low.startswith(prefix):
+            low = low[len(prefix):]
+    low = low.split("-v")[0].split("-")[0].replace("_", "")
+    if low in MAZES:
+        return MAZES[low]
+    known = ", ".join(f"{s.name} ({s.env_id})" for s in MAZES.values())
+    raise ValueError(f"unknown maze {name_or_env_id!r}; known mazes: {known}")
+
+
+def make_env(maze: str | MazeSpec, *, continuing_task: bool = True, reset_target: bool = False,
+             max_episode_steps: int | None = None, **kwargs: Any):
+    """``gym.make`` the maze's PointMaze env (gymnasium-robotics envs registered on first use).
+
+    The defaults are the env's registered ones (= D4RL's evaluation protocol: a fixed goal, the
+    episode runs ``max_episode_steps`` steps, reward 1 for every step spent within 0.45 of it).
+    """
+    import gymnasium as gym
+    import gymnasium_robotics
+
+    gym.register_envs(gymnasium_robotics)
+    spec = maze_spec(maze)
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = int(max_episode_steps)
+    return gym.make(spec.env_id, continuing_task=continuing_task, reset_target=reset_target, **kwargs)
+
+
+def maze_map(maze: str | MazeSpec) -> list[list[int | str]]:
+    """The maze's map list from ``gymnasium_robotics.envs.maze.maps`` (1 = wall)."""
+    from gymnasium_robotics.envs.maze import maps
+
+    return getattr(maps, maze_spec(maze).map_name)
+
+
+class Maze:
+    """Grid geometry of a PointMaze map: cells <-> xy, free-space tests, BFS shortest paths.
+
+    ``maze`` is a maze name / env id / :class:`MazeSpec` (the map from gymnasium-robotics, no env
+    created) or a map: a list of rows (1 = wall; 0, "g", "r", "c" = free); ``scaling`` is the
+    cell size (1 for PointMaze). :meth:`from_env` reads an env's own maze object.
+    """
+
+    def __init__(self, maze: str | MazeSpec | Sequence[Sequence[int | str]], *, scaling: float = 1.0,
+                 name: str | None = None):
+        if isinstance(maze, (str, MazeSpec)):
+            spec = maze_spec(maze)
+            maze, name = maze_map(spec), name or spec.name
+        self.name = name or "custom"
+        self.maze_map = [list(row) for row in maze]
+        self.walls = np.array([[cell == 1 for cell in row] for row in self.maze_map], dtype=bool)
+        if self.walls.ndim != 2 or self.walls.size == 0:
+            raise ValueError(f"maze map of {self.name!r} must be a non-empty rectangular list of rows")
+        self.scaling = float(scaling)
+        self.n_rows, self.n_cols = self.walls.shape
+        self.x_center = self.n_cols / 2 * self.scaling
+        self.y_center = self.n_rows / 2 * self.scaling
+        self._dist: dict[tuple[int, int], np.ndarray] = {}
+
+    @classmethod
+    def from_env(cls, env: Any, name: str = "custom") -> Maze:
+        """From a (wrapped) PointMaze/AntMaze env's ``unwrapped.maze`` object."""
+        maze = env.unwrapped.maze
+        return cls(maze.maze_map, scaling=maze.maze_size_scaling, name=name)
+
+    def __repr__(self) -> str:
+        return f"Maze({self.name!r}, {self.n_rows}x{self.n_cols}, {len(self.free_cells)} free cells)"
+
+    # -- cells and coordinates -------------------------------------------------------------------
+    @property
+    def free_cells(self) -> list[tuple[int, int]]:
+        rows, cols = np.nonzero(~self.walls)
+        return [(int(r), int(c)) for r, c in zip(rows, cols)]
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(x_min, x_max, y_min, y_max) of the whole maze (outer walls included)."""
+        return -self.x_center, self.x_center, -self.y_center, self.y_center
+
+    def cell_to_xy(self, cell: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Center xy of cell(s) (row, col); shape (2,) or (N, 2)."""
+        rc = np.asarray(cell, dtype=np.float64)
+        x = (rc[..., 1] + 0.5) * self.scaling - self.x_center
+        y = self.y_center - (rc[..., 0] + 0.5) * self.scaling
+        return np.stack([x, y], axis=-1)
+
+    def xy_to_cell(self, xy: Sequence[float] | np.ndarray) -> np.ndarray:
+        """(row, col) int array of the cell(s) containing xy (may lie outside the grid)."""
+        p = np.asarray(xy, dtype=np.float64)
+        row = np.floor((self.y_center - p[..., 1]) / self.scaling)
+        col = np.floor((p[..., 0] + self.x_center) / self.scaling)
+        return np.stack([row, col], axis=-1).astype(np.int64)
+
+    def _inside(self, cells: np.ndarray) -> np.ndarray:
+        rows, cols = cells[..., 0], cells[..., 1]
+        return (rows >= 0) & (rows < self.n_rows) & (cols >= 0) & (cols < self.n_cols)
+
+    def is_free_batch(self, xy: np.ndarray) -> np.ndarray:
+        """Bool (N,): whether each point lies inside the maze in a non-wall cell."""
+        cells = self.xy_to_cell(np.asarray(xy, dtype=np.float64).reshape(-1, 2))
+        inside = self._inside(cells)
+        free = np.zeros(len(cells), dtype=bool)
+        free[inside] = ~self.walls[cells[inside, 0], cells[inside, 1]]
+        return free
+
+    def is_free(self, xy: Sequence[float] | np.ndarray) -> bool:
+        return bool(self.is_free_batch(np.asarray(xy, dtype=np.float64).reshape(1, 2))[0])
+
+    def check_point(self, xy: Sequence[float] | np.ndarray, what: str = "goal") -> np.ndarray:
+        """``xy`` as a float array (2,) after checking that it lies in a free cell of the maze;
+        ``ValueError`` naming the point when it is outside the maze or in a wall cell."""
+        p = np.asarray(xy, dtype=np.float64).reshape(-1)
+        if p.shape != (2,) or not np.all(np.isfinite(p)):
+            raise ValueError(f"{what} must be a finite (x, y) point, got {xy!r}")
+        row, col = (int(v) for v in self.xy_to_cell(p))
+        x0, x1, y0, y1 = self.bounds
+        if not self._inside(np.array([row, col])):
+            raise ValueError(f"{what} ({p[0]:.2f}, {p[1]:.2f}) is outside the {self.name} maze "
+                             f"(x in [{x0:g}, {x1:g}], y in [{y0:g}, {y1:g}])")
+        if self.walls[row, col]:
+            raise ValueError(f"{what} ({p[0]:.2f}, {p[1]:.2f}) lies in a wall cell (row {row}, col {col}) "
+                             f"of the {self.name} maze")
+        return p.copy()
+
+    def wall_rectangles(self) -> np.ndarray:
+        """(W, 4) array of the wall cells' (x0, y0, x1, y1), for plotting."""
+        rows, cols = np.nonzero(self.walls)
+        centers = self.cell_to_xy(np.stack([rows, cols], axis=-1))
+        half = self.scaling / 2
+        return np.concatenate([centers - half, centers + half], axis=-1).reshape(-1, 4)
+
+    # -- shortest paths ----------------------------------------------------------------------------
+    def distances_to(self, cell: Sequence[int]) -> np.ndarray:
+        """(n_rows, n_cols) BFS distances (4-neighbour moves) to ``cell``; -1 for walls/unreachable."""
+        key = (int(cell[0]), int(cell[1]))
+        if key not in self._dist:
+            dist = np.full(self.walls.shape, -1, dtype=np.int64)
+            dist[key] = 0
+            queue = deque([key])
+            while queue:
+                r, c = queue.popleft()
+                for dr, dc in _MOVES:
+                    nr, nc = r + dr, c + dc
+                    if 0 <= nr < self.n_rows and 0 <= nc < self.n_cols and not self.walls[nr, nc] and dist[nr, nc] < 0:
+                        dist[nr, nc] = dist[r, c] + 1
+                        queue.append((nr, nc))
+            self._dist[key] = dist
+        return self._dist[key]
+
+    def cell_path(self, start_cell: Sequence[int], goal_cell: Sequence[int]) -> list[tuple[int, int]]:
+        """Cells of a shortest 4-neighbour path, start and goal included (ties: up, down, left, right)."""
+        dist = self.distances_to(goal_cell)
+        r, c = int(start_cell[0]), int(start_cell[1])
+        if dist[r, c] < 0:
+            raise ValueError(f"no path from cell {(r, c)} to cell {tuple(goal_cell)} in the {self.name} maze")
+        path = [(r, c)]
+        while dist[r, c] > 0:
+            for dr, dc in _MOVES:
+                nr, nc = r + dr, c + dc
+                if 0 <= nr < self.n_rows and 0 <= nc < self.n_cols and dist[nr, nc] == dist[r, c] - 1:
+                    r, c = nr, nc
+                    break
+            path.append((r, c))
+        return path
+
+    def shortest_path(self, start_xy: Sequence[float] | np.ndarray,
+                      goal_xy: Sequence[float] | np.ndarray) -> np.ndarray:
+        """(K, 2) waypoints from ``start_xy`` to ``goal_xy``: the centers of the path's cells after the
+        start cell, the last one replaced by the exact goal; K = max(BFS distance, 1)."""
+        start = self.xy_to_cell(self.check_point(start_xy, "start"))
+        goal_point = self.check_point(goal_xy, "goal")
+        cells = self.cell_path(start, self.xy_to_cell(goal_point))[1:]
+        waypoints = self.cell_to_xy(np.array(cells, dtype=np.int64).reshape(-1, 2))
+        return np.concatenate([waypoints[:-1], goal_point[None]]) if len(waypoints) else goal_point[None]
+
+    # -- sampling ------------------------------------------------------------------------------------
+    def draw_start_goal(self, n: int, generator: Any = None, noise: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` (start, goal) pairs as gymnasium-robotics resets draw them: two distinct free cells,
+        each point uniform within +-``noise`` cell sizes of its cell's center; the start at rest.
+        Returns starts (n, 4) = (x, y, 0, 0) and goals (n, 2). ``generator``: a numpy Generator,
+        an int seed, a ``torch.Generator`` or None."""
+        rng = _numpy_rng(generator)
+        free = np.array(self.free_cells, dtype=np.int64)
+        if len(free) < 2:
+            raise ValueError(f"the {self.name} maze needs two free cells to draw a start and a goal")
+        first = rng.integers(0, len(free), size=n)
+        second = (first + rng.integers(1, len(free), size=n)) % len(free)  # uniform over the other cells
+        jitter = rng.uniform(-noise, noise, size=(2, n, 2)) * self.scaling
+        starts = np.zeros((n, 4))
+        starts[:, :2] = self.cell_to_xy(free[first]) + jitter[0]
+        goals = self.cell_to_xy(free[second]) + jitter[1]
+        return starts, goals
+
+
+def _numpy_rng(generator: Any) -> np.random.Generator:
+    if isinstance(generator, np.random.Generator):
+        return generator
+    if generator is None or isinstance(generator, (int, np.integer)):
+        return np.random.default_rng(generator)
+    if hasattr(generator, "manual_seed"):  # torch.Generator: draw a seed from it
+        import torch
+
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    raise TypeError(f"generator must be a numpy Generator, an int, a torch.Generator or None, not {type(generator)}")

@@ -1,0 +1,84 @@
+"""Trajectory models over (state, action) windows, registered by name: Diffuser's temporal U-Net
+diffusion (``maze-diffuser``) and an autoregressive transformer with Gaussian-mixture steps
+(``traj-arm``). Both take the start and goal by inpainting (``domain.inpainting_condition``)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar
+
+from dgm_science.backbones import CausalTransformer, TemporalUNet
+from dgm_science.base import GenerativeModel
+from dgm_science.config import ConfigError
+from dgm_science.domains.trajectories.domain import TRANSITION_DIM
+from dgm_science.families.autoregressive import MixtureAutoregressive
+from dgm_science.families.diffusion import GaussianDiffusion
+from dgm_science.registry import register
+
+
+@dataclasses.dataclass(frozen=True)
+class MazeDiffuserConfig:
+    """Diffuser (Janner et al. 2022) for Maze2D: ``horizon`` (None: the maze's, 128 / 256 / 384),
+    U-Net width ``dim`` and ``dim_mults``, ``diffusion_steps`` with the cosine schedule, predicting
+    x (``prediction: sample``) as Diffuser's Maze2D configs do; ``sampling_steps`` < T strides;
+    samples from an exponential moving average of the weights (``ema_decay``, Diffuser's 0.995)."""
+
+    horizon: int | None = None
+    dim: int = 32
+    dim_mults: list[int] = dataclasses.field(default_factory=lambda: [1, 4, 8])
+    diffusion_steps: int = 64
+    sampling_steps: int | None = None
+    prediction: str = "sample"
+    ema_decay: float = 0.995
+
+
+@dataclasses.dataclass(frozen=True)
+class TrajARMConfig:
+    """Causal transformer over the H steps of a window, each step a mixture of ``components``
+    diagonal Gaussians over (x, y, vx, vy, ax, ay), its means offsets from the previous step
+    (``residual``)."""
+
+    horizon: int | None = None
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    dropout: float = 0.0
+    components: int = 5
+    residual: bool = False
+
+
+@register("model", "maze-diffuser")
+class MazeDiffuser:
+    """Diffuser: Gaussian diffusion of (state, action) windows with a temporal U-Net; start and goal
+    imposed by inpainting."""
+
+    domain: ClassVar[str] = "trajectories"
+    Config = MazeDiffuserConfig
+
+    @staticmethod
+    def build(cfg: MazeDiffuserConfig, state: dict[str, Any]) -> GenerativeModel:
+        horizon = state["horizon"]
+        factor = 2 ** (len(cfg.dim_mults) - 1)
+        if horizon % factor:
+            raise ConfigError(f"model.horizon {horizon} must be divisible by {factor} for dim_mults {cfg.dim_mults}")
+        network = TemporalUNet(TRANSITION_DIM, dim=cfg.dim, dim_mults=tuple(cfg.dim_mults))
+        return GaussianDiffusion(network, (horizon, TRANSITION_DIM), steps=cfg.diffusion_steps, schedule="cosine",
+                                 prediction=cfg.prediction, sampling_steps=cfg.sampling_steps, clip=1.0,
+                                 ema_decay=cfg.ema_decay)
+
+
+@register("model", "traj-arm")
+class TrajARM:
+    """Autoregressive trajectory transformer with Gaussian-mixture outputs; start and goal given."""
+
+    domain: ClassVar[str] = "trajectories"
+    Config = TrajARMConfig
+
+    @staticmethod
+    def build(cfg: TrajARMConfig, state: dict[str, Any]) -> GenerativeModel:
+        horizon = state["horizon"]
+        network = CausalTransformer(0, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
+                                    max_length=horizon, dropout=cfg.dropout, condition_dim=4 * TRANSITION_DIM,
+                                    input_dim=TRANSITION_DIM, output_dim=cfg.components * (2 * TRANSITION_DIM + 1))
+        return MixtureAutoregressive(network, TRANSITION_DIM, horizon, components=cfg.components,
+                                     residual=cfg.residual)
