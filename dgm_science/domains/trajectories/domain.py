@@ -78,10 +78,11 @@ def read_split(path: Path) -> list[np.ndarray]:
     return np.split(transitions, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
-def prepare_trajectories(maze: str, raw_dir: Path, out_dir: Path, *, val_fraction: float = 0.1,
+def prepare_trajectories(maze: str, raw_dir: Path, out_dir: Path, *, val_episodes: int | None = None,
                          seed: int = 0) -> dict[str, Any]:
     """Split the expert Minari dataset in ``raw_dir`` into train / validation by whole episodes
-    (seeded), checking every episode's shapes; ``prepare.json`` records the sizes."""
+    (seeded; ``val_episodes``, default 10 %), checking every episode's shapes; ``prepare.json``
+    records the sizes."""
     from dgm_science.domains.trajectories.minari_io import read_minari
 
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
@@ -95,7 +96,9 @@ def prepare_trajectories(maze: str, raw_dir: Path, out_dir: Path, *, val_fractio
     if len(episodes) < 2:
         raise DataError(f"{raw_dir}: {len(episodes)} episode(s); need at least 2 to hold one out")
     order = np.random.default_rng(seed).permutation(len(episodes))
-    n_valid = max(1, int(round(val_fraction * len(episodes))))
+    n_valid = max(1, round(0.1 * len(episodes))) if val_episodes is None else val_episodes
+    if not 1 <= n_valid < len(episodes):
+        raise ValueError(f"--val-size {n_valid}: needs 1 .. {len(episodes) - 1} of the {len(episodes)} episodes")
     split = {"valid": sorted(order[:n_valid].tolist()), "train": sorted(order[n_valid:].tolist())}
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, ids in split.items():
@@ -132,11 +135,7 @@ def _register_dataset(maze: str) -> None:
             """``val_size``: validation episodes (default 10 %); ``train_size`` must be unset."""
             if train_size is not None:
                 raise ValueError("--train-size: choose the number of episodes in `dgm collect`")
-            stats = prepare_trajectories(maze, raw_dir, out_dir, seed=seed)
-            if val_size is not None:
-                total = stats["train_episodes"] + stats["valid_episodes"]
-                stats = prepare_trajectories(maze, raw_dir, out_dir, val_fraction=val_size / total, seed=seed)
-            return stats
+            return prepare_trajectories(maze, raw_dir, out_dir, val_episodes=val_size, seed=seed)
 
     _Dataset.__name__ = f"Dataset_pointmaze_{maze}"
     register("dataset", f"pointmaze-{maze}")(_Dataset)
@@ -390,6 +389,7 @@ class TrajectoryDomain:
         """Open-loop plan quality: dynamic consistency in the simulator (``metrics.plan_metrics``)
         of up to ``max_trajectories`` samples, and the same for real validation windows (the
         ``data_*`` row)."""
+        from dgm_science.domains.trajectories.mazes import maze_spec
         from dgm_science.domains.trajectories.metrics import plan_metrics
 
         prepared = read_prepared(reference_dir)
@@ -397,7 +397,7 @@ class TrajectoryDomain:
         valid = [s for s in samples if s is not None]
         metrics = {"valid": len(valid) / max(len(samples), 1), "samples": float(len(samples))}
         metrics.update(plan_metrics(prepared["maze"], valid[:max_trajectories]))
-        horizon = len(valid[0].observations) if valid else 128
+        horizon = len(valid[0].observations) if valid else maze_spec(prepared["maze"]).horizon
         episodes = read_split(Path(reference_dir) / "valid.npz")
         windows = [Trajectory(w[:, :OBS_DIM].astype(np.float64), w[:, OBS_DIM:].astype(np.float64),
                               w[-1, :2].astype(np.float64))

@@ -275,5 +275,5 @@ def _numpy_rng(generator: Any) -> np.random.Generator:
     if hasattr(generator, "manual_seed"):  # torch.Generator: draw a seed from it
         import torch
 
-        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator)))
+        return np.random.default_rng(int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device)))
     raise TypeError(f"generator must be a numpy Generator, an int, a torch.Generator or None, not {type(generator)}")
