@@ -23,9 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
@@ -33,6 +30,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from dgm_science.domains.trajectories.mazes import GOAL_RADIUS, Maze, MazeSpec, make_env, maze_spec
+from dgm_science.utils import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -236,9 +234,7 @@ def write_expert_dataset(out_dir: str | Path, maze_name: str | MazeSpec, *, epis
         raise FileExistsError(f"{out_dir} exists; remove it or pass overwrite=True")
     result = collect(spec, episodes=episodes, episode_steps=episode_steps, noise=noise, seed=seed, **policy_kwargs)
     stats = result["stats"]
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(out_dir) as tmp:
         ident = dataset_id(spec, noise)
         write_minari(
             tmp / "minari", result["episodes"], dataset_id=ident, env_id=spec.env_id,
@@ -256,16 +252,6 @@ def write_expert_dataset(out_dir: str | Path, maze_name: str | MazeSpec, *, epis
                     "episodes": episodes, "episode_steps": episode_steps, "noise": noise, "seed": seed,
                     "versions": _versions(), "stats": stats}
         (tmp / "collect.json").write_text(json.dumps(settings, indent=2) + "\n")
-        if out_dir.exists():
-            old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".old"))
-            os.replace(out_dir, old / out_dir.name)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return stats
 
 

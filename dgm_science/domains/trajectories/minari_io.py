@@ -23,13 +23,12 @@ or through Minari's registry of local datasets, by placing (or symlinking) the f
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+
+from dgm_science.utils import atomic_dir
 
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
 """Arrays of an episode dict; an optional int "seed" (the env's reset seed) rides along."""
@@ -105,9 +104,7 @@ def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dat
         _check_episode(i, episode, obs_space, act_space)
 
     path = Path(path).resolve()  # Minari's storage joins a relative data path onto itself
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    try:
+    with atomic_dir(path) as tmp:
         storage = MinariStorage.new(tmp / "data", observation_space=obs_space, action_space=act_space,
                                     env_spec=env_spec, data_format="hdf5", jpeg_encoding=False)
         info: dict[str, Any] = {
@@ -134,16 +131,6 @@ def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dat
             )
             for i, episode in enumerate(episodes)
         )
-        if path.exists():
-            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".old"))
-            os.replace(path, old / path.name)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return path / "data"
 
 
