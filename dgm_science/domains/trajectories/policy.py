@@ -3,8 +3,7 @@
 >>> import gymnasium as gym
 >>> from dgm_science.domains.trajectories.mazes import make_env
 >>> from dgm_science.domains.trajectories.policy import PlannerPolicy
->>> policy = PlannerPolicy("results/trajectories/pointmaze-umaze/maze-diffuser/seed0/model.ckpt",
-...                        replan_every=50)
+>>> policy = PlannerPolicy("results/trajectories/pointmaze-umaze/maze-diffuser/seed0/model.ckpt")
 >>> env = make_env("umaze")
 >>> obs, _ = env.reset(seed=0)
 >>> for _ in range(300):

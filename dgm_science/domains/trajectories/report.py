@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from dgm_science.domains.trajectories.mazes import MAZES
 from dgm_science.registry import register
 from dgm_science.report import collect_runs, png_data_uri, run_scale, table_html
 
@@ -116,7 +117,8 @@ def trajectories_section(results: Path) -> str:
     if not runs:
         return ""
     parts = ["<h2>Robot trajectories (PointMaze)</h2>"]
-    for dataset in sorted({r["dataset"] for r in runs}):
+    order = [f"pointmaze-{name}" for name in MAZES]  # U-Maze, Medium, Large: by difficulty
+    for dataset in sorted({r["dataset"] for r in runs}, key=lambda d: (order.index(d) if d in order else len(order), d)):
         ds_runs = [r for r in runs if r["dataset"] == dataset]
         resources = results.parent / "resources" / "trajectories" / dataset
         parts.append(f"<h3>{dataset}</h3>")
