@@ -1,4 +1,6 @@
 # dgm-science pipeline: `snakemake --profile workflows/profiles/default` (see README).
+import os
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -11,8 +13,10 @@ if not config:
     configfile: "workflows/config/default.yaml"
 
 
-
 validate(config, "workflows/schemas/config.schema.yaml")
+
+# `--sdm conda`: workflows/envs/conda.post-deploy.sh installs the project from here into the env.
+os.environ.setdefault("DGM_SCIENCE_SOURCE", workflow.basedir)
 
 
 include: "workflows/rules/common.smk"
@@ -24,6 +28,6 @@ include: "workflows/rules/report.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/report.html",
-    default_target: True

@@ -32,8 +32,8 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
         from dgm_science.domains.molecules.data import featurize_file
 
         for split in ("train", "valid"):
-            if not (data / f"graphs_{split}.pt").is_file():
-                featurize_file(data / f"{split}.smi", data / f"graphs_{split}.pt", threads)
+            if not (data / f"graphs_{split}.npz").is_file():
+                featurize_file(data / f"{split}.smi", data / f"graphs_{split}.npz", threads)
     if "dense" in spec.batch_fields and not (data / "dense.npz").is_file():
         from dgm_science.domains.molecules.dense import featurize_dense
 

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dgm_science import checkpoint, registry
-from dgm_science.batching import LengthBucketBatchSampler
+from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ShardedSampler
 from dgm_science.base import GenerativeModel
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
 from dgm_science.families.vae import VAE
@@ -233,13 +233,38 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     return LoadedModel(payload["model"], model, spec, config, domain, payload["domain_state"], payload["info"])
 
 
+def data_loaders(train_set: Any, val_set: Any, cfg: TrainConfig, *, seed: int,
+                 accumulate_grad_batches: int = 1) -> tuple[DataLoader, DataLoader]:
+    """Training and validation loaders whose samplers shard across distributed ranks themselves
+    (:mod:`dgm_science.batching`): every rank gets the same number of batches of disjoint data
+    (length-bucketed for sequence data, to avoid padding), and validation is split over the ranks."""
+    if len(train_set) < cfg.batch_size:
+        raise ValueError(f"the training set has {len(train_set)} examples, fewer than train.batch_size "
+                         f"{cfg.batch_size}: lower the batch size")
+    loader_args = {"collate_fn": train_set.collate, "num_workers": cfg.num_workers,
+                   "persistent_workers": cfg.num_workers > 0}
+    if hasattr(train_set, "lengths"):  # sequence data: bucket by length to avoid padding
+        sampler: Any = LengthBucketBatchSampler(train_set.lengths, cfg.batch_size, seed=seed,
+                                                accumulate=accumulate_grad_batches)
+    else:
+        sampler = RandomBatchSampler(len(train_set), cfg.batch_size, seed=seed, accumulate=accumulate_grad_batches)
+    train_loader = DataLoader(train_set, batch_sampler=sampler, **loader_args)
+    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardedSampler(len(val_set)), **loader_args)
+    return train_loader, val_loader
+
+
 def train(
     model_name: str, data_dir: Path, config: RunConfig, *, seed: int, out: Path, progress: bool = False
 ) -> dict[str, Any]:
     """Train ``model_name`` on prepared data; write the checkpoint ``out``. Lightning's resumable
-    checkpoints and CSV logs go to ``out.parent / "train"``."""
-    from dgm_science.training import fit
+    checkpoints and CSV logs go to ``out.parent / "train"``.
 
+    Under distributed training every rank runs this; only rank 0 computes the typicality
+    statistics and writes ``out`` (Lightning's checkpoints and logs are rank-0 only too); the other
+    ranks return their result (``global_rank`` > 0) without writing anything."""
+    from dgm_science.training import check_slurm_tasks, fit
+
+    check_slurm_tasks(config.train)  # before the data is read: a wrong Slurm job fails at once
     spec = registry.get("model", model_name)
     domain = registry.get("domain", spec.domain)
     seed_everything(seed)
@@ -247,27 +272,22 @@ def train(
     spec, domain, model = _build(model_name, config, state)
     train_set, val_set = domain.datasets(data_dir, spec, config.model, state)
     cfg = config.train
-    loader_args = {"collate_fn": train_set.collate, "num_workers": cfg.num_workers,
-                   "persistent_workers": cfg.num_workers > 0}
-    if hasattr(train_set, "lengths"):  # sequence data: bucket by length to avoid padding
-        sampler = LengthBucketBatchSampler(train_set.lengths, cfg.batch_size, seed=seed)
-        train_loader = DataLoader(train_set, batch_sampler=sampler, **loader_args)
-    else:
-        train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                                  generator=torch.Generator().manual_seed(seed), **loader_args)
-    val_loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False, **loader_args)
+    train_loader, val_loader = data_loaders(train_set, val_set, cfg, seed=seed)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # not an EMA copy
     log.info("%s: %d parameters, %d training / %d validation examples", model_name, n_params, len(train_set),
              len(val_set))
     start = time.perf_counter()
-    result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress)
+    result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress, seed=seed)
     wall = time.perf_counter() - start
+    examples = result["global_step"] * cfg.batch_size * result["world_size"]
     info = {
         "seed": seed, "parameters": n_params, "train_examples": len(train_set), "valid_examples": len(val_set),
         "dropped_too_long": train_set.n_too_long, "train_seconds": wall,
-        "examples_per_second": result["global_step"] * cfg.batch_size / wall if wall > 0 else 0.0, **result,
+        "examples_per_second": examples / wall if wall > 0 else 0.0, **result,
         "data_dir": str(data_dir),
     }
+    if result["global_rank"] != 0:
+        return info
     typicality = _typical_set_statistics(domain, model, spec, config, state, Path(data_dir))
     if typicality is not None:
         info["typicality"] = typicality

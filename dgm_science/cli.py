@@ -139,7 +139,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     config = api.RunConfig.parse(args.model, load_mapping(args.config) if args.config else {},
                                  where=str(args.config or "config"))
     info = api.train(args.model, args.data, config, seed=args.seed, out=args.out, progress=show_progress())
-    log.info("trained %s: %s", args.model, json.dumps(info))
+    if info["global_rank"] == 0:  # under DDP every rank gets here; one report
+        log.info("trained %s: %s", args.model, json.dumps(info))
 
 
 SORT_KEYS = ("log_likelihood", "ood_score", "qed", "sa", "logp", "mw")  # candidates.SORT_KEYS, without its imports
@@ -385,9 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     p.set_defaults(func=cmd_prepare)
 
-    p = sub.add_parser("featurize", help="RDKit molecular graphs (PyG) for a SMILES file")
+    p = sub.add_parser("featurize", help="RDKit molecular graphs (PyG) for a SMILES file, in chunks over --jobs "
+                                         "processes, stored as arrays that training memory-maps")
     p.add_argument("--smiles", type=Path, required=True, help="one SMILES per line")
-    p.add_argument("--out", type=Path, required=True, help="output .pt file (InMemoryDataset format)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .npz (uncompressed; graph arrays with per-molecule offsets, no pickle)")
     p.add_argument("--max-molecules", type=positive_int, default=None,
                    help="featurize only the first N molecules (graph models then train on those)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
@@ -396,7 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dense", help="dense kekulized graphs (atom types, bond orders) of train.smi / valid.smi "
                                      "for one-shot graph models; molecules that don't fit are skipped and counted")
     p.add_argument("--data", type=Path, required=True, help="folder with train.smi and valid.smi")
-    p.add_argument("--out", type=Path, required=True, help="output .npz")
+    p.add_argument("--out", type=Path, required=True, help="output .npz (uncompressed, uint8 arrays; memory-mapped "
+                                                           "by training)")
     p.add_argument("--max-molecules", type=positive_int, default=None,
                    help="the first N training molecules only (default: all)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")

@@ -46,9 +46,10 @@ def _merged(base, overlay):
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "workflows/config/overlays").glob("*.yaml")), ids=lambda p: p.name)
-def test_overlays_validate_on_top_of_the_default(path):
-    default = yaml.safe_load((ROOT / "workflows/config/default.yaml").read_text())
-    merged = _merged(default, yaml.safe_load(path.read_text()))
+def test_overlays_validate_on_top_of_their_base(path):
+    """``paper-*`` overlays go on top of paper.yaml, the others on top of the default."""
+    base = "paper.yaml" if path.name.startswith("paper-") else "default.yaml"
+    merged = _merged(yaml.safe_load((ROOT / "workflows/config" / base).read_text()), yaml.safe_load(path.read_text()))
     jsonschema.validate(merged, SCHEMA)
     for domain in ("molecules", "structures", "sequences", "trajectories"):
         for dataset in merged.get(domain, {}).values():

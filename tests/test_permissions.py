@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dgm_science.utils import atomic_dir, atomic_path, current_umask
@@ -64,3 +65,14 @@ def test_cli_outputs_are_group_readable_under_umask_027(tmp_path, molecule_state
     assert result.returncode == 0, result.stderr[-3000:]
     assert mode(out) == 0o640
     assert mode(ckpt) == 0o644 & ~current_umask()
+
+
+def test_reference_statistics_file_honours_the_umask(tmp_path):
+    """``ref_*.npz`` (molecules' reference statistics) went through a 0600 NamedTemporaryFile."""
+    from dgm_science.domains.molecules.metrics import REFERENCE_KEYS, load_reference, save_reference
+
+    stats = {key: np.arange(3) for key in REFERENCE_KEYS}
+    with umask(0o022):
+        save_reference(tmp_path / "ref_test.npz", stats)
+    assert mode(tmp_path / "ref_test.npz") == 0o644
+    assert set(load_reference(tmp_path / "ref_test.npz")) == set(REFERENCE_KEYS)

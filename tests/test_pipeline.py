@@ -9,58 +9,28 @@ one model's config must re-run only that model's chain.
 
 from __future__ import annotations
 
-import gzip
 import json
-import os
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.domains.sequences.fixtures import write_raw
+from tests.workflow_fixtures import ROOT, copy_workflow, run_snakemake, write_raw_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.e2e
 QM9_MODELS = ("graph-flow", "graph-diffusion")
 
 
-def _snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run(
-        [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "tiny.yaml", *args],
-        cwd=workdir, env=env, capture_output=True, text=True, timeout=900,
-    )
+def _snakemake(workdir, *args: str):
+    return run_snakemake(workdir, ["tiny.yaml"], *args)
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, moses_smiles):
     work = tmp_path_factory.mktemp("pipeline")
-    shutil.copy(ROOT / "Snakefile", work / "Snakefile")
-    shutil.copytree(ROOT / "workflows", work / "workflows")
-    shutil.copy(ROOT / "tests/data/tiny.yaml", work / "tiny.yaml")
-    raw = work / "resources/molecules/moses/raw"
-    raw.mkdir(parents=True)
+    copy_workflow(work, ROOT / "tests/data/tiny.yaml")
     splits = {"train": moses_smiles[:260] + ["C1CC(", "not_a_smiles"], "test": moses_smiles[260:],
               "test_scaffolds": moses_smiles[200:]}
-    for name, smiles in splits.items():
-        with gzip.open(raw / f"{name}.csv.gz", "wt") as fh:
-            fh.write("SMILES\n" + "\n".join(smiles) + "\n")
-    qm9_raw = work / "resources/molecules/qm9/raw"
-    qm9_raw.mkdir(parents=True)
-    qm9 = (ROOT / "tests/data/qm9_sample.smi").read_text().split()
-    with gzip.open(qm9_raw / "qm9.csv.gz", "wt") as fh:
-        fh.write("index,SMILES\n" + "".join(f"{i + 1},{s}\n" for i, s in enumerate(qm9)))
-    qm9_3d_raw = work / "resources/structures/qm9/raw"
-    qm9_3d_raw.mkdir(parents=True)
-    shutil.copy(ROOT / "tests/data/qm9_3d_sample.npz", qm9_3d_raw / "qm9_3d.npz")
-    ala2_raw = work / "resources/structures/ala2/raw"
-    ala2_raw.mkdir(parents=True)
-    for name in ("alanine-dipeptide.prmtop", "alanine-dipeptide.pdb"):
-        shutil.copy(ROOT / "tests/data/ala2" / name, ala2_raw / name)
-    write_raw(work / "data/sequences", "16s-v4", n=120)  # 120 V4 amplicons with an index split
+    write_raw_inputs(work, splits, {"16s-v4": 120})  # 120 V4 amplicons with an index split
     return work
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import torch
 
@@ -60,3 +61,16 @@ def test_keep_best_restores_the_weights_of_the_lowest_validation_nll():
                                module)
     assert keep.restore(module) == {"best_step": 20, "best_val_nll": 2.0}
     assert torch.equal(module.model.weight, snapshots[1])
+
+
+def test_bf16_mixed_precision_trains_with_gradient_clipping(tmp_path, moses_smiles):
+    """paper.yaml's precision on the CPU (and what ``auto`` becomes on a bf16 GPU): Lightning refuses
+    to clip the gradients of a fused optimizer under mixed precision, so this failed at step 1."""
+    data = _data(tmp_path, moses_smiles)
+    config = _config(3)
+    config = api.RunConfig(config.model, dataclasses.replace(config.train, precision="bf16-mixed", grad_clip=1.0),
+                           config.sample)
+    result = api.train("smiles-arm", data, config, seed=0, out=tmp_path / "run" / "model.ckpt")
+    assert result["global_step"] == 3
+    rows = list(csv.DictReader(open(tmp_path / "run/train/logs/metrics.csv")))
+    assert all(torch.isfinite(torch.tensor(float(r["train/loss"]))) for r in rows if r.get("train/loss"))

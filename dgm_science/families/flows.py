@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from dgm_science.families.vae import StandardNormal
@@ -48,9 +49,19 @@ class ActNorm(Transform):
 
     @torch.no_grad()
     def _initialize(self, x: torch.Tensor) -> None:
-        channels = x.movedim(self.channel_dim, -1).reshape(-1, x.shape[self.channel_dim])
-        self.bias.copy_(-channels.mean(0))
-        self.log_scale.copy_(-torch.log(channels.std(0).clamp(min=1e-3)))
+        """Mean and standard deviation per channel of the first batch; under torch.distributed of
+        the ranks' batches together, so that every rank starts from the same weights (DDP does not
+        synchronise weights after it wraps the model) and 2 ranks with B/2 match one process with B."""
+        channels = x.movedim(self.channel_dim, -1).reshape(-1, x.shape[self.channel_dim]).double()
+        moments = torch.stack([channels.new_full(channels.shape[1:], channels.shape[0]), channels.sum(0),
+                               channels.square().sum(0)])
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(moments)
+        count, total, squares = moments
+        mean = total / count
+        std = ((squares - count * mean.square()).clamp(min=0) / (count - 1).clamp(min=1)).sqrt()
+        self.bias.copy_(-mean)
+        self.log_scale.copy_(-torch.log(std.clamp(min=1e-3)))
         self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:

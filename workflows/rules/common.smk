@@ -1,17 +1,45 @@
-# Helpers and target lists shared by the rules (no lambdas inside rules).
+# Helpers, input functions and target lists for the rules (the rule files hold rules only).
 import json
+import os
 
 from dgm_science import registry
 
-DGM = "dgm"
 SEEDS = config["seeds"]
 DOMAINS = ("molecules", "structures", "sequences", "trajectories")
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    model=r"[a-z0-9-]+",
+
+
+# ---------------------------------------------------------------------------------------------
+# Generic helpers
 
 
 def model_config_json(domain, dataset, model):
     """The model's whole config (model / train / sample) as JSON: a params value, so that
     changing one model's config re-runs that model's chain only."""
     return json.dumps(config[domain][dataset]["models"][model], sort_keys=True)
+
+
+def model_config(domain):
+    """A params function: the model's config (see model_config_json) of the job's wildcards."""
+
+    def config_of(wildcards):
+        return model_config_json(domain, wildcards.dataset, wildcards.model)
+
+    return config_of
+
+
+def sample_count(domain):
+    """A params function: how many samples the model's sample: n asks for (10,000 if unset)."""
+
+    def n(wildcards):
+        model = config[domain][wildcards.dataset]["models"][wildcards.model]
+        return model.get("sample", {}).get("n", 10000)
+
+    return n
 
 
 def batch_fields(model):
@@ -24,7 +52,8 @@ def run_dir(domain, dataset, model, seed):
 
 def samples_file(model):
     """The samples file of a model's domain: samples.csv (molecules), samples.sdf (QM9
-    conformations), samples.dcd (molecular dynamics), samples.fasta (sequences), samples.minari (trajectories)."""
+    conformations), samples.dcd (molecular dynamics), samples.fasta (sequences), samples.minari (trajectories).
+    """
     spec = registry.get("model", model)
     return registry.get("domain", spec.domain).samples_file
 
@@ -43,3 +72,293 @@ def domain_targets(domain, filename=None):
 def optional_flag(flag, value):
     """``--flag value``, or nothing when the config says null (the CLI's default: all)."""
     return "" if value is None else f"{flag} {value}"
+
+
+def output_folder(name):
+    """A params function: the folder of output ``name`` (a name or an index), derived from the
+    output so that no path prefix is written twice."""
+
+    def folder(wildcards, output):
+        path = output[name] if isinstance(name, int) else getattr(output, name)
+        return os.path.dirname(path)
+
+    return folder
+
+
+def input_folder(name):
+    """A params function: the folder of input ``name`` (a name or an index)."""
+
+    def folder(wildcards, input):
+        path = input[name] if isinstance(name, int) else getattr(input, name)
+        return os.path.dirname(path)
+
+    return folder
+
+
+def train_launcher(wildcards, threads, resources):
+    """What starts ``dgm train``: nothing locally. Under Slurm, a profile that gives the rule the
+    ``mpi`` resource (``mpi: srun``, ``tasks: N``, ``nodes: 1``) gets one training process per
+    task. The SLURM executor's job step then runs the command in the batch step with the SLURM_*
+    task variables removed, so srun is told the tasks and CPUs again, per node: Lightning's SLURM
+    environment refuses a bare ``--ntasks`` (it needs SLURM_NTASKS_PER_NODE)."""
+    launcher = getattr(resources, "mpi", "")
+    if not launcher:
+        return ""
+    tasks = getattr(resources, "tasks", 1)
+    return f"{launcher} --nodes=1 --ntasks-per-node={tasks} --cpus-per-task={threads}"
+
+
+def model_domain(wildcards):
+    return registry.get("model", wildcards.model).domain
+
+
+# ---------------------------------------------------------------------------------------------
+# Molecules
+
+
+def molecules_config(dataset):
+    return config["molecules"][dataset]
+
+
+def raw_training_file(wildcards):
+    return {
+        "moses": "resources/molecules/moses/raw/train.csv.gz",
+        "qm9": "resources/molecules/qm9/raw/qm9.csv.gz",
+    }[wildcards.dataset]
+
+
+def subset_flags(wildcards):
+    subset = molecules_config(wildcards.dataset)["subset"]
+    return (
+        f"{optional_flag('--train-size', subset['train_size'])} --val-size {subset['val_size']}"
+        f" --seed {subset['seed']}"
+    )
+
+
+def graph_limit(wildcards):
+    graphs = molecules_config(wildcards.dataset).get("graphs") or {}
+    return optional_flag("--max-molecules", graphs.get("max_molecules"))
+
+
+def reference_source(wildcards):
+    """MOSES ships Test and TestSF; QM9's test split is the held-out 10%."""
+    if wildcards.dataset == "moses":
+        return f"resources/molecules/moses/raw/{wildcards.split}.csv.gz"
+    return f"resources/molecules/qm9/data/{wildcards.split}.smi"
+
+
+def reference_flags(wildcards):
+    reference = molecules_config(wildcards.dataset)["reference"]
+    return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
+
+
+def molecules_train_inputs(wildcards):
+    data = f"resources/molecules/{wildcards.dataset}/data"
+    inputs = {"train": f"{data}/train.smi", "valid": f"{data}/valid.smi"}
+    if "graph" in batch_fields(wildcards.model):
+        inputs["graphs_train"] = f"{data}/graphs_train.npz"
+        inputs["graphs_valid"] = f"{data}/graphs_valid.npz"
+    if "dense" in batch_fields(wildcards.model):
+        inputs["dense"] = f"{data}/dense.npz"
+    return inputs
+
+
+def molecules_evaluate_inputs(wildcards):
+    data = f"resources/molecules/{wildcards.dataset}/data"
+    run = run_dir("molecules", wildcards.dataset, wildcards.model, wildcards.seed)
+    inputs = {
+        "samples": f"{run}/samples.csv",
+        "train_all": f"{data}/train_all.smi",
+        "ref_test": f"{data}/ref_test.npz",
+    }
+    if wildcards.dataset == "moses":  # the scaffold split exists for MOSES only
+        inputs["ref_test_scaffolds"] = f"{data}/ref_test_scaffolds.npz"
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------------
+# 3D structures
+
+
+def structures_config(dataset):
+    return config["structures"][dataset]
+
+
+def qm9_3d_subset_flags(wildcards):
+    subset = structures_config("qm9")["subset"]
+    return (
+        f"{optional_flag('--train-size', subset['train_size'])} --val-size {subset['val_size']}"
+        f" --seed {subset['seed']}"
+    )
+
+
+def qm9_3d_reference_flags(wildcards):
+    reference = structures_config("qm9")["reference"]
+    return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
+
+
+def simulation_flags(wildcards):
+    sim = structures_config("ala2")["simulation"]
+    return (
+        f"--nanoseconds {sim['nanoseconds']} --temperature {sim['temperature_kelvin']}"
+        f" --timestep-fs {sim['timestep_fs']} --friction {sim['friction_per_ps']}"
+        f" --save-every-ps {sim['save_every_ps']} --checkpoint-every-ps {sim['checkpoint_every_ps']}"
+        f" --seed {sim['seed']} --platform {sim['platform']}"
+    )
+
+
+def ala2_split_flags(wildcards):
+    split = structures_config("ala2")["split"]
+    return f"--val-size {split['valid_frames']} --test-size {split['test_frames']}"
+
+
+ALA2_DATA_FILES = (
+    "train.dcd",
+    "valid.dcd",
+    "test.dcd",
+    "topology.pdb",
+    "alanine-dipeptide.prmtop",
+    "prepare.json",
+)
+STRUCTURE_TRAIN_FILES = {"qm9": ("train.npz", "valid.npz"), "ala2": ALA2_DATA_FILES}
+STRUCTURE_EVALUATE_FILES = {
+    "qm9": ("test.npz", "train_smiles.txt"),
+    "ala2": ALA2_DATA_FILES,
+}
+
+
+def structure_data(dataset):
+    return f"resources/structures/{dataset}/data"
+
+
+def structures_train_inputs(wildcards):
+    data = structure_data(wildcards.dataset)
+    return [f"{data}/{name}" for name in STRUCTURE_TRAIN_FILES[wildcards.dataset]]
+
+
+def structures_data_dir(wildcards):
+    return structure_data(wildcards.dataset)
+
+
+def structures_evaluate_inputs(wildcards):
+    run = run_dir("structures", wildcards.dataset, wildcards.model, wildcards.seed)
+    data = structure_data(wildcards.dataset)
+    return {
+        "samples": f"{run}/{samples_file(wildcards.model)}",
+        "reference": [
+            f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[wildcards.dataset]
+        ],
+    }
+
+
+# The QM9 data row (EDM's metrics on real molecules) goes into the report beside the models.
+STRUCTURE_DATA_ROWS = (
+    ["resources/structures/qm9/data/data_row.json"]
+    if "qm9" in config.get("structures", {})
+    else []
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# Genetic sequences
+
+
+def sequences_config(dataset):
+    return config["sequences"][dataset]
+
+
+def sequence_data(dataset):
+    return f"resources/sequences/{dataset}/data"
+
+
+def sequence_source_files(wildcards):
+    from dgm_science.domains.sequences.domain import DATASETS
+
+    spec = DATASETS[wildcards.dataset]
+    return [f"data/sequences/{spec.fasta}", f"data/sequences/{spec.split}"]
+
+
+def sequences_data_dir(wildcards):
+    return sequence_data(wildcards.dataset)
+
+
+def sequence_subset_flags(wildcards):
+    subset = sequences_config(wildcards.dataset)["subset"]
+    return (
+        f"{optional_flag('--train-size', subset['train_size'])}"
+        f" {optional_flag('--max-residues', subset['max_residues'])} --seed {subset['seed']}"
+    )
+
+
+def sequences_data_files(wildcards):
+    data = sequence_data(wildcards.dataset)
+    return [
+        f"{data}/{name}"
+        for name in ("train.fasta", "valid.fasta", "test.fasta", "prepare.json")
+    ]
+
+
+# Beside each run's metrics: its test-set bits per residue, and seq-arm's compression figures.
+SEQUENCE_EXTRAS = domain_targets("sequences", "test_likelihood.json") + [
+    f"{run_dir('sequences', dataset, 'seq-arm', seed)}/compression.json"
+    for dataset, ds_cfg in config.get("sequences", {}).items()
+    if "seq-arm" in ds_cfg["models"] and ds_cfg["compression"]
+    for seed in SEEDS
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# Robot trajectories
+
+
+def trajectories_config(dataset):
+    return config["trajectories"][dataset]
+
+
+def trajectory_maze_of(wildcards):
+    return wildcards.dataset.removeprefix("pointmaze-")
+
+
+def trajectories_collect_flags(wildcards):
+    collect = trajectories_config(wildcards.dataset)["collect"]
+    return (
+        f"--episodes {collect['episodes']} --episode-steps {collect['episode_steps']}"
+        f" --noise {collect['noise']} --seed {collect['seed']}"
+    )
+
+
+def trajectories_data_files(wildcards):
+    data = f"resources/trajectories/{wildcards.dataset}/data"
+    return [f"{data}/train.npz", f"{data}/valid.npz", f"{data}/prepare.json"]
+
+
+def trajectories_data_dir(wildcards):
+    return f"resources/trajectories/{wildcards.dataset}/data"
+
+
+def trajectories_rollout_flags(wildcards):
+    rollout = trajectories_config(wildcards.dataset)["rollout"]
+    return (
+        f"--episodes {rollout['episodes']} --seed {rollout['seed']}"
+        f" {optional_flag('--replan-every', rollout['replan_every'])}"
+    )
+
+
+def trajectories_candidates(wildcards):
+    return trajectories_config(wildcards.dataset)["rollout"]["candidates"]
+
+
+# Beside each run's metrics: its closed-loop rollout; per dataset: the baselines' rollouts and data stats.
+TRAJECTORY_EXTRAS = (
+    domain_targets("trajectories", "rollout.json")
+    + domain_targets("trajectories", "plans.png")
+    + [
+        f"resources/trajectories/{dataset}/{name}"
+        for dataset in config.get("trajectories", {})
+        for name in (
+            "expert_rollout.json",
+            "straight_rollout.json",
+            "data/prepare.json",
+        )
+    ]
+)

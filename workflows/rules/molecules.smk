@@ -1,49 +1,37 @@
 # Molecules (2D): MOSES / QM9 fetch -> prepare -> featurize (PyG graphs, dense graphs) / reference
-# -> train -> sample -> evaluate.
-
-MOSES = "resources/molecules/moses"
-QM9 = "resources/molecules/qm9"
-
-
-def dataset_config(dataset):
-    return config["molecules"][dataset]
-
-
-wildcard_constraints:
-    seed=r"\d+",
-    model=r"[a-z0-9-]+",
+# -> train -> sample -> evaluate. Helpers in common.smk; threads and resources: see common.smk.
 
 
 rule moses_fetch:
     output:
-        expand(MOSES + "/raw/{split}.csv.gz", split=["train", "test", "test_scaffolds"]),
+        train="resources/molecules/moses/raw/train.csv.gz",
+        test="resources/molecules/moses/raw/test.csv.gz",
+        test_scaffolds="resources/molecules/moses/raw/test_scaffolds.csv.gz",
     log:
         "logs/molecules/moses/fetch.log",
     benchmark:
         "benchmarks/molecules/moses/fetch.tsv"
+    conda:
+        "../envs/conda.yaml"
+    params:
+        out=output_folder("train"),
     shell:
-        "{DGM} fetch moses --out {MOSES}/raw 2> {log}"
+        "dgm fetch moses --out {params.out} 2> {log}"
 
 
 rule qm9_fetch:
     output:
-        QM9 + "/raw/qm9.csv.gz",
+        smiles="resources/molecules/qm9/raw/qm9.csv.gz",
     log:
         "logs/molecules/qm9/fetch.log",
     benchmark:
         "benchmarks/molecules/qm9/fetch.tsv"
+    conda:
+        "../envs/conda.yaml"
+    params:
+        out=output_folder("smiles"),
     shell:
-        "{DGM} fetch qm9 --out {QM9}/raw 2> {log}"
-
-
-def raw_training_file(wildcards):
-    return {"moses": MOSES + "/raw/train.csv.gz", "qm9": QM9 + "/raw/qm9.csv.gz"}[wildcards.dataset]
-
-
-def subset_flags(wildcards):
-    subset = dataset_config(wildcards.dataset)["subset"]
-    return (f"{optional_flag('--train-size', subset['train_size'])} --val-size {subset['val_size']}"
-            f" --seed {subset['seed']}")
+        "dgm fetch qm9 --out {params.out} 2> {log}"
 
 
 rule molecules_prepare:
@@ -55,41 +43,40 @@ rule molecules_prepare:
         train_all="resources/molecules/{dataset}/data/train_all.smi",
         test="resources/molecules/{dataset}/data/test.smi",
         stats="resources/molecules/{dataset}/data/prepare.json",
-    params:
-        subset=subset_flags,
-        raw="resources/molecules/{dataset}/raw",
-        out="resources/molecules/{dataset}/data",
-    threads: workflow.cores
     log:
         "logs/molecules/{dataset}/prepare.log",
     benchmark:
         "benchmarks/molecules/{dataset}/prepare.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        subset=subset_flags,
+        raw=input_folder(0),
+        out=output_folder("stats"),
     shell:
-        "{DGM} prepare {wildcards.dataset} --raw {params.raw} --out {params.out} {params.subset}"
+        "dgm prepare {wildcards.dataset} --raw {params.raw} --out {params.out} {params.subset}"
         " --jobs {threads} 2> {log}"
-
-
-def graph_limit(wildcards):
-    graphs = config["molecules"][wildcards.dataset].get("graphs") or {}
-    return optional_flag("--max-molecules", graphs.get("max_molecules"))
 
 
 rule molecules_featurize:
     input:
         "resources/molecules/{dataset}/data/{split}.smi",
     output:
-        "resources/molecules/{dataset}/data/graphs_{split}.pt",
-    params:
-        max_molecules=graph_limit,
-    threads: workflow.cores
-    wildcard_constraints:
-        split="train|valid",
+        "resources/molecules/{dataset}/data/graphs_{split}.npz",
     log:
         "logs/molecules/{dataset}/featurize_{split}.log",
     benchmark:
         "benchmarks/molecules/{dataset}/featurize_{split}.tsv"
+    wildcard_constraints:
+        split="train|valid",
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        max_molecules=graph_limit,
     shell:
-        "{DGM} featurize --smiles {input} --out {output} {params.max_molecules} --jobs {threads} 2> {log}"
+        "dgm featurize --smiles {input} --out {output} {params.max_molecules} --jobs {threads} 2> {log}"
 
 
 rule molecules_dense:
@@ -98,28 +85,18 @@ rule molecules_dense:
         valid="resources/molecules/{dataset}/data/valid.smi",
     output:
         "resources/molecules/{dataset}/data/dense.npz",
-    params:
-        max_molecules=graph_limit,
-        data="resources/molecules/{dataset}/data",
-    threads: workflow.cores
     log:
         "logs/molecules/{dataset}/dense.log",
     benchmark:
         "benchmarks/molecules/{dataset}/dense.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        max_molecules=graph_limit,
+        data=input_folder("train"),
     shell:
-        "{DGM} dense --data {params.data} --out {output} {params.max_molecules} --jobs {threads} 2> {log}"
-
-
-def reference_source(wildcards):
-    """MOSES ships Test and TestSF; QM9's test split is the held-out 10%."""
-    if wildcards.dataset == "moses":
-        return f"{MOSES}/raw/{wildcards.split}.csv.gz"
-    return f"{QM9}/data/{wildcards.split}.smi"
-
-
-def reference_flags(wildcards):
-    reference = dataset_config(wildcards.dataset)["reference"]
-    return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
+        "dgm dense --data {params.data} --out {output} {params.max_molecules} --jobs {threads} 2> {log}"
 
 
 rule molecules_reference:
@@ -127,32 +104,19 @@ rule molecules_reference:
         reference_source,
     output:
         "resources/molecules/{dataset}/data/ref_{split}.npz",
-    params:
-        flags=reference_flags,
-    threads: workflow.cores
-    wildcard_constraints:
-        split="test|test_scaffolds",
     log:
         "logs/molecules/{dataset}/reference_{split}.log",
     benchmark:
         "benchmarks/molecules/{dataset}/reference_{split}.tsv"
+    wildcard_constraints:
+        split="test|test_scaffolds",
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        flags=reference_flags,
     shell:
-        "{DGM} reference --data {input} --out {output} {params.flags} --jobs {threads} 2> {log}"
-
-
-def molecules_train_inputs(wildcards):
-    data = f"resources/molecules/{wildcards.dataset}/data"
-    inputs = {"train": f"{data}/train.smi", "valid": f"{data}/valid.smi"}
-    if "graph" in batch_fields(wildcards.model):
-        inputs["graphs_train"] = f"{data}/graphs_train.pt"
-        inputs["graphs_valid"] = f"{data}/graphs_valid.pt"
-    if "dense" in batch_fields(wildcards.model):
-        inputs["dense"] = f"{data}/dense.npz"
-    return inputs
-
-
-def molecules_model_config(wildcards):
-    return model_config_json("molecules", wildcards.dataset, wildcards.model)
+        "dgm reference --data {input} --out {output} {params.flags} --jobs {threads} 2> {log}"
 
 
 rule molecules_train:
@@ -160,25 +124,20 @@ rule molecules_train:
         unpack(molecules_train_inputs),
     output:
         "results/molecules/{dataset}/{model}/seed{seed}/model.ckpt",
-    params:
-        config=molecules_model_config,
-        data="resources/molecules/{dataset}/data",
-    threads: workflow.cores
-    resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=60,
     log:
         "logs/molecules/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/molecules/{dataset}/{model}/seed{seed}/train.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        config=model_config("molecules"),
+        data=input_folder("train"),
+        launcher=train_launcher,
     shell:
-        "{DGM} train --model {wildcards.model} --data {params.data} --config '{params.config}'"
+        "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
         " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
-
-
-def molecules_sample_n(wildcards):
-    return config["molecules"][wildcards.dataset]["models"][wildcards.model].get("sample", {}).get("n", 10000)
 
 
 rule molecules_sample:
@@ -186,26 +145,18 @@ rule molecules_sample:
         "results/molecules/{dataset}/{model}/seed{seed}/model.ckpt",
     output:
         "results/molecules/{dataset}/{model}/seed{seed}/samples.csv",
-    params:
-        n=molecules_sample_n,
-    threads: workflow.cores
     log:
         "logs/molecules/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/molecules/{dataset}/{model}/seed{seed}/sample.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        n=sample_count("molecules"),
     shell:
-        "{DGM} sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output}"
+        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output}"
         " --threads {threads} 2> {log}"
-
-
-def molecules_evaluate_inputs(wildcards):
-    data = f"resources/molecules/{wildcards.dataset}/data"
-    run = run_dir("molecules", wildcards.dataset, wildcards.model, wildcards.seed)
-    inputs = {"samples": f"{run}/samples.csv", "train_all": f"{data}/train_all.smi",
-              "ref_test": f"{data}/ref_test.npz"}
-    if wildcards.dataset == "moses":  # the scaffold split exists for MOSES only
-        inputs["ref_test_scaffolds"] = f"{data}/ref_test_scaffolds.npz"
-    return inputs
 
 
 rule molecules_evaluate:
@@ -213,13 +164,17 @@ rule molecules_evaluate:
         unpack(molecules_evaluate_inputs),
     output:
         "results/molecules/{dataset}/{model}/seed{seed}/metrics.json",
-    threads: workflow.cores
     log:
         "logs/molecules/{dataset}/{model}/seed{seed}/evaluate.log",
     benchmark:
         "benchmarks/molecules/{dataset}/{model}/seed{seed}/evaluate.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        reference=input_folder("ref_test"),
     shell:
-        "{DGM} evaluate --domain molecules --samples {input.samples} --reference resources/molecules/{wildcards.dataset}/data"
+        "dgm evaluate --domain molecules --samples {input.samples} --reference {params.reference}"
         " --out {output} --jobs {threads} 2> {log}"
 
 

@@ -3,7 +3,9 @@
 
 rule report:
     input:
-        metrics=[t for domain in DOMAINS for t in domain_targets(domain, "metrics.json")],
+        metrics=[
+            t for domain in DOMAINS for t in domain_targets(domain, "metrics.json")
+        ],
         samples=[t for domain in DOMAINS for t in domain_targets(domain)],
         data_rows=STRUCTURE_DATA_ROWS,
         sequences=SEQUENCE_EXTRAS,
@@ -16,5 +18,7 @@ rule report:
         ),
     log:
         "logs/report.log",
+    conda:
+        "../envs/conda.yaml"
     shell:
-        "{DGM} report --results results --out {output} 2> {log}"
+        "dgm report --results results --out {output} 2> {log}"

@@ -1,58 +1,28 @@
 # Genetic sequences: committed FASTA -> prepare (identity-cluster split) -> train -> sample ->
 # evaluate, plus test-set bits per residue for every model and lossless compression (seq-arm).
 
-SEQUENCE_SOURCE = "data/sequences"
-
-
-def sequences_config(dataset):
-    return config["sequences"][dataset]
-
-
-def sequence_data(dataset):
-    return f"resources/sequences/{dataset}/data"
-
-
-def sequence_source_files(wildcards):
-    from dgm_science.domains.sequences.domain import DATASETS
-
-    spec = DATASETS[wildcards.dataset]
-    return [f"{SEQUENCE_SOURCE}/{spec.fasta}", f"{SEQUENCE_SOURCE}/{spec.split}"]
-
-
-def sequences_data_dir(wildcards):
-    return sequence_data(wildcards.dataset)
-
-
-def sequence_subset_flags(wildcards):
-    subset = sequences_config(wildcards.dataset)["subset"]
-    return (f"{optional_flag('--train-size', subset['train_size'])}"
-            f" {optional_flag('--max-residues', subset['max_residues'])} --seed {subset['seed']}")
-
 
 rule sequences_prepare:
     input:
         sequence_source_files,
     output:
-        expand("resources/sequences/{{dataset}}/data/{split}.fasta", split=["train", "valid", "test"]),
+        expand(
+            "resources/sequences/{{dataset}}/data/{split}.fasta",
+            split=["train", "valid", "test"],
+        ),
         stats="resources/sequences/{dataset}/data/prepare.json",
-    params:
-        subset=sequence_subset_flags,
-        out=sequences_data_dir,
     log:
         "logs/sequences/{dataset}/prepare.log",
     benchmark:
         "benchmarks/sequences/{dataset}/prepare.tsv"
+    conda:
+        "../envs/conda.yaml"
+    params:
+        subset=sequence_subset_flags,
+        raw=input_folder(0),
+        out=output_folder("stats"),
     shell:
-        "{DGM} prepare {wildcards.dataset} --raw {SEQUENCE_SOURCE} --out {params.out} {params.subset} 2> {log}"
-
-
-def sequences_data_files(wildcards):
-    data = sequence_data(wildcards.dataset)
-    return [f"{data}/{name}" for name in ("train.fasta", "valid.fasta", "test.fasta", "prepare.json")]
-
-
-def sequences_model_config(wildcards):
-    return model_config_json("sequences", wildcards.dataset, wildcards.model)
+        "dgm prepare {wildcards.dataset} --raw {params.raw} --out {params.out} {params.subset} 2> {log}"
 
 
 rule sequences_train:
@@ -60,25 +30,20 @@ rule sequences_train:
         sequences_data_files,
     output:
         "results/sequences/{dataset}/{model}/seed{seed}/model.ckpt",
-    params:
-        config=sequences_model_config,
-        data=sequences_data_dir,
-    threads: workflow.cores
-    resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=60,
     log:
         "logs/sequences/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/sequences/{dataset}/{model}/seed{seed}/train.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        config=model_config("sequences"),
+        data=sequences_data_dir,
+        launcher=train_launcher,
     shell:
-        "{DGM} train --model {wildcards.model} --data {params.data} --config '{params.config}'"
+        "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
         " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
-
-
-def sequences_sample_n(wildcards):
-    return sequences_config(wildcards.dataset)["models"][wildcards.model].get("sample", {}).get("n", 10000)
 
 
 rule sequences_sample:
@@ -88,15 +53,17 @@ rule sequences_sample:
     output:
         samples="results/sequences/{dataset}/{model}/seed{seed}/samples.fasta",
         table="results/sequences/{dataset}/{model}/seed{seed}/samples.csv",
-    params:
-        n=sequences_sample_n,
-    threads: workflow.cores
     log:
         "logs/sequences/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/sequences/{dataset}/{model}/seed{seed}/sample.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        n=sample_count("sequences"),
     shell:
-        "{DGM} sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
         " --threads {threads} 2> {log}"
 
 
@@ -107,13 +74,15 @@ rule sequences_likelihood:
         test="resources/sequences/{dataset}/data/test.fasta",
     output:
         "results/sequences/{dataset}/{model}/seed{seed}/test_likelihood.json",
-    threads: workflow.cores
     log:
         "logs/sequences/{dataset}/{model}/seed{seed}/likelihood.log",
     benchmark:
         "benchmarks/sequences/{dataset}/{model}/seed{seed}/likelihood.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
     shell:
-        "{DGM} likelihood --checkpoint {input.checkpoint} --fasta {input.test} --out {output}"
+        "dgm likelihood --checkpoint {input.checkpoint} --fasta {input.test} --out {output}"
         " --seed {wildcards.seed} --threads {threads} 2> {log}"
 
 
@@ -125,13 +94,15 @@ rule sequences_compress:
     output:
         compressed="results/sequences/{dataset}/seq-arm/seed{seed}/test.fasta.dgmz",
         stats="results/sequences/{dataset}/seq-arm/seed{seed}/compression.json",
-    threads: workflow.cores
     log:
         "logs/sequences/{dataset}/seq-arm/seed{seed}/compress.log",
     benchmark:
         "benchmarks/sequences/{dataset}/seq-arm/seed{seed}/compress.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
     shell:
-        "{DGM} compress --checkpoint {input.checkpoint} --input {input.test} --out {output.compressed} --verify"
+        "dgm compress --checkpoint {input.checkpoint} --input {input.test} --out {output.compressed} --verify"
         " --stats {output.stats} --threads {threads} 2> {log}"
 
 
@@ -142,25 +113,18 @@ rule sequences_evaluate:
         data=sequences_data_files,
     output:
         "results/sequences/{dataset}/{model}/seed{seed}/metrics.json",
-    params:
-        data=sequences_data_dir,
-    threads: workflow.cores
     log:
         "logs/sequences/{dataset}/{model}/seed{seed}/evaluate.log",
     benchmark:
         "benchmarks/sequences/{dataset}/{model}/seed{seed}/evaluate.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        data=sequences_data_dir,
     shell:
-        "{DGM} evaluate --domain sequences --samples {input.samples} --reference {params.data}"
+        "dgm evaluate --domain sequences --samples {input.samples} --reference {params.data}"
         " --out {output} --jobs {threads} 2> {log}"
-
-
-# Beside each run's metrics: its test-set bits per residue, and seq-arm's compression figures.
-SEQUENCE_EXTRAS = domain_targets("sequences", "test_likelihood.json") + [
-    f"{run_dir('sequences', dataset, 'seq-arm', seed)}/compression.json"
-    for dataset, ds_cfg in config.get("sequences", {}).items()
-    if "seq-arm" in ds_cfg["models"] and ds_cfg["compression"]
-    for seed in SEEDS
-]
 
 
 rule sequences:

@@ -3,39 +3,23 @@
 # rollout (closed-loop success and D4RL-normalised score), with the expert's own rollout beside.
 
 
-def trajectories_config(dataset):
-    return config["trajectories"][dataset]
-
-
-def trajectory_maze(dataset):
-    return dataset.removeprefix("pointmaze-")
-
-
-def trajectory_maze_of(wildcards):
-    return trajectory_maze(wildcards.dataset)
-
-
-def trajectories_collect_flags(wildcards):
-    collect = trajectories_config(wildcards.dataset)["collect"]
-    return (f"--episodes {collect['episodes']} --episode-steps {collect['episode_steps']}"
-            f" --noise {collect['noise']} --seed {collect['seed']}")
-
-
 rule trajectories_collect:
     """The expert's trajectories as a local Minari dataset, and collect.json (steps, episodes, goals reached)."""
     output:
         data=directory("resources/trajectories/{dataset}/raw/minari"),
         stats="resources/trajectories/{dataset}/raw/collect.json",
-    params:
-        flags=trajectories_collect_flags,
-        maze=trajectory_maze_of,
     log:
         "logs/trajectories/{dataset}/collect.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/collect.tsv"
+    conda:
+        "../envs/conda.yaml"
+    params:
+        flags=trajectories_collect_flags,
+        maze=trajectory_maze_of,
+        out=output_folder("stats"),
     shell:
-        "{DGM} collect {params.maze} --out resources/trajectories/{wildcards.dataset}/raw {params.flags}"
-        " --threads 1 2> {log}"
+        "dgm collect {params.maze} --out {params.out} {params.flags} --threads 1 2> {log}"
 
 
 rule trajectories_prepare:
@@ -43,24 +27,22 @@ rule trajectories_prepare:
         data="resources/trajectories/{dataset}/raw/minari",
         stats="resources/trajectories/{dataset}/raw/collect.json",
     output:
-        expand("resources/trajectories/{{dataset}}/data/{split}.npz", split=["train", "valid"]),
+        expand(
+            "resources/trajectories/{{dataset}}/data/{split}.npz",
+            split=["train", "valid"],
+        ),
         stats="resources/trajectories/{dataset}/data/prepare.json",
     log:
         "logs/trajectories/{dataset}/prepare.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/prepare.tsv"
+    conda:
+        "../envs/conda.yaml"
+    params:
+        raw=input_folder("stats"),
+        out=output_folder("stats"),
     shell:
-        "{DGM} prepare {wildcards.dataset} --raw resources/trajectories/{wildcards.dataset}/raw"
-        " --out resources/trajectories/{wildcards.dataset}/data 2> {log}"
-
-
-def trajectories_data_files(wildcards):
-    data = f"resources/trajectories/{wildcards.dataset}/data"
-    return [f"{data}/train.npz", f"{data}/valid.npz", f"{data}/prepare.json"]
-
-
-def trajectories_model_config(wildcards):
-    return model_config_json("trajectories", wildcards.dataset, wildcards.model)
+        "dgm prepare {wildcards.dataset} --raw {params.raw} --out {params.out} 2> {log}"
 
 
 rule trajectories_train:
@@ -68,24 +50,20 @@ rule trajectories_train:
         trajectories_data_files,
     output:
         "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
-    params:
-        config=trajectories_model_config,
-    threads: workflow.cores
-    resources:
-        gpu=0,
-        mem_mb=8000,
-        runtime=60,
     log:
         "logs/trajectories/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/train.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        config=model_config("trajectories"),
+        data=trajectories_data_dir,
+        launcher=train_launcher,
     shell:
-        "{DGM} train --model {wildcards.model} --data resources/trajectories/{wildcards.dataset}/data"
-        " --config '{params.config}' --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
-
-
-def trajectories_sample_n(wildcards):
-    return trajectories_config(wildcards.dataset)["models"][wildcards.model].get("sample", {}).get("n", 10000)
+        "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
+        " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
 
 
 rule trajectories_sample:
@@ -93,17 +71,21 @@ rule trajectories_sample:
     input:
         "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
     output:
-        samples=directory("results/trajectories/{dataset}/{model}/seed{seed}/samples.minari"),
+        samples=directory(
+            "results/trajectories/{dataset}/{model}/seed{seed}/samples.minari"
+        ),
         table="results/trajectories/{dataset}/{model}/seed{seed}/samples.csv",
-    params:
-        n=trajectories_sample_n,
-    threads: workflow.cores
     log:
         "logs/trajectories/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/sample.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        n=sample_count("trajectories"),
     shell:
-        "{DGM} sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
         " --threads {threads} 2> {log}"
 
 
@@ -115,24 +97,18 @@ rule trajectories_evaluate:
         data=trajectories_data_files,
     output:
         "results/trajectories/{dataset}/{model}/seed{seed}/metrics.json",
-    threads: 1
     log:
         "logs/trajectories/{dataset}/{model}/seed{seed}/evaluate.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/evaluate.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 1
+    params:
+        data=trajectories_data_dir,
     shell:
-        "{DGM} evaluate --domain trajectories --samples {input.samples}"
-        " --reference resources/trajectories/{wildcards.dataset}/data --out {output} 2> {log}"
-
-
-def trajectories_rollout_flags(wildcards):
-    rollout = trajectories_config(wildcards.dataset)["rollout"]
-    return (f"--episodes {rollout['episodes']} --seed {rollout['seed']}"
-            f" {optional_flag('--replan-every', rollout['replan_every'])}")
-
-
-def trajectories_candidates(wildcards):
-    return trajectories_config(wildcards.dataset)["rollout"]["candidates"]
+        "dgm evaluate --domain trajectories --samples {input.samples} --reference {params.data}"
+        " --out {output} 2> {log}"
 
 
 rule trajectories_rollout:
@@ -141,20 +117,27 @@ rule trajectories_rollout:
         "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
     output:
         summary="results/trajectories/{dataset}/{model}/seed{seed}/rollout.json",
-        plot="results/trajectories/{dataset}/{model}/seed{seed}/plans.png",
-    params:
-        flags=trajectories_rollout_flags,
-        maze=trajectory_maze_of,
-        candidates=trajectories_candidates,
-    threads: workflow.cores
+        plot=report(
+            "results/trajectories/{dataset}/{model}/seed{seed}/plans.png",
+            caption="../report/plans.rst",
+            category="Robot trajectories",
+            subcategory="{dataset}",
+            labels={"model": "{model}", "seed": "{seed}"},
+        ),
     log:
         "logs/trajectories/{dataset}/{model}/seed{seed}/rollout.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/rollout.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        flags=trajectories_rollout_flags,
+        maze=trajectory_maze_of,
+        candidates=trajectories_candidates,
     shell:
-        "{DGM} rollout --checkpoint {input} --maze {params.maze} {params.flags} --candidates {params.candidates}"
-        " --out {output.summary}"
-        " --plot {output.plot} --threads {threads} 2> {log}"
+        "dgm rollout --checkpoint {input} --maze {params.maze} {params.flags} --candidates {params.candidates}"
+        " --out {output.summary} --plot {output.plot} --threads {threads} 2> {log}"
 
 
 rule trajectories_baseline_rollout:
@@ -162,26 +145,20 @@ rule trajectories_baseline_rollout:
     and the controller aimed straight at the goal (what a plan adds)."""
     output:
         summary="resources/trajectories/{dataset}/{baseline}_rollout.json",
-    params:
-        flags=trajectories_rollout_flags,
-        maze=trajectory_maze_of,
-    wildcard_constraints:
-        baseline="expert|straight",
     log:
         "logs/trajectories/{dataset}/{baseline}_rollout.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{baseline}_rollout.tsv"
+    wildcard_constraints:
+        baseline="expert|straight",
+    conda:
+        "../envs/conda.yaml"
+    params:
+        flags=trajectories_rollout_flags,
+        maze=trajectory_maze_of,
     shell:
-        "{DGM} rollout --baseline {wildcards.baseline} --maze {params.maze} {params.flags} --out {output.summary}"
+        "dgm rollout --baseline {wildcards.baseline} --maze {params.maze} {params.flags} --out {output.summary}"
         " --threads 1 2> {log}"
-
-
-# Beside each run's metrics: its closed-loop rollout; per dataset: the baselines' rollouts and data stats.
-TRAJECTORY_EXTRAS = domain_targets("trajectories", "rollout.json") + domain_targets("trajectories", "plans.png") + [
-    f"resources/trajectories/{dataset}/{name}"
-    for dataset in config.get("trajectories", {})
-    for name in ("expert_rollout.json", "straight_rollout.json", "data/prepare.json")
-]
 
 
 rule trajectories:

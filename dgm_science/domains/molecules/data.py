@@ -1,22 +1,30 @@
 """MOSES data: fetch (molsets wheel from PyPI, sha256-checked), prepare (canonical SMILES,
-subsets, splits), featurize (RDKit graphs for PyG), datasets and collation."""
+subsets, splits), featurize (RDKit graphs for PyG, chunked over a process pool and stored as
+memory-mapped arrays), datasets and collation."""
 
 from __future__ import annotations
 
+import array
+import collections
 import gzip
 import hashlib
 import json
 import logging
+import multiprocessing
+import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 import torch
+from rdkit import Chem, rdBase
 from torch.utils.data import Dataset
+from tqdm.auto import tqdm
 
 from dgm_science.domains.molecules.properties import canonical_smiles, map_molecules
 from dgm_science.domains.molecules.tokenizer import Tokenizer
@@ -25,6 +33,8 @@ from dgm_science.registry import register
 from dgm_science.utils import atomic_path
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 MOSES_SPLITS = ("train", "test", "test_scaffolds")
 
@@ -202,71 +212,354 @@ def prepare_qm9(
     return stats
 
 
-def _graph_record(smiles: str) -> dict[str, Any]:
-    """A molecular graph as NumPy arrays: they cross process boundaries as plain pickles, where
-    torch tensors would each go through a shared-memory handle (orders of magnitude slower)."""
-    from dgm_science.domains.molecules.featurize import smiles_to_graph
-
-    return {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in smiles_to_graph(smiles).to_dict().items()}
+SMILES_CHUNK = 4096
+"""Molecules per task of the chunked, streamed featurization steps (bounds their memory)."""
 
 
-def featurize_file(smiles_path: Path, out_path: Path, n_jobs: int, max_molecules: int | None = None) -> int:
-    """RDKit graphs (PyG ``Data``) for the SMILES of ``smiles_path`` (the first ``max_molecules``;
-    None: all), saved with ``InMemoryDataset.save`` in the same order; returns their number."""
-    from torch_geometric.data import Data, InMemoryDataset
+def iter_smiles_chunks(
+    path: Path, chunk_size: int = SMILES_CHUNK, limit: int | None = None
+) -> Iterator[tuple[int, list[str]]]:
+    """``(index of the first, SMILES)`` chunks of a SMILES file, parsed as :func:`read_smiles`
+    does (``""`` for an empty line), the first ``limit`` only (None: all). A ``.smi`` file is
+    streamed; a CSV is read whole. DataError if the file is missing or holds no SMILES."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    if ".csv" in path.suffixes:
+        smiles = read_smiles(path)[:limit]
+        for start in range(0, len(smiles), chunk_size):
+            yield start, smiles[start:start + chunk_size]
+        return
+    opener = gzip.open if path.suffix == ".gz" else open
+    chunk: list[str] = []
+    start = n = 0
+    found = False
+    try:
+        with opener(path, "rt") as fh:
+            for line in fh:
+                if limit is not None and n >= limit:
+                    break
+                fields = line.split()
+                chunk.append(fields[0] if fields else "")
+                found = found or bool(fields)
+                n += 1
+                if len(chunk) == chunk_size:
+                    yield start, chunk
+                    start, chunk = n, []
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: cannot be read as text ({err})") from None
+    if chunk:
+        yield start, chunk
+    if not found:
+        raise DataError(f"{path}: no SMILES found")
 
-    smiles = read_smiles(smiles_path)[:max_molecules]
-    records = map_molecules(_graph_record, smiles, n_jobs=n_jobs, progress=sys.stderr.isatty(),
-                            desc=f"featurize {smiles_path.name}")
-    graphs = [Data(**{k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in r.items()})
-              for r in records]
-    with atomic_path(out_path) as tmp:
-        InMemoryDataset.save(graphs, str(tmp))
-    return len(graphs)
+
+_worker_log_block: Any = None
 
 
-class _GraphStore:
-    """Graphs saved by ``featurize_file``, indexable like a list."""
+def _quiet_worker() -> None:
+    global _worker_log_block
+    _worker_log_block = rdBase.BlockLogs()
+
+
+def map_chunks(
+    function: Callable[[_T], _R], chunks: Iterable[_T], *, n_jobs: int, in_flight: int | None = None
+) -> Iterator[_R]:
+    """``function(chunk)`` for each chunk, in order, with RDKit logging silenced: scatter over a
+    "forkserver" pool of ``n_jobs`` processes (in this process when ``n_jobs <= 1``) with at most
+    ``in_flight`` (default ``2 * n_jobs``) chunks queued, gather in input order, so memory holds
+    a few chunks whatever the length of ``chunks``. ``function`` must be picklable."""
+    if n_jobs <= 1:
+        with rdBase.BlockLogs():
+            for chunk in chunks:
+                yield function(chunk)
+        return
+    limit = in_flight or 2 * n_jobs
+    with multiprocessing.get_context("forkserver").Pool(n_jobs, initializer=_quiet_worker) as pool:
+        pending: collections.deque = collections.deque()
+        for chunk in chunks:
+            pending.append(pool.apply_async(function, (chunk,)))
+            if len(pending) >= limit:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+class NpzWriter:
+    """Build one uncompressed ``.npz`` from arrays that arrive in row blocks: ``append`` streams
+    each block to a part file beside ``path``, ``close`` writes the zip (every member stored, so
+    :func:`load_npz_mapped` can memory-map it) and renames it over ``path``. Use as a context
+    manager; on an error nothing is written and the part files are removed."""
 
     def __init__(self, path: Path) -> None:
-        from torch_geometric.data import InMemoryDataset
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._parts = tempfile.TemporaryDirectory(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".parts")
+        self._members: dict[str, dict[str, Any]] = {}
 
-        class _Store(InMemoryDataset):
-            def __init__(self) -> None:
-                super().__init__(root=None)
-                self.load(str(path))
+    def declare(self, name: str, dtype: Any, row_shape: tuple[int, ...] = ()) -> None:
+        """Make ``name`` a member of dtype ``dtype`` and rows of ``row_shape``, even if no block comes."""
+        if name not in self._members:
+            part = Path(self._parts.name) / f"{len(self._members)}.bin"
+            self._members[name] = {"dtype": np.dtype(dtype), "row_shape": tuple(row_shape), "rows": 0,
+                                   "file": open(part, "wb"), "part": part}
 
-        if not path.is_file():
-            raise DataError(f"{path}: graph file not found (run the featurize step)")
-        self.dataset = _Store()
+    def append(self, name: str, block: np.ndarray) -> None:
+        """Append the rows of ``block`` to member ``name`` (cast to its declared dtype)."""
+        block = np.asarray(block)
+        self.declare(name, block.dtype, block.shape[1:])
+        member = self._members[name]
+        if block.shape[1:] != member["row_shape"]:
+            raise ValueError(f"{self.path}: {name}: rows of shape {block.shape[1:]}, expected {member['row_shape']}")
+        member["file"].write(np.ascontiguousarray(block, dtype=member["dtype"]).tobytes())
+        member["rows"] += len(block)
+
+    def put(self, name: str, array: np.ndarray) -> None:
+        """A member given whole."""
+        array = np.asarray(array)
+        if array.dtype.hasobject:
+            raise ValueError(f"{self.path}: {name}: object arrays cannot be stored without pickle")
+        self.declare(name, array.dtype, array.shape[1:] if array.ndim else ())
+        member = self._members[name]
+        if array.ndim == 0:
+            member["scalar"] = True
+            member["file"].write(array.tobytes())
+            member["rows"] = 1
+        else:
+            self.append(name, array)
+
+    def close(self) -> None:
+        with atomic_path(self.path) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, member in self._members.items():
+                member["file"].close()
+                shape = () if member.get("scalar") else (member["rows"], *member["row_shape"])
+                header = {"descr": np.lib.format.dtype_to_descr(member["dtype"]), "fortran_order": False,
+                          "shape": shape}
+                with zf.open(f"{name}.npy", "w", force_zip64=True) as out, open(member["part"], "rb") as part:
+                    np.lib.format.write_array_header_1_0(out, header)
+                    shutil.copyfileobj(part, out, 1 << 24)
+        self._parts.cleanup()
+
+    def __enter__(self) -> NpzWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            for member in self._members.values():
+                member["file"].close()
+            self._parts.cleanup()
+
+
+def load_npz_mapped(path: Path) -> dict[str, np.ndarray]:
+    """The members of an uncompressed ``.npz`` as read-only memory-mapped arrays (scalars and
+    empty arrays are read into memory). Never unpickles: DataError for a compressed member, an
+    object dtype or a file that is not an npz."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if i.filename.endswith(".npy")]
+    except zipfile.BadZipFile:
+        raise DataError(f"{path}: not an .npz file") from None
+    arrays: dict[str, np.ndarray] = {}
+    with open(path, "rb") as fh:
+        for info in infos:
+            name = info.filename[: -len(".npy")]
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise DataError(f"{path}: member {name!r} is compressed and cannot be memory-mapped; re-create it")
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if local[:4] != b"PK\x03\x04":
+                raise DataError(f"{path}: member {name!r}: broken zip local header")
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            fh.seek(info.header_offset + 30 + name_length + extra_length)
+            try:
+                version = np.lib.format.read_magic(fh)
+                read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                               else np.lib.format.read_array_header_2_0)
+                shape, fortran_order, dtype = read_header(fh)
+            except ValueError as err:
+                raise DataError(f"{path}: member {name!r} is not a .npy array ({err})") from None
+            if dtype.hasobject:
+                raise DataError(f"{path}: member {name!r} holds Python objects (would need pickle)")
+            offset = fh.tell()
+            order = "F" if fortran_order else "C"
+            nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if not shape or not nbytes:
+                arrays[name] = np.frombuffer(fh.read(nbytes), dtype=dtype).reshape(shape, order=order).copy()
+            else:
+                arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order=order)
+    return arrays
+
+
+def portable(array: Any) -> Any:
+    """A memory-mapped array as ``(file, offset, dtype, shape, order)`` for pickling to a data
+    loader worker (which re-opens it with :func:`unportable`) instead of a copy of its data."""
+    if isinstance(array, np.memmap) and array.filename is not None and (
+            array.flags.c_contiguous or array.flags.f_contiguous):
+        order = "C" if array.flags.c_contiguous else "F"
+        return ("memmap", array.filename, array.offset, array.dtype.str, array.shape, order)
+    return array
+
+
+def unportable(value: Any) -> Any:
+    if isinstance(value, tuple) and len(value) == 6 and value[0] == "memmap":
+        _, filename, offset, dtype, shape, order = value
+        return np.memmap(filename, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape, order=order)
+    return value
+
+
+GRAPH_FORMAT = "dgm-science molecule graphs v1"
+"""The ``format`` member of the graph files that :func:`featurize_file` writes."""
+
+
+def _graph_chunk(task: tuple[int, list[str]]) -> dict[str, Any]:
+    """Graph arrays of a chunk of SMILES, concatenated, with per-molecule atom and bond counts
+    and the UTF-8 SMILES; ``{"error": (index, message)}`` at the first SMILES that fails."""
+    from dgm_science.domains.molecules.featurize import mol_rows, rows_to_arrays
+
+    start, smiles = task
+    atoms: list[tuple[int, ...]] = []
+    bonds: list[tuple[int, ...]] = []
+    num_atoms, num_bonds, encoded = [], [], []
+    for k, s in enumerate(smiles):
+        mol = Chem.MolFromSmiles(s) if s else None
+        if mol is None:
+            return {"error": (start + k, f"SMILES {s!r} could not be parsed by RDKit")}
+        try:
+            mol_atoms, mol_bonds = mol_rows(mol, s)
+        except ValueError as err:
+            return {"error": (start + k, str(err))}
+        atoms += mol_atoms
+        bonds += mol_bonds
+        num_atoms.append(len(mol_atoms))
+        num_bonds.append(len(mol_bonds))
+        encoded.append(s.encode())
+    arrays = rows_to_arrays(atoms, bonds)._asdict()
+    arrays.update(num_atoms=np.array(num_atoms, np.int64), num_bonds=np.array(num_bonds, np.int64),
+                  smiles_length=np.array([len(e) for e in encoded], np.int64),
+                  smiles_utf8=np.frombuffer(b"".join(encoded), dtype=np.uint8))
+    return arrays
+
+
+def featurize_file(smiles_path: Path, out_path: Path, n_jobs: int, max_molecules: int | None = None,
+                   chunk_size: int = SMILES_CHUNK) -> int:
+    """RDKit graphs of the SMILES of ``smiles_path`` (the first ``max_molecules``; None: all), in
+    order, as one uncompressed ``.npz`` of concatenated :class:`~featurize.GraphArrays` fields
+    (atoms as uint8 / int8, bond ends uint16, bond types uint8), the UTF-8 SMILES, and per-graph
+    offsets ``atom_ptr`` / ``bond_ptr`` / ``smiles_ptr: (M + 1,)`` int64. Chunks of ``chunk_size``
+    molecules are featurized over ``n_jobs`` processes and streamed to disk, so memory does not
+    grow with the file. :class:`GraphStore` reads it back; returns the number of graphs. A SMILES
+    RDKit cannot featurize is a DataError naming its line."""
+    from dgm_science.domains.molecules.featurize import GRAPH_ARRAY_DTYPES
+
+    smiles_path = Path(smiles_path)
+    tasks = iter_smiles_chunks(smiles_path, chunk_size, max_molecules)
+    done = 0
+    totals = {"atom_ptr": 0, "bond_ptr": 0, "smiles_ptr": 0}
+    progress = tqdm(desc=f"featurize {smiles_path.name}", unit="mol", disable=not sys.stderr.isatty())
+    with NpzWriter(out_path) as writer, progress:
+        writer.put("format", np.array(GRAPH_FORMAT))
+        for name, dtype in GRAPH_ARRAY_DTYPES.items():
+            writer.declare(name, dtype, (2,) if name == "bond_atoms" else ())
+        writer.declare("smiles_utf8", np.uint8)
+        for name in totals:
+            writer.append(name, np.zeros(1, np.int64))
+        for arrays in map_chunks(_graph_chunk, tasks, n_jobs=n_jobs):
+            if "error" in arrays:
+                index, message = arrays["error"]
+                line = index + 1 if ".csv" not in smiles_path.suffixes else index + 2
+                raise DataError(f"{smiles_path}: line {line}: {message}")
+            for name in [*GRAPH_ARRAY_DTYPES, "smiles_utf8"]:
+                writer.append(name, arrays[name])
+            for name, counts in (("atom_ptr", arrays["num_atoms"]), ("bond_ptr", arrays["num_bonds"]),
+                                 ("smiles_ptr", arrays["smiles_length"])):
+                writer.append(name, totals[name] + np.cumsum(counts))
+                totals[name] += int(counts.sum())
+            done += len(arrays["num_atoms"])
+            progress.update(len(arrays["num_atoms"]))
+            if not sys.stderr.isatty() and done // 100_000 != (done - len(arrays["num_atoms"])) // 100_000:
+                log.info("featurized %d molecules of %s", done, smiles_path)
+    return done
+
+
+class GraphStore:
+    """Graphs written by :func:`featurize_file`, indexable like a list of PyG ``Data``: the
+    arrays stay memory-mapped and each item is built when it is read, as
+    :func:`~featurize.mol_to_graph` builds it."""
+
+    def __init__(self, path: Path) -> None:
+        from dgm_science.domains.molecules.featurize import GRAPH_ARRAY_DTYPES
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"{self.path}: graph file not found (run the featurize step)")
+        arrays = load_npz_mapped(self.path)
+        if "format" not in arrays or str(arrays["format"]) != GRAPH_FORMAT:
+            raise DataError(f"{self.path}: not a graph file of this version (format {GRAPH_FORMAT!r}); "
+                            "re-run the featurize step")
+        required = [*GRAPH_ARRAY_DTYPES, "smiles_utf8", "atom_ptr", "bond_ptr", "smiles_ptr"]
+        missing = [name for name in required if name not in arrays]
+        if missing:
+            raise DataError(f"{self.path}: graph file lacks {missing}; re-run the featurize step")
+        self.arrays = arrays
+        self.fields = tuple(GRAPH_ARRAY_DTYPES)
 
     def __len__(self) -> int:
-        return len(self.dataset)
+        return len(self.arrays["atom_ptr"]) - 1
 
     def __getitem__(self, i: int) -> Any:
-        return self.dataset[i]
+        from dgm_science.domains.molecules.featurize import ATOM_FIELDS, GraphArrays, graph_from_arrays
+
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"{self.path}: graph {i} of {len(self)}")
+        i %= len(self)
+        a = self.arrays
+        atoms = slice(int(a["atom_ptr"][i]), int(a["atom_ptr"][i + 1]))
+        bonds = slice(int(a["bond_ptr"][i]), int(a["bond_ptr"][i + 1]))
+        text = bytes(a["smiles_utf8"][int(a["smiles_ptr"][i]):int(a["smiles_ptr"][i + 1])]).decode()
+        fields = {name: np.asarray(a[name][atoms if name in ATOM_FIELDS else bonds]) for name in self.fields}
+        return graph_from_arrays(GraphArrays(**fields), text)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"path": self.path, "fields": self.fields,
+                "arrays": {name: portable(value) for name, value in self.arrays.items()}}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.path, self.fields = state["path"], state["fields"]
+        self.arrays = {name: unportable(value) for name, value in state["arrays"].items()}
 
 
 class MoleculeDataset(Dataset):
     """Tokenized molecules, optionally with their graphs. Molecules longer than ``max_length``
-    tokens are dropped and counted in ``n_too_long``."""
+    tokens are dropped and counted in ``n_too_long``. Token ids are held as one int32 array with
+    offsets; an item's ``tokens`` is a (L,) long tensor."""
 
     def __init__(
         self, smiles: Sequence[str], tokenizer: Tokenizer, max_length: int, graphs_path: Path | None = None
     ) -> None:
-        graphs = _GraphStore(graphs_path) if graphs_path is not None else None
+        graphs = GraphStore(graphs_path) if graphs_path is not None else None
         if graphs is not None and len(graphs) > len(smiles):
             raise DataError(f"{graphs_path}: {len(graphs)} graphs for {len(smiles)} SMILES; re-run featurize")
         if graphs is not None and len(graphs) < len(smiles):
             log.info("%s holds the first %d of %d molecules: training on those", graphs_path, len(graphs), len(smiles))
             smiles = smiles[: len(graphs)]
-        self.tokens: list[torch.Tensor] = []
-        self.index: list[int] = []
+        ids = array.array("i")
+        lengths = array.array("i")
+        index = array.array("q")
         for i, s in enumerate(smiles):
-            ids = tokenizer.encode(s)
-            if len(ids) <= max_length:
-                self.tokens.append(torch.tensor(ids, dtype=torch.long))
-                self.index.append(i)
+            encoded = tokenizer.encode(s)
+            if len(encoded) <= max_length:
+                ids.extend(encoded)
+                lengths.append(len(encoded))
+                index.append(i)
+        self._ids = np.frombuffer(ids, dtype=np.int32) if len(ids) else np.zeros(0, np.int32)
+        self._lengths = np.frombuffer(lengths, dtype=np.int32) if len(lengths) else np.zeros(0, np.int32)
+        self._offsets = np.concatenate([[0], np.cumsum(self._lengths, dtype=np.int64)])
+        self.index = np.frombuffer(index, dtype=np.int64) if len(index) else np.zeros(0, np.int64)
         self.n_too_long = len(smiles) - len(self.index)
         if self.n_too_long:
             log.info("dropped %d molecules longer than %d tokens", self.n_too_long, max_length)
@@ -274,16 +567,20 @@ class MoleculeDataset(Dataset):
         self.pad_id = tokenizer.pad_id
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.index)
 
     @property
     def lengths(self) -> list[int]:
-        return [len(t) for t in self.tokens]
+        return self._lengths.tolist()
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        item: dict[str, Any] = {"tokens": self.tokens[i]}
+        if not -len(self) <= i < len(self):
+            raise IndexError(f"molecule {i} of {len(self)}")
+        i %= len(self)
+        start, end = int(self._offsets[i]), int(self._offsets[i + 1])
+        item: dict[str, Any] = {"tokens": torch.from_numpy(self._ids[start:end].astype(np.int64))}
         if self.graphs is not None:
-            item["graph"] = self.graphs[self.index[i]]
+            item["graph"] = self.graphs[int(self.index[i])]
         return item
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -23,16 +23,17 @@ import dataclasses
 import re
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 import torch
 from rdkit import Chem, RDLogger
+from tqdm.auto import tqdm
 
-from dgm_science.domains.molecules.data import read_smiles
-from dgm_science.domains.molecules.properties import map_molecules
+from dgm_science.domains.molecules.data import (
+    SMILES_CHUNK, NpzWriter, iter_smiles_chunks, load_npz_mapped, map_chunks, portable, unportable,
+)
 from dgm_science.errors import DataError
-from dgm_science.utils import atomic_path
 
 BOND_ORDERS: tuple[Chem.BondType | None, ...] = (
     None, Chem.BondType.SINGLE, Chem.BondType.DOUBLE, Chem.BondType.TRIPLE,
@@ -124,12 +125,49 @@ def _dense_record(args: tuple[str, dict[str, int], int]) -> tuple[np.ndarray, np
         return str(err)
 
 
+def _vocabulary_chunk(task: tuple[int, list[str]]) -> tuple[collections.Counter, int]:
+    counts: collections.Counter = collections.Counter()
+    largest = 0
+    for smiles in task[1]:
+        fitted = _tokens_and_size(smiles)
+        if fitted is not None:
+            counts.update(fitted[0])
+            largest = max(largest, fitted[1])
+    return counts, largest
+
+
+def _fit_vocabulary_chunks(chunks: Iterable[tuple[int, list[str]]], n_jobs: int) -> tuple[list[str], int]:
+    counts: collections.Counter = collections.Counter()
+    largest = 0
+    for chunk_counts, chunk_largest in map_chunks(_vocabulary_chunk, chunks, n_jobs=n_jobs):
+        counts.update(chunk_counts)
+        largest = max(largest, chunk_largest)
+    return [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))], largest
+
+
 def fit_vocabulary(smiles: Sequence[str], n_jobs: int = 1) -> tuple[list[str], int]:
     """Atom types of the kekulized molecules, most frequent first, and the largest atom count."""
-    fitted = [r for r in map_molecules(_tokens_and_size, list(smiles), n_jobs=n_jobs) if r is not None]
-    counts = collections.Counter(t for tokens, _ in fitted for t in tokens)
-    atom_types = [t for t, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return atom_types, max((size for _, size in fitted), default=0)
+    smiles = list(smiles)
+    chunks = ((i, smiles[i:i + SMILES_CHUNK]) for i in range(0, len(smiles), SMILES_CHUNK))
+    return _fit_vocabulary_chunks(chunks, n_jobs)
+
+
+def _dense_chunk(task: tuple[tuple[int, list[str]], dict[str, int], int]) -> tuple[np.ndarray, np.ndarray, dict]:
+    """(atoms: (m, N) uint8, upper-triangle bonds: (m, N(N-1)/2) uint8, skip reasons counted) of
+    the molecules of a chunk that fit."""
+    (_, smiles), atom_index, max_atoms = task
+    iu = np.triu_indices(max_atoms, k=1)
+    atoms, upper = [], []
+    skipped: collections.Counter = collections.Counter()
+    for s in smiles:
+        record = _dense_record((s, atom_index, max_atoms))
+        if isinstance(record, str):
+            skipped[record] += 1
+        else:
+            atoms.append(record[0])
+            upper.append(record[1][iu])
+    return (np.stack(atoms) if atoms else np.zeros((0, max_atoms), np.uint8),
+            np.stack(upper) if upper else np.zeros((0, len(iu[0])), np.uint8), dict(skipped))
 
 
 def featurize_dense(
@@ -137,45 +175,63 @@ def featurize_dense(
     max_atoms: int | None = None,
 ) -> dict[str, Any]:
     """Dense graphs of the train / valid SMILES (train: the first ``max_molecules``) in one
-    ``.npz``: ``atom_types`` (fitted on train), ``{split}_atoms: (M, N)`` and ``{split}_bonds:
-    (M, N(N-1)/2)`` (upper triangle), uint8. A molecule that does not fit (more atoms than
+    uncompressed ``.npz`` (its members memory-map, see :func:`load_dense`): ``atom_types``
+    (fitted on train), ``max_atoms``, ``{split}_atoms: (M, N)`` and ``{split}_bonds: (M,
+    N(N-1)/2)`` (upper triangle), uint8. A molecule that does not fit (more atoms than
     ``max_atoms`` or the train maximum, an atom type unseen in train, a radical) is skipped and
-    counted; returns the counts."""
-    train = read_smiles(train_path)[:max_molecules]
-    valid = read_smiles(valid_path)
-    atom_types, largest = fit_vocabulary(train, n_jobs=n_jobs)
+    counted; returns the counts. The files are streamed in chunks over ``n_jobs`` processes (one
+    pass to fit the vocabulary, one to write the graphs), so memory does not grow with them."""
+    atom_types, largest = _fit_vocabulary_chunks(iter_smiles_chunks(train_path, limit=max_molecules), n_jobs)
     max_atoms = largest if max_atoms is None else max_atoms
     if not atom_types or max_atoms < 1:
         raise DataError(f"{train_path}: no molecule could be featurized")
     atom_index = {t: i for i, t in enumerate(atom_types)}
-    iu = np.triu_indices(max_atoms, k=1)
-    arrays: dict[str, np.ndarray] = {"atom_types": np.array(atom_types), "max_atoms": np.array(max_atoms)}
     stats: dict[str, Any] = {"atom_types": atom_types, "max_atoms": max_atoms}
-    for split, smiles, path in (("train", train, train_path), ("valid", valid, valid_path)):
-        records = map_molecules(_dense_record, [(s, atom_index, max_atoms) for s in smiles], n_jobs=n_jobs,
-                                progress=sys.stderr.isatty(), desc=f"dense graphs {path.name}")
-        kept = [r for r in records if not isinstance(r, str)]
-        skipped = collections.Counter(r for r in records if isinstance(r, str))
-        arrays[f"{split}_atoms"] = np.stack([a for a, _ in kept]) if kept else np.zeros((0, max_atoms), np.uint8)
-        arrays[f"{split}_bonds"] = (np.stack([b[iu] for _, b in kept]) if kept
-                                    else np.zeros((0, len(iu[0])), np.uint8))
-        stats[split] = len(kept)
-        stats[f"{split}_skipped"] = dict(skipped.most_common(10))
-    with atomic_path(out_path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+    with NpzWriter(out_path) as writer:
+        writer.put("atom_types", np.array(atom_types))
+        writer.put("max_atoms", np.array(max_atoms))
+        for split, path, limit in (("train", train_path, max_molecules), ("valid", valid_path, None)):
+            writer.declare(f"{split}_atoms", np.uint8, (max_atoms,))
+            writer.declare(f"{split}_bonds", np.uint8, (max_atoms * (max_atoms - 1) // 2,))
+            tasks = ((chunk, atom_index, max_atoms) for chunk in iter_smiles_chunks(path, limit=limit))
+            kept = 0
+            skipped: collections.Counter = collections.Counter()
+            progress = tqdm(desc=f"dense graphs {Path(path).name}", unit="mol", disable=not sys.stderr.isatty())
+            with progress:
+                for atoms, upper, chunk_skipped in map_chunks(_dense_chunk, tasks, n_jobs=n_jobs):
+                    writer.append(f"{split}_atoms", atoms)
+                    writer.append(f"{split}_bonds", upper)
+                    kept += len(atoms)
+                    skipped.update(chunk_skipped)
+                    progress.update(len(atoms) + sum(chunk_skipped.values()))
+            stats[split] = kept
+            stats[f"{split}_skipped"] = dict(skipped.most_common(10))
     return stats
 
 
-def load_dense(path: Path, split: str) -> tuple[list[str], torch.Tensor, torch.Tensor]:
-    """(atom_types, atoms: (M, N) long, bonds: (M, N, N) long) of a split of ``featurize_dense``."""
+class DenseSplit(NamedTuple):
+    """One split of a dense graph file: ``atoms: (M, N)`` uint8 and ``bonds: (M, N(N-1)/2)`` uint8
+    (upper triangle, see :func:`upper_to_dense`), both memory-mapped read-only."""
+
+    atom_types: list[str]
+    atoms: np.ndarray
+    bonds: np.ndarray
+
+
+def load_dense(path: Path, split: str) -> DenseSplit:
+    """(atom_types, atoms, upper-triangle bonds) of a split of ``featurize_dense``, memory-mapped:
+    nothing is read until it is indexed (:class:`DenseGraphDataset` converts one batch at a time)."""
     if not Path(path).is_file():
         raise DataError(f"{path}: dense graph file not found (run the featurize step)")
-    with np.load(path) as data:
-        atom_types = [str(t) for t in data["atom_types"]]
-        n = int(data["max_atoms"])
-        atoms = torch.from_numpy(data[f"{split}_atoms"].astype(np.int64))
-        upper = torch.from_numpy(data[f"{split}_bonds"].astype(np.int64))
-    return atom_types, atoms, upper_to_dense(upper, n)
+    arrays = load_npz_mapped(Path(path))
+    missing = [k for k in ("atom_types", "max_atoms", f"{split}_atoms", f"{split}_bonds") if k not in arrays]
+    if missing:
+        raise DataError(f"{path}: not a dense graph file with a {split!r} split (lacks {missing})")
+    n = int(arrays["max_atoms"])
+    atoms, bonds = arrays[f"{split}_atoms"], arrays[f"{split}_bonds"]
+    if atoms.shape[1:] != (n,) or bonds.shape != (len(atoms), n * (n - 1) // 2):
+        raise DataError(f"{path}: {split} arrays of shapes {atoms.shape}, {bonds.shape} do not fit max_atoms={n}")
+    return DenseSplit([str(t) for t in arrays["atom_types"]], atoms, bonds)
 
 
 def upper_to_dense(upper: torch.Tensor, n: int) -> torch.Tensor:
@@ -186,25 +242,53 @@ def upper_to_dense(upper: torch.Tensor, n: int) -> torch.Tensor:
     return dense + dense.transpose(-1, -2)
 
 
-def dense_state(atom_types: Sequence[str], atoms: torch.Tensor, bonds: torch.Tensor) -> dict[str, Any]:
+def _long(values: Any) -> torch.Tensor:
+    """A copy as a long tensor of a tensor or (memory-mapped) array."""
+    if isinstance(values, torch.Tensor):
+        return values.long()
+    return torch.from_numpy(np.array(values, dtype=np.int64))
+
+
+def _upper(bonds: Any, n: int) -> Any:
+    """Upper triangle ``(M, N(N-1)/2)`` of ``(M, N, N)`` bonds; upper triangles pass through."""
+    if bonds.ndim == 2:
+        return bonds
+    iu = np.triu_indices(n, k=1)
+    return bonds[:, torch.from_numpy(iu[0]), torch.from_numpy(iu[1])] if isinstance(bonds, torch.Tensor) \
+        else bonds[:, iu[0], iu[1]]
+
+
+STATE_CHUNK = 16384
+"""Graphs per step of :func:`dense_state` over memory-mapped splits."""
+
+
+def dense_state(atom_types: Sequence[str], atoms: Any, bonds: Any) -> dict[str, Any]:
     """What a dense-graph model is built from, measured on its training graphs (``atoms: (M, N)``,
-    ``bonds: (M, N, N)``): the atom vocabulary, ``max_atoms``, and as plain lists
+    ``bonds: (M, N, N)`` or its upper triangle ``(M, N(N-1)/2)``; tensors or memory-mapped arrays,
+    read in chunks): the atom vocabulary, ``max_atoms``, and as plain lists
 
     - ``num_atoms_distribution``: P(n atoms), n = 0..N,
     - ``atom_marginals``: frequency of each atom type over real atoms (length ``len(atom_types)``),
     - ``bond_marginals``: frequency of no bond / single / double / triple over pairs of real atoms.
     """
     n_types = len(atom_types)
-    mask = atoms > 0
-    sizes = mask.sum(1)
-    num_atoms = torch.bincount(sizes, minlength=atoms.shape[1] + 1).double()
-    atom_counts = torch.bincount(atoms[mask] - 1, minlength=n_types).double()
-    pair = mask[:, :, None] & mask[:, None, :]
-    pair &= ~torch.eye(atoms.shape[1], dtype=torch.bool)[None]
-    bond_counts = torch.bincount(bonds[pair], minlength=NUM_BOND_CLASSES).double()
+    n = int(atoms.shape[1])
+    iu = torch.triu_indices(n, n, offset=1)
+    num_atoms = torch.zeros(n + 1, dtype=torch.float64)
+    atom_counts = torch.zeros(n_types, dtype=torch.float64)
+    bond_counts = torch.zeros(NUM_BOND_CLASSES, dtype=torch.float64)
+    upper_bonds = _upper(bonds, n)
+    for start in range(0, max(len(atoms), 1), STATE_CHUNK):
+        chunk = _long(atoms[start:start + STATE_CHUNK])
+        upper = _long(upper_bonds[start:start + STATE_CHUNK])
+        mask = chunk > 0
+        num_atoms += torch.bincount(mask.sum(1), minlength=n + 1).double()
+        atom_counts += torch.bincount(chunk[mask] - 1, minlength=n_types).double()
+        pair = mask[:, iu[0]] & mask[:, iu[1]]  # each unordered pair of real atoms once
+        bond_counts += torch.bincount(upper[pair], minlength=NUM_BOND_CLASSES).double()
     return {
         "atom_types": list(atom_types),
-        "max_atoms": int(atoms.shape[1]),
+        "max_atoms": n,
         "num_atoms_distribution": (num_atoms / num_atoms.sum()).tolist(),
         "atom_marginals": (atom_counts / atom_counts.sum()).tolist(),
         "bond_marginals": (bond_counts / bond_counts.sum().clamp(min=1)).tolist(),
@@ -212,11 +296,21 @@ def dense_state(atom_types: Sequence[str], atoms: torch.Tensor, bonds: torch.Ten
 
 
 class DenseGraphDataset(torch.utils.data.Dataset):
-    """Dense molecular graphs held as two tensors; ``collate`` stacks them into a batch dict."""
+    """Dense molecular graphs held as uint8 arrays (memory-mapped when they come from
+    :func:`load_dense`): ``atoms: (M, N)`` and the upper triangle of the bonds ``(M, N(N-1)/2)``
+    (a full ``(M, N, N)`` is reduced to it). ``collate`` converts only the batch: ``atoms: (B, N)``
+    and ``bonds: (B, N, N)`` long."""
 
-    def __init__(self, atoms: torch.Tensor, bonds: torch.Tensor) -> None:
-        self.atoms = atoms.to(torch.uint8)
-        self.bonds = bonds.to(torch.uint8)
+    def __init__(self, atoms: Any, bonds: Any) -> None:
+        n = int(atoms.shape[1])
+        self.atoms = atoms.to(torch.uint8).numpy() if isinstance(atoms, torch.Tensor) else atoms
+        upper = _upper(bonds, n)
+        self.bonds = upper.to(torch.uint8).numpy() if isinstance(upper, torch.Tensor) else upper
+        if self.atoms.dtype != np.uint8 or self.bonds.dtype != np.uint8:
+            self.atoms, self.bonds = self.atoms.astype(np.uint8), self.bonds.astype(np.uint8)
+        if len(self.atoms) != len(self.bonds):
+            raise ValueError(f"{len(self.atoms)} atom rows but {len(self.bonds)} bond rows")
+        self.max_atoms = n
         self.n_too_long = 0
 
     def __len__(self) -> int:
@@ -226,8 +320,14 @@ class DenseGraphDataset(torch.utils.data.Dataset):
         return i
 
     def collate(self, index: list[int]) -> dict[str, torch.Tensor]:
-        idx = torch.as_tensor(index)
-        return {"atoms": self.atoms[idx].long(), "bonds": self.bonds[idx].long()}
+        idx = np.asarray(index, dtype=np.int64)
+        return {"atoms": _long(self.atoms[idx]), "bonds": upper_to_dense(_long(self.bonds[idx]), self.max_atoms)}
+
+    def __getstate__(self) -> dict[str, Any]:  # a data loader worker re-opens the maps instead of copying them
+        return {**self.__dict__, "atoms": portable(self.atoms), "bonds": portable(self.bonds)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, atoms=unportable(state["atoms"]), bonds=unportable(state["bonds"]))
 
 
 def smiles_to_dense_batch(

@@ -55,7 +55,7 @@ class MoleculeDomain:
         needs_graph = "graph" in spec.batch_fields
         out = []
         for split in ("train", "valid"):
-            graphs = data_dir / f"graphs_{split}.pt" if needs_graph else None
+            graphs = data_dir / f"graphs_{split}.npz" if needs_graph else None
             out.append(MoleculeDataset(read_smiles(data_dir / f"{split}.smi"), tokenizer, model_cfg.max_length, graphs))
         return out[0], out[1]
 

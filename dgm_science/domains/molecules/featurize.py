@@ -1,7 +1,7 @@
 """RDKit molecules <-> PyTorch Geometric graphs over a declared atom and bond vocabulary.
 
 Node features ``x: (N, ATOM_FEATURE_DIM)`` and edge features ``edge_attr: (2E, BOND_FEATURE_DIM)``
-are concatenated one-hots (float32); every bond appears as two directed edges ``(2k, 2k + 1)``.
+are concatenated one-hots (uint8 0/1); every bond appears as two directed edges ``(2k, 2k + 1)``.
 Atom layout (36): element 14 | formal charge 4 | aromatic 1 | total Hs 4 | degree 6 |
 hybridization 6 | in ring 1. Bond layout (6): type 4 | conjugated 1 | in ring 1.
 Beside the features, each graph carries the integer labels that :func:`graph_to_mol` rebuilds the
@@ -14,6 +14,9 @@ molecule from:
 - ``bond_type: (2E,)`` index into :data:`BOND_TYPES`, aligned with ``edge_index``,
 - ``smiles``: the input SMILES (a string; a list after batching).
 
+A graph is stored compactly as :class:`GraphArrays` (small integers per atom and per bond, from
+which the features are rebuilt exactly), the form ``dgm featurize`` writes to disk.
+
 Hydrogens stay implicit (counted in ``atom_num_hs``); "H" is in the vocabulary only for the rare
 hydrogen that RDKit keeps as a node (e.g. ``[H][H]``, isotopic ``[2H]``, isotopes are not kept).
 Stereochemistry is not represented (MOSES SMILES carry none).
@@ -21,6 +24,9 @@ Stereochemistry is not represented (MOSES SMILES carry none).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 from rdkit import Chem
 from torch_geometric.data import Data
@@ -73,26 +79,144 @@ ATOM_FEATURE_DIM: int = (
 BOND_FEATURE_DIM: int = len(BOND_TYPES) + 1 + 1  # type, conjugated, in ring
 
 
-def _one_hot(index: int, size: int) -> list[float]:
-    values = [0.0] * size
-    values[index] = 1.0
-    return values
+ATOM_FEATURE_GROUPS: tuple[tuple[str, int], ...] = (
+    ("element", len(ELEMENTS) + 1),
+    ("charge", len(FORMAL_CHARGES) + 1),
+    ("aromatic", 1),
+    ("num_hs", MAX_NUM_HS + 1),
+    ("degree", MAX_DEGREE + 1),
+    ("hybridization", len(HYBRIDIZATIONS) + 1),
+    ("in_ring", 1),
+)
+"""The one-hot groups of ``x`` in order, with their widths (they sum to ATOM_FEATURE_DIM)."""
+_GROUP_OFFSET = dict(zip((g for g, _ in ATOM_FEATURE_GROUPS),
+                         np.cumsum([0] + [w for _, w in ATOM_FEATURE_GROUPS[:-1]]).tolist()))
 
 
-def _atom_features(atom: Chem.Atom, element: int) -> list[float]:
-    charge = atom.GetFormalCharge()
-    charge_slot = FORMAL_CHARGES.index(charge) if charge in FORMAL_CHARGES else len(FORMAL_CHARGES)
-    return (
-        _one_hot(element, len(ELEMENTS) + 1)
-        + _one_hot(charge_slot, len(FORMAL_CHARGES) + 1)
-        + [float(atom.GetIsAromatic())]
-        + _one_hot(min(atom.GetTotalNumHs(), MAX_NUM_HS), MAX_NUM_HS + 1)
-        + _one_hot(min(atom.GetDegree(), MAX_DEGREE), MAX_DEGREE + 1)
-        + _one_hot(
+class GraphArrays(NamedTuple):
+    """A molecular graph as small integers, one row per atom and per bond (each bond once), from
+    which :func:`graph_from_arrays` rebuilds the PyG graph of :func:`mol_to_graph` exactly.
+
+    Atoms ``(N,)``: ``atom_element`` uint8 index into ELEMENTS (OTHER_ELEMENT: other),
+    ``atom_charge`` int8 formal charge, ``atom_num_hs`` uint8 total hydrogens, ``atom_aromatic``
+    uint8 0/1, ``atom_degree`` uint8 heavy-atom degree, ``atom_hybridization`` uint8 index into
+    HYBRIDIZATIONS (its length: other), ``atom_in_ring`` uint8 0/1. Bonds ``(E,)``: ``bond_atoms:
+    (E, 2)`` uint16 begin and end atom, ``bond_type`` uint8 index into BOND_TYPES,
+    ``bond_conjugated`` and ``bond_in_ring`` uint8 0/1.
+    """
+
+    atom_element: np.ndarray
+    atom_charge: np.ndarray
+    atom_num_hs: np.ndarray
+    atom_aromatic: np.ndarray
+    atom_degree: np.ndarray
+    atom_hybridization: np.ndarray
+    atom_in_ring: np.ndarray
+    bond_atoms: np.ndarray
+    bond_type: np.ndarray
+    bond_conjugated: np.ndarray
+    bond_in_ring: np.ndarray
+
+
+ATOM_FIELDS: tuple[str, ...] = GraphArrays._fields[:7]
+BOND_FIELDS: tuple[str, ...] = GraphArrays._fields[7:]
+GRAPH_ARRAY_DTYPES: dict[str, np.dtype] = {
+    "atom_element": np.dtype(np.uint8), "atom_charge": np.dtype(np.int8), "atom_num_hs": np.dtype(np.uint8),
+    "atom_aromatic": np.dtype(np.uint8), "atom_degree": np.dtype(np.uint8),
+    "atom_hybridization": np.dtype(np.uint8), "atom_in_ring": np.dtype(np.uint8),
+    "bond_atoms": np.dtype(np.uint16), "bond_type": np.dtype(np.uint8), "bond_conjugated": np.dtype(np.uint8),
+    "bond_in_ring": np.dtype(np.uint8),
+}
+MAX_GRAPH_ATOMS: int = int(np.iinfo(np.uint16).max) + 1
+"""Atoms per molecule that ``bond_atoms`` (uint16) can index."""
+
+
+def mol_rows(mol: Chem.Mol, name: str) -> tuple[list[tuple[int, ...]], list[tuple[int, ...]]]:
+    """Per atom ``(element, charge, num_hs, aromatic, degree, hybridization, in_ring)`` and per bond
+    ``(begin, end, type, conjugated, in_ring)``: the fields of :class:`GraphArrays`, as Python
+    tuples (a chunk of molecules becomes arrays in one go). ValueError naming ``name`` for a bond
+    type outside BOND_TYPES, a charge outside int8 or more than MAX_GRAPH_ATOMS atoms."""
+    if mol.GetNumAtoms() > MAX_GRAPH_ATOMS:
+        raise ValueError(f"SMILES {name!r}: {mol.GetNumAtoms()} atoms, more than {MAX_GRAPH_ATOMS}")
+    atoms = []
+    for atom in mol.GetAtoms():
+        charge = atom.GetFormalCharge()
+        if not -128 <= charge <= 127:
+            raise ValueError(f"SMILES {name!r}: formal charge {charge} outside -128..127")
+        atoms.append((
+            _ELEMENT_BY_ATOMIC_NUMBER.get(atom.GetAtomicNum(), OTHER_ELEMENT),
+            charge,
+            min(atom.GetTotalNumHs(), 255),
+            int(atom.GetIsAromatic()),
+            min(atom.GetDegree(), 255),
             _HYBRIDIZATION_INDEX.get(atom.GetHybridization(), len(HYBRIDIZATIONS)),
-            len(HYBRIDIZATIONS) + 1,
-        )
-        + [float(atom.IsInRing())]
+            int(atom.IsInRing()),
+        ))
+    bonds = []
+    for bond in mol.GetBonds():
+        bond_type = _BOND_INDEX.get(bond.GetBondType())
+        if bond_type is None:
+            raise ValueError(
+                f"SMILES {name!r}: bond type {bond.GetBondType()} is not one of "
+                f"{[str(b) for b in BOND_TYPES]}"
+            )
+        bonds.append((bond.GetBeginAtomIdx(), bond.GetEndAtomIdx(), bond_type, int(bond.GetIsConjugated()),
+                      int(bond.IsInRing())))
+    return atoms, bonds
+
+
+def rows_to_arrays(atoms: list[tuple[int, ...]], bonds: list[tuple[int, ...]]) -> GraphArrays:
+    """Rows of :func:`mol_rows` (of one molecule, or of several concatenated) -> GraphArrays."""
+    atom_table = np.array(atoms, dtype=np.int64).reshape(len(atoms), len(ATOM_FIELDS))
+    bond_table = np.array(bonds, dtype=np.int64).reshape(len(bonds), 5)
+    columns = {name: atom_table[:, k] for k, name in enumerate(ATOM_FIELDS)}
+    columns.update(bond_atoms=bond_table[:, :2], bond_type=bond_table[:, 2], bond_conjugated=bond_table[:, 3],
+                   bond_in_ring=bond_table[:, 4])
+    return GraphArrays(**{name: np.ascontiguousarray(value, dtype=GRAPH_ARRAY_DTYPES[name])
+                          for name, value in columns.items()})
+
+
+def mol_to_arrays(mol: Chem.Mol, smiles: str | None = None) -> GraphArrays:
+    """The compact form of :func:`mol_to_graph`'s graph (see :class:`GraphArrays`)."""
+    return rows_to_arrays(*mol_rows(mol, smiles if smiles is not None else Chem.MolToSmiles(mol)))
+
+
+def graph_from_arrays(arrays: GraphArrays, smiles: str) -> Data:
+    """The PyG graph of one molecule's :class:`GraphArrays` (see :func:`mol_to_graph`)."""
+    n = len(arrays.atom_element)
+    rows = np.arange(n)
+    charge = np.asarray(arrays.atom_charge, dtype=np.int64)
+    charge_slot = np.full(n, len(FORMAL_CHARGES))
+    for slot, value in enumerate(FORMAL_CHARGES):
+        charge_slot[charge == value] = slot
+    num_hs = np.asarray(arrays.atom_num_hs, dtype=np.int64)
+    x = np.zeros((n, ATOM_FEATURE_DIM), dtype=np.uint8)
+    x[rows, _GROUP_OFFSET["element"] + np.asarray(arrays.atom_element, dtype=np.int64)] = 1
+    x[rows, _GROUP_OFFSET["charge"] + charge_slot] = 1
+    x[:, _GROUP_OFFSET["aromatic"]] = arrays.atom_aromatic
+    x[rows, _GROUP_OFFSET["num_hs"] + np.minimum(num_hs, MAX_NUM_HS)] = 1
+    x[rows, _GROUP_OFFSET["degree"] + np.minimum(np.asarray(arrays.atom_degree, dtype=np.int64), MAX_DEGREE)] = 1
+    x[rows, _GROUP_OFFSET["hybridization"] + np.asarray(arrays.atom_hybridization, dtype=np.int64)] = 1
+    x[:, _GROUP_OFFSET["in_ring"]] = arrays.atom_in_ring
+
+    pairs = np.asarray(arrays.bond_atoms, dtype=np.int64).reshape(-1, 2)
+    bond_type = np.asarray(arrays.bond_type, dtype=np.int64)
+    bond_features = np.zeros((len(bond_type), BOND_FEATURE_DIM), dtype=np.uint8)
+    bond_features[np.arange(len(bond_type)), bond_type] = 1
+    bond_features[:, len(BOND_TYPES)] = arrays.bond_conjugated
+    bond_features[:, len(BOND_TYPES) + 1] = arrays.bond_in_ring
+    edge_index = np.stack([pairs.reshape(-1), pairs[:, ::-1].reshape(-1)])  # bond k: edges 2k and 2k + 1
+    return Data(
+        x=torch.from_numpy(x),
+        edge_index=torch.from_numpy(np.ascontiguousarray(edge_index)),
+        edge_attr=torch.from_numpy(np.repeat(bond_features, 2, axis=0)),
+        atom_element=torch.from_numpy(np.asarray(arrays.atom_element, dtype=np.int64)),
+        atom_charge=torch.from_numpy(charge),
+        atom_num_hs=torch.from_numpy(num_hs),
+        atom_aromatic=torch.from_numpy(np.asarray(arrays.atom_aromatic, dtype=np.int64)),
+        bond_type=torch.from_numpy(np.repeat(bond_type, 2)),
+        smiles=smiles,
+        num_nodes=n,
     )
 
 
@@ -103,43 +227,7 @@ def mol_to_graph(mol: Chem.Mol, smiles: str | None = None) -> Data:
     BOND_FEATURE_DIM) uint8 0/1)`` plus the integer labels listed in the module docstring.
     """
     name = smiles if smiles is not None else Chem.MolToSmiles(mol)
-    elements, features = [], []
-    for atom in mol.GetAtoms():
-        element = _ELEMENT_BY_ATOMIC_NUMBER.get(atom.GetAtomicNum(), OTHER_ELEMENT)
-        elements.append(element)
-        features.append(_atom_features(atom, element))
-
-    sources, targets, bond_types, bond_features = [], [], [], []
-    for bond in mol.GetBonds():
-        bond_type = _BOND_INDEX.get(bond.GetBondType())
-        if bond_type is None:
-            raise ValueError(
-                f"SMILES {name!r}: bond type {bond.GetBondType()} is not one of "
-                f"{[str(b) for b in BOND_TYPES]}"
-            )
-        begin, end = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        feature = _one_hot(bond_type, len(BOND_TYPES)) + [
-            float(bond.GetIsConjugated()),
-            float(bond.IsInRing()),
-        ]
-        sources += [begin, end]
-        targets += [end, begin]
-        bond_types += [bond_type, bond_type]
-        bond_features += [feature, feature]
-
-    atoms = list(mol.GetAtoms())
-    return Data(
-        x=torch.tensor(features, dtype=torch.uint8).reshape(len(atoms), ATOM_FEATURE_DIM),
-        edge_index=torch.tensor([sources, targets], dtype=torch.long).reshape(2, -1),
-        edge_attr=torch.tensor(bond_features, dtype=torch.uint8).reshape(-1, BOND_FEATURE_DIM),
-        atom_element=torch.tensor(elements, dtype=torch.long),
-        atom_charge=torch.tensor([a.GetFormalCharge() for a in atoms], dtype=torch.long),
-        atom_num_hs=torch.tensor([a.GetTotalNumHs() for a in atoms], dtype=torch.long),
-        atom_aromatic=torch.tensor([int(a.GetIsAromatic()) for a in atoms], dtype=torch.long),
-        bond_type=torch.tensor(bond_types, dtype=torch.long),
-        smiles=name,
-        num_nodes=len(atoms),
-    )
+    return graph_from_arrays(mol_to_arrays(mol, name), name)
 
 
 def smiles_to_graph(smiles: str) -> Data:

@@ -161,10 +161,13 @@ class NodeEdgeAttention(nn.Module):
     of v_j over real nodes j, modulated by the global features; the new global features add pooled
     nodes and edges to a projection of the old. ``x: (B, N, dx)``, ``e: (B, N, N, de)``, ``y: (B,
     dy)``, ``node_mask: (B, N)``, ``pair_mask: (B, N, N)``. DiGress uses ``da = dx``; a narrower
-    ``da`` makes the (B, N, N, da) tensors, most of the cost, cheaper.
+    ``da`` makes the (B, N, N, da) tensors, most of the cost, cheaper. Without ``update_global``
+    (the last layer, whose global features nothing reads) the global features pass unchanged and
+    the modules that would update them do not exist, so that every parameter gets a gradient (DDP
+    requires it).
     """
 
-    def __init__(self, dx: int, de: int, dy: int, da: int, n_heads: int) -> None:
+    def __init__(self, dx: int, de: int, dy: int, da: int, n_heads: int, update_global: bool = True) -> None:
         super().__init__()
         if da % n_heads:
             raise ValueError(f"attention width {da} must be divisible by n_heads {n_heads}")
@@ -175,10 +178,12 @@ class NodeEdgeAttention(nn.Module):
         self.global_node_film = _FiLM(dy, da)
         self.edge_out = nn.Linear(da, de)
         self.node_out = nn.Linear(da, dx)
-        self.global_self = nn.Linear(dy, dy)
-        self.node_pool = _Pool(dx, dy)
-        self.edge_pool = _Pool(de, dy)
-        self.global_out = nn.Sequential(nn.Linear(dy, dy), nn.ReLU(), nn.Linear(dy, dy))
+        self.update_global = update_global
+        if update_global:
+            self.global_self = nn.Linear(dy, dy)
+            self.node_pool = _Pool(dx, dy)
+            self.edge_pool = _Pool(de, dy)
+            self.global_out = nn.Sequential(nn.Linear(dy, dy), nn.ReLU(), nn.Linear(dy, dy))
 
     def forward(
         self, x: torch.Tensor, e: torch.Tensor, y: torch.Tensor, node_mask: torch.Tensor, pair_mask: torch.Tensor
@@ -191,6 +196,8 @@ class NodeEdgeAttention(nn.Module):
         attention = torch.softmax(scores + bias[:, None, :, None], dim=2)
         weighted = (attention * v.unsqueeze(1)).sum(2)
         new_x = self.node_out(self.global_node_film.modulate(weighted, y.unsqueeze(1)))
+        if not self.update_global:
+            return new_x, new_e, y
         new_y = self.global_self(y) + self.node_pool(x, node_mask) + self.edge_pool(
             e.reshape(b, n * n, -1), pair_mask.reshape(b, n * n))
         return new_x, new_e, self.global_out(new_y)
@@ -198,17 +205,30 @@ class NodeEdgeAttention(nn.Module):
 
 class GraphTransformerLayer(nn.Module):
     """Post-norm transformer layer on (nodes, edges, global): attention, residual, LayerNorm, then
-    feed-forward, residual, LayerNorm for each stream (DiGress's XEyTransformerLayer)."""
+    feed-forward, residual, LayerNorm for each stream (DiGress's XEyTransformerLayer). Without
+    ``update_global`` (the last layer) the global features pass through unchanged: DiGress computes
+    them and discards them, which leaves parameters without a gradient."""
 
-    def __init__(self, dx: int, de: int, dy: int, da: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, dx: int, de: int, dy: int, da: int, n_heads: int, dropout: float,
+                 update_global: bool = True) -> None:
         super().__init__()
-        self.attention = NodeEdgeAttention(dx, de, dy, da, n_heads)
-        self.norms = nn.ModuleList(nn.LayerNorm(d) for d in (dx, de, dy, dx, de, dy))
-        self.ffns = nn.ModuleList(
-            nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
-            for d in (dx, de, dy)
-        )
+        self.attention = NodeEdgeAttention(dx, de, dy, da, n_heads, update_global)
+        self.update_global = update_global
+
+        def norm(d: int, is_global: bool) -> nn.Module:
+            return nn.LayerNorm(d) if update_global or not is_global else nn.Identity()  # Identity keeps indices
+
+        def ffn(d: int, is_global: bool) -> nn.Module:
+            if is_global and not update_global:
+                return nn.Identity()
+            return nn.Sequential(nn.Linear(d, 2 * d), nn.ReLU(), nn.Dropout(dropout), nn.Linear(2 * d, d))
+
+        streams = ((dx, False), (de, False), (dy, True))
+        self.norms = nn.ModuleList(norm(d, g) for d, g in streams + streams)
+        self.ffns = nn.ModuleList(ffn(d, g) for d, g in streams)
         self.dropout = nn.Dropout(dropout)
+        if not update_global:
+            self.register_load_state_dict_pre_hook(_drop_discarded_global_weights)
 
     def forward(
         self, x: torch.Tensor, e: torch.Tensor, y: torch.Tensor, node_mask: torch.Tensor, pair_mask: torch.Tensor
@@ -216,9 +236,25 @@ class GraphTransformerLayer(nn.Module):
         new = self.attention(x, e, y, node_mask, pair_mask)
         out = []
         for i, (h, dh) in enumerate(zip((x, e, y), new)):
+            if i == 2 and not self.update_global:
+                out.append(h)
+                continue
             h = self.norms[i](h + self.dropout(dh))
             out.append(self.norms[i + 3](h + self.dropout(self.ffns[i](h))))
         return out[0], out[1], out[2]
+
+
+_DISCARDED_GLOBAL = ("attention.global_self.", "attention.node_pool.", "attention.edge_pool.",
+                     "attention.global_out.", "norms.2.", "norms.5.", "ffns.2.")
+
+
+def _drop_discarded_global_weights(module: nn.Module, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+    """Checkpoints written before the last layer lost its global update hold those modules' weights,
+    which never had a gradient (their output was discarded): drop them, so that the checkpoints load
+    with the same outputs."""
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        if key[len(prefix):].startswith(_DISCARDED_GLOBAL):
+            del state_dict[key]
 
 
 class GraphTransformerDenoiser(nn.Module):
@@ -242,9 +278,10 @@ class GraphTransformerDenoiser(nn.Module):
         self.node_in = _mlp(num_node_classes + extra_node, 2 * hidden_dim, hidden_dim, last_activation=True)
         self.edge_in = _mlp(num_edge_classes, 2 * edge_dim, edge_dim, last_activation=True)
         self.global_in = _mlp(1 + extra_global, 2 * global_dim, global_dim, last_activation=True)
-        self.layers = nn.ModuleList(
-            GraphTransformerLayer(hidden_dim, edge_dim, global_dim, attention_dim or hidden_dim, n_heads, dropout)
-            for _ in range(n_layers)
+        self.layers = nn.ModuleList(  # the last layer's global features would be discarded
+            GraphTransformerLayer(hidden_dim, edge_dim, global_dim, attention_dim or hidden_dim, n_heads, dropout,
+                                  update_global=i < n_layers - 1)
+            for i in range(n_layers)
         )
         self.node_out = _mlp(hidden_dim, 2 * hidden_dim, num_node_classes, last_activation=False)
         self.edge_out = _mlp(edge_dim, 2 * edge_dim, num_edge_classes, last_activation=False)

@@ -10,7 +10,6 @@ import functools
 import io
 import os
 import pkgutil
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -34,6 +33,7 @@ from dgm_science.domains.molecules.properties import (
     parse_smiles,
     passes_filters,
 )
+from dgm_science.utils import atomic_path
 
 CHEMNET_PAD_LENGTH = 350
 CHEMNET_BLOCK = 4096
@@ -336,10 +336,8 @@ def save_reference(path: str | os.PathLike, stats: Mapping[str, np.ndarray]) -> 
     missing = [key for key in REFERENCE_KEYS if key not in stats]
     if missing:
         raise ValueError(f"save_reference {path}: statistics lack keys {missing}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez_compressed(handle, **{key: np.asarray(value) for key, value in stats.items()})
-    os.replace(handle.name, path)
 
 
 def load_reference(path: str | os.PathLike) -> dict[str, np.ndarray]:

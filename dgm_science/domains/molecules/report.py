@@ -145,7 +145,8 @@ def _histograms(dataset: str, samples: dict[str, list[dict[str, str]]], referenc
         if ref is not None:
             ax.hist(ref[label], bins=bins, density=True, histtype="stepfilled", alpha=0.3, color="k", label="test")
         for model, values in series.items():
-            ax.hist(values, bins=bins, density=True, histtype="step", label=model)
+            if len(values):  # a model without valid molecules has no density to draw
+                ax.hist(values, bins=bins, density=True, histtype="step", label=model)
         ax.set_title(label)
     axes[0].legend(fontsize=8)
     png = figure_png(fig)

@@ -1,0 +1,152 @@
+"""The paper path end to end: paper.yaml with the paper-smoke overlay (every paper dataset, model
+and rule; budgets of seconds, a small slice of the data) runs to the report on the committed
+samples without any download. Every rule of the workflow but the fetches (whose outputs are
+written from the samples) and the per-domain aggregate targets must have run, every paper run must
+have its metrics, and the report must name every paper model under its dataset."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import time
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from snakemake.utils import update_config
+
+from dgm_science import api, registry
+from tests.workflow_fixtures import ROOT, copy_workflow, run_snakemake, write_raw_inputs
+
+PAPER = ROOT / "workflows/config/paper.yaml"
+OVERLAY = ROOT / "workflows/config/overlays/paper-smoke.yaml"
+CONFIGS = ["workflows/config/paper.yaml", "workflows/config/overlays/paper-smoke.yaml"]
+# one thread per job: tiny models run fastest on one thread, and two jobs share the two cores
+OPTIONS = ("--max-threads", "1")
+DOMAINS = {"molecules": "Molecules", "structures": "3D structures", "sequences": "Genetic sequences",
+           "trajectories": "Robot trajectories"}
+# Rules outside the run to the report: the fetches (their outputs are written from the committed
+# samples) and the per-domain aggregate targets.
+NOT_RUN = {"moses_fetch", "qm9_fetch", "qm9_3d_fetch", "ala2_fetch", *DOMAINS}
+
+
+def merged_config() -> dict:
+    """paper.yaml updated by the overlay the way Snakemake merges ``--configfile a b``."""
+    config = copy.deepcopy(yaml.safe_load(PAPER.read_text()))
+    update_config(config, yaml.safe_load(OVERLAY.read_text()))
+    return config
+
+
+def runs(config: dict):
+    for domain in DOMAINS:
+        for dataset, ds_cfg in config.get(domain, {}).items():
+            for model in ds_cfg["models"]:
+                for seed in config["seeds"]:
+                    yield domain, dataset, model, seed
+
+
+def report_sections(report: str) -> dict[str, list[frozenset[str]]]:
+    """{domain heading: [the registered models named in bold in each dataset's section]}."""
+    models = set(registry.names("model"))
+    sections = {}
+    for domain in report.split("<h2>")[1:]:
+        heading, _, body = domain.partition("</h2>")
+        sections[heading] = [frozenset(set(re.findall(r"<b>([\w-]+)</b>", part)) & models)
+                             for part in body.split("<h3>")[1:]]
+    return sections
+
+
+def test_overlay_keeps_every_paper_dataset_and_model_and_validates():
+    paper = yaml.safe_load(PAPER.read_text())
+    overlay = yaml.safe_load(OVERLAY.read_text())
+    merged = merged_config()
+    jsonschema.validate(merged, yaml.safe_load((ROOT / "workflows/schemas/config.schema.yaml").read_text()))
+    for domain in DOMAINS:
+        # the overlay adds no dataset or model: it only shrinks the paper's
+        assert set(overlay[domain]) == set(paper[domain]), domain
+        for dataset, ds_cfg in paper[domain].items():
+            assert set(overlay[domain][dataset]["models"]) == set(ds_cfg["models"]), (domain, dataset)
+    assert set(merged["seeds"]) <= set(paper["seeds"])
+    for domain, dataset, model, _ in runs(merged):
+        cfg = merged[domain][dataset]["models"][model]
+        paper_cfg = paper[domain][dataset]["models"][model]
+        api.RunConfig.parse(model, cfg, where=f"paper-smoke:{dataset}:{model}")
+        assert cfg["train"]["max_steps"] <= 10 and cfg["sample"]["n"] <= 100, (dataset, model)
+        # the paper's runtime settings stay: devices, precision, data-loader workers, early stopping
+        for key in ("accelerator", "devices", "precision", "num_workers", "keep_best"):
+            assert cfg["train"].get(key) == paper_cfg["train"].get(key), (dataset, model, key)
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, moses_smiles):
+    """The workdir after the run, and the run's output (stdout + stderr)."""
+    work = tmp_path_factory.mktemp("paper-smoke")
+    copy_workflow(work)
+    splits = {"train": moses_smiles[:260] + ["not_a_smiles"], "test": moses_smiles[260:],
+              "test_scaffolds": moses_smiles[200:]}
+    # paper.yaml's sequence datasets: full-length 16S genes and Swiss-Prot proteins
+    write_raw_inputs(work, splits, {"16s": 40, "swissprot": 40})
+    started = time.monotonic()
+    result = run_snakemake(work, CONFIGS, *OPTIONS, timeout=1800)
+    out = result.stdout + result.stderr
+    (work / "snakemake.log").write_text(out)
+    assert result.returncode == 0, out[-8000:]
+    print(f"\npaper-smoke: {len(executed_jobs(out))} jobs in {time.monotonic() - started:.0f} s")
+    return work, out
+
+
+def executed_jobs(out: str) -> list[str]:
+    return re.findall(r"^(?:local)?rule (\w+):$", out, flags=re.MULTILINE)
+
+
+@pytest.mark.e2e
+def test_every_rule_of_the_workflow_ran(smoke_run):
+    work, out = smoke_run
+    listed = run_snakemake(work, CONFIGS, *OPTIONS, "--list-rules")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    rules = set(re.findall(r"^(\w+)(?: \(|$)", listed.stdout, flags=re.MULTILINE))  # docstrings follow in ( )
+    executed = set(executed_jobs(out))
+    assert {"all", "report", "molecules_train", "trajectories_rollout"} <= rules and executed <= rules
+    assert rules - NOT_RUN - executed == set(), f"rules that never ran: {sorted(rules - NOT_RUN - executed)}"
+
+
+@pytest.mark.e2e
+def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
+    work, _ = smoke_run
+    config = merged_config()
+    for domain, dataset, model, seed in runs(config):
+        run = work / f"results/{domain}/{dataset}/{model}/seed{seed}"
+        assert json.loads((run / "metrics.json").read_text()), run
+        assert (work / f"logs/{domain}/{dataset}/{model}/seed{seed}/train.log").is_file()
+        if domain == "sequences":
+            assert json.loads((run / "test_likelihood.json").read_text())["scored"] > 0
+        if domain == "trajectories":
+            rollout = json.loads((run / "rollout.json").read_text())
+            assert rollout["episodes"] == config[domain][dataset]["rollout"]["episodes"]
+    # the report: one section per domain, in it one per dataset naming each of its models
+    sections = report_sections((work / "results/report.html").read_text())
+    assert len(sections) == len(DOMAINS)
+    for domain, heading in DOMAINS.items():
+        found = next(v for k, v in sections.items() if k.startswith(heading))
+        expected = [frozenset(ds["models"]) for ds in config[domain].values()]
+        assert sorted(found, key=sorted) == sorted(expected, key=sorted), (domain, found)
+    for dataset in ("moses", "qm9"):
+        prepared = json.loads((work / f"resources/molecules/{dataset}/data/prepare.json").read_text())
+        assert prepared["train"] == config["molecules"][dataset]["subset"]["train_size"]
+    for dataset in ("16s", "swissprot"):
+        compressed = json.loads((work / f"results/sequences/{dataset}/seq-arm/seed0/compression.json").read_text())
+        assert compressed["round_trip"] == "bit-exact"
+    for maze in ("umaze", "medium", "large"):
+        expert = json.loads((work / f"resources/trajectories/pointmaze-{maze}/expert_rollout.json").read_text())
+        assert expert["episodes"] == config["trajectories"][f"pointmaze-{maze}"]["rollout"]["episodes"]
+    assert json.loads((work / "resources/structures/ala2/md/simulate.json").read_text())["frames"] == 100
+
+
+@pytest.mark.e2e
+def test_rerun_of_the_paper_config_does_nothing(smoke_run):
+    work, _ = smoke_run
+    dry = run_snakemake(work, CONFIGS, *OPTIONS, "--dry-run")
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr

@@ -1,0 +1,199 @@
+"""The workflow's static contract: the SLURM profile names real rules, puts every rule that loads a
+model on a GPU, and gives each job exactly the CPUs its command uses; `snakemake --lint` finds
+nothing; the Snakefile and rule files are snakefmt-formatted; every config key is documented."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PROFILE = ROOT / "workflows/profiles/slurm/config.yaml"
+PAPER = "workflows/config/paper.yaml"
+RULE_FILES = sorted((ROOT / "workflows/rules").glob("*.smk"))
+# `dgm` subcommands that load a trained model: their rules must run on a GPU under the profile.
+MODEL_COMMAND = re.compile(r"\bdgm (train|sample|likelihood|compress|rollout --checkpoint)\b")
+
+
+def snakemake(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def rule_shells() -> dict[str, str]:
+    """Each rule's shell command text, from the rule files (one rule block per `rule name:`)."""
+    shells = {}
+    for path in RULE_FILES:
+        blocks = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
+        for name, body in zip(blocks[1::2], blocks[2::2]):
+            shell = re.search(r"^    shell:\n((?:        .*\n?)+)", body, flags=re.M)
+            shells[name] = shell.group(1) if shell else ""
+    return shells
+
+
+@pytest.fixture(scope="module")
+def profile() -> dict:
+    return yaml.safe_load(PROFILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def paper_rules() -> set[str]:
+    result = snakemake("--list-rules", "--configfile", PAPER)
+    assert result.returncode == 0, result.stderr[-3000:]
+    # one rule a line, its docstring after it (continuation lines indented)
+    rules = {line.split()[0] for line in result.stdout.splitlines() if line and not line[0].isspace()}
+    assert {"molecules_train", "report", "all"} <= rules
+    return rules
+
+
+def test_rule_files_parse_into_the_listed_rules(paper_rules):
+    assert set(rule_shells()) | {"all"} == paper_rules
+
+
+def test_profile_names_only_rules_that_exist(profile, paper_rules):
+    named = set(profile["set-threads"]) | set(profile["set-resources"])
+    assert named <= paper_rules, f"not rules of the workflow: {sorted(named - paper_rules)}"
+
+
+def test_every_rule_that_loads_a_model_gets_a_gpu(profile):
+    model_rules = {name for name, shell in rule_shells().items() if MODEL_COMMAND.search(shell)}
+    assert {"molecules_train", "conformers_sample", "sequences_likelihood", "trajectories_rollout"} <= model_rules
+    cpu_partition = profile["default-resources"]["slurm_partition"]
+    for rule in sorted(model_rules):
+        resources = profile["set-resources"].get(rule)
+        assert resources, f"{rule} loads a model but the profile gives it no resources (CPU partition)"
+        assert resources.get("gpu", 0) >= 1, f"{rule} gets no GPU"
+        assert resources["slurm_partition"] != cpu_partition, f"{rule} is left on the CPU partition"
+        # one Slurm task per job: no --ntasks-per-gpu, whatever the plugin version's default
+        assert resources.get("tasks_per_gpu") == 0, rule
+        assert resources["mem_mb"] >= 16000 and resources["runtime"] >= 120, rule
+
+
+def test_cpus_asked_of_slurm_are_the_threads_the_command_uses(profile):
+    """The executor asks for --cpus-per-task = threads unless cpus_per_task / cpus_per_gpu is
+    set: the profile sets neither, so the CPUs come from set-threads, which the commands get."""
+    for rule, resources in {"default-resources": profile["default-resources"], **profile["set-resources"]}.items():
+        assert not {"cpus_per_task", "cpus_per_gpu"} & set(resources), rule
+    for path in [*RULE_FILES, ROOT / "Snakefile"]:
+        assert "workflow.cores" not in path.read_text(), f"{path.name}: threads must not follow --cores"
+    # every rule whose command takes a thread count has its threads set by the profile
+    threaded = {name for name, shell in rule_shells().items() if "{threads}" in shell}
+    assert threaded - {"ala2_simulate"} <= set(profile["set-threads"]), threaded - set(profile["set-threads"])
+    # the dry run of the paper config under the profile: each command's --threads / --jobs is the
+    # rule's set-threads value (no --cores needed; --cores 64 only lifts the dry run's 1-core cap)
+    result = snakemake("-n", "-p", "--profile", str(PROFILE.parent), "--configfile", PAPER, "--cores", "64")
+    assert result.returncode == 0, result.stderr[-3000:]
+    seen = {}
+    for rule, block in re.findall(r"^rule (\w+):\n(.*?)(?=^\[|\Z)", result.stdout, flags=re.M | re.S):
+        threads = re.search(r"--(?:threads|jobs) (\d+)", block)
+        if threads and rule in profile["set-threads"]:
+            seen.setdefault(rule, set()).add(int(threads.group(1)))
+    assert seen and all(values == {profile["set-threads"][rule]} for rule, values in seen.items()), seen
+
+
+def test_paper_config_parses_under_the_slurm_profile_without_cores():
+    result = snakemake("-n", "--quiet", "rules", "--profile", str(PROFILE.parent), "--configfile", PAPER)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.parametrize("configfile", ["workflows/config/default.yaml", PAPER])
+def test_lint_finds_nothing(configfile):
+    result = snakemake("--lint", "--configfile", configfile)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out[-3000:]
+    assert "Lints for" not in out, out[-5000:]
+    assert "Congratulations, your workflow is in a good condition!" in out
+
+
+def test_workflow_is_snakefmt_formatted():
+    snakefmt = shutil.which("snakefmt", path=str(Path(sys.executable).parent)) or shutil.which("snakefmt")
+    if snakefmt is None:
+        pytest.skip("snakefmt is not installed (pip install snakefmt)")
+    result = subprocess.run([snakefmt, "--check", "Snakefile", "workflows"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_rule_has_the_conda_env_and_the_env_exists():
+    env = ROOT / "workflows/envs/conda.yaml"
+    assert yaml.safe_load(env.read_text())["name"] == "dgm-science"
+    assert (ROOT / "envs/conda.yaml").resolve() == env.resolve()
+    for path in RULE_FILES:
+        text = path.read_text()
+        rules = re.findall(r"^rule (\w+):", text, flags=re.M)
+        runs = [name for name, shell in rule_shells().items() if name in rules and shell]
+        assert text.count('conda:\n        "../envs/conda.yaml"') == len(runs), path.name
+
+
+def schema_keys() -> tuple[set[str], set[tuple[str, str]]]:
+    """Every key the config schema allows: dotted paths (`<dataset>` where a domain's datasets
+    share one definition, `train.*` / `sample.*` for every model's blocks) and (model, `model.*`)."""
+    schema = yaml.safe_load((ROOT / "workflows/schemas/config.schema.yaml").read_text())
+    defs = schema["$defs"]
+
+    def resolve(node):
+        return defs[node["$ref"].split("/")[-1]] if "$ref" in node else node
+
+    keys, model_keys = {"seeds"}, set()
+
+    def walk(node, path):
+        for key, sub in node.get("properties", {}).items():
+            keys.add(f"{path}.{key}")
+            if key != "models":
+                walk(resolve(sub), f"{path}.{key}")
+                continue
+            for model, blocks in sub["properties"].items():
+                for block, ref in blocks["properties"].items():
+                    for name in resolve(ref)["properties"]:
+                        if block == "model":
+                            model_keys.add((model, f"model.{name}"))
+                        else:
+                            keys.add(f"{block}.{name}")
+
+    for domain, node in schema["properties"].items():
+        if domain == "seeds":
+            continue
+        keys.add(domain)
+        datasets = node["properties"]
+        shared = len({ref["$ref"] for ref in datasets.values()}) == 1
+        for dataset, ref in datasets.items():
+            path = f"{domain}.{'<dataset>' if shared else dataset}"
+            keys.add(path)
+            walk(resolve(ref), path)
+    return keys, model_keys
+
+
+def test_config_readme_documents_every_key():
+    readme = (ROOT / "workflows/config/README.md").read_text()
+    documented = set(re.findall(r"^\| `([^`]+)` \| (?!`)", readme, flags=re.M))
+    documented_models = set(re.findall(r"^\| `([^`]+)` \| `([^`]+)` \|", readme, flags=re.M))
+    keys, model_keys = schema_keys()
+    assert len(keys) > 50 and len(model_keys) > 80
+    assert not keys - documented, sorted(keys - documented)
+    assert not model_keys - documented_models, sorted(model_keys - documented_models)
+    # and nothing documented that the schema does not have
+    assert not documented - keys, sorted(documented - keys)
+
+
+def test_train_rules_launch_one_task_per_device_when_the_profile_sets_mpi():
+    """With the `mpi` resource (e.g. `mpi: srun`, `tasks: 2`) the train command is started by it,
+    so each of the job's Slurm tasks runs one training process; without it, `dgm train` runs alone."""
+    target = "results/trajectories/pointmaze-umaze/traj-arm/seed0/model.ckpt"
+    plain = snakemake("-n", "-p", "--forceall", target)
+    assert plain.returncode == 0, plain.stderr[-3000:]
+    train = [line.removeprefix("Shell command:").strip() for line in plain.stdout.splitlines() if "dgm train" in line]
+    assert train and all(line.startswith("dgm train") for line in train), train
+    launched = snakemake("-n", "-p", "--forceall", target, "--set-resources",
+                         "trajectories_train:mpi='srun'", "trajectories_train:tasks=2")
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    train = [line.removeprefix("Shell command:").strip() for line in launched.stdout.splitlines()
+             if "dgm train" in line]
+    assert train and all(line.startswith("srun --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 dgm train") for line in train), train
