@@ -84,7 +84,7 @@ def check_model(name: str, data: Path, model_config: dict, *, device: torch.devi
         if config.train.grad_clip:
             torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
         optimizer.step()
-        losses.append(float(loss))  # a sync per step, as Lightning's logging does
+        losses.append(loss.item())  # a sync per step, as Lightning's logging does
         examples += _examples(batch)
         if isinstance(batch, dict) and "tokens" in batch:
             tokens += int((batch["tokens"][:, 1:] != 0).sum())
