@@ -3,6 +3,8 @@ import os
 
 from snakemake.utils import min_version, validate
 
+from dgm_science.schema import schema_file
+
 min_version("9.0")
 
 
@@ -13,7 +15,11 @@ if not config:
     configfile: "workflows/config/default.yaml"
 
 
-validate(config, "workflows/schemas/config.schema.yaml")
+# The schema: workflows/schemas/config.schema.yaml with every model's block generated from its
+# config dataclass (dgm_science/schema.py); validating fills in the defaults.
+validate(
+    config, schema_file(f"{workflow.basedir}/workflows/schemas/config.schema.yaml")
+)
 
 # `--sdm conda`: workflows/envs/conda.post-deploy.sh installs the project from here into the env.
 os.environ.setdefault("DGM_SCIENCE_SOURCE", workflow.basedir)

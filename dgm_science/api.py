@@ -1,10 +1,11 @@
 """Library entry points: train a registered model, load a checkpoint, sample, score, encode.
 
 >>> from dgm_science import api
->>> m = api.load("results/molecules/moses/graph-vae/seed0/model.ckpt")
->>> smiles = m.sample(100, seed=1)
->>> z = m.encode(["CCO", "c1ccccc1"])          # VAE models
->>> path = m.interpolate("CCO", "c1ccccc1O", steps=5)
+>>> m = api.load("results/<domain>/<dataset>/<model>/seed0/model.ckpt")
+>>> items = m.sample(100, seed=1)              # the domain's objects (None: an invalid sample)
+>>> log_p = m.log_likelihood(items)            # nats per item
+>>> z = m.encode(items[:2])                    # VAE models
+>>> path = m.interpolate(items[0], items[1], steps=5)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm import tqdm
 
 from dgm_science import checkpoint, registry
 from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ShardedSampler
-from dgm_science.base import GenerativeModel
+from dgm_science.base import Domain, GenerativeModel
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
 from dgm_science.families.vae import VAE
 from dgm_science.utils import seed_everything
@@ -68,9 +69,11 @@ class LoadedModel:
     model: GenerativeModel
     spec: Any
     config: RunConfig
-    domain: Any
+    domain: type[Domain]
     state: dict[str, Any]
     info: dict[str, Any]
+    path: Path | None = None
+    """The checkpoint file it was loaded from."""
 
     @property
     def device(self) -> torch.device:
@@ -78,7 +81,7 @@ class LoadedModel:
 
     @property
     def typicality(self) -> dict[str, float] | None:
-        """Mean, std and size of -log p(x) per unit of size (per heavy atom for molecules) over the
+        """Mean, std and size of -log p(x) per unit of size (``Domain.item_sizes``) over the
         held-out typical set recorded at training time; None for checkpoints without it."""
         stats = self.info.get("typicality")
         if not isinstance(stats, dict) or not stats.get("std", 0) > 0:
@@ -88,7 +91,8 @@ class LoadedModel:
     def ood_score(self, log_likelihood: np.ndarray, items: Sequence[Any]) -> np.ndarray | None:
         """Out-of-distribution score per item: |-log p(x) / size(x) - mean| / std over the typical
         set, the two-sided typicality test of Nalisnick et al. (2019) for one input, on the
-        likelihood per heavy atom so that a molecule's size alone does not make it (a)typical.
+        likelihood per unit of size (heavy atom, residue, step) so that size alone does not make an
+        item (a)typical.
         NaN where log p is NaN; None when the checkpoint has no typicality statistics."""
         stats = self.typicality
         if stats is None:
@@ -114,9 +118,9 @@ class LoadedModel:
         by default the checkpoint's ``sample.valency_correction``, passed only when on so that
         decoders without the option keep working). A ``generator`` (on the model's device) is
         continued instead of seeding a new one, so rounds of a search draw one reproducible stream.
-        Domains with ``draw_conditions`` draw a condition per sample (a label for labelled
-        sequences, a start and goal for trajectories), or take the domain's ``condition_options``
-        (``label``; ``start``, ``goal``) for all; labels come back as the ``label`` column."""
+        Conditional domains draw a condition per sample (a label for labelled sequences, a start
+        and goal for trajectories), or take the domain's ``condition_options`` (``label``;
+        ``start``, ``goal``) for all; labels come back as the ``label`` column."""
         if n <= 0:
             raise ValueError(f"-n must be a positive number of samples, got {n}")
         if self.config.sample.valency_correction:
@@ -132,11 +136,9 @@ class LoadedModel:
             while len(out) < n:
                 size = min(batch_size, n - len(out))
                 options = dict(decode_options)
-                condition = None
-                if hasattr(self.domain, "draw_conditions"):  # conditional domains: a condition per sample
-                    wanted = {k: options.pop(k) for k in self.domain.condition_options if k in options}
-                    condition, drawn = self.domain.draw_conditions(size, self.state, generator, **wanted)
-                    options.update(drawn)
+                wanted = {k: options.pop(k) for k in self.domain.condition_options if k in options}
+                condition, drawn = self.domain.draw_conditions(size, self.state, generator, **wanted)
+                options.update(drawn)
                 kwargs = {} if condition is None else {"condition": condition.to(self.device)}
                 raw = self.model.sample(size, generator=generator, temperature=temperature, **kwargs)
                 items, extra = self.domain.decode_table(raw, self.state, **options)
@@ -184,7 +186,7 @@ class LoadedModel:
 
 
 def typicality_statistics(log_likelihood: np.ndarray, sizes: np.ndarray) -> dict[str, float] | None:
-    """Mean and standard deviation of -log p(x) / size(x) (nats per heavy atom for molecules) over
+    """Mean and standard deviation of -log p(x) / size(x) (nats per unit of ``Domain.item_sizes``) over
     a held-out typical set, ignoring items the model cannot score (Nalisnick et al. 2019); None
     with fewer than two scored items."""
     nll = -np.asarray(log_likelihood, dtype=float) / np.asarray(sizes, dtype=float)
@@ -195,13 +197,13 @@ def typicality_statistics(log_likelihood: np.ndarray, sizes: np.ndarray) -> dict
 
 
 def _typical_set_statistics(
-    domain: Any, model: GenerativeModel, spec: Any, config: RunConfig, state: dict[str, Any], data_dir: Path
+    domain: type[Domain], model: GenerativeModel, spec: Any, config: RunConfig, state: dict[str, Any], data_dir: Path
 ) -> dict[str, float] | None:
     """Typicality statistics of the trained model on the domain's held-out typical set (validation
     data), for the out-of-distribution score of samples; None where the domain has no typical set."""
-    if not hasattr(domain, "typical_set"):
-        return None
     items = domain.typical_set(data_dir)
+    if items is None:
+        return None
     if config.train.accelerator != "cpu" and torch.cuda.is_available():
         model.to("cuda")
     log_likelihood = domain.log_likelihood(model, items, spec, config.model, state, config.sample.batch_size)
@@ -230,7 +232,8 @@ def load(path: str | Path, device: str = "auto") -> LoadedModel:
     except RuntimeError as err:
         raise checkpoint.CheckpointError(f"{path}: weights do not fit the model they describe ({err})") from None
     model.to(resolve_device(device)).eval()
-    return LoadedModel(payload["model"], model, spec, config, domain, payload["domain_state"], payload["info"])
+    return LoadedModel(payload["model"], model, spec, config, domain, payload["domain_state"], payload["info"],
+                       Path(path))
 
 
 def data_loaders(train_set: Any, val_set: Any, cfg: TrainConfig, *, seed: int,
@@ -243,8 +246,9 @@ def data_loaders(train_set: Any, val_set: Any, cfg: TrainConfig, *, seed: int,
                          f"{cfg.batch_size}: lower the batch size")
     loader_args = {"collate_fn": train_set.collate, "num_workers": cfg.num_workers,
                    "persistent_workers": cfg.num_workers > 0}
-    if hasattr(train_set, "lengths"):  # sequence data: bucket by length to avoid padding
-        sampler: Any = LengthBucketBatchSampler(train_set.lengths, cfg.batch_size, seed=seed,
+    lengths = getattr(train_set, "lengths", None)  # sequence data: bucket by length to avoid padding
+    if lengths is not None:
+        sampler: Any = LengthBucketBatchSampler(lengths, cfg.batch_size, seed=seed,
                                                 accumulate=accumulate_grad_batches)
     else:
         sampler = RandomBatchSampler(len(train_set), cfg.batch_size, seed=seed, accumulate=accumulate_grad_batches)

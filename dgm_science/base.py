@@ -1,9 +1,16 @@
-"""The one interface every generative model implements, whatever its family or domain."""
+"""The two interfaces: every generative model implements ``GenerativeModel`` whatever its family
+or domain, and every scientific domain implements ``Domain``."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import abc
+import argparse
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -40,3 +47,184 @@ class GenerativeModel(nn.Module):
     def metrics_to_log(self) -> dict[str, torch.Tensor]:
         """Extra scalars of the last ``loss`` call that the trainer logs (e.g. reconstruction, KL)."""
         return {}
+
+
+@dataclasses.dataclass
+class Samples:
+    """Drawn samples, row-aligned: the decoded ``items`` (None where a sample does not decode,
+    kept and counted), log p(x) in nats (NaN where unscored), the out-of-distribution score
+    (None: unknown), the domain's extra per-sample ``columns`` (labels, validity before repair ...)
+    and per-item ``properties`` a search already computed (None: the writer computes them)."""
+
+    items: list[Any]
+    log_likelihood: np.ndarray
+    ood_score: np.ndarray | None = None
+    columns: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
+    properties: list[dict[str, Any] | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class Domain(abc.ABC):
+    """A scientific domain: its data, how model output decodes into the field's objects, the
+    field's sample files and metrics, its report section and the CLI options it adds.
+
+    Domains are registered as classes (``@register("domain", name)``) and used without an
+    instance. A subclass implements the abstract methods; the loops every domain needs (chunked
+    log-likelihood, decoding, drawing and writing samples for ``dgm sample``) are written here once,
+    with hooks (``scoring_order``, ``log_jacobian``, ``model_log_prob``) where a domain differs.
+    """
+
+    name: ClassVar[str]
+    samples_file: ClassVar[str]
+    """File name of a run's samples under ``results/{domain}/{dataset}/{model}/seed{seed}/``."""
+    condition_options: ClassVar[tuple[str, ...]] = ()
+    """Options of ``draw_conditions`` the user may fix for every sample (``dgm sample --label``)."""
+
+    # ---------------------------------------------------------------- data and models
+
+    @staticmethod
+    @abc.abstractmethod
+    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+        """What the model needs beyond its weights (vocabulary, normalisation, size histogram),
+        fitted on the prepared training data and stored in the checkpoint."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def datasets(data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]) -> tuple[Any, Any]:
+        """Training and validation datasets; each has ``collate`` (and ``lengths`` for sequence data)."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def batch_of(items: Sequence[Any], spec: Any, model_cfg: Any, state: dict[str, Any]
+                 ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
+        """Model batch of the items the model can score, and their positions in ``items``."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def decode_table(raw: Any, state: dict[str, Any], **options: Any) -> tuple[list[Any], dict[str, list[Any]]]:
+        """Model output -> the field's objects (None for an invalid sample) and extra per-sample
+        columns."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def item_sizes(items: Sequence[Any]) -> np.ndarray:
+        """Size of each item (heavy atoms, residues, steps; NaN where unknown): the unit the
+        typicality score and bits-per-unit normalise by."""
+
+    # ---------------------------------------------------------------- samples and metrics
+
+    @staticmethod
+    @abc.abstractmethod
+    def write_samples(path: Path, samples: Samples, *, state: dict[str, Any] | None = None, n_jobs: int = 1) -> int:
+        """Write ``samples`` in the field's format (atomically, every drawn sample accounted for);
+        returns the number of valid samples."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def read_samples(path: Path) -> Any:
+        """The samples of a file ``write_samples`` wrote, in order."""
+
+    @staticmethod
+    @abc.abstractmethod
+    def evaluate(samples_path: Path, reference_dir: Path, *, n_jobs: int = 1) -> dict[str, float]:
+        """The field's metrics of a samples file against the prepared reference data."""
+
+    # ---------------------------------------------------------------- optional, with defaults
+
+    @staticmethod
+    def typical_set(data_dir: Path) -> Sequence[Any] | None:
+        """Held-out items whose -log p(x) defines the model's typical set; None: no ood score."""
+        return None
+
+    @classmethod
+    def reference(cls, data: Path, out: Path, *, n_jobs: int, max_items: int | None, seed: int) -> int:
+        """Cache the reference statistics the metrics compare against; returns the items used."""
+        raise ValueError(f"the {cls.name} domain has no reference statistics to cache")
+
+    @classmethod
+    def draw_conditions(cls, n: int, state: dict[str, Any], generator: torch.Generator | None = None,
+                        **fixed: Any) -> tuple[torch.Tensor | None, dict[str, Any]]:
+        """Conditions of ``n`` samples (``fixed`` ones from ``condition_options``) and the options
+        they give the decoder; unconditional domains: none."""
+        if fixed:
+            raise ValueError(f"{', '.join(fixed)}: {cls.name} models take no condition")
+        return None, {}
+
+    @classmethod
+    def add_sample_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Options the domain adds to ``dgm sample`` (conditions, decoding, filters); their values
+        reach ``draw_samples`` and ``after_writing`` as ``options``, keyed by ``dest``."""
+
+    @classmethod
+    def add_prepare_arguments(cls, group: argparse._ArgumentGroup) -> None:
+        """Options the domain's datasets add to ``dgm prepare`` (passed to a dataset's ``prepare``
+        that takes them, an error for one that does not)."""
+
+    # ---------------------------------------------------------------- loops written once
+
+    @classmethod
+    def decode(cls, raw: Any, state: dict[str, Any], **options: Any) -> list[Any]:
+        """Model output -> the field's objects (None where invalid)."""
+        return cls.decode_table(raw, state, **options)[0]
+
+    @staticmethod
+    def scoring_order(items: Sequence[Any]) -> Sequence[int]:
+        """Order in which ``log_likelihood`` batches the items (e.g. by length, to pad little)."""
+        return range(len(items))
+
+    @staticmethod
+    def log_jacobian(batch: dict[str, torch.Tensor], state: dict[str, Any]) -> np.ndarray | float:
+        """log |det d(model space)/d(item space)| per batch row: what turns the model's density
+        into the density of the items in the field's units (0: the model scores items as they are)."""
+        return 0.0
+
+    @staticmethod
+    def model_log_prob(model: GenerativeModel, batch: dict[str, torch.Tensor],
+                       generator: torch.Generator) -> torch.Tensor:
+        """log p of one batch: (B,) nats (a bound for bound models)."""
+        return model.log_prob(batch)
+
+    @classmethod
+    @torch.no_grad()
+    def log_likelihood(cls, model: GenerativeModel, items: Sequence[Any], spec: Any, model_cfg: Any,
+                       state: dict[str, Any], batch_size: int = 500) -> np.ndarray:
+        """log p(x) in nats per item, in the field's units (an ELBO for bound models; the
+        Monte-Carlo noise of a bound seeded, so scores are reproducible); NaN where the model
+        cannot score an item."""
+        out = np.full(len(items), math.nan)
+        device = next(model.parameters()).device
+        generator = torch.Generator(device=device).manual_seed(0)
+        model.eval()
+        order = list(cls.scoring_order(items))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch, keep = cls.batch_of([items[i] for i in chunk], spec, model_cfg, state)
+            if batch is None:
+                continue
+            correction = cls.log_jacobian(batch, state)
+            log_p = cls.model_log_prob(model, {k: v.to(device) for k, v in batch.items()}, generator)
+            out[[chunk[k] for k in keep]] = log_p.double().cpu().numpy() - correction
+        return out
+
+    @classmethod
+    def draw_samples(cls, loaded: Any, n: int, *, seed: int, temperature: float | None, batch_size: int | None,
+                     n_jobs: int, progress: bool, options: dict[str, Any]) -> Samples:
+        """``dgm sample``: ``n`` samples of a loaded model with their log-likelihood and ood score;
+        ``options`` are the values of the domain's ``add_sample_arguments``."""
+        items, columns = loaded.sample_table(n, seed=seed, temperature=temperature, batch_size=batch_size,
+                                             progress=progress, **{k: v for k, v in options.items() if v is not None})
+        log_likelihood = loaded.log_likelihood(items)
+        return Samples(list(items), log_likelihood, loaded.ood_score(log_likelihood, items), columns)
+
+    @classmethod
+    def after_writing(cls, samples: Samples, options: dict[str, Any]) -> None:
+        """Extra outputs ``dgm sample``'s domain options ask for (an SDF, an image), after the samples."""
+
+    @classmethod
+    def check_samples_path(cls, path: Path) -> None:
+        """Reject an output path whose suffix is not the domain's samples format."""
+        suffix = Path(cls.samples_file).suffix
+        if Path(path).suffix != suffix:
+            raise ValueError(f"--out {path}: a {cls.name} model writes {suffix} samples")

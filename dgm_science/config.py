@@ -19,26 +19,50 @@ class ConfigError(ValueError):
     """A configuration value is unknown, missing or of the wrong type."""
 
 
+_BOUNDS = {"minimum": (lambda v, b: v >= b, ">="), "maximum": (lambda v, b: v <= b, "<="),
+           "exclusiveMinimum": (lambda v, b: v > b, ">"), "exclusiveMaximum": (lambda v, b: v < b, "<")}
+
+
+def bounded(default: Any, *, minimum: float | None = None, maximum: float | None = None,
+            exclusive_minimum: float | None = None, exclusive_maximum: float | None = None,
+            choices: tuple[Any, ...] | None = None) -> Any:
+    """A config field with its allowed values, written once: ``from_dict`` enforces them and the
+    generated JSON Schema (``dgm_science.schema``) states them."""
+    schema = {"minimum": minimum, "maximum": maximum, "exclusiveMinimum": exclusive_minimum,
+              "exclusiveMaximum": exclusive_maximum, "enum": list(choices) if choices is not None else None}
+    return dataclasses.field(default=default, metadata={"schema": {k: v for k, v in schema.items() if v is not None}})
+
+
+def _check_bounds(value: Any, schema: dict[str, Any], where: str) -> None:
+    if value is None:
+        return
+    if "enum" in schema and value not in schema["enum"]:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, schema['enum']))}")
+    for key, (ok, sign) in _BOUNDS.items():
+        if key in schema and isinstance(value, (int, float)) and not ok(value, schema[key]):
+            raise ConfigError(f"{where}: {value!r} must be {sign} {schema[key]}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Optimisation and hardware settings for the Lightning Trainer."""
 
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    warmup_steps: int = 100
-    max_steps: int = 1000
-    max_time_minutes: float | None = None
-    val_every_steps: int = 250
-    val_batches: int = 20
-    grad_clip: float = 1.0
-    checkpoint_every_steps: int = 200
+    batch_size: int = bounded(128, minimum=1)
+    lr: float = bounded(1e-3, exclusive_minimum=0)
+    weight_decay: float = bounded(0.0, minimum=0)
+    warmup_steps: int = bounded(100, minimum=0)
+    max_steps: int = bounded(1000, minimum=1)
+    max_time_minutes: float | None = bounded(None, exclusive_minimum=0)
+    val_every_steps: int = bounded(250, minimum=1)
+    val_batches: int = bounded(20, minimum=1)
+    grad_clip: float = bounded(1.0, minimum=0)
+    checkpoint_every_steps: int = bounded(200, minimum=1)
     accelerator: str = "auto"
     devices: Union[int, str] = "auto"
-    num_nodes: int = 1
+    num_nodes: int = bounded(1, minimum=1)
     strategy: str = "auto"
     precision: str = "auto"
-    num_workers: int = 0
+    num_workers: int = bounded(0, minimum=0)
     keep_best: bool = False
     """Restore, at the end of training, the weights of the validation with the lowest NLL (early
     stopping for models that overfit small data, e.g. a flow on a few ns of MD)."""
@@ -48,9 +72,9 @@ class TrainConfig:
 class SampleConfig:
     """How many molecules/sequences to draw for evaluation, and how."""
 
-    n: int = 10000
-    batch_size: int = 1000
-    temperature: float = 1.0
+    n: int = bounded(10000, minimum=1)
+    batch_size: int = bounded(1000, minimum=1)
+    temperature: float = bounded(1.0, exclusive_minimum=0)
     valency_correction: bool = False
     """Molecular graphs: repair over-bonded atoms (MoFlow) before the SMILES is written; the
     validity before repair is kept in the ``valid_without_correction`` column."""
@@ -101,6 +125,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     values = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name in values:
+            _check_bounds(values[f.name], f.metadata.get("schema", {}), f"{where}.{f.name}")
     return cls(**values)  # type: ignore[call-arg]
 
 

@@ -1,36 +1,140 @@
-"""The HTML report: one section per domain, each rendered by the domain's registered reporter."""
+"""The HTML report: one section per domain, each rendered by the domain's registered reporter
+(``section(results, inputs) -> str``) from a Jinja2 template beside it (``report.html.j2`` in the
+domain's folder), with the page and the shared macros in ``dgm_science/templates``.
+
+Extra files a section shows (a data row, a baseline's rollout, reference statistics) are passed
+in by name, never read from fixed paths: ``inputs`` maps ``<domain>/<dataset>/<stem>`` (see
+:func:`input_name`) to a file, and a section leaves out what is not given.
+"""
 
 from __future__ import annotations
 
 import base64
-import html
+import functools
 import io
 import json
 import logging
+import math
+import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Mapping
+
+from markupsafe import Markup
 
 from dgm_science import registry
+from dgm_science.errors import DataError
 from dgm_science.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
-STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
-table{border-collapse:collapse;font-size:13px;margin:1em 0}
-th,td{border:1px solid #ccc;padding:3px 6px;text-align:right}
-th{background:#f3f3f3} td:first-child,th:first-child{text-align:left}
-tr.published td{color:#555;background:#fafafa}
-.note{color:#555;font-size:13px}
-img{max-width:100%}
-"""
+MISSING = "–"
+Inputs = Mapping[str, Path]
+Row = tuple[str, list[Any]]
+"""(css class, cells); a cell is text (escaped) or Markup (kept as HTML)."""
+
+
+@dataclass
+class Table:
+    """A table of the report: column headers and rows of (css class, cells)."""
+
+    header: list[str]
+    rows: list[Row] = field(default_factory=list)
+
+
+@dataclass
+class Figure:
+    """An image under a caption; ``missing`` is shown instead when there is no image."""
+
+    caption: str
+    src: str | None
+    alt: str = ""
+    missing: str = ""
+
+
+# ----------------------------------------------------------------------------- numbers
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    try:
+        return math.isnan(value)
+    except TypeError:
+        return False
+
+
+def format_number(value: Any, digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals; ``–`` for None and NaN."""
+    return MISSING if _is_missing(value) else f"{value:.{digits}f}"
+
+
+def format_count(value: Any) -> str:
+    """An integer with thousands separators; ``–`` for None and NaN."""
+    return MISSING if _is_missing(value) else f"{int(value):,}"
+
+
+def format_values(values: Iterable[Any], digits: int = 4) -> str:
+    """One value, or mean±sd over seeds, of the values that are not None or NaN; ``–`` if none is."""
+    kept = [v for v in values if not _is_missing(v)]
+    if not kept:
+        return MISSING
+    if len(kept) == 1:
+        return format_number(kept[0], digits)
+    return f"{statistics.mean(kept):.{digits}f}±{statistics.stdev(kept):.{digits}f}"
+
+
+def format_metric(key: str, values: Iterable[Any], digits: int = 4) -> str:
+    """A metric's cell: counts (``n_*`` keys) from the first value, else :func:`format_values`."""
+    values = list(values)
+    if key.startswith("n_"):
+        return format_count(values[0] if values else None)
+    return format_values(values, digits)
+
+
+def bold(text: str) -> Markup:
+    """``<b>text</b>`` with ``text`` escaped."""
+    return Markup("<b>{}</b>").format(text)
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def input_name(path: str | Path) -> str:
+    """The report's name of a resources file: ``resources/<domain>/<dataset>/[...]/<stem>.<ext>``
+    -> ``<domain>/<dataset>/<stem>``."""
+    parts = Path(path).parts
+    if len(parts) < 4 or parts[0] != "resources":
+        raise ValueError(f"{path}: not a resources/<domain>/<dataset>/... file")
+    return f"{parts[1]}/{parts[2]}/{parts[-1].split('.')[0]}"
+
+
+def input_path(inputs: Inputs | None, name: str) -> Path | None:
+    """The file given as input ``name``; None if it was not given, DataError if it does not exist."""
+    if not inputs or name not in inputs:
+        return None
+    path = Path(inputs[name])
+    if not path.is_file():
+        raise DataError(f"{path}: report input {name!r} not found")
+    return path
+
+
+def input_json(inputs: Inputs | None, name: str) -> dict[str, Any] | None:
+    """The JSON object of input ``name``; None if it was not given."""
+    path = input_path(inputs, name)
+    return None if path is None else json.loads(path.read_text())
+
+
+# ----------------------------------------------------------------------------- runs and images
 
 
 def png_data_uri(png: bytes) -> str:
+    """A ``data:image/png;base64,...`` URI of PNG bytes."""
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def figure_png(fig: Any) -> bytes:
+    """PNG bytes of a matplotlib figure."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     return buf.getvalue()
@@ -59,26 +163,37 @@ def run_scale(run_dir: Path, unit: str) -> str:
             f"{info.get('train_seconds', 0) / 60:.1f} min, {info.get('parameters', 0) / 1e6:.2f} M params")
 
 
-def table_html(header: list[str], rows: list[tuple[str, list[str]]]) -> str:
-    """rows: (css class, cells)."""
-    out = ["<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>"]
-    for css, cells in rows:
-        out.append(f'<tr class="{css}">' + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
-    return "\n".join(out) + "</table>"
+# ----------------------------------------------------------------------------- rendering
 
 
-def write_report(results: Path, out: Path) -> None:
-    """Render every registered domain reporter that has runs under ``results``."""
+SHARED_TEMPLATES = Path(__file__).with_name("templates")
+
+
+@functools.cache
+def _environment(folder: Path) -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader([folder, SHARED_TEMPLATES]), autoescape=True,
+                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def render(template: str | Path, **context: Any) -> Markup:
+    """HTML (autoescaped) of a template with ``context``: a path (a domain's own template, e.g.
+    ``Path(__file__).with_name("report.html.j2")``), or the name of a shared one in
+    ``dgm_science/templates``; either may import the shared ``_macros.html.j2``."""
+    path = Path(template)
+    folder = path.parent if path.is_absolute() else SHARED_TEMPLATES
+    return Markup(_environment(folder).get_template(path.name).render(**context))
+
+
+def write_report(results: Path, out: Path, inputs: dict[str, Path] | None = None) -> None:
+    """Render every registered domain section that has runs under ``results`` into ``out``."""
+    inputs = dict(inputs or {})
     sections = []
     for name in registry.names("report"):
-        section = registry.build("report", name, results)
+        section = registry.build("report", name, results, inputs)
         if section:
             sections.append(section)
-    if not sections:
-        sections.append("<p>No finished runs under results/ yet.</p>")
-    page = (
-        "<!doctype html><html><head><meta charset='utf-8'><title>dgm-science report</title>"
-        f"<style>{STYLE}</style></head><body><h1>dgm-science report</h1>" + "\n".join(sections) + "</body></html>"
-    )
+    page = render("report.html.j2", sections=sections)
     with atomic_path(out) as tmp:
         tmp.write_text(page)

@@ -17,7 +17,6 @@ for writing there (from Python's audit events) to ``DIR/writes.rank<r>.json``.
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
@@ -60,42 +59,15 @@ class RowsDataset(torch.utils.data.Dataset):
         return {key: value[rows] for key, value in self.batch.items()}
 
 
-def _molecule_state() -> tuple[list[str], dict[str, Any]]:
-    from dgm_science.domains.molecules.dense import dense_state, fit_vocabulary, smiles_to_dense_batch
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
-
-    smiles = (ROOT / "tests/data/moses_sample.smi").read_text().split()
-    atom_types, max_atoms = fit_vocabulary(smiles)
-    dense, _ = smiles_to_dense_batch(smiles, atom_types, max_atoms)
-    return smiles, {"tokenizer": Tokenizer.fit("smiles", smiles).state(),
-                    **dense_state(atom_types, dense["atoms"], dense["bonds"])}
-
-
 def case(name: str) -> tuple[dict[str, Any], dict[str, Any], dict[str, torch.Tensor], torch.Tensor | None]:
     """(tiny model config, domain state, batch of N_TRAIN + N_VALID examples, lengths or None)."""
-    from dgm_science import registry
-    from dgm_science.config import from_dict
+    from tests.test_contract import fixtures_of
 
-    n = N_TRAIN + N_VALID
-    spec = registry.get("model", name)
-    if name in ("smiles-arm", "graph-flow", "graph-diffusion"):
-        from tests.test_contract import TINY
-
-        smiles, state = _molecule_state()
-        tiny = TINY[name]
-        batch, keep = registry.get("domain", spec.domain).batch_of(smiles[:n], spec, from_dict(spec.Config, tiny, name),
-                                                                   state)
-        assert len(keep) == n
-    elif name == "seq-vae":
-        tiny, state, batch = importlib.import_module("tests.domains.sequences.fixtures").tiny_case(name, n)
-    elif name == "maze-diffuser":
-        tiny, state, batch = importlib.import_module("tests.domains.trajectories.fixtures").tiny_case(name, n)
-        tiny = {**tiny, "ema_decay": 0.9}  # the moving average must stay in step across ranks too
-    elif name == "ala2-flow":
-        fixtures = importlib.import_module("tests.domains.structures.fixtures_md")
-        tiny, (state, batch) = fixtures.TINY_CONFIG, fixtures.tiny_state_and_batch(n)
-    else:
+    if name not in MODELS:
         raise ValueError(f"no distributed test case for {name}")
+    tiny, state, batch = fixtures_of(name).tiny_case(name, N_TRAIN + N_VALID)
+    if name == "maze-diffuser":
+        tiny = {**tiny, "ema_decay": 0.9}  # the moving average must stay in step across ranks too
     lengths = (batch["tokens"] != 0).sum(1) if "tokens" in batch else None  # pad id 0 in both vocabularies
     return tiny, state, {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}, lengths
 

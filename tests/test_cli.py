@@ -80,7 +80,7 @@ def test_sample_writes_properties_and_likelihood(name, tmp_path, capsys, caplog,
         (["train", "--model", "smiles-arm", "--data", "{tmp}", "--out", "{tmp}/m.ckpt", "--config",
           '{{"train": {{"bach_size": 4}}}}'], "bach_size"),
         (["train", "--model", "no-such-model", "--data", "{tmp}", "--out", "{tmp}/m.ckpt"], "unknown model"),
-        (["evaluate", "--samples", "{tmp}/empty.csv", "--reference", "{tmp}", "--out", "{tmp}/m.json"],
+        (["evaluate", "--domain", "molecules", "--samples", "{tmp}/empty.csv", "--reference", "{tmp}", "--out", "{tmp}/m.json"],
          "empty.csv"),
         (["prepare", "moses", "--raw", "{tmp}/no-such-dir", "--out", "{tmp}/s"], "train.csv.gz"),
         (["featurize", "--smiles", "{tmp}/empty.smi", "--out", "{tmp}/g.pt"], "empty.smi"),
@@ -256,10 +256,12 @@ def test_negative_ranges_are_values_not_options():
     assert args.mw == PropertyRange(None, 500) and args.qed is None
 
 
-def test_sort_keys_match_the_library():
+def test_sort_choices_are_the_library_sort_keys():
     from dgm_science.domains.molecules.candidates import SORT_KEYS
 
-    assert set(cli.SORT_KEYS) == set(SORT_KEYS)
+    sample = next(a for a in cli.build_parser()._subparsers._group_actions[0].choices["sample"]._actions
+                  if a.dest == "sort")
+    assert set(sample.choices) == set(SORT_KEYS)
 
 
 def test_valency_correction_and_extra_columns_reach_the_csv(tmp_path, capsys, molecule_state, monkeypatch):
@@ -307,7 +309,7 @@ def test_md_samples_need_a_dcd_and_come_with_topology_and_table(tmp_path, capsys
     assert code == 2 and "peptide-md model writes .dcd samples" in err
     code, err = run(["sample", "--checkpoint", str(path), "-n", "5", "--valid", "--out", str(tmp_path / "s.dcd")],
                     capsys)
-    assert code == 2 and "--valid: molecule models only" in err
+    assert code == 2 and "--valid: molecules models only" in err
     code, _ = run(["sample", "--checkpoint", str(path), "-n", "5", "--out", str(tmp_path / "s.dcd")], capsys)
     assert code == 0
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))

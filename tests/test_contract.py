@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 import pytest
 import torch
@@ -10,24 +11,15 @@ import torch
 from dgm_science import api, checkpoint, registry
 from dgm_science.config import SampleConfig, TrainConfig, from_dict
 
-TINY = {
-    "smiles-arm": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 80},
-    "graph-vae": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 80,
-                  "latent_dim": 8, "encoder_hidden": 32, "encoder_layers": 2, "kl_anneal_steps": 0},
-    "graph-diffusion": {"hidden_dim": 32, "edge_dim": 16, "global_dim": 16, "n_layers": 2, "n_heads": 4,
-                        "dropout": 0.0, "diffusion_steps": 20},
-    "graph-flow": {"adjacency_hidden": 16, "adjacency_row_blocks": 4, "adjacency_cycles": 2, "node_hidden": 32,
-                   "node_gnn_layers": 1, "node_row_blocks": 4, "node_cycles": 2},
-}
-# 3D-structure models: their tiny config and (state, batch) come from the domain's test fixtures.
-STRUCTURE_FIXTURES = {"ala2-flow": "tests.domains.structures.fixtures_md",
-                      "qm9-edm": "tests.domains.structures.fixtures_qm9"}
-# Sequence models: tests.domains.sequences.fixtures.tiny_case(name) gives (config, state, batch).
-SEQUENCE_FIXTURES = ("seq-arm", "seq-diffusion", "seq-vae")
-# Trajectory models: tests.domains.trajectories.fixtures.tiny_case(name) gives (config, state, batch).
-TRAJECTORY_FIXTURES = ("maze-diffuser", "traj-arm")
-DENSITY_MODELS = set(STRUCTURE_FIXTURES) | set(TRAJECTORY_FIXTURES)  # log p of real vectors may be > 0
 MODELS = registry.names("model")
+
+
+def fixtures_of(name: str):
+    """The test fixtures of a model's domain package: ``tests/domains/<package>/fixtures.py``, with
+    ``TINY_CONFIGS``, ``DENSITY`` and ``tiny_case(name, n) -> (config, state, batch)``. A new
+    domain gives its models' contract-test inputs there."""
+    package = registry.get("model", name).__module__.split(".")[2]
+    return importlib.import_module(f"tests.domains.{package}.fixtures")
 
 
 def tensors(sample):
@@ -43,43 +35,24 @@ def same(a, b):
     return all(torch.equal(x, y) for x, y in zip(tensors(a), tensors(b), strict=True))
 
 
-def test_every_registered_model_has_a_tiny_config():
-    assert set(MODELS) == set(TINY) | set(STRUCTURE_FIXTURES) | set(SEQUENCE_FIXTURES) | set(TRAJECTORY_FIXTURES)
+@pytest.mark.parametrize("name", MODELS)
+def test_every_registered_model_has_a_tiny_config(name):
+    assert name in fixtures_of(name).TINY_CONFIGS
 
 
-@pytest.fixture(scope="module")
-def structure_cases():
-    """name -> (tiny config dict, domain state, batch of 16), each built once per module when needed."""
-    import importlib
-
-    cache = {}
-
-    def case(name):
-        if name not in cache and name in SEQUENCE_FIXTURES:
-            cache[name] = importlib.import_module("tests.domains.sequences.fixtures").tiny_case(name, 16)
-        elif name not in cache and name in TRAJECTORY_FIXTURES:
-            cache[name] = importlib.import_module("tests.domains.trajectories.fixtures").tiny_case(name, 16)
-        elif name not in cache:
-            fixtures = importlib.import_module(STRUCTURE_FIXTURES[name])
-            cache[name] = (fixtures.TINY_CONFIG, *fixtures.tiny_state_and_batch(16))
-        return cache[name]
-
-    return case
+_CASES: dict[str, tuple] = {}
 
 
 @pytest.fixture
-def setup(moses_smiles, molecule_state, structure_cases):
-    """setup(name) -> (spec, cfg, model, state, batch of 16) for any registered model."""
+def setup():
+    """setup(name) -> (spec, cfg, model, state, batch of 16) for any registered model; each tiny
+    case is built once per session."""
 
     def make(name):
         spec = registry.get("model", name)
-        if name in STRUCTURE_FIXTURES or name in SEQUENCE_FIXTURES or name in TRAJECTORY_FIXTURES:
-            tiny, state, batch = structure_cases(name)
-        else:
-            tiny, state = TINY[name], molecule_state
-            domain = registry.get("domain", spec.domain)
-            batch, keep = domain.batch_of(moses_smiles[:16], spec, from_dict(spec.Config, tiny, name), state)
-            assert len(keep) == 16
+        if name not in _CASES:
+            _CASES[name] = fixtures_of(name).tiny_case(name, 16)
+        tiny, state, batch = _CASES[name]
         cfg = from_dict(spec.Config, tiny, name)
         torch.manual_seed(0)
         return spec, cfg, spec.build(cfg, state), state, batch
@@ -112,7 +85,7 @@ def test_log_prob_shape_finite_and_likelihood_kind(name, setup):
     model.eval()
     lp = model.log_prob(batch)
     assert lp.shape == (16,) and torch.isfinite(lp).all()
-    if name not in DENSITY_MODELS:  # probabilities of discrete objects; 3D and trajectory models give densities
+    if not fixtures_of(name).DENSITY:  # probabilities of discrete objects; 3D and trajectory models give densities
         assert (lp < 0).all()
     assert type(model).likelihood in ("exact", "bound")
 

@@ -30,7 +30,7 @@ from dgm_science import api, checkpoint, registry
 from dgm_science.config import TrainConfig
 from dgm_science.training import SlurmTasksError, check_slurm_tasks, requested_processes
 from tests.distributed_worker import MODELS, N_VALID
-from tests.test_contract import setup, structure_cases  # noqa: F401 - fixtures
+from tests.test_contract import setup  # noqa: F401 - fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCH, STEPS = 4, 4  # per rank; 2 ranks make a global batch of 8

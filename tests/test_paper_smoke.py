@@ -10,7 +10,6 @@ import copy
 import json
 import re
 import time
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -18,6 +17,7 @@ import yaml
 from snakemake.utils import update_config
 
 from dgm_science import api, registry
+from dgm_science.schema import pipeline_schema
 from tests.workflow_fixtures import ROOT, copy_workflow, run_snakemake, write_raw_inputs
 
 PAPER = ROOT / "workflows/config/paper.yaml"
@@ -62,7 +62,7 @@ def test_overlay_keeps_every_paper_dataset_and_model_and_validates():
     paper = yaml.safe_load(PAPER.read_text())
     overlay = yaml.safe_load(OVERLAY.read_text())
     merged = merged_config()
-    jsonschema.validate(merged, yaml.safe_load((ROOT / "workflows/schemas/config.schema.yaml").read_text()))
+    jsonschema.validate(merged, pipeline_schema())
     for domain in DOMAINS:
         # the overlay adds no dataset or model: it only shrinks the paper's
         assert set(overlay[domain]) == set(paper[domain]), domain

@@ -59,13 +59,13 @@ def test_pipeline_runs_end_to_end(workdir):
         header = (run / "samples.csv").read_text().splitlines()[0]
         assert "valid_without_correction" in header
     assert "3D structures" in report and "EDM (published)" in report
-    run = workdir / "results/structures/qm9/qm9-edm/seed0"
+    run = workdir / "results/structures/qm9-3d/qm9-edm/seed0"
     metrics = json.loads((run / "metrics.json").read_text())
     assert 0.0 <= metrics["molecule_stability"] <= metrics["atom_stability"] <= 1.0
     assert metrics["n_samples"] == 20
     assert (run / "samples.sdf").read_text().count("$$$$") == 20
     assert (run / "samples.xyz").is_file()
-    data_row = json.loads((workdir / "resources/structures/qm9/data/data_row.json").read_text())
+    data_row = json.loads((workdir / "resources/structures/qm9-3d/data/data_row.json").read_text())
     assert data_row["atom_stability"] > 0.9
     md = json.loads((workdir / "resources/structures/ala2/md/simulate.json").read_text())
     assert md["frames"] == 100

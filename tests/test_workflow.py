@@ -136,7 +136,9 @@ def test_every_rule_has_the_conda_env_and_the_env_exists():
 def schema_keys() -> tuple[set[str], set[tuple[str, str]]]:
     """Every key the config schema allows: dotted paths (`<dataset>` where a domain's datasets
     share one definition, `train.*` / `sample.*` for every model's blocks) and (model, `model.*`)."""
-    schema = yaml.safe_load((ROOT / "workflows/schemas/config.schema.yaml").read_text())
+    from dgm_science.schema import pipeline_schema
+
+    schema = pipeline_schema()
     defs = schema["$defs"]
 
     def resolve(node):

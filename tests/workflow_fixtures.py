@@ -45,7 +45,7 @@ def write_qm9_raw(work: Path) -> None:
 
 def write_structures_raw(work: Path) -> None:
     """What ``qm9_3d_fetch`` (48 committed conformations) and ``ala2_fetch`` (prmtop, PDB) write."""
-    qm9_3d = work / "resources/structures/qm9/raw"
+    qm9_3d = work / "resources/structures/qm9-3d/raw"
     qm9_3d.mkdir(parents=True)
     shutil.copy(DATA / "qm9_3d_sample.npz", qm9_3d / "qm9_3d.npz")
     ala2 = work / "resources/structures/ala2/raw"

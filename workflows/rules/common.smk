@@ -185,7 +185,7 @@ def structures_config(dataset):
 
 
 def qm9_3d_subset_flags(wildcards):
-    subset = structures_config("qm9")["subset"]
+    subset = structures_config("qm9-3d")["subset"]
     return (
         f"{optional_flag('--train-size', subset['train_size'])} --val-size {subset['val_size']}"
         f" --seed {subset['seed']}"
@@ -193,7 +193,7 @@ def qm9_3d_subset_flags(wildcards):
 
 
 def qm9_3d_reference_flags(wildcards):
-    reference = structures_config("qm9")["reference"]
+    reference = structures_config("qm9-3d")["reference"]
     return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
 
 
@@ -220,9 +220,9 @@ ALA2_DATA_FILES = (
     "alanine-dipeptide.prmtop",
     "prepare.json",
 )
-STRUCTURE_TRAIN_FILES = {"qm9": ("train.npz", "valid.npz"), "ala2": ALA2_DATA_FILES}
+STRUCTURE_TRAIN_FILES = {"qm9-3d": ("train.npz", "valid.npz"), "ala2": ALA2_DATA_FILES}
 STRUCTURE_EVALUATE_FILES = {
-    "qm9": ("test.npz", "train_smiles.txt"),
+    "qm9-3d": ("test.npz", "train_smiles.txt"),
     "ala2": ALA2_DATA_FILES,
 }
 
@@ -253,8 +253,8 @@ def structures_evaluate_inputs(wildcards):
 
 # The QM9 data row (EDM's metrics on real molecules) goes into the report beside the models.
 STRUCTURE_DATA_ROWS = (
-    ["resources/structures/qm9/data/data_row.json"]
-    if "qm9" in config.get("structures", {})
+    ["resources/structures/qm9-3d/data/data_row.json"]
+    if "qm9-3d" in config.get("structures", {})
     else []
 )
 
@@ -272,7 +272,7 @@ def sequence_data(dataset):
 
 
 def sequence_source_files(wildcards):
-    from dgm_science.domains.sequences.domain import DATASETS
+    from dgm_science.domains.sequences.data import DATASETS
 
     spec = DATASETS[wildcards.dataset]
     return [f"data/sequences/{spec.fasta}", f"data/sequences/{spec.split}"]

@@ -116,7 +116,8 @@ rule molecules_reference:
     params:
         flags=reference_flags,
     shell:
-        "dgm reference --data {input} --out {output} {params.flags} --jobs {threads} 2> {log}"
+        "dgm reference --domain molecules --data {input} --out {output} {params.flags}"
+        " --jobs {threads} 2> {log}"
 
 
 rule molecules_train:

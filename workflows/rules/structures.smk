@@ -4,11 +4,11 @@
 
 rule qm9_3d_fetch:
     output:
-        conformations="resources/structures/qm9/raw/qm9_3d.npz",
+        conformations="resources/structures/qm9-3d/raw/qm9_3d.npz",
     log:
-        "logs/structures/qm9/fetch.log",
+        "logs/structures/qm9-3d/fetch.log",
     benchmark:
-        "benchmarks/structures/qm9/fetch.tsv"
+        "benchmarks/structures/qm9-3d/fetch.tsv"
     conda:
         "../envs/conda.yaml"
     params:
@@ -19,18 +19,18 @@ rule qm9_3d_fetch:
 
 rule qm9_3d_prepare:
     input:
-        "resources/structures/qm9/raw/qm9_3d.npz",
+        "resources/structures/qm9-3d/raw/qm9_3d.npz",
     output:
         expand(
-            "resources/structures/qm9/data/{split}.npz",
+            "resources/structures/qm9-3d/data/{split}.npz",
             split=["train", "valid", "test"],
         ),
-        smiles="resources/structures/qm9/data/train_smiles.txt",
-        stats="resources/structures/qm9/data/prepare.json",
+        smiles="resources/structures/qm9-3d/data/train_smiles.txt",
+        stats="resources/structures/qm9-3d/data/prepare.json",
     log:
-        "logs/structures/qm9/prepare.log",
+        "logs/structures/qm9-3d/prepare.log",
     benchmark:
-        "benchmarks/structures/qm9/prepare.tsv"
+        "benchmarks/structures/qm9-3d/prepare.tsv"
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -45,14 +45,14 @@ rule qm9_3d_prepare:
 rule qm9_3d_data_row:
     """EDM's metrics on real test molecules: the data row of the table."""
     input:
-        test="resources/structures/qm9/data/test.npz",
-        smiles="resources/structures/qm9/data/train_smiles.txt",
+        test="resources/structures/qm9-3d/data/test.npz",
+        smiles="resources/structures/qm9-3d/data/train_smiles.txt",
     output:
-        "resources/structures/qm9/data/data_row.json",
+        "resources/structures/qm9-3d/data/data_row.json",
     log:
-        "logs/structures/qm9/data_row.log",
+        "logs/structures/qm9-3d/data_row.log",
     benchmark:
-        "benchmarks/structures/qm9/data_row.tsv"
+        "benchmarks/structures/qm9-3d/data_row.tsv"
     conda:
         "../envs/conda.yaml"
     threads: 8

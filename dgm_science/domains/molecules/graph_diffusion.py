@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dgm_science.config import bounded
 from dgm_science.base import GenerativeModel
 from dgm_science.domains.molecules.dense import NUM_BOND_CLASSES, DenseGraphs
 from dgm_science.families.discrete_diffusion import CategoricalGraphs, DiscreteGraphDiffusion
@@ -38,16 +39,16 @@ class GraphDiffusionConfig:
     the denoiser's input.
     """
 
-    hidden_dim: int = 256
-    edge_dim: int = 64
-    global_dim: int = 64
-    attention_dim: int | None = None
-    n_layers: int = 5
-    n_heads: int = 8
-    dropout: float = 0.1
-    diffusion_steps: int = 500
-    edge_weight: float = 5.0
-    elbo_samples: int = 1
+    hidden_dim: int = bounded(256, minimum=1)
+    edge_dim: int = bounded(64, minimum=1)
+    global_dim: int = bounded(64, minimum=1)
+    attention_dim: int | None = bounded(None, minimum=1)
+    n_layers: int = bounded(5, minimum=1)
+    n_heads: int = bounded(8, minimum=1)
+    dropout: float = bounded(0.1, minimum=0, maximum=1)
+    diffusion_steps: int = bounded(500, minimum=1)
+    edge_weight: float = bounded(5.0, minimum=0)
+    elbo_samples: int = bounded(1, minimum=1)
     extra_features: bool = True
 
 

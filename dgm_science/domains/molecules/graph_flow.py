@@ -23,6 +23,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from dgm_science.config import bounded
 from dgm_science.base import GenerativeModel
 from dgm_science.domains.molecules.dense import NUM_BOND_CLASSES, DenseGraphs
 from dgm_science.families.flows import ActNorm, AffineCoupling, Flow, InvertibleLinear, Transform
@@ -35,14 +36,14 @@ class GraphFlowConfig:
     """MoFlow-style graph flow. Row blocks: each coupling transforms one block of adjacency rows
     (or atom rows) given the rest; a number above the row count means one row per block (MoFlow)."""
 
-    adjacency_hidden: int = 64
-    adjacency_row_blocks: int = 8
-    adjacency_cycles: int = 2
-    node_hidden: int = 128
-    node_gnn_layers: int = 2
-    node_row_blocks: int = 9
-    node_cycles: int = 2
-    dequantization: float = 0.9
+    adjacency_hidden: int = bounded(64, minimum=1)
+    adjacency_row_blocks: int = bounded(8, minimum=1)
+    adjacency_cycles: int = bounded(2, minimum=1)
+    node_hidden: int = bounded(128, minimum=1)
+    node_gnn_layers: int = bounded(2, minimum=1)
+    node_row_blocks: int = bounded(9, minimum=1)
+    node_cycles: int = bounded(2, minimum=1)
+    dequantization: float = bounded(0.9, exclusive_minimum=0, exclusive_maximum=1)
 
 
 def _row_blocks(rows: int, blocks: int) -> list[np.ndarray]:

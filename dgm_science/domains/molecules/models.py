@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dgm_science.config import bounded
 from dgm_science.backbones import CausalTransformer
 from dgm_science.base import GenerativeModel
 from dgm_science.domains.molecules.tokenizer import Tokenizer
@@ -20,12 +21,12 @@ from dgm_science.registry import register
 class SmilesARMConfig:
     """Autoregressive transformer over SMILES/SELFIES tokens."""
 
-    tokenizer: str = "smiles"
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 8
-    dropout: float = 0.1
-    max_length: int = 100
+    tokenizer: str = bounded("smiles", choices=("smiles", "selfies"))
+    d_model: int = bounded(256, minimum=8)
+    n_layers: int = bounded(4, minimum=1)
+    n_heads: int = bounded(8, minimum=1)
+    dropout: float = bounded(0.1, minimum=0, maximum=1)
+    max_length: int = bounded(100, minimum=4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,12 +34,12 @@ class GraphVAEConfig(SmilesARMConfig):
     """Graph VAE: PyG GNN encoder q(z|G), autoregressive SMILES/SELFIES decoder p(x|z) (the
     decoder's settings are SmilesARMConfig's)."""
 
-    latent_dim: int = 64
-    encoder_hidden: int = 128
-    encoder_layers: int = 4
-    kl_weight: float = 1.0
-    kl_anneal_steps: int = 1000
-    free_bits: float = 0.0
+    latent_dim: int = bounded(64, minimum=1)
+    encoder_hidden: int = bounded(128, minimum=8)
+    encoder_layers: int = bounded(4, minimum=1)
+    kl_weight: float = bounded(1.0, minimum=0)
+    kl_anneal_steps: int = bounded(1000, minimum=0)
+    free_bits: float = bounded(0.0, minimum=0)
 
 
 def _decoder(cfg: Any, tokenizer: Tokenizer, condition_dim: int = 0) -> AutoregressiveModel:

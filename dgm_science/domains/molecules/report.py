@@ -4,18 +4,17 @@ property histograms against the test set."""
 from __future__ import annotations
 
 import csv
-import statistics
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from dgm_science import checkpoint
 from dgm_science.registry import register
-from dgm_science.report import collect_runs, figure_png, png_data_uri, table_html
+from dgm_science.report import (Figure, Inputs, Table, bold, collect_runs, figure_png, format_number, format_values,
+                                input_path, png_data_uri, render, run_scale)
 
 COLUMNS = [
-    ("validity_without_correction", "Valid w/o corr."), ("valid", "Valid"), ("unique@1000", "Unique@1k"), ("unique@10000", "Unique@10k"),
+    ("validity_without_correction", "Valid w/o corr."), ("valid", "Valid"), ("unique@1000", "Unique@1k"),
+    ("unique@10000", "Unique@10k"),
     ("FCD/Test", "FCD Test ↓"), ("FCD/TestSF", "FCD TestSF ↓"), ("SNN/Test", "SNN Test"),
     ("SNN/TestSF", "SNN TestSF"), ("Frag/Test", "Frag Test"), ("Frag/TestSF", "Frag TestSF"),
     ("Scaf/Test", "Scaf Test"), ("Scaf/TestSF", "Scaf TestSF"), ("IntDiv1", "IntDiv"), ("IntDiv2", "IntDiv2"),
@@ -89,25 +88,9 @@ def published_rows(dataset: str) -> list[tuple[str, str, dict[str, float]]]:
     if dataset == "qm9":
         return [(name, scale, values) for name, (scale, values) in PUBLISHED_QM9.items()]
     return []
+
+
 PROPERTIES = [("logp", "logP"), ("sa", "SA"), ("qed", "QED"), ("mw", "MW")]
-
-
-def _fmt(values: list[float]) -> str:
-    values = [v for v in values if v is not None and not np.isnan(v)]
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f}±{statistics.stdev(values):.4f}"
-
-
-def _scale(run_dir: Path) -> str:
-    ckpt = run_dir / "model.ckpt"
-    if not ckpt.is_file():
-        return "?"
-    info = checkpoint.load(ckpt)["info"]
-    return (f"{info.get('train_examples', 0):,} mols, {info.get('global_step', 0):,} steps, "
-            f"{info.get('train_seconds', 0) / 60:.1f} min, {info.get('parameters', 0) / 1e6:.1f} M params")
 
 
 def _read_samples(path: Path) -> list[dict[str, str]]:
@@ -115,18 +98,19 @@ def _read_samples(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _grid(rows: list[dict[str, str]], n: int = 24) -> str:
+def _grid(rows: list[dict[str, str]], n: int = 24) -> str | None:
+    """Data URI of a grid of the first ``n`` valid sampled molecules; None if there is none."""
     from rdkit import Chem
     from rdkit.Chem import Draw
 
     mols = [m for m in (Chem.MolFromSmiles(r["smiles"]) for r in rows if r["valid"] == "1") if m is not None][:n]
     if not mols:
-        return "<p>No valid molecules.</p>"
-    image = Draw.MolsToGridImage(mols, molsPerRow=8, subImgSize=(170, 140), returnPNG=True)
-    return f'<img alt="sampled molecules" src="{png_data_uri(image)}">'
+        return None
+    return png_data_uri(Draw.MolsToGridImage(mols, molsPerRow=8, subImgSize=(170, 140), returnPNG=True))
 
 
-def _histograms(dataset: str, samples: dict[str, list[dict[str, str]]], reference: Path) -> str:
+def _histograms(samples: dict[str, list[dict[str, str]]], reference: Path | None) -> str:
+    """Data URI of the property histograms of each model's valid samples, over the test set's when given."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -134,10 +118,11 @@ def _histograms(dataset: str, samples: dict[str, list[dict[str, str]]], referenc
 
     from dgm_science.domains.molecules.metrics import load_reference
 
-    ref = load_reference(reference) if reference.is_file() else None
+    ref = load_reference(reference) if reference is not None else None
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.2))
     for ax, (key, label) in zip(axes, PROPERTIES):
-        series = {model: np.array([float(r[key]) for r in rows if r["valid"] == "1"]) for model, rows in samples.items()}
+        series = {model: np.array([float(r[key]) for r in rows if r["valid"] == "1"])
+                  for model, rows in samples.items()}
         arrays = ([ref[label]] if ref is not None else []) + [v for v in series.values() if len(v)]
         if not arrays:
             continue
@@ -151,47 +136,47 @@ def _histograms(dataset: str, samples: dict[str, list[dict[str, str]]], referenc
     axes[0].legend(fontsize=8)
     png = figure_png(fig)
     plt.close(fig)
-    return f'<img alt="property histograms {dataset}" src="{png_data_uri(png)}">'
+    return png_data_uri(png)
+
+
+def _table(dataset: str, ds_runs: list[dict]) -> Table:
+    columns = QM9_COLUMNS if dataset == "qm9" else COLUMNS
+    table = Table(["model", "scale"] + [label for _, label in columns])
+    for model in sorted({r["model"] for r in ds_runs}):
+        mruns = [r for r in ds_runs if r["model"] == model]
+        name = bold(model) + f" (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})"
+        cells = [name, run_scale(mruns[0]["dir"], "mols")]
+        cells += [format_values([r["metrics"].get(key) for r in mruns]) for key, _ in columns]
+        table.rows.append(("ours", cells))
+    for name, scale, values in published_rows(dataset):
+        cells = [f"{name} (published)", scale]
+        table.rows.append(("published", cells + [format_number(values.get(key)) for key, _ in columns]))
+    return table
 
 
 @register("report", "molecules")
-def molecules_section(results: Path) -> str:
-    """HTML for every molecules run under ``results``; empty if there is none."""
+def molecules_section(results: Path, inputs: Inputs | None = None) -> str:
+    """HTML for every molecules run under ``results``; empty if there is none. Input
+    ``molecules/<dataset>/ref_test`` (test-set statistics) adds the test set to the histograms."""
     runs = collect_runs(results, "molecules")
     if not runs:
         return ""
-    parts = ["<h2>Molecules</h2>"]
+    datasets = []
     for dataset in sorted({r["dataset"] for r in runs}):
         ds_runs = [r for r in runs if r["dataset"] == dataset]
-        models = sorted({r["model"] for r in ds_runs})
-        columns = QM9_COLUMNS if dataset == "qm9" else COLUMNS
-        header = ["model", "scale"] + [label for _, label in columns]
-        rows: list[tuple[str, list[str]]] = []
-        for model in models:
-            mruns = [r for r in ds_runs if r["model"] == model]
-            cells = [f"<b>{model}</b> (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
-                     _scale(mruns[0]["dir"])]
-            cells += [_fmt([r["metrics"].get(key) for r in mruns]) for key, _ in columns]
-            rows.append(("ours", cells))
-        for name, scale, values in published_rows(dataset):
-            cells = [f"{name} (published)", scale]
-            cells += [f"{values[key]:.4f}" if key in values else "–" for key, _ in columns]
-            rows.append(("published", cells))
-        parts.append(f"<h3>{dataset.upper()}</h3>")
-        parts.append(table_html(header, rows))
-        sizes = sorted({int(r["metrics"]["reference_test_size"]) for r in ds_runs if "reference_test_size" in r["metrics"]})
+        sizes = sorted({int(r["metrics"]["reference_test_size"])
+                        for r in ds_runs if "reference_test_size" in r["metrics"]})
         of_size = f" of {', '.join(f'{n:,}' for n in sizes)} molecules each" if sizes else ""
-        parts.append(f'<p class="note">{NOTES.get(dataset, NOTES["moses"]).format(of_size=of_size)}</p>')
-        samples = {}
-        for model in models:
+        figures, samples = [], {}
+        for model in sorted({r["model"] for r in ds_runs}):
             first = next(r for r in ds_runs if r["model"] == model)
             path = first["dir"] / "samples.csv"
             if path.is_file():
                 samples[model] = _read_samples(path)
-                parts.append(f"<h4>{model}: sampled molecules (seed {first['seed']})</h4>")
-                parts.append(_grid(samples[model]))
-        if samples:
-            reference = results.parent / "resources" / "molecules" / dataset / "data" / "ref_test.npz"
-            parts.append("<h4>Properties of valid samples vs the test set</h4>")
-            parts.append(_histograms(dataset, samples, reference))
-    return "\n".join(parts)
+                figures.append(Figure(f"{model}: sampled molecules (seed {first['seed']})", _grid(samples[model]),
+                                      "sampled molecules", "No valid molecules."))
+        reference = input_path(inputs, f"molecules/{dataset}/ref_test")
+        datasets.append({"name": dataset, "table": _table(dataset, ds_runs),
+                         "note": NOTES.get(dataset, NOTES["moses"]).format(of_size=of_size), "figures": figures,
+                         "histograms": _histograms(samples, reference) if samples else None})
+    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets)

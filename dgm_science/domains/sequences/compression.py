@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from dgm_science.domains.sequences.domain import BOS, EOS, PAD, Vocabulary, condition_matrix, token_rows
+from dgm_science.domains.sequences.tokens import BOS, EOS, PAD, Vocabulary, condition_matrix, token_rows
 from dgm_science.errors import DataError
 from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.utils import atomic_path

@@ -1,130 +1,188 @@
-"""Genetic-sequence data committed under ``data/sequences/`` and how it was made.
+"""Genetic-sequence datasets: the committed FASTA files (16S V4 amplicons, full-length 16S
+genes, Swiss-Prot; built by ``sources.py``) with their identity-cluster splits, registered as
+``16s-v4``, ``16s`` and ``swissprot``; ``dgm prepare`` (``prepare_sequences``), the prepared
+splits' reader and the torch dataset of token rows.
 
-Sources (Debian packages, fetched with ``apt-get download``; see ``data/README.md`` for versions
-and sha256):
-
-- ``microbiomeutil-data``: ``RESOURCES/rRNA16S.gold.fasta``, 5,181 full-length 16S rRNA genes
-  (BSD-3-clause). Headers are ``id<TAB>organism<TAB>ids...[<TAB>lineage]``; 713 carry a lineage
-  ``Bacteria; Phylum; Class; ...``. Sequences are upper-cased, U becomes T, and every IUPAC
-  ambiguity code (R, Y, S, W, K, M, B, D, H, V, N) becomes N; a sequence with more than 1 % N is
-  dropped (counted). The V4 amplicon is cut from the start of the 515F site to the end
-  of the 806R site, primer sites included (:mod:`primers`, up to 2 IUPAC-aware mismatches each);
-  sequences without both sites are counted.
-- ``mmseqs2-examples``: ``DB.fasta.gz``, 20,000 UniProt entries of which the Swiss-Prot ones
-  (``sp|`` headers) are kept, 50 to 1,024 residues long, made only of the 20 standard amino
-  acids (entries with X, B, Z, U, O are dropped, counted).
-
-Written headers: ``<id> phylum=<phylum or NA> lineage=<taxa joined by ';', spaces as '_', or NA>
-organism=<free text>`` for 16S, the UniProt header for proteins.
-
-Rebuild: ``python -m dgm_science.domains.sequences.data --root <extracted .deb files> --out data/sequences``.
+An item is a ``SequenceSample``: the residues and the label it was drawn for (None for
+unconditional models); labelled data are conditioned on the phylum class of their header.
 """
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
-import re
+import logging
+import random
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, Sequence
 
-from dgm_science.domains.sequences.fasta import IUPAC_DNA, PROTEIN, FastaRecord, read_fasta, write_fasta
-from dgm_science.domains.sequences.primers import PRIMER_515F, PRIMER_806R, extract_v4
+import torch
 
-RRNA_16S = "usr/share/microbiomeutil-data/RESOURCES/rRNA16S.gold.fasta"
-SWISSPROT = "usr/share/doc/mmseqs2/example-data/DB.fasta.gz"
-MAX_N_FRACTION = 0.01
-PROTEIN_LENGTH = (50, 1024)
-_AMBIGUOUS = str.maketrans({c: "N" for c in "RYSWKMBDHV"} | {"U": "T"})
-_HEADER = re.compile(r"^(\S+) phylum=(\S+) lineage=(\S+) organism=(.*)$")
+from dgm_science.domains.sequences.fasta import PROTEIN, FastaRecord, read_fasta, write_fasta
+from dgm_science.domains.sequences.tokens import Layout, Vocabulary, condition_matrix
+from dgm_science.errors import DataError
+from dgm_science.registry import register
+from dgm_science.utils import atomic_path
 
+log = logging.getLogger(__name__)
 
-def normalize_dna(sequence: str) -> str:
-    """Upper case, U -> T, IUPAC ambiguity codes -> N."""
-    return sequence.upper().translate(_AMBIGUOUS)
+SPLITS = ("train", "valid", "test")
 
 
-def parse_16s_header(header: str) -> dict[str, str | None]:
-    """id, organism, lineage (list joined by ';') and phylum of a microbiomeutil 16S header or
-    of a header this module wrote; None where the header has no lineage."""
-    match = _HEADER.match(header)
-    if match:
-        ident, phylum, lineage, organism = match.groups()
-        return {"id": ident, "phylum": None if phylum == "NA" else phylum,
-                "lineage": None if lineage == "NA" else lineage, "organism": organism}
-    fields = [f.strip() for f in header.split("\t")]
-    lineage = [t.strip().replace(" ", "_") for t in fields[3].split(";")] if len(fields) >= 4 and fields[3] else []
-    return {"id": fields[0], "organism": fields[1] if len(fields) > 1 else "",
-            "lineage": ";".join(lineage) or None, "phylum": lineage[1] if len(lineage) > 1 else None}
+class SequenceSample(NamedTuple):
+    """A sequence and the label it was generated for (None for unconditional models)."""
+
+    sequence: str
+    label: str | None = None
 
 
-def _16s_header(info: dict[str, str | None]) -> str:
-    return (f"{info['id']} phylum={info['phylum'] or 'NA'} lineage={info['lineage'] or 'NA'} "
-            f"organism={info['organism']}")
+@dataclasses.dataclass(frozen=True)
+class SequenceData:
+    """A committed FASTA with its identity-cluster split (see ``clusters.py``)."""
+
+    name: str
+    fasta: str
+    split: str
+    kind: str  # "dna" | "protein"
+    labelled: bool  # headers carry a phylum
+    v4: bool  # V4 amplicons: primer retention is scored
+
+    @property
+    def alphabet(self) -> str:
+        return "ACGTN" if self.kind == "dna" else "".join(sorted(PROTEIN))
 
 
-def process_16s(path: Path) -> tuple[list[FastaRecord], list[FastaRecord], dict[str, Any]]:
-    """(full-length records, V4 records, statistics) of the microbiomeutil 16S file."""
-    records = read_fasta(path, IUPAC_DNA)
-    full, v4 = [], []
-    ambiguous_sequences = ambiguous_bases = too_many_n = 0
-    for record in records:
-        sequence = normalize_dna(record.sequence)
-        n = sequence.count("N")
-        ambiguous_sequences += n > 0
-        ambiguous_bases += n
-        if n > MAX_N_FRACTION * len(sequence):
-            too_many_n += 1
+def _phylum_class(record: FastaRecord) -> str | None:
+    from dgm_science.domains.sequences.classifier import phylum_class
+    from dgm_science.domains.sequences.sources import parse_16s_header
+
+    return phylum_class(parse_16s_header(record.header)["phylum"])
+
+
+def prepare_sequences(data: SequenceData, raw_dir: Path, out_dir: Path, *, train_size: int | None = None,
+                      seed: int = 0, max_residues: int | None = None) -> dict[str, Any]:
+    """Write ``{train,valid,test}.fasta`` and ``prepare.json`` into ``out_dir`` from the committed
+    FASTA and split under ``raw_dir``; ``max_residues`` keeps the records of at most that length
+    in every split (counted), ``train_size`` then takes a seeded subset of the training split."""
+    from dgm_science.domains.sequences.clusters import assign_by_id, read_split
+
+    raw_dir, out_dir = Path(raw_dir), Path(out_dir)
+    alphabet = frozenset(data.alphabet)
+    records = read_fasta(raw_dir / data.fasta, alphabet)
+    split = read_split(raw_dir / data.split)
+    missing = [r.id for r in records if r.id not in split]
+    if missing and data.name != "16s":
+        raise DataError(f"{raw_dir / data.split}: no split for {len(missing)} record(s) of {data.fasta}, "
+                        f"e.g. {missing[:3]}")
+    parts: dict[str, list[FastaRecord]] = {name: [] for name in SPLITS}
+    too_long = 0
+    # full-length 16S: the V4 split by gene id; genes without a V4 amplicon train
+    for record, name in zip(records, assign_by_id((r.id for r in records), split)):
+        if max_residues is not None and len(record.sequence) > max_residues:
+            too_long += 1
             continue
-        header = _16s_header(parse_16s_header(record.header))
-        full.append(FastaRecord(header, sequence))
-        region = extract_v4(sequence, with_primers=True)
-        if region is not None:
-            v4.append(FastaRecord(header, region))
-    phyla = [parse_16s_header(r.header)["phylum"] for r in full]
-    stats = {
-        "source_records": len(records), "kept": len(full), "dropped_over_1pct_n": too_many_n,
-        "sequences_with_ambiguity_codes": ambiguous_sequences, "ambiguous_bases_as_n": ambiguous_bases,
-        "with_lineage": sum(p is not None for p in phyla),
-        "phyla": dict(sorted({p: phyla.count(p) for p in set(phyla) if p}.items(), key=lambda kv: (-kv[1], kv[0]))),
-        "v4_primers": {"515F": PRIMER_515F, "806R": PRIMER_806R, "max_mismatches": 2},
-        "v4_both_sites": len(v4), "v4_missing_a_site": len(full) - len(v4),
-        "length_full": [min(map(len, (r.sequence for r in full))), max(len(r.sequence) for r in full)],
-        "length_v4": [min(len(r.sequence) for r in v4), max(len(r.sequence) for r in v4)],
-    }
-    return full, v4, stats
-
-
-def process_swissprot(path: Path) -> tuple[list[FastaRecord], dict[str, Any]]:
-    """(Swiss-Prot records of standard residues within PROTEIN_LENGTH, statistics)."""
-    records = read_fasta(path)
-    swissprot = [r for r in records if r.header.startswith("sp|")]
-    standard = [r for r in swissprot if set(r.sequence) <= PROTEIN]
-    lo, hi = PROTEIN_LENGTH
-    kept = [r for r in standard if lo <= len(r.sequence) <= hi]
-    stats = {"source_records": len(records), "swissprot": len(swissprot),
-             "dropped_nonstandard_residues": len(swissprot) - len(standard),
-             "dropped_length": len(standard) - len(kept), "length_filter": [lo, hi], "kept": len(kept)}
-    return kept, stats
-
-
-def build(root: Path, out_dir: Path) -> dict[str, Any]:
-    """Write ``rrna16s.fasta.gz``, ``rrna16s_v4.fasta.gz``, ``swissprot.fasta.gz`` and
-    ``processing.json`` into ``out_dir`` from the extracted Debian packages under ``root``."""
+        parts[name].append(record)
+    if train_size is not None and train_size < len(parts["train"]):
+        parts["train"] = random.Random(seed).sample(parts["train"], train_size)
     out_dir.mkdir(parents=True, exist_ok=True)
-    full, v4, stats_16s = process_16s(root / RRNA_16S)
-    proteins, stats_protein = process_swissprot(root / SWISSPROT)
-    write_fasta(out_dir / "rrna16s.fasta.gz", full)
-    write_fasta(out_dir / "rrna16s_v4.fasta.gz", v4)
-    write_fasta(out_dir / "swissprot.fasta.gz", proteins)
-    stats = {"rrna16s": stats_16s, "swissprot": stats_protein}
-    (out_dir / "processing.json").write_text(json.dumps(stats, indent=2) + "\n")
+    stats: dict[str, Any] = {"dataset": data.name, "kind": data.kind, "alphabet": data.alphabet, "v4": data.v4,
+                             "labelled": data.labelled, "source": data.fasta, "split_file": data.split,
+                             "max_residues": max_residues, "dropped_over_max_residues": too_long}
+    for name, part in parts.items():
+        write_fasta(out_dir / f"{name}.fasta", part)
+        lengths = [len(r.sequence) for r in part]
+        stats[name] = {"sequences": len(part), "residues": int(sum(lengths)),
+                       "length": [min(lengths, default=0), max(lengths, default=0)]}
+        if data.labelled:
+            labels = [_phylum_class(r) for r in part]
+            stats[name]["labels"] = {c: labels.count(c) for c in sorted(set(filter(None, labels)))}
+    with atomic_path(out_dir / "prepare.json") as tmp:
+        tmp.write_text(json.dumps(stats, indent=2) + "\n")
     return stats
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="Rebuild data/sequences from the extracted Debian packages")
-    parser.add_argument("--root", type=Path, required=True, help="folder the .deb files were extracted into")
-    parser.add_argument("--out", type=Path, default=Path("data/sequences"))
-    args = parser.parse_args()
-    print(json.dumps(build(args.root, args.out), indent=2))
+def _register_dataset(data: SequenceData, doc: str) -> None:
+    class _Dataset:
+        __doc__ = doc
+        domain = "sequences"
+        version = "committed"
+        spec = data
+
+        @staticmethod
+        def fetch(out_dir: Path) -> dict[str, Any]:
+            raise ValueError(f"{data.name} is committed under data/sequences/: nothing to fetch; "
+                             "`dgm prepare` reads it with --raw data/sequences")
+
+        @staticmethod
+        def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None = None, val_size: int | None = None,
+                    seed: int = 0, n_jobs: int = 1, max_residues: int | None = None) -> dict[str, Any]:
+            """The split is by identity clusters (committed): ``val_size`` must be unset."""
+            if val_size is not None:
+                raise ValueError(f"--val-size: {data.name} has a fixed identity-cluster split")
+            return prepare_sequences(data, raw_dir, out_dir, train_size=train_size, seed=seed,
+                                     max_residues=max_residues)
+
+    _Dataset.__name__ = f"Dataset_{data.name.replace('-', '_')}"
+    register("dataset", data.name)(_Dataset)
+
+
+DATASETS = {
+    "16s-v4": SequenceData("16s-v4", "rrna16s_v4.fasta.gz", "rrna16s_v4.split.tsv", "dna", True, True),
+    "16s": SequenceData("16s", "rrna16s.fasta.gz", "rrna16s_v4.split.tsv", "dna", True, False),
+    "swissprot": SequenceData("swissprot", "swissprot.fasta.gz", "swissprot.split.tsv", "protein", False, False),
+}
+_register_dataset(DATASETS["16s-v4"], "16S rRNA V4 amplicons (515F-806R, primers included), 97 % identity-cluster split.")
+_register_dataset(DATASETS["16s"], "Full-length 16S rRNA genes, split by their V4 amplicon's cluster.")
+_register_dataset(DATASETS["swissprot"], "Swiss-Prot proteins (50-1,024 residues), identity-cluster split.")
+
+
+def read_prepared(data_dir: Path) -> dict[str, Any]:
+    path = Path(data_dir) / "prepare.json"
+    if not path.is_file():
+        raise DataError(f"{path}: missing; run `dgm prepare` for this dataset first")
+    return json.loads(path.read_text())
+
+
+class SequenceDataset(torch.utils.data.Dataset):
+    """Token rows of FASTA records; records longer than ``max_length`` tokens are dropped and
+    counted (``n_too_long``). ``canvas``: rows are fixed-length canvases without <bos>."""
+
+    def __init__(self, records: Sequence[FastaRecord], state: dict[str, Any]) -> None:
+        vocab = Vocabulary(state["alphabet"])
+        self.layout = Layout.of(state)
+        kept = [r for r in records if len(r.sequence) <= self.layout.max_residues]
+        self.n_too_long = len(records) - len(kept)
+        if self.n_too_long:
+            log.info("dropped %d sequences longer than %d residues", self.n_too_long, self.layout.max_residues)
+        if not kept:
+            raise DataError(f"no sequence fits max_length {state['max_length']}")
+        self.ids = [vocab.encode(r.sequence) for r in kept]
+        self.condition = condition_matrix(state, [record_label(r, state) for r in kept])
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(ids) for ids in self.ids]
+
+    def __getitem__(self, i: int) -> int:
+        return i
+
+    def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
+        rows = [self.ids[i] for i in indices]
+        batch = {"tokens": self.layout.tokens(rows)}
+        if self.condition is not None:
+            batch["condition"] = self.condition[indices]
+        return batch
+
+
+def record_label(record: FastaRecord | SequenceSample | str, state: dict[str, Any]) -> str | None:
+    """The condition label of an item: its phylum class for labelled data, else None."""
+    if not state.get("labels"):
+        return None
+    if isinstance(record, SequenceSample):
+        return record.label
+    if isinstance(record, FastaRecord):
+        return _phylum_class(record)
+    return None

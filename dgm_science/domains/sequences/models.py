@@ -9,9 +9,10 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from dgm_science.config import bounded
 from dgm_science.backbones import CausalTransformer
 from dgm_science.base import GenerativeModel
-from dgm_science.domains.sequences.domain import BOS, EOS, MASK, PAD, Vocabulary
+from dgm_science.domains.sequences.tokens import BOS, EOS, MASK, PAD, Vocabulary
 from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.families.discrete_diffusion import MaskedDiffusion
 from dgm_science.families.vae import VAE, StandardNormal
@@ -23,11 +24,11 @@ class SeqARMConfig:
     """Autoregressive transformer over residues; ``conditional``: on the phylum label (16S).
     ``max_length`` counts <bos> and <eos>."""
 
-    d_model: int = 256
-    n_layers: int = 4
-    n_heads: int = 8
-    dropout: float = 0.1
-    max_length: int = 400
+    d_model: int = bounded(256, minimum=1)
+    n_layers: int = bounded(4, minimum=1)
+    n_heads: int = bounded(8, minimum=1)
+    dropout: float = bounded(0.1, minimum=0, maximum=1)
+    max_length: int = bounded(400, minimum=3)
     conditional: bool = False
 
 
@@ -38,8 +39,8 @@ class SeqDiffusionConfig(SeqARMConfig):
     the training histogram. ``sampling_steps`` ancestral steps; ``elbo_samples`` times per
     sequence in the likelihood bound."""
 
-    sampling_steps: int = 128
-    elbo_samples: int = 8
+    sampling_steps: int = bounded(128, minimum=1)
+    elbo_samples: int = bounded(8, minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,12 +48,12 @@ class SeqVAEConfig(SeqARMConfig):
     """VAE: a 1D convolutional encoder q(z|x) and the autoregressive transformer decoder p(x|z)
     (SeqARMConfig's settings; unconditional)."""
 
-    latent_dim: int = 32
-    encoder_channels: int = 128
-    encoder_layers: int = 4
-    kl_weight: float = 1.0
-    kl_anneal_steps: int = 1000
-    free_bits: float = 0.0
+    latent_dim: int = bounded(32, minimum=1)
+    encoder_channels: int = bounded(128, minimum=1)
+    encoder_layers: int = bounded(4, minimum=1)
+    kl_weight: float = bounded(1.0, minimum=0)
+    kl_anneal_steps: int = bounded(1000, minimum=0)
+    free_bits: float = bounded(0.0, minimum=0)
 
 
 def _network(cfg: SeqARMConfig, state: dict[str, Any], *, causal: bool = True, extra_condition: int = 0

@@ -7,9 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from dgm_science.domains.molecules.report import _fmt
 from dgm_science.registry import register
-from dgm_science.report import collect_runs, run_scale, table_html
+from dgm_science.report import (MISSING, Inputs, Table, bold, collect_runs, format_metric, format_number, render,
+                                run_scale)
 
 TITLES = {"16s-v4": "16S rRNA V4 amplicons (515F–806R)", "16s": "16S rRNA genes, full length",
           "swissprot": "Swiss-Prot proteins"}
@@ -35,51 +35,50 @@ def _likelihood(run_dir: Path) -> dict[str, Any]:
 
 
 def _cell(key: str, value: Any, likelihood: str | None = None) -> str:
-    if value is None:
-        return "–"
-    if key.startswith("n_"):
-        return f"{int(value):,}"
-    text = _fmt([value])
-    return f"{text} ({'≥' if likelihood == 'bound' else '='})" if key == "bits_per_residue" and text != "–" else text
+    text = format_metric(key, [value])
+    if key == "bits_per_residue" and text != MISSING:
+        return f"{text} ({'≥' if likelihood == 'bound' else '='})"
+    return text
 
 
-def _metrics_table(dataset: str, runs: list[dict]) -> str:
+def _metrics_table(dataset: str, runs: list[dict]) -> Table:
     columns = _columns(runs[0]["metrics"])
-    header = ["model", "scale"] + [label for _, label in columns]
-    rows: list[tuple[str, list[str]]] = []
+    table = Table(["model", "scale"] + [label for _, label in columns])
     for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
         values = dict(run["metrics"])
         likelihood = _likelihood(run["dir"])
         values["bits_per_residue"] = likelihood.get("bits_per_residue")
-        cells = [f"<b>{run['model']}</b> (ours, seed {run['seed']})", run_scale(run["dir"], UNITS.get(dataset, "sequences"))]
-        rows.append(("ours", cells + [_cell(key, values.get(key), likelihood.get("likelihood")) for key, _ in columns]))
+        cells = [bold(run["model"]) + f" (ours, seed {run['seed']})",
+                 run_scale(run["dir"], UNITS.get(dataset, "sequences"))]
+        cells += [_cell(key, values.get(key), likelihood.get("likelihood")) for key, _ in columns]
+        table.rows.append(("ours", cells))
     data = {key[len("data_"):]: value for key, value in runs[0]["metrics"].items() if key.startswith("data_")}
     if data:
         cells = ["Data: held-out validation sequences vs test", "real sequences"]
-        rows.append(("published", cells + [_cell(key, data.get(key)) for key, _ in columns]))
-    return table_html(header, rows)
+        table.rows.append(("published", cells + [_cell(key, data.get(key)) for key, _ in columns]))
+    return table
 
 
-def _compression_table(runs: list[dict]) -> str:
-    rows: list[tuple[str, list[str]]] = []
+def _compression_table(runs: list[dict]) -> Table | None:
+    table = Table(["compressor", "test FASTA", "bits / residue (whole file) ↓", "bits / residue (residues only) ↓",
+                   "MB/s compress / decompress", "round trip"])
     for run in runs:
         path = run["dir"] / "compression.json"
         if not path.is_file():
             continue
         c = json.loads(path.read_text())
-        rows.append(("ours", [f"<b>{run['model']}</b> + range coder (seed {run['seed']})",
-                              f"{c['records']:,} records, {c['residues']:,} residues, {c['input_bytes']:,} bytes",
-                              f"{c['bits_per_residue']:.3f}", f"{c['range_coded_bits_per_residue']:.3f}",
-                              f"{c.get('compress_mb_per_s', 0):.3f} / {c.get('decompress_mb_per_s', 0):.3f}",
-                              c.get("round_trip", "not checked")]))
+        table.rows.append(("ours", [bold(run["model"]) + f" + range coder (seed {run['seed']})",
+                                    f"{c['records']:,} records, {c['residues']:,} residues, {c['input_bytes']:,} bytes",
+                                    format_number(c["bits_per_residue"], 3),
+                                    format_number(c["range_coded_bits_per_residue"], 3),
+                                    f"{format_number(c.get('compress_mb_per_s', 0), 3)} / "
+                                    f"{format_number(c.get('decompress_mb_per_s', 0), 3)}",
+                                    c.get("round_trip", "not checked")]))
         for key, name in (("gzip9", "gzip -9"), ("xz9", "xz -9")):
-            rows.append(("published", [name, "same file", f"{c[key + '_bits_per_residue']:.3f}",
-                                       f"{c[key + '_sequences_bits_per_residue']:.3f}", "–", "–"]))
-    if not rows:
-        return ""
-    header = ["compressor", "test FASTA", "bits / residue (whole file) ↓", "bits / residue (residues only) ↓",
-              "MB/s compress / decompress", "round trip"]
-    return table_html(header, rows)
+            table.rows.append(("published", [name, "same file", format_number(c[key + "_bits_per_residue"], 3),
+                                             format_number(c[key + "_sequences_bits_per_residue"], 3),
+                                             MISSING, MISSING]))
+    return table if table.rows else None
 
 
 NOTE = ("Against the test split (identity clusters: no test sequence is ≥ the threshold identical to a training "
@@ -93,18 +92,15 @@ NOTE = ("Against the test split (identity clusters: no test sequence is ≥ the 
 
 
 @register("report", "sequences")
-def sequences_section(results: Path) -> str:
-    """HTML for every sequence run under ``results``; empty if there is none."""
+def sequences_section(results: Path, inputs: Inputs | None = None) -> str:
+    """HTML for every sequence run under ``results``; empty if there is none. Reads the runs'
+    own files only (``test_likelihood.json``, ``compression.json``), no inputs."""
     runs = collect_runs(results, "sequences")
     if not runs:
         return ""
-    parts = ["<h2>Genetic sequences</h2>"]
+    datasets = []
     for dataset in sorted({r["dataset"] for r in runs}, key=lambda d: list(TITLES).index(d) if d in TITLES else 9):
         ds_runs = [r for r in runs if r["dataset"] == dataset]
-        parts.append(f"<h3>{TITLES.get(dataset, dataset)}</h3>")
-        parts.append(_metrics_table(dataset, ds_runs))
-        compression = _compression_table(ds_runs)
-        if compression:
-            parts.append("<h4>Lossless compression of the test FASTA</h4>" + compression)
-    parts.append(f'<p class="note">{NOTE}</p>')
-    return "\n".join(parts)
+        datasets.append({"title": TITLES.get(dataset, dataset), "metrics": _metrics_table(dataset, ds_runs),
+                         "compression": _compression_table(ds_runs)})
+    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, footnote=NOTE)

@@ -1,5 +1,6 @@
 """E(n)-equivariant diffusion of 3D molecules (EDM; Hoogeboom, Satorras, Vignac and Welling, ICML
-2022) with an EGNN denoiser (Satorras et al., ICML 2021) built from DGL's ``EGNNConv``.
+2022) with an EGNN denoiser (Satorras et al., ICML 2021) built from DGL's ``EGNNConv``, on the
+Gaussian diffusion family (``families/diffusion.py``).
 
 A molecule of ``n`` atoms is positions x: (n, 3) in Angstrom on the zero centre-of-gravity
 subspace (the unweighted mean removed, as EDM does) and features h: (n, 6): the one-hot element
@@ -8,25 +9,26 @@ over H, C, N, O, F divided by 4 and the atomic number divided by 10 (EDM's ``nor
 variance-preserving Gaussian chain z_t = alpha_t [x, h] + sigma_t eps, eps on the zero-CoM
 subspace for x (EDM eq. 5), with EDM's ``polynomial_2`` schedule alpha_t^2 = (1 - (t/T)^2)^2,
 clipped stepwise and squeezed into [s, 1 - s] (its "precision"). Padded batches: x (B, N, 3),
-h (B, N, 6), node_mask (B, N); padding is never noised or scored. The denoiser packs the real
-atoms of a batch into one graph of fully connected molecules (``FullyConnectedGraphs``).
+h (B, N, 6), node_mask (B, N); padding is never noised or scored. What is EDM's own lives here: the
+EGNN denoiser, which packs the real atoms of a batch into one graph of fully connected molecules
+(``FullyConnectedGraphs``), the zero-CoM subspace, the encoding of h and its discretised
+likelihood at t = 0, the size prior log p(N) and the ``Conformers`` output.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import math
 from typing import Any, ClassVar, NamedTuple
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dgm_science.config import bounded
 from dgm_science.base import GenerativeModel
 from dgm_science.compat.dgl import import_dgl
-from dgm_science.families.diffusion import ancestral_coefficients, gamma_table, polynomial_schedule  # noqa: F401
+from dgm_science.families.diffusion import GaussianDiffusion, Layout, Space
 from dgm_science.registry import register
 
 dgl = import_dgl()
@@ -42,13 +44,7 @@ class Conformers(NamedTuple):
     n_atoms: torch.Tensor
 
 
-# ----------------------------------------------------------------------------- noise schedule
-
-
-# polynomial_schedule and gamma_table live in the Gaussian diffusion family (imported above).
-
-
-# ----------------------------------------------------------------------------- zero-CoM helpers
+# ----------------------------------------------------------------------------- zero-CoM subspace
 
 
 def remove_mean(x: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
@@ -57,12 +53,11 @@ def remove_mean(x: torch.Tensor, node_mask: torch.Tensor) -> torch.Tensor:
     return (x - mean) * node_mask
 
 
-def zero_com_noise(shape: tuple[int, int, int], node_mask: torch.Tensor,
-                   generator: torch.Generator | None) -> torch.Tensor:
-    """Standard Gaussian on the zero centre-of-gravity subspace (EDM's
-    ``sample_center_gravity_zero_gaussian_with_mask``): (B, N, 3), zero at padding."""
-    eps = torch.randn(shape, generator=generator, device=node_mask.device, dtype=torch.float32)
-    return remove_mean(eps * node_mask, node_mask)
+def zero_com_space(node_mask: torch.Tensor) -> Space:
+    """The zero centre-of-gravity subspace of positions (B, N, 3) over the real atoms (node_mask
+    (B, N, 1) float): (n - 1) 3 degrees of freedom (EDM eq. 5; its noise is EDM's
+    ``sample_center_gravity_zero_gaussian_with_mask``)."""
+    return Space(node_mask, (node_mask.sum((1, 2)) - 1) * 3, lambda v: remove_mean(v, node_mask))
 
 
 def _cdf(x: torch.Tensor) -> torch.Tensor:
@@ -193,40 +188,40 @@ class EDMConfig:
     9 layers, 256 features, T = 1000, polynomial_2, precision 1e-5, l2 loss, norm [1, 4, 10],
     EMA 0.9999; with lr 1e-4 and batch 64 for 3,000 epochs in the train config)."""
 
-    hidden_dim: int = 256
-    n_layers: int = 9
-    diffusion_steps: int = 1000
-    noise_precision: float = 1e-5
-    schedule_power: float = 2.0
-    position_norm: float = 1.0
-    categorical_norm: float = 4.0
-    charge_norm: float = 10.0
+    hidden_dim: int = bounded(256, minimum=1)
+    n_layers: int = bounded(9, minimum=1)
+    diffusion_steps: int = bounded(1000, minimum=2)
+    noise_precision: float = bounded(1e-5, exclusive_minimum=0)
+    schedule_power: float = bounded(2.0, exclusive_minimum=0)
+    position_norm: float = bounded(1.0, exclusive_minimum=0)
+    categorical_norm: float = bounded(4.0, exclusive_minimum=0)
+    charge_norm: float = bounded(10.0, exclusive_minimum=0)
     include_charges: bool = True
-    ema_decay: float = 0.9999
+    ema_decay: float = bounded(0.9999, minimum=0, maximum=1)
     """Exponential moving average of the denoiser's weights used for sampling and the bound
     (EDM's 0.9999; 0: off); updated before every optimisation step, with the usual warm-up
     min(decay, (1 + step) / (10 + step))."""
-    sampling_steps: int | None = None
+    sampling_steps: int | None = bounded(None, minimum=1)
     """Reverse steps when sampling: None = T (EDM); fewer takes evenly spaced steps of the same
     chain, z_s ~ p(z_s | z_t) for s < t (Kingma et al. 2021's p(z_s | z_t) holds for any s < t)."""
 
 
-class EquivariantDiffusion(GenerativeModel):
-    """EDM: the l2 (epsilon MSE) training loss, the variational lower bound log p(x, h, N) in nats,
-    and ancestral sampling. Batches: positions (B, N, 3) Angstrom, atom_types (B, N) indices
-    (any value at padding), n_atoms (B,)."""
-
-    likelihood: ClassVar[str] = "bound"
+class EquivariantDiffusion(GaussianDiffusion):
+    """EDM on the Gaussian diffusion family: x on the zero-CoM subspace and h masked, one chain
+    (epsilon prediction, EDM's l2 objective, a draw from p(x | z_0) at the end), h scored by its
+    discretised likelihood at t = 0, and log p(N) added to the bound. Batches: positions (B, N, 3)
+    Angstrom, atom_types (B, N) indices (any value at padding), n_atoms (B,); samples: ``Conformers``."""
 
     def __init__(self, cfg: EDMConfig, charges: list[int], n_atoms_histogram: list[float]) -> None:
-        super().__init__()
+        n_features = len(charges) + int(cfg.include_charges)
+        denoiser = EGNNDenoiser(n_features, cfg.hidden_dim, cfg.n_layers)
+        super().__init__(denoiser, steps=cfg.diffusion_steps, schedule="polynomial", precision=cfg.noise_precision,
+                         power=cfg.schedule_power, prediction="epsilon", objective="l2",
+                         sampling_steps=cfg.sampling_steps, clip=None, ema_decay=cfg.ema_decay,
+                         likelihoods=(None, self._log_p_h_given_z0), decoder_draw=True)
         self.cfg = cfg
         self.n_types = len(charges)
-        self.n_features = self.n_types + int(cfg.include_charges)
-        self.T = cfg.diffusion_steps
-        self.denoiser = EGNNDenoiser(self.n_features, cfg.hidden_dim, cfg.n_layers)
-        self.ema_denoiser = copy.deepcopy(self.denoiser).requires_grad_(False) if cfg.ema_decay > 0 else None
-        self.register_buffer("gamma", gamma_table(cfg.diffusion_steps, cfg.noise_precision, cfg.schedule_power))
+        self.n_features = n_features
         self.register_buffer("charges", torch.tensor(charges, dtype=torch.float32))
         hist = torch.tensor(n_atoms_histogram, dtype=torch.float64)
         self.register_buffer("log_p_n", torch.log(hist / hist.sum()).float())
@@ -235,58 +230,54 @@ class EquivariantDiffusion(GenerativeModel):
             raise ValueError(f"norm values {cfg.categorical_norm}, {cfg.charge_norm} too large for sigma_0 = "
                              f"{sigma_0:.5f} (EDM's check_issues_norm_values)")
 
-    # --- representation
-    def _encode(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Batch -> (x (B, N, 3) zero-CoM / position_norm, h (B, N, F) normalised, node_mask (B, N, 1))."""
+    def _layout(self, node_mask: torch.Tensor, log_prob_offset: torch.Tensor | None = None) -> Layout:
+        """node_mask (B, N) bool -> x (B, N, 3) on the zero-CoM subspace, h (B, N, F) on the real
+        atoms, the denoiser's context (node_mask, its fully connected graphs)."""
+        b, n = node_mask.shape
+        mask = node_mask.float()[..., None]
+        spaces = (zero_com_space(mask), Space.masked(mask, (b, n, self.n_features)))
+        context = (node_mask, FullyConnectedGraphs.build(node_mask))
+        return Layout(((b, n, 3), (b, n, self.n_features)), spaces, context, log_prob_offset=log_prob_offset)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> tuple[tuple[torch.Tensor, torch.Tensor], Layout]:
+        """Batch -> (x (B, N, 3) zero-CoM / position_norm, h (B, N, F) normalised), their layout with
+        log p(N) - (n - 1) 3 log(position_norm) as the offset of the bound."""
         positions = batch["positions"].float()
         n = positions.shape[1]
-        mask = (torch.arange(n, device=positions.device)[None, :] < batch["n_atoms"][:, None]).float()[..., None]
+        node_mask = torch.arange(n, device=positions.device)[None, :] < batch["n_atoms"][:, None]
+        mask = node_mask.float()[..., None]
         types = batch["atom_types"].long().clamp(min=0, max=self.n_types - 1)
         h = F.one_hot(types, self.n_types).float() / self.cfg.categorical_norm
         if self.cfg.include_charges:
             h = torch.cat([h, self.charges[types][..., None] / self.cfg.charge_norm], dim=-1)
         x = remove_mean(positions * mask, mask) / self.cfg.position_norm
-        return x, h * mask, mask
+        n_atoms = mask.sum((1, 2))
+        sizes = n_atoms.long().clamp(max=self.log_p_n.numel() - 1)
+        offset = self.log_p_n[sizes] - (n_atoms - 1) * 3 * math.log(self.cfg.position_norm)
+        return (x, h * mask), self._layout(node_mask, offset)
 
-    def _alpha_sigma(self, t_int: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """t_int (B,) long -> gamma_t, alpha_t, sigma_t, each (B, 1, 1) fp32."""
-        gamma = self.gamma[t_int][:, None, None]
-        return gamma, torch.sigmoid(-gamma).sqrt(), torch.sigmoid(gamma).sqrt()
+    def sample_layout(self, n: int, generator: torch.Generator | None, condition: Any) -> Layout:
+        """n molecule sizes ~ the training size histogram -> their layout."""
+        device = self.gamma.device
+        sizes = torch.multinomial(self.log_p_n.exp(), n, replacement=True, generator=generator).to(device)
+        return self._layout(torch.arange(int(sizes.max()), device=device)[None, :] < sizes[:, None])
 
-    def _noise(self, mask: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        b, n, _ = mask.shape
-        eps_x = zero_com_noise((b, n, 3), mask, generator)
-        eps_h = torch.randn((b, n, self.n_features), generator=generator, device=mask.device) * mask
-        return eps_x, eps_h
+    def decode(self, values: tuple[torch.Tensor, ...], layout: Layout) -> Conformers:
+        """(x (n, N, 3), z_0 of h (n, N, F)) -> Conformers: positions re-centred in fp64 and scaled
+        back to Angstrom, the element as argmax of the one-hot part (EDM)."""
+        x, z_h = values
+        node_mask = layout.context[0]
+        mask = node_mask.double()[..., None]
+        positions = (remove_mean(x.double(), mask) * self.cfg.position_norm).float()
+        types = z_h[..., : self.n_types].argmax(-1).masked_fill(~node_mask, -1)
+        return Conformers(positions, types, node_mask.sum(1))
 
-    def q_sample(self, x: torch.Tensor, h: torch.Tensor, t_int: torch.Tensor, eps_x: torch.Tensor,
-                 eps_h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z_t = alpha_t [x, h] + sigma_t [eps_x, eps_h] (EDM eq. 4): ((B, N, 3), (B, N, F))."""
-        _, alpha, sigma = self._alpha_sigma(t_int)
-        return alpha * x + sigma * eps_x, alpha * h + sigma * eps_h
-
-    def _predict(self, z_x: torch.Tensor, z_h: torch.Tensor, t_int: torch.Tensor, mask: torch.Tensor,
-                 graph: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The training network's epsilon in train mode; the EMA network's (when kept) in eval mode."""
-        network = self.ema_denoiser if self.ema_denoiser is not None and not self.training else self.denoiser
-        eps_x, eps_h = network(z_x, z_h, t_int.float() / self.T, mask[..., 0] > 0, graph)
-        return eps_x.float(), eps_h.float()
-
-    @torch.no_grad()
-    def set_training_step(self, step: int) -> None:
-        """EMA update with the weights of the previous optimisation step."""
-        if self.ema_denoiser is None:
-            return
-        decay = min(self.cfg.ema_decay, (1 + step) / (10 + step))
-        for ema, param in zip(self.ema_denoiser.parameters(), self.denoiser.parameters()):
-            ema.lerp_(param.detach(), 1 - decay)
-
-    # --- EDM's loss terms (fp32)
     def _log_p_h_given_z0(self, h: torch.Tensor, z_h: torch.Tensor, gamma_0: torch.Tensor,
-                          mask: torch.Tensor) -> torch.Tensor:
+                          space: Space) -> torch.Tensor:
         """log p(h | z_0) (B,): the integer charge as N(z, sigma_0) integrated over its unit bin, the
         element as the normalised integrals over [0.5, 1.5] of N(z_k, sigma_0) (EDM's
-        ``log_pxh_given_z0_without_constants``, h part)."""
+        ``log_pxh_given_z0_without_constants``, h part); h, z_h (B, N, F), space.mask (B, N, 1)."""
+        mask = space.mask
         sigma_0 = torch.sigmoid(gamma_0).sqrt()
         k = self.n_types
         onehot = h[..., :k] * self.cfg.categorical_norm
@@ -302,106 +293,6 @@ class EquivariantDiffusion(GenerativeModel):
             log_int = torch.log(_cdf((diff + 0.5) / sigma_int) - _cdf((diff - 0.5) / sigma_int) + 1e-10)
             out = out + (log_int * mask).sum((1, 2))
         return out
-
-    def _kl_prior(self, x: torch.Tensor, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """KL(q(z_T | x, h) || N(0, I)) (B,), x on its (n - 1) * 3 dimensional subspace."""
-        t_max = torch.full((x.shape[0],), self.T, device=x.device, dtype=torch.long)
-        _, alpha, sigma = self._alpha_sigma(t_max)
-        alpha, sigma = alpha.view(-1), sigma.view(-1)
-        dof = (mask.sum((1, 2)) - 1) * 3
-        kl_x = dof * -torch.log(sigma) + 0.5 * (dof * sigma ** 2 + (alpha[:, None, None] * x).square().sum((1, 2))) \
-            - 0.5 * dof
-        mu_h = alpha[:, None, None] * h
-        kl_h = ((-torch.log(sigma)[:, None, None] + 0.5 * (sigma[:, None, None] ** 2 + mu_h ** 2) - 0.5) * mask)
-        return kl_x + kl_h.sum((1, 2))
-
-    def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """EDM's "l2" training objective, t ~ U{0..T}: 0.5 ||eps - eps_hat||^2 / ((3 + F) n) for t > 0,
-        at t = 0 the L_0 term (its x part scaled alike, plus -log p(h | z_0)), plus the (constant)
-        prior KL (scalar, batch mean). EDM divides by the padded size; we divide by each
-        molecule's own n so that the loss does not depend on the batch's padding."""
-        with torch.autocast(device_type=batch["positions"].device.type, enabled=False):
-            x, h, mask = self._encode(batch)
-            t_int = torch.randint(0, self.T + 1, (x.shape[0],), device=x.device)
-            eps_x, eps_h = self._noise(mask)
-            z_x, z_h = self.q_sample(x, h, t_int, eps_x, eps_h)
-        pred_x, pred_h = self._predict(z_x, z_h, t_int, mask)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            denom = (3 + self.n_features) * mask.sum((1, 2))
-            error_x = (eps_x - pred_x).square().sum((1, 2)) / denom
-            error = error_x + (eps_h - pred_h).square().sum((1, 2)) / denom
-            l0 = 0.5 * error_x - self._log_p_h_given_z0(h, z_h, self.gamma[0], mask)
-            per_example = torch.where(t_int == 0, l0, 0.5 * error) + self._kl_prior(x, h, mask)
-            self._last = {"error": error.mean().detach()}
-            return per_example.mean()
-
-    def metrics_to_log(self) -> dict[str, torch.Tensor]:
-        return dict(getattr(self, "_last", {}))
-
-    def log_prob(self, batch: dict[str, torch.Tensor], generator: torch.Generator | None = None) -> torch.Tensor:
-        """EDM's variational lower bound on log p(x, h, N) in nats, (B,): one t ~ U{1..T} per
-        molecule (t0_always): -(KL_prior + T L_t + L_0 + the (n - 1) 3 log-normaliser terms of
-        p(x | z_0)) + (n - 1) 3 log(position_norm) + log p(N) from the training size histogram."""
-        with torch.autocast(device_type=batch["positions"].device.type, enabled=False):
-            x, h, mask = self._encode(batch)
-            b = x.shape[0]
-            n_atoms = mask.sum((1, 2))
-            dof = (n_atoms - 1) * 3
-            t_int = torch.randint(1, self.T + 1, (b,), device=x.device, generator=generator)
-            eps_x, eps_h = self._noise(mask, generator)
-            z_x, z_h = self.q_sample(x, h, t_int, eps_x, eps_h)
-            pred_x, pred_h = self._predict(z_x, z_h, t_int, mask)
-            error = (eps_x - pred_x).square().sum((1, 2)) + (eps_h - pred_h).square().sum((1, 2))
-            snr_weight = torch.expm1(self.gamma[t_int] - self.gamma[t_int - 1])  # SNR(s) / SNR(t) - 1
-            loss_t = self.T * 0.5 * snr_weight * error
-            zeros = torch.zeros_like(t_int)
-            eps0_x, eps0_h = self._noise(mask, generator)
-            z0_x, z0_h = self.q_sample(x, h, zeros, eps0_x, eps0_h)
-            pred0_x, _ = self._predict(z0_x, z0_h, zeros, mask)
-            gamma_0 = self.gamma[0]
-            loss_0 = 0.5 * (eps0_x - pred0_x).square().sum((1, 2)) - self._log_p_h_given_z0(h, z0_h, gamma_0, mask)
-            neg_log_constants = -dof * (-0.5 * gamma_0 - 0.5 * math.log(2 * math.pi))
-            nll = self._kl_prior(x, h, mask) + loss_t + loss_0 + neg_log_constants
-            nll = nll + dof * math.log(self.cfg.position_norm)
-            sizes = n_atoms.long().clamp(max=self.log_p_n.numel() - 1)
-            return -nll + self.log_p_n[sizes]
-
-    @torch.no_grad()
-    def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
-               temperature: float = 1.0) -> Conformers:
-        """Ancestral sampling (EDM Algorithm 2): n ~ the training size histogram, z_T ~ N(0, I) (x on
-        the zero-CoM subspace), z_s ~ p(z_s | z_t) for t = T..1, then x ~ p(x | z_0) and h = argmax.
-        ``temperature`` scales every Gaussian draw (1: EDM's sampler)."""
-        if n <= 0:
-            raise ValueError(f"number of samples must be positive, got {n}")
-        device = self.gamma.device
-        sizes = torch.multinomial(self.log_p_n.exp(), n, replacement=True, generator=generator).to(device)
-        n_max = int(sizes.max())
-        node_mask = torch.arange(n_max, device=device)[None, :] < sizes[:, None]
-        mask = node_mask.float()[..., None]
-        graph = FullyConnectedGraphs.build(node_mask)
-        z_x, z_h = (temperature * e for e in self._noise(mask, generator))
-        steps = self.T if self.cfg.sampling_steps is None else max(1, min(self.cfg.sampling_steps, self.T))
-        grid = np.unique(np.round(np.linspace(0, self.T, steps + 1)).astype(np.int64))[::-1].tolist()
-        for t, s in zip(grid[:-1], grid[1:]):
-            t_int = torch.full((n,), t, device=device, dtype=torch.long)
-            alpha_t_given_s, sigma2_t_given_s, std = ancestral_coefficients(self.gamma[s], self.gamma[t])
-            sigma_t = torch.sigmoid(self.gamma[t]).sqrt()
-            pred_x, pred_h = self._predict(z_x, z_h, t_int, mask, graph)
-            coef = sigma2_t_given_s / alpha_t_given_s / sigma_t
-            sigma = temperature * std
-            noise_x, noise_h = self._noise(mask, generator)
-            z_x = remove_mean(z_x / alpha_t_given_s - coef * pred_x + sigma * noise_x, mask)
-            z_h = (z_h / alpha_t_given_s - coef * pred_h + sigma * noise_h) * mask
-        zeros = torch.zeros((n,), device=device, dtype=torch.long)
-        gamma_0 = self.gamma[0]
-        pred_x, _ = self._predict(z_x, z_h, zeros, mask, graph)
-        alpha_0, sigma_0 = torch.sigmoid(-gamma_0).sqrt(), torch.sigmoid(gamma_0).sqrt()
-        noise_x, _ = self._noise(mask, generator)
-        x = (z_x - sigma_0 * pred_x) / alpha_0 + temperature * torch.exp(0.5 * gamma_0) * noise_x
-        x = (remove_mean(x.double(), mask.double()) * self.cfg.position_norm).float()
-        types = z_h[..., : self.n_types].argmax(-1).masked_fill(~node_mask, -1)
-        return Conformers(x, types, sizes)
 
 
 @register("model", "qm9-edm")

@@ -73,6 +73,8 @@ ANGLES = slice(N_BONDS, N_BONDS + N_ANGLES)
 TORSIONS = slice(N_BONDS + N_ANGLES, N_INTERNAL)
 TORSION_PHI = 0
 TORSION_PSI = 1
+TORSION_HISTOGRAM_BINS = 60
+"""Bins over (-pi, pi] of the torsion histograms (the flow's cut points, the Ramachandran KL)."""
 
 
 def torsion_quartets(z_matrix: tuple[tuple[int, int, int, int], ...] = Z_MATRIX) -> np.ndarray:

@@ -24,14 +24,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from dgm_science import wheels
 from dgm_science.errors import DataError
-from dgm_science.registry import register
 from dgm_science.utils import atomic_path
 
 log = logging.getLogger(__name__)
 
-OPENMMTOOLS_VERSION = "0.27.0"
-OPENMMTOOLS_SHA256 = "4a48a8376ac9a1b86486e33f21efd629d9df60f14c227dcc907a8ec359ab7d3a"
+OPENMMTOOLS_VERSION = wheels.pinned("openmmtools").version
+OPENMMTOOLS_SHA256 = wheels.pinned("openmmtools").sha256
 WHEEL_DIR = "openmmtools/data/alanine-dipeptide-gbsa"
 PRMTOP = "alanine-dipeptide.prmtop"
 PDB = "alanine-dipeptide.pdb"
@@ -53,12 +53,10 @@ def fetch_ala2(out_dir: Path, *, version: str = OPENMMTOOLS_VERSION,
     and SOURCE.json into ``out_dir``."""
     from openmm import app
 
-    from dgm_science.domains.molecules.data import _write_source, download_wheel
-
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        with zipfile.ZipFile(download_wheel("openmmtools", version, sha256, Path(tmp))) as wheel:
+        with zipfile.ZipFile(wheels.download_wheel("openmmtools", version, sha256, Path(tmp))) as wheel:
             for name in (PRMTOP, "alanine-dipeptide.crd"):
                 (Path(tmp) / name).write_bytes(wheel.read(f"{WHEEL_DIR}/{name}"))
         prmtop = app.AmberPrmtopFile(str(Path(tmp) / PRMTOP))
@@ -67,7 +65,7 @@ def fetch_ala2(out_dir: Path, *, version: str = OPENMMTOOLS_VERSION,
             shutil.copyfile(Path(tmp) / PRMTOP, tmp_out)
         with atomic_path(out_dir / PDB) as tmp_out, open(tmp_out, "w") as fh:
             app.PDBFile.writeFile(prmtop.topology, coordinates.getPositions(), fh)
-    return _write_source(out_dir, "openmmtools", version, sha256, [PRMTOP, PDB])
+    return wheels.write_source(out_dir, "openmmtools", version, sha256, [PRMTOP, PDB])
 
 
 def _system(prmtop_path: Path) -> tuple[Any, Any]:
@@ -401,23 +399,3 @@ def prepare_ala2(
         tmp.write_text(json.dumps(stats, indent=2))
     return stats
 
-
-@register("dataset", "ala2")
-class Ala2:
-    """Alanine dipeptide (ACE-ALA-NME, 22 atoms) in OBC implicit solvent, AMBER ff96 (the
-    ``openmmtools`` wheel's files); frames come from ``dgm simulate``, so ``prepare``'s raw
-    folder is the simulation's output folder."""
-
-    domain = "peptide-md"
-    version = OPENMMTOOLS_VERSION
-    sha256 = OPENMMTOOLS_SHA256
-
-    @classmethod
-    def fetch(cls, out_dir: Path) -> dict[str, Any]:
-        return fetch_ala2(Path(out_dir), version=cls.version, sha256=cls.sha256)
-
-    @staticmethod
-    def prepare(raw_dir: Path, out_dir: Path, *, train_size: int | None = None, val_size: int | None = None,
-                seed: int = 0, n_jobs: int = 1, test_size: int | None = None) -> dict[str, Any]:
-        """``seed`` and ``n_jobs`` are unused: the split is by time, not random."""
-        return prepare_ala2(raw_dir, out_dir, train_size=train_size, val_size=val_size, test_size=test_size)

@@ -4,12 +4,11 @@ row, with Ramachandran plots."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from dgm_science.domains.molecules.report import _fmt
 from dgm_science.registry import register
-from dgm_science.report import collect_runs, png_data_uri, run_scale, table_html
+from dgm_science.report import (Figure, Inputs, Table, bold, collect_runs, format_metric, format_number, input_json,
+                                png_data_uri, render, run_scale)
 
 QM9_COLUMNS = [
     ("atom_stability", "Atom stable"), ("molecule_stability", "Mol stable"), ("validity", "Valid"),
@@ -33,7 +32,7 @@ ALA2_COLUMNS = [
 ]
 
 NOTES = {
-    "qm9": ("EDM's definitions: an atom is stable when the bond orders perceived from its distances (EDM's "
+    "qm9-3d": ("EDM's definitions: an atom is stable when the bond orders perceived from its distances (EDM's "
             "bond-length tables and margins) sum to its allowed valency; a molecule is stable when all its atoms "
             "are. Valid: RDKit sanitizes the molecule built from the perceived bonds; unique: distinct canonical "
             "SMILES among the valid ones. The data row (ours) is the same code on real test molecules."),
@@ -44,49 +43,39 @@ NOTES = {
 }
 
 
-UNITS = {"qm9": "molecules", "ala2": "MD frames"}
+UNITS = {"qm9-3d": "molecules", "ala2": "MD frames"}
+TITLES = {"qm9-3d": "QM9 conformations (with hydrogens)", "ala2": "Alanine dipeptide (implicit-solvent MD)"}
+COLUMNS = {"qm9-3d": QM9_COLUMNS, "ala2": ALA2_COLUMNS}
 
 
-def _cell(key: str, values: list[float | None]) -> str:
-    if key.startswith("n_") and values and values[0] is not None:
-        return f"{int(values[0]):,}"
-    return _fmt(values)
-
-
-def _data_row_qm9(results: Path) -> dict[str, float] | None:
-    path = results.parent / "resources" / "structures" / "qm9" / "data" / "data_row.json"
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _dataset_table(dataset: str, runs: list[dict], columns: list[tuple[str, str]], results: Path) -> str:
-    header = ["model", "scale"] + [label for _, label in columns]
-    rows: list[tuple[str, list[str]]] = []
+def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Table:
+    columns = COLUMNS[dataset]
+    table = Table(["model", "scale"] + [label for _, label in columns])
     for model in sorted({r["model"] for r in runs}):
         mruns = [r for r in runs if r["model"] == model]
-        cells = [f"<b>{model}</b> (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
+        cells = [bold(model) + f" (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
                  run_scale(mruns[0]["dir"], UNITS[dataset])]
-        cells += [_cell(key, [r["metrics"].get(key) for r in mruns]) for key, _ in columns]
-        rows.append(("ours", cells))
-    if dataset == "qm9":
-        data_row = _data_row_qm9(results)
+        cells += [format_metric(key, [r["metrics"].get(key) for r in mruns]) for key, _ in columns]
+        table.rows.append(("ours", cells))
+    if dataset == "qm9-3d":
+        data_row = input_json(inputs, "structures/qm9-3d/data_row")
         if data_row is not None:
             cells = ["Data (QM9 test, ours)", f"{int(data_row.get('n_samples', 0)):,} molecules"]
-            rows.append(("ours", cells + [_cell(key, [data_row.get(key)]) for key, _ in columns]))
+            table.rows.append(("ours", cells + [format_metric(key, [data_row.get(key)]) for key, _ in columns]))
         for name, (scale, values) in PUBLISHED_QM9_3D.items():
             cells = [f"{name} (published)", scale]
-            rows.append(("published", cells + [f"{values[key]:.3f}" if key in values else "–" for key, _ in columns]))
+            table.rows.append(("published", cells + [format_number(values.get(key), 3) for key, _ in columns]))
     if dataset == "ala2":
-        first = runs[0]["metrics"]
-        data = {key[len("data_"):]: value for key, value in first.items() if key.startswith("data_")}
+        data = {key[len("data_"):]: value for key, value in runs[0]["metrics"].items() if key.startswith("data_")}
         if data:
             cells = ["MD data: train frames vs test frames", "same simulation"]
-            rows.append(("published", cells + [_cell(key, [data.get(key)]) for key, _ in columns]))
-    return table_html(header, rows)
+            table.rows.append(("published", cells + [format_metric(key, [data.get(key)]) for key, _ in columns]))
+    return table
 
 
-def _molecule_grid(samples_sdf: Path, n: int = 12) -> str:
-    """2D depictions of the largest fragment (what EDM's validity judges) of the first ``n`` valid
-    sampled molecules, bonds as perceived from 3D."""
+def _molecule_grid(samples_sdf: Path, n: int = 12) -> str | None:
+    """Data URI of 2D depictions of the largest fragment (what EDM's validity judges) of the first
+    ``n`` valid sampled molecules, bonds as perceived from 3D; None if there is none."""
     from rdkit import Chem
     from rdkit.Chem import AllChem, Draw
 
@@ -100,31 +89,33 @@ def _molecule_grid(samples_sdf: Path, n: int = 12) -> str:
         if len(mols) == n:
             break
     if not mols:
-        return '<p class="note">No valid sampled molecule to draw.</p>'
-    image = Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(180, 150), returnPNG=True)
-    return f'<img alt="sampled molecules" src="{png_data_uri(image)}">'
+        return None
+    return png_data_uri(Draw.MolsToGridImage(mols, molsPerRow=6, subImgSize=(180, 150), returnPNG=True))
+
+
+def _figures(run: dict) -> list[Figure]:
+    label = f"{run['model']} (seed {run['seed']})"
+    figures = []
+    if (run["dir"] / "samples.sdf").is_file():
+        figures.append(Figure(f"{label}: largest fragments of valid samples, hydrogens hidden",
+                              _molecule_grid(run["dir"] / "samples.sdf"), "sampled molecules",
+                              "No valid sampled molecule to draw."))
+    for image in sorted(run["dir"].glob("*.png")):
+        figures.append(Figure(f"{label}: {image.stem.replace('_', ' ')}", png_data_uri(image.read_bytes()), image.stem))
+    return figures
 
 
 @register("report", "structures")
-def structures_section(results: Path) -> str:
-    """HTML for every 3D-structures run under ``results``; empty if there is none."""
+def structures_section(results: Path, inputs: Inputs | None = None) -> str:
+    """HTML for every 3D-structures run under ``results``; empty if there is none. Input
+    ``structures/qm9-3d/data_row`` adds the QM9 data row."""
     runs = collect_runs(results, "structures")
     if not runs:
         return ""
-    parts = ["<h2>3D structures</h2>"]
-    for dataset, title, columns in (("qm9", "QM9 conformations (with hydrogens)", QM9_COLUMNS),
-                                    ("ala2", "Alanine dipeptide (implicit-solvent MD)", ALA2_COLUMNS)):
+    datasets = []
+    for dataset, title in TITLES.items():
         ds_runs = [r for r in runs if r["dataset"] == dataset]
-        if not ds_runs:
-            continue
-        parts.append(f"<h3>{title}</h3>")
-        parts.append(_dataset_table(dataset, ds_runs, columns, results))
-        parts.append(f'<p class="note">{NOTES[dataset]}</p>')
-        for run in ds_runs:
-            if (run["dir"] / "samples.sdf").is_file():
-                parts.append(f"<h4>{run['model']} (seed {run['seed']}): largest fragments of valid samples, hydrogens hidden</h4>")
-                parts.append(_molecule_grid(run["dir"] / "samples.sdf"))
-            for image in sorted(run["dir"].glob("*.png")):
-                parts.append(f"<h4>{run['model']} (seed {run['seed']}): {image.stem.replace('_', ' ')}</h4>")
-                parts.append(f'<img alt="{image.stem}" src="{png_data_uri(image.read_bytes())}">')
-    return "\n".join(parts)
+        if ds_runs:
+            datasets.append({"title": title, "table": _dataset_table(dataset, ds_runs, inputs), "note": NOTES[dataset],
+                             "figures": [figure for run in ds_runs for figure in _figures(run)]})
+    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets)

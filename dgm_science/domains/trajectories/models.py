@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 from dgm_science.backbones import CausalTransformer, TemporalUNet
 from dgm_science.base import GenerativeModel
-from dgm_science.config import ConfigError
-from dgm_science.domains.trajectories.domain import TRANSITION_DIM
+from dgm_science.config import ConfigError, bounded
+from dgm_science.domains.trajectories.data import TRANSITION_DIM
 from dgm_science.families.autoregressive import MixtureAutoregressive
 from dgm_science.families.diffusion import GaussianDiffusion
 from dgm_science.registry import register
@@ -23,13 +23,13 @@ class MazeDiffuserConfig:
     x (``prediction: sample``) as Diffuser's Maze2D configs do; ``sampling_steps`` < T strides;
     samples from an exponential moving average of the weights (``ema_decay``, Diffuser's 0.995)."""
 
-    horizon: int | None = None
-    dim: int = 32
+    horizon: int | None = bounded(None, minimum=2)
+    dim: int = bounded(32, minimum=1)
     dim_mults: list[int] = dataclasses.field(default_factory=lambda: [1, 4, 8])
-    diffusion_steps: int = 64
-    sampling_steps: int | None = None
-    prediction: str = "sample"
-    ema_decay: float = 0.995
+    diffusion_steps: int = bounded(64, minimum=1)
+    sampling_steps: int | None = bounded(None, minimum=1)
+    prediction: str = bounded("sample", choices=("sample", "epsilon"))
+    ema_decay: float = bounded(0.995, minimum=0, maximum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,12 +38,12 @@ class TrajARMConfig:
     diagonal Gaussians over (x, y, vx, vy, ax, ay), its means offsets from the previous step
     (``residual``)."""
 
-    horizon: int | None = None
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    dropout: float = 0.0
-    components: int = 5
+    horizon: int | None = bounded(None, minimum=2)
+    d_model: int = bounded(128, minimum=1)
+    n_layers: int = bounded(4, minimum=1)
+    n_heads: int = bounded(4, minimum=1)
+    dropout: float = bounded(0.0, minimum=0, maximum=1)
+    components: int = bounded(5, minimum=1)
     residual: bool = False
 
 

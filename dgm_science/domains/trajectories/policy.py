@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.domains.trajectories.domain import OBS_DIM, Trajectory, inpainting_condition
+from dgm_science.domains.trajectories.data import OBS_DIM, Trajectory, inpainting_condition
 
 
 def _observation_arrays(observations: Sequence[Any], obs_dim: int, what: str) -> tuple[np.ndarray, np.ndarray]:

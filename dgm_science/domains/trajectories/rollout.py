@@ -152,7 +152,7 @@ def evaluate_closed_loop(*, checkpoint: Any = None, baseline: str | None = None,
                     "diffuser_published_score": spec.diffuser_score,
                     "d4rl_random_score": spec.d4rl_random_score, "d4rl_expert_score": spec.d4rl_expert_score})
     if plot is not None:
-        from dgm_science.domains.trajectories.domain import Trajectory
+        from dgm_science.domains.trajectories.data import Trajectory
 
         plans = first_plans or [Trajectory(np.c_[p, np.zeros_like(p)], np.zeros((len(p), 2)), g)
                                 for p, g in zip(per_episode["paths"][:plot_plans_n], per_episode["goals"])]

@@ -10,6 +10,8 @@ from typing import Any
 from dgm_science.domains.sequences.fasta import read_fasta, write_fasta
 
 DATA = Path(__file__).resolve().parents[3] / "data" / "sequences"
+DENSITY = False
+"""Models of discrete objects: log p < 0."""
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "seq-arm": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 360,
                 "conditional": False},
@@ -24,7 +26,7 @@ def write_raw(root: Path, dataset: str = "16s-v4", n: int = 120) -> Path:
     """A raw folder like data/sequences with the first ``n`` records of ``dataset``'s FASTA and a
     split file: every 10th record test, the next valid, the rest train. Labelled V4 records come
     first so that conditional paths see real phyla."""
-    from dgm_science.domains.sequences.domain import DATASETS
+    from dgm_science.domains.sequences.data import DATASETS
 
     data = DATASETS[dataset]
     records = read_fasta(DATA / data.fasta)

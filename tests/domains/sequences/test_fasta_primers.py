@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from dgm_science.domains.sequences.data import normalize_dna, parse_16s_header
+from dgm_science.domains.sequences.sources import normalize_dna, parse_16s_header
 from dgm_science.domains.sequences.fasta import DNA, PROTEIN, FastaRecord, read_fasta, write_fasta
 from dgm_science.domains.sequences.primers import (
     PRIMER_515F, PRIMER_806R, extract_v4, find_primer, has_v4_primer_sites, reverse_complement,

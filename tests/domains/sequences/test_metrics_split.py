@@ -19,7 +19,7 @@ from dgm_science.domains.sequences.clusters import (
     PROTEIN_LETTERS, SPLIT_DATASETS, assign_by_id, cluster_split, global_identity, identity_clusters,
     kmer_profiles, nearest_identity, read_split, read_split_table, top_candidates, write_split,
 )
-from dgm_science.domains.sequences.data import parse_16s_header
+from dgm_science.domains.sequences.sources import parse_16s_header
 from dgm_science.domains.sequences.fasta import DNA, PROTEIN, read_fasta
 from dgm_science.domains.sequences.metrics import (
     NOVELTY_THRESHOLD, gc_content, gc_w1, js_divergence, kmer_js, kmer_spectrum, length_w1, primer_retention,

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 
+from dgm_science.base import Samples
 from dgm_science import api, checkpoint, registry
 from dgm_science.config import SampleConfig, TrainConfig, from_dict
 from dgm_science.domains.sequences import compression
-from dgm_science.domains.sequences.domain import (
-    BOS, EOS, MASK, PAD, SequenceDomain, SequenceSample, Vocabulary, token_rows,
-)
+from dgm_science.domains.sequences.data import SequenceSample
+from dgm_science.domains.sequences.domain import SequenceDomain
 from dgm_science.domains.sequences.fasta import read_fasta
+from dgm_science.domains.sequences.tokens import BOS, EOS, MASK, PAD, Vocabulary, token_rows
 from dgm_science.families.discrete_diffusion import MaskedDiffusion
 from tests.domains.sequences.fixtures import TINY_CONFIGS, prepared
 
@@ -153,10 +154,10 @@ def test_conditional_sampling_keeps_labels_through_files(tmp_path, data_dir):
     # write/read: valid samples in the FASTA, every draw in the CSV, invalid ones counted
     items = [SequenceSample("ACGT", "Firmicutes"), None, SequenceSample("GGCA", None)]
     out = tmp_path / "samples.fasta"
-    assert SequenceDomain.write_samples(out, items, np.array([-5.0, math.nan, -6.0])) == 2
+    assert SequenceDomain.write_samples(out, Samples(items, np.array([-5.0, math.nan, -6.0]))) == 2
     assert SequenceDomain.read_samples(out) == items
     with pytest.raises(ValueError, match=r"\.fasta"):
-        SequenceDomain.write_samples(tmp_path / "s.csv", items, np.zeros(3))
+        SequenceDomain.write_samples(tmp_path / "s.csv", Samples(items, np.zeros(3)))
     ll = loaded.log_likelihood([SequenceSample("ACGT", "Firmicutes"), SequenceSample("ACGT", None), "ACXT", None])
     assert np.isfinite(ll[:2]).all() and ll[0] != ll[1] and np.isnan(ll[2:]).all()
 

@@ -23,7 +23,7 @@ def sample_arrays() -> dict[str, np.ndarray]:
 
 def tiny_state_and_batch(n: int = 16) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """(conformers-domain state fitted on the 48 molecules, a training batch of the first ``n``)."""
-    from dgm_science.domains.structures.conformers import ATOMIC_NUMBERS, ELEMENTS, MAX_ATOMS
+    from dgm_science.domains.structures.data import ATOMIC_NUMBERS, ELEMENTS, MAX_ATOMS
 
     data = sample_arrays()
     counts = np.bincount(data["n_atoms"].astype(np.int64), minlength=MAX_ATOMS + 1)

@@ -12,8 +12,11 @@ import numpy as np
 import pytest
 import torch
 
+from dgm_science.base import Samples
 from dgm_science import api, registry
-from dgm_science.domains.structures import conformers, stability
+from dgm_science.domains.structures import data as structure_data
+from dgm_science.domains.structures import domain as structure_domain
+from dgm_science.domains.structures import metrics as structure_metrics
 from dgm_science.errors import DataError
 
 from tests.domains.structures import fixtures_qm9 as fixtures
@@ -40,7 +43,7 @@ def _wheel(rows: list[str]) -> zipfile.ZipFile:
 
 
 def test_parse_part_reads_elements_and_coordinates():
-    part = conformers._parse_part(_wheel(ROWS), "qm9pack/data/qm9_part1.csv", "test.whl")
+    part = structure_data._parse_part(_wheel(ROWS), "qm9pack/data/qm9_part1.csv", "test.whl")
     assert part["n_atoms"].tolist() == [5, 3] and part["index"].tolist() == [1, 3]
     assert part["atom_types"][0, :6].tolist() == [1, 0, 0, 0, 0, -1]  # C H H H H, padding
     assert part["atom_types"][1, :3].tolist() == [3, 0, 0] and part["smiles"].tolist() == ["C", "O"]
@@ -52,7 +55,7 @@ def test_parse_part_reads_elements_and_coordinates():
 def test_parse_part_names_the_file_on_mismatch():
     broken = ROWS[1].replace('"[\'O\',\'H\',\'H\']"', '"[\'O\',\'H\']"')
     with pytest.raises(DataError, match="test.whl:qm9pack/data/qm9_part1.csv"):
-        conformers._parse_part(_wheel([broken]), "qm9pack/data/qm9_part1.csv", "test.whl")
+        structure_data._parse_part(_wheel([broken]), "qm9pack/data/qm9_part1.csv", "test.whl")
 
 
 def _prepared(tmp_path: Path) -> Path:
@@ -60,7 +63,7 @@ def _prepared(tmp_path: Path) -> Path:
     raw = tmp_path / "raw"
     raw.mkdir()
     shifted = data["positions"] + np.where(np.arange(29)[None, :, None] < data["n_atoms"][:, None, None], 5.0, 0.0)
-    np.savez(raw / conformers.RAW_FILE, **{**data, "positions": shifted.astype(np.float32)})
+    np.savez(raw / structure_data.RAW_FILE, **{**data, "positions": shifted.astype(np.float32)})
     out = tmp_path / "data"
     registry.get("dataset", "qm9-3d").prepare(raw, out, train_size=None, val_size=None, seed=0, n_jobs=1)
     return out
@@ -70,9 +73,9 @@ def test_prepare_splits_with_edm_proportions_and_centres(tmp_path):
     out = _prepared(tmp_path)
     stats = json.loads((out / "prepare.json").read_text())
     assert (stats["train"], stats["valid"], stats["test"]) == (40, 4, 4)
-    indices = [set(conformers.load_npz(out / f"{s}.npz")["index"].tolist()) for s in conformers.SPLITS]
+    indices = [set(structure_data.load_npz(out / f"{s}.npz")["index"].tolist()) for s in structure_data.SPLITS]
     assert not (indices[0] & indices[1]) and not (indices[0] & indices[2]) and not (indices[1] & indices[2])
-    train = conformers.load_npz(out / "train.npz")
+    train = structure_data.load_npz(out / "train.npz")
     mask = np.arange(29)[None, :] < train["n_atoms"][:, None]
     centre = (train["positions"] * mask[..., None]).sum(1) / train["n_atoms"][:, None]
     assert np.abs(centre).max() < 1e-5 and (train["positions"][~mask] == 0).all()
@@ -82,27 +85,27 @@ def test_prepare_splits_with_edm_proportions_and_centres(tmp_path):
 
     assert main(["prepare", "qm9-3d", "--raw", str(tmp_path / "raw"), "--out", str(again), "--train-size", "10"]) == 0
     assert json.loads((again / "prepare.json").read_text())["valid"] == 4
-    small = set(conformers.load_npz(again / "train.npz")["index"].tolist())
+    small = set(structure_data.load_npz(again / "train.npz")["index"].tolist())
     assert len(small) == 10 and small <= indices[0]  # a subset of the same training split
-    row = conformers.data_row(out / "train.npz", tmp_path / "row.json")
+    row = structure_domain.data_row(out / "train.npz", tmp_path / "row.json")
     assert json.loads((tmp_path / "row.json").read_text())["n_samples"] == 40
     assert row["molecule_stability"] > 0.8 and row["novelty"] == 0.0
     n = registry.get("domain", "conformers").reference(out / "train.npz", tmp_path / "sub.json", n_jobs=1,
-                                                       max_molecules=7, seed=0)
+                                                       max_items=7, seed=0)
     assert n == 7 and json.loads((tmp_path / "sub.json").read_text())["n_samples"] == 7
 
 
 def test_load_npz_errors_name_the_file(tmp_path):
     with pytest.raises(DataError, match="missing.npz"):
-        conformers.load_npz(tmp_path / "missing.npz")
+        structure_data.load_npz(tmp_path / "missing.npz")
     (tmp_path / "bad.npz").write_text("not a zip")
     with pytest.raises(DataError, match="bad.npz"):
-        conformers.load_npz(tmp_path / "bad.npz")
+        structure_data.load_npz(tmp_path / "bad.npz")
 
 
-def _items(n: int = 6) -> list[conformers.Item]:
+def _items(n: int = 6) -> list[structure_data.Item]:
     data = fixtures.sample_arrays()
-    return [([stability.ELEMENTS[t] for t in data["atom_types"][k, :m]], data["positions"][k, :m].astype(float))
+    return [([structure_metrics.ELEMENTS[t] for t in data["atom_types"][k, :m]], data["positions"][k, :m].astype(float))
             for k, m in enumerate(data["n_atoms"][:n].tolist())]
 
 
@@ -114,7 +117,7 @@ def test_write_read_and_evaluate_samples(tmp_path):
     items.append((["C", "Xx", "H"], np.array([[0.0, 0, 0], [5.0, 0, 0], [0, 5.0, 0]])))  # unknown element
     ll = np.array([1.0, 2.0, np.nan, 4.0, 5.0, 6.0, np.nan])
     path = tmp_path / "samples.sdf"
-    n_valid = domain.write_samples(path, items, ll)
+    n_valid = domain.write_samples(path, Samples(items, ll))
     mols = list(Chem.SDMolSupplier(str(path), sanitize=False, removeHs=False))
     assert len(mols) == 7 and n_valid == sum(m.GetProp("valid") == "1" for m in mols) >= 5
     assert mols[0].GetNumBonds() > 0 and mols[0].GetProp("log_likelihood") == "1.0000"
@@ -125,8 +128,8 @@ def test_write_read_and_evaluate_samples(tmp_path):
     assert [s for s, _ in back] == [s for s, _ in items]
     assert all(np.allclose(a[1], b[1], atol=1e-6) for a, b in zip(back, items))
     metrics = domain.evaluate(path, tmp_path, n_jobs=1)
-    positions, types, n_atoms = conformers.items_to_arrays(items)
-    assert metrics == stability.edm_metrics(positions, types, n_atoms)
+    positions, types, n_atoms = structure_data.items_to_arrays(items)
+    assert metrics == structure_metrics.edm_metrics(positions, types, n_atoms)
     assert metrics["n_samples"] == 7 and metrics["validity"] < 1
 
 
@@ -156,6 +159,6 @@ def test_train_sample_and_score_through_the_api(tmp_path):
     ema = loaded.model.ema_denoiser.embed.weight
     assert not torch.equal(ema, loaded.model.denoiser.embed.weight)  # EMA updated, lagging behind
     assert len(items) == 5 and extra == {}
-    assert all(set(s) <= set(stability.ELEMENTS) and x.shape == (len(s), 3) for s, x in items)
+    assert all(set(s) <= set(structure_metrics.ELEMENTS) and x.shape == (len(s), 3) for s, x in items)
     assert np.isfinite(ll[:5]).all() and np.isnan(ll[5])
     assert loaded.state["n_atoms_histogram"][int(np.bincount([len(s) for s, _ in items]).argmax())] > 0

@@ -27,7 +27,7 @@ def energy():
 
 
 def test_fetch_writes_prmtop_pdb_and_source(tmp_path, monkeypatch):
-    from dgm_science.domains.molecules import data
+    from dgm_science import wheels
 
     def fake_download(package, version, sha256, dest):
         wheel = Path(dest) / f"{package}-{version}-py3-none-any.whl"
@@ -40,7 +40,7 @@ def test_fetch_writes_prmtop_pdb_and_source(tmp_path, monkeypatch):
         assert (package, version, sha256) == ("openmmtools", "0.27.0", md.OPENMMTOOLS_SHA256)
         return wheel
 
-    monkeypatch.setattr(data, "download_wheel", fake_download)
+    monkeypatch.setattr(wheels, "download_wheel", fake_download)
     source = registry.get("dataset", "ala2").fetch(tmp_path)
     assert source["files"] == [md.PRMTOP, md.PDB]
     assert json.loads((tmp_path / "SOURCE.json").read_text())["sha256"] == md.OPENMMTOOLS_SHA256

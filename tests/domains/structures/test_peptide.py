@@ -11,9 +11,12 @@ import numpy as np
 import pytest
 import torch
 
+from dgm_science.base import Samples
 from dgm_science import api, registry
 from dgm_science.config import from_dict
-from dgm_science.domains.structures import md, peptide
+from dgm_science.domains.structures import md
+from dgm_science.domains.structures import metrics as structure_metrics
+from dgm_science.domains.structures import models as structure_models
 from dgm_science.domains.structures.internal import TORSION_PHI, TORSION_PSI, TORSIONS, InternalCoordinates
 from tests.domains.structures.fixtures_md import TINY_CONFIG, frames, prmtop_text, tiny_state_and_batch, write_prepared
 
@@ -35,7 +38,7 @@ def test_least_populated_angle_is_the_empty_region():
     rng = np.random.default_rng(0)
     torsions = np.stack([rng.normal(0.0, 0.3, 5000), rng.normal(math.pi - 0.1, 0.3, 5000)], axis=1)
     torsions = (torsions + math.pi) % (2 * math.pi) - math.pi
-    cut = peptide.least_populated_angles(torsions)
+    cut = structure_models.least_populated_angles(torsions)
     assert abs(abs(cut[0]) - math.pi) < 0.3  # opposite the mode at 0
     assert abs(cut[1] + 0.1) < 0.6
 
@@ -146,7 +149,7 @@ def test_decode_write_and_read_samples(tmp_path, state_and_batch):
     torch.testing.assert_close(InternalCoordinates().to_internal(torch.from_numpy(np.stack(items)))[:, :TORSIONS.start],
                                batch["internal"][:5, :TORSIONS.start].double(), atol=1e-5, rtol=0)
     log_q = np.array([1.0, 2.0, np.nan, 4.0, 5.0])
-    n = DOMAIN.write_samples(tmp_path / "samples.dcd", items, log_q, state=state)
+    n = DOMAIN.write_samples(tmp_path / "samples.dcd", Samples(items, log_q), state=state)
     assert n == 5
     trajectory = mdtraj.load(str(tmp_path / "samples.dcd"), top=str(tmp_path / "samples.pdb"))
     np.testing.assert_allclose(trajectory.xyz, np.stack(items), atol=1e-5)
@@ -163,25 +166,25 @@ def test_decode_write_and_read_samples(tmp_path, state_and_batch):
 def test_histogram_kl_and_kish_ess():
     rng = np.random.default_rng(0)
     a = rng.uniform(-math.pi, math.pi, (2000, 2))
-    assert peptide.histogram_kl(a, a, 60) == pytest.approx(0.0, abs=1e-12)
+    assert structure_metrics.histogram_kl(a, a, 60) == pytest.approx(0.0, abs=1e-12)
     shifted = (a[:, :1] * 0.3)
-    assert peptide.histogram_kl(shifted, a[:, :1], 60) > 0.5
-    assert peptide.kish_ess_fraction(np.full(10, 3.0)) == pytest.approx(1.0)
-    assert peptide.kish_ess_fraction(np.array([1000.0, 0.0, 0.0, 0.0])) == pytest.approx(0.25)
-    assert peptide.kish_ess_fraction(np.array([0.0, -np.inf, np.nan, 0.0])) == pytest.approx(0.5)
+    assert structure_metrics.histogram_kl(shifted, a[:, :1], 60) > 0.5
+    assert structure_metrics.kish_ess_fraction(np.full(10, 3.0)) == pytest.approx(1.0)
+    assert structure_metrics.kish_ess_fraction(np.array([1000.0, 0.0, 0.0, 0.0])) == pytest.approx(0.25)
+    assert structure_metrics.kish_ess_fraction(np.array([0.0, -np.inf, np.nan, 0.0])) == pytest.approx(0.5)
 
 
 def test_evaluate_conformations_is_perfect_for_the_data_itself():
     xyz = frames().astype(np.float64)
     energy = md.PotentialEnergy(prmtop_text(), 300.0)
     u = energy.reduced(xyz)
-    metrics = peptide.evaluate_conformations(xyz, -u, xyz, energy)
+    metrics = structure_metrics.evaluate_conformations(xyz, -u, xyz, energy)
     for key in ("kl_ramachandran", "kl_phi", "kl_psi", "kl_torsions_max", "energy_w1", "energy_above_data_max",
                 "bond_length_deviation_mean"):
         assert metrics[key] == pytest.approx(0.0, abs=1e-9) or key == "bond_length_deviation_mean"
     assert 0 < metrics["bond_length_deviation_mean"] < 0.01  # thermal spread of bond lengths, nm
     assert metrics["ess_fraction"] == pytest.approx(1.0)
-    worse = peptide.evaluate_conformations(xyz[:150], None, xyz[150:], energy)
+    worse = structure_metrics.evaluate_conformations(xyz[:150], None, xyz[150:], energy)
     assert worse["kl_ramachandran"] > 0 and "ess_fraction" not in worse
 
 
@@ -201,7 +204,7 @@ def test_train_sample_write_evaluate_end_to_end(tmp_path):
     log_q = loaded.log_likelihood(items)
     assert np.isfinite(log_q).all()
     samples = tmp_path / "run" / loaded.domain.samples_file
-    loaded.domain.write_samples(samples, items, log_q, state=loaded.state)
+    loaded.domain.write_samples(samples, Samples(items, log_q), state=loaded.state)
     metrics = DOMAIN.evaluate(samples, data, n_jobs=1)
     assert metrics["n_samples"] == 50 and 0 < metrics["ess_fraction"] <= 1
     assert metrics["data_kl_ramachandran"] >= 0 and "data_ess_fraction" not in metrics
@@ -213,10 +216,10 @@ def test_train_sample_write_evaluate_end_to_end(tmp_path):
 def test_nonfinite_samples_are_written_and_counted_not_dropped(tmp_path):
     xyz = frames()[:4].astype(np.float64)
     xyz[0] = np.nan  # a flow sample that overflowed
-    DOMAIN.write_samples(tmp_path / "samples.dcd", list(xyz), np.array([np.nan, 1.0, 2.0, 3.0]))
+    DOMAIN.write_samples(tmp_path / "samples.dcd", Samples(list(xyz), np.array([np.nan, 1.0, 2.0, 3.0])))
     back = DOMAIN.read_samples(tmp_path / "samples.dcd")
     assert back.shape == (4, 22, 3) and np.isnan(back[0]).all() and np.isfinite(back[1:]).all()
     energy = md.PotentialEnergy(prmtop_text(), 300.0)
-    metrics = peptide.evaluate_conformations(back, np.array([np.nan, 1.0, 2.0, 3.0]), frames()[100:], energy)
+    metrics = structure_metrics.evaluate_conformations(back, np.array([np.nan, 1.0, 2.0, 3.0]), frames()[100:], energy)
     assert metrics["nonfinite_fraction"] == 0.25 and metrics["energy_above_data_max"] >= 0.25
     assert metrics["n_samples"] == 4 and 0 < metrics["ess_fraction"] <= 0.75

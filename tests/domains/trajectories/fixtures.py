@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+DENSITY = True
+"""Densities of real trajectories: log p may be > 0."""
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "maze-diffuser": {"horizon": 16, "dim": 8, "dim_mults": [1, 2], "diffusion_steps": 10, "ema_decay": 0.0},
     "traj-arm": {"horizon": 16, "d_model": 16, "n_layers": 1, "n_heads": 2, "components": 2},

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from dgm_science.base import Samples
 from dgm_science import api, checkpoint, registry
 from dgm_science.config import SampleConfig, TrainConfig, from_dict
-from dgm_science.domains.trajectories.domain import OBS_DIM, Trajectory, normalize
+from dgm_science.domains.trajectories.data import OBS_DIM, Trajectory, normalize
 from dgm_science.errors import DataError
 from dgm_science.families.diffusion import GaussianDiffusion
 from tests.domains.trajectories.fixtures import TINY_CONFIGS, prepared
@@ -105,7 +106,7 @@ def test_samples_round_trip_through_minari(data_dir, tmp_path):
     ll = loaded.log_likelihood(items)
     assert np.isfinite(ll[[0, 1, 3]]).all() and np.isnan(ll[2])
     path = tmp_path / "samples.minari"
-    assert loaded.domain.write_samples(path, items, ll, state=loaded.state, columns=columns) == 5
+    assert loaded.domain.write_samples(path, Samples(items, ll, columns=columns), state=loaded.state) == 5
     back = loaded.domain.read_samples(path)
     assert back[2] is None and len(back) == 6
     for a, b in zip(items, back):
@@ -122,19 +123,19 @@ def test_samples_round_trip_through_minari(data_dir, tmp_path):
 
 
 def test_prepare_rejects_a_dataset_with_another_observation_shape(tmp_path):
-    from dgm_science.domains.trajectories.domain import prepare_trajectories
+    from dgm_science.domains.trajectories.data import prepare_trajectories
     from dgm_science.domains.trajectories.expert import collect, write_expert_dataset
 
     write_expert_dataset(tmp_path / "raw", "umaze", episodes=2, episode_steps=20, seed=0)
     good = prepare_trajectories("umaze", tmp_path / "raw", tmp_path / "data")
     assert good["train_episodes"] + good["valid_episodes"] == 2
-    from dgm_science.domains.trajectories import domain
+    from dgm_science.domains.trajectories import data
 
     episodes = collect("umaze", episodes=2, episode_steps=20, seed=0)["episodes"]
     for e in episodes:  # an AntMaze-like observation: 6 numbers per step
         e["observations"] = {**e["observations"], "observation": np.zeros((21, 6))}
     with pytest.raises(DataError, match=r"observations \(21, 6\).*observation \(T \+ 1, 4\)"):
-        domain._episode_arrays(episodes, tmp_path / "other")
+        data._episode_arrays(episodes, tmp_path / "other")
     with pytest.raises(DataError, match="holds 'umaze' data, not 'medium'"):
         prepare_trajectories("medium", tmp_path / "raw", tmp_path / "data2")
 
@@ -178,7 +179,7 @@ def test_closed_loop_counts_success_and_normalises_the_return():
 
 
 def test_dynamic_consistency_is_zero_for_real_transitions_and_not_for_shifted_ones(data_dir):
-    from dgm_science.domains.trajectories.domain import read_split
+    from dgm_science.domains.trajectories.data import read_split
     from dgm_science.domains.trajectories.metrics import plan_metrics
 
     episode = read_split(data_dir / "train.npz")[0].astype(np.float64)

@@ -1,0 +1,204 @@
+"""The pipeline config's JSON Schema, with every model's block generated from its dataclass.
+
+``workflows/schemas/config.schema.yaml`` holds the pipeline-level part only (``seeds``, each
+domain's dataset blocks: ``subset``, ``simulation``, ``collect`` ...). Where a dataset block says
+``models: {x-models-of-domain: <domain>}``, :func:`pipeline_schema` puts the models registered for
+that domain (``spec.domain``), each with its ``model`` / ``train`` / ``sample`` blocks generated from
+``spec.Config``, :class:`~dgm_science.config.TrainConfig` and
+:class:`~dgm_science.config.SampleConfig`: types from the annotations, defaults from the field
+defaults, descriptions from the attribute docstrings, no other key allowed. A hyper-parameter is
+thus written once, in its dataclass; a field may add JSON Schema keywords of its own with
+``dataclasses.field(..., metadata={"schema": {"minimum": 1}})``.
+
+The Snakefile validates the config (filling in the defaults) against :func:`schema_file`;
+``python -m dgm_science.schema [BASE]`` prints the whole schema as YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import atexit
+import copy
+import dataclasses
+import inspect
+import os
+import sys
+import tempfile
+import textwrap
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+from dgm_science import registry
+from dgm_science.config import SampleConfig, TrainConfig
+
+BASE = Path(__file__).resolve().parents[1] / "workflows" / "schemas" / "config.schema.yaml"
+"""The hand-written part, in a source checkout (the Snakefile passes its own copy's path)."""
+
+MODELS_OF_DOMAIN = "x-models-of-domain"
+"""The key that marks a dataset block's ``models`` node to be filled in with a domain's models."""
+
+_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
+
+
+def annotation_schema(annotation: Any, where: str = "annotation") -> dict[str, Any]:
+    """JSON Schema of a config annotation: ``int``, ``float``, ``str``, ``bool``, ``None``, unions of
+    them (``int | None``, ``Union[int, str]``), ``list[...]`` and ``Literal[...]``; the same values
+    that ``config.from_dict`` accepts (an integer is a number; a bool is not an integer)."""
+    if annotation in _TYPES:
+        return {"type": _TYPES[annotation]}
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        options = [annotation_schema(arg, where) for arg in args]
+        if all(set(option) == {"type"} for option in options):
+            return {"type": [option["type"] for option in options]}
+        return {"anyOf": options}
+    if origin is list or annotation is list:
+        return {"type": "array", **({"items": annotation_schema(args[0], where)} if args else {})}
+    raise TypeError(f"{where}: no JSON Schema for the annotation {annotation!r}")
+
+
+def _docstrings(cls: type) -> tuple[str | None, dict[str, str]]:
+    """The class docstring and the attribute docstrings (a string literal right after an annotated
+    attribute) of ``cls`` and its bases, read from the source; nothing where there is no source."""
+    attributes: dict[str, str] = {}
+    doc = None
+    for klass in reversed(cls.__mro__[:-1]):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError, SyntaxError):
+            continue
+        node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+        if node is None:
+            continue
+        doc = ast.get_docstring(node) if klass is cls else doc
+        for statement, following in zip(node.body, node.body[1:]):
+            if (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)
+                    and isinstance(following, ast.Expr) and isinstance(following.value, ast.Constant)
+                    and isinstance(following.value.value, str)):
+                attributes[statement.target.id] = inspect.cleandoc(following.value.value)
+    return doc, attributes
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _default(field: dataclasses.Field) -> Any:
+    if field.default is not dataclasses.MISSING:
+        value = field.default
+    elif field.default_factory is not dataclasses.MISSING:
+        value = field.default_factory()
+    else:
+        return dataclasses.MISSING
+    return list(value) if isinstance(value, tuple) else value
+
+
+def dataclass_schema(cls: type) -> dict[str, Any]:
+    """JSON Schema of a config dataclass: one property per field (type, default, description),
+    no other key (``additionalProperties: false``), fields without a default required."""
+    hints = typing.get_type_hints(cls)
+    doc, attribute_docs = _docstrings(cls)
+    properties, required = {}, []
+    for field in dataclasses.fields(cls):
+        prop = annotation_schema(hints[field.name], f"{cls.__qualname__}.{field.name}")
+        if field.name in attribute_docs:
+            prop["description"] = _one_line(attribute_docs[field.name])
+        prop.update(copy.deepcopy(dict(field.metadata.get("schema", {}))))
+        default = _default(field)
+        if default is dataclasses.MISSING:
+            required.append(field.name)
+        else:
+            prop["default"] = default
+        properties[field.name] = prop
+    schema: dict[str, Any] = {"description": _one_line(doc)} if doc else {}
+    schema.update(type="object", additionalProperties=False, properties=properties)
+    if required:
+        schema["required"] = required
+    return schema
+
+
+def model_def(name: str) -> str:
+    """The ``$defs`` entry of model ``name``'s ``model:`` block."""
+    return f"model.{name}"
+
+
+def models_schema(domain: str) -> dict[str, Any]:
+    """A dataset block's ``models``: each model registered for ``domain``, its block with
+    ``model`` / ``train`` / ``sample`` (``$ref`` to the generated definitions), at least one model."""
+    names = [name for name in registry.names("model") if registry.get("model", name).domain == domain]
+    if not names:
+        raise ValueError(f"{MODELS_OF_DOMAIN}: no model is registered for domain {domain!r}")
+    properties = {}
+    for name in names:
+        spec = registry.get("model", name)
+        doc = inspect.getdoc(spec)
+        entry: dict[str, Any] = {"description": _one_line(doc.split("\n\n")[0])} if doc else {}
+        entry.update(type="object", additionalProperties=False,
+                     properties={"model": {"$ref": f"#/$defs/{model_def(name)}"},
+                                 "train": {"$ref": "#/$defs/train"}, "sample": {"$ref": "#/$defs/sample"}})
+        if any(_default(f) is dataclasses.MISSING for f in dataclasses.fields(spec.Config)):
+            entry["required"] = ["model"]
+        properties[name] = entry
+    return {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": properties}
+
+
+def pipeline_schema(base: str | Path = BASE) -> dict[str, Any]:
+    """The whole config schema: ``base`` (the hand-written YAML) with every
+    ``models: {x-models-of-domain: <domain>}`` filled in and the ``train``, ``sample`` and
+    ``model.<name>`` definitions of the models it names added to ``$defs``."""
+    schema = yaml.safe_load(Path(base).read_text())
+    used: set[str] = set()
+
+    def fill(node: Any) -> Any:
+        if isinstance(node, list):
+            return [fill(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if MODELS_OF_DOMAIN in node:
+            rest = {k: v for k, v in node.items() if k != MODELS_OF_DOMAIN}
+            models = models_schema(node[MODELS_OF_DOMAIN])
+            used.update(models["properties"])
+            return {**rest, **models}
+        return {key: fill(value) for key, value in node.items()}
+
+    schema = fill(schema)
+    defs = schema.setdefault("$defs", {})
+    generated = {"train": dataclass_schema(TrainConfig), "sample": dataclass_schema(SampleConfig)}
+    generated.update({model_def(name): dataclass_schema(registry.get("model", name).Config) for name in sorted(used)})
+    clash = sorted(set(defs) & set(generated))
+    if clash:
+        raise ValueError(f"{base}: $defs {', '.join(clash)} would be replaced by generated definitions")
+    defs.update(generated)
+    return schema
+
+
+def schema_file(base: str | Path = BASE) -> str:
+    """:func:`pipeline_schema` written to a temporary YAML file (removed at exit), for
+    ``snakemake.utils.validate``, which takes a path and fills in the defaults."""
+    handle, path = tempfile.mkstemp(prefix="dgm-science-config-", suffix=".schema.yaml")
+    with os.fdopen(handle, "w") as out:
+        yaml.safe_dump(pipeline_schema(base), out, sort_keys=False)
+    atexit.register(lambda: Path(path).unlink(missing_ok=True))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dgm_science.schema",
+                                     description="Print the pipeline config's JSON Schema as YAML.")
+    parser.add_argument("base", nargs="?", default=str(BASE),
+                        help="the hand-written part (default: %(default)s)")
+    args = parser.parse_args(argv)
+    yaml.safe_dump(pipeline_schema(args.base), sys.stdout, sort_keys=False, width=100)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,18 @@
+"""The structures models' contract-test inputs: QM9 conformations (``fixtures_qm9``) and
+alanine-dipeptide MD (``fixtures_md``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.domains.structures import fixtures_md, fixtures_qm9
+
+MODULES = {"qm9-edm": fixtures_qm9, "ala2-flow": fixtures_md}
+TINY_CONFIGS: dict[str, dict[str, Any]] = {name: module.TINY_CONFIG for name, module in MODULES.items()}
+DENSITY = True
+"""Densities of real coordinates: log p may be > 0."""
+
+
+def tiny_case(name: str, n: int = 16) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """(tiny config, domain state, batch of ``n``) of ``name``."""
+    return (TINY_CONFIGS[name], *MODULES[name].tiny_state_and_batch(n))
