@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import random
 import sys
@@ -93,3 +94,11 @@ def set_threads(threads: int | None) -> None:
     """Use ``threads`` intra-op threads (Snakemake's ``threads``); default: all cores."""
     if threads:
         torch.set_num_threads(threads)
+
+
+def csv_number(value: float, *, keep_inf: bool = False) -> str:
+    """A number for a samples CSV: 6 significant digits; empty where not finite (``inf`` kept
+    as ``inf`` with ``keep_inf``, e.g. an energy that overflowed)."""
+    if math.isfinite(value):
+        return f"{value:.6g}"
+    return "inf" if keep_inf and value == math.inf else ""

@@ -24,7 +24,7 @@ from dgm_science.domains.sequences.fasta import FastaRecord, read_fasta, write_f
 from dgm_science.domains.sequences.tokens import UNKNOWN_LABEL, Layout, Vocabulary, condition_matrix
 from dgm_science.errors import DataError
 from dgm_science.registry import register
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, csv_number
 
 
 def _labels_of(items: Sequence[Any]) -> list[str | None]:
@@ -184,12 +184,12 @@ class SequenceDomain(Domain):
             label = labels[i] if i < len(labels) else None
             ll = float(log_likelihood[i])
             if item is None:
-                rows.append([i, 0, label or "", "", _cell(ll)])
+                rows.append([i, 0, label or "", "", csv_number(ll)])
                 continue
             bits = -ll / math.log(2) / len(item.sequence) if math.isfinite(ll) else math.nan
-            records.append(FastaRecord(f"sample{i} label={label or 'NA'} log_likelihood={_cell(ll) or 'NA'} "
-                                       f"bits_per_residue={_cell(bits) or 'NA'}", item.sequence))
-            rows.append([i, 1, label or "", len(item.sequence), _cell(ll)])
+            records.append(FastaRecord(f"sample{i} label={label or 'NA'} log_likelihood={csv_number(ll) or 'NA'} "
+                                       f"bits_per_residue={csv_number(bits) or 'NA'}", item.sequence))
+            rows.append([i, 1, label or "", len(item.sequence), csv_number(ll)])
         with atomic_path(path) as tmp:
             write_fasta(tmp, records)
         with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as fh:
@@ -256,7 +256,3 @@ class SequenceDomain(Domain):
             metrics["data_label_accuracy"] = label_accuracy(classifier, [s for s, _ in held_out],
                                                             [lab for _, lab in held_out])
         return metrics
-
-
-def _cell(value: float) -> str:
-    return f"{value:.6g}" if math.isfinite(value) else ""

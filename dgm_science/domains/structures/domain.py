@@ -29,7 +29,7 @@ from dgm_science.domains.structures.metrics import ELEMENTS, evaluate_conformati
 from dgm_science.domains.structures.models import TORSION_EPS, internal_coordinates, least_populated_angles
 from dgm_science.errors import DataError
 from dgm_science.registry import register
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, csv_number
 
 
 def data_row(split_path: Path, out: Path | None = None, *, max_molecules: int | None = None, seed: int = 0,
@@ -310,8 +310,8 @@ class PeptideDomain(Domain):
             writer = csv.writer(fh)
             writer.writerow(["index", "log_likelihood", "reduced_energy", "phi", "psi"])
             for i in range(len(xyz)):
-                writer.writerow([i, _cell(log_likelihood[i]), _cell(energy[i]),
-                                 _cell(torsions[i, TORSION_PHI]), _cell(torsions[i, TORSION_PSI])])
+                values = (log_likelihood[i], energy[i], torsions[i, TORSION_PHI], torsions[i, TORSION_PSI])
+                writer.writerow([i, *(csv_number(v, keep_inf=True) for v in values)])
         return int(finite.sum())
 
     @staticmethod
@@ -339,8 +339,6 @@ class PeptideDomain(Domain):
         return metrics
 
 
-def _cell(value: float) -> str:
-    return f"{value:.6g}" if math.isfinite(value) else ("inf" if value == math.inf else "")
 
 
 def _read_log_likelihood(path: Path, n: int) -> np.ndarray | None:

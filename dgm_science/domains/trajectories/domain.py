@@ -22,7 +22,7 @@ from dgm_science.domains.trajectories.data import (
 )
 from dgm_science.errors import DataError
 from dgm_science.registry import register
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, csv_number
 
 
 def point(text: str) -> tuple[float, float]:
@@ -34,8 +34,6 @@ def point(text: str) -> tuple[float, float]:
     return x, y
 
 
-def _cell(value: float) -> str:
-    return f"{value:.6g}" if math.isfinite(value) else ""
 
 
 @register("domain", "trajectories")
@@ -145,12 +143,12 @@ class TrajectoryDomain(Domain):
         for i, item in enumerate(items):
             ll = float(log_likelihood[i]) if i < len(log_likelihood) else math.nan
             if item is None:
-                rows.append([i, 0, "", "", "", "", "", _cell(ll)])
+                rows.append([i, 0, "", "", "", "", "", csv_number(ll)])
                 continue
             episodes.append(trajectory_episode(item))
             distance = float(np.linalg.norm(item.observations[-1, :2] - item.goal))
-            rows.append([i, 1, *(_cell(float(v)) for v in (*item.observations[0, :2], *item.goal)), _cell(distance),
-                         _cell(ll)])
+            ends = (*item.observations[0, :2], *item.goal)
+            rows.append([i, 1, *(csv_number(float(v)) for v in ends), csv_number(distance), csv_number(ll)])
         write_minari(path, episodes, dataset_id=f"dgm/pointmaze-{maze.name}-samples-v0", env_id=maze.env_id,
                      env_kwargs={"continuing_task": True, "reset_target": False},
                      description=f"{len(episodes)} plans sampled by a trajectory model on PointMaze {maze.name}")
