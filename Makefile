@@ -9,7 +9,7 @@ export DGLBACKEND := pytorch
 export PYTHONHASHSEED := 0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test test-fast test-cluster lint bench clean
+.PHONY: setup run test test-fast test-cluster fuzz lint bench clean
 
 setup: $(STAMP)
 
@@ -40,6 +40,12 @@ test-fast: $(STAMP)
 # (root; installs Debian's slurmctld, slurmd, munge and slurm-client if missing).
 test-cluster: $(STAMP)
 	$(PY) -m pytest -q -s -m cluster tests/cluster || [ $$? -eq 5 ]
+
+# Hypothesis over the SMILES, FASTA, config and compressed-file readers: FUZZ_EXAMPLES random inputs
+# per target (make test runs the same targets with fewer); each example has a hard deadline.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(STAMP)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) timeout 900 $(PY) -m pytest -q -m fuzz tests/fuzz
 
 # snakemake --lint and snakefmt --check (as tests/test_workflow.py does)
 lint: $(STAMP)

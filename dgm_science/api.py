@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from dgm_science import checkpoint, registry
-from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ShardedSampler
+from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ResumableDataLoader, ShardedSampler
 from dgm_science.base import Domain, GenerativeModel
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
 from dgm_science.families.vae import VAE
@@ -240,7 +240,9 @@ def data_loaders(train_set: Any, val_set: Any, cfg: TrainConfig, *, seed: int,
                  accumulate_grad_batches: int = 1) -> tuple[DataLoader, DataLoader]:
     """Training and validation loaders whose samplers shard across distributed ranks themselves
     (:mod:`dgm_science.batching`): every rank gets the same number of batches of disjoint data
-    (length-bucketed for sequence data, to avoid padding), and validation is split over the ranks."""
+    (length-bucketed for sequence data, to avoid padding), and validation is split over the ranks.
+    The training loader is resumable: a resumed run continues its data order where the checkpoint
+    left it."""
     if len(train_set) < cfg.batch_size:
         raise ValueError(f"the training set has {len(train_set)} examples, fewer than train.batch_size "
                          f"{cfg.batch_size}: lower the batch size")
@@ -252,16 +254,20 @@ def data_loaders(train_set: Any, val_set: Any, cfg: TrainConfig, *, seed: int,
                                                 accumulate=accumulate_grad_batches)
     else:
         sampler = RandomBatchSampler(len(train_set), cfg.batch_size, seed=seed, accumulate=accumulate_grad_batches)
-    train_loader = DataLoader(train_set, batch_sampler=sampler, **loader_args)
+    train_loader = ResumableDataLoader(train_set, batch_sampler=sampler, **loader_args)
     val_loader = DataLoader(val_set, batch_size=cfg.batch_size, sampler=ShardedSampler(len(val_set)), **loader_args)
     return train_loader, val_loader
 
 
 def train(
-    model_name: str, data_dir: Path, config: RunConfig, *, seed: int, out: Path, progress: bool = False
+    model_name: str, data_dir: Path, config: RunConfig, *, seed: int, out: Path, progress: bool = False,
+    fresh: bool = False,
 ) -> dict[str, Any]:
     """Train ``model_name`` on prepared data; write the checkpoint ``out``. Lightning's resumable
-    checkpoints and CSV logs go to ``out.parent / "train"``.
+    checkpoints and CSV logs go to ``out.parent / "train"``: a killed run is resumed exactly from
+    its ``last.ckpt`` (``fresh``: move that file aside and start anew; a corrupt or unsafe one raises
+    ``checkpoint.CheckpointError``). ``info["hit_time_cap"]``: ``max_time_minutes`` stopped the run
+    before ``max_steps``.
 
     Under distributed training every rank runs this; only rank 0 computes the typicality
     statistics and writes ``out`` (Lightning's checkpoints and logs are rank-0 only too); the other
@@ -281,7 +287,8 @@ def train(
     log.info("%s: %d parameters, %d training / %d validation examples", model_name, n_params, len(train_set),
              len(val_set))
     start = time.perf_counter()
-    result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress, seed=seed)
+    result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress, seed=seed,
+                 fresh=fresh)
     wall = time.perf_counter() - start
     examples = result["global_step"] * cfg.batch_size * result["world_size"]
     info = {

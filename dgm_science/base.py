@@ -78,6 +78,8 @@ class Domain(abc.ABC):
 
     name: ClassVar[str]
     samples_file: ClassVar[str]
+    samples_in_folder: ClassVar[bool] = False
+    """The samples are a folder (a Minari dataset), not a file."""
     """File name of a run's samples under ``results/{domain}/{dataset}/{model}/seed{seed}/``."""
     condition_options: ClassVar[tuple[str, ...]] = ()
     """Options of ``draw_conditions`` the user may fix for every sample (``dgm sample --label``)."""
@@ -228,3 +230,5 @@ class Domain(abc.ABC):
         suffix = Path(cls.samples_file).suffix
         if Path(path).suffix != suffix:
             raise ValueError(f"--out {path}: a {cls.name} model writes {suffix} samples")
+        if not cls.samples_in_folder and Path(path).is_dir():
+            raise ValueError(f"--out {path}: is a folder; give the file to write")

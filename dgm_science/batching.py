@@ -7,15 +7,20 @@ batches, the ranks' batches are disjoint, and the data of a step depends only on
 epoch and the global batch size: 2 ranks with batch B/2 see, step by step, the examples one process
 with batch B sees. Ranks are read from ``torch.distributed`` when the sampler is iterated (after
 Lightning has started the process group), unless given.
+
+:class:`ResumableDataLoader` records how far the training has read (epoch, batches of it) in its
+``state_dict``, which Lightning stores in ``last.ckpt`` (``loops.fit_loop.state_dict.combined_loader``)
+and gives back to ``load_state_dict`` on resume: a resumed run reads on from the next batch the
+uninterrupted run would have read.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
 import torch.distributed as dist
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 
 def world() -> tuple[int, int]:
@@ -46,6 +51,7 @@ class _ShardedBatchSampler(Sampler[list[int]]):
         self.n, self.batch_size, self.seed, self.drop_last = n, batch_size, seed, drop_last
         self.accumulate, self._fixed_rank, self._fixed_world = accumulate, rank, world_size
         self.epoch = 0
+        self.start = 0  # micro-batches of this rank to skip at the start of the next epoch (resume)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -74,10 +80,12 @@ class _ShardedBatchSampler(Sampler[list[int]]):
     def __iter__(self) -> Iterator[list[int]]:
         batches, rank, slots = self._global_batches()
         self.epoch += 1
-        for batch in batches:
+        skip, self.start = self.start, 0
+        for batch in batches[skip // self.accumulate :]:  # the order is that of the whole epoch
             micro = batch.tensor_split(slots) if len(batch) < self.batch_size * slots else batch.split(self.batch_size)
-            for part in micro[rank * self.accumulate : (rank + 1) * self.accumulate]:
+            for part in micro[rank * self.accumulate + skip % self.accumulate : (rank + 1) * self.accumulate]:
                 yield part.tolist()
+            skip = 0
 
     def __len__(self) -> int:
         rank, world_size = self._world()
@@ -85,6 +93,43 @@ class _ShardedBatchSampler(Sampler[list[int]]):
         full, rest = divmod(self.n, self.batch_size * slots)
         keep_rest = rest > 0 and not self.drop_last
         return (full + keep_rest) * self.accumulate
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader over a batch sampler of this module that Lightning can save and restore
+    (``state_dict`` / ``load_state_dict``): the state is the sampler's epoch and how many of its
+    batches this loader has handed out, counted in the main process as the training loop takes them
+    (Lightning does not prefetch from a loader with a length, so at a checkpoint that is the number
+    of batches trained on). ``load_state_dict`` makes the next iteration start there; the sampler
+    skips the batches already trained on without loading them."""
+
+    def __init__(self, dataset: Any, *, batch_sampler: _ShardedBatchSampler, **kwargs: Any) -> None:
+        super().__init__(dataset, batch_sampler=batch_sampler, **kwargs)
+        self._position = (batch_sampler.epoch, 0)  # (epoch, batches of it handed out)
+        self._resume: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
+        sampler = self.batch_sampler
+        assert isinstance(sampler, _ShardedBatchSampler)
+        if self._resume is not None:  # a restored position wins over the epoch Lightning set
+            sampler.epoch, sampler.start = self._resume
+            self._resume = None
+        epoch, start = sampler.epoch, sampler.start
+        self._position = (epoch, start)
+        for count, batch in enumerate(super().__iter__(), start + 1):
+            self._position = (epoch, count)
+            yield batch
+
+    def state_dict(self) -> dict[str, int]:
+        epoch, batches = self._position
+        return {"epoch": int(epoch), "batches": int(batches)}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        epoch, batches = int(state["epoch"]), int(state["batches"])
+        if batches >= len(self):  # saved at the end of an epoch: the next one starts from its beginning
+            epoch, batches = epoch + 1, 0
+        self._resume = (epoch, batches)
+        self._position = (epoch, batches)
 
 
 class RandomBatchSampler(_ShardedBatchSampler):

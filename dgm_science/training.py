@@ -2,24 +2,38 @@
 
 Lightning owns the loop, devices (``accelerator: auto``), mixed precision, DDP / multi-node and
 resumable checkpoints; this module only says what a step is.
+
+Resuming is exact: a run killed at any step and resumed from ``last.ckpt`` logs the losses and ends
+with the weights of the uninterrupted run (bit for bit on the CPU). The data order continues (the
+loader's position is in the checkpoint, :class:`dgm_science.batching.ResumableDataLoader`), the random
+draws of a step are seeded from the step, the learning rate depends on the step only, and the CSV
+log is cut back on resume to the rows written before the checkpoint, so that the steps after it,
+trained again, appear once.
 """
 
 from __future__ import annotations
 
+import csv
+import inspect
 import logging
 import math
 import os
-import time
+import pickle
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
+from lightning.pytorch.utilities.rank_zero import rank_zero_only
 
 from dgm_science.base import GenerativeModel
+from dgm_science.checkpoint import CheckpointError
 from dgm_science.config import TrainConfig
 
 log = logging.getLogger(__name__)
@@ -54,31 +68,37 @@ class GenerativeLightningModule(L.LightningModule):
         self.model = model
         self.train_config = train_config
         self.seed = seed
-        self._fit_started: float | None = None
-        self._elapsed = 0.0  # seconds since the fit started, the same on every rank (time-boxed schedule)
-
-    def on_train_start(self) -> None:
-        self._fit_started = time.monotonic()
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         accumulate = self.trainer.accumulate_grad_batches
         micro_batch = self.global_rank * accumulate + batch_idx % accumulate
         torch.manual_seed(step_seed(self.seed, self.global_step, micro_batch))
-        if self.train_config.max_time_minutes is not None and self._fit_started is not None:
-            # rank 0's clock: every rank must take the same learning rate
-            self._elapsed = float(self.trainer.strategy.broadcast(time.monotonic() - self._fit_started, src=0))
 
     def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
-        if batch_idx % self.trainer.accumulate_grad_batches == 0:  # once per optimisation step (EMA updates)
+        accumulate = self.trainer.accumulate_grad_batches
+        if batch_idx % accumulate == 0:  # once per optimisation step (EMA updates)
             self.model.set_training_step(self.global_step)
         loss = self.model.loss(batch)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite training loss at step {self.global_step}: {loss.item()}")
         size = _batch_size(batch)
-        self.log("train/loss", loss, prog_bar=True, batch_size=size)
-        for name, value in self.model.metrics_to_log().items():
-            self.log(f"train/{name}", value, batch_size=size)
+        metrics = {"train/loss": loss, **{f"train/{k}": v for k, v in self.model.metrics_to_log().items()}}
+        self.log("train/loss", loss, prog_bar=True, batch_size=size, logger=False)
+        for name, value in metrics.items():
+            if name != "train/loss":
+                self.log(name, value, batch_size=size, logger=False)
+        if (batch_idx + 1) % accumulate == 0 and self.logger is not None and self.trainer.is_global_zero:
+            # The step's row goes to the CSV log now, not after on_train_batch_end as Lightning would:
+            # a checkpoint saved at the end of this step then holds it (see on_save_checkpoint).
+            row = {k: float(v.detach()) if isinstance(v, torch.Tensor) else float(v) for k, v in metrics.items()}
+            self.logger.log_metrics({**row, "epoch": self.current_epoch}, step=self.global_step)
         return loss
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Write the CSV log's buffered rows and record how many there are: a resumed run cuts the
+        log back to them and logs the later steps, which it trains again, once more."""
+        if isinstance(self.logger, ResumableCSVLogger):
+            checkpoint[LOG_ROWS_KEY] = self.logger.flush()
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         nll = -self.model.log_prob(batch)
@@ -98,13 +118,12 @@ class GenerativeLightningModule(L.LightningModule):
         )
 
         def schedule(step: int) -> float:
-            """Linear warm-up, then cosine decay to 10 % over whichever budget ends first:
-            ``max_steps`` or ``max_time_minutes`` (so a time-boxed run still anneals)."""
+            """Linear warm-up, then cosine decay to 10 % at ``max_steps``: a function of the step
+            alone, so that a resumed run takes the learning rates of an uninterrupted one
+            (``max_time_minutes`` is only a safety cap that stops the run)."""
             if step < cfg.warmup_steps:
                 return (step + 1) / cfg.warmup_steps
             progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
-            if cfg.max_time_minutes is not None:
-                progress = max(progress, self._elapsed / (60 * cfg.max_time_minutes))
             return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -135,12 +154,154 @@ class KeepBest(L.Callback):
             self.best_nll, self.best_step = float(nll), trainer.global_step
             self.state = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
 
+    def state_dict(self) -> dict[str, Any]:  # in last.ckpt: a resumed run keeps the best so far
+        return {"best_nll": self.best_nll, "best_step": self.best_step, "state": self.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best_nll, self.best_step, self.state = state["best_nll"], state["best_step"], state["state"]
+
     def restore(self, module: L.LightningModule) -> dict[str, float]:
         if self.state is None:
             return {}
         module.model.load_state_dict(self.state)
         log.info("restored the weights of step %d (val/nll %.4f)", self.best_step, self.best_nll)
         return {"best_step": self.best_step, "best_val_nll": self.best_nll}
+
+
+LOG_ROWS_KEY = "dgm_log_rows"  # in last.ckpt: rows of metrics.csv written when it was saved
+
+
+class _LogWriter(ExperimentWriter):
+    """Lightning's CSV writer that, instead of deleting an existing ``metrics.csv``, keeps its first
+    ``keep_rows`` rows (a resumed run; a negative number ``-s``: the rows of the steps before ``s``,
+    for a checkpoint that did not record its rows) and counts the rows written."""
+
+    def __init__(self, log_dir: str, keep_rows: int | None) -> None:
+        self._keep_rows = keep_rows
+        super().__init__(log_dir)
+        self.rows = 0
+        path = Path(self.metrics_file_path)
+        if keep_rows is None or not path.is_file():
+            return
+        with open(path, newline="") as file:
+            reader = csv.DictReader(file)
+            keys = list(reader.fieldnames or [])
+            if keep_rows >= 0:
+                rows = [row for _, row in zip(range(keep_rows), reader)]
+            else:
+                rows = [row for row in reader if row.get("step", "").isdigit() and int(row["step"]) < -keep_rows]
+        if not keys:  # no header: nothing to keep
+            path.unlink()
+            return
+        self.metrics_keys = keys
+        with open(path, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(rows)
+        self.rows = len(rows)
+        if len(rows) < keep_rows:  # (False for a negative keep_rows)
+            log.warning("%s has %d rows, fewer than the %d of the checkpoint", path, len(rows), keep_rows)
+
+    def _check_log_dir_exists(self) -> None:
+        if self._keep_rows is None and os.path.isfile(self.metrics_file_path):  # a fresh run: a fresh log
+            os.remove(self.metrics_file_path)
+
+    def save(self) -> None:
+        self.rows += len(self.metrics)
+        super().save()
+
+
+class ResumableCSVLogger(CSVLogger):
+    """``CSVLogger(work_dir, name="logs", version="")`` whose log a resumed run continues: it keeps
+    the first ``keep_rows`` rows of ``metrics.csv`` (``None``: starts a new file)."""
+
+    def __init__(self, save_dir: Path, keep_rows: int | None = None) -> None:
+        super().__init__(save_dir, name="logs", version="")
+        self._keep_rows = keep_rows
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> _LogWriter:  # type: ignore[override]
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = _LogWriter(self.log_dir, self._keep_rows)
+        return self._experiment
+
+    def flush(self) -> int:
+        """Write the buffered rows; how many rows the file has (0 off rank 0)."""
+        if not isinstance(self._experiment, _LogWriter):
+            return 0
+        self._experiment.save()
+        return self._experiment.rows
+
+
+class _LastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` writing ``last.ckpt`` every ``every_n_train_steps``; at a step followed by
+    a validation it saves once, after the validation, so that no checkpoint lies between a step and
+    its validation (Lightning would skip that validation on resume)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._save_after_validation = False
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if self._every_n_train_steps >= 1 and trainer.global_step % self._every_n_train_steps == 0:
+            loop = trainer.fit_loop
+            try:  # Lightning's own test of whether a validation follows this batch (private API)
+                validates = (not loop.epoch_loop._should_accumulate() and loop._data_fetcher is not None
+                             and bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher)))
+            except (AttributeError, TypeError):  # another Lightning version: save now, as ModelCheckpoint
+                validates = False
+            if validates:
+                self._save_after_validation = True
+                return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._save_after_validation and not self._should_skip_saving_checkpoint(trainer):
+            self._save_after_validation = False
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+            return
+        super().on_validation_end(trainer, pl_module)
+
+
+class _AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing a temporary file renamed onto the checkpoint: a run
+    killed while it saves leaves the previous ``last.ckpt`` whole, not half a new one."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        target = Path(path)
+        part = target.with_name(target.name + ".part")
+        super().save_checkpoint(checkpoint, part, storage_options)
+        os.replace(part, target)
+
+
+def verify_resume_checkpoint(path: Path) -> dict[str, Any]:
+    """Load a Lightning ``last.ckpt`` with ``weights_only=True`` (tensors and plain containers only:
+    a file that would run code when unpickled is refused, not run) and check it is a training
+    checkpoint; one CheckpointError naming the file and what to do otherwise."""
+    advice = ("delete it (or move it aside) to start the training afresh, or pass fresh=True "
+              "(`dgm train --fresh`)")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only" not in str(err).lower():  # e.g. "pickle data was truncated"
+            raise CheckpointError(f"{path}: cannot resume from this checkpoint: it is corrupt or truncated "
+                                  f"(UnpicklingError: {str(err)[:200]}); {advice}") from None
+        # what weights_only refuses: classes and functions to call
+        raise CheckpointError(f"{path}: refusing to resume from this checkpoint: it holds objects other than "
+                              f"tensors and plain data, which could run code when loaded (nothing was run); "
+                              f"{advice}") from None
+    except Exception as err:  # truncated zip archives, bad records, ...: all mean the same here
+        text = str(err).strip().splitlines()[0].split(". ")[0] if str(err).strip() else ""
+        reason = f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+        raise CheckpointError(f"{path}: cannot resume from this checkpoint: it is corrupt or truncated "
+                              f"({reason}); {advice}") from None
+    if not isinstance(payload, dict) or not {"state_dict", "global_step", "loops"} <= set(payload):
+        raise CheckpointError(f"{path}: cannot resume from this file, it is not a Lightning training checkpoint; "
+                              f"{advice}")
+    return payload
 
 
 class SlurmTasksError(RuntimeError):
@@ -195,12 +356,14 @@ def check_slurm_tasks(cfg: TrainConfig, environ: dict[str, str] | None = None) -
 
 
 def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_itself: bool = False,
-                 extra_callbacks: list[L.Callback] | None = None, accumulate_grad_batches: int = 1) -> L.Trainer:
+                 extra_callbacks: list[L.Callback] | None = None, accumulate_grad_batches: int = 1,
+                 keep_log_rows: int | None = None) -> L.Trainer:
     """Trainer with CSV logs (loss per step) and a resumable ``last.ckpt`` under ``work_dir``.
 
     ``shards_itself``: the loaders' samplers split the data across ranks themselves (the samplers of
-    :mod:`dgm_science.batching`), so Lightning must not put a DistributedSampler on top."""
-    checkpoint = ModelCheckpoint(
+    :mod:`dgm_science.batching`), so Lightning must not put a DistributedSampler on top.
+    ``keep_log_rows``: a resumed run's CSV log keeps that many rows of the existing one."""
+    checkpoint = _LastCheckpoint(
         dirpath=work_dir / "checkpoints",
         save_last=True,
         save_top_k=0,
@@ -226,7 +389,8 @@ def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_its
         limit_val_batches=cfg.val_batches,
         gradient_clip_val=cfg.grad_clip,
         accumulate_grad_batches=accumulate_grad_batches,
-        logger=CSVLogger(work_dir, name="logs", version=""),  # writes on rank 0 only
+        logger=ResumableCSVLogger(work_dir, keep_rows=keep_log_rows),  # writes on rank 0 only
+        plugins=[_AtomicCheckpointIO()],
         callbacks=callbacks,
         log_every_n_steps=1,  # loss per step in the CSV log
         enable_progress_bar=progress,
@@ -253,8 +417,13 @@ def fit(
     seed: int = 0,
     accumulate_grad_batches: int = 1,
     callbacks: list[L.Callback] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
-    """Train, resuming from ``work_dir/checkpoints/last.ckpt`` if a killed run left one.
+    """Train, resuming from ``work_dir/checkpoints/last.ckpt`` if a killed run left one (exactly: see
+    the module docstring); ``fresh``: move such a file aside to ``last.ckpt.ignored`` and start anew.
+    A ``last.ckpt`` that is corrupt or would run code when loaded raises CheckpointError.
+
+    ``hit_time_cap`` in the result: training stopped at ``max_time_minutes`` before ``max_steps``.
 
     Under DDP every rank returns; ``global_rank`` and ``world_size`` in the result say which one
     this is (only rank 0 should write outputs). Loaders either all shard themselves (samplers of
@@ -264,17 +433,31 @@ def fit(
     if len(shards) > 1:
         raise ValueError("the training and validation loaders must both shard across ranks themselves or both not")
     check_slurm_tasks(cfg)
+    last = work_dir / "checkpoints" / "last.ckpt"
+    if fresh and last.is_file() and rank_zero_only.rank == 0:  # ranks started together (srun) must not race
+        aside = last.with_name(last.name + ".ignored")
+        os.replace(last, aside)
+        log.info("fresh start: moved %s aside to %s", last, aside)
+    resume = str(last) if last.is_file() and not fresh else None
+    keep_log_rows = None
+    if resume:
+        payload = verify_resume_checkpoint(last)
+        # rows of the CSV log written when it was saved; a checkpoint of an older version of this
+        # code did not record them: keep the rows of the steps before it
+        keep_log_rows = int(payload.get(LOG_ROWS_KEY, -int(payload["global_step"])))
+        del payload
+        log.info("resuming from %s", resume)
     module = GenerativeLightningModule(model, cfg, seed=seed)
     keep_best = KeepBest() if cfg.keep_best else None
     trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards.pop(),
                            extra_callbacks=[*(callbacks or []), *([keep_best] if keep_best else [])],
-                           accumulate_grad_batches=accumulate_grad_batches)
-    last = work_dir / "checkpoints" / "last.ckpt"
-    resume = str(last) if last.is_file() else None
-    if resume:
-        log.info("resuming from %s", resume)
-    trainer.fit(module, train_loader, val_loader, ckpt_path=resume)
+                           accumulate_grad_batches=accumulate_grad_batches, keep_log_rows=keep_log_rows)
+    # verified above with weights_only=True; Lightning >= 2.5 loads it so too (older: torch's default)
+    safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
+    trainer.fit(module, train_loader, val_loader, ckpt_path=resume, **safe)
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = keep_best.restore(module) if keep_best else {}
+    timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+    hit_time_cap = bool(timer is not None and trainer.global_step < cfg.max_steps and timer.time_remaining() <= 0)
     return {"global_step": trainer.global_step, "resumed_from": resume, "global_rank": trainer.global_rank,
-            "world_size": trainer.world_size, **metrics, **best}
+            "world_size": trainer.world_size, "hit_time_cap": hit_time_cap, **metrics, **best}

@@ -169,6 +169,7 @@ def molecules_evaluate_inputs(wildcards):
     run = run_dir("molecules", wildcards.dataset, wildcards.model, wildcards.seed)
     inputs = {
         "samples": f"{run}/samples.csv",
+        "checkpoint": f"{run}/model.ckpt",
         "train_all": f"{data}/train_all.smi",
         "ref_test": f"{data}/ref_test.npz",
     }
@@ -246,6 +247,7 @@ def structures_evaluate_inputs(wildcards):
     data = structure_data(wildcards.dataset)
     return {
         "samples": f"{run}/{samples_file(wildcards.model)}",
+        "checkpoint": f"{run}/model.ckpt",
         "reference": [
             f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[wildcards.dataset]
         ],

@@ -175,7 +175,8 @@ rule molecules_evaluate:
     params:
         reference=input_folder("ref_test"),
     shell:
-        "dgm evaluate --domain molecules --samples {input.samples} --reference {params.reference}"
+        "dgm evaluate --domain molecules --samples {input.samples}"
+        " --checkpoint {input.checkpoint} --reference {params.reference}"
         " --out {output} --jobs {threads} 2> {log}"
 
 

@@ -109,6 +109,7 @@ rule sequences_compress:
 rule sequences_evaluate:
     input:
         samples="results/sequences/{dataset}/{model}/seed{seed}/samples.fasta",
+        checkpoint="results/sequences/{dataset}/{model}/seed{seed}/model.ckpt",
         table="results/sequences/{dataset}/{model}/seed{seed}/samples.csv",
         data=sequences_data_files,
     output:
@@ -123,7 +124,8 @@ rule sequences_evaluate:
     params:
         data=sequences_data_dir,
     shell:
-        "dgm evaluate --domain sequences --samples {input.samples} --reference {params.data}"
+        "dgm evaluate --domain sequences --samples {input.samples}"
+        " --checkpoint {input.checkpoint} --reference {params.data}"
         " --out {output} --jobs {threads} 2> {log}"
 
 

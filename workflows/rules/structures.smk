@@ -214,7 +214,8 @@ rule structures_evaluate:
         domain=model_domain,
         data=structures_data_dir,
     shell:
-        "dgm evaluate --domain {params.domain} --samples {input.samples} --reference {params.data}"
+        "dgm evaluate --domain {params.domain} --samples {input.samples}"
+        " --checkpoint {input.checkpoint} --reference {params.data}"
         " --out {output} --jobs {threads} 2> {log}"
 
 

@@ -93,6 +93,7 @@ rule trajectories_evaluate:
     """Open-loop plan quality in the simulator (dynamic consistency, walls, goal reach), data row beside."""
     input:
         samples="results/trajectories/{dataset}/{model}/seed{seed}/samples.minari",
+        checkpoint="results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
         table="results/trajectories/{dataset}/{model}/seed{seed}/samples.csv",
         data=trajectories_data_files,
     output:
@@ -107,7 +108,8 @@ rule trajectories_evaluate:
     params:
         data=trajectories_data_dir,
     shell:
-        "dgm evaluate --domain trajectories --samples {input.samples} --reference {params.data}"
+        "dgm evaluate --domain trajectories --samples {input.samples}"
+        " --checkpoint {input.checkpoint} --reference {params.data}"
         " --out {output} 2> {log}"
 
 

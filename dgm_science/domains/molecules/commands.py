@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science.base import Samples
-from dgm_science.commands import command, positive_int
+from dgm_science.commands import command, output_argument, positive_int
 from dgm_science.domains.molecules import candidates
 
 log = logging.getLogger("dgm")
@@ -19,8 +19,8 @@ log = logging.getLogger("dgm")
 
 def _featurize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smiles", type=Path, required=True, help="one SMILES per line")
-    p.add_argument("--out", type=Path, required=True,
-                   help="output .npz (uncompressed; graph arrays with per-molecule offsets, no pickle)")
+    output_argument(p, "--out", required=True,
+                    help="output .npz (uncompressed; graph arrays with per-molecule offsets, no pickle)")
     p.add_argument("--max-molecules", type=positive_int, default=None,
                    help="featurize only the first N molecules (graph models then train on those)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
@@ -37,8 +37,8 @@ def cmd_featurize(args: argparse.Namespace) -> None:
 
 def _dense_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True, help="folder with train.smi and valid.smi")
-    p.add_argument("--out", type=Path, required=True,
-                   help="output .npz (uncompressed, uint8 arrays; memory-mapped by training)")
+    output_argument(p, "--out", required=True,
+                    help="output .npz (uncompressed, uint8 arrays; memory-mapped by training)")
     p.add_argument("--max-molecules", type=positive_int, default=None,
                    help="the first N training molecules only (default: all)")
     p.add_argument("--jobs", type=positive_int, default=1, help="worker processes")
@@ -92,9 +92,9 @@ def add_sample_arguments(g: argparse._ArgumentGroup) -> None:
     g.add_argument("--sort", choices=tuple(candidates.SORT_KEYS), default=None,
                    help="order rows best first: log_likelihood and qed high first; ood_score (most typical), sa, "
                         "logp and mw low first (default: sampling order)")
-    g.add_argument("--sdf", type=Path, default=None, metavar="PATH",
+    output_argument(g, "--sdf", default=None, metavar="PATH",
                    help="also write an SDF: 2D coordinates, properties, log_likelihood and ood_score as SD tags")
-    g.add_argument("--png", type=Path, default=None, metavar="PATH",
+    output_argument(g, "--png", default=None, metavar="PATH",
                    help="also draw a grid image of the top valid molecules")
     g.add_argument("--png-top", type=positive_int, default=24, metavar="N",
                    help="molecules in the --png grid, in --sort order (default: 24)")

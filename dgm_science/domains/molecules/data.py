@@ -15,6 +15,7 @@ import struct
 import sys
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
@@ -26,7 +27,7 @@ from tqdm.auto import tqdm
 
 from dgm_science import wheels
 from dgm_science.domains.molecules.properties import canonical_smiles, map_molecules
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.domains.molecules.tokenizer import MAX_SMILES_LENGTH, Tokenizer
 from dgm_science.errors import DataError
 from dgm_science.registry import register
 from dgm_science.utils import atomic_path
@@ -85,10 +86,10 @@ def read_smiles(path: str | Path, column: str = "SMILES", *, require_any: bool =
         raise DataError(f"{path}: file not found")
     opener = gzip.open if path.suffix == ".gz" else open
     try:
-        with opener(path, "rt") as fh:
+        with opener(path, "rt", encoding="utf-8") as fh:
             lines = fh.read().splitlines()
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot be read as text ({err})") from None
+    except UNREADABLE as err:
+        raise DataError(f"{path}: cannot be read as text ({type(err).__name__}: {err})") from None
     if ".csv" in path.suffixes:
         if not lines:
             raise DataError(f"{path}: empty file (expected a header line with a {column!r} column)")
@@ -100,9 +101,23 @@ def read_smiles(path: str | Path, column: str = "SMILES", *, require_any: bool =
         smiles = [r[idx].strip() if idx < len(r) else "" for r in rows]
     else:
         smiles = [line.split()[0] if line.strip() else "" for line in lines]
+    _check_lengths(path, smiles, first_line=2 if ".csv" in path.suffixes else 1)
     if require_any and not any(smiles):
         raise DataError(f"{path}: no SMILES found")
     return smiles
+
+
+UNREADABLE = (OSError, UnicodeDecodeError, EOFError, zlib.error)
+"""What reading a damaged text or gzip file raises."""
+
+
+def _check_lengths(path: Path, smiles: Sequence[str], first_line: int) -> None:
+    """DataError naming the line of a SMILES longer than any molecule (``MAX_SMILES_LENGTH``
+    characters): tokenizing and featurizing such a line would take minutes."""
+    for i, s in enumerate(smiles):
+        if len(s) > MAX_SMILES_LENGTH:
+            raise DataError(f"{path}: line {first_line + i}: a SMILES of {len(s):,} characters (at most "
+                            f"{MAX_SMILES_LENGTH:,})")
 
 
 def write_smiles(path: Path, smiles: Iterable[str]) -> None:
@@ -131,6 +146,9 @@ def prepare_moses(
         log.warning("%s: %d line(s) RDKit could not parse were skipped (lines %s%s)",
                     path, len(bad), bad[:10], " ..." if len(bad) > 10 else "")
     kept = [c for c in canonical if c is not None]
+    if len(kept) <= val_size:
+        raise DataError(f"{path}: {len(kept)} of the {len(chosen)} drawn SMILES parse, not enough for {val_size} "
+                        f"validation molecules and a training set (unparseable lines {bad[:5]}...)")
     out_dir.mkdir(parents=True, exist_ok=True)
     write_smiles(out_dir / "valid.smi", kept[:val_size])
     write_smiles(out_dir / "train.smi", kept[val_size:])
@@ -205,19 +223,20 @@ def iter_smiles_chunks(
     start = n = 0
     found = False
     try:
-        with opener(path, "rt") as fh:
+        with opener(path, "rt", encoding="utf-8") as fh:
             for line in fh:
                 if limit is not None and n >= limit:
                     break
                 fields = line.split()
                 chunk.append(fields[0] if fields else "")
+                _check_lengths(path, chunk[-1:], first_line=n + 1)
                 found = found or bool(fields)
                 n += 1
                 if len(chunk) == chunk_size:
                     yield start, chunk
                     start, chunk = n, []
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path}: cannot be read as text ({err})") from None
+    except UNREADABLE as err:
+        raise DataError(f"{path}: cannot be read as text ({type(err).__name__}: {err})") from None
     if chunk:
         yield start, chunk
     if not found:

@@ -14,6 +14,7 @@ import torch
 
 from dgm_science.base import Domain, Samples
 from dgm_science.domains.molecules import commands
+from dgm_science.errors import DataError
 from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
 from dgm_science.domains.molecules.dense import (
     DenseGraphDataset, DenseGraphs, decode_dense, dense_state, load_dense, smiles_to_dense_batch,
@@ -204,6 +205,8 @@ class MoleculeDomain(Domain):
         from dgm_science.domains.molecules import metrics
 
         generated = MoleculeDomain.read_samples(samples_path)
+        if not generated:
+            raise DataError(f"{samples_path}: no samples to evaluate (a header and no rows)")
         test = metrics.load_reference(reference_dir / "ref_test.npz")
         scaffolds_path = reference_dir / "ref_test_scaffolds.npz"
         test_scaffolds = metrics.load_reference(scaffolds_path) if scaffolds_path.is_file() else None

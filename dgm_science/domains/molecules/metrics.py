@@ -12,6 +12,7 @@ import os
 import pkgutil
 import time
 import warnings
+import zipfile
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence, Set
 from pathlib import Path
@@ -341,9 +342,17 @@ def save_reference(path: str | os.PathLike, stats: Mapping[str, np.ndarray]) -> 
 
 
 def load_reference(path: str | os.PathLike) -> dict[str, np.ndarray]:
-    """Read statistics written by `save_reference` (np.load with allow_pickle=False)."""
-    with np.load(path, allow_pickle=False) as data:
-        stats = {key: data[key] for key in data.files}
+    """Read statistics written by `save_reference` (np.load with allow_pickle=False); DataError
+    naming the file when it is missing or not such an .npz (e.g. pickled data, object arrays)."""
+    from dgm_science.errors import DataError
+
+    if not Path(path).is_file():
+        raise DataError(f"{path}: reference statistics not found (run `dgm reference`)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            stats = {key: data[key] for key in data.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a readable reference-statistics .npz ({err})") from None
     missing = [key for key in REFERENCE_KEYS if key not in stats]
     if missing:
         raise ValueError(f"{path}: not a reference-statistics file, missing keys {missing}")

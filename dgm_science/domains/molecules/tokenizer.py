@@ -14,33 +14,62 @@ from typing import Iterable, Sequence
 import torch
 
 SMILES_REGEX = re.compile(
-    r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])"
+    r"(\[[^\[\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])"
 )
+"""A bracket atom holds no '[' (``[^\[\]]``, not ``[^\]]``): otherwise a run of '[' without a
+closing ']' is matched in time quadratic in its length (a 1 MB line: minutes)."""
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIALS = (PAD, BOS, EOS, UNK)
+MAX_SMILES_LENGTH = 10_000
+"""Longest molecule string (characters) the tokenizers take: far beyond any molecule the token
+models here can hold (``max_length`` is ~100 tokens), short enough that SELFIES encoding and RDKit
+stay fast; a longer line (e.g. a corrupted file with no line breaks) is refused at once."""
+
+
+def _short(smiles: str, limit: int = 60) -> str:
+    """``smiles`` for an error message: its start only when long."""
+    return repr(smiles) if len(smiles) <= limit else f"{smiles[:limit]!r}... ({len(smiles)} characters)"
+
+
+def _check_length(smiles: str) -> None:
+    if not isinstance(smiles, str):
+        raise ValueError(f"a SMILES must be a string, got {type(smiles).__name__}")
+    if len(smiles) > MAX_SMILES_LENGTH:
+        raise ValueError(f"SMILES {_short(smiles)} is longer than {MAX_SMILES_LENGTH} characters")
 
 
 def split_smiles(smiles: str) -> list[str]:
-    """Regex tokens of a SMILES string; raises ValueError if the tokens don't cover the string."""
+    """Regex tokens of a SMILES string; raises ValueError if the tokens don't cover the string or
+    it is longer than ``MAX_SMILES_LENGTH``."""
+    _check_length(smiles)
     tokens = SMILES_REGEX.findall(smiles)
     if "".join(tokens) != smiles:
-        raise ValueError(f"SMILES {smiles!r} has characters the tokenizer does not cover")
+        raise ValueError(f"SMILES {_short(smiles)} has characters the tokenizer does not cover")
     return tokens
 
 
 def split_selfies(smiles: str) -> list[str]:
+    """SELFIES tokens of a SMILES string; ValueError if selfies cannot encode it or it is longer
+    than ``MAX_SMILES_LENGTH``."""
     import selfies
 
-    encoded = selfies.encoder(smiles)
+    _check_length(smiles)
+    try:
+        encoded = selfies.encoder(smiles)
+    except (selfies.EncoderError, ValueError):  # selfies >= 2 raises (EncoderError is no ValueError)
+        encoded = None
     if encoded is None:
-        raise ValueError(f"SMILES {smiles!r} cannot be encoded as SELFIES")
+        raise ValueError(f"SMILES {_short(smiles)} cannot be encoded as SELFIES")
     return list(selfies.split_selfies(encoded))
 
 
-def _join_selfies(tokens: Sequence[str]) -> str:
+def _join_selfies(tokens: Sequence[str]) -> str | None:
     import selfies
 
-    return selfies.decoder("".join(tokens))
+    try:
+        return selfies.decoder("".join(tokens))
+    except selfies.DecoderError:
+        return None
 
 
 SPLITTERS = {"smiles": split_smiles, "selfies": split_selfies}
@@ -103,7 +132,7 @@ class Tokenizer:
                 if self.kind == "selfies":
                     return _join_selfies(out) or None
                 return "".join(out)
-            if i == self.unk_id:
+            if i == self.unk_id or not 0 <= i < len(self.tokens):
                 return None
             out.append(self.tokens[i])
         return None

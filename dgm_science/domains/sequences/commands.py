@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dgm_science.commands import add_device_arguments, command, positive_int, write_json
+from dgm_science.commands import add_device_arguments, add_seed_argument, command, output_argument, positive_int, write_json
 from dgm_science.utils import seed_everything, set_threads
 
 log = logging.getLogger("dgm")
@@ -20,8 +20,8 @@ def _likelihood_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint of a sequence model")
     p.add_argument("--fasta", type=Path, required=True,
                    help="FASTA file (labels, for conditional models, from the phylum= header field)")
-    p.add_argument("--out", type=Path, required=True, help="JSON: nats, bits_per_residue, sequences scored")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bound's Monte-Carlo estimate")
+    output_argument(p, "--out", required=True, help="JSON: nats, bits_per_residue, sequences scored")
+    add_seed_argument(p, "seed of the bound's Monte-Carlo estimate")
     p.add_argument("--batch-size", type=positive_int, default=250, help="sequences per batch")
     add_device_arguments(p)
 
@@ -61,12 +61,12 @@ def _codec_arguments(compress: bool) -> Callable[[argparse.ArgumentParser], None
         p.add_argument("--checkpoint", type=Path, required=True, help="seq-arm checkpoint")
         p.add_argument("--input", type=Path, required=True,
                        help="FASTA file" if compress else "file written by `dgm compress`")
-        p.add_argument("--out", type=Path, required=True, help="output, written atomically")
+        output_argument(p, "--out", required=True, help="output, written atomically")
         add_device_arguments(p, "auto, cpu, cuda, cuda:1 ... (decompress on the same kind of device that compressed)")
         if compress:
             p.add_argument("--group-size", type=positive_int, default=256, help="records coded as one batch")
             p.add_argument("--verify", action="store_true", help="decompress at once and check the bytes")
-            p.add_argument("--stats", type=Path, default=None,
+            output_argument(p, "--stats", default=None,
                            help="JSON: sizes, bits per residue beside gzip -9 and xz -9, MB/s")
 
     return arguments

@@ -36,7 +36,9 @@ from dgm_science.utils import atomic_path
 
 MAGIC = b"DGMZ\x01"
 FORMAT_VERSION = 1
-_LENGTH_LINE = re.compile(r"#(\d+)(\r\n|\n|)$")
+_LENGTH_LINE = re.compile(r"#(\d+)(\r\n|\n|\r|)$")
+"""A sequence line of the skeleton: its length and line end (any that ``str.splitlines`` splits
+FASTA text at and ``split_fasta`` keeps: CRLF, LF, a lone CR, or none at the end of the file)."""
 
 
 class CompressionError(DataError):
@@ -157,7 +159,7 @@ def _check_model(loaded: Any) -> AutoregressiveModel:
         raise CompressionError(f"{loaded.name} is not an autoregressive model: lossless compression needs "
                                "exact next-token probabilities (use a seq-arm checkpoint)")
     if loaded.domain.name != "sequences":
-        raise CompressionError(f"{loaded.name} is a {loaded.domain.name} model, not a sequence model")
+        raise CompressionError(f"{loaded.path}: {loaded.name} is a {loaded.domain.name} model, not a sequence model")
     return loaded.model
 
 
@@ -244,29 +246,83 @@ def compress_verified(loaded: Any, source: Path, out: Path, *, group_size: int =
     return stats
 
 
+_SKELETON_RATIO = 16
+"""Upper bound on skeleton bytes per byte of the original file (a residue costs at most a few
+skeleton bytes: an empty line ``#0\n``, a one-letter lower-case run ``~123456:1,``), so that an
+xz stream that expands without end (a corrupted or crafted file) is refused instead of filling
+memory."""
+
+
+def _check_header(header: Any) -> dict[str, Any]:
+    """The header's fields decompress relies on, with their types; ValueError naming the first
+    that is missing or wrong."""
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
+    if header.get("format") != FORMAT_VERSION:
+        raise ValueError(f"format {repr(header.get('format'))[:40]}, this version reads {FORMAT_VERSION}")
+    for key in ("model_sha256", "content_sha256"):
+        if not isinstance(header.get(key), str):
+            raise ValueError(f"the header has no {key} string")
+    for key in ("content_bytes", "records"):
+        value = header.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"the header's {key} is not a count")
+    groups = header.get("groups")
+    if not isinstance(groups, list) or not all(
+            isinstance(g, int) and not isinstance(g, bool) and g > 0 for g in groups):
+        raise ValueError("the header's groups are not a list of positive counts")
+    if sum(groups) != header["records"]:
+        raise ValueError(f"the header's groups hold {sum(groups)} records, its records field says {header['records']}")
+    return header
+
+
+def _decompress_skeleton(packed: bytes, limit: int) -> str:
+    """One xz stream, at most ``limit`` bytes once decompressed, with nothing after it."""
+    decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
+    text = decompressor.decompress(packed, max_length=limit + 1)
+    if len(text) > limit:
+        raise ValueError(f"the skeleton decompresses to more than {limit} bytes")
+    if not decompressor.eof:
+        raise ValueError("the skeleton's xz stream is truncated")
+    if decompressor.unused_data:
+        raise ValueError("bytes after the skeleton's xz stream")
+    return text.decode("ascii")
+
+
 def read_container(path: Path) -> tuple[dict[str, Any], str, np.ndarray]:
     """(header, skeleton, range-coder words) of a compressed file; CompressionError when malformed."""
     path = Path(path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CompressionError(f"{path}: file not found") from None
+    except OSError as err:
+        raise CompressionError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not data.startswith(MAGIC):
         raise CompressionError(f"{path}: not a dgm compressed FASTA (bad magic bytes)")
     try:
         offset = len(MAGIC)
         (n_header,) = struct.unpack_from("<I", data, offset)
         offset += 4
-        header = json.loads(data[offset:offset + n_header])
+        if offset + n_header > len(data):
+            raise ValueError(f"header of {n_header} bytes, the file has {len(data) - offset} left")
+        header = _check_header(json.loads(data[offset:offset + n_header]))
         offset += n_header
         (n_skeleton,) = struct.unpack_from("<Q", data, offset)
         offset += 8
-        skeleton = lzma.decompress(data[offset:offset + n_skeleton]).decode("ascii")
+        if offset + n_skeleton > len(data):
+            raise ValueError(f"skeleton of {n_skeleton} bytes, the file has {len(data) - offset} left")
+        limit = min(_SKELETON_RATIO * header["content_bytes"] + 4096, 2**62)
+        skeleton = _decompress_skeleton(data[offset:offset + n_skeleton], limit)
         offset += n_skeleton
         if (len(data) - offset) % 4:
             raise ValueError("range-coded stream is not a whole number of 32-bit words")
         words = np.frombuffer(data[offset:], dtype="<u4").astype(np.uint32)
-        if header.get("format") != FORMAT_VERSION:
-            raise ValueError(f"format {header.get('format')!r}, this version reads {FORMAT_VERSION}")
-    except (struct.error, ValueError, lzma.LZMAError, UnicodeDecodeError) as err:
-        raise CompressionError(f"{path}: corrupted or truncated ({err})") from None
+        headers = sum(1 for line in skeleton.splitlines() if line.startswith(">"))
+        if headers != header["records"]:
+            raise ValueError(f"the skeleton has {headers} headers for {header['records']} records")
+    except (struct.error, ValueError, lzma.LZMAError, RecursionError) as err:  # UnicodeDecodeError is a ValueError
+        raise CompressionError(f"{path}: corrupted or truncated ({str(err)[:200]})") from None
     return header, skeleton, words
 
 
@@ -279,7 +335,7 @@ def decompress(loaded: Any, source: Path, out: Path) -> dict[str, Any]:
     source, out = Path(source), Path(out)
     header, skeleton, words = read_container(source)
     if header.get("model_sha256") != model_digest(model):
-        raise CompressionError(f"{source}: compressed with another model ({header.get('model')}, weights sha256 "
+        raise CompressionError(f"{source}: compressed with another model ({str(header.get('model'))[:60]}, weights sha256 "
                                f"{str(header.get('model_sha256'))[:12]}..), not with {loaded.name} "
                                f"({model_digest(model)[:12]}..)")
     vocab = Vocabulary(loaded.state["alphabet"])
@@ -296,7 +352,10 @@ def decompress(loaded: Any, source: Path, out: Path) -> dict[str, Any]:
             for _ in range(1, model.network.max_length):
                 probs = stepper.probs(previous)
                 active = ~finished
-                symbols = np.asarray(decoder.decode(family, probs[active]), dtype=np.int64)
+                try:
+                    symbols = np.asarray(decoder.decode(family, probs[active]), dtype=np.int64)
+                except (AssertionError, RuntimeError) as err:  # constriction: data invalid for the model
+                    raise ValueError(f"the range-coded stream is invalid for this model ({err})") from None
                 step = np.full(size, PAD, dtype=np.int64)
                 step[active] = symbols
                 for j in np.flatnonzero(active):
@@ -314,6 +373,8 @@ def decompress(loaded: Any, source: Path, out: Path) -> dict[str, Any]:
                     raise ValueError("decoded a special token inside a sequence")
                 sequences.append(sequence)
         content = join_fasta(sequences, skeleton)
+        if len(content) != header["content_bytes"]:
+            raise ValueError(f"decoded {len(content)} bytes, the header says {header['content_bytes']}")
     except (ValueError, IndexError) as err:
         raise CompressionError(f"{source}: cannot be decoded with {loaded.name} ({err}); the file is corrupted") from None
     if hashlib.sha256(content).hexdigest() != header.get("content_sha256"):

@@ -22,7 +22,7 @@ from dgm_science.domains.sequences.fasta import PROTEIN, FastaRecord, read_fasta
 from dgm_science.domains.sequences.tokens import Layout, Vocabulary, condition_matrix
 from dgm_science.errors import DataError
 from dgm_science.registry import register
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ def read_prepared(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / "prepare.json"
     if not path.is_file():
         raise DataError(f"{path}: missing; run `dgm prepare` for this dataset first")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 class SequenceDataset(torch.utils.data.Dataset):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import zlib
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
@@ -36,7 +37,16 @@ class FastaRecord(NamedTuple):
 def _open_text(path: Path) -> io.TextIOBase:
     with open(path, "rb") as fh:
         magic = fh.read(2)
-    return gzip.open(path, "rt") if magic == b"\x1f\x8b" else open(path)  # type: ignore[return-value]
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt", encoding="utf-8")  # type: ignore[return-value]
+    return open(path, encoding="utf-8")  # type: ignore[return-value]
+
+
+def _record_id(header: str) -> str:
+    """The record's id (first word of the header) for an error message, cut when very long."""
+    words = header.split(maxsplit=1)
+    name = words[0] if words else "(no id)"
+    return repr(name) if len(name) <= 60 else f"{name[:60]!r}..."
 
 
 def read_fasta(path: str | Path, alphabet: frozenset[str] | None = None, *, uppercase: bool = True) -> list[FastaRecord]:
@@ -55,8 +65,7 @@ def read_fasta(path: str | Path, alphabet: frozenset[str] | None = None, *, uppe
             return
         sequence = "".join(chunks)
         if not sequence:
-            raise DataError(f"{path}:{header_line}: record {header.split()[0] if header.split() else '(no id)'!r} "
-                            "has an empty sequence")
+            raise DataError(f"{path}:{header_line}: record {_record_id(header)} has an empty sequence")
         records.append(FastaRecord(header, sequence))
 
     try:
@@ -78,11 +87,11 @@ def read_fasta(path: str | Path, alphabet: frozenset[str] | None = None, *, uppe
                 if alphabet is not None:
                     bad = next((c for c in line if c not in alphabet), None)
                     if bad is not None:
-                        raise DataError(f"{path}:{number}: record {header.split()[0]!r} has the illegal character "
+                        raise DataError(f"{path}:{number}: record {_record_id(header)} has the illegal character "
                                         f"{bad!r} (allowed: {''.join(sorted(alphabet))})")
                 chunks.append(line)
             finish()
-    except (OSError, UnicodeDecodeError, EOFError) as err:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as err:  # zlib.error: a corrupted gzip stream
         raise DataError(f"{path}: not a readable FASTA file ({err})") from None
     if not records:
         raise DataError(f"{path}: no FASTA records")

@@ -168,14 +168,15 @@ RUN_KEYS = ("temperature_kelvin", "timestep_fs", "friction_per_ps", "save_every_
 
 
 def _atomic_checkpoint(simulation: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
+    """A resume checkpoint: kept even when the command fails later (the progress a rerun continues)."""
+    with atomic_path(path, durable=True) as tmp:
         simulation.saveCheckpoint(str(tmp))
 
 
-def _save_frames(path: Path, xyz: np.ndarray, topology: Any) -> None:
+def _save_frames(path: Path, xyz: np.ndarray, topology: Any, *, durable: bool = False) -> None:
     import mdtraj
 
-    with atomic_path(path) as tmp:
+    with atomic_path(path, durable=durable) as tmp:
         mdtraj.Trajectory(xyz.astype(np.float32), topology).save_dcd(str(tmp), force_overwrite=True)
 
 
@@ -228,7 +229,7 @@ def simulate(
             raise DataError(f"{run_path}: the partial run in {work} used other settings ({', '.join(changed)}); "
                             "delete the folder to start over")
     else:
-        with atomic_path(run_path) as tmp:
+        with atomic_path(run_path, durable=True) as tmp:
             tmp.write_text(json.dumps(run, indent=2))
 
     steps_per_frame = max(1, round(save_every_ps * 1000.0 / timestep_fs))
@@ -281,7 +282,7 @@ def simulate(
         if not np.isfinite(xyz).all():
             raise DataError(f"{prmtop_path}: NaN positions in MD chunk {chunk} (step {simulation.currentStep})")
         _check_finite(simulation, prmtop_path)
-        _save_frames(work / f"chunk_{chunk:06d}.dcd", xyz, md_topology)
+        _save_frames(work / f"chunk_{chunk:06d}.dcd", xyz, md_topology, durable=True)
         _atomic_checkpoint(simulation, work / f"chunk_{chunk:06d}.chk")
         for old in work.glob("chunk_*.chk"):
             if old.stem != f"chunk_{chunk:06d}":
@@ -327,12 +328,16 @@ def load_frames(trajectory_path: Path, topology_path: Path, *, allow_nonfinite: 
     samples) when a coordinate is not finite."""
     import mdtraj
 
+    # the PDB and DCD readers by name, not mdtraj's by-extension dispatch (its HDF5 formats
+    # go through PyTables, which unpickles attributes)
+    if Path(topology_path).suffix.lower() != ".pdb":
+        raise DataError(f"{topology_path}: the topology must be a .pdb file")
     try:
         topology = mdtraj.load_topology(str(topology_path))
     except Exception as err:  # mdtraj raises assorted exceptions for malformed files
         raise DataError(f"{topology_path}: not a readable PDB topology ({err})") from None
     try:
-        with mdtraj.open(str(trajectory_path)) as fh:
+        with mdtraj.formats.DCDTrajectoryFile(str(trajectory_path)) as fh:
             xyz = fh.read()[0] / 10.0  # DCD stores Angstrom
     except Exception as err:  # mdtraj raises IOError/ValueError/RuntimeError for bad DCDs
         raise DataError(f"{trajectory_path}: not a readable DCD trajectory ({err})") from None

@@ -8,20 +8,26 @@ import json
 import logging
 from pathlib import Path
 
-from dgm_science.commands import add_device_arguments, command, positive_int, write_json
+from dgm_science.commands import (add_device_arguments, add_seed_argument, command, confirm_size, output_argument,
+                                  positive_int, write_json)
 from dgm_science.utils import set_threads
 
 log = logging.getLogger("dgm")
 
 
+MAX_STEPS = 100_000_000
+"""Steps (episodes x episode steps) ``dgm collect`` takes without ``--yes``: 100x the paper config."""
+
+
 def _collect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("maze", help="umaze, medium, large (or PointMaze_UMaze-v3, ...)")
-    p.add_argument("--out", type=Path, required=True, help="folder for the Minari dataset and collect.json")
+    output_argument(p, "--out", kind="folder", required=True, help="folder for the Minari dataset and collect.json")
     p.add_argument("--episodes", type=positive_int, required=True, help="number of episodes")
     p.add_argument("--episode-steps", type=positive_int, required=True, help="steps per episode")
     p.add_argument("--noise", type=float, default=0.0, help="std of the Gaussian action noise (diversity)")
-    p.add_argument("--seed", type=int, default=0, help="seed of resets, goals and noise")
+    add_seed_argument(p, "seed of resets, goals and noise")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+    p.add_argument("--yes", action="store_true", help=f"collect more than {MAX_STEPS:,} steps in all")
 
 
 @command("collect", "expert PointMaze trajectories (shortest path + PD controller, goals resampled on arrival) "
@@ -30,6 +36,8 @@ def cmd_collect(args: argparse.Namespace) -> None:
     from dgm_science.domains.trajectories.expert import write_expert_dataset
     from dgm_science.domains.trajectories.mazes import maze_spec
 
+    confirm_size(args, "--episodes x --episode-steps", args.episodes * args.episode_steps, limit=MAX_STEPS,
+                 what="every step is simulated (about 1,500 steps/s on one core) and held in memory")
     set_threads(args.threads)
     stats = write_expert_dataset(args.out, maze_spec(args.maze).name, episodes=args.episodes,
                                  episode_steps=args.episode_steps, noise=args.noise, seed=args.seed, overwrite=True)
@@ -43,14 +51,14 @@ def _rollout_arguments(p: argparse.ArgumentParser) -> None:
                         "planner's controller aimed straight at the goal (what a plan adds)")
     p.add_argument("--maze", default=None, help="the maze (baselines); for a checkpoint: must be the one it learned")
     p.add_argument("--episodes", type=positive_int, default=100, help="seeded episodes (seeds seed .. seed + n - 1)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the first episode and of the planner")
+    add_seed_argument(p, "seed of the first episode and of the planner")
     p.add_argument("--replan-every", type=positive_int, default=None,
                    help="re-plan every k steps (default: once per goal, as Diffuser does on Maze2D)")
     p.add_argument("--candidates", type=positive_int, default=1,
                    help="plans drawn per planning call; the one with the fewest wall states and the smallest jump "
                         "is followed (default 1, as Diffuser)")
-    p.add_argument("--plot", type=Path, default=None, help="PNG of sampled plans drawn over the maze")
-    p.add_argument("--out", type=Path, required=True, help="rollout.json")
+    output_argument(p, "--plot", default=None, help="PNG of sampled plans drawn over the maze")
+    output_argument(p, "--out", required=True, help="rollout.json")
     add_device_arguments(p)
 
 

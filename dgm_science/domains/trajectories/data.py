@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import zipfile
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,7 +24,7 @@ import torch
 from dgm_science.domains.trajectories.mazes import GOAL_RADIUS
 from dgm_science.errors import DataError
 from dgm_science.registry import register
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, read_json
 
 OBS_DIM, ACT_DIM = 4, 2
 TRANSITION_DIM = OBS_DIM + ACT_DIM
@@ -73,8 +74,11 @@ def read_split(path: Path) -> list[np.ndarray]:
     """The episodes of a prepared split: a list of (T, 6) float32 arrays."""
     if not Path(path).is_file():
         raise DataError(f"{path}: missing; run `dgm prepare` for this dataset first")
-    with np.load(path) as data:
-        transitions, lengths = data["transitions"], data["lengths"]
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            transitions, lengths = data["transitions"], data["lengths"]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as err:
+        raise DataError(f"{path}: not a prepared trajectory split .npz ({type(err).__name__}: {err})") from None
     return np.split(transitions, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
 
@@ -115,7 +119,7 @@ def read_prepared(data_dir: Path) -> dict[str, Any]:
     path = Path(data_dir) / "prepare.json"
     if not path.is_file():
         raise DataError(f"{path}: missing; run `dgm prepare` for this dataset first")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def _register_dataset(maze: str) -> None:

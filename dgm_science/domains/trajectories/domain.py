@@ -42,6 +42,7 @@ class TrajectoryDomain(Domain):
 
     name = "trajectories"
     samples_file = "samples.minari"
+    samples_in_folder = True
     condition_options = ("start", "goal")
 
     @staticmethod

@@ -28,6 +28,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from dgm_science.errors import DataError
 from dgm_science.utils import atomic_dir
 
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
@@ -145,11 +146,27 @@ def load_minari(path: str | Path):
     if not (data / "metadata.json").is_file():
         raise FileNotFoundError(f"{path}: no Minari dataset here ({data}/metadata.json is missing)")
     _require_h5py()
+    _check_metadata(path, data)
     try:
         return minari.MinariDataset(data)
     except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError, AssertionError) as err:
         raise ValueError(f"{path}: not a readable Minari dataset ({type(err).__name__}: "
                          f"{err or 'incomplete metadata.json'})") from err
+
+
+def _check_metadata(path: str | Path, data: Path) -> None:
+    """Refuse what would make Minari run code named in the dataset: without stored observation /
+    action spaces ``MinariStorage.read`` calls ``gym.make`` on metadata.json's env_spec (importing
+    and calling its ``entry_point``), and ``data_format`` picks the storage backend; only
+    self-describing HDF5 datasets (as ``write_minari`` writes) are read. DataError names ``path``."""
+    try:
+        metadata = json.loads((data / "metadata.json").read_text())
+    except ValueError as err:  # JSONDecodeError, UnicodeDecodeError (e.g. a pickle)
+        raise DataError(f"{path}: not a readable Minari dataset ({type(err).__name__}: {err})") from None
+    if not (isinstance(metadata, dict) and isinstance(metadata.get("observation_space"), str)
+            and isinstance(metadata.get("action_space"), str) and metadata.get("data_format") == "hdf5"):
+        raise DataError(f"{path}: not a readable Minari dataset (metadata.json needs observation_space, "
+                        "action_space and data_format 'hdf5'; the env is never built from its env_spec)")
 
 
 def read_minari(path: str | Path) -> list[dict[str, Any]]:

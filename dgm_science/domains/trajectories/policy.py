@@ -73,7 +73,7 @@ class PlannerPolicy:
         if isinstance(model, (str, Path)):
             model = api.load(model, device=device)
         if model.domain.name != "trajectories":
-            raise ValueError(f"{model.name} is a {model.domain.name} model, not a trajectory model")
+            raise ValueError(f"{model.path}: {model.name} is a {model.domain.name} model, not a trajectory model")
         if candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         if replan_every is not None and replan_every < 1:
