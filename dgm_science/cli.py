@@ -259,6 +259,9 @@ def _report_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_report(args: argparse.Namespace) -> None:
     from dgm_science.report import write_report
 
+    for name, path in args.input:
+        if not path.exists():
+            raise DataError(f"--input {name}={path}: not found")
     write_report(args.results, args.out, dict(args.input))
     log.info("report -> %s", args.out)
 

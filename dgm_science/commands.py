@@ -121,9 +121,10 @@ def check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
                 raise ValueError(f"{flag} {path} is the same file as the {role} {_flag(other)} {other_path}: "
                                  f"it would be overwritten; write to another path")
     created = []
-    for _, path in outputs:
+    for action, path in outputs:
         missing = None
-        for folder in [path.absolute(), *path.absolute().parents]:
+        top = path.absolute() if action.dgm_output != "file" else path.absolute().parent  # type: ignore[attr-defined]
+        for folder in [top, *top.parents]:
             if folder.exists():
                 break
             missing = folder

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import reprlib
 import types
 import typing
@@ -50,17 +51,33 @@ def bounded(default: Any, *, minimum: float | None = None, maximum: float | None
     generated JSON Schema (``dgm_science.schema``) states them."""
     schema = {"minimum": minimum, "maximum": maximum, "exclusiveMinimum": exclusive_minimum,
               "exclusiveMaximum": exclusive_maximum, "enum": list(choices) if choices is not None else None}
-    return dataclasses.field(default=default, metadata={"schema": {k: v for k, v in schema.items() if v is not None}})
+    metadata = {"schema": {k: v for k, v in schema.items() if v is not None}}
+    if isinstance(default, list):  # a list's bounds hold for each item
+        return dataclasses.field(default_factory=lambda: list(default), metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 def _check_bounds(value: Any, schema: dict[str, Any], where: str) -> None:
     if value is None:
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_bounds(item, schema, f"{where}[{i}]")
         return
     if "enum" in schema and value not in schema["enum"]:
         raise ConfigError(f"{where}: {_show(value)} is not one of {', '.join(map(str, schema['enum']))}")
     for key, (ok, sign) in _BOUNDS.items():
         if key in schema and isinstance(value, (int, float)) and not ok(value, schema[key]):
             raise ConfigError(f"{where}: {_show(value)} must be {sign} {schema[key]}")
+
+
+def _check_devices(value: int | str, where: str) -> None:
+    """Lightning's ``devices``: "auto", -1 (all), a count > 0, or device ids ("0,1", "[0, 1]")."""
+    text = str(value).strip()
+    if not (text in ("auto", "-1") or re.fullmatch(r"[1-9]\d*", text)
+            or (isinstance(value, str) and re.fullmatch(r"\[?\s*\d+\s*(,\s*\d+\s*)*,?\s*\]?", text))):
+        raise ConfigError(f"{where}: {_show(value)} is not auto, -1, a number of devices > 0 or a list of device "
+                          f"ids such as \"0,1\"")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +95,7 @@ class TrainConfig:
     grad_clip: float = bounded(1.0, minimum=0)
     checkpoint_every_steps: int = bounded(200, minimum=1)
     accelerator: str = "auto"
-    devices: Union[int, str] = "auto"
+    devices: Union[int, str] = dataclasses.field(default="auto", metadata={"check": _check_devices})
     num_nodes: int = bounded(1, minimum=1)
     strategy: str = "auto"
     precision: str = "auto"
@@ -155,6 +172,8 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.name in values:
             _check_bounds(values[f.name], f.metadata.get("schema", {}), f"{where}.{f.name}")
+            if "check" in f.metadata:  # a field's own test, beyond type and range
+                f.metadata["check"](values[f.name], f"{where}.{f.name}")
     return cls(**values)  # type: ignore[call-arg]
 
 

@@ -111,7 +111,8 @@ def dataclass_schema(cls: type) -> dict[str, Any]:
         prop = annotation_schema(hints[field.name], f"{cls.__qualname__}.{field.name}")
         if field.name in attribute_docs:
             prop["description"] = _one_line(attribute_docs[field.name])
-        prop.update(copy.deepcopy(dict(field.metadata.get("schema", {}))))
+        bounds = copy.deepcopy(dict(field.metadata.get("schema", {})))
+        (prop["items"] if prop.get("type") == "array" and "items" in prop else prop).update(bounds)  # list: each item
         default = _default(field)
         if default is dataclasses.MISSING:
             required.append(field.name)

@@ -365,3 +365,23 @@ def test_allowed_ranges_are_written_once_enforced_by_the_library_and_stated_by_t
     assert defs["model.smiles-arm"]["properties"]["tokenizer"]["enum"] == ["smiles", "selfies"]
     with pytest.raises(jsonschema.ValidationError, match="0 is less than the minimum of 1"):
         jsonschema.validate({"batch_size": 0}, {**defs["train"], "$defs": defs})
+
+
+def test_every_number_of_every_config_has_a_range():
+    """A config number without a range is how ``max_steps: -1`` (Lightning: "no limit") and a
+    negative width reached training; every int / float field (and every item of a list of them)
+    states its allowed values."""
+    classes = {TrainConfig, SampleConfig, *(registry.get("model", n).Config for n in registry.names("model"))}
+    unbounded = []
+    for cls in classes:
+        for field in dataclasses.fields(cls):
+            hint = typing.get_type_hints(cls)[field.name]
+            kinds = typing.get_args(hint) or (hint,)
+            numeric = any(k in (int, float) or typing.get_args(k) in ((int,), (float,)) for k in kinds)
+            bounds = set(field.metadata.get("schema", {})) & {"minimum", "exclusiveMinimum", "enum"}
+            if numeric and not bounds and field.name != "devices":  # devices: "auto", an int or a list of ids
+                unbounded.append(f"{cls.__qualname__}.{field.name}")
+    assert unbounded == []
+    with pytest.raises(ConfigError, match=r"m\.model\.dim_mults\[1\]: 0 must be >= 1"):
+        api.RunConfig.parse("maze-diffuser", {"model": {"dim_mults": [1, 0]}}, where="m")
+    assert schema.pipeline_schema()["$defs"]["model.maze-diffuser"]["properties"]["dim_mults"]["items"]["minimum"] == 1

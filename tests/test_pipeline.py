@@ -46,6 +46,9 @@ def test_pipeline_runs_end_to_end(workdir):
         run = workdir / f"results/molecules/moses/{model}/seed0"
         metrics = json.loads((run / "metrics.json").read_text())
         assert 0.0 <= metrics["valid"] <= 1.0 and "FCD/Test" in metrics and "novelty" in metrics
+        # the tiny config's step budget, reached: no time cap stopped it
+        assert metrics["training_steps"] == metrics["training_max_steps"] == 6
+        assert metrics["training_hit_time_cap"] is False
         assert len((run / "samples.csv").read_text().splitlines()) == 61
         assert (run / "train/logs/metrics.csv").is_file()
         assert (workdir / f"logs/molecules/moses/{model}/seed0/train.log").is_file()

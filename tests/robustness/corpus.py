@@ -104,6 +104,7 @@ def build_workspace(ws: Path) -> Path:
 
     data_dir = prepared(prep, n=40)
     state = seq_domain.fit_state(data_dir, seq_spec, seq_cfg)
+    shutil.move(data_dir, ws / "seqdata")
     shutil.rmtree(prep)
     save(ws / "seq.ckpt", "seq-arm", "sequences", dataclasses.asdict(seq_cfg), state)
 
@@ -140,6 +141,7 @@ def build_workspace(ws: Path) -> Path:
     whole = (ws / "seqs.dgmz").read_bytes()
     (ws / "truncated.dgmz").write_bytes(whole[: len(whole) // 2])
     (ws / "binary.fasta").write_bytes(os.urandom(256))
+    (ws / "empty.fasta").write_text("")
     (ws / "bad_letters.fasta").write_text(">s1\nACGTJJJJZZZ\n")
     (ws / "nan_clip.yaml").write_text("train: {grad_clip: .nan}\n")
     (ws / "bad.yaml").write_text("train: {batch_size: [\n")
@@ -339,6 +341,43 @@ CASES: list[Case] = [
                                             "--episode-steps", "1000000"), ("--yes",), timeout=60),
     Case("simulate-huge", "hang", ("simulate", "--raw", "{ws}/adir", "--out", "{ws}/md", "--nanoseconds", "1e9"),
          ("--nanoseconds",), timeout=60),
+    # --- more of the same classes, across the domains ---------------------------------------------
+    Case("sequences-evaluate-empty-fasta", "error", ("evaluate", "--domain", "sequences", "--samples",
+                                                     "{ws}/empty.fasta", "--reference", "{ws}/seqdata", "--out",
+                                                     "{ws}/m.json"), ("empty.fasta",)),
+    Case("sequences-evaluate-no-prepared-data", "error",
+         ("evaluate", "--domain", "sequences", "--samples", "{ws}/seqs.fasta", "--reference", "{ws}/adir", "--out",
+          "{ws}/m.json"), ("adir",)),
+    Case("sample-sequence-model-wrong-suffix", "error",
+         ("sample", "--checkpoint", "{ws}/seq.ckpt", "-n", "3", "--out", "{ws}/o.csv", "--device", "cpu"),
+         ("--out", "o.csv")),
+    Case("sample-option-of-another-domain", "error", (*SAMPLE, "--out", "{ws}/o.csv", "--label", "Firmicutes"),
+         ("--label",)),
+    Case("sample-zero-threads", "error", (*SAMPLE[:-1], "0", "--out", "{ws}/o.csv"), ("--threads",)),
+    Case("likelihood-empty-fasta", "error",
+         ("likelihood", "--checkpoint", "{ws}/seq.ckpt", "--fasta", "{ws}/empty.fasta", "--out", "{ws}/o.json",
+          "--device", "cpu"), ("empty.fasta",)),
+    Case("compress-binary-input", "error",
+         ("compress", "--checkpoint", "{ws}/seq.ckpt", "--input", "{ws}/binary.fasta", "--out", "{ws}/o.dgmz",
+          "--device", "cpu"), ("binary.fasta",)),
+    Case("decompress-out-is-a-folder", "error",
+         ("decompress", "--checkpoint", "{ws}/seq.ckpt", "--input", "{ws}/seqs.dgmz", "--out", "{ws}/adir",
+          "--device", "cpu"), ("--out", "adir")),
+    Case("rollout-molecule-checkpoint", "error", ("rollout", "--checkpoint", "{ws}/arm.ckpt", "--episodes", "1",
+                                                  "--out", "{ws}/r.json", "--device", "cpu"), ("arm.ckpt",)),
+    Case("rollout-no-policy", "error", ("rollout", "--out", "{ws}/r.json"), ("--checkpoint", "--baseline")),
+    Case("prepare-sequences-missing-raw", "error", ("prepare", "16s-v4", "--raw", "{ws}/nope", "--out", "{ws}/p"),
+         ("nope",)),
+    Case("fetch-unknown-dataset", "error", ("fetch", "nosuch", "--out", "{ws}/f"), ("nosuch",)),
+    Case("train-devices-garbage", "error", _train("{ws}/m.ckpt", _with('{"devices": "abc"}')), ("devices",)),
+    Case("train-inline-config-not-json", "error", _train("{ws}/m.ckpt", '{"train": '), ("inline config",)),
+    Case("report-input-missing", "error", ("report", "--results", "{ws}/adir", "--out", "{ws}/r.html", "--input",
+                                           "structures/qm9-3d/data_row={ws}/nope.json"), ("nope.json",)),
+    Case("evaluate-trajectories-not-a-dataset", "error",
+         ("evaluate", "--domain", "trajectories", "--samples", "{ws}/samples.csv", "--reference", "{ws}/mol",
+          "--out", "{ws}/m.json"), ("mol",)),
+    Case("simulate-missing-raw", "lost", ("simulate", "--raw", "{ws}/adir", "--out", "{ws}/md", "--nanoseconds",
+                                          "0.001"), ("adir",)),
     Case("simulate-negative", "error", ("simulate", "--raw", "{ws}/adir", "--out", "{ws}/md", "--nanoseconds", "-1"),
          ("--nanoseconds",)),
 ]

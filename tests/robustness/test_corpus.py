@@ -29,4 +29,4 @@ def test_case(case, outcomes):
 
 def test_corpus_covers_every_class():
     assert {c.klass for c in CASES} == {"security", "lost", "error", "silent", "hang"}
-    assert len(CASES) >= 60
+    assert len(CASES) >= 80

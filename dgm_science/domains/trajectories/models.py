@@ -25,7 +25,7 @@ class MazeDiffuserConfig:
 
     horizon: int | None = bounded(None, minimum=2)
     dim: int = bounded(32, minimum=1)
-    dim_mults: list[int] = dataclasses.field(default_factory=lambda: [1, 4, 8])
+    dim_mults: list[int] = bounded([1, 4, 8], minimum=1)
     diffusion_steps: int = bounded(64, minimum=1)
     sampling_steps: int | None = bounded(None, minimum=1)
     prediction: str = bounded("sample", choices=("sample", "epsilon"))
