@@ -287,8 +287,10 @@ def train(
     log.info("%s: %d parameters, %d training / %d validation examples", model_name, n_params, len(train_set),
              len(val_set))
     start = time.perf_counter()
+    run = {"model": model_name, "config": {"model": as_dict(config.model), "train": as_dict(cfg)}, "seed": seed,
+           "data": str(Path(data_dir).resolve())}  # what a resumable checkpoint must match
     result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress, seed=seed,
-                 fresh=fresh)
+                 fresh=fresh, run=run)
     wall = time.perf_counter() - start
     examples = result["global_step"] * cfg.batch_size * result["world_size"]
     info = {

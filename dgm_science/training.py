@@ -63,11 +63,13 @@ class GenerativeLightningModule(L.LightningModule):
     different numbers for their different examples, and 2 ranks with batch B/2 draw for each half
     what one process accumulating the two halves draws."""
 
-    def __init__(self, model: GenerativeModel, train_config: TrainConfig, seed: int = 0) -> None:
+    def __init__(self, model: GenerativeModel, train_config: TrainConfig, seed: int = 0,
+                 run: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.model = model
         self.train_config = train_config
         self.seed = seed
+        self.run = run
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         accumulate = self.trainer.accumulate_grad_batches
@@ -99,6 +101,8 @@ class GenerativeLightningModule(L.LightningModule):
         log back to them and logs the later steps, which it trains again, once more."""
         if isinstance(self.logger, ResumableCSVLogger):
             checkpoint[LOG_ROWS_KEY] = self.logger.flush()
+        if self.run is not None:
+            checkpoint[RUN_KEY] = self.run
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         nll = -self.model.log_prob(batch)
@@ -169,6 +173,7 @@ class KeepBest(L.Callback):
 
 
 LOG_ROWS_KEY = "dgm_log_rows"  # in last.ckpt: rows of metrics.csv written when it was saved
+RUN_KEY = "dgm_run"  # in last.ckpt: what the run trains (model, its model / train config, seed, data)
 
 
 class _LogWriter(ExperimentWriter):
@@ -418,10 +423,14 @@ def fit(
     accumulate_grad_batches: int = 1,
     callbacks: list[L.Callback] | None = None,
     fresh: bool = False,
+    run: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train, resuming from ``work_dir/checkpoints/last.ckpt`` if a killed run left one (exactly: see
     the module docstring); ``fresh``: move such a file aside to ``last.ckpt.ignored`` and start anew.
-    A ``last.ckpt`` that is corrupt or would run code when loaded raises CheckpointError.
+    A ``last.ckpt`` that is corrupt or would run code when loaded raises CheckpointError. ``run``
+    (plain data: the model, its config, seed, data) is stored in ``last.ckpt``; one written by a run
+    with another ``run`` (e.g. Snakemake retraining after a config change) is moved aside, not
+    resumed.
 
     ``hit_time_cap`` in the result: training stopped at ``max_time_minutes`` before ``max_steps``.
 
@@ -434,20 +443,28 @@ def fit(
         raise ValueError("the training and validation loaders must both shard across ranks themselves or both not")
     check_slurm_tasks(cfg)
     last = work_dir / "checkpoints" / "last.ckpt"
+    keep_log_rows = None
+    if not fresh and last.is_file():
+        payload = verify_resume_checkpoint(last)
+        previous = payload.get(RUN_KEY)
+        if run is not None and previous is not None and previous != run:
+            changed = sorted(k for k in {*previous, *run} if previous.get(k) != run.get(k))
+            log.warning("%s is of a run with another %s: not resumed; training starts afresh", last,
+                        ", ".join(changed))
+            fresh = True
+        else:
+            # rows of the CSV log written when it was saved; a checkpoint of an older version of this
+            # code did not record them: keep the rows of the steps before it
+            keep_log_rows = int(payload.get(LOG_ROWS_KEY, -int(payload["global_step"])))
+        del payload
     if fresh and last.is_file() and rank_zero_only.rank == 0:  # ranks started together (srun) must not race
         aside = last.with_name(last.name + ".ignored")
         os.replace(last, aside)
         log.info("fresh start: moved %s aside to %s", last, aside)
-    resume = str(last) if last.is_file() and not fresh else None
-    keep_log_rows = None
+    resume = str(last) if not fresh and last.is_file() else None
     if resume:
-        payload = verify_resume_checkpoint(last)
-        # rows of the CSV log written when it was saved; a checkpoint of an older version of this
-        # code did not record them: keep the rows of the steps before it
-        keep_log_rows = int(payload.get(LOG_ROWS_KEY, -int(payload["global_step"])))
-        del payload
         log.info("resuming from %s", resume)
-    module = GenerativeLightningModule(model, cfg, seed=seed)
+    module = GenerativeLightningModule(model, cfg, seed=seed, run=run)
     keep_best = KeepBest() if cfg.keep_best else None
     trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards.pop(),
                            extra_callbacks=[*(callbacks or []), *([keep_best] if keep_best else [])],

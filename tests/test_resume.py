@@ -211,8 +211,28 @@ def test_a_truncated_last_checkpoint_fails_clearly_and_fresh_starts_over(planted
     rows = list(csv.DictReader(open(out.parent / "train/logs/metrics.csv")))
     assert [int(r["step"]) for r in rows if r["train/loss"]] == [0, 1, 2]  # a fresh log
     assert checkpoint.load(out)["info"]["global_step"] == 3
-    resumed = api.train("smiles-arm", data, _tiny(4), seed=0, out=out)  # the new last.ckpt resumes
-    assert resumed["resumed_from"] == str(last) and resumed["global_step"] == 4
+    resumed = api.train("smiles-arm", data, _tiny(3), seed=0, out=out)  # the new last.ckpt resumes (done)
+    assert resumed["resumed_from"] == str(last) and resumed["global_step"] == 3
+
+
+def test_a_checkpoint_of_another_config_is_not_resumed(planted, one_thread, caplog):
+    """Snakemake retrains a model whose config changed; its old last.ckpt (a finished run of the
+    old config) must not be resumed: that would train the new config from the old run's step."""
+    from dgm_science import api
+
+    data, out, last = planted
+    api.train("smiles-arm", data, _tiny(4), seed=0, out=out)
+    old = last.read_bytes()
+    info = api.train("smiles-arm", data, _tiny(3, lr=0.002), seed=0, out=out)
+    assert info["resumed_from"] is None and info["global_step"] == 3
+    assert "another config: not resumed" in caplog.text
+    assert last.with_name("last.ckpt.ignored").read_bytes() == old  # kept, moved aside
+    rows = list(csv.DictReader(open(out.parent / "train/logs/metrics.csv")))
+    assert [int(r["step"]) for r in rows if r["train/loss"]] == [0, 1, 2]
+    other_seed = api.train("smiles-arm", data, _tiny(3, lr=0.002), seed=1, out=out)
+    assert other_seed["resumed_from"] is None
+    same = api.train("smiles-arm", data, _tiny(3, lr=0.002), seed=1, out=out)
+    assert same["resumed_from"] == str(last)
 
 
 def test_max_time_minutes_is_a_cap_that_says_it_stopped_the_run(planted, one_thread):
