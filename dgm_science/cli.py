@@ -136,7 +136,8 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                     help="output checkpoint (self-describing .ckpt); Lightning's resumable checkpoints and logs go "
                          "to the train/ folder beside it")
     p.add_argument("--fresh", action="store_true",
-                   help="start from step 0, ignoring (and replacing) the resumable checkpoint a killed run left")
+                   help="start from step 0, moving the resumable checkpoint a killed run left aside (to "
+                        "train/checkpoints/last.ckpt.ignored)")
     p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
 
 

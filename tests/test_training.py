@@ -35,10 +35,13 @@ def test_train_logs_loss_per_step_and_resumes(tmp_path, moses_smiles):
     losses = [float(r["train/loss"]) for r in rows if r.get("train/loss")]
     assert len(losses) == 8 and all(torch.isfinite(torch.tensor(losses)))
     assert any(r.get("val/nll") for r in rows)
-    # A killed run leaves last.ckpt; running again with a larger budget continues from step 8.
+    # last.ckpt stays; the same config resumes from it (nothing left to train), another budget is
+    # another run (its learning-rate schedule differs from step 0) and starts afresh
     assert (tmp_path / "run/train/checkpoints/last.ckpt").is_file()
+    again = api.train("smiles-arm", data, _config(8), seed=0, out=out)
+    assert again["resumed_from"] is not None and again["global_step"] == 8
     second = api.train("smiles-arm", data, _config(12), seed=0, out=out)
-    assert second["resumed_from"] is not None and second["global_step"] == 12
+    assert second["resumed_from"] is None and second["global_step"] == 12
     payload = checkpoint.load(out)
     assert payload["info"]["global_step"] == 12 and payload["model"] == "smiles-arm"
     assert payload["domain_state"]["tokenizer"]["kind"] == "smiles"
