@@ -447,7 +447,11 @@ def fit(
     if not fresh and last.is_file():
         payload = verify_resume_checkpoint(last)
         previous = payload.get(RUN_KEY)
-        if run is not None and previous is not None and previous != run:
+        if run is not None and previous is None:  # an older dgm-science: what it trained is unknown
+            log.warning("%s does not record what it trains (an older dgm-science wrote it): not resumed; "
+                        "training starts afresh", last)
+            fresh = True
+        elif run is not None and previous != run:
             changed = sorted(k for k in {*previous, *run} if previous.get(k) != run.get(k))
             log.warning("%s is of a run with another %s: not resumed; training starts afresh", last,
                         ", ".join(changed))
