@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import os
 import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from dgm_science.cli import training_budget
 from dgm_science.commands import check_paths, json_safe, output_argument
 from dgm_science.report import run_scale
 from dgm_science.utils import all_or_nothing, atomic_dir, atomic_path, remove_stale_temps
+from tests.robustness.corpus import _dead_pid
 
 
 def write(path: Path, text: str, **kwargs) -> None:
@@ -59,12 +59,6 @@ def test_durable_progress_survives_a_failure(tmp_path):
         raise KeyboardInterrupt
     assert (tmp_path / "chunk_000001.chk").read_text() == "progress"
     assert not (tmp_path / "trajectory.dcd").exists()
-
-
-def _dead_pid() -> int:
-    proc = subprocess.Popen(["true"])
-    proc.wait()
-    return proc.pid
 
 
 def test_temp_files_of_killed_runs_are_removed_by_the_next_write(tmp_path):
