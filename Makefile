@@ -15,13 +15,16 @@ setup: $(STAMP)
 
 # CPU machines get the CPU build of torch first (a bare requirement would pull a multi-GB CUDA
 # build); machines with an NVIDIA driver get the CUDA build.
-$(STAMP): pyproject.toml envs/requirements-cpu.txt envs/requirements-cuda.txt
+# Either way, envs/requirements-nodeps.txt follows with --no-deps (guacamol: its wheel pins a second RDKit).
+$(STAMP): pyproject.toml envs/requirements-cpu.txt envs/requirements-cuda.txt envs/requirements-nodeps.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1; then \
-	  $(PY) -m pip install --quiet -r envs/requirements-cuda.txt; \
+	  $(PY) -m pip install --quiet -r envs/requirements-cuda.txt \
+	    && $(PY) -m pip install --quiet --no-deps -r envs/requirements-nodeps.txt; \
 	else \
-	  $(PY) -m pip install --quiet torch==2.13.0 && $(PY) -m pip install --quiet -r envs/requirements-cpu.txt; \
+	  $(PY) -m pip install --quiet torch==2.13.0 && $(PY) -m pip install --quiet -r envs/requirements-cpu.txt \
+	    && $(PY) -m pip install --quiet --no-deps -r envs/requirements-nodeps.txt; \
 	fi
 	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)

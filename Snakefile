@@ -30,6 +30,7 @@ include: "workflows/rules/molecules.smk"
 include: "workflows/rules/structures.smk"
 include: "workflows/rules/sequences.smk"
 include: "workflows/rules/trajectories.smk"
+include: "workflows/rules/design.smk"
 include: "workflows/rules/report.smk"
 
 

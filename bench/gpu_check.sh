@@ -6,6 +6,7 @@
 #   bench/gpu_check.sh prepare        # paper.yaml + paper-smoke overlay to the report (prepares the data)
 #   bench/gpu_check.sh molecules      # 8 models x SECONDS_PER_MODEL s of bf16 training + sampling
 #   bench/gpu_check.sh structures | sequences | trajectories
+#   bench/gpu_check.sh design         # a 10,000-call REINVENT / screening / Graph GA task on the shipped prior
 #   bench/gpu_check.sh all            # every step in turn
 #
 # Each model step checks that the loss falls and that samples decode; a failed check fails the step.
@@ -24,13 +25,16 @@ step() {
     molecules | structures | sequences | trajectories)
       timeout "$STEP_LIMIT" "$PY" bench/gpu_check.py --domain "$1" --resources "$WORK/resources" \
         --seconds "$SECONDS_PER_MODEL" ;;
-    *) echo "unknown step '$1': prepare, molecules, structures, sequences, trajectories or all" >&2; exit 2 ;;
+    design)
+      timeout "$STEP_LIMIT" "$PY" bench/bench_design.py --only task --budget 10000 --threads 8 \
+        --out bench/results/gpu_design.json ;;
+    *) echo "unknown step '$1': prepare, molecules, structures, sequences, trajectories, design or all" >&2; exit 2 ;;
   esac
 }
 
 nvidia-smi -L || echo "warning: nvidia-smi found no GPU; the checks run on $("$PY" -c 'import torch; print("cuda" if torch.cuda.is_available() else "cpu")')" >&2
 if [ "${1:-all}" = all ]; then
-  for s in prepare molecules structures sequences trajectories; do step "$s"; done
+  for s in prepare molecules structures sequences trajectories design; do step "$s"; done
 else
   step "$1"
 fi

@@ -99,6 +99,16 @@ def test_pipeline_runs_end_to_end(workdir):
         assert (run / "samples.minari/data/main_data.hdf5").is_file() and (run / "plans.png").is_file()
         rollout = json.loads((run / "rollout.json").read_text())
         assert rollout["episodes"] == 3 and 0 <= rollout["success_rate"] <= 1 and rollout["plan_calls"] >= 6
+    assert "Goal-directed design" in report and "REINVENT (PMO, 10,000 calls)" in report
+    for objective in ("celecoxib_rediscovery", "celecoxib_analogue"):
+        for method in ("reinvent", "screening", "graph-ga"):
+            run = workdir / f"results/design/{objective}/{method}/seed0"
+            summary = json.loads((run / "summary.json").read_text())
+            assert summary["calls"] == 30 and summary["method"] == method
+            assert summary["prior"]["path"] == "results/molecules/moses/smiles-arm/seed0/model.ckpt"
+            assert len((run / "best.csv").read_text().splitlines()) == 11
+    assert json.loads((workdir / "results/design/celecoxib_rediscovery/reinvent/seed0/summary.json").read_text())[
+        "task"] == "celecoxib_rediscovery"
 
 
 def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):

@@ -19,7 +19,7 @@ PROFILE = ROOT / "workflows/profiles/slurm/config.yaml"
 PAPER = "workflows/config/paper.yaml"
 RULE_FILES = sorted((ROOT / "workflows/rules").glob("*.smk"))
 # `dgm` subcommands that load a trained model: their rules must run on a GPU under the profile.
-MODEL_COMMAND = re.compile(r"\bdgm (train|sample|likelihood|compress|rollout --checkpoint)\b")
+MODEL_COMMAND = re.compile(r"\bdgm (train|sample|likelihood|compress|optimize|decorate|rollout --checkpoint)\b")
 
 
 def snakemake(*args: str) -> subprocess.CompletedProcess:
@@ -164,6 +164,9 @@ def schema_keys() -> tuple[set[str], set[tuple[str, str]]]:
         if domain == "seeds":
             continue
         keys.add(domain)
+        if domain == "design":  # a block of its own, not a domain of datasets
+            walk(node, domain)
+            continue
         datasets = node["properties"]
         shared = len({ref["$ref"] for ref in datasets.values()}) == 1
         for dataset, ref in datasets.items():

@@ -3,8 +3,9 @@ and over real vector sequences (a Gaussian mixture per step)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +88,124 @@ class AutoregressiveModel(GenerativeModel):
             if bool(finished.all()):
                 return tokens[:, : t + 1]
         return tokens
+
+    @torch.no_grad()
+    def sample_template(
+        self,
+        n: int,
+        template: Sequence[int | Slot],
+        grammar: SlotGrammar,
+        *,
+        generator: torch.Generator | None = None,
+        condition: torch.Tensor | None = None,
+        temperature: float | None = None,
+        max_length: int | None = None,
+    ) -> torch.Tensor:
+        """Template-constrained ancestral sampling with the key/value cache: (n, L) token ids laid out
+        as :meth:`sample`'s. The template's token ids are forced in order; each :class:`Slot` is
+        sampled from p(x_t | x_<t) restricted to the tokens the slot and ``grammar`` allow
+        (renormalised; logits divided by ``temperature``), and ends when its ``end`` is drawn at
+        depth 0 with a ``content`` token written and no ``paired`` token left open. <eos> follows
+        the template unless its last slot ends with it. A row that reaches ``max_length`` first has
+        no <eos> (an invalid sample, as in :meth:`sample`)."""
+        if n <= 0:
+            raise ValueError(f"number of samples must be positive, got {n}")
+        temperature = self.temperature if temperature is None else temperature
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        program = list(template)
+        if not program or not (isinstance(program[-1], Slot) and program[-1].end == self.eos_id
+                               or program[-1] == self.eos_id):
+            program.append(self.eos_id)
+        max_length = max_length or self.network.max_length
+        device = self.network.head.weight.device
+        vocabulary = self.network.head.out_features
+        slots = [p for p in program if isinstance(p, Slot)]
+        forced = torch.tensor([-1 if isinstance(p, Slot) else int(p) for p in program], device=device)
+        slot_of = torch.tensor([slots.index(p) if isinstance(p, Slot) else -1 for p in program], device=device)
+        slot_end = torch.tensor([s.end for s in slots] or [self.eos_id], device=device)
+        slot_allowed = torch.ones(max(len(slots), 1), vocabulary, dtype=torch.bool, device=device)
+        for i, s in enumerate(slots):
+            slot_allowed[i, [*s.forbidden, self.pad_id, self.bos_id]] = False
+            slot_allowed[i, self.eos_id] = s.end == self.eos_id
+        is_content = torch.zeros(vocabulary, dtype=torch.bool, device=device)
+        is_content[list(grammar.content)] = True
+        pair_column = torch.full((vocabulary,), -1, dtype=torch.long, device=device)
+        pair_column[list(grammar.paired)] = torch.arange(len(grammar.paired), device=device)
+        rows = torch.arange(n, device=device)
+
+        tokens = torch.full((n, max_length), self.pad_id, dtype=torch.long, device=device)
+        tokens[:, 0] = self.bos_id
+        position = torch.zeros(n, dtype=torch.long, device=device)
+        depth = torch.zeros(n, dtype=torch.long, device=device)
+        content = torch.zeros(n, dtype=torch.long, device=device)
+        paired_open = torch.zeros(n, len(grammar.paired), dtype=torch.bool, device=device)
+        finished = torch.zeros(n, dtype=torch.bool, device=device)
+        cache = self.network.new_cache(n, self.network.head.weight)
+        for t in range(1, max_length):
+            logits = self.network.step(tokens[:, t - 1], cache, condition)
+            here = position.clamp(max=len(program) - 1)
+            in_slot = (slot_of[here] >= 0) & ~finished
+            slot = slot_of[here].clamp(min=0)
+            end = slot_end[slot]
+            may_end = (depth == 0) & ((content > 0) | (not grammar.content)) & ~paired_open.any(1)
+            allowed = slot_allowed[slot].clone()
+            allowed[rows, end] &= may_end
+            if grammar.close_id is not None:  # closes a bracket the slot opened, or is the slot's end
+                closes = (depth > 0) | ((end == grammar.close_id) & may_end)
+                allowed[:, grammar.close_id] = slot_allowed[slot, grammar.close_id] & closes
+            if grammar.before_content:
+                allowed[:, list(grammar.before_content)] &= (content > 0).unsqueeze(1)
+            allowed |= ~in_slot.unsqueeze(1)
+            probs = torch.softmax(logits.float().masked_fill(~allowed, -math.inf) / temperature, dim=-1)
+            drawn = torch.multinomial(probs, 1, generator=generator).squeeze(1)
+            nxt = torch.where(in_slot, drawn, forced[here])
+            nxt = torch.where(finished, torch.full_like(nxt, self.pad_id), nxt)
+            tokens[:, t] = nxt
+            ends = in_slot & (nxt == end) & (depth == 0)
+            if grammar.open_id is not None:
+                depth = depth + (in_slot & (nxt == grammar.open_id)).long()
+            if grammar.close_id is not None:
+                depth = depth - (in_slot & ~ends & (nxt == grammar.close_id) & (depth > 0)).long()
+            column = pair_column[nxt]
+            toggle = in_slot & (column >= 0)
+            paired_open[rows[toggle], column[toggle]] ^= True
+            content = content + (in_slot & is_content[nxt]).long()
+            depth, content = depth.masked_fill(ends, 0), content.masked_fill(ends, 0)
+            paired_open[ends] = False
+            position = position + ((~in_slot | ends) & ~finished).long()
+            finished |= nxt == self.eos_id
+            if bool(finished.all()):
+                return tokens[:, : t + 1]
+        return tokens
+
+
+@dataclasses.dataclass(frozen=True)
+class Slot:
+    """A free stretch of a token template (:meth:`AutoregressiveModel.sample_template`): the model
+    writes it until it emits ``end`` at nesting depth 0 (``end`` is part of the output: the closing
+    bracket of a branch, or <eos> for a slot that ends the sequence); ``forbidden`` ids are never
+    drawn in it."""
+
+    end: int
+    forbidden: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotGrammar:
+    """The token classes a slot's constraints need. ``open_id`` / ``close_id`` nest: a slot ends
+    only at depth 0, and a ``close_id`` that is not the slot's end only closes a bracket the slot
+    opened. ``paired`` ids come in pairs (a second occurrence closes the first, as SMILES ring-bond
+    digits do): every pair opened in a slot is closed before it ends. ``content`` ids: a slot holds
+    at least one before it ends (e.g. the atoms of a SMILES). ``before_content``: ids a slot may
+    not write before its first content token (in SMILES: a ring-bond digit or a double bond there
+    would bond the atom before the slot)."""
+
+    open_id: int | None = None
+    close_id: int | None = None
+    paired: tuple[int, ...] = ()
+    content: tuple[int, ...] = ()
+    before_content: tuple[int, ...] = ()
 
 
 class MixtureAutoregressive(GenerativeModel):

@@ -64,6 +64,47 @@ class CategoricalGraphs:
         return self.nodes.shape[0]
 
 
+INPAINTING_CLAMPS = ("clean", "noised")
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphInpainting:
+    """Entries of G_0 fixed while sampling: graphs that contain a given subgraph (inpainting).
+
+    ``nodes: (N,)`` long node classes with ``node_known: (N,)`` bool, and ``edges: (N, N)`` long edge
+    classes with ``edge_known: (N, N)`` bool (both symmetric), over the model's N node slots; one
+    pattern for every sample. A known edge to a slot that is padding in a sample is ignored there.
+    ``min_nodes``: sizes are drawn from P(n | n >= min_nodes); every known node's index must be
+    below it, so that it is a real node of every sample. ``clamp`` is how known entries enter the
+    chain at t >= 1 (see :meth:`DiscreteGraphDiffusion.sample`): "clean" (x_0 itself) or "noised"
+    (a draw of q(x_t | x_0), RePaint). Either way G_0 holds the known entries exactly.
+    """
+
+    nodes: torch.Tensor
+    node_known: torch.Tensor
+    edges: torch.Tensor
+    edge_known: torch.Tensor
+    min_nodes: int
+    clamp: str = "clean"
+
+    def __post_init__(self) -> None:
+        n = self.nodes.shape[0]
+        if self.nodes.shape != (n,) or self.node_known.shape != (n,):
+            raise ValueError(f"inpainting nodes and node_known must be (N,), got {tuple(self.nodes.shape)}, "
+                             f"{tuple(self.node_known.shape)}")
+        if self.edges.shape != (n, n) or self.edge_known.shape != (n, n):
+            raise ValueError(f"inpainting edges and edge_known must be ({n}, {n}), got {tuple(self.edges.shape)}, "
+                             f"{tuple(self.edge_known.shape)}")
+        if not (torch.equal(self.edges, self.edges.T) and torch.equal(self.edge_known, self.edge_known.T)):
+            raise ValueError("inpainting edges and edge_known must be symmetric")
+        if not 1 <= self.min_nodes <= n:
+            raise ValueError(f"inpainting min_nodes must be in 1..{n}, got {self.min_nodes}")
+        if bool(self.node_known[self.min_nodes:].any()):
+            raise ValueError(f"known nodes must have indices below min_nodes={self.min_nodes}")
+        if self.clamp not in INPAINTING_CLAMPS:
+            raise ValueError(f"inpainting clamp must be one of {', '.join(INPAINTING_CLAMPS)}, got {self.clamp!r}")
+
+
 class GraphCodec(Protocol):
     """Maps a domain's batch to class indices and back (``CategoricalGraphs`` in both directions)."""
 
@@ -329,9 +370,31 @@ class DiscreteGraphDiffusion(GenerativeModel):
 
     # -- sampling --------------------------------------------------------------------------------
 
-    def sample_num_nodes(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Node counts n ~ P(n): (n,) long."""
-        return sample_categorical(self.num_nodes_distribution.expand(n, -1), generator)
+    def sample_num_nodes(self, n: int, generator: torch.Generator | None = None, minimum: int = 0) -> torch.Tensor:
+        """Node counts n ~ P(n), or ~ P(n | n >= ``minimum``): (n,) long."""
+        if minimum <= 0:
+            return sample_categorical(self.num_nodes_distribution.expand(n, -1), generator)
+        restricted = self.num_nodes_distribution.clone()
+        restricted[:minimum] = 0
+        if not restricted.sum() > 0:
+            raise ValueError(f"the size distribution P(n) has no mass at n >= {minimum}")
+        return sample_categorical(restricted.expand(n, -1), generator)
+
+    def _clamp_known(self, graphs: CategoricalGraphs, inpaint: GraphInpainting, t: int,
+                     generator: torch.Generator | None = None) -> CategoricalGraphs:
+        """G_t with its known entries replaced: by a draw of q(x_t | x_0 = known) (``clamp`` "noised";
+        D3PM eq. 2) or by x_0 (``clamp`` "clean"). At t = 0 both are x_0 (Qbar_0 = I)."""
+        b, n = graphs.nodes.shape
+        mask, pair = graphs.node_mask, _pair_mask(graphs.node_mask)
+        known_nodes = inpaint.nodes.to(mask.device).expand(b, n)
+        known_edges = inpaint.edges.to(mask.device).expand(b, n, n)
+        if inpaint.clamp == "noised" and t > 0:
+            x0 = CategoricalGraphs(known_nodes, known_edges, torch.ones_like(mask))
+            drawn = self.noise(x0, torch.full((b,), t, dtype=torch.long, device=mask.device), generator)
+            known_nodes, known_edges = drawn.nodes, drawn.edges
+        nodes = torch.where(inpaint.node_known.to(mask.device) & mask, known_nodes, graphs.nodes)
+        edges = torch.where(inpaint.edge_known.to(mask.device) & pair, known_edges, graphs.edges)
+        return CategoricalGraphs(nodes, edges, mask)
 
     @torch.no_grad()
     def sample(
@@ -341,21 +404,36 @@ class DiscreteGraphDiffusion(GenerativeModel):
         generator: torch.Generator | None = None,
         condition: torch.Tensor | None = None,
         temperature: float = 1.0,
+        inpaint: GraphInpainting | None = None,
     ) -> Any:
         """Ancestral sampling: n ~ P(n), G_T ~ prod m, then G_{t-1} ~ p(G_{t-1} | G_t) for t = T..1
-        with the denoiser's logits divided by ``temperature``; returns ``codec.decode`` of G_0."""
+        with the denoiser's logits divided by ``temperature``; returns ``codec.decode`` of G_0.
+
+        ``inpaint``: graphs that contain known entries (a scaffold). n ~ P(n | n >= min_nodes), and
+        after every step the known entries of G_{t-1} (and of G_T) are replaced, the free entries
+        keeping their draw from p(G_{t-1} | G_t), so G_0 holds the known entries exactly. ``clamp``
+        "clean" puts x_0 itself there: the denoiser sees the known entries from the first step, in
+        an input unlike its training inputs (clean entries beside noisy ones). "noised" puts a draw
+        of q(x_{t-1} | x_0 = known) there, RePaint's replacement (Lugmayr et al., CVPR 2022, eq. 8)
+        for the discrete chain: every entry has the marginal the denoiser was trained on, and the
+        known entries inform the free ones only as their noise falls. Without ``inpaint`` the
+        draws are those of plain sampling (same generator, same graphs)."""
         if n <= 0:
             raise ValueError(f"number of samples must be positive, got {n}")
         if condition is not None:
             raise ValueError("DiscreteGraphDiffusion is unconditional: condition must be None")
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
+        if inpaint is not None and inpaint.nodes.shape[0] != self.max_nodes:
+            raise ValueError(f"inpainting covers {inpaint.nodes.shape[0]} node slots, the model has {self.max_nodes}")
         device = self._device()
-        sizes = self.sample_num_nodes(n, generator)
+        sizes = self.sample_num_nodes(n, generator, minimum=0 if inpaint is None else inpaint.min_nodes)
         mask = torch.arange(self.max_nodes, device=device) < sizes.unsqueeze(1)
         node_m, edge_m = self.node_transition.marginals, self.edge_transition.marginals
         graphs = self._sample_graph(node_m.expand(n, self.max_nodes, -1),
                                     edge_m.expand(n, self.max_nodes, self.max_nodes, -1), mask, generator)
+        if inpaint is not None:
+            graphs = self._clamp_known(graphs, inpaint, self.steps, generator)
         for step in range(self.steps, 0, -1):
             t = torch.full((n,), step, dtype=torch.long, device=device)
             node_logits, edge_logits = self.predict(graphs, t)
@@ -363,6 +441,8 @@ class DiscreteGraphDiffusion(GenerativeModel):
             node_probs = self.node_transition.reverse_probs(nodes, (node_logits.float() / temperature).softmax(-1), t)
             edge_probs = self.edge_transition.reverse_probs(edges, (edge_logits.float() / temperature).softmax(-1), t)
             graphs = self._sample_graph(node_probs, edge_probs, mask, generator)
+            if inpaint is not None:
+                graphs = self._clamp_known(graphs, inpaint, step - 1, generator)
         return self.codec.decode(graphs)
 
 

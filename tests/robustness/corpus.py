@@ -145,6 +145,8 @@ def build_workspace(ws: Path) -> Path:
     (ws / "bad_letters.fasta").write_text(">s1\nACGTJJJJZZZ\n")
     (ws / "nan_clip.yaml").write_text("train: {grad_clip: .nan}\n")
     (ws / "bad.yaml").write_text("train: {batch_size: [\n")
+    (ws / "objective.yaml").write_text("name: ok\ncomponents:\n  - {type: qed}\n")
+    (ws / "unknown_component.yaml").write_text("name: x\ncomponents:\n  - {type: potency, weight: 1}\n")
     for name, content in [("corrupt", b"\x00not a checkpoint"), ("planted", planted_pickle())]:
         work = ws / f"run_{name}" / "train" / "checkpoints"
         work.mkdir(parents=True)
@@ -319,6 +321,27 @@ CASES: list[Case] = [
          (*EVALUATE, "--samples", "{ws}/no_smiles_column.csv", "--out", "{ws}/m.json"), ("no_smiles_column.csv",)),
     Case("evaluate-unknown-domain", "error", ("evaluate", "--domain", "proteins", "--reference", "{ws}/mol",
                                               "--samples", "{ws}/samples.csv", "--out", "{ws}/m.json"), ("proteins",)),
+    Case("optimize-sequence-prior", "error",
+         ("optimize", "--prior", "{ws}/seq.ckpt", "--objective", "{ws}/objective.yaml", "--budget", "10", "--out",
+          "{ws}/run", "--device", "cpu"), ("seq.ckpt",)),
+    Case("optimize-unknown-component", "error",
+         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "{ws}/unknown_component.yaml", "--budget", "10",
+          "--out", "{ws}/run", "--device", "cpu"), ("unknown_component.yaml", "potency")),
+    Case("optimize-broken-yaml", "error",
+         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "{ws}/bad.yaml", "--budget", "10", "--out",
+          "{ws}/run", "--device", "cpu"), ("bad.yaml",)),
+    Case("optimize-classifier-task", "error",
+         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "pmo:drd2", "--budget", "10", "--out", "{ws}/run",
+          "--device", "cpu"), ("drd2",)),
+    Case("optimize-out-is-prior-folder", "lost",
+         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "{ws}/objective.yaml", "--budget", "10", "--out",
+          "{ws}/arm.ckpt", "--device", "cpu"), ("--out",)),
+    Case("decorate-scaffold-without-attachment", "error",
+         ("decorate", "--checkpoint", "{ws}/arm.ckpt", "--scaffold", "c1ccccc1", "-n", "5", "--out", "{ws}/d.csv",
+          "--device", "cpu"), ("--scaffold",)),
+    Case("decorate-sequence-model", "error",
+         ("decorate", "--checkpoint", "{ws}/seq.ckpt", "--scaffold", "c1ccc(*)cc1", "-n", "5", "--out",
+          "{ws}/d.csv", "--device", "cpu"), ("seq.ckpt",)),
     Case("report-bad-input-spec", "error", ("report", "--out", "{ws}/r.html", "--input", "nopath"), ("--input",)),
     Case("prepare-unknown-dataset", "error", ("prepare", "mosesx", "--raw", "{ws}/moses_bad", "--out", "{ws}/p"),
          ("mosesx",)),

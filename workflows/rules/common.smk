@@ -5,8 +5,9 @@ import os
 from dgm_science import registry
 
 SEEDS = config["seeds"]
-# The domain blocks of the (validated) config: a new domain needs no edit here.
-DOMAINS = [key for key in config if key != "seeds"]
+# The domain blocks of the (validated) config: a new domain needs no edit here. `design` is the
+# goal-directed design block (workflows/rules/design.smk), not a domain.
+DOMAINS = [key for key in config if key not in ("seeds", "design")]
 
 
 wildcard_constraints:
@@ -365,3 +366,36 @@ TRAJECTORY_EXTRAS = (
         )
     ]
 )
+
+
+# ---------------------------------------------------------------------------------------------
+# Goal-directed design (workflows/rules/design.smk)
+
+
+def design_config():
+    return config.get("design") or {}
+
+
+def design_targets(filename="summary.json"):
+    """``results/design/{objective}/{method}/seed{seed}/{filename}`` of every run of the block."""
+    block = design_config()
+    return [
+        f"results/design/{objective}/{method}/seed{seed}/{filename}"
+        for objective in block.get("objectives", {})
+        for method in block.get("methods", {})
+        for seed in block.get("seeds", [0])
+    ]
+
+
+def design_objective(wildcards):
+    return design_config()["objectives"][wildcards.objective]
+
+
+def design_objective_file(wildcards):
+    """The objective's YAML file as an input (a benchmark task is no file)."""
+    spec = design_objective(wildcards)
+    return [] if ":" in spec and not os.path.exists(spec) else [spec]
+
+
+def design_settings(wildcards):
+    return json.dumps(design_config()["methods"][wildcards.method], sort_keys=True)

