@@ -63,6 +63,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_sequences.py --dataset 16s-v4
 	$(PY) bench/bench_sequences.py --dataset swissprot
 	$(PY) bench/bench_trajectories_data.py
+	$(PY) bench/bench_design.py
 	$(PY) bench/bench_trajectories.py --dataset pointmaze-umaze
 
 clean:

@@ -105,7 +105,8 @@ def test_pipeline_runs_end_to_end(workdir):
             run = workdir / f"results/design/{objective}/{method}/seed0"
             summary = json.loads((run / "summary.json").read_text())
             assert summary["calls"] == 30 and summary["method"] == method
-            assert summary["prior"]["path"] == "results/molecules/moses/smiles-arm/seed0/model.ckpt"
+            assert summary["prior"]["path"] == "data/models/moses-smiles-arm/model.ckpt"
+            assert summary["stopped_before_budget"] is None
             assert len((run / "best.csv").read_text().splitlines()) == 11
     assert json.loads((workdir / "results/design/celecoxib_rediscovery/reinvent/seed0/summary.json").read_text())[
         "task"] == "celecoxib_rediscovery"

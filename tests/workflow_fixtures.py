@@ -18,9 +18,11 @@ DATA = ROOT / "tests" / "data"
 
 
 def copy_workflow(work: Path, *configs: Path) -> None:
-    """The Snakefile and workflows/ (rules, configs, schema, report caption) and ``configs`` into ``work``."""
+    """The Snakefile, workflows/ (rules, configs, schema, report caption), the shipped models
+    (data/models: the design rules' prior) and ``configs`` into ``work``."""
     shutil.copy(ROOT / "Snakefile", work / "Snakefile")
     shutil.copytree(ROOT / "workflows", work / "workflows")
+    shutil.copytree(ROOT / "data" / "models", work / "data" / "models")
     for config in configs:
         shutil.copy(config, work / Path(config).name)
 

@@ -210,6 +210,10 @@ def _model(model: str) -> str:
     return json.dumps(config)
 
 
+def _optimize(prior: str, objective: str, out: str = "{ws}/run") -> tuple[str, ...]:
+    return ("optimize", "--prior", prior, "--objective", objective, "--budget", "10", "--out", out, "--device", "cpu")
+
+
 SAMPLE = ("sample", "--checkpoint", "{ws}/arm.ckpt", "-n", "5", "--device", "cpu", "--threads", "1")
 EVALUATE = ("evaluate", "--domain", "molecules", "--reference", "{ws}/mol")
 
@@ -321,21 +325,13 @@ CASES: list[Case] = [
          (*EVALUATE, "--samples", "{ws}/no_smiles_column.csv", "--out", "{ws}/m.json"), ("no_smiles_column.csv",)),
     Case("evaluate-unknown-domain", "error", ("evaluate", "--domain", "proteins", "--reference", "{ws}/mol",
                                               "--samples", "{ws}/samples.csv", "--out", "{ws}/m.json"), ("proteins",)),
-    Case("optimize-sequence-prior", "error",
-         ("optimize", "--prior", "{ws}/seq.ckpt", "--objective", "{ws}/objective.yaml", "--budget", "10", "--out",
-          "{ws}/run", "--device", "cpu"), ("seq.ckpt",)),
-    Case("optimize-unknown-component", "error",
-         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "{ws}/unknown_component.yaml", "--budget", "10",
-          "--out", "{ws}/run", "--device", "cpu"), ("unknown_component.yaml", "potency")),
-    Case("optimize-broken-yaml", "error",
-         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "{ws}/bad.yaml", "--budget", "10", "--out",
-          "{ws}/run", "--device", "cpu"), ("bad.yaml",)),
-    Case("optimize-classifier-task", "error",
-         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "pmo:drd2", "--budget", "10", "--out", "{ws}/run",
-          "--device", "cpu"), ("drd2",)),
-    Case("optimize-out-is-prior-folder", "lost",
-         ("optimize", "--prior", "{ws}/arm.ckpt", "--objective", "{ws}/objective.yaml", "--budget", "10", "--out",
-          "{ws}/arm.ckpt", "--device", "cpu"), ("--out",)),
+    Case("optimize-sequence-prior", "error", _optimize("{ws}/seq.ckpt", "{ws}/objective.yaml"), ("seq.ckpt",)),
+    Case("optimize-unknown-component", "error", _optimize("{ws}/arm.ckpt", "{ws}/unknown_component.yaml"),
+         ("unknown_component.yaml", "potency")),
+    Case("optimize-broken-yaml", "error", _optimize("{ws}/arm.ckpt", "{ws}/bad.yaml"), ("bad.yaml",)),
+    Case("optimize-classifier-task", "error", _optimize("{ws}/arm.ckpt", "pmo:drd2"), ("drd2",)),
+    Case("optimize-out-is-prior-folder", "lost", _optimize("{ws}/arm.ckpt", "{ws}/objective.yaml", "{ws}/arm.ckpt"),
+         ("--out",)),
     Case("decorate-scaffold-without-attachment", "error",
          ("decorate", "--checkpoint", "{ws}/arm.ckpt", "--scaffold", "c1ccccc1", "-n", "5", "--out", "{ws}/d.csv",
           "--device", "cpu"), ("--scaffold",)),

@@ -1,5 +1,6 @@
-"""The molecules domain's part of the ``dgm`` command: ``featurize`` and ``dense``, and the
-candidate search ``dgm sample`` runs for molecule models (filters, sorting, SDF and image output)."""
+"""The molecules domain's part of the ``dgm`` command: ``featurize`` and ``dense``, the candidate
+search ``dgm sample`` runs for molecule models (filters, sorting, SDF and image output), and
+goal-directed design: ``optimize`` (``optimize.py``) and ``decorate`` (``decorate.py``)."""
 
 from __future__ import annotations
 
@@ -271,7 +272,8 @@ MAX_BUDGET = 100_000
 
 def _optimize_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", type=Path, default=None,
-                   help=f"smiles-arm checkpoint to steer (default: the shipped MOSES prior, {DEFAULT_PRIOR.parent.name})")
+                   help="smiles-arm checkpoint to steer (default: the shipped MOSES prior, "
+                        f"{DEFAULT_PRIOR.parent.name})")
     p.add_argument("--objective", required=True,
                    help="objective YAML (workflows/config/objectives/ has examples) or a benchmark task, "
                         "guacamol:<task> / pmo:<task>")

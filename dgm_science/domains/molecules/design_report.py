@@ -110,7 +110,8 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
     if not runs:
         return ""
     objectives, wins, compared = [], 0, 0
-    totals: dict[str, float] = {}
+    totals: dict[str, dict[str, float]] = {"GuacaMol score": {}, "AUC top-10": {}}
+    tasks: list[str] = []
     for objective in sorted({r["objective"] for r in runs}):
         oruns = [r for r in runs if r["objective"] == objective]
         first = oruns[0]["summary"]
@@ -122,10 +123,12 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
             cells = [bold(method) + f" (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})"]
             cells += [format_number(means[method][key], 0 if key in ("calls", "seconds") else 3) for key, _ in COLUMNS]
             table.rows.append(("ours", cells))
-            key = "guacamol_score" if first.get("guacamol_score") is not None else "top10_mean"
-            if means[method].get(key) is not None:
-                totals[method] = totals.get(method, 0.0) + means[method][key]
+            for total, key in (("GuacaMol score", "guacamol_score"), ("AUC top-10", "pmo_auc_top10")):
+                if means[method].get(key) is not None and first.get("task") is not None:
+                    totals[total][method] = totals[total].get(method, 0.0) + means[method][key]
         _published_rows(first.get("task"), table)
+        if first.get("task") is not None:
+            tasks.append(first["task"])
         if RL in means and SCREENING in means and means[RL]["pmo_auc_top10"] is not None:
             compared += 1
             wins += means[RL]["pmo_auc_top10"] > (means[SCREENING]["pmo_auc_top10"] or 0)
@@ -141,4 +144,25 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
     summary = (f"REINVENT beats screening (AUC top-10 at equal calls) on {wins} of {compared} objectives"
                if compared else None)
     return render(Path(__file__).with_name("design_report.html.j2"), objectives=objectives, summary=summary,
-                  totals={m: totals[m] for m in sorted(totals, key=_order)})
+                  totals=_totals(totals, tasks))
+
+
+def _totals(ours: dict[str, dict[str, float]], tasks: list[str]) -> list[str]:
+    """Sentences: each method's total over the benchmark tasks run, beside the published totals
+    over the same tasks (those with a published value for every task)."""
+    sources = {"GuacaMol score": ("guacamol_table2", (("smiles_lstm", "SMILES LSTM"), ("graph_ga", "Graph GA"),
+                                                      ("best_of_dataset", "best of dataset"))),
+               "AUC top-10": ("pmo_auc_top10", (("reinvent_mean", "REINVENT"), ("graph_ga_mean", "Graph GA"),
+                                                ("screening_mean", "screening")))}
+    lines = []
+    for total, methods in ours.items():
+        if not methods:
+            continue
+        text = ", ".join(f"{m} {methods[m]:.3f}" for m in sorted(methods, key=_order))
+        table, columns = sources[total]
+        rows = published(table)
+        shown = [f"{label} {sum(float(rows[t][column]) for t in tasks):.3f}" for column, label in columns
+                 if tasks and all(t in rows and rows[t].get(column) for t in tasks)]
+        published_text = f"; published over the same {len(tasks)} tasks: {', '.join(shown)}" if shown else ""
+        lines.append(f"{total} summed over the {len(tasks)} benchmark tasks run: {text}{published_text}.")
+    return lines

