@@ -481,6 +481,10 @@ def optimize(prior_path: Path | None, objective: Objective, *, method: str = "re
     loaded = api.load(prior_path, device=device) if prior_path is not None else None
     if needs_prior and loaded is None:
         raise ValueError(f"method {method} needs a prior (--prior)")
+    if objective.needs_prior and (loaded is None or loaded.typicality is None):
+        which = "" if loaded is None else f" {prior_path}: it has none"
+        raise ValueError(f"objective {objective.name!r} has a prior_ood component, which needs a prior checkpoint "
+                         f"with typicality statistics (--prior{which})")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

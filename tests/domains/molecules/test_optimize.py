@@ -219,3 +219,12 @@ def test_a_run_that_cannot_reach_its_budget_stops_and_says_so(prior, tmp_path, m
     assert 0 < summary["calls"] < 300 and 300 <= summary["proposals"] < 350
     assert "proposals" in summary["stopped_before_budget"]
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_before_budget"]
+
+
+def test_an_ood_guard_without_a_prior_to_compute_it_is_an_error_before_any_work(tmp_path):
+    objective = Objective.from_mapping({"name": "guarded", "components": [
+        {"type": "qed"}, {"type": "prior_ood", "transform": {"type": "reverse_sigmoid", "low": 2, "high": 4,
+                                                              "k": 0.5}}]}, "test")
+    with pytest.raises(ValueError, match="prior_ood component"):
+        optimize.optimize(None, objective, method="graph-ga", budget=10, seed=0, out=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
