@@ -56,6 +56,16 @@ class AutoregressiveModel(GenerativeModel):
         log_p = self._token_log_probs(batch, condition)
         return -log_p.sum() / (batch["tokens"][:, 1:] != self.pad_id).sum().clamp(min=1)
 
+    def _sampling_temperature(self, n: int, temperature: float | None) -> float:
+        """The temperature to sample ``n`` sequences at (the model's own by default); ValueError for
+        n <= 0 or a temperature <= 0."""
+        if n <= 0:
+            raise ValueError(f"number of samples must be positive, got {n}")
+        temperature = self.temperature if temperature is None else temperature
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        return temperature
+
     @torch.no_grad()
     def sample(
         self,
@@ -67,11 +77,7 @@ class AutoregressiveModel(GenerativeModel):
         max_length: int | None = None,
     ) -> torch.Tensor:
         """Ancestral sampling with a key/value cache; stops when every row has emitted <eos>."""
-        if n <= 0:
-            raise ValueError(f"number of samples must be positive, got {n}")
-        temperature = self.temperature if temperature is None else temperature
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        temperature = self._sampling_temperature(n, temperature)
         max_length = max_length or self.network.max_length
         device = self.network.head.weight.device
         tokens = torch.full((n, max_length), self.pad_id, dtype=torch.long, device=device)
@@ -108,11 +114,7 @@ class AutoregressiveModel(GenerativeModel):
         depth 0 with a ``content`` token written and no ``paired`` token left open. <eos> follows
         the template unless its last slot ends with it. A row that reaches ``max_length`` first has
         no <eos> (an invalid sample, as in :meth:`sample`)."""
-        if n <= 0:
-            raise ValueError(f"number of samples must be positive, got {n}")
-        temperature = self.temperature if temperature is None else temperature
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        temperature = self._sampling_temperature(n, temperature)
         program = list(template)
         if not program or not (isinstance(program[-1], Slot) and program[-1].end == self.eos_id
                                or program[-1] == self.eos_id):
