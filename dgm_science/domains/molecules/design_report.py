@@ -130,9 +130,10 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
         if first.get("task") is not None:
             tasks.append(first["task"])
         if RL in means and SCREENING in means and means[RL]["pmo_auc_top10"] is not None:
+            rl, screening = means[RL]["pmo_auc_top10"], means[SCREENING]["pmo_auc_top10"] or 0
             compared += 1
-            wins += means[RL]["pmo_auc_top10"] > (means[SCREENING]["pmo_auc_top10"] or 0)
-            ties += means[RL]["pmo_auc_top10"] == (means[SCREENING]["pmo_auc_top10"] or 0)
+            wins += rl > screening
+            ties += rl == screening
         best = next((r for r in sorted(oruns, key=lambda r: (_order(r["method"]), r["seed"]))
                      if (r["dir"] / "best.png").is_file()), None)
         figures = [Figure(f"{objective}: top-10 mean score against calls", _curves(objective, oruns), "curves",
