@@ -202,7 +202,7 @@ def _typical_set_statistics(
     """Typicality statistics of the trained model on the domain's held-out typical set (validation
     data), for the out-of-distribution score of samples; None where the domain has no typical set."""
     items = domain.typical_set(data_dir)
-    if items is None:
+    if items is None or model.likelihood == "none":
         return None
     if config.train.accelerator != "cpu" and torch.cuda.is_available():
         model.to("cuda")

@@ -24,7 +24,9 @@ class GenerativeModel(nn.Module):
     domain decodes.
     """
 
-    likelihood: ClassVar[Literal["exact", "bound"]] = "exact"
+    likelihood: ClassVar[Literal["exact", "bound", "unnormalized", "none"]] = "exact"
+    """What ``log_prob`` is: exact, a lower bound, unnormalised (energy-based), or absent (a model
+    with no density of x, whose ``log_prob`` raises)."""
 
     def loss(self, batch: Any) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -40,6 +42,11 @@ class GenerativeModel(nn.Module):
         condition: torch.Tensor | None = None,
     ) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """Per-example value (B,) whose mean picks the best weights on the validation set: the
+        negative log-likelihood (or -ELBO) by default."""
+        return -self.log_prob(batch)
 
     def set_training_step(self, step: int) -> None:
         """Hook the trainer calls before each optimisation step (schedules such as KL annealing)."""

@@ -56,7 +56,8 @@ def step_seed(seed: int, step: int, micro_batch: int) -> int:
 
 
 class GenerativeLightningModule(L.LightningModule):
-    """Trains ``model.loss``; validates the per-example negative log-likelihood (or -ELBO).
+    """Trains ``model.loss``; validates ``model.validation_loss`` (the per-example negative log-likelihood
+    or -ELBO unless the model says otherwise).
 
     Before each training step torch's generators are seeded with :func:`step_seed` of (``seed``,
     step, global micro-batch index ``rank * accumulate + batch_idx % accumulate``): ranks draw
@@ -105,7 +106,7 @@ class GenerativeLightningModule(L.LightningModule):
             checkpoint[RUN_KEY] = self.run
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        nll = -self.model.log_prob(batch)
+        nll = self.model.validation_loss(batch)
         self.log("val/nll", nll.mean(), prog_bar=True, sync_dist=True, batch_size=_batch_size(batch))
 
     def configure_optimizers(self) -> Any:
