@@ -240,3 +240,57 @@ def write_predictions(path: Path, smiles: Sequence[str], result: Predictions, *,
                     else str(int(score > ood_threshold))]
             writer.writerow(row)
     return int(scored.sum())
+
+
+def _uncertainty(result: Predictions, targets: dict[str, Any]) -> np.ndarray:
+    """One uncertainty per molecule: the predictive variance of each target in training standard
+    deviations, averaged over the targets (inf where the molecule could not be read)."""
+    scaled = result.variance / np.asarray(targets["std"]) ** 2
+    return np.where(np.isfinite(scaled).all(1), scaled.mean(1), np.inf)
+
+
+def evaluate_predictions(result: Predictions, y: np.ndarray, targets: dict[str, Any]) -> dict[str, Any]:
+    """Per target, on the molecules with a prediction: MAE, the NLL of y (nats, in the reporting
+    unit), the coverage of the central 90 % interval, and selective prediction (MAE keeping 100 / 90
+    / 80 / 50 % of the molecules, rejecting the least likely by log p(x) where the model has one and,
+    for every model, the most uncertain by the predictive variance)."""
+    out: dict[str, Any] = {"n": int(len(y)), "scored": int(np.isfinite(result.mean).all(1).sum())}
+    uncertainty = _uncertainty(result, targets)
+    for j, (name, unit) in enumerate(zip(result.names, result.units)):
+        shown, factor = report_unit(name, unit)
+        mean, variance, truth = result.mean[:, j] * factor, result.variance[:, j] * factor ** 2, y[:, j] * factor
+        ok = np.isfinite(mean) & np.isfinite(truth)
+        error = mean[ok] - truth[ok]
+        row = {"unit": shown, "mae": float(np.mean(np.abs(error))) if ok.any() else math.nan,
+               "nll": float(np.mean(gaussian_nll_np(truth[ok], mean[ok], variance[ok]))) if ok.any() else math.nan,
+               "coverage_90": interval_coverage(truth[ok], mean[ok], variance[ok]) if ok.any() else math.nan,
+               "selective_mae_by_variance": selective_mae(error, -uncertainty[ok]) if ok.any() else {}}
+        if np.isfinite(result.log_likelihood[ok]).any():
+            row["selective_mae_by_log_likelihood"] = selective_mae(error, np.nan_to_num(result.log_likelihood[ok],
+                                                                                        nan=-np.inf))
+        out[name] = row
+    return out
+
+
+def ood_detection(in_distribution: Predictions, shifted: Predictions, targets: dict[str, Any]) -> dict[str, float]:
+    """AUROC of telling ``shifted`` from ``in_distribution`` molecules by the predictive variance
+    (mean over targets, in training standard deviations), by the epistemic variance of an ensemble,
+    and for a model of x by -log p(x) and by the typicality score. A molecule a model cannot read
+    counts as maximally atypical (an unknown token is a certain sign of a shift)."""
+    from dgm_science.domains.molecules.candidates import auroc
+
+    out = {"n_in": len(in_distribution.mean), "n_out": len(shifted.mean),
+           "unscorable_out": int((~np.isfinite(shifted.mean).all(1)).sum()),
+           "auroc_variance": auroc(_uncertainty(in_distribution, targets), _uncertainty(shifted, targets))}
+    if in_distribution.members > 1:
+        def epistemic(r: Predictions) -> np.ndarray:
+            scaled = r.epistemic / np.asarray(targets["std"]) ** 2
+            return np.where(np.isfinite(r.mean).all(1), scaled.mean(1), np.inf)
+
+        out["auroc_epistemic_variance"] = auroc(epistemic(in_distribution), epistemic(shifted))
+    if np.isfinite(in_distribution.log_likelihood).any():
+        out["auroc_negative_log_likelihood"] = auroc(np.nan_to_num(-in_distribution.log_likelihood, nan=np.inf),
+                                                     np.nan_to_num(-shifted.log_likelihood, nan=np.inf))
+        out["auroc_typicality"] = auroc(np.nan_to_num(in_distribution.ood_score, nan=np.inf),
+                                        np.nan_to_num(shifted.ood_score, nan=np.inf))
+    return out
