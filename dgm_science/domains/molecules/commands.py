@@ -336,7 +336,11 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ood-threshold", type=positive_float, default=None,
                    help=f"flag a molecule as out of distribution when its typicality score exceeds this (default "
                         f"{predict.OOD_THRESHOLD}; hybrid models only: an ensemble has no p(x))")
+    p.add_argument("--as-written", action="store_true",
+                   help="read each SMILES as written instead of in RDKit's canonical form (the form the models were "
+                        "trained on; a SMILES written otherwise is, to a SMILES model, a shifted input)")
     p.add_argument("--batch-size", type=positive_int, default=500, help="molecules per batch")
+    p.add_argument("--jobs", type=positive_int, default=1, help="processes that parse the SMILES")
     add_device_arguments(p)
 
 
@@ -358,7 +362,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if args.ood_threshold is not None and not predictor.has_density:
         raise ValueError("--ood-threshold: the OOD flag needs a hybrid model (one checkpoint with p(x))")
     start = time.perf_counter()
-    result = predictor.predict(smiles, batch_size=args.batch_size)
+    result = predictor.predict(smiles, batch_size=args.batch_size, canonicalize=not args.as_written, n_jobs=args.jobs)
     threshold = predict.OOD_THRESHOLD if args.ood_threshold is None else args.ood_threshold
     scored = predict.write_predictions(args.out, smiles, result, ood_threshold=threshold)
     log.info("%d molecules (%d scored) in %.1f s -> %s", len(smiles), scored, time.perf_counter() - start, args.out)

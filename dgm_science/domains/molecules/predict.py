@@ -146,7 +146,16 @@ class Predictor:
                                                        loaded.state["targets"])
         return mean, variance
 
-    def predict(self, smiles: Sequence[str | None], batch_size: int = 500) -> Predictions:
+    def predict(self, smiles: Sequence[str | None], batch_size: int = 500, *, canonicalize: bool = True,
+                n_jobs: int = 1) -> Predictions:
+        """Predictions for ``smiles`` in order. A SMILES RDKit cannot parse gets none (NaN). With
+        ``canonicalize`` each molecule is read in RDKit's canonical form, the form the models were
+        trained on, so that the prediction does not depend on how the SMILES was written; without
+        it the string is read as written (how the randomized-SMILES shift is measured)."""
+        from dgm_science.domains.molecules.properties import canonical_smiles
+
+        keys = map_molecules(canonical_smiles, list(smiles), n_jobs=n_jobs)
+        smiles = [("" if k is None else k if canonicalize else s) for s, k in zip(smiles, keys)]
         outputs = [self._member(m, smiles, batch_size) for m in self.members]
         means = np.stack([o[0] for o in outputs])
         variances = np.stack([o[1] for o in outputs])
