@@ -366,3 +366,43 @@ def cmd_predict(args: argparse.Namespace) -> None:
     threshold = predict.OOD_THRESHOLD if args.ood_threshold is None else args.ood_threshold
     scored = predict.write_predictions(args.out, smiles, result, ood_threshold=threshold)
     log.info("%d molecules (%d scored) in %.1f s -> %s", len(smiles), scored, time.perf_counter() - start, args.out)
+
+
+def _evaluate_predictor_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
+                   help="one hybrid-arm or regressor-arm checkpoint, or the regressor-arm checkpoints of an ensemble")
+    p.add_argument("--data", type=Path, required=True,
+                   help="the prepared QM9 folder the models were trained on (test.smi, properties_test.csv)")
+    p.add_argument("--moses", type=Path, default=None,
+                   help="MOSES SMILES (e.g. its test.csv.gz) for the shifted set of larger drug-like molecules")
+    p.add_argument("--max-molecules", type=positive_int, default=2000,
+                   help="molecules per set (a seeded subset of each)")
+    add_seed_argument(p, "seed of the subsets and of the randomized SMILES")
+    p.add_argument("--batch-size", type=positive_int, default=500, help="molecules per batch")
+    p.add_argument("--jobs", type=positive_int, default=1, help="processes that parse SMILES")
+    output_argument(p, "--out", required=True, help="metrics JSON")
+    add_device_arguments(p)
+
+
+@command("evaluate-predictor", "MAE, NLL, interval coverage, selective prediction and OOD detection of a property "
+         "predictor", _evaluate_predictor_arguments,
+         description="On QM9's test split (without the elements the models were trained without): per property "
+                     "the MAE (meV for orbital energies), the NLL of y, the coverage of the 90 % interval and the MAE "
+                     "as the least likely (hybrid: by log p(x)) or most uncertain molecules are rejected; on shifted "
+                     "sets (randomized SMILES, the held-out elements, MOSES molecules of QM9's elements) the AUROC "
+                     "of telling them from the test molecules by the predictive variance, an ensemble's epistemic "
+                     "variance, and a hybrid's -log p(x) and typicality score.")
+def cmd_evaluate_predictor(args: argparse.Namespace) -> None:
+    from dgm_science import api
+    from dgm_science.commands import write_json
+
+    set_threads(args.threads)
+    predictor = predict.Predictor([api.load(path, device=args.device) for path in args.checkpoint])
+    start = time.perf_counter()
+    metrics = predict.evaluate_predictor(predictor, args.data, moses=args.moses, max_molecules=args.max_molecules,
+                                         seed=args.seed, batch_size=args.batch_size, n_jobs=args.jobs)
+    metrics.update(checkpoints=[str(p) for p in args.checkpoint], seconds=time.perf_counter() - start)
+    write_json(args.out, metrics)
+    first = predictor.targets["names"][0]
+    log.info("%s: MAE %.4g %s on %d test molecules -> %s", first, metrics["test"][first]["mae"],
+             metrics["test"][first]["unit"], metrics["test"]["n"], args.out)

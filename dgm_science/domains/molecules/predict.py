@@ -303,3 +303,72 @@ def ood_detection(in_distribution: Predictions, shifted: Predictions, targets: d
         out["auroc_typicality"] = auroc(np.nan_to_num(in_distribution.ood_score, nan=np.inf),
                                         np.nan_to_num(shifted.ood_score, nan=np.inf))
     return out
+
+
+QM9_ELEMENTS = frozenset({"C", "N", "O", "F"})
+"""QM9's heavy-atom vocabulary: the MOSES molecules of the shifted set hold no other element."""
+
+
+def shifted_sets(data_dir: Path, model_cfg: Any, *, moses: Path | None, max_molecules: int, seed: int
+                 ) -> tuple[tuple[list[str], np.ndarray], dict[str, list[str]], dict[str, np.ndarray]]:
+    """The in-distribution test molecules (QM9's test split without the elements the models were
+    trained without) with their targets, and the shifted sets: ``randomized`` (the same molecules
+    as non-canonical SMILES, read as written), ``excluded_elements`` (the test molecules holding
+    them, with their targets: what the error does off the training distribution) and ``moses``
+    (MOSES molecules of QM9's elements: larger, drug-like). Each set at most ``max_molecules``,
+    a seeded subset."""
+    from dgm_science.domains.molecules.candidates import randomized_smiles
+
+    data_dir = Path(data_dir)
+    rng = np.random.default_rng(seed)
+
+    def subset(n: int) -> np.ndarray:
+        return np.sort(rng.choice(n, max_molecules, replace=False)) if n > max_molecules else np.arange(n)
+
+    smiles = read_smiles(data_dir / "test.smi")
+    _, y = read_property_table(data_dir / "properties_test.csv", list(model_cfg.targets))
+    if len(y) != len(smiles):
+        raise DataError(f"{data_dir / 'properties_test.csv'}: {len(y)} rows for {len(smiles)} test molecules")
+    inside = without_elements(smiles, model_cfg.exclude_elements)
+    idx = subset(int(inside.sum()))
+    test = [s for s, k in zip(smiles, inside) if k]
+    test_y = y[inside]
+    test, test_y = [test[i] for i in idx], test_y[idx]
+    sets: dict[str, list[str]] = {"randomized": randomized_smiles(test, seed=seed)}
+    targets: dict[str, np.ndarray] = {}
+    if model_cfg.exclude_elements:
+        outside = np.array([bool(s) for s in smiles]) & ~inside
+        keep = np.flatnonzero(outside)[subset(int(outside.sum()))]
+        sets["excluded_elements"], targets["excluded_elements"] = [smiles[i] for i in keep], y[keep]
+    if moses is not None:
+        candidates = read_smiles(moses)
+        elements = map_molecules(_elements, candidates)
+        fits = [s for s, e in zip(candidates, elements) if e is not None and e <= QM9_ELEMENTS]
+        if not fits:
+            raise DataError(f"{moses}: no molecule made only of {', '.join(sorted(QM9_ELEMENTS))}")
+        sets["moses"] = [fits[i] for i in subset(len(fits))]
+    return (test, test_y), sets, targets
+
+
+def evaluate_predictor(predictor: Predictor, data_dir: Path, *, moses: Path | None, max_molecules: int = 2000,
+                       seed: int = 0, batch_size: int = 500, n_jobs: int = 1) -> dict[str, Any]:
+    """Everything the report shows of one predictor (a hybrid, one regressor, or an ensemble): the
+    test metrics (``evaluate_predictions``), each shifted set's OOD detection AUROCs, and the
+    metrics on the shifted molecules that have targets."""
+    model_cfg = predictor.members[0].config.model
+    (test, test_y), sets, set_targets = shifted_sets(data_dir, model_cfg, moses=moses, max_molecules=max_molecules,
+                                                     seed=seed)
+    inside = predictor.predict(test, batch_size, n_jobs=n_jobs)
+    out: dict[str, Any] = {"test": evaluate_predictions(inside, test_y, predictor.targets), "shifted": {},
+                           "members": len(predictor.members), "density": predictor.has_density,
+                           "targets": predictor.targets}
+    for name, smiles in sets.items():
+        if not smiles:  # e.g. a test split with no molecule of the excluded elements
+            out["shifted"][name] = {"n_in": len(test), "n_out": 0}
+            continue
+        result = predictor.predict(smiles, batch_size, canonicalize=name != "randomized", n_jobs=n_jobs)
+        row: dict[str, Any] = ood_detection(inside, result, predictor.targets)
+        if name in set_targets:
+            row["metrics"] = evaluate_predictions(result, set_targets[name], predictor.targets)
+        out["shifted"][name] = row
+    return out
