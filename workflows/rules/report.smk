@@ -18,6 +18,7 @@ rule report:
         sequences=SEQUENCE_EXTRAS,
         trajectories=TRAJECTORY_EXTRAS,
         design=design_targets(),
+        prediction=prediction_targets(),
     output:
         report(
             "results/report.html",

@@ -255,7 +255,8 @@ def prepare_qm9(
               "valid": order[n_test + train_size:n_test + train_size + val_size]}
     out_dir.mkdir(parents=True, exist_ok=True)
     stats: dict[str, Any] = {"source": str(path), "read": len(raw), "unparseable": len(bad),
-                             "unparseable_lines": bad[:100], "seed": seed}
+                             "unparseable_lines": bad[:100], "seed": seed,
+                             "properties": [] if properties is None else properties[0]}
     for split, idx in splits.items():
         kept_idx = [i for i in idx if canonical[i] is not None]
         kept = [canonical[i] for i in kept_idx]

@@ -124,6 +124,8 @@ class HybridARMConfig(PropertyARMConfig):
 class _PropertyARM:
     domain: ClassVar[str] = "molecules"
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens", "y")
+    predicts: ClassVar[bool] = True
+    """A property predictor: configured in the ``prediction`` block, not among a dataset's models."""
 
 
 @register("model", "hybrid-arm")
