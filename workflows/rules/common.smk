@@ -416,7 +416,9 @@ def prediction_model_config(wildcards):
     """The model's config with the block's targets and excluded elements written in (one source)."""
     block = prediction_config()
     entry = json.loads(json.dumps(block["models"][wildcards.model]))
-    entry.setdefault("model", {}).update(targets=block["targets"], exclude_elements=block["exclude_elements"])
+    entry.setdefault("model", {}).update(
+        targets=block["targets"], exclude_elements=block["exclude_elements"]
+    )
     return json.dumps(entry, sort_keys=True)
 
 
@@ -430,7 +432,11 @@ def prediction_members(wildcards):
 
 def prediction_moses(wildcards):
     """MOSES test molecules for the shifted set, where the config has the MOSES dataset."""
-    return ["resources/molecules/moses/raw/test.csv.gz"] if "moses" in config.get("molecules", {}) else []
+    return (
+        ["resources/molecules/moses/raw/test.csv.gz"]
+        if "moses" in config.get("molecules", {})
+        else []
+    )
 
 
 def prediction_targets():
@@ -438,5 +444,9 @@ def prediction_targets():
     block = prediction_config()
     if not block:
         return []
-    return [f"results/prediction/{p}/metrics.json" for p in PREDICTORS
-            if (p == "ensemble" and "regressor-arm" in block["models"]) or p in block["models"]]
+    return [
+        f"results/prediction/{p}/metrics.json"
+        for p in PREDICTORS
+        if (p == "ensemble" and "regressor-arm" in block["models"])
+        or p in block["models"]
+    ]

@@ -46,7 +46,9 @@ rule prediction_evaluate:
     threads: 2
     params:
         data=PREDICTION_DATA,
-        moses=lambda wildcards, input: optional_flag("--moses", input.moses[0] if input.moses else None),
+        moses=lambda wildcards, input: optional_flag(
+            "--moses", input.moses[0] if input.moses else None
+        ),
         max_molecules=lambda wildcards: prediction_config()["max_molecules"],
     shell:
         "dgm evaluate-predictor --checkpoint {input.checkpoints} --data {params.data} {params.moses}"
