@@ -201,7 +201,7 @@ def _typical_set_statistics(
 ) -> dict[str, float] | None:
     """Typicality statistics of the trained model on the domain's held-out typical set (validation
     data), for the out-of-distribution score of samples; None where the domain has no typical set."""
-    items = domain.typical_set(data_dir)
+    items = domain.typical_set(data_dir, config.model)
     if items is None or model.likelihood == "none":
         return None
     if config.train.accelerator != "cpu" and torch.cuda.is_available():

@@ -143,8 +143,9 @@ class Domain(abc.ABC):
     # ---------------------------------------------------------------- optional, with defaults
 
     @staticmethod
-    def typical_set(data_dir: Path) -> Sequence[Any] | None:
-        """Held-out items whose -log p(x) defines the model's typical set; None: no ood score."""
+    def typical_set(data_dir: Path, model_cfg: Any = None) -> Sequence[Any] | None:
+        """Held-out items whose -log p(x) defines the model's typical set (of the data a model of
+        ``model_cfg`` was trained on); None: no ood score."""
         return None
 
     @classmethod

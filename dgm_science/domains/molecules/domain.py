@@ -165,10 +165,16 @@ class MoleculeDomain(Domain):
                          for m in mols], dtype=float)
 
     @staticmethod
-    def typical_set(data_dir: Path, max_molecules: int = 2000, seed: int = 0) -> list[str]:
+    def typical_set(data_dir: Path, model_cfg: Any = None, max_molecules: int = 2000, seed: int = 0) -> list[str]:
         """Held-out molecules whose -log p(x) defines the model's typical set: a seeded subset of
-        at most ``max_molecules`` of the validation SMILES (``valid.smi``), in file order."""
+        at most ``max_molecules`` of the validation SMILES (``valid.smi``), in file order, without
+        the molecules holding an element the model was trained without (``exclude_elements``)."""
         smiles = [s for s in read_smiles(Path(data_dir) / "valid.smi") if s]
+        excluded = getattr(model_cfg, "exclude_elements", None)
+        if excluded:
+            from dgm_science.domains.molecules.predict import without_elements
+
+            smiles = [s for s, keep in zip(smiles, without_elements(smiles, excluded)) if keep]
         if len(smiles) > max_molecules:
             idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_molecules, replace=False))
             smiles = [smiles[i] for i in idx]

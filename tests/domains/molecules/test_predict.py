@@ -73,6 +73,18 @@ def test_property_split_leaves_out_the_excluded_elements(prepared):
     assert y.shape == (len(smiles), 1)
 
 
+def test_the_typical_set_of_a_model_trained_without_an_element_leaves_it_out(tmp_path):
+    from dgm_science.domains.molecules.domain import MoleculeDomain
+
+    valid = ["CC1=CC=C(F)C=C1C", "CCO", "FC(F)F", "c1ccncc1", "OCC(F)C#N", "CC(=O)N"]
+    (tmp_path / "valid.smi").write_text("\n".join(valid) + "\n")
+    config = api.RunConfig.parse("hybrid-arm", {"model": {"exclude_elements": ["F"]}}).model
+    assert MoleculeDomain.typical_set(tmp_path) == valid
+    assert MoleculeDomain.typical_set(tmp_path, config) == ["CCO", "c1ccncc1", "CC(=O)N"]
+    subset = MoleculeDomain.typical_set(tmp_path, config, max_molecules=2)  # drawn after the elements are left out
+    assert len(subset) == 2 and set(subset) < {"CCO", "c1ccncc1", "CC(=O)N"}
+
+
 def test_a_property_table_with_a_missing_column_or_a_bad_value_is_one_clear_error(tmp_path):
     path = tmp_path / "p.csv"
     path.write_text("gap,mu\n0.2,1.0\n")
