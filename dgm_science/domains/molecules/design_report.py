@@ -109,7 +109,7 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
     runs = collect_design(results)
     if not runs:
         return ""
-    objectives, wins, compared = [], 0, 0
+    objectives, wins, ties, compared = [], 0, 0, 0
     totals: dict[str, dict[str, float]] = {"GuacaMol score": {}, "AUC top-10": {}}
     tasks: list[str] = []
     for objective in sorted({r["objective"] for r in runs}):
@@ -130,8 +130,10 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
         if first.get("task") is not None:
             tasks.append(first["task"])
         if RL in means and SCREENING in means and means[RL]["pmo_auc_top10"] is not None:
+            rl, screening = means[RL]["pmo_auc_top10"], means[SCREENING]["pmo_auc_top10"] or 0
             compared += 1
-            wins += means[RL]["pmo_auc_top10"] > (means[SCREENING]["pmo_auc_top10"] or 0)
+            wins += rl > screening
+            ties += rl == screening
         best = next((r for r in sorted(oruns, key=lambda r: (_order(r["method"]), r["seed"]))
                      if (r["dir"] / "best.png").is_file()), None)
         figures = [Figure(f"{objective}: top-10 mean score against calls", _curves(objective, oruns), "curves",
@@ -142,7 +144,7 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
         objectives.append({"name": objective, "task": first.get("task"), "budget": first.get("budget"),
                            "table": table, "figures": figures})
     summary = (f"REINVENT beats screening (AUC top-10 at equal calls) on {wins} of {compared} objectives"
-               if compared else None)
+               + (f" ({ties} tied)" if ties else "") if compared else None)
     return render(Path(__file__).with_name("design_report.html.j2"), objectives=objectives, summary=summary,
                   totals=_totals(totals, tasks))
 

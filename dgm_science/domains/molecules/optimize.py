@@ -539,8 +539,7 @@ def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Ob
         except KeyError:  # a PMO-only task has no GuacaMol weighting
             out["guacamol_score"] = None
     if loaded is not None and ranked:
-        best = [m for _, m in ranked[:100]]
-        ll = np.asarray(loaded.log_likelihood(best[:100]), dtype=float)
+        ll = np.asarray(loaded.log_likelihood([m for _, m in ranked[:100]]), dtype=float)
         found = np.array([p.prior_log_likelihood for p in recorder.proposals if p.canonical is not None], dtype=float)
         # NaN where the prior cannot score a molecule (a token outside its vocabulary, e.g. a charged
         # atom of a ZINC molecule the GA found): the means are over those it can score

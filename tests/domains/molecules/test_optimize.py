@@ -228,3 +228,17 @@ def test_an_ood_guard_without_a_prior_to_compute_it_is_an_error_before_any_work(
     with pytest.raises(ValueError, match="prior_ood component"):
         optimize.optimize(None, objective, method="graph-ga", budget=10, seed=0, out=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_the_report_counts_a_tie_with_screening_as_a_tie_not_a_win(tmp_path):
+    """valsartan_smarts at 10,000 calls: neither REINVENT nor screening of the MOSES prior finds a
+    molecule scoring above 0, so both AUCs are 0."""
+    from dgm_science.domains.molecules.design_report import design_section
+
+    for objective, scores in (("valsartan_smarts", (0.0, 0.0)), ("deco_hop", (0.715, 0.585))):
+        for method, auc in zip(("reinvent", "screening"), scores):
+            run = tmp_path / "results/design" / objective / method / "seed0"
+            run.mkdir(parents=True)
+            (run / "summary.json").write_text(json.dumps({"pmo_auc_top10": auc, "task": objective, "budget": 10000}))
+    html = design_section(tmp_path / "results")
+    assert "on 1 of 2 objectives (1 tied)" in html
