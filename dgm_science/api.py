@@ -25,6 +25,7 @@ from dgm_science import checkpoint, registry
 from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ResumableDataLoader, ShardedSampler
 from dgm_science.base import Domain, GenerativeModel
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
+from dgm_science.families.hierarchical_vae import HierarchicalVAE, active_units
 from dgm_science.families.vae import VAE
 from dgm_science.utils import seed_everything
 
@@ -177,6 +178,41 @@ class LoadedModel:
         temperature = self.config.sample.temperature if temperature is None else temperature
         raw = vae.decode(z.to(self.device), generator=generator, temperature=temperature)
         return self.domain.decode(raw, self.state)
+
+    @torch.no_grad()
+    def latent_statistics(self, items: Sequence[Any], batch_size: int = 500) -> dict[str, Any] | None:
+        """Of a latent-variable model (a VAE, one layer, or a hierarchical VAE) over ``items``: per
+        latent layer its size, the active units (Var_x E_q[z_u | x] > 0.01, Burda et al. 2016: the
+        units not collapsed to the prior) and the mean KL in nats per item. None for other models.
+        The posterior samples of a hierarchical VAE's KL are seeded (0)."""
+        model = self.model
+        if not isinstance(model, (VAE, HierarchicalVAE)):
+            return None
+        model.eval()
+        means: list[list[torch.Tensor]] = []
+        kls: list[torch.Tensor] = []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(0)
+            for start in range(0, len(items), batch_size):
+                batch, _ = self.domain.batch_of(list(items[start:start + batch_size]), self.spec, self.config.model,
+                                                self.state)
+                if batch is None:
+                    continue
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                if isinstance(model, HierarchicalVAE):
+                    means.append([m.cpu() for m in model.posterior_means(batch)])
+                    kls.append(model.layer_kls(batch).cpu())
+                else:
+                    mu, log_var = model.encode(batch)
+                    means.append([mu.cpu()])
+                    kls.append(VAE.kl(mu, log_var).unsqueeze(1).cpu())
+        if not means:
+            return None
+        layers = [torch.cat([m[i] for m in means]) for i in range(len(means[0]))]
+        kl = torch.cat(kls).double().mean(0)
+        return {"layers": len(layers), "latent_dims": [int(m.shape[1]) for m in layers],
+                "active_units": active_units(layers), "kl_nats": [float(v) for v in kl],
+                "items": int(layers[0].shape[0])}
 
     def interpolate(self, start: Any, end: Any, steps: int = 8, *, seed: int = 0, temperature: float = 0.5) -> list[Any]:
         """Decode the spherical interpolation between the latents of ``start`` and ``end``."""

@@ -202,8 +202,11 @@ class Domain(abc.ABC):
                        state: dict[str, Any], batch_size: int = 500) -> np.ndarray:
         """log p(x) in nats per item, in the field's units (an ELBO for bound models; the
         Monte-Carlo noise of a bound seeded, so scores are reproducible); NaN where the model
-        cannot score an item."""
+        cannot score an item, and everywhere for a model with no density (``likelihood ==
+        "none"``: a GAN samples but does not score)."""
         out = np.full(len(items), math.nan)
+        if model.likelihood == "none":
+            return out
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(0)
         model.eval()

@@ -28,6 +28,7 @@ ALA2_COLUMNS = [
     ("kl_torsions_mean", "KL torsions mean ↓"), ("kl_torsions_max", "KL torsions max ↓"),
     ("energy_mean", "mean u (kT)"), ("energy_test_mean", "MD test mean u (kT)"), ("energy_w1", "energy W1 (kT) ↓"),
     ("energy_above_data_max", "u above MD max ↓"), ("ess_fraction", "ESS / N ↑"),
+    ("energy_log_q_spearman", "ρ(−log q, u) ↑"),
     ("bond_length_deviation_mean", "bond dev. (nm) ↓"), ("n_samples", "Samples"),
 ]
 
@@ -38,7 +39,10 @@ NOTES = {
             "SMILES among the valid ones. The data row (ours) is the same code on real test molecules."),
     "ala2": ("Against the held-out last block of the MD trajectory. KL(MD test ‖ samples) of the 2D (φ, ψ) "
              "histogram and of each torsion's 1D histogram; u = OpenMM potential energy / kT; ESS: Kish effective "
-             "sample size of the importance weights exp(−u(x) − log q(x)), as a fraction of the samples. The MD "
+             "sample size of the importance weights exp(−u(x) − log q(x)), as a fraction of the samples (for the "
+             "energy-based model, whose q is unnormalized and only approximately what its Langevin chains sample, "
+             "a diagnostic, not an exact weight); ρ: Spearman correlation of the model's −log q with u over the "
+             "samples (1: the learned density orders conformations as the Boltzmann density does). The MD "
              "data row compares the training frames with the test frames: the floor finite data allows."),
 }
 

@@ -20,6 +20,8 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                    "targets": ["gap", "mu"]},
     "regressor-arm": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 80,
                       "head_hidden": 16, "targets": ["gap", "mu"]},
+    "molgan": {"latent_dim": 8, "generator_hidden": [32, 32], "critic_gcn": [16, 16], "critic_aggregation": 16,
+               "critic_hidden": [16], "critic_steps": 1},
 }
 DENSITY = False
 """Models of discrete objects: log p < 0."""
