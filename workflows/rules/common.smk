@@ -71,6 +71,15 @@ def domain_targets(domain, filename=None):
     ]
 
 
+def langevin_targets():
+    """``mixing.json`` of every structures run whose model samples by Langevin chains (an EBM)."""
+    return [
+        path.replace("metrics.json", "mixing.json")
+        for path in domain_targets("structures", "metrics.json")
+        if getattr(registry.get("model", path.split("/")[3]), "langevin", False)
+    ]
+
+
 def optional_flag(flag, value):
     """``--flag value``, or nothing when the config says null (the CLI's default: all)."""
     return "" if value is None else f"{flag} {value}"

@@ -19,6 +19,7 @@ rule report:
         trajectories=TRAJECTORY_EXTRAS,
         design=design_targets(),
         prediction=prediction_targets(),
+        mixing=langevin_targets(),
     output:
         report(
             "results/report.html",

@@ -274,6 +274,8 @@ class Ala2EBM:
     domain: ClassVar[str] = "peptide-md"
     Config = Ala2EBMConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("internal",)
+    langevin: ClassVar[bool] = True
+    """Samples by Langevin chains: the workflow runs `dgm mixing` on it."""
 
     @staticmethod
     def build(cfg: Ala2EBMConfig, state: dict[str, Any]) -> GenerativeModel:

@@ -4,6 +4,7 @@ row, with Ramachandran plots."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dgm_science.registry import register
@@ -77,6 +78,32 @@ def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Tab
     return table
 
 
+def _mixing_table(runs: list[dict]) -> Table | None:
+    """The Langevin sampler's diagnostics of each energy-based run (``mixing.json``)."""
+    table = Table(["model", "chains x steps", "R-hat energy", "R-hat sin φ / cos φ", "R-hat sin ψ / cos ψ",
+                   "max R-hat ↓", "min bulk ESS ↑"])
+    for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
+        path = run["dir"] / "mixing.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+
+        def rhat(*names: str) -> str:
+            return " / ".join(format_number(m[n]["rhat"], 3) for n in names)
+
+        table.rows.append(("ours", [bold(run["model"]) + f" (ours, seed {run['seed']})",
+                                    f"{m['chains']} x {m['steps']:,}", rhat("energy"), rhat("sin_phi", "cos_phi"),
+                                    rhat("sin_psi", "cos_psi"), format_number(m["max_rhat"], 3),
+                                    format_number(m["min_ess_bulk"], 0)]))
+    return table if table.rows else None
+
+
+MIXING_NOTE = ("Energy-based model: its likelihood is unnormalized (log Z unknown), and its samples are only as good "
+               "as its Langevin sampler. `dgm mixing` runs independent chains from noise and computes, over the second "
+               "half of each, ArviZ's rank-normalized split R-hat and bulk effective sample size of the learned energy "
+               "and of the backbone torsions; R-hat above 1.01 means the chains have not mixed (they disagree).")
+
+
 def _molecule_grid(samples_sdf: Path, n: int = 12) -> str | None:
     """Data URI of 2D depictions of the largest fragment (what EDM's validity judges) of the first
     ``n`` valid sampled molecules, bonds as perceived from 3D; None if there is none."""
@@ -121,5 +148,6 @@ def structures_section(results: Path, inputs: Inputs | None = None) -> str:
         ds_runs = [r for r in runs if r["dataset"] == dataset]
         if ds_runs:
             datasets.append({"title": title, "table": _dataset_table(dataset, ds_runs, inputs), "note": NOTES[dataset],
+                             "mixing": _mixing_table(ds_runs),
                              "figures": [figure for run in ds_runs for figure in _figures(run)]})
-    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets)
+    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, mixing_note=MIXING_NOTE)
