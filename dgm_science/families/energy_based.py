@@ -39,7 +39,8 @@ class EnergyBasedModel(GenerativeModel):
     likelihood = "unnormalized"
 
     def __init__(self, energy: nn.Module, shift: torch.Tensor, scale: torch.Tensor, key: str, *,
-                 buffer_size: int = 10000, reinit: float = 0.05, sgld_steps: int = 20, step_size: float = 0.01, noise: float = 0.005, sample_steps: int = 500,
+                 buffer_size: int = 10000, reinit: float = 0.05, sgld_steps: int = 20, step_size: float = 0.01,
+                 noise: float = 0.005, sample_steps: int = 500,
                  alpha: float = 0.1, project: Callable[[torch.Tensor], torch.Tensor] | None = None,
                  noise_init: Callable[..., torch.Tensor] | None = None) -> None:
         super().__init__()

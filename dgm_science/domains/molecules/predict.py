@@ -230,7 +230,8 @@ def write_predictions(path: Path, smiles: Sequence[str], result: Predictions, *,
         suffix = COLUMN_UNITS.get(shown, shown)
         columns.append((result.mean[:, j] * factor, np.sqrt(result.variance[:, j]) * factor,
                         np.sqrt(result.epistemic[:, j]) * factor))
-        header += [f"{name}_{suffix}", f"{name}_std_{suffix}"] + ([f"{name}_epistemic_std_{suffix}"] if ensemble else [])
+        header += [f"{name}_{suffix}", f"{name}_std_{suffix}"]
+        header += [f"{name}_epistemic_std_{suffix}"] if ensemble else []
     header += ["log_likelihood", "ood_score", "ood"]
     scored = np.isfinite(result.mean).all(axis=1)
 
