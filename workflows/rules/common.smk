@@ -74,9 +74,11 @@ def domain_targets(domain, filename=None):
 def langevin_targets():
     """``mixing.json`` of every structures run whose model samples by Langevin chains (an EBM)."""
     return [
-        path.replace("metrics.json", "mixing.json")
-        for path in domain_targets("structures", "metrics.json")
-        if getattr(registry.get("model", path.split("/")[3]), "langevin", False)
+        f"{run_dir('structures', dataset, model, seed)}/mixing.json"
+        for dataset, ds_cfg in config.get("structures", {}).items()
+        for model in ds_cfg["models"]
+        if getattr(registry.get("model", model), "langevin", False)
+        for seed in SEEDS
     ]
 
 
@@ -413,7 +415,6 @@ def design_settings(wildcards):
 # ---------------------------------------------------------------------------------------------
 # Property prediction (workflows/rules/prediction.smk)
 
-PREDICTION_DATA = "resources/molecules/qm9/data"
 PREDICTORS = ("hybrid-arm", "regressor-arm", "ensemble")
 
 

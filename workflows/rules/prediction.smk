@@ -10,8 +10,10 @@ wildcard_constraints:
 rule prediction_train:
     input:
         # prepare writes properties_{train,valid,test}.csv beside the splits (listed in prepare.json)
-        smiles=expand(PREDICTION_DATA + "/{split}.smi", split=("train", "valid")),
-        prepared=PREDICTION_DATA + "/prepare.json",
+        smiles=expand(
+            "resources/molecules/qm9/data/{split}.smi", split=("train", "valid")
+        ),
+        prepared="resources/molecules/qm9/data/prepare.json",
     output:
         "results/prediction/{model}/seed{seed}/model.ckpt",
     log:
@@ -23,7 +25,7 @@ rule prediction_train:
     threads: 8
     params:
         config=prediction_model_config,
-        data=PREDICTION_DATA,
+        data=input_folder("prepared"),
         launcher=train_launcher,
     shell:
         "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
@@ -33,7 +35,7 @@ rule prediction_train:
 rule prediction_evaluate:
     input:
         checkpoints=prediction_members,
-        test=PREDICTION_DATA + "/test.smi",
+        test="resources/molecules/qm9/data/test.smi",
         moses=prediction_moses,
     output:
         "results/prediction/{predictor}/metrics.json",
@@ -45,7 +47,7 @@ rule prediction_evaluate:
         "../envs/conda.yaml"
     threads: 2
     params:
-        data=PREDICTION_DATA,
+        data=input_folder("test"),
         moses=lambda wildcards, input: optional_flag(
             "--moses", input.moses[0] if input.moses else None
         ),

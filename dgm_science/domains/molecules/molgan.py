@@ -34,10 +34,10 @@ class MolGANConfig:
     ``critic_steps`` critic updates per generator update; WGAN-GP weight ``gradient_penalty``."""
 
     latent_dim: int = bounded(32, minimum=1)
-    generator_hidden: list[int] = bounded([128, 256, 512])
-    critic_gcn: list[int] = bounded([128, 64])
+    generator_hidden: list[int] = bounded([128, 256, 512], minimum=1)
+    critic_gcn: list[int] = bounded([128, 64], minimum=1)
     critic_aggregation: int = bounded(128, minimum=1)
-    critic_hidden: list[int] = bounded([128, 64])
+    critic_hidden: list[int] = bounded([128, 64], minimum=1)
     gumbel_temperature: float = bounded(1.0, exclusive_minimum=0)
     dropout: float = bounded(0.0, minimum=0, maximum=1)
     critic_steps: int = bounded(5, minimum=1)
