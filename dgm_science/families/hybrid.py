@@ -63,9 +63,15 @@ class HybridModel(GenerativeModel):
                                   nn.Linear(head_hidden, 2 * n_targets))
         self._last: dict[str, torch.Tensor] = {}
 
-    def _forward(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Per-position log p (B, L-1), predicted mean and variance (B, K)."""
-        log_p, hidden = self.density.token_log_probs_and_hidden(batch)
+    def _forward(self, batch: dict[str, Any], density: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Per-position log p (B, L-1; zeros without ``density``: the language-model head is not
+        run), predicted mean and variance (B, K)."""
+        if density:
+            log_p, hidden = self.density.token_log_probs_and_hidden(batch)
+        else:
+            hidden = self.density.network.hidden(batch["tokens"][:, :-1], batch.get("condition"))
+            log_p = hidden.new_zeros(hidden.shape[:2])
         mask = (batch["tokens"][:, 1:] != self.density.pad_id).unsqueeze(-1).to(hidden.dtype)
         features = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         out = self.head(features).float()
@@ -74,7 +80,7 @@ class HybridModel(GenerativeModel):
 
     def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of p(y | x): (B, K) each."""
-        _, mean, variance = self._forward(batch)
+        _, mean, variance = self._forward(batch, density=False)
         return mean, variance
 
     def log_prob(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -82,7 +88,7 @@ class HybridModel(GenerativeModel):
 
     def _objective(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Per-example -log p(y | x) summed over observed targets, -log p(x), and the token count."""
-        log_p, mean, variance = self._forward(batch)
+        log_p, mean, variance = self._forward(batch, density=self.density_weight > 0)
         y = batch["y"].to(mean.dtype)
         observed = torch.isfinite(y)
         nll_y = torch.where(observed, gaussian_nll(torch.where(observed, y, mean), mean, variance),
@@ -95,8 +101,11 @@ class HybridModel(GenerativeModel):
         observed = torch.isfinite(batch["y"]).sum().clamp(min=1)
         loss_y = nll_y.sum() / observed
         loss_x = nll_x.sum() / tokens.sum().clamp(min=1)
-        self._last = {"nll_y": loss_y.detach(), "nll_x_per_token": loss_x.detach()}
-        return loss_y + self.density_weight * loss_x if self.density_weight else loss_y
+        self._last = {"nll_y": loss_y.detach()}
+        if not self.density_weight:  # a regressor: no model of x
+            return loss_y
+        self._last["nll_x_per_token"] = loss_x.detach()
+        return loss_y + self.density_weight * loss_x
 
     def validation_loss(self, batch: dict[str, Any]) -> torch.Tensor:
         """Per example: -log p(y | x) plus ``density_weight`` times -log p(x) per token (the training
