@@ -24,11 +24,12 @@ from dgm_science.base import GenerativeModel
 
 class Generator(nn.Module):
     """The interface a GAN's generator has: ``forward(z) -> relaxed`` (a differentiable point the
-    critic reads), ``discretize(relaxed) -> sample`` (the model's output), ``latent_dim``."""
+    critic reads, possibly noisy), ``generate(z, generator) -> sample`` (the model's output for z,
+    any randomness drawn from ``generator``), ``latent_dim``."""
 
     latent_dim: int
 
-    def discretize(self, relaxed: Any) -> Any:  # pragma: no cover - interface
+    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> Any:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -40,6 +41,8 @@ class WGANGP(GenerativeModel):
     """
 
     likelihood = "none"
+    partial_updates = True
+    """A step updates the critic or the generator, not both (DDP must find unused parameters)."""
 
     def __init__(self, generator: Generator, critic: nn.Module, real: Any, *, critic_steps: int = 5,
                  gradient_penalty: float = 10.0) -> None:
@@ -121,4 +124,4 @@ class WGANGP(GenerativeModel):
             raise ValueError(f"number of samples must be positive, got {n}")
         device = next(self.parameters()).device
         z = torch.randn(n, self.generator.latent_dim, generator=generator, device=device)
-        return self.generator.discretize(self.generator(z))
+        return self.generator.generate(z, generator=generator)

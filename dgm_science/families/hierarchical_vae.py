@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from dgm_science.base import GenerativeModel
+from dgm_science.families.vae import KLAnnealing
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 """A latent unit is active when Var_x E_q[z_u | x] exceeds this (Burda et al. 2016)."""
@@ -60,7 +61,7 @@ class _TopDown(nn.Module):
         return self.norm(d + self.net(torch.cat([d, z], dim=-1)))
 
 
-class HierarchicalVAE(GenerativeModel):
+class HierarchicalVAE(KLAnnealing, GenerativeModel):
     """HierarchicalVAE(encoder, decoder, feature_dim, latent_dims, ...).
 
     ``encoder(batch) -> [h_1, .., h_L]``: one (B, feature_dim) vector per layer, shallow to deep;
@@ -99,15 +100,6 @@ class HierarchicalVAE(GenerativeModel):
     @property
     def layers(self) -> int:
         return len(self.latent_dims)
-
-    def set_training_step(self, step: int) -> None:
-        self._step = step
-
-    @property
-    def beta(self) -> float:
-        if self.kl_anneal_steps <= 0:
-            return self.kl_weight
-        return self.kl_weight * min(1.0, self._step / self.kl_anneal_steps)
 
     def _infer(self, batch: Any, *, use_mean: bool = False
                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:

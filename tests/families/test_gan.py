@@ -22,8 +22,8 @@ class LineGenerator(Generator):
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.a * z + self.b
 
-    def discretize(self, relaxed: torch.Tensor) -> torch.Tensor:
-        return relaxed
+    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self(z)
 
 
 def _gan(critic: nn.Module | None = None, critic_steps: int = 2) -> WGANGP:

@@ -4,7 +4,7 @@ atom", bond classes none / single / double / triple).
 
 Generator: z ~ N(0, I) -> MLP -> logits of every atom (B, N, T+1) and every pair's bond class
 (B, N, N, 4), the pair logits symmetrised; the critic reads Gumbel-softmax relaxations of them
-(temperature ``gumbel_temperature``), samples are their argmax (the paper's categorical output).
+(temperature ``gumbel_temperature``), samples are categorical draws (Gumbel-max).
 Critic: a relational graph convolution (Schlichtkrull et al. 2018) with one weight matrix per bond
 type, then MolGAN's gated graph aggregation (sum over atoms of sigmoid(i(h)) * tanh(j(h))) and an
 MLP to one score. The paper's optional reinforcement-learning reward is not used: this is the pure
@@ -53,8 +53,8 @@ def _mlp(sizes: list[int], dropout: float, activation: type[nn.Module] = nn.Tanh
 
 class GraphGenerator(Generator):
     """z -> (atom probabilities (B, N, T+1), bond probabilities (B, N, N, 4)) relaxed by
-    Gumbel-softmax; ``discretize``: their argmax as ``DenseGraphs`` (symmetric bonds, zero
-    diagonal)."""
+    Gumbel-softmax (what the critic reads); ``generate``: categorical draws of them as
+    ``DenseGraphs`` (symmetric bonds, zero diagonal)."""
 
     def __init__(self, latent_dim: int, hidden: list[int], max_atoms: int, atom_classes: int, dropout: float,
                  temperature: float) -> None:
@@ -78,12 +78,18 @@ class GraphGenerator(Generator):
         bonds = (bonds + bonds.transpose(1, 2)) / 2  # the Gumbel noise differs per direction: symmetrise again
         return atoms, _no_self_bonds(bonds)
 
-    def discretize(self, relaxed: tuple[torch.Tensor, torch.Tensor]) -> DenseGraphs:
-        atoms, bonds = relaxed
-        atom_index = atoms.argmax(-1)
-        bond_index = bonds.argmax(-1)
-        bond_index = torch.triu(bond_index, diagonal=1)
-        return DenseGraphs(atom_index, bond_index + bond_index.transpose(1, 2))
+    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> DenseGraphs:
+        """A class for every atom and pair drawn from the generator's categorical distributions
+        (the Gumbel-max trick: the argmax of the logits plus Gumbel noise, the hard limit of what
+        the critic reads); a pair's class is drawn once, for both directions."""
+
+        def gumbel(shape: torch.Size) -> torch.Tensor:
+            u = torch.rand(shape, generator=generator, device=z.device).clamp(1e-10, 1 - 1e-10)
+            return -torch.log(-torch.log(u))
+
+        atoms, bonds = self.logits(z)
+        bond_index = torch.triu((bonds + gumbel(bonds.shape)).argmax(-1), diagonal=1)
+        return DenseGraphs((atoms + gumbel(atoms.shape)).argmax(-1), bond_index + bond_index.transpose(1, 2))
 
 
 def _no_self_bonds(bonds: torch.Tensor) -> torch.Tensor:
