@@ -145,6 +145,12 @@ def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
             assert rollout["episodes"] == config[domain][dataset]["rollout"]["episodes"]
     # the report: one section per domain, in it one per dataset naming each of its models
     sections = report_sections((work / "results/report.html").read_text())
+    # the property predictors: their metrics and their own section
+    for predictor in ("hybrid-arm", "regressor-arm", "ensemble"):
+        metrics = json.loads((work / f"results/prediction/{predictor}/metrics.json").read_text())
+        assert metrics["test"]["scored"] > 0 and set(metrics["targets"]["names"]) == set(
+            config["prediction"]["targets"]), predictor
+    assert sections.pop("Property prediction that knows its uncertainty", None) is not None
     assert len(sections) == len(domains(config))
     def canonical(datasets):  # a domain's datasets as a sorted tuple of sorted model tuples
         return tuple(sorted(tuple(sorted(models)) for models in datasets))
