@@ -31,6 +31,7 @@ include: "workflows/rules/structures.smk"
 include: "workflows/rules/sequences.smk"
 include: "workflows/rules/trajectories.smk"
 include: "workflows/rules/design.smk"
+include: "workflows/rules/prediction.smk"
 include: "workflows/rules/report.smk"
 
 

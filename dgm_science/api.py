@@ -25,6 +25,7 @@ from dgm_science import checkpoint, registry
 from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ResumableDataLoader, ShardedSampler
 from dgm_science.base import Domain, GenerativeModel
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
+from dgm_science.families.hierarchical_vae import HierarchicalVAE, active_units
 from dgm_science.families.vae import VAE
 from dgm_science.utils import seed_everything
 
@@ -178,6 +179,41 @@ class LoadedModel:
         raw = vae.decode(z.to(self.device), generator=generator, temperature=temperature)
         return self.domain.decode(raw, self.state)
 
+    @torch.no_grad()
+    def latent_statistics(self, items: Sequence[Any], batch_size: int = 500) -> dict[str, Any] | None:
+        """Of a latent-variable model (a VAE, one layer, or a hierarchical VAE) over ``items``: per
+        latent layer its size, the active units (Var_x E_q[z_u | x] > 0.01, Burda et al. 2016: the
+        units not collapsed to the prior) and the mean KL in nats per item. None for other models.
+        The posterior samples of a hierarchical VAE's KL are seeded (0)."""
+        model = self.model
+        if not isinstance(model, (VAE, HierarchicalVAE)):
+            return None
+        model.eval()
+        means: list[list[torch.Tensor]] = []
+        kls: list[torch.Tensor] = []
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(0)
+            for start in range(0, len(items), batch_size):
+                batch, _ = self.domain.batch_of(list(items[start:start + batch_size]), self.spec, self.config.model,
+                                                self.state)
+                if batch is None:
+                    continue
+                batch = {k: v.to(self.device) for k, v in batch.items()}
+                if isinstance(model, HierarchicalVAE):
+                    means.append([m.cpu() for m in model.posterior_means(batch)])
+                    kls.append(model.layer_kls(batch).cpu())
+                else:
+                    mu, log_var = model.encode(batch)
+                    means.append([mu.cpu()])
+                    kls.append(VAE.kl(mu, log_var).unsqueeze(1).cpu())
+        if not means:
+            return None
+        layers = [torch.cat([m[i] for m in means]) for i in range(len(means[0]))]
+        kl = torch.cat(kls).double().mean(0)
+        return {"layers": len(layers), "latent_dims": [int(m.shape[1]) for m in layers],
+                "active_units": active_units(layers), "kl_nats": [float(v) for v in kl],
+                "items": int(layers[0].shape[0])}
+
     def interpolate(self, start: Any, end: Any, steps: int = 8, *, seed: int = 0, temperature: float = 0.5) -> list[Any]:
         """Decode the spherical interpolation between the latents of ``start`` and ``end``."""
         z = self.encode([start, end])
@@ -201,8 +237,8 @@ def _typical_set_statistics(
 ) -> dict[str, float] | None:
     """Typicality statistics of the trained model on the domain's held-out typical set (validation
     data), for the out-of-distribution score of samples; None where the domain has no typical set."""
-    items = domain.typical_set(data_dir)
-    if items is None:
+    items = domain.typical_set(data_dir, config.model)
+    if items is None or model.likelihood == "none":
         return None
     if config.train.accelerator != "cpu" and torch.cuda.is_available():
         model.to("cuda")

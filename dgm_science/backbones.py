@@ -130,14 +130,19 @@ class CausalTransformer(nn.Module):
             h = h + self.condition(condition).unsqueeze(1)
         return h
 
-    def forward(self, tokens: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens: (B, L) -> logits (B, L, V); continuous: (B, L, input_dim) -> (B, L, output_dim)."""
+    def hidden(self, tokens: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: (B, L) (continuous: (B, L, input_dim)) -> the last block's normalised states
+        (B, L, d_model), the features ``head`` maps to logits."""
         if tokens.shape[1] > self.max_length:
             raise ValueError(f"sequence length {tokens.shape[1]} exceeds max_length {self.max_length}")
         h = self._embed(tokens, 0, condition)
         for block in self.blocks:
             h = block(h)
-        return self.head(self.ln_f(h))
+        return self.ln_f(h)
+
+    def forward(self, tokens: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens: (B, L) -> logits (B, L, V); continuous: (B, L, input_dim) -> (B, L, output_dim)."""
+        return self.head(self.hidden(tokens, condition))
 
     def new_cache(self, batch: int, like: torch.Tensor) -> KVCache:
         """An empty key/value cache for ``batch`` sequences of up to ``max_length`` positions."""

@@ -24,7 +24,9 @@ class GenerativeModel(nn.Module):
     domain decodes.
     """
 
-    likelihood: ClassVar[Literal["exact", "bound"]] = "exact"
+    likelihood: ClassVar[Literal["exact", "bound", "unnormalized", "none"]] = "exact"
+    """What ``log_prob`` is: exact, a lower bound, unnormalised (energy-based), or absent (a model
+    with no density of x, whose ``log_prob`` raises)."""
 
     def loss(self, batch: Any) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -40,6 +42,11 @@ class GenerativeModel(nn.Module):
         condition: torch.Tensor | None = None,
     ) -> Any:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """Per-example value (B,) whose mean picks the best weights on the validation set: the
+        negative log-likelihood (or -ELBO) by default."""
+        return -self.log_prob(batch)
 
     def set_training_step(self, step: int) -> None:
         """Hook the trainer calls before each optimisation step (schedules such as KL annealing)."""
@@ -136,8 +143,9 @@ class Domain(abc.ABC):
     # ---------------------------------------------------------------- optional, with defaults
 
     @staticmethod
-    def typical_set(data_dir: Path) -> Sequence[Any] | None:
-        """Held-out items whose -log p(x) defines the model's typical set; None: no ood score."""
+    def typical_set(data_dir: Path, model_cfg: Any = None) -> Sequence[Any] | None:
+        """Held-out items whose -log p(x) defines the model's typical set (of the data a model of
+        ``model_cfg`` was trained on); None: no ood score."""
         return None
 
     @classmethod
@@ -194,8 +202,11 @@ class Domain(abc.ABC):
                        state: dict[str, Any], batch_size: int = 500) -> np.ndarray:
         """log p(x) in nats per item, in the field's units (an ELBO for bound models; the
         Monte-Carlo noise of a bound seeded, so scores are reproducible); NaN where the model
-        cannot score an item."""
+        cannot score an item, and everywhere for a model with no density (``likelihood ==
+        "none"``: a GAN samples but does not score)."""
         out = np.full(len(items), math.nan)
+        if model.likelihood == "none":
+            return out
         device = next(model.parameters()).device
         generator = torch.Generator(device=device).manual_seed(0)
         model.eval()

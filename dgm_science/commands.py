@@ -99,6 +99,8 @@ def check_paths(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     outputs, inputs = [], []
     for action in parser._actions:
         value = getattr(args, action.dest, None)
+        if isinstance(value, list) and not hasattr(action, "dgm_output"):  # several inputs (nargs="+")
+            inputs.extend((action, item) for item in value if isinstance(item, Path))
         if not isinstance(value, Path):
             continue
         (outputs if hasattr(action, "dgm_output") else inputs).append((action, value))

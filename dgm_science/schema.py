@@ -40,6 +40,7 @@ BASE = Path(__file__).resolve().parents[1] / "workflows" / "schemas" / "config.s
 """The hand-written part, in a source checkout (the Snakefile passes its own copy's path)."""
 
 MODELS_OF_DOMAIN = "x-models-of-domain"
+PREDICTORS_OF_DOMAIN = "x-predictors-of-domain"
 """The key that marks a dataset block's ``models`` node to be filled in with a domain's models."""
 
 _TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
@@ -131,12 +132,15 @@ def model_def(name: str) -> str:
     return f"model.{name}"
 
 
-def models_schema(domain: str) -> dict[str, Any]:
-    """A dataset block's ``models``: each model registered for ``domain``, its block with
-    ``model`` / ``train`` / ``sample`` (``$ref`` to the generated definitions), at least one model."""
-    names = [name for name in registry.names("model") if registry.get("model", name).domain == domain]
+def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
+    """A dataset block's ``models``: each generative model registered for ``domain`` (``predictors``:
+    each property predictor instead, a spec with ``predicts``), its block with ``model`` / ``train``
+    / ``sample`` (``$ref`` to the generated definitions), at least one model."""
+    names = [name for name in registry.names("model") if registry.get("model", name).domain == domain
+             and bool(getattr(registry.get("model", name), "predicts", False)) == predictors]
     if not names:
-        raise ValueError(f"{MODELS_OF_DOMAIN}: no model is registered for domain {domain!r}")
+        kind = "property predictor" if predictors else "model"
+        raise ValueError(f"{MODELS_OF_DOMAIN}: no {kind} is registered for domain {domain!r}")
     properties = {}
     for name in names:
         spec = registry.get("model", name)
@@ -163,11 +167,12 @@ def pipeline_schema(base: str | Path = BASE) -> dict[str, Any]:
             return [fill(item) for item in node]
         if not isinstance(node, dict):
             return node
-        if MODELS_OF_DOMAIN in node:
-            rest = {k: v for k, v in node.items() if k != MODELS_OF_DOMAIN}
-            models = models_schema(node[MODELS_OF_DOMAIN])
-            used.update(models["properties"])
-            return {**rest, **models}
+        for key, predictors in ((MODELS_OF_DOMAIN, False), (PREDICTORS_OF_DOMAIN, True)):
+            if key in node:
+                rest = {k: v for k, v in node.items() if k != key}
+                models = models_schema(node[key], predictors=predictors)
+                used.update(models["properties"])
+                return {**rest, **models}
         return {key: fill(value) for key, value in node.items()}
 
     schema = fill(schema)

@@ -56,7 +56,8 @@ def step_seed(seed: int, step: int, micro_batch: int) -> int:
 
 
 class GenerativeLightningModule(L.LightningModule):
-    """Trains ``model.loss``; validates the per-example negative log-likelihood (or -ELBO).
+    """Trains ``model.loss``; validates ``model.validation_loss`` (the per-example negative log-likelihood
+    or -ELBO unless the model says otherwise).
 
     Before each training step torch's generators are seeded with :func:`step_seed` of (``seed``,
     step, global micro-batch index ``rank * accumulate + batch_idx % accumulate``): ranks draw
@@ -105,7 +106,7 @@ class GenerativeLightningModule(L.LightningModule):
             checkpoint[RUN_KEY] = self.run
 
     def validation_step(self, batch: Any, batch_idx: int) -> None:
-        nll = -self.model.log_prob(batch)
+        nll = self.model.validation_loss(batch)
         self.log("val/nll", nll.mean(), prog_bar=True, sync_dist=True, batch_size=_batch_size(batch))
 
     def configure_optimizers(self) -> Any:
@@ -360,14 +361,27 @@ def check_slurm_tasks(cfg: TrainConfig, environ: dict[str, str] | None = None) -
             f"or set train.devices to {tasks // max(1, cfg.num_nodes) or 1}.")
 
 
+def _several_processes(cfg: TrainConfig) -> bool:
+    """Whether the run may start several processes (DDP): several nodes or devices asked for, or
+    ``auto`` devices on a machine with several GPUs."""
+    devices = cfg.devices
+    if cfg.num_nodes > 1 or (isinstance(devices, list) and len(devices) > 1):
+        return True
+    if isinstance(devices, int) or (isinstance(devices, str) and devices.lstrip("-").isdigit()):
+        return int(devices) > 1 or int(devices) == -1
+    return devices == "auto" and cfg.accelerator != "cpu" and torch.cuda.device_count() > 1
+
+
 def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_itself: bool = False,
                  extra_callbacks: list[L.Callback] | None = None, accumulate_grad_batches: int = 1,
-                 keep_log_rows: int | None = None) -> L.Trainer:
+                 keep_log_rows: int | None = None, partial_updates: bool = False) -> L.Trainer:
     """Trainer with CSV logs (loss per step) and a resumable ``last.ckpt`` under ``work_dir``.
 
     ``shards_itself``: the loaders' samplers split the data across ranks themselves (the samplers of
     :mod:`dgm_science.batching`), so Lightning must not put a DistributedSampler on top.
-    ``keep_log_rows``: a resumed run's CSV log keeps that many rows of the existing one."""
+    ``keep_log_rows``: a resumed run's CSV log keeps that many rows of the existing one.
+    ``partial_updates``: the model updates only some of its parameters at a step (a GAN's critic or
+    generator): DDP must then find the unused ones (``strategy: auto`` only)."""
     checkpoint = _LastCheckpoint(
         dirpath=work_dir / "checkpoints",
         save_last=True,
@@ -384,7 +398,8 @@ def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_its
         accelerator=cfg.accelerator,
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
-        strategy=cfg.strategy,
+        strategy=("ddp_find_unused_parameters_true" if partial_updates and cfg.strategy == "auto"
+                  and _several_processes(cfg) else cfg.strategy),
         precision=resolve_precision(cfg),
         max_steps=cfg.max_steps,
         max_epochs=-1,
@@ -472,7 +487,8 @@ def fit(
     keep_best = KeepBest() if cfg.keep_best else None
     trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards.pop(),
                            extra_callbacks=[*(callbacks or []), *([keep_best] if keep_best else [])],
-                           accumulate_grad_batches=accumulate_grad_batches, keep_log_rows=keep_log_rows)
+                           accumulate_grad_batches=accumulate_grad_batches, keep_log_rows=keep_log_rows,
+                           partial_updates=getattr(model, "partial_updates", False))
     # verified above with weights_only=True; Lightning >= 2.5 loads it so too (older: torch's default)
     safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume, **safe)

@@ -25,8 +25,10 @@ CONFIGS = sorted((ROOT / "workflows/config").glob("*.yaml")) + sorted((ROOT / "t
 OVERLAYS = sorted((ROOT / "workflows/config/overlays").glob("*.yaml"))
 DEFAULT = yaml.safe_load((ROOT / "workflows/config/default.yaml").read_text())
 # Sections of datasets (the domains), whatever they are called: the schema's object-valued keys.
-DOMAINS = [key for key, node in SCHEMA["properties"].items() if node.get("type") == "object" and key != "design"]
-"""The domain blocks (`design`, goal-directed design, is a block of its own, not a domain of datasets)."""
+BLOCKS = ("design", "prediction")
+"""Blocks of their own, not domains of datasets: goal-directed design and property prediction."""
+DOMAINS = [key for key, node in SCHEMA["properties"].items() if node.get("type") == "object" and key not in BLOCKS]
+"""The domain blocks."""
 
 
 def resolve(node: dict, root: dict = SCHEMA) -> dict:
@@ -83,7 +85,7 @@ def _validates_and_parses(config: dict, schema_path: str, label: str) -> dict:
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_validate_and_parse(path, schema_path):
     config = yaml.safe_load(path.read_text())
-    assert set(config) <= {"seeds", "design", *DOMAINS}, path.name
+    assert set(config) <= {"seeds", *BLOCKS, *DOMAINS}, path.name
     _validates_and_parses(config, schema_path, path.name)
 
 
@@ -120,6 +122,8 @@ def test_every_registered_model_is_reachable_in_the_schema():
                 fields = {f.name for f in dataclasses.fields(registry.get("model", name).Config)}
                 assert blocks == {"model": fields, "train": {f.name for f in dataclasses.fields(TrainConfig)},
                                   "sample": {f.name for f in dataclasses.fields(SampleConfig)}}, name
+    for name, entry in SCHEMA["properties"]["prediction"]["properties"]["models"]["properties"].items():
+        reachable[name].append("prediction")
     assert set(reachable) == set(registry.names("model")), set(registry.names("model")) ^ set(reachable)
 
 

@@ -108,7 +108,7 @@ class RingDomain(Domain):
         return np.ones(len(items))
 
     @staticmethod
-    def typical_set(data_dir: Path) -> list[tuple[float, float]]:
+    def typical_set(data_dir: Path, model_cfg: Any = None) -> list[tuple[float, float]]:
         return [tuple(p) for p in np.load(data_dir / "valid.npy")]
 
     @staticmethod

@@ -41,9 +41,13 @@ def merged_config() -> dict:
     return config
 
 
+BLOCKS = ("seeds", "design", "prediction")
+"""Top-level config keys that are not domains of datasets."""
+
+
 def domains(config: dict) -> list[str]:
-    """The domain blocks of a config (every top-level key but ``seeds``)."""
-    return [key for key in config if key != "seeds"]
+    """The domain blocks of a config (every top-level key but ``BLOCKS``)."""
+    return [key for key in config if key not in BLOCKS]
 
 
 def runs(config: dict):
@@ -76,6 +80,13 @@ def test_overlay_keeps_every_paper_dataset_and_model_and_validates():
         for dataset, ds_cfg in paper[domain].items():
             assert set(overlay[domain][dataset]["models"]) == set(ds_cfg["models"]), (domain, dataset)
     assert set(merged["seeds"]) <= set(paper["seeds"])
+    # the property predictors: the paper's models, shrunk the same way
+    assert set(overlay["prediction"]["models"]) == set(paper["prediction"]["models"])
+    for model, cfg in merged["prediction"]["models"].items():
+        api.RunConfig.parse(model, cfg, where=f"paper-smoke:prediction:{model}")
+        assert cfg["train"]["max_steps"] <= 10, model
+        for key in ("accelerator", "devices", "precision", "num_workers", "keep_best"):
+            assert cfg["train"].get(key) == paper["prediction"]["models"][model]["train"].get(key), (model, key)
     for domain, dataset, model, _ in runs(merged):
         cfg = merged[domain][dataset]["models"][model]
         paper_cfg = paper[domain][dataset]["models"][model]
@@ -134,6 +145,12 @@ def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
             assert rollout["episodes"] == config[domain][dataset]["rollout"]["episodes"]
     # the report: one section per domain, in it one per dataset naming each of its models
     sections = report_sections((work / "results/report.html").read_text())
+    # the property predictors: their metrics and their own section
+    for predictor in ("hybrid-arm", "regressor-arm", "ensemble"):
+        metrics = json.loads((work / f"results/prediction/{predictor}/metrics.json").read_text())
+        assert metrics["test"]["scored"] > 0 and set(metrics["targets"]["names"]) == set(
+            config["prediction"]["targets"]), predictor
+    assert sections.pop("Property prediction that knows its uncertainty", None) is not None
     assert len(sections) == len(domains(config))
     def canonical(datasets):  # a domain's datasets as a sorted tuple of sorted model tuples
         return tuple(sorted(tuple(sorted(models)) for models in datasets))

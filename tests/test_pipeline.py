@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 import yaml
 
 from tests.workflow_fixtures import ROOT, copy_workflow, run_snakemake, write_raw_inputs
@@ -110,6 +111,17 @@ def test_pipeline_runs_end_to_end(workdir):
             assert len((run / "best.csv").read_text().splitlines()) == 11
     assert json.loads((workdir / "results/design/celecoxib_rediscovery/reinvent/seed0/summary.json").read_text())[
         "task"] == "celecoxib_rediscovery"
+    assert "Property prediction that knows its uncertainty" in report
+    for predictor, members in (("hybrid-arm", 1), ("regressor-arm", 1), ("ensemble", 2)):
+        metrics = json.loads((workdir / f"results/prediction/{predictor}/metrics.json").read_text())
+        assert metrics["members"] == members and metrics["density"] == (predictor == "hybrid-arm")
+        assert metrics["test"]["n"] > 0 and metrics["test"]["gap"]["unit"] == "meV"
+        assert 0 <= metrics["test"]["gap"]["coverage_90"] <= 1
+        assert {"randomized", "excluded_elements", "moses"} == set(metrics["shifted"])
+        assert ("auroc_negative_log_likelihood" in metrics["shifted"]["moses"]) == (predictor == "hybrid-arm")
+    hybrid = torch.load(workdir / "results/prediction/hybrid-arm/seed0/model.ckpt", weights_only=True)
+    assert hybrid["config"]["model"]["exclude_elements"] == ["F"] and hybrid["config"]["model"]["targets"] == [
+        "gap", "mu"]
 
 
 def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):

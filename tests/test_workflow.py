@@ -164,7 +164,7 @@ def schema_keys() -> tuple[set[str], set[tuple[str, str]]]:
         if domain == "seeds":
             continue
         keys.add(domain)
-        if domain == "design":  # a block of its own, not a domain of datasets
+        if domain in ("design", "prediction"):  # blocks of their own, not domains of datasets
             walk(node, domain)
             continue
         datasets = node["properties"]

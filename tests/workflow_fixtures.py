@@ -37,12 +37,12 @@ def write_moses_raw(work: Path, splits: dict[str, list[str]]) -> None:
 
 
 def write_qm9_raw(work: Path) -> None:
-    """What ``qm9_fetch`` writes: ``qm9.csv.gz`` (index, SMILES) of the 300 committed QM9 molecules."""
+    """What ``qm9_fetch`` writes: ``qm9.csv.gz`` (index, SMILES, the DFT properties) of the 300
+    committed QM9 molecules (``tests/data/qm9_sample.csv``, rows of the wheel)."""
     raw = work / "resources/molecules/qm9/raw"
     raw.mkdir(parents=True)
-    qm9 = (DATA / "qm9_sample.smi").read_text().split()
     with gzip.open(raw / "qm9.csv.gz", "wt") as fh:
-        fh.write("index,SMILES\n" + "".join(f"{i + 1},{s}\n" for i, s in enumerate(qm9)))
+        fh.write((DATA / "qm9_sample.csv").read_text())
 
 
 def write_structures_raw(work: Path) -> None:

@@ -38,15 +38,21 @@ class AutoregressiveModel(GenerativeModel):
         self.pad_id, self.bos_id, self.eos_id = pad_id, bos_id, eos_id
         self.temperature = temperature
 
-    def _token_log_probs(self, batch: dict[str, Any], condition: torch.Tensor | None) -> torch.Tensor:
-        """Per-position log p(x_t | x_<t): (B, L-1), zero at padding."""
+    def token_log_probs_and_hidden(self, batch: dict[str, Any], condition: torch.Tensor | None = None
+                                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-position log p(x_t | x_<t): (B, L-1), zero at padding, and the network's hidden
+        states (B, L-1, d_model) of the positions that predict them (features of x, one pass)."""
         tokens = batch["tokens"]
         if condition is None:
             condition = batch.get("condition")
-        logits = self.network(tokens[:, :-1], condition)
+        hidden = self.network.hidden(tokens[:, :-1], condition)
         targets = tokens[:, 1:]
-        log_p = -F.cross_entropy(logits.transpose(1, 2).float(), targets, reduction="none")
-        return log_p * (targets != self.pad_id)
+        log_p = -F.cross_entropy(self.network.head(hidden).transpose(1, 2).float(), targets, reduction="none")
+        return log_p * (targets != self.pad_id), hidden
+
+    def _token_log_probs(self, batch: dict[str, Any], condition: torch.Tensor | None) -> torch.Tensor:
+        """Per-position log p(x_t | x_<t): (B, L-1), zero at padding."""
+        return self.token_log_probs_and_hidden(batch, condition)[0]
 
     def log_prob(self, batch: dict[str, Any], condition: torch.Tensor | None = None) -> torch.Tensor:
         return self._token_log_probs(batch, condition).sum(dim=1)

@@ -26,7 +26,25 @@ class StandardNormal(nn.Module):
         return torch.randn(n, *self.event_shape, generator=generator, device=device)
 
 
-class VAE(GenerativeModel):
+class KLAnnealing:
+    """The KL weight beta of a VAE's loss, annealed linearly from 0 to ``kl_weight`` over
+    ``kl_anneal_steps`` training steps (Bowman et al. 2016); the trainer sets the step."""
+
+    kl_weight: float
+    kl_anneal_steps: int
+    _step: int = 0
+
+    def set_training_step(self, step: int) -> None:
+        self._step = step
+
+    @property
+    def beta(self) -> float:
+        if self.kl_anneal_steps <= 0:
+            return self.kl_weight
+        return self.kl_weight * min(1.0, self._step / self.kl_anneal_steps)
+
+
+class VAE(KLAnnealing, GenerativeModel):
     """VAE(encoder, decoder, prior).
 
     ``encoder(batch) -> (mu, log_var)`` each (B, D); ``decoder`` is a conditional GenerativeModel
@@ -55,15 +73,6 @@ class VAE(GenerativeModel):
         self.loss_scale = loss_scale
         self._step = 0
         self._last: dict[str, torch.Tensor] = {}
-
-    def set_training_step(self, step: int) -> None:
-        self._step = step
-
-    @property
-    def beta(self) -> float:
-        if self.kl_anneal_steps <= 0:
-            return self.kl_weight
-        return self.kl_weight * min(1.0, self._step / self.kl_anneal_steps)
 
     def encode(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z|x) parameters (mu, log_var), each (B, D)."""

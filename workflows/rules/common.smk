@@ -5,9 +5,9 @@ import os
 from dgm_science import registry
 
 SEEDS = config["seeds"]
-# The domain blocks of the (validated) config: a new domain needs no edit here. `design` is the
-# goal-directed design block (workflows/rules/design.smk), not a domain.
-DOMAINS = [key for key in config if key not in ("seeds", "design")]
+# The domain blocks of the (validated) config: a new domain needs no edit here. `design` (goal-directed
+# design, workflows/rules/design.smk) and `prediction` (workflows/rules/prediction.smk) are not domains.
+DOMAINS = [key for key in config if key not in ("seeds", "design", "prediction")]
 
 
 wildcard_constraints:
@@ -67,6 +67,17 @@ def domain_targets(domain, filename=None):
         f"{run_dir(domain, dataset, model, seed)}/{filename or samples_file(model)}"
         for dataset, ds_cfg in config.get(domain, {}).items()
         for model in ds_cfg["models"]
+        for seed in SEEDS
+    ]
+
+
+def langevin_targets():
+    """``mixing.json`` of every structures run whose model samples by Langevin chains (an EBM)."""
+    return [
+        f"{run_dir('structures', dataset, model, seed)}/mixing.json"
+        for dataset, ds_cfg in config.get("structures", {}).items()
+        for model in ds_cfg["models"]
+        if getattr(registry.get("model", model), "langevin", False)
         for seed in SEEDS
     ]
 
@@ -399,3 +410,53 @@ def design_objective_file(wildcards):
 
 def design_settings(wildcards):
     return json.dumps(design_config()["methods"][wildcards.method], sort_keys=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Property prediction (workflows/rules/prediction.smk)
+
+PREDICTORS = ("hybrid-arm", "regressor-arm", "ensemble")
+
+
+def prediction_config():
+    return config.get("prediction") or {}
+
+
+def prediction_model_config(wildcards):
+    """The model's config with the block's targets and excluded elements written in (one source)."""
+    block = prediction_config()
+    entry = json.loads(json.dumps(block["models"][wildcards.model]))
+    entry.setdefault("model", {}).update(
+        targets=block["targets"], exclude_elements=block["exclude_elements"]
+    )
+    return json.dumps(entry, sort_keys=True)
+
+
+def prediction_members(wildcards):
+    """The checkpoints of a predictor: the hybrid, the first regressor, or every ensemble seed."""
+    seeds = prediction_config()["ensemble_seeds"]
+    if wildcards.predictor == "ensemble":
+        return [f"results/prediction/regressor-arm/seed{s}/model.ckpt" for s in seeds]
+    return [f"results/prediction/{wildcards.predictor}/seed{seeds[0]}/model.ckpt"]
+
+
+def prediction_moses(wildcards):
+    """MOSES test molecules for the shifted set, where the config has the MOSES dataset."""
+    return (
+        ["resources/molecules/moses/raw/test.csv.gz"]
+        if "moses" in config.get("molecules", {})
+        else []
+    )
+
+
+def prediction_targets():
+    """``results/prediction/{predictor}/metrics.json`` of the block's predictors (none without it)."""
+    block = prediction_config()
+    if not block:
+        return []
+    return [
+        f"results/prediction/{p}/metrics.json"
+        for p in PREDICTORS
+        if (p == "ensemble" and "regressor-arm" in block["models"])
+        or p in block["models"]
+    ]

@@ -18,6 +18,8 @@ rule report:
         sequences=SEQUENCE_EXTRAS,
         trajectories=TRAJECTORY_EXTRAS,
         design=design_targets(),
+        prediction=prediction_targets(),
+        mixing=langevin_targets(),
     output:
         report(
             "results/report.html",

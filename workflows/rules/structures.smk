@@ -219,7 +219,25 @@ rule structures_evaluate:
         " --out {output} --jobs {threads} 2> {log}"
 
 
+rule md_mixing:
+    """Mixing diagnostics of an energy-based model's Langevin sampler: split R-hat and ESS over chains."""
+    input:
+        "results/structures/{dataset}/{model}/seed{seed}/model.ckpt",
+    output:
+        "results/structures/{dataset}/{model}/seed{seed}/mixing.json",
+    log:
+        "logs/structures/{dataset}/{model}/seed{seed}/mixing.log",
+    benchmark:
+        "benchmarks/structures/{dataset}/{model}/seed{seed}/mixing.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    shell:
+        "dgm mixing --checkpoint {input} --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
+
+
 rule structures:
     input:
         domain_targets("structures", "metrics.json"),
+        langevin_targets(),
         STRUCTURE_DATA_ROWS,

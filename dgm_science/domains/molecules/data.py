@@ -9,6 +9,7 @@ import collections
 import gzip
 import json
 import logging
+import math
 import multiprocessing
 import shutil
 import struct
@@ -55,9 +56,28 @@ def fetch_moses(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
 QM9_PARTS = ("qm9pack/data/qm9_part1.csv", "qm9pack/data/qm9_part2.csv", "qm9pack/data/qm9_part3.csv")
 
 
+QM9_PROPERTIES = {
+    "mu": ("Dipole_debye", "D"),
+    "alpha": ("Polarizability_bohr3", "bohr^3"),
+    "homo": ("HOMO_au", "Ha"),
+    "lumo": ("LUMO_au", "Ha"),
+    "gap": ("HOMO_LUMO_gap_au", "Ha"),
+    "r2": ("R2_bohr2", "bohr^2"),
+    "zpve": ("ZPVE_au", "Ha"),
+    "u0": ("InternalEnergy_0K_au", "Ha"),
+    "u298": ("InternalEnergy_298K_au", "Ha"),
+    "h298": ("Enthalphy_298K_au", "Ha"),
+    "g298": ("GibbsFreeEnergy_298K_au", "Ha"),
+    "cv": ("Heatcapacity_Cv_cal_mol_K", "cal/(mol K)"),
+}
+"""QM9's DFT properties (B3LYP/6-31G(2df,p), Ramakrishnan et al. 2014): our column -> (the
+``qm9pack`` CSV column, unit as stored)."""
+
+
 def fetch_qm9(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
     """Download the ``qm9pack`` wheel, check its sha256 and write ``qm9.csv.gz`` with the
-    ``index`` (the dsgdb9nsd number) and ``SMILES`` columns of its 130,831 molecules."""
+    ``index`` (the dsgdb9nsd number), ``SMILES`` and property columns (``QM9_PROPERTIES``, in the
+    units stored there) of its 130,831 molecules."""
     import csv
     import io
 
@@ -67,14 +87,20 @@ def fetch_qm9(out_dir: Path, *, version: str, sha256: str) -> dict[str, Any]:
         wheel_path = wheels.download_wheel("qm9pack", version, sha256, Path(tmp))
         with zipfile.ZipFile(wheel_path) as wheel, atomic_path(out_dir / "qm9.csv.gz") as tmp_out, \
                 gzip.open(tmp_out, "wt") as out:
-            out.write("index,SMILES\n")
+            out.write(",".join(["index", "SMILES", *QM9_PROPERTIES]) + "\n")
             for member in QM9_PARTS:
                 with wheel.open(member) as raw:
                     reader = csv.DictReader(io.TextIOWrapper(raw, encoding="utf-8"))
                     for line, row in enumerate(reader, start=2):
                         if not row.get("SMILES") or not row.get("Index"):
                             raise DataError(f"{wheel_path.name}:{member}: line {line}: no Index/SMILES")
-                        out.write(f"{int(row['Index'])},{row['SMILES'].strip()}\n")
+                        try:
+                            values = [repr(float(row[column])) for column, _ in QM9_PROPERTIES.values()]
+                        except (KeyError, TypeError, ValueError):
+                            raise DataError(f"{wheel_path.name}:{member}: line {line}: a property of "
+                                            f"{', '.join(c for c, _ in QM9_PROPERTIES.values())} is missing or "
+                                            "not a number") from None
+                        out.write(",".join([str(int(row["Index"])), row["SMILES"].strip(), *values]) + "\n")
     return wheels.write_source(out_dir, "qm9pack", version, sha256, ["qm9.csv.gz"])
 
 
@@ -105,6 +131,46 @@ def read_smiles(path: str | Path, column: str = "SMILES", *, require_any: bool =
     if require_any and not any(smiles):
         raise DataError(f"{path}: no SMILES found")
     return smiles
+
+
+def read_property_table(path: Path, columns: Sequence[str], *, required: bool = True
+                        ) -> tuple[list[str], np.ndarray] | None:
+    """The named numeric ``columns`` of a CSV (``.csv`` / ``.csv.gz``, header matched
+    case-insensitively) as (names, float64 array (rows, columns)); an empty field is NaN. A column
+    that is absent: DataError, or None when not ``required`` and none of them is there."""
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found")
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = [h.strip().lower() for h in next(reader, [])]
+            missing = [c for c in columns if c.lower() not in header]
+            if missing and not required and len(missing) == len(columns):
+                return None
+            if missing:
+                raise DataError(f"{path}: line 1: no column {', '.join(map(repr, missing))} (has {', '.join(header)})")
+            where = [header.index(c.lower()) for c in columns]
+            rows = []
+            for line, row in enumerate(reader, start=2):
+                try:
+                    rows.append([float(row[j]) if j < len(row) and row[j].strip() else math.nan for j in where])
+                except ValueError:
+                    raise DataError(f"{path}: line {line}: a value of {', '.join(columns)} is not a number") from None
+    except UNREADABLE as err:
+        raise DataError(f"{path}: cannot be read as text ({type(err).__name__}: {err})") from None
+    return list(columns), np.asarray(rows, dtype=np.float64).reshape(len(rows), len(columns))
+
+
+def write_property_table(path: Path, values: np.ndarray, columns: Sequence[str]) -> None:
+    """Write (rows, columns) numbers as a CSV with a header, atomically (NaN: an empty field)."""
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
+        fh.write(",".join(columns) + "\n")
+        for row in values:
+            fh.write(",".join("" if math.isnan(v) else repr(float(v)) for v in row) + "\n")
 
 
 UNREADABLE = (OSError, UnicodeDecodeError, EOFError, zlib.error)
@@ -169,9 +235,11 @@ def prepare_qm9(
     """Seeded split of QM9 with DiGress's sizes (Vignac et al. 2023): 10% test, ``train_size``
     (100,000) train, the rest (``val_size``, 17,748) validation. Writes canonical SMILES as
     ``train.smi`` / ``valid.smi`` / ``test.smi`` and ``train_all.smi`` (the novelty reference:
-    the training split). A SMILES RDKit cannot parse is skipped and counted."""
+    the training split), and where the raw file has QM9's property columns, ``properties_{split}.csv``
+    row by row beside each split's SMILES. A SMILES RDKit cannot parse is skipped and counted."""
     path = raw_dir / "qm9.csv.gz"
     raw = read_smiles(path)
+    properties = read_property_table(path, list(QM9_PROPERTIES), required=False)
     n_test = len(raw) // 10
     train_size = 100_000 if train_size is None else train_size
     if n_test + train_size + val_size > len(raw):
@@ -187,12 +255,16 @@ def prepare_qm9(
               "valid": order[n_test + train_size:n_test + train_size + val_size]}
     out_dir.mkdir(parents=True, exist_ok=True)
     stats: dict[str, Any] = {"source": str(path), "read": len(raw), "unparseable": len(bad),
-                             "unparseable_lines": bad[:100], "seed": seed}
+                             "unparseable_lines": bad[:100], "seed": seed,
+                             "properties": [] if properties is None else properties[0]}
     for split, idx in splits.items():
-        kept = [canonical[i] for i in idx if canonical[i] is not None]
+        kept_idx = [i for i in idx if canonical[i] is not None]
+        kept = [canonical[i] for i in kept_idx]
         write_smiles(out_dir / f"{split}.smi", kept)
         if split == "train":
             write_smiles(out_dir / "train_all.smi", kept)
+        if properties is not None:
+            write_property_table(out_dir / f"properties_{split}.csv", properties[1][kept_idx], properties[0])
         stats[split] = len(kept)
     log.info("prepared %s", {k: v for k, v in stats.items() if k != "unparseable_lines"})
     with atomic_path(out_dir / "prepare.json") as tmp:
@@ -528,8 +600,11 @@ class MoleculeDataset(Dataset):
     offsets; an item's ``tokens`` is a (L,) long tensor."""
 
     def __init__(
-        self, smiles: Sequence[str], tokenizer: Tokenizer, max_length: int, graphs_path: Path | None = None
+        self, smiles: Sequence[str], tokenizer: Tokenizer, max_length: int, graphs_path: Path | None = None,
+        targets: np.ndarray | None = None,
     ) -> None:
+        if targets is not None and len(targets) != len(smiles):
+            raise DataError(f"{len(targets)} rows of targets for {len(smiles)} SMILES")
         graphs = GraphStore(graphs_path) if graphs_path is not None else None
         if graphs is not None and len(graphs) > len(smiles):
             raise DataError(f"{graphs_path}: {len(graphs)} graphs for {len(smiles)} SMILES; re-run featurize")
@@ -553,6 +628,7 @@ class MoleculeDataset(Dataset):
         if self.n_too_long:
             log.info("dropped %d molecules longer than %d tokens", self.n_too_long, max_length)
         self.graphs = graphs
+        self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
         self.pad_id = tokenizer.pad_id
 
     def __len__(self) -> int:
@@ -570,6 +646,8 @@ class MoleculeDataset(Dataset):
         item: dict[str, Any] = {"tokens": torch.from_numpy(self._ids[start:end].astype(np.int64))}
         if self.graphs is not None:
             item["graph"] = self.graphs[int(self.index[i])]
+        if self.targets is not None:
+            item["y"] = torch.from_numpy(self.targets[int(self.index[i])])
         return item
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -577,9 +655,12 @@ class MoleculeDataset(Dataset):
 
 
 def collate_molecules(items: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Batch dict: ``tokens`` (B, L) padded with ``pad_id``; ``graph`` a PyG Batch if present."""
+    """Batch dict: ``tokens`` (B, L) padded with ``pad_id``; ``graph`` a PyG Batch and ``y`` (B, K)
+    targets if present."""
     tokens = torch.nn.utils.rnn.pad_sequence([it["tokens"] for it in items], batch_first=True, padding_value=pad_id)
     batch: dict[str, Any] = {"tokens": tokens}
+    if "y" in items[0]:
+        batch["y"] = torch.stack([it["y"] for it in items])
     if "graph" in items[0]:
         from torch_geometric.data import Batch
 

@@ -19,6 +19,7 @@ from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecule
 from dgm_science.domains.molecules.dense import (
     DenseGraphDataset, DenseGraphs, decode_dense, dense_state, load_dense, smiles_to_dense_batch,
 )
+from dgm_science.domains.molecules.predict import property_split, standardize, target_state
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.registry import register
 
@@ -40,7 +41,11 @@ class MoleculeDomain(Domain):
             atom_types, atoms, bonds = load_dense(data_dir / "dense.npz", "train")
             return dense_state(atom_types, atoms, bonds)
         smiles = read_smiles(data_dir / "train.smi") + read_smiles(data_dir / "valid.smi")
-        return {"tokenizer": Tokenizer.fit(model_cfg.tokenizer, smiles).state()}
+        state: dict[str, Any] = {"tokenizer": Tokenizer.fit(model_cfg.tokenizer, smiles).state()}
+        if "y" in spec.batch_fields:  # the tokenizer still knows the excluded elements: their molecules can be scored
+            _, y = property_split(data_dir, "train", model_cfg)
+            state["targets"] = target_state(model_cfg.targets, y, f"{data_dir}/properties_train.csv")
+        return state
 
     @staticmethod
     def tokenizer(state: dict[str, Any]) -> Tokenizer:
@@ -57,6 +62,11 @@ class MoleculeDomain(Domain):
         needs_graph = "graph" in spec.batch_fields
         out = []
         for split in ("train", "valid"):
+            if "y" in spec.batch_fields:
+                smiles, y = property_split(data_dir, split, model_cfg)
+                out.append(MoleculeDataset(smiles, tokenizer, model_cfg.max_length,
+                                           targets=standardize(y, state["targets"])))
+                continue
             graphs = data_dir / f"graphs_{split}.npz" if needs_graph else None
             out.append(MoleculeDataset(read_smiles(data_dir / f"{split}.smi"), tokenizer, model_cfg.max_length, graphs))
         return out[0], out[1]
@@ -155,10 +165,16 @@ class MoleculeDomain(Domain):
                          for m in mols], dtype=float)
 
     @staticmethod
-    def typical_set(data_dir: Path, max_molecules: int = 2000, seed: int = 0) -> list[str]:
+    def typical_set(data_dir: Path, model_cfg: Any = None, max_molecules: int = 2000, seed: int = 0) -> list[str]:
         """Held-out molecules whose -log p(x) defines the model's typical set: a seeded subset of
-        at most ``max_molecules`` of the validation SMILES (``valid.smi``), in file order."""
+        at most ``max_molecules`` of the validation SMILES (``valid.smi``), in file order, without
+        the molecules holding an element the model was trained without (``exclude_elements``)."""
         smiles = [s for s in read_smiles(Path(data_dir) / "valid.smi") if s]
+        excluded = getattr(model_cfg, "exclude_elements", None)
+        if excluded:
+            from dgm_science.domains.molecules.predict import without_elements
+
+            smiles = [s for s, keep in zip(smiles, without_elements(smiles, excluded)) if keep]
         if len(smiles) > max_molecules:
             idx = np.sort(np.random.default_rng(seed).choice(len(smiles), max_molecules, replace=False))
             smiles = [smiles[i] for i in idx]

@@ -11,8 +11,10 @@ from torch import nn
 from dgm_science.config import bounded
 from dgm_science.backbones import CausalTransformer
 from dgm_science.base import GenerativeModel
+from dgm_science.domains.molecules.data import QM9_PROPERTIES
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.families.autoregressive import AutoregressiveModel
+from dgm_science.families.hybrid import DiscriminativeRegressor, HybridModel
 from dgm_science.families.vae import VAE, StandardNormal
 from dgm_science.registry import register
 
@@ -98,3 +100,54 @@ class GraphVAE:
             kl_weight=cfg.kl_weight, kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits,
             loss_scale=tokens_per_batch,
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class PropertyARMConfig(SmilesARMConfig):
+    """A SMILES transformer whose pooled hidden states feed a Gaussian head over QM9 properties
+    (``QM9_PROPERTIES``; standardised on the training split). ``exclude_elements``: molecules
+    holding any of these elements are left out of training (and validation), so that they can be
+    used as a shifted test set."""
+
+    targets: list[str] = bounded(["gap", "mu"], choices=tuple(QM9_PROPERTIES))
+    head_hidden: int = bounded(128, minimum=1)
+    exclude_elements: list[str] = bounded([])
+
+
+@dataclasses.dataclass(frozen=True)
+class HybridARMConfig(PropertyARMConfig):
+    """``PropertyARMConfig`` trained on -log p(y | x) - density_weight log p(x) (per token)."""
+
+    density_weight: float = bounded(1.0, exclusive_minimum=0)
+
+
+class _PropertyARM:
+    domain: ClassVar[str] = "molecules"
+    batch_fields: ClassVar[tuple[str, ...]] = ("tokens", "y")
+    predicts: ClassVar[bool] = True
+    """A property predictor: configured in the ``prediction`` block, not among a dataset's models."""
+
+
+@register("model", "hybrid-arm")
+class HybridARM(_PropertyARM):
+    """Registry entry: HybridModel(SMILES transformer): p(x, y) = p(y | x) p(x) (Nalisnick et al. 2019)."""
+
+    Config = HybridARMConfig
+
+    @staticmethod
+    def build(cfg: HybridARMConfig, state: dict[str, Any]) -> GenerativeModel:
+        return HybridModel(_decoder(cfg, Tokenizer.from_state(state["tokenizer"])), len(cfg.targets),
+                           density_weight=cfg.density_weight, head_hidden=cfg.head_hidden, dropout=cfg.dropout)
+
+
+@register("model", "regressor-arm")
+class RegressorARM(_PropertyARM):
+    """Registry entry: the hybrid's network and head trained on -log p(y | x) alone (one member of
+    a deep ensemble: train it with several seeds)."""
+
+    Config = PropertyARMConfig
+
+    @staticmethod
+    def build(cfg: PropertyARMConfig, state: dict[str, Any]) -> GenerativeModel:
+        return DiscriminativeRegressor(_decoder(cfg, Tokenizer.from_state(state["tokenizer"])), len(cfg.targets),
+                                       head_hidden=cfg.head_hidden, dropout=cfg.dropout)

@@ -51,6 +51,9 @@ def cmd_likelihood(args: argparse.Namespace) -> None:
     stats = {"sequences": len(records), "scored": int(scored.sum()), "residues": int(residues),
              "nats": nats, "bits_per_residue": nats / math.log(2) / residues if residues else math.nan,
              "likelihood": loaded.model.likelihood, "seconds": time.perf_counter() - start}
+    latent = loaded.latent_statistics(records, batch_size=args.batch_size)
+    if latent is not None:
+        stats["latent"] = latent
     write_json(args.out, stats)
     log.info("%s: %.4f bits per residue (%s) over %d of %d sequences", args.fasta, stats["bits_per_residue"],
              stats["likelihood"], stats["scored"], stats["sequences"])

@@ -85,7 +85,7 @@ class SequenceDomain(Domain):
                      for split in ("train", "valid"))  # type: ignore[return-value]
 
     @staticmethod
-    def typical_set(data_dir: Path) -> list[FastaRecord]:
+    def typical_set(data_dir: Path, model_cfg: Any = None) -> list[FastaRecord]:
         return read_fasta(Path(data_dir) / "valid.fasta")
 
     @classmethod

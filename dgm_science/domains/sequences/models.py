@@ -15,6 +15,7 @@ from dgm_science.base import GenerativeModel
 from dgm_science.domains.sequences.tokens import BOS, EOS, MASK, PAD, Vocabulary
 from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.families.discrete_diffusion import MaskedDiffusion
+from dgm_science.families.hierarchical_vae import HierarchicalVAE
 from dgm_science.families.vae import VAE, StandardNormal
 from dgm_science.registry import register
 
@@ -54,6 +55,17 @@ class SeqVAEConfig(SeqARMConfig):
     kl_weight: float = bounded(1.0, minimum=0)
     kl_anneal_steps: int = bounded(1000, minimum=0)
     free_bits: float = bounded(0.0, minimum=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class SeqHVAEConfig(SeqVAEConfig):
+    """Hierarchical (top-down) VAE: ``latent_layers`` layers of ``latent_dim`` units each; the
+    convolutional encoder's ``encoder_layers`` split evenly into as many bottom-up stages (one
+    feature vector per latent layer, shallow for z_1, deep for z_L); a top-down path of width
+    ``state_dim`` whose last state conditions the transformer decoder. ``free_bits``: per layer."""
+
+    latent_layers: int = bounded(3, minimum=2)
+    state_dim: int = bounded(128, minimum=1)
 
 
 def _network(cfg: SeqARMConfig, state: dict[str, Any], *, causal: bool = True, extra_condition: int = 0
@@ -97,6 +109,11 @@ class SeqDiffusion:
                                never_generated=(BOS,))
 
 
+def _residues_per_batch(batch: dict[str, Any]) -> torch.Tensor:
+    """What a VAE's loss is divided by: the residues (and <eos>) the decoder predicts in the batch."""
+    return (batch["tokens"][:, 1:] != PAD).sum().clamp(min=1)
+
+
 class ConvEncoder(nn.Module):
     """q(z|x) = N(mu, diag exp(log_var)) from token rows ``tokens: (B, L)``: embedding, ``layers``
     residual 1D convolutions (kernel 5, dilations 1, 2, 4, ..), masked mean over residues, linear."""
@@ -138,8 +155,55 @@ class SeqVAE:
         decoder = AutoregressiveModel(_network(cfg, state, extra_condition=cfg.latent_dim), pad_id=PAD,
                                       bos_id=BOS, eos_id=EOS)
 
-        def residues_per_batch(batch: dict[str, Any]) -> torch.Tensor:
-            return (batch["tokens"][:, 1:] != PAD).sum().clamp(min=1)
-
         return VAE(encoder, decoder, StandardNormal(cfg.latent_dim), kl_weight=cfg.kl_weight,
-                   kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits, loss_scale=residues_per_batch)
+                   kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits, loss_scale=_residues_per_batch)
+
+
+class LadderConvEncoder(ConvEncoder):
+    """The bottom-up path of a hierarchical VAE: ``ConvEncoder``'s convolutions in ``stages``
+    groups, the masked mean over residues after each one a feature vector (B, channels), shallow
+    to deep."""
+
+    def __init__(self, vocab_size: int, channels: int, layers: int, stages: int) -> None:
+        if layers < stages:
+            raise ValueError(f"encoder_layers ({layers}) must be at least latent_layers ({stages}): one "
+                             "convolution per stage")
+        super().__init__(vocab_size, 1, channels, layers)
+        del self.out
+        self.bounds = [round(layers * (i + 1) / stages) for i in range(stages)]
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:  # type: ignore[override]
+        tokens = batch["tokens"]
+        residues = (tokens > MASK).unsqueeze(1).float()
+        count = residues.sum(-1).clamp(min=1)
+        h = self.embedding(tokens).transpose(1, 2) * residues
+        features = []
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            h = h + torch.nn.functional.gelu(norm(conv(h))) * residues
+            if i + 1 in self.bounds:
+                features.append(h.sum(-1) / count)
+        return features
+
+
+@register("model", "seq-hvae")
+class SeqHVAE:
+    """Hierarchical (top-down, ladder) VAE over residues: bottom-up convolutional stages, a top-down
+    prior and posterior per latent layer, the autoregressive transformer decoder."""
+
+    domain: ClassVar[str] = "sequences"
+    Config = SeqHVAEConfig
+    batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    canvas: ClassVar[bool] = False
+
+    @staticmethod
+    def build(cfg: SeqHVAEConfig, state: dict[str, Any]) -> GenerativeModel:
+        if state["labels"]:
+            raise ValueError("seq-hvae is unconditional: set model.conditional: false")
+        encoder = LadderConvEncoder(len(Vocabulary(state["alphabet"])), cfg.encoder_channels, cfg.encoder_layers,
+                                    cfg.latent_layers)
+        decoder = AutoregressiveModel(_network(cfg, state, extra_condition=cfg.state_dim), pad_id=PAD,
+                                      bos_id=BOS, eos_id=EOS)
+        return HierarchicalVAE(encoder, decoder, cfg.encoder_channels, [cfg.latent_dim] * cfg.latent_layers,
+                               state_dim=cfg.state_dim, hidden=cfg.state_dim, kl_weight=cfg.kl_weight,
+                               kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits,
+                               loss_scale=_residues_per_batch)

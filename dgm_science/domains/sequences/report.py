@@ -81,6 +81,29 @@ def _compression_table(runs: list[dict]) -> Table | None:
     return table if table.rows else None
 
 
+def _latent_table(runs: list[dict]) -> Table | None:
+    """Per latent-variable run (VAE, hierarchical VAE): each latent layer's active units and KL on
+    the test split (``test_likelihood.json``'s ``latent``), layer 1 the lowest."""
+    table = Table(["model", "latent layers", "active units per layer ↑", "KL per layer (nats / sequence)",
+                   "test bits / residue ↓"])
+    for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
+        likelihood = _likelihood(run["dir"])
+        latent = likelihood.get("latent")
+        if not latent:
+            continue
+        units = " / ".join(f"{a} of {d}" for a, d in zip(latent["active_units"], latent["latent_dims"]))
+        kls = " / ".join(format_number(v, 2) for v in latent["kl_nats"])
+        table.rows.append(("ours", [bold(run["model"]) + f" (ours, seed {run['seed']})", str(latent["layers"]), units,
+                                    kls, _cell("bits_per_residue", likelihood.get("bits_per_residue"),
+                                               likelihood.get("likelihood"))]))
+    return table if table.rows else None
+
+
+LATENT_NOTE = ("Latent layers: a unit is active when its posterior mean varies across the test sequences "
+               "(Var_x E_q[z_u | x] > 0.01, Burda et al. 2016); a layer with no active unit has collapsed to its "
+               "prior and carries no information about x. KL: the mean of each layer's KL(q || p) on the test split, "
+               "the nats of the ELBO spent on that layer.")
+
 NOTE = ("Against the test split (identity clusters: no test sequence is ≥ the threshold identical to a training "
         "one). JS: Jensen–Shannon divergence (bits) of the k-mer spectra of samples and test sequences. Identity: "
         "global alignment (Biopython PairwiseAligner, EMBOSS needle scoring), identities / alignment length, to the "
@@ -102,5 +125,6 @@ def sequences_section(results: Path, inputs: Inputs | None = None) -> str:
     for dataset in sorted({r["dataset"] for r in runs}, key=lambda d: list(TITLES).index(d) if d in TITLES else 9):
         ds_runs = [r for r in runs if r["dataset"] == dataset]
         datasets.append({"title": TITLES.get(dataset, dataset), "metrics": _metrics_table(dataset, ds_runs),
-                         "compression": _compression_table(ds_runs)})
-    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, footnote=NOTE)
+                         "compression": _compression_table(ds_runs), "latent": _latent_table(ds_runs)})
+    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, footnote=NOTE,
+                  latent_note=LATENT_NOTE)

@@ -1,5 +1,6 @@
 """The structures domain's part of the ``dgm`` command: ``simulate`` (molecular dynamics of
-alanine dipeptide with OpenMM)."""
+alanine dipeptide with OpenMM) and ``mixing`` (the Langevin sampler diagnostics of an
+energy-based model)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import json
 import logging
 from pathlib import Path
 
-from dgm_science.commands import add_seed_argument, command, confirm_size, output_argument, positive_float, positive_int
+from dgm_science.commands import (add_device_arguments, add_seed_argument, command, confirm_size, output_argument,
+                                  positive_float, positive_int)
 from dgm_science.utils import set_threads
 
 log = logging.getLogger("dgm")
@@ -52,3 +54,68 @@ def cmd_simulate(args: argparse.Namespace) -> None:
                      checkpoint_every_ps=args.checkpoint_every_ps, seed=args.seed, threads=args.threads,
                      platform=args.platform)
     log.info("simulated -> %s: %s", args.out, json.dumps(stats))
+
+
+MAX_CHAIN_STEPS = 1_000_000
+"""``dgm mixing`` Langevin steps beyond this need ``--yes``."""
+MAX_RECORDS = 10_000_000
+"""Chain states ``dgm mixing`` keeps in memory (60 floats each: 2.4 GB)."""
+
+
+def _mixing_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True, help="an energy-based model (ala2-ebm) checkpoint")
+    p.add_argument("--chains", type=positive_int, default=32, help="independent Langevin chains from noise")
+    p.add_argument("--steps", type=positive_int, default=2000, help="Langevin steps per chain")
+    p.add_argument("--every", type=positive_int, default=10, help="record the chains every this many steps")
+    add_seed_argument(p, "seed of the chains' starts and noise")
+    p.add_argument("--yes", action="store_true", help=f"run more than {MAX_CHAIN_STEPS:,} steps")
+    output_argument(p, "--out", required=True, help="JSON: R-hat and effective sample size per statistic")
+    add_device_arguments(p)
+
+
+@command("mixing", "mixing diagnostics of an energy-based model's Langevin sampler: split R-hat and effective "
+         "sample size of the energy and the backbone torsions over independent chains", _mixing_arguments,
+         description="Runs --chains Langevin chains from the noise distribution for --steps steps (the sampler "
+                     "`dgm sample` uses) and, over the second half of each chain, computes ArviZ's rank-normalized "
+                     "split R-hat and bulk ESS of the learned energy and of sin / cos of phi and psi. R-hat below "
+                     "1.01 means the chains agree, i.e. the sampler has mixed; an energy-based model's samples are "
+                     "only as good as that.")
+def cmd_mixing(args: argparse.Namespace) -> None:
+    import numpy as np
+    import torch
+
+    from dgm_science import api
+    from dgm_science.commands import write_json
+    from dgm_science.domains.structures.internal import TORSION_PHI, TORSION_PSI, TORSIONS
+    from dgm_science.families.energy_based import EnergyBasedModel, mixing_diagnostics
+
+    confirm_size(args, "--steps", args.steps, limit=MAX_CHAIN_STEPS, what="each step is a gradient of the energy")
+    if (args.steps // args.every) * args.chains > MAX_RECORDS:
+        raise ValueError(f"--every {args.every}: {args.steps // args.every:,} records of {args.chains} chains held in "
+                         f"memory; record less often (at most {MAX_RECORDS:,} chain states)")
+    if args.every > args.steps // 2:
+        raise ValueError(f"--every {args.every}: record at least twice in the second half of the {args.steps} steps")
+    set_threads(args.threads)
+    loaded = api.load(args.checkpoint, device=args.device)
+    model = loaded.model
+    if not isinstance(model, EnergyBasedModel):
+        raise ValueError(f"{args.checkpoint}: a {loaded.name} model has no Langevin sampler; `dgm mixing` diagnoses "
+                         "energy-based models")
+    generator = torch.Generator(device=loaded.device).manual_seed(args.seed)
+    trace = model.chains(args.chains, args.steps, every=args.every, generator=generator)  # (draws, chains, dim)
+    trace = trace[trace.shape[0] // 2:]  # the second half: after warm-up
+    with torch.no_grad():
+        energy = model.energy(model.standardize(trace.reshape(-1, trace.shape[-1]))).reshape(trace.shape[:2])
+    torsions = trace[..., TORSIONS]
+    statistics = {"energy": energy}
+    for name, k in (("phi", TORSION_PHI), ("psi", TORSION_PSI)):
+        statistics[f"sin_{name}"] = torch.sin(torsions[..., k])
+        statistics[f"cos_{name}"] = torch.cos(torsions[..., k])
+    out = {name: mixing_diagnostics(values.double().cpu().numpy()) for name, values in statistics.items()}
+    out["max_rhat"] = float(np.max([v["rhat"] for v in out.values()]))
+    out["min_ess_bulk"] = float(np.min([v["ess_bulk"] for k, v in out.items() if k != "max_rhat"]))
+    out.update(chains=args.chains, steps=args.steps, every=args.every, seed=args.seed,
+               step_size=model.step_size, noise=model.noise)
+    write_json(args.out, out)
+    log.info("%d chains x %d steps: max R-hat %.3f, min bulk ESS %.0f -> %s", args.chains, args.steps,
+             out["max_rhat"], out["min_ess_bulk"], args.out)

@@ -287,7 +287,8 @@ def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: 
       energy distributions with the same censoring; ``energy_above_data_max``: the fraction
       censored (non-finite energies included); ``energy_test_mean``;
     - ``ess_fraction``: Kish ESS / N of w = exp(-u(x) - log q(x)) when ``log_q`` (Cartesian
-      density, nats) is given;
+      density, nats) is given, and ``energy_log_q_spearman``: how well -log q ranks the samples
+      as u does (``energy_agreement``);
     - ``bond_length_deviation_mean/max``: per bond, the mean |sample length - mean test length|
       (nm); their mean and max over the 21 bonds;
     - ``n_samples``, ``nonfinite_fraction``.
@@ -321,7 +322,21 @@ def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: 
     }
     if log_q is not None:
         out["ess_fraction"] = kish_ess_fraction(-u_samples - log_q)
+        out["energy_log_q_spearman"] = energy_agreement(u_samples, log_q)
     return out
+
+
+def energy_agreement(u: np.ndarray, log_q: np.ndarray) -> float:
+    """Spearman rank correlation of the model's -log q(x) with the true reduced energy u(x) over
+    the samples where both are finite: 1 when the model's density orders conformations as the
+    Boltzmann density exp(-u) does (log Z drops out, so an unnormalized model's -E(x) counts
+    the same); NaN with fewer than 3 such samples."""
+    from scipy.stats import spearmanr
+
+    ok = np.isfinite(u) & np.isfinite(log_q)
+    if ok.sum() < 3:
+        return math.nan
+    return float(spearmanr(-log_q[ok], u[ok]).statistic)
 
 
 def ramachandran_plot(data: np.ndarray, samples: np.ndarray, out: Path, bins: int = RAMACHANDRAN_BINS) -> Path:

@@ -33,6 +33,7 @@ from dgm_science.domains.structures import md
 from dgm_science.domains.structures.internal import (
     N_INTERNAL, TORSION_HISTOGRAM_BINS, TORSIONS, InternalCoordinates, wrap_angle,
 )
+from dgm_science.families.energy_based import EnergyBasedModel
 from dgm_science.families.flows import ActNorm, AffineCoupling, Flow, InvertibleLinear
 from dgm_science.families.vae import StandardNormal
 from dgm_science.registry import register
@@ -212,3 +213,77 @@ class Ala2Flow:
             flow, torch.tensor(state["internal_mean"]), torch.tensor(state["internal_std"]),
             torch.tensor(state["torsion_cut"]), state, energy_weight=cfg.energy_weight,
             energy_samples=cfg.energy_samples, energy_high=cfg.energy_high)
+
+
+@dataclasses.dataclass(frozen=True)
+class Ala2EBMConfig:
+    """Energy-based model of the internal coordinates: an MLP energy (``hidden_layers`` x ``hidden``,
+    SiLU) of the standardised bonds and angles and the sine and cosine of each torsion, trained by
+    persistent contrastive divergence: ``buffer_size`` chains, ``sgld_steps`` Langevin steps of
+    ``step_size`` per training step (noise sqrt(2 step_size): the Langevin diffusion whose
+    stationary law is exp(-E), unless ``noise`` is given), a ``reinit`` fraction restarted from
+    noise; samples after ``sample_steps`` steps from noise; ``alpha``: the energy-magnitude penalty."""
+
+    hidden: int = bounded(256, minimum=1)
+    hidden_layers: int = bounded(3, minimum=1)
+    buffer_size: int = bounded(10000, minimum=1)
+    reinit: float = bounded(0.05, minimum=0, maximum=1)
+    sgld_steps: int = bounded(20, minimum=1)
+    step_size: float = bounded(0.001, exclusive_minimum=0)
+    noise: float | None = bounded(None, minimum=0)
+    sample_steps: int = bounded(2000, minimum=1)
+    alpha: float = bounded(0.1, minimum=0)
+
+
+class TorsionFeatureEnergy(nn.Module):
+    """E(z) of standardised internal coordinates z (B, 60): an MLP of [bonds and angles, sin and
+    cos of each torsion] (periodic in every torsion), SiLU activations (a smooth gradient for
+    Langevin dynamics)."""
+
+    def __init__(self, hidden: int, hidden_layers: int) -> None:
+        super().__init__()
+        width = TORSIONS.start + 2 * (N_INTERNAL - TORSIONS.start)
+        layers: list[nn.Module] = []
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, hidden), nn.SiLU()]
+            width = hidden
+        self.net = nn.Sequential(*layers, nn.Linear(width, 1))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        torsions = z[:, TORSIONS]
+        features = torch.cat([z[:, : TORSIONS.start], torch.sin(torsions), torch.cos(torsions)], dim=-1)
+        return self.net(features).squeeze(-1)
+
+
+def _wrap_torsions(z: torch.Tensor) -> torch.Tensor:
+    return torch.cat([z[:, : TORSIONS.start], wrap_angle(z[:, TORSIONS])], dim=-1)
+
+
+def _torsion_noise(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Chain starts: N(0, I) bonds and angles (standardised), uniform torsions."""
+    z = torch.randn(n, N_INTERNAL, generator=generator, device=device)
+    uniform = torch.rand(n, N_INTERNAL - TORSIONS.start, generator=generator, device=device)
+    return torch.cat([z[:, : TORSIONS.start], (2 * uniform - 1) * math.pi], dim=-1)
+
+
+@register("model", "ala2-ebm")
+class Ala2EBM:
+    """Registry entry: energy-based model of alanine dipeptide's internal coordinates (persistent
+    contrastive divergence with Langevin chains; log p up to log Z)."""
+
+    domain: ClassVar[str] = "peptide-md"
+    Config = Ala2EBMConfig
+    batch_fields: ClassVar[tuple[str, ...]] = ("internal",)
+    langevin: ClassVar[bool] = True
+    """Samples by Langevin chains: the workflow runs `dgm mixing` on it."""
+
+    @staticmethod
+    def build(cfg: Ala2EBMConfig, state: dict[str, Any]) -> GenerativeModel:
+        mean, std = torch.tensor(state["internal_mean"]), torch.tensor(state["internal_std"])
+        shift = torch.cat([mean[: TORSIONS.start], torch.zeros(N_INTERNAL - TORSIONS.start)])
+        scale = torch.cat([std[: TORSIONS.start], torch.ones(N_INTERNAL - TORSIONS.start)])
+        noise = math.sqrt(2 * cfg.step_size) if cfg.noise is None else cfg.noise
+        return EnergyBasedModel(TorsionFeatureEnergy(cfg.hidden, cfg.hidden_layers), shift, scale, "internal",
+                                buffer_size=cfg.buffer_size, reinit=cfg.reinit, sgld_steps=cfg.sgld_steps,
+                                step_size=cfg.step_size, noise=noise, sample_steps=cfg.sample_steps,
+                                alpha=cfg.alpha, project=_wrap_torsions, noise_init=_torsion_noise)

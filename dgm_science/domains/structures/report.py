@@ -4,6 +4,7 @@ row, with Ramachandran plots."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from dgm_science.registry import register
@@ -28,6 +29,7 @@ ALA2_COLUMNS = [
     ("kl_torsions_mean", "KL torsions mean ↓"), ("kl_torsions_max", "KL torsions max ↓"),
     ("energy_mean", "mean u (kT)"), ("energy_test_mean", "MD test mean u (kT)"), ("energy_w1", "energy W1 (kT) ↓"),
     ("energy_above_data_max", "u above MD max ↓"), ("ess_fraction", "ESS / N ↑"),
+    ("energy_log_q_spearman", "ρ(−log q, u) ↑"),
     ("bond_length_deviation_mean", "bond dev. (nm) ↓"), ("n_samples", "Samples"),
 ]
 
@@ -38,7 +40,10 @@ NOTES = {
             "SMILES among the valid ones. The data row (ours) is the same code on real test molecules."),
     "ala2": ("Against the held-out last block of the MD trajectory. KL(MD test ‖ samples) of the 2D (φ, ψ) "
              "histogram and of each torsion's 1D histogram; u = OpenMM potential energy / kT; ESS: Kish effective "
-             "sample size of the importance weights exp(−u(x) − log q(x)), as a fraction of the samples. The MD "
+             "sample size of the importance weights exp(−u(x) − log q(x)), as a fraction of the samples (for the "
+             "energy-based model, whose q is unnormalized and only approximately what its Langevin chains sample, "
+             "a diagnostic, not an exact weight); ρ: Spearman correlation of the model's −log q with u over the "
+             "samples (1: the learned density orders conformations as the Boltzmann density does). The MD "
              "data row compares the training frames with the test frames: the floor finite data allows."),
 }
 
@@ -71,6 +76,32 @@ def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Tab
             cells = ["MD data: train frames vs test frames", "same simulation"]
             table.rows.append(("published", cells + [format_metric(key, [data.get(key)]) for key, _ in columns]))
     return table
+
+
+def _mixing_table(runs: list[dict]) -> Table | None:
+    """The Langevin sampler's diagnostics of each energy-based run (``mixing.json``)."""
+    table = Table(["model", "chains x steps", "R-hat energy", "R-hat sin φ / cos φ", "R-hat sin ψ / cos ψ",
+                   "max R-hat ↓", "min bulk ESS ↑"])
+    for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
+        path = run["dir"] / "mixing.json"
+        if not path.is_file():
+            continue
+        m = json.loads(path.read_text())
+
+        def rhat(*names: str) -> str:
+            return " / ".join(format_number(m[n]["rhat"], 3) for n in names)
+
+        table.rows.append(("ours", [bold(run["model"]) + f" (ours, seed {run['seed']})",
+                                    f"{m['chains']} x {m['steps']:,}", rhat("energy"), rhat("sin_phi", "cos_phi"),
+                                    rhat("sin_psi", "cos_psi"), format_number(m["max_rhat"], 3),
+                                    format_number(m["min_ess_bulk"], 0)]))
+    return table if table.rows else None
+
+
+MIXING_NOTE = ("Energy-based model: its likelihood is unnormalized (log Z unknown), and its samples are only as good "
+               "as its Langevin sampler. `dgm mixing` runs independent chains from noise and computes, over the second "
+               "half of each, ArviZ's rank-normalized split R-hat and bulk effective sample size of the learned energy "
+               "and of the backbone torsions; R-hat above 1.01 means the chains have not mixed (they disagree).")
 
 
 def _molecule_grid(samples_sdf: Path, n: int = 12) -> str | None:
@@ -117,5 +148,6 @@ def structures_section(results: Path, inputs: Inputs | None = None) -> str:
         ds_runs = [r for r in runs if r["dataset"] == dataset]
         if ds_runs:
             datasets.append({"title": title, "table": _dataset_table(dataset, ds_runs, inputs), "note": NOTES[dataset],
+                             "mixing": _mixing_table(ds_runs),
                              "figures": [figure for run in ds_runs for figure in _figures(run)]})
-    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets)
+    return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, mixing_note=MIXING_NOTE)

@@ -16,6 +16,12 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                         "dropout": 0.0, "diffusion_steps": 20},
     "graph-flow": {"adjacency_hidden": 16, "adjacency_row_blocks": 4, "adjacency_cycles": 2, "node_hidden": 32,
                    "node_gnn_layers": 1, "node_row_blocks": 4, "node_cycles": 2},
+    "hybrid-arm": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 80, "head_hidden": 16,
+                   "targets": ["gap", "mu"]},
+    "regressor-arm": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 80,
+                      "head_hidden": 16, "targets": ["gap", "mu"]},
+    "molgan": {"latent_dim": 8, "generator_hidden": [32, 32], "critic_gcn": [16, 16], "critic_aggregation": 16,
+               "critic_hidden": [16], "critic_steps": 1},
 }
 DENSITY = False
 """Models of discrete objects: log p < 0."""
@@ -44,7 +50,19 @@ def tiny_case(name: str, n: int = 16) -> tuple[dict[str, Any], dict[str, Any], d
 
     spec = registry.get("model", name)
     state = molecule_state()
-    batch, keep = registry.get("domain", spec.domain).batch_of(moses_smiles()[:n], spec,
+    smiles = moses_smiles()[:n]
+    batch, keep = registry.get("domain", spec.domain).batch_of(smiles, spec,
                                                                  from_dict(spec.Config, TINY_CONFIGS[name], name), state)
     assert len(keep) == n
+    if "y" in spec.batch_fields:  # two properties of the molecules (logP, MW), standardised, as targets
+        import numpy as np
+        import torch
+
+        from dgm_science.domains.molecules.properties import properties_table
+
+        values = np.array([[row["logp"], row["mw"]] for row in properties_table(smiles)])
+        mean, std = values.mean(0), values.std(0)
+        batch["y"] = torch.tensor((values - mean) / std, dtype=torch.float32)
+        state = {**state, "targets": {"names": ["gap", "mu"], "units": ["Ha", "D"], "mean": mean.tolist(),
+                                      "std": std.tolist()}}
     return TINY_CONFIGS[name], state, batch

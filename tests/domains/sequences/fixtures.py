@@ -1,5 +1,5 @@
 """Tiny sequence data for tests: a prepared folder cut from the committed V4 amplicons (or
-Swiss-Prot), with an index-based split, and tiny configs of the three sequence models."""
+Swiss-Prot), with an index-based split, and tiny configs of the sequence models."""
 
 from __future__ import annotations
 
@@ -19,6 +19,9 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                       "conditional": False, "sampling_steps": 8, "elbo_samples": 2},
     "seq-vae": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 360, "latent_dim": 8,
                 "encoder_channels": 32, "encoder_layers": 2, "kl_anneal_steps": 0},
+    "seq-hvae": {"d_model": 32, "n_layers": 2, "n_heads": 4, "dropout": 0.0, "max_length": 360, "latent_dim": 4,
+                 "latent_layers": 2, "state_dim": 16, "encoder_channels": 32, "encoder_layers": 2,
+                 "kl_anneal_steps": 0},
 }
 
 

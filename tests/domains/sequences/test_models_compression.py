@@ -252,3 +252,30 @@ def test_cli_sample_likelihood_and_compress(tmp_path, data_dir):
     assert main(["decompress", "--checkpoint", str(ckpt), "--input", str(tmp_path / "t.dgmz"), "--out",
                  str(tmp_path / "back.fasta")]) == 0
     assert (tmp_path / "back.fasta").read_bytes() == (data_dir / "test.fasta").read_bytes()
+
+
+@pytest.mark.parametrize("name, layers", [("seq-vae", 1), ("seq-hvae", 2), ("seq-arm", 0)])
+def test_dgm_likelihood_reports_each_latent_layers_active_units_and_kl(tmp_path, data_dir, name, layers):
+    import json
+
+    from dgm_science.cli import main
+
+    ckpt = _checkpoint(tmp_path, data_dir, name)
+    out = tmp_path / "ll.json"
+    assert main(["likelihood", "--checkpoint", str(ckpt), "--fasta", str(data_dir / "test.fasta"),
+                 "--out", str(out)]) == 0
+    stats = json.loads(out.read_text())
+    if not layers:
+        assert "latent" not in stats and stats["likelihood"] == "exact"
+        return
+    latent = stats["latent"]
+    assert stats["likelihood"] == "bound" and latent["layers"] == layers and latent["items"] == 12
+    dims = TINY_CONFIGS[name]["latent_dim"]
+    assert latent["latent_dims"] == [dims] * layers
+    assert all(0 <= a <= dims for a in latent["active_units"]) and all(k >= 0 for k in latent["kl_nats"])
+    # the same numbers from the API, whose posterior samples are seeded
+    loaded = api.load(ckpt, device="cpu")
+    from dgm_science.domains.sequences.fasta import read_fasta
+
+    again = loaded.latent_statistics(read_fasta(data_dir / "test.fasta"))
+    assert again["kl_nats"] == pytest.approx(latent["kl_nats"]) and again["active_units"] == latent["active_units"]

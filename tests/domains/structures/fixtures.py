@@ -7,8 +7,9 @@ from typing import Any
 
 from tests.domains.structures import fixtures_md, fixtures_qm9
 
-MODULES = {"qm9-edm": fixtures_qm9, "ala2-flow": fixtures_md}
+MODULES = {"qm9-edm": fixtures_qm9, "ala2-flow": fixtures_md, "ala2-ebm": fixtures_md}
 TINY_CONFIGS: dict[str, dict[str, Any]] = {name: module.TINY_CONFIG for name, module in MODULES.items()}
+TINY_CONFIGS["ala2-ebm"] = fixtures_md.TINY_EBM_CONFIG
 DENSITY = True
 """Densities of real coordinates: log p may be > 0."""
 

@@ -1,0 +1,187 @@
+"""Hierarchical (top-down) VAE: bottom-up inference, a top-down prior and posterior per layer, a
+KL per layer and free bits per layer (Ladder VAE, Sønderby et al. 2016; NVAE, Vahdat & Kautz
+2020; VDVAE, Child 2021).
+
+Generative model, top down: z_L ~ N(0, I); for l = L-1 .. 1 a deterministic state
+d_l = f_l(d_{l+1}, z_{l+1}) gives the prior p(z_l | z_{>l}) = N(mu_p(d_l), sigma_p(d_l)); the
+decoder p(x | z) reads the last state d_0 = f_0(d_1, z_1), a function of every layer.
+Inference shares the top-down path: a bottom-up encoder gives one feature vector per layer, h_1
+(shallow) .. h_L (deep), and the posterior q(z_l | x, z_{>l}) = N(mu_q([d_l, h_l]), sigma_q(..))
+(Sønderby et al.'s "ladder": the posterior and prior of each layer are both conditioned on the
+layers above, so each layer's KL is between two Gaussians, in closed form).
+
+ELBO = E_q log p(x | z) - sum_l E_q KL(q(z_l | x, z_{>l}) || p(z_l | z_{>l})), one posterior sample.
+Free bits (Kingma et al. 2016) per layer: the training loss counts max(lambda, the batch mean of
+layer l's KL), so no layer is pushed below lambda nats (posterior collapse); ``log_prob`` is the
+plain ELBO.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+from dgm_science.base import GenerativeModel
+from dgm_science.families.vae import KLAnnealing
+
+ACTIVE_UNIT_THRESHOLD = 0.01
+"""A latent unit is active when Var_x E_q[z_u | x] exceeds this (Burda et al. 2016)."""
+
+
+def gaussian_kl(mu_q: torch.Tensor, log_var_q: torch.Tensor, mu_p: torch.Tensor, log_var_p: torch.Tensor
+                ) -> torch.Tensor:
+    """KL(N(mu_q, diag exp(log_var_q)) || N(mu_p, diag exp(log_var_p))), summed over the last axis: (B,)."""
+    return 0.5 * (log_var_p - log_var_q + (log_var_q.exp() + (mu_q - mu_p) ** 2) / log_var_p.exp() - 1.0).sum(-1)
+
+
+class _Gaussian(nn.Module):
+    """Mean and log-variance of a diagonal Gaussian from a vector (a two-layer MLP; log-variance
+    clamped to [-10, 10])."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * out_dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, log_var = self.net(x).chunk(2, dim=-1)
+        return mu, log_var.clamp(-10, 10)
+
+
+class _TopDown(nn.Module):
+    """d_{l} = d_{l+1} + MLP([d_{l+1}, z_{l+1}]) (a residual step of the top-down path)."""
+
+    def __init__(self, state: int, latent: int, hidden: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(state + latent, hidden), nn.GELU(), nn.Linear(hidden, state))
+        self.norm = nn.LayerNorm(state)
+
+    def forward(self, d: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        return self.norm(d + self.net(torch.cat([d, z], dim=-1)))
+
+
+class HierarchicalVAE(KLAnnealing, GenerativeModel):
+    """HierarchicalVAE(encoder, decoder, feature_dim, latent_dims, ...).
+
+    ``encoder(batch) -> [h_1, .., h_L]``: one (B, feature_dim) vector per layer, shallow to deep;
+    ``latent_dims``: the size of z_1 .. z_L (the same order); ``decoder``: a conditional
+    GenerativeModel (``log_prob(batch, condition=c)``, ``sample(n, condition=c)``) whose condition
+    is the last top-down state, (B, ``state_dim``). ``loss`` = [-sum log p(x | z) + beta * B * sum_l
+    max(free_bits, mean KL_l)] / ``loss_scale(batch)``, beta annealed from 0 to ``kl_weight`` over
+    ``kl_anneal_steps``; ``log_prob`` is the ELBO in nats (B,).
+    """
+
+    likelihood = "bound"
+
+    def __init__(self, encoder: nn.Module, decoder: GenerativeModel, feature_dim: int, latent_dims: Sequence[int], *,
+                 state_dim: int = 128, hidden: int = 128, kl_weight: float = 1.0, kl_anneal_steps: int = 0,
+                 free_bits: float = 0.0, loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
+        super().__init__()
+        if len(latent_dims) < 2:
+            raise ValueError(f"a hierarchical VAE needs at least two latent layers, got {len(latent_dims)}")
+        self.encoder, self.decoder = encoder, decoder
+        self.latent_dims = [int(d) for d in latent_dims]
+        self.state_dim = state_dim
+        self.kl_weight, self.kl_anneal_steps, self.free_bits = kl_weight, kl_anneal_steps, free_bits
+        self.loss_scale = loss_scale
+        top = self.latent_dims[-1]
+        self.top_posterior = _Gaussian(feature_dim, hidden, top)
+        self.start = nn.Parameter(torch.zeros(state_dim))  # d_L: the top-down path's constant input
+        # Layer l < L: its top-down step (from layer l+1), prior and posterior; index l-1.
+        self.steps = nn.ModuleList(_TopDown(state_dim, self.latent_dims[i + 1], hidden)
+                                   for i in range(len(self.latent_dims) - 1))
+        self.priors = nn.ModuleList(_Gaussian(state_dim, hidden, d) for d in self.latent_dims[:-1])
+        self.posteriors = nn.ModuleList(_Gaussian(state_dim + feature_dim, hidden, d) for d in self.latent_dims[:-1])
+        self.output = _TopDown(state_dim, self.latent_dims[0], hidden)  # d_0 from (d_1, z_1)
+        self._step = 0
+        self._last: dict[str, torch.Tensor] = {}
+
+    @property
+    def layers(self) -> int:
+        return len(self.latent_dims)
+
+    def _infer(self, batch: Any, *, use_mean: bool = False
+               ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        """One pass down the posterior: the decoder's condition d_0 (B, state_dim), each layer's
+        KL (B,) and each layer's posterior mean, layers 1 .. L. ``use_mean``: z_l = its posterior
+        mean instead of a sample (what the active units are measured on)."""
+        features = self.encoder(batch)
+        if len(features) != self.layers:
+            raise ValueError(f"the encoder gave {len(features)} feature vectors for {self.layers} latent layers")
+        kls: list[torch.Tensor] = [torch.empty(0)] * self.layers
+        means: list[torch.Tensor] = [torch.empty(0)] * self.layers
+        mu, log_var = self.top_posterior(features[-1])
+        z = mu if use_mean else mu + torch.randn_like(mu) * (0.5 * log_var).exp()
+        kls[-1] = gaussian_kl(mu, log_var, torch.zeros_like(mu), torch.zeros_like(log_var))
+        means[-1] = mu
+        d = self.start.expand(mu.shape[0], -1)
+        for i in range(self.layers - 2, -1, -1):  # layer i+1 (0-based i), top down
+            d = self.steps[i](d, z)
+            mu_p, log_var_p = self.priors[i](d)
+            mu, log_var = self.posteriors[i](torch.cat([d, features[i]], dim=-1))
+            z = mu if use_mean else mu + torch.randn_like(mu) * (0.5 * log_var).exp()
+            kls[i] = gaussian_kl(mu, log_var, mu_p, log_var_p)
+            means[i] = mu
+        return self.output(d, z), kls, means
+
+    def _terms(self, batch: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        condition, kls, _ = self._infer(batch)
+        return self.decoder.log_prob(batch, condition=condition), kls
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        reconstruction, kls = self._terms(batch)
+        n = reconstruction.shape[0]
+        per_layer = torch.stack([kl.mean() for kl in kls])  # (L,)
+        floored = per_layer.clamp(min=self.free_bits) if self.free_bits > 0 else per_layer
+        scale = self.loss_scale(batch) if self.loss_scale is not None else 1.0
+        self._last = {"reconstruction": -reconstruction.mean().detach(), "kl": per_layer.sum().detach(),
+                      "beta": torch.tensor(self.beta),
+                      **{f"kl_layer{i + 1}": v.detach() for i, v in enumerate(per_layer)}}
+        return (-reconstruction.sum() + self.beta * n * floored.sum()) / scale
+
+    def metrics_to_log(self) -> dict[str, torch.Tensor]:
+        return self._last
+
+    def log_prob(self, batch: Any) -> torch.Tensor:
+        reconstruction, kls = self._terms(batch)
+        return reconstruction - torch.stack(kls).sum(0)
+
+    def layer_kls(self, batch: Any) -> torch.Tensor:
+        """Each layer's KL per example, nats: (B, L), layers 1 .. L."""
+        _, kls, _ = self._infer(batch)
+        return torch.stack(kls, dim=1)
+
+    def posterior_means(self, batch: Any) -> list[torch.Tensor]:
+        """E_q[z_l | x] of each layer along the posterior-mean path: (B, D_l) per layer 1 .. L."""
+        _, _, means = self._infer(batch, use_mean=True)
+        return means
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
+               temperature: float = 1.0, **kwargs: Any) -> Any:
+        """x from the top-down prior; ``temperature`` scales each layer's prior standard deviation
+        (1: the model's own prior)."""
+        if n <= 0:
+            raise ValueError(f"number of samples must be positive, got {n}")
+        device = self.start.device
+
+        def draw(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:
+            noise = torch.randn(mu.shape, generator=generator, device=device)
+            return mu + temperature * noise * (0.5 * log_var).exp()
+
+        top = self.latent_dims[-1]
+        z = draw(torch.zeros(n, top, device=device), torch.zeros(n, top, device=device))
+        d = self.start.expand(n, -1)
+        for i in range(self.layers - 2, -1, -1):
+            d = self.steps[i](d, z)
+            z = draw(*self.priors[i](d))
+        return self.decoder.sample(n, generator=generator, condition=self.output(d, z), **kwargs)
+
+
+def active_units(means: Sequence[torch.Tensor], threshold: float = ACTIVE_UNIT_THRESHOLD) -> list[int]:
+    """Per layer, the number of latent units whose posterior mean varies across inputs: Var_x of
+    E_q[z_u | x] above ``threshold`` (Burda et al. 2016); ``means``: (N, D_l) per layer over a
+    held-out set. A layer with no active unit has collapsed to its prior."""
+    return [int((m.double().var(0, unbiased=True) > threshold).sum()) if len(m) > 1 else 0 for m in means]
+

@@ -1,0 +1,146 @@
+"""The hierarchical (top-down) VAE family: per-layer KLs between the top-down posterior and prior,
+free bits per layer, the ELBO, ancestral sampling and the active-unit count."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.distributions import Normal, kl_divergence
+
+from dgm_science.backbones import CausalTransformer
+from dgm_science.families.autoregressive import AutoregressiveModel
+from dgm_science.families.hierarchical_vae import HierarchicalVAE, active_units, gaussian_kl
+
+PAD, BOS, EOS, VOCAB = 0, 1, 2, 7
+FEATURES = 12
+
+
+class _Encoder(nn.Module):
+    """Bag-of-tokens features, one vector per layer (a deeper layer sees a further linear map)."""
+
+    def __init__(self, layers: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(VOCAB, FEATURES, padding_idx=PAD)
+        self.maps = nn.ModuleList(nn.Linear(FEATURES, FEATURES) for _ in range(layers - 1))
+
+    def forward(self, batch):
+        h = self.embedding(batch["tokens"]).mean(1)
+        out = [h]
+        for layer in self.maps:
+            h = torch.tanh(layer(h))
+            out.append(h)
+        return out
+
+
+def _model(latent_dims=(3, 4, 2), free_bits: float = 0.0, seed: int = 0) -> HierarchicalVAE:
+    torch.manual_seed(seed)
+    state = 10
+    network = CausalTransformer(VOCAB, d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.0,
+                                condition_dim=state)
+    decoder = AutoregressiveModel(network, pad_id=PAD, bos_id=BOS, eos_id=EOS)
+    return HierarchicalVAE(_Encoder(len(latent_dims)), decoder, FEATURES, list(latent_dims), state_dim=state,
+                           hidden=16, free_bits=free_bits)
+
+
+def _batch(rows):
+    width = max(len(r) for r in rows) + 2
+    tokens = torch.full((len(rows), width), PAD)
+    for i, row in enumerate(rows):
+        tokens[i, : len(row) + 2] = torch.tensor([BOS, *row, EOS])
+    return {"tokens": tokens}
+
+
+BATCH = [[3, 4, 5], [6, 3], [4, 4, 4, 5], [5]]
+
+
+def test_gaussian_kl_is_the_closed_form_of_two_diagonal_gaussians():
+    torch.manual_seed(1)
+    mu_q, mu_p, lv_q, lv_p = (torch.randn(5, 3) for _ in range(4))
+    expected = kl_divergence(Normal(mu_q, (0.5 * lv_q).exp()), Normal(mu_p, (0.5 * lv_p).exp())).sum(-1)
+    assert torch.allclose(gaussian_kl(mu_q, lv_q, mu_p, lv_p), expected, atol=1e-5)
+    assert torch.allclose(gaussian_kl(mu_q, lv_q, mu_q, lv_q), torch.zeros(5), atol=1e-6)
+
+
+def test_the_elbo_is_the_reconstruction_minus_every_layers_kl_and_each_kl_is_nonnegative():
+    model = _model().eval()
+    batch = _batch(BATCH)
+    torch.manual_seed(3)
+    condition, kls, _ = model._infer(batch)
+    assert condition.shape == (4, 10) and len(kls) == 3
+    assert all(kl.shape == (4,) and bool((kl >= -1e-6).all()) for kl in kls)
+    reconstruction = model.decoder.log_prob(batch, condition=condition)
+    torch.manual_seed(3)
+    assert torch.allclose(model.log_prob(batch), reconstruction - sum(kls), atol=1e-5)
+    assert model.layer_kls(batch).shape == (4, 3)
+
+
+def test_the_top_layer_kl_is_against_the_standard_normal_and_lower_layers_against_their_top_down_prior():
+    model = _model().eval()
+    batch = _batch(BATCH)
+    features = model.encoder(batch)
+    mu, log_var = model.top_posterior(features[-1])
+    torch.manual_seed(0)
+    _, kls, means = model._infer(batch, use_mean=True)
+    assert torch.allclose(kls[-1], 0.5 * (mu ** 2 + log_var.exp() - 1 - log_var).sum(-1), atol=1e-6)
+    assert torch.equal(means[-1], mu)
+    # Layer 2's prior is a function of z_3 only: changing the input changes its posterior, not the
+    # prior at a fixed z_3.
+    d = model.steps[1](model.start.expand(4, -1), mu)
+    mu_p, log_var_p = model.priors[1](d)
+    mu_q, log_var_q = model.posteriors[1](torch.cat([d, features[1]], dim=-1))
+    assert torch.allclose(kls[1], gaussian_kl(mu_q, log_var_q, mu_p, log_var_p), atol=1e-6)
+
+
+def test_free_bits_floor_each_layers_batch_mean_kl_in_the_loss_only():
+    batch = _batch(BATCH)
+    plain, floored = _model(free_bits=0.0), _model(free_bits=50.0)
+    torch.manual_seed(5)
+    loss_plain = plain.loss(batch)
+    per_layer = torch.stack([plain.metrics_to_log()[f"kl_layer{i}"] for i in (1, 2, 3)])
+    torch.manual_seed(5)
+    loss_floored = floored.loss(batch)
+    assert bool((per_layer < 50).all()), "an untrained layer's KL is below the floor"
+    # No loss_scale: loss = -sum log p(x | z) + beta * B * sum_l max(free_bits, mean KL_l), B = 4.
+    assert torch.allclose(loss_floored - loss_plain, (4 * (50.0 - per_layer)).sum(), atol=1e-3)
+    elbo = []
+    for model in (plain, floored):  # the ELBO has no floor
+        torch.manual_seed(5)
+        elbo.append(model.log_prob(batch))
+    assert torch.allclose(elbo[0], elbo[1], atol=1e-5)
+
+
+def test_training_lowers_the_negative_elbo_and_samples_come_from_the_top_down_prior():
+    model = _model()
+    batch = _batch(BATCH * 4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    torch.manual_seed(0)
+    first = -model.log_prob(batch).mean().item()
+    for _ in range(60):
+        optimizer.zero_grad()
+        model.loss(batch).backward()
+        optimizer.step()
+    torch.manual_seed(0)
+    assert -model.log_prob(batch).mean().item() < first - 1.0
+    tokens = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert tokens.shape[0] == 6
+    again = model.sample(6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tokens, again)
+    with pytest.raises(ValueError, match="positive"):
+        model.sample(0)
+
+
+def test_active_units_count_the_dimensions_whose_posterior_mean_varies_across_inputs():
+    varying = torch.randn(200, 3, generator=torch.Generator().manual_seed(0))
+    collapsed = torch.full((200, 2), 0.3) + 1e-3 * torch.randn(200, 2, generator=torch.Generator().manual_seed(1))
+    mixed = torch.cat([varying[:, :1], collapsed], dim=1)
+    assert active_units([varying, collapsed, mixed]) == [3, 0, 1]
+
+
+def test_fewer_than_two_layers_or_a_mismatched_encoder_is_refused():
+    with pytest.raises(ValueError, match="at least two"):
+        _model(latent_dims=(4,))
+    model = _model(latent_dims=(3, 4, 2))
+    model.encoder = _Encoder(2)
+    with pytest.raises(ValueError, match="2 feature vectors for 3"):
+        model.log_prob(_batch(BATCH))

@@ -1,0 +1,62 @@
+# Property prediction that knows its uncertainty: a hybrid p(x, y) = p(y | x) p(x), a regressor of
+# the same network and a deep ensemble of regressors on QM9's DFT properties (config block
+# `prediction`; dgm_science/domains/molecules/predict.py).
+
+
+wildcard_constraints:
+    predictor=r"hybrid-arm|regressor-arm|ensemble",
+
+
+rule prediction_train:
+    input:
+        # prepare writes properties_{train,valid,test}.csv beside the splits (listed in prepare.json)
+        smiles=expand(
+            "resources/molecules/qm9/data/{split}.smi", split=("train", "valid")
+        ),
+        prepared="resources/molecules/qm9/data/prepare.json",
+    output:
+        "results/prediction/{model}/seed{seed}/model.ckpt",
+    log:
+        "logs/prediction/{model}/seed{seed}/train.log",
+    benchmark:
+        "benchmarks/prediction/{model}/seed{seed}/train.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        config=prediction_model_config,
+        data=input_folder("prepared"),
+        launcher=train_launcher,
+    shell:
+        "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
+        " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
+
+
+rule prediction_evaluate:
+    input:
+        checkpoints=prediction_members,
+        test="resources/molecules/qm9/data/test.smi",
+        moses=prediction_moses,
+    output:
+        "results/prediction/{predictor}/metrics.json",
+    log:
+        "logs/prediction/{predictor}/evaluate.log",
+    benchmark:
+        "benchmarks/prediction/{predictor}/evaluate.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 2
+    params:
+        data=input_folder("test"),
+        moses=lambda wildcards, input: optional_flag(
+            "--moses", input.moses[0] if input.moses else None
+        ),
+        max_molecules=lambda wildcards: prediction_config()["max_molecules"],
+    shell:
+        "dgm evaluate-predictor --checkpoint {input.checkpoints} --data {params.data} {params.moses}"
+        " --max-molecules {params.max_molecules} --jobs {threads} --threads {threads} --out {output} 2> {log}"
+
+
+rule prediction:
+    input:
+        prediction_targets(),
