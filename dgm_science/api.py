@@ -199,13 +199,9 @@ class LoadedModel:
                 if batch is None:
                     continue
                 batch = {k: v.to(self.device) for k, v in batch.items()}
-                if isinstance(model, HierarchicalVAE):
-                    means.append([m.cpu() for m in model.posterior_means(batch)])
-                    kls.append(model.layer_kls(batch).cpu())
-                else:
-                    mu, log_var = model.encode(batch)
-                    means.append([mu.cpu()])
-                    kls.append(VAE.kl(mu, log_var).unsqueeze(1).cpu())
+                layer_means, layer_kls = model.latent_terms(batch)
+                means.append([m.cpu() for m in layer_means])
+                kls.append(layer_kls.cpu())
         if not means:
             return None
         layers = [torch.cat([m[i] for m in means]) for i in range(len(means[0]))]

@@ -157,6 +157,10 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         _, _, means = self._infer(batch, use_mean=True)
         return means
 
+    def latent_terms(self, batch: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """``posterior_means`` and ``layer_kls`` (the interface ``VAE.latent_terms`` shares)."""
+        return self.posterior_means(batch), self.layer_kls(batch)
+
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
                temperature: float = 1.0, **kwargs: Any) -> Any:

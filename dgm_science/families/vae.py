@@ -83,6 +83,12 @@ class VAE(KLAnnealing, GenerativeModel):
         """KL(N(mu, diag exp(log_var)) || N(0, I)) per example: (B,)."""
         return 0.5 * (mu.pow(2) + log_var.exp() - 1.0 - log_var).sum(-1)
 
+    def latent_terms(self, batch: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per latent layer (one here) E_q[z | x], [(B, D)], and the KL per example, (B, 1) nats
+        (as ``HierarchicalVAE.latent_terms``)."""
+        mu, log_var = self.encode(batch)
+        return [mu], self.kl(mu, log_var).unsqueeze(1)
+
     def _terms(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_var = self.encode(batch)
         z = mu + torch.randn_like(mu) * (0.5 * log_var).exp()

@@ -4,7 +4,7 @@ amino acids, registered by name. All three share the transformer backbone of ``b
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Sequence
 
 import torch
 from torch import nn
@@ -114,25 +114,41 @@ def _residues_per_batch(batch: dict[str, Any]) -> torch.Tensor:
     return (batch["tokens"][:, 1:] != PAD).sum().clamp(min=1)
 
 
-class ConvEncoder(nn.Module):
-    """q(z|x) = N(mu, diag exp(log_var)) from token rows ``tokens: (B, L)``: embedding, ``layers``
-    residual 1D convolutions (kernel 5, dilations 1, 2, 4, ..), masked mean over residues, linear."""
+class ConvStack(nn.Module):
+    """Token rows ``tokens: (B, L)`` through an embedding and ``layers`` residual 1D convolutions
+    (kernel 5, dilations 1, 2, 4, ..); ``pooled(batch, after)``: the masked mean over residues
+    after each of the given numbers of convolutions, (B, channels) each."""
 
-    def __init__(self, vocab_size: int, latent_dim: int, channels: int, layers: int) -> None:
+    def __init__(self, vocab_size: int, channels: int, layers: int) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, channels, padding_idx=PAD)
         self.convs = nn.ModuleList(
             nn.Conv1d(channels, channels, 5, padding=2 * 2 ** (i % 4), dilation=2 ** (i % 4)) for i in range(layers))
         self.norms = nn.ModuleList(nn.GroupNorm(1, channels) for _ in range(layers))
+
+    def pooled(self, batch: dict[str, torch.Tensor], after: Sequence[int]) -> list[torch.Tensor]:
+        tokens = batch["tokens"]
+        residues = (tokens > MASK).unsqueeze(1).float()  # (B, 1, L)
+        count = residues.sum(-1).clamp(min=1)
+        h = self.embedding(tokens).transpose(1, 2) * residues
+        out = []
+        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
+            h = h + torch.nn.functional.gelu(norm(conv(h))) * residues
+            if i + 1 in after:
+                out.append(h.sum(-1) / count)
+        return out
+
+
+class ConvEncoder(ConvStack):
+    """q(z|x) = N(mu, diag exp(log_var)): ``ConvStack``'s masked mean after its last convolution,
+    linear."""
+
+    def __init__(self, vocab_size: int, latent_dim: int, channels: int, layers: int) -> None:
+        super().__init__(vocab_size, channels, layers)
         self.out = nn.Linear(channels, 2 * latent_dim)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = batch["tokens"]
-        residues = (tokens > MASK).unsqueeze(1).float()  # (B, 1, L)
-        h = self.embedding(tokens).transpose(1, 2) * residues
-        for conv, norm in zip(self.convs, self.norms):
-            h = h + torch.nn.functional.gelu(norm(conv(h))) * residues
-        pooled = h.sum(-1) / residues.sum(-1).clamp(min=1)
+        (pooled,) = self.pooled(batch, [len(self.convs)])
         mu, log_var = self.out(pooled).chunk(2, dim=-1)
         return mu, log_var.clamp(-10, 10)
 
@@ -159,30 +175,20 @@ class SeqVAE:
                    kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits, loss_scale=_residues_per_batch)
 
 
-class LadderConvEncoder(ConvEncoder):
-    """The bottom-up path of a hierarchical VAE: ``ConvEncoder``'s convolutions in ``stages``
-    groups, the masked mean over residues after each one a feature vector (B, channels), shallow
-    to deep."""
+class LadderConvEncoder(ConvStack):
+    """The bottom-up path of a hierarchical VAE: ``ConvStack``'s convolutions in ``stages`` groups,
+    the masked mean over residues after each group a feature vector (B, channels), shallow to
+    deep."""
 
     def __init__(self, vocab_size: int, channels: int, layers: int, stages: int) -> None:
         if layers < stages:
             raise ValueError(f"encoder_layers ({layers}) must be at least latent_layers ({stages}): one "
                              "convolution per stage")
-        super().__init__(vocab_size, 1, channels, layers)
-        del self.out
+        super().__init__(vocab_size, channels, layers)
         self.bounds = [round(layers * (i + 1) / stages) for i in range(stages)]
 
-    def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:  # type: ignore[override]
-        tokens = batch["tokens"]
-        residues = (tokens > MASK).unsqueeze(1).float()
-        count = residues.sum(-1).clamp(min=1)
-        h = self.embedding(tokens).transpose(1, 2) * residues
-        features = []
-        for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            h = h + torch.nn.functional.gelu(norm(conv(h))) * residues
-            if i + 1 in self.bounds:
-                features.append(h.sum(-1) / count)
-        return features
+    def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        return self.pooled(batch, self.bounds)
 
 
 @register("model", "seq-hvae")
