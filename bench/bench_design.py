@@ -18,26 +18,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
 from dgm_science.domains.molecules.objectives import Objective, Scorer
+from timing import machine, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/design.json"
 DEFAULT_SMILES = ROOT / "resources/molecules/moses/data/test.smi"  # written by the moses prepare rule
 DEFAULT_OBJECTIVE = ROOT / "workflows/config/objectives/celecoxib_analogue.yaml"
-
-
-def _shown(path: Path) -> str:
-    """A path as recorded in the results: relative to the repository, or only its name (the
-    results are committed; a machine's own paths are not)."""
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
 
 
 def read_smiles(path: Path, n: int) -> list[str]:
@@ -55,12 +47,6 @@ def read_smiles(path: Path, n: int) -> list[str]:
     return list(seen)
 
 
-def machine() -> dict:
-    """Where the figures were measured; the load average matters on a shared machine."""
-    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
-
-
 def bench_scoring(args: argparse.Namespace) -> dict:
     """Scoring calls per second for each --jobs (a fresh Scorer each, so nothing is cached between them)."""
     objective = Objective.load(args.objective)
@@ -69,7 +55,7 @@ def bench_scoring(args: argparse.Namespace) -> dict:
     warm, measured, rl = smiles[:n_warm], smiles[n_warm:n_warm + args.n], smiles[n_warm + args.n:]
     shown = args.objective.resolve()
     out = {"objective": str(shown.relative_to(ROOT) if shown.is_relative_to(ROOT) else shown),
-           "columns": objective.columns, "smiles": _shown(args.smiles), "n": args.n, "chunk_size": args.chunk_size,
+           "columns": objective.columns, "smiles": shown_path(args.smiles), "n": args.n, "chunk_size": args.chunk_size,
            "rl_batch": args.rl_batch, "rl_batches": args.rl_batches, "machine_before": machine(), "jobs": {}}
     for jobs in args.jobs:
         with Scorer(objective, jobs=jobs, chunk_size=args.chunk_size) as scorer:
@@ -137,7 +123,7 @@ def bench_task(args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(args.threads)
     objective = Objective.load(args.task)
-    out: dict = {"task": args.task, "budget": args.budget, "prior": _shown(args.prior), "threads": args.threads,
+    out: dict = {"task": args.task, "budget": args.budget, "prior": shown_path(args.prior), "threads": args.threads,
                  "machine_before": machine(), "methods": {}}
     for method in args.methods:
         with tempfile.TemporaryDirectory() as tmp:

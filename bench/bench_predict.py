@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -23,19 +21,15 @@ from dgm_science import api
 from dgm_science.domains.molecules.data import read_smiles
 from dgm_science.domains.molecules.predict import Predictor
 from dgm_science.utils import atomic_path
+from timing import machine, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/predict.json"
 
 
-def _shown(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
-
-
 def time_predictor(paths: list[Path], smiles: list[str], threads: int, batch_size: int) -> dict:
     """Seconds and molecules per second of one ``Predictor.predict`` call over ``smiles`` (after an
-    untimed call on 50 of them), and the split of that time between the heads and log p(x)."""
+    untimed call on 50 of them)."""
     torch.set_num_threads(threads)
     predictor = Predictor([api.load(p, device="cpu") for p in paths])
     predictor.predict(smiles[:50], batch_size)
@@ -61,10 +55,8 @@ def main() -> None:
     args = parser.parse_args()
     ensemble = args.ensemble or sorted((ROOT / "results/prediction/regressor-arm").glob("seed*/model.ckpt"))
     smiles = [s for s in read_smiles(args.data / "test.smi") if s][: args.n]
-    out: dict = {"data": _shown(args.data), "n": len(smiles), "batch_size": args.batch_size,
-                 "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                             "cpus": os.cpu_count(), "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]},
-                 "runs": {}}
+    out: dict = {"data": shown_path(args.data), "n": len(smiles), "batch_size": args.batch_size,
+                 "machine": machine(), "runs": {}}
     for threads in args.threads:
         for name, paths in (("hybrid", [args.hybrid]), ("regressor", ensemble[:1]), ("ensemble", ensemble)):
             row = time_predictor(paths, smiles, threads, args.batch_size)

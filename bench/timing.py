@@ -1,9 +1,12 @@
-"""The timing loop the bench scripts share: training steps/s and sampling throughput of one
-registered model built from prepared data, whatever its domain."""
+"""What the bench scripts share: the timing loop (training steps/s and sampling throughput of one
+registered model built from prepared data, whatever its domain), and how a result records the
+machine and the paths it was measured on."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import platform
 import time
 from pathlib import Path
 
@@ -14,6 +17,20 @@ from dgm_science import api, registry
 from dgm_science.training import resolve_precision
 
 WARMUP_STEPS = 3
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shown_path(path: Path) -> str:
+    """A path as recorded in the results: relative to the repository, or only its name (the
+    results are committed; a machine's own paths are not)."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else path.name
+
+
+def machine() -> dict:
+    """Where the figures were measured; the load average matters on a shared machine."""
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
 
 
 def time_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int,
