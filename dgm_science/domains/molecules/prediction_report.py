@@ -21,7 +21,9 @@ PUBLISHED_3D: dict[str, dict[str, float]] = {
 """Test MAE of 3D models on QM9 (Satorras et al. 2021, "E(n) equivariant graph neural networks",
 Table 3, which lists SchNet and DimeNet++ beside EGNN), in the reporting units (meV for orbital
 energies, D, bohr^3, cal/(mol K)). Context only: these models read the DFT-relaxed 3D coordinates
-and train on about 100,000 molecules, one model per property; ours read a SMILES string."""
+and train on about 100,000 molecules, one model per property; ours read a SMILES string. Unlike
+the design baselines under ``published/``, these were transcribed without a copy of the paper at
+hand to check them against: check them before citing."""
 PUBLISHED_NOTE = ("Published rows: test MAE of models that see the 3D coordinates (Satorras et al. 2021, Table 3; "
                   "about 100 k training molecules, one model per property, GPU); ours read SMILES only.")
 

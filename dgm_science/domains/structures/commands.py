@@ -81,7 +81,6 @@ def _mixing_arguments(p: argparse.ArgumentParser) -> None:
                      "1.01 means the chains agree, i.e. the sampler has mixed; an energy-based model's samples are "
                      "only as good as that.")
 def cmd_mixing(args: argparse.Namespace) -> None:
-    import numpy as np
     import torch
 
     from dgm_science import api
@@ -111,11 +110,11 @@ def cmd_mixing(args: argparse.Namespace) -> None:
     for name, k in (("phi", TORSION_PHI), ("psi", TORSION_PSI)):
         statistics[f"sin_{name}"] = torch.sin(torsions[..., k])
         statistics[f"cos_{name}"] = torch.cos(torsions[..., k])
-    out = {name: mixing_diagnostics(values.double().cpu().numpy()) for name, values in statistics.items()}
-    out["max_rhat"] = float(np.max([v["rhat"] for v in out.values()]))
-    out["min_ess_bulk"] = float(np.min([v["ess_bulk"] for k, v in out.items() if k != "max_rhat"]))
-    out.update(chains=args.chains, steps=args.steps, every=args.every, seed=args.seed,
-               step_size=model.step_size, noise=model.noise)
+    diagnostics = {name: mixing_diagnostics(values.double().cpu().numpy()) for name, values in statistics.items()}
+    out = {**diagnostics, "max_rhat": max(d["rhat"] for d in diagnostics.values()),
+           "min_ess_bulk": min(d["ess_bulk"] for d in diagnostics.values()), "chains": args.chains,
+           "steps": args.steps, "every": args.every, "seed": args.seed, "step_size": model.step_size,
+           "noise": model.noise}
     write_json(args.out, out)
     log.info("%d chains x %d steps: max R-hat %.3f, min bulk ESS %.0f -> %s", args.chains, args.steps,
              out["max_rhat"], out["min_ess_bulk"], args.out)
