@@ -330,6 +330,8 @@ def train(
         "dropped_too_long": train_set.n_too_long, "train_seconds": wall,
         "examples_per_second": examples / wall if wall > 0 else 0.0, **result,
         "data_dir": str(data_dir),
+        # what the model is, for the report's trade-off table (the class is not rebuilt to ask)
+        "family": model.family, "likelihood": model.likelihood, "representation": model.representation,
     }
     if result["global_rank"] != 0:
         return info

@@ -7,6 +7,7 @@ import abc
 import argparse
 import dataclasses
 import math
+import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Sequence
 
@@ -27,6 +28,11 @@ class GenerativeModel(nn.Module):
     likelihood: ClassVar[Literal["exact", "bound", "unnormalized", "none"]] = "exact"
     """What ``log_prob`` is: exact, a lower bound, unnormalised (energy-based), or absent (a model
     with no density of x, whose ``log_prob`` raises)."""
+    family: ClassVar[str] = ""
+    """The family of the model table (``autoregressive``, ``normalizing flow``, ``VAE``, ...): what
+    ``dgm train`` records in the checkpoint and the report's trade-off table groups by."""
+    representation: ClassVar[str] = "no"
+    """Whether the family gives a latent space, and which (``no``; ``yes: z ~ q(z|x)`` ...)."""
 
     def loss(self, batch: Any) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -61,13 +67,16 @@ class Samples:
     """Drawn samples, row-aligned: the decoded ``items`` (None where a sample does not decode,
     kept and counted), log p(x) in nats (NaN where unscored), the out-of-distribution score
     (None: unknown), the domain's extra per-sample ``columns`` (labels, validity before repair ...)
-    and per-item ``properties`` a search already computed (None: the writer computes them)."""
+    and per-item ``properties`` a search already computed (None: the writer computes them);
+    ``seconds``: wall time of drawing them (``generate``, the model's sampler and decoding) and of
+    scoring them (``score``: log p(x) and the ood score), where measured."""
 
     items: list[Any]
     log_likelihood: np.ndarray
     ood_score: np.ndarray | None = None
     columns: dict[str, list[Any]] = dataclasses.field(default_factory=dict)
     properties: list[dict[str, Any] | None] | None = None
+    seconds: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -90,6 +99,11 @@ class Domain(abc.ABC):
     """File name of a run's samples under ``results/{domain}/{dataset}/{model}/seed{seed}/``."""
     condition_options: ClassVar[tuple[str, ...]] = ()
     """Options of ``draw_conditions`` the user may fix for every sample (``dgm sample --label``)."""
+    headline: ClassVar[tuple[str, str]] = ("", "")
+    """The ``metrics.json`` key (and its label, with ↑ / ↓) whose spread over seeds the report's
+    trade-off table shows as a family's training stability."""
+    size_unit: ClassVar[str] = "item"
+    """What ``item_sizes`` counts (heavy atom, residue, ...): the unit of a per-size likelihood."""
 
     # ---------------------------------------------------------------- data and models
 
@@ -226,10 +240,14 @@ class Domain(abc.ABC):
                      n_jobs: int, progress: bool, options: dict[str, Any]) -> Samples:
         """``dgm sample``: ``n`` samples of a loaded model with their log-likelihood and ood score;
         ``options`` are the values of the domain's ``add_sample_arguments``."""
+        start = time.perf_counter()
         items, columns = loaded.sample_table(n, seed=seed, temperature=temperature, batch_size=batch_size,
                                              progress=progress, **{k: v for k, v in options.items() if v is not None})
+        drawn = time.perf_counter()
         log_likelihood = loaded.log_likelihood(items)
-        return Samples(list(items), log_likelihood, loaded.ood_score(log_likelihood, items), columns)
+        ood_score = loaded.ood_score(log_likelihood, items)
+        seconds = {"generate": drawn - start, "score": time.perf_counter() - drawn}
+        return Samples(list(items), log_likelihood, ood_score, columns, seconds=seconds)
 
     @classmethod
     def after_writing(cls, samples: Samples, options: dict[str, Any]) -> None:

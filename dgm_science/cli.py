@@ -168,6 +168,9 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--yes", action="store_true", help="run a request larger than the usual bounds")
     output_argument(p, "--out", kind="path", required=True,
                    help="output in the field's format, written atomically (`dgm models` lists each domain's)")
+    output_argument(p, "--timing", default=None,
+                    help="also write the sampling speed here (JSON: samples, seconds drawing them and scoring "
+                         "them, samples per second, threads)")
     add_seed_argument(p, "sampling seed (same seed, same samples)")
     p.add_argument("--temperature", type=positive_float, default=None,
                    help="softmax temperature (default: the checkpoint's sample.temperature)")
@@ -201,7 +204,22 @@ def cmd_sample(args: argparse.Namespace) -> None:
                                   options=options)
     n_valid = domain.write_samples(args.out, samples, state=loaded.state, n_jobs=args.threads or 1)
     domain.after_writing(samples, options)
-    log.info("%d samples (%d valid) in %.1f s -> %s", len(samples), n_valid, time.perf_counter() - start, args.out)
+    total = time.perf_counter() - start
+    log.info("%d samples (%d valid) in %.1f s -> %s", len(samples), n_valid, total, args.out)
+    if args.timing is not None:
+        write_json(args.timing, sampling_speed(len(samples), n_valid, samples.seconds, total))
+
+
+def sampling_speed(n: int, n_valid: int, seconds: dict[str, float], total: float) -> dict[str, Any]:
+    """``dgm sample --timing``: samples per second of the model's sampler (``generate``: drawing and
+    decoding, without scoring them), and of the whole command where that was not measured apart."""
+    import torch
+
+    generate = seconds.get("generate")
+    timed = total if generate is None else generate
+    return {"samples": n, "valid": n_valid, "generate_seconds": generate, "score_seconds": seconds.get("score"),
+            "total_seconds": total, "samples_per_second": n / timed if timed > 0 else None,
+            "timed": "total" if generate is None else "generate", "threads": torch.get_num_threads()}
 
 
 def training_budget(info: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:

@@ -195,6 +195,11 @@ def write_report(results: Path, out: Path, inputs: dict[str, Path] | None = None
         section = registry.build("report", name, results, inputs)
         if section:
             sections.append(section)
+    from dgm_science import tradeoff  # across domains: after their sections
+
+    families = tradeoff.section(results)
+    if families:
+        sections.append(families)
     page = render("report.html.j2", sections=sections)
     with atomic_path(out) as tmp:
         tmp.write_text(page)

@@ -127,6 +127,10 @@ def dataclass_schema(cls: type) -> dict[str, Any]:
     return schema
 
 
+MODEL_SEEDS = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1, "uniqueItems": True,
+               "description": "this model's seeds instead of the pipeline's (e.g. 3 for the spread over seeds)"}
+
+
 def model_def(name: str) -> str:
     """The ``$defs`` entry of model ``name``'s ``model:`` block."""
     return f"model.{name}"
@@ -149,6 +153,8 @@ def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
         entry.update(type="object", additionalProperties=False,
                      properties={"model": {"$ref": f"#/$defs/{model_def(name)}"},
                                  "train": {"$ref": "#/$defs/train"}, "sample": {"$ref": "#/$defs/sample"}})
+        if not predictors:  # a predictor's seeds are the prediction block's
+            entry["properties"]["seeds"] = MODEL_SEEDS
         if any(_default(f) is dataclasses.MISSING for f in dataclasses.fields(spec.Config)):
             entry["required"] = ["model"]
         properties[name] = entry

@@ -78,7 +78,8 @@ def _validates_and_parses(config: dict, schema_path: str, label: str) -> dict:
     snakemake_validate(config, schema_path)
     assert list(runs(config)), f"{label}: no model"
     for where, name, model_config in runs(config):
-        api.RunConfig.parse(name, model_config, where=f"{label}:{where}")
+        # as the rules pass it to `dgm train`: without the model's seeds
+        api.RunConfig.parse(name, {k: v for k, v in model_config.items() if k != "seeds"}, where=f"{label}:{where}")
     return config
 
 
@@ -118,7 +119,9 @@ def test_every_registered_model_is_reachable_in_the_schema():
         for dataset in SCHEMA["properties"][domain]["properties"]:
             for name, entry in dataset_schema(domain, dataset)["properties"]["models"]["properties"].items():
                 reachable[name].append(f"{domain}.{dataset}")
-                blocks = {block: set(resolve(ref)["properties"]) for block, ref in entry["properties"].items()}
+                blocks = {block: set(resolve(ref)["properties"]) for block, ref in entry["properties"].items()
+                          if block != "seeds"}
+                assert entry["properties"]["seeds"]["items"]["type"] == "integer", name  # its own seeds
                 fields = {f.name for f in dataclasses.fields(registry.get("model", name).Config)}
                 assert blocks == {"model": fields, "train": {f.name for f in dataclasses.fields(TrainConfig)},
                                   "sample": {f.name for f in dataclasses.fields(SampleConfig)}}, name

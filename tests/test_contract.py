@@ -10,6 +10,7 @@ import torch
 
 from dgm_science import api, checkpoint, registry
 from dgm_science.config import SampleConfig, TrainConfig, from_dict
+from dgm_science.tradeoff import FAMILY_ORDER
 
 MODELS = registry.names("model")
 
@@ -88,6 +89,9 @@ def has_density(model) -> bool:
 def test_log_prob_shape_finite_and_likelihood_kind(name, setup):
     spec, _, model, _, batch = setup(name)
     model.eval()
+    # the family the checkpoint records and the report's trade-off table groups by
+    families = FAMILY_ORDER + ["hybrid p(x, y)", "discriminative"]
+    assert type(model).family in families and type(model).representation.split(":")[0] in ("yes", "no")
     if not has_density(model):
         assert getattr(spec, "predicts", False) or getattr(spec, "implicit", False), (
             "only a property predictor or an implicit model (a GAN) may have no p(x)")

@@ -18,6 +18,7 @@ from snakemake.utils import update_config
 
 from dgm_science import api, registry
 from dgm_science.schema import pipeline_schema
+from dgm_science.tradeoff import FAMILY_ORDER
 from tests.workflow_fixtures import ROOT, copy_workflow, run_snakemake, write_raw_inputs
 
 PAPER = ROOT / "workflows/config/paper.yaml"
@@ -151,6 +152,11 @@ def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
         assert metrics["test"]["scored"] > 0 and set(metrics["targets"]["names"]) == set(
             config["prediction"]["targets"]), predictor
     assert sections.pop("Property prediction that knows its uncertainty", None) is not None
+    # the trade-off table: a row for each family the run has (all of them here)
+    assert sections.pop("The families compared: trade-offs, measured", None) is not None
+    tradeoff = (work / "results/report.html").read_text().split("The families compared")[1]
+    for family in FAMILY_ORDER:
+        assert f"<b>{family}</b>" in tradeoff, family
     assert len(sections) == len(domains(config))
     def canonical(datasets):  # a domain's datasets as a sorted tuple of sorted model tuples
         return tuple(sorted(tuple(sorted(models)) for models in datasets))

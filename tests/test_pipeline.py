@@ -77,6 +77,16 @@ def test_pipeline_runs_end_to_end(workdir):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["kl_ramachandran"] >= 0 and 0 < metrics["ess_fraction"] <= 1
     assert {"samples.dcd", "samples.pdb", "samples.csv", "ramachandran.png"} <= {p.name for p in run.iterdir()}
+    # the model's own seeds, [0, 1], instead of the pipeline's [0]; a different model for each
+    second = json.loads((workdir / "results/structures/ala2/ala2-flow/seed1/metrics.json").read_text())
+    assert second["kl_ramachandran"] != metrics["kl_ramachandran"]
+    assert not (workdir / "results/structures/qm9-3d/qm9-edm/seed1").exists()
+    # the trade-off table: every sample job timed its sampler; ala2-flow's spread over its 2 seeds
+    timing = json.loads((run / "sampling.json").read_text())
+    assert timing["samples"] == 50 and timing["samples_per_second"] > 0 and timing["timed"] == "generate"
+    tradeoff = report.split("The families compared")[1]
+    assert "ala2-flow (ala2)" in tradeoff and "KL Ramachandran ↓: " in tradeoff and "(2 seeds, " in tradeoff
+    assert "<b>autoregressive</b>" in tradeoff and "<b>diffusion</b>" in tradeoff
     assert "Genetic sequences" in report and "xz -9" in report
     for model in ("seq-arm", "seq-diffusion", "seq-vae"):
         run = workdir / f"results/sequences/16s-v4/{model}/seed0"
@@ -130,6 +140,8 @@ def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):
     assert "Nothing to be done" in dry.stdout + dry.stderr
     config = yaml.safe_load((workdir / "tiny.yaml").read_text())
     config["molecules"]["moses"]["models"]["smiles-arm"]["train"]["max_steps"] = 7
+    # a third seed of ala2-flow: only that seed's chain is new (seeds are not a training param)
+    config["structures"]["ala2"]["models"]["ala2-flow"]["seeds"] = [0, 1, 2]
     (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
     dry = _snakemake(workdir, "--dry-run", "--quiet", "rules")
     out = dry.stdout + dry.stderr
@@ -139,3 +151,5 @@ def test_rerun_does_nothing_and_one_model_change_reruns_its_chain_only(workdir):
     assert "molecules_reference" not in out and "molecules_dense" not in out
     plan = _snakemake(workdir, "--dry-run", "--printshellcmds")
     assert "--model smiles-arm" in plan.stdout and "--model graph-vae" not in plan.stdout
+    flow = [line for line in plan.stdout.splitlines() if "dgm train --model ala2-flow" in line]
+    assert len(flow) == 1 and "--seed 2 " in flow[0], flow

@@ -154,6 +154,9 @@ def schema_keys() -> tuple[set[str], set[tuple[str, str]]]:
                 continue
             for model, blocks in sub["properties"].items():
                 for block, ref in blocks["properties"].items():
+                    if block == "seeds":  # a model's own seeds: one key, not a block
+                        keys.add("models.<model>.seeds")
+                        continue
                     for name in resolve(ref)["properties"]:
                         if block == "model":
                             model_keys.add((model, f"model.{name}"))

@@ -23,6 +23,7 @@ class AutoregressiveModel(GenerativeModel):
     """
 
     likelihood = "exact"
+    family = "autoregressive"
 
     def __init__(
         self,
@@ -232,6 +233,7 @@ class MixtureAutoregressive(GenerativeModel):
     """
 
     likelihood = "exact"
+    family = "autoregressive"
 
     def __init__(self, network: CausalTransformer, dim: int, length: int, components: int = 4,
                  min_log_std: float = -7.0, residual: bool = False) -> None:

@@ -169,6 +169,7 @@ class GaussianDiffusion(GenerativeModel):
     """
 
     likelihood = "bound"
+    family = "diffusion"
 
     def __init__(self, denoiser: nn.Module, shape: tuple[int, ...] | None = None, *, steps: int = 64,
                  schedule: str = "cosine", precision: float = 1e-5, power: float = 2.0,

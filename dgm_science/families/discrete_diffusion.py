@@ -204,6 +204,7 @@ class DiscreteGraphDiffusion(GenerativeModel):
     """
 
     likelihood = "bound"
+    family = "diffusion"
 
     def __init__(
         self,
@@ -489,6 +490,7 @@ class MaskedDiffusion(GenerativeModel):
     """
 
     likelihood = "bound"
+    family = "diffusion"
 
     def __init__(self, network: nn.Module, *, mask_id: int, length: int, sampling_steps: int = 128,
                  elbo_samples: int = 8, eps: float = 1e-3, length_distribution: Any = None,

@@ -37,6 +37,7 @@ class EnergyBasedModel(GenerativeModel):
     """
 
     likelihood = "unnormalized"
+    family = "energy-based"
 
     def __init__(self, energy: nn.Module, shift: torch.Tensor, scale: torch.Tensor, key: str, *,
                  buffer_size: int = 10000, reinit: float = 0.05, sgld_steps: int = 20, step_size: float = 0.01,

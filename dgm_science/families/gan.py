@@ -41,6 +41,7 @@ class WGANGP(GenerativeModel):
     """
 
     likelihood = "none"
+    family = "implicit (GAN)"
     partial_updates = True
     """A step updates the critic or the generator, not both (DDP must find unused parameters)."""
 

@@ -73,6 +73,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     """
 
     likelihood = "bound"
+    family = "hierarchical VAE"
+    representation = "yes: z_1..z_L ~ q(z_l | z_>l, x)"
 
     def __init__(self, encoder: nn.Module, decoder: GenerativeModel, feature_dim: int, latent_dims: Sequence[int], *,
                  state_dim: int = 128, hidden: int = 128, kl_weight: float = 1.0, kl_anneal_steps: int = 0,

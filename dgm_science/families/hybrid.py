@@ -47,6 +47,7 @@ class HybridModel(GenerativeModel):
     """
 
     likelihood = "exact"
+    family = "hybrid p(x, y)"
 
     def __init__(self, density: AutoregressiveModel, n_targets: int, *, density_weight: float = 1.0,
                  head_hidden: int = 128, dropout: float = 0.1) -> None:
@@ -129,6 +130,7 @@ class DiscriminativeRegressor(HybridModel):
     with no model of x (the baseline, and one member of a deep ensemble)."""
 
     likelihood = "none"
+    family = "discriminative"
 
     def __init__(self, density: AutoregressiveModel, n_targets: int, *, head_hidden: int = 128,
                  dropout: float = 0.1) -> None:

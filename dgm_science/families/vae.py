@@ -55,6 +55,8 @@ class VAE(KLAnnealing, GenerativeModel):
     """
 
     likelihood = "bound"
+    family = "VAE"
+    representation = "yes: z ~ q(z | x)"
 
     def __init__(
         self,

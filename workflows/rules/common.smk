@@ -21,8 +21,16 @@ wildcard_constraints:
 
 def model_config_json(domain, dataset, model):
     """The model's whole config (model / train / sample) as JSON: a params value, so that
-    changing one model's config re-runs that model's chain only."""
-    return json.dumps(config[domain][dataset]["models"][model], sort_keys=True)
+    changing one model's config re-runs that model's chain only (its ``seeds`` say which runs
+    there are, not how each is trained)."""
+    entry = config[domain][dataset]["models"][model]
+    return json.dumps({k: v for k, v in entry.items() if k != "seeds"}, sort_keys=True)
+
+
+def model_seeds(domain, dataset, model):
+    """The seeds a model runs with: its own ``seeds`` (e.g. 3 of a family in the trade-off
+    overlay), else the config's."""
+    return config[domain][dataset]["models"][model].get("seeds", SEEDS)
 
 
 def model_config(domain):
@@ -67,7 +75,7 @@ def domain_targets(domain, filename=None):
         f"{run_dir(domain, dataset, model, seed)}/{filename or samples_file(model)}"
         for dataset, ds_cfg in config.get(domain, {}).items()
         for model in ds_cfg["models"]
-        for seed in SEEDS
+        for seed in model_seeds(domain, dataset, model)
     ]
 
 
@@ -78,7 +86,7 @@ def langevin_targets():
         for dataset, ds_cfg in config.get("structures", {}).items()
         for model in ds_cfg["models"]
         if getattr(registry.get("model", model), "langevin", False)
-        for seed in SEEDS
+        for seed in model_seeds("structures", dataset, model)
     ]
 
 
@@ -318,7 +326,7 @@ SEQUENCE_EXTRAS = domain_targets("sequences", "test_likelihood.json") + [
     f"{run_dir('sequences', dataset, 'seq-arm', seed)}/compression.json"
     for dataset, ds_cfg in config.get("sequences", {}).items()
     if "seq-arm" in ds_cfg["models"] and ds_cfg["compression"]
-    for seed in SEEDS
+    for seed in model_seeds("sequences", dataset, "seq-arm")
 ]
 
 

@@ -145,7 +145,8 @@ rule molecules_sample:
     input:
         "results/molecules/{dataset}/{model}/seed{seed}/model.ckpt",
     output:
-        "results/molecules/{dataset}/{model}/seed{seed}/samples.csv",
+        samples="results/molecules/{dataset}/{model}/seed{seed}/samples.csv",
+        timing="results/molecules/{dataset}/{model}/seed{seed}/sampling.json",
     log:
         "logs/molecules/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
@@ -156,7 +157,8 @@ rule molecules_sample:
     params:
         n=sample_count("molecules"),
     shell:
-        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output}"
+        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        " --timing {output.timing}"
         " --threads {threads} 2> {log}"
 
 

@@ -53,6 +53,7 @@ rule sequences_sample:
     output:
         samples="results/sequences/{dataset}/{model}/seed{seed}/samples.fasta",
         table="results/sequences/{dataset}/{model}/seed{seed}/samples.csv",
+        timing="results/sequences/{dataset}/{model}/seed{seed}/sampling.json",
     log:
         "logs/sequences/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
@@ -64,6 +65,7 @@ rule sequences_sample:
         n=sample_count("sequences"),
     shell:
         "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        " --timing {output.timing}"
         " --threads {threads} 2> {log}"
 
 

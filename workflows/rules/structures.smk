@@ -162,6 +162,7 @@ rule conformers_sample:
     output:
         samples="results/structures/{dataset}/{model}/seed{seed}/samples.sdf",
         xyz="results/structures/{dataset}/{model}/seed{seed}/samples.xyz",
+        timing="results/structures/{dataset}/{model}/seed{seed}/sampling.json",
     log:
         "logs/structures/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
@@ -173,6 +174,7 @@ rule conformers_sample:
         n=sample_count("structures"),
     shell:
         "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        " --timing {output.timing}"
         " --threads {threads} 2> {log}"
 
 
@@ -184,6 +186,7 @@ rule md_sample:
         samples="results/structures/{dataset}/{model}/seed{seed}/samples.dcd",
         topology="results/structures/{dataset}/{model}/seed{seed}/samples.pdb",
         table="results/structures/{dataset}/{model}/seed{seed}/samples.csv",
+        timing="results/structures/{dataset}/{model}/seed{seed}/sampling.json",
     log:
         "logs/structures/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
@@ -195,6 +198,7 @@ rule md_sample:
         n=sample_count("structures"),
     shell:
         "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        " --timing {output.timing}"
         " --threads {threads} 2> {log}"
 
 

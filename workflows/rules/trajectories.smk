@@ -75,6 +75,7 @@ rule trajectories_sample:
             "results/trajectories/{dataset}/{model}/seed{seed}/samples.minari"
         ),
         table="results/trajectories/{dataset}/{model}/seed{seed}/samples.csv",
+        timing="results/trajectories/{dataset}/{model}/seed{seed}/sampling.json",
     log:
         "logs/trajectories/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
@@ -86,6 +87,7 @@ rule trajectories_sample:
         n=sample_count("trajectories"),
     shell:
         "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        " --timing {output.timing}"
         " --threads {threads} 2> {log}"
 
 

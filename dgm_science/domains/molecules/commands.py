@@ -165,13 +165,17 @@ def draw_samples(loaded: Any, n: int, *, seed: int, temperature: float | None, b
     else:
         items, columns = loaded.sample_table(n, seed=seed, temperature=temperature, batch_size=batch_size,
                                              progress=progress, **decode)
-        seconds = time.perf_counter() - start
+        generated = time.perf_counter() - start
         table = candidates.score_samples(loaded, items, columns, n_jobs=n_jobs)
-        log.info("sampled %d (%d valid) in %.1f s (%.0f/s)", len(items), table.n_valid, seconds, len(items) / seconds)
+        log.info("sampled %d (%d valid) in %.1f s (%.0f/s)", len(items), table.n_valid, generated,
+                 len(items) / generated)
     table.ood_score = loaded.ood_score(table.log_likelihood, table.smiles)
     if options["sort"] is not None:
         table = table.sorted_by(options["sort"])
-    return Samples(table.smiles, table.log_likelihood, table.ood_score, table.columns, table.properties)
+    # a filtered search draws, scores and filters in rounds: no separate generation time
+    seconds = {} if criteria.active else {"generate": generated, "score": time.perf_counter() - start - generated}
+    return Samples(table.smiles, table.log_likelihood, table.ood_score, table.columns, table.properties,
+                   seconds=seconds)
 
 
 def after_writing(samples: Samples, options: dict[str, Any]) -> None:

@@ -31,6 +31,8 @@ class MoleculeDomain(Domain):
     """Molecules as SMILES/SELFIES token sequences and RDKit graphs (MOSES, QM9)."""
 
     name = "molecules"
+    headline = ("FCD/Test", "FCD/Test ↓")
+    size_unit = "heavy atom"
     samples_file = "samples.csv"
 
     @staticmethod

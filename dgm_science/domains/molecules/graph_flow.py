@@ -125,6 +125,8 @@ class GraphFlow(GenerativeModel):
     atom and pair (MoFlow)."""
 
     likelihood = "bound"
+    family = "normalizing flow"
+    representation = "yes: z = f(x), invertible"
 
     def __init__(
         self, adjacency_flow: Flow, atom_flow: Flow, *, atom_classes: int, max_atoms: int, dequantization: float = 0.9

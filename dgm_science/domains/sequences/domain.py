@@ -44,6 +44,8 @@ class SequenceDomain(Domain):
     """DNA and protein sequences: items are ``SequenceSample`` (or plain strings / FASTA records)."""
 
     name = "sequences"
+    headline = ("kmer_js_k3", "3-mer JS ↓")
+    size_unit = "residue"
     samples_file = "samples.fasta"
     condition_options = ("label",)
 

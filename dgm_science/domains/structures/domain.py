@@ -62,6 +62,8 @@ class ConformerDomain(Domain):
     """3D molecules (element symbols + Cartesian coordinates) of QM9 with hydrogens."""
 
     name = "conformers"
+    headline = ("molecule_stability", "mol. stable ↑")
+    size_unit = "atom"
     samples_file = "samples.sdf"
 
     @staticmethod
@@ -217,6 +219,8 @@ class PeptideDomain(Domain):
     """Alanine dipeptide conformations from MD: items are (22, 3) float64 Cartesian arrays in nm."""
 
     name = "peptide-md"
+    headline = ("kl_ramachandran", "KL Ramachandran ↓")
+    size_unit = "atom"
     samples_file = "samples.dcd"
 
     @classmethod

@@ -115,6 +115,8 @@ class FlowOnInternalCoordinates(GenerativeModel):
     """
 
     likelihood = "exact"
+    family = "normalizing flow"
+    representation = "yes: z = f(x), invertible"
 
     def __init__(self, flow: Flow, mean: torch.Tensor, std: torch.Tensor, torsion_cut: torch.Tensor,
                  state: dict[str, Any], energy_weight: float = 0.0, energy_samples: int = 64,

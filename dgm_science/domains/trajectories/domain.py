@@ -41,6 +41,8 @@ class TrajectoryDomain(Domain):
     """PointMaze trajectories; samples are a Minari dataset (one episode per sampled plan)."""
 
     name = "trajectories"
+    headline = ("wall_fraction", "plan points in walls ↓")
+    size_unit = "step"
     samples_file = "samples.minari"
     samples_in_folder = True
     condition_options = ("start", "goal")

@@ -1,0 +1,130 @@
+"""The report's family trade-off table, on run folders written as the pipeline writes them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from dgm_science import checkpoint, registry
+from dgm_science.cli import main, sampling_speed
+from dgm_science.report import write_report
+from dgm_science.tradeoff import _what_model, collect_cells, detail_table, family_table, relative_spread
+
+
+def _write(path, payload):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def _run(results, domain, dataset, model, seed, metrics, info, **files):
+    run = results / domain / dataset / model / f"seed{seed}"
+    _write(run / "metrics.json", metrics)
+    checkpoint.save(run / "model.ckpt", domain=registry.get("model", model).domain, model_name=model, config={},
+                    state_dict={}, domain_state={}, info=info)
+    for name, payload in files.items():
+        _write(run / f"{name}.json", payload)
+    return run
+
+
+ARM = {"family": "autoregressive", "likelihood": "exact", "representation": "no"}
+VAE = {"family": "VAE", "likelihood": "bound", "representation": "yes: z ~ q(z | x)"}
+GAN = {"family": "implicit (GAN)", "likelihood": "none", "representation": "no"}
+
+
+@pytest.fixture()
+def results(tmp_path):
+    results = tmp_path / "results"
+    for seed, js, bits, speed in ((0, 0.010, 0.90, 100.0), (1, 0.012, 0.92, 120.0), (2, 0.014, 0.94, 110.0)):
+        _run(results, "sequences", "16s-v4", "seq-arm", seed, {"kmer_js_k3": js}, ARM,
+             test_likelihood={"bits_per_residue": bits}, sampling={"samples_per_second": speed, "threads": 2},
+             compression={"range_coded_bits_per_residue": bits - 0.05})
+    _run(results, "sequences", "16s-v4", "seq-vae", 0, {"kmer_js_k3": 0.02}, VAE,
+         test_likelihood={"bits_per_residue": 0.96, "latent": {"active_units": [14], "latent_dims": [32]}},
+         sampling={"samples_per_second": 50.0, "threads": 2})
+    for seed, fcd in ((0, 9.0), (1, 7.0)):
+        _run(results, "molecules", "qm9", "molgan", seed, {"FCD/Test": fcd}, GAN,
+             sampling={"samples_per_second": 5000.0, "threads": 2})
+    _run(results, "molecules", "qm9", "graph-flow", 0, {"FCD/Test": 3.5},
+         {"family": "normalizing flow", "likelihood": "bound", "representation": "yes: z = f(x), invertible",
+          "typicality": {"mean": 7.8, "std": 1.2, "n": 2000}})
+    # a predictor's run, at the depth of a generative one: not in the table
+    _write(results / "prediction/qm9/hybrid-arm/seed0/metrics.json", {"FCD/Test": 1.0})
+    return results
+
+
+def test_cells_group_seeds_and_read_what_the_checkpoint_records(results):
+    cells = {(c.dataset, c.model): c for c in collect_cells(results)}
+    assert set(cells) == {("16s-v4", "seq-arm"), ("16s-v4", "seq-vae"), ("qm9", "molgan"), ("qm9", "graph-flow")}
+    arm = cells["16s-v4", "seq-arm"]
+    assert len(arm.runs) == 3 and arm.family == "autoregressive" and arm.headline[0] == "kmer_js_k3"
+    assert relative_spread(arm.metric("kmer_js_k3")) == pytest.approx(0.002 / 0.012)
+    assert relative_spread(cells["16s-v4", "seq-vae"].metric("kmer_js_k3")) is None  # one seed: no spread
+    assert relative_spread(cells["qm9", "molgan"].metric("FCD/Test")) == pytest.approx(
+        torch.tensor([9.0, 7.0]).std().item() / 8.0)
+
+
+def test_family_rows_in_the_table_order_with_measured_columns(results):
+    rows = [[str(c) for c in cells] for _, cells in family_table(collect_cells(results)).rows]
+    assert [r[0] for r in rows] == ["<b>autoregressive</b>", "<b>normalizing flow</b>", "<b>VAE</b>",
+                                    "<b>implicit (GAN)</b>"]
+    arm, flow, vae, gan = rows
+    assert arm[2] == "exact" and arm[5] == "100 – 120"
+    assert arm[3] == "2.2 % (held-out likelihood, seq-arm, 3 seeds)"
+    assert arm[4] == "17 % (3-mer JS ↓, seq-arm, 3 seeds)"
+    assert arm[6] == "0.870±0.020 bits/residue (range coder, bit-exact): seq-arm (16s-v4)"
+    assert flow[7] == "yes: z = f(x), invertible" and flow[3] == flow[4] == "1 seed: no spread" and flow[5] == "–"
+    assert vae[6] == "possible, not run (bits-back coding)" and vae[5] == "50.0"
+    assert gan[2] == "none" and gan[3] == "–" and gan[4] == "18 % (FCD/Test ↓, molgan, 2 seeds)"
+    assert gan[6] == "no (no density)" and gan[5] == "5,000"
+
+
+def test_held_out_likelihood_prefers_the_test_set_then_the_typical_set(results):
+    rows = {str(cells[1]): [str(c) for c in cells] for _, cells in detail_table(collect_cells(results)).rows}
+    assert rows["seq-arm (16s-v4)"][3] == "0.92 ± 0.02 (3 seeds, 2.2 %) bits/residue (test set)"
+    assert rows["graph-flow (qm9)"][3] == "7.8 (1 seed) nats/heavy atom (validation, 2,000 items)"
+    assert rows["molgan (qm9)"][3] == "–"  # no density
+    assert rows["seq-arm (16s-v4)"][5] == "110 ± 10.0 (2 threads)"
+    assert rows["seq-vae (16s-v4)"][7] == "yes: z ~ q(z | x); active units 14/32"  # dgm likelihood's count
+
+
+def test_the_report_ends_with_the_trade_off_section(tmp_path):
+    results, out = tmp_path / "results", tmp_path / "report.html"
+    _run(results, "structures", "ala2", "ala2-flow", 0, {"kl_ramachandran": 0.3},
+         {"family": "normalizing flow", "likelihood": "exact", "representation": "yes", "best_val_nll": -125.7})
+    write_report(results, out)
+    page = out.read_text()
+    assert page.index("<h2>3D structures</h2>") < page.index("The families compared")
+    assert "-125.7 (1 seed) nats/example (validation batches)" in page
+
+
+def test_sampling_speed_counts_generation_not_scoring():
+    speed = sampling_speed(100, 90, {"generate": 2.0, "score": 8.0}, 11.0)
+    assert speed["samples_per_second"] == 50.0 and speed["timed"] == "generate" and speed["valid"] == 90
+    filtered = sampling_speed(100, 90, {}, 4.0)  # a filtered search: the whole command
+    assert filtered["samples_per_second"] == 25.0 and filtered["timed"] == "total"
+
+
+def test_a_trained_checkpoint_says_its_family_and_sample_timing_is_written_when_asked(tmp_path, moses_smiles,
+                                                                                       train_tiny_arm, one_thread):
+    path, _, info = train_tiny_arm(tmp_path, moses_smiles[:200], moses_smiles[200:240],
+                                   model={"d_model": 16, "n_layers": 1, "n_heads": 2, "max_length": 90}, steps=2,
+                                   lr=1e-3)
+    assert (info["family"], info["likelihood"], info["representation"]) == ("autoregressive", "exact", "no")
+    assert _what_model(path.parent) == ("autoregressive", "exact", "no")
+    payload = checkpoint.load(path)  # a checkpoint from before the family was recorded: the class tells
+    older = {k: v for k, v in payload["info"].items() if k not in ("family", "likelihood", "representation")}
+    checkpoint.save(tmp_path / "old/model.ckpt", domain=payload["domain"], model_name=payload["model"],
+                    config=payload["config"], state_dict=payload["state_dict"], domain_state=payload["domain_state"],
+                    info=older)
+    assert _what_model(tmp_path / "old") == ("autoregressive", "exact", "no")
+    assert main(["sample", "--checkpoint", str(path), "-n", "4", "--out", str(tmp_path / "a.csv")]) == 0
+    assert not list(tmp_path.glob("*.json"))
+    assert main(["sample", "--checkpoint", str(path), "-n", "4", "--out", str(tmp_path / "s.csv"),
+                 "--timing", str(tmp_path / "t.json")]) == 0
+    timing = json.loads((tmp_path / "t.json").read_text())
+    assert timing["samples"] == 4 and timing["samples_per_second"] > 0 and timing["timed"] == "generate"
+    assert timing["score_seconds"] > 0 and timing["total_seconds"] >= timing["generate_seconds"] + timing[
+        "score_seconds"]
