@@ -361,17 +361,6 @@ def check_slurm_tasks(cfg: TrainConfig, environ: dict[str, str] | None = None) -
             f"or set train.devices to {tasks // max(1, cfg.num_nodes) or 1}.")
 
 
-def _several_processes(cfg: TrainConfig) -> bool:
-    """Whether the run may start several processes (DDP): several nodes or devices asked for, or
-    ``auto`` devices on a machine with several GPUs."""
-    devices = cfg.devices
-    if cfg.num_nodes > 1 or (isinstance(devices, list) and len(devices) > 1):
-        return True
-    if isinstance(devices, int) or (isinstance(devices, str) and devices.lstrip("-").isdigit()):
-        return int(devices) > 1 or int(devices) == -1
-    return devices == "auto" and cfg.accelerator != "cpu" and torch.cuda.device_count() > 1
-
-
 def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_itself: bool = False,
                  extra_callbacks: list[L.Callback] | None = None, accumulate_grad_batches: int = 1,
                  keep_log_rows: int | None = None, partial_updates: bool = False) -> L.Trainer:
@@ -399,7 +388,7 @@ def make_trainer(cfg: TrainConfig, work_dir: Path, *, progress: bool, shards_its
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy=("ddp_find_unused_parameters_true" if partial_updates and cfg.strategy == "auto"
-                  and _several_processes(cfg) else cfg.strategy),
+                  and requested_processes(cfg) > 1 else cfg.strategy),
         precision=resolve_precision(cfg),
         max_steps=cfg.max_steps,
         max_epochs=-1,

@@ -28,7 +28,7 @@ import torch
 
 from dgm_science import api, checkpoint, registry
 from dgm_science.config import TrainConfig
-from dgm_science.training import SlurmTasksError, check_slurm_tasks, requested_processes
+from dgm_science.training import SlurmTasksError, check_slurm_tasks, make_trainer, requested_processes
 from tests.distributed_worker import MODELS, N_VALID
 from tests.test_contract import setup  # noqa: F401 - fixture
 
@@ -133,6 +133,18 @@ def test_every_parameter_gets_a_gradient(name, setup):  # noqa: F811 - the contr
     # a model that updates part of itself per step gets find_unused_parameters (training.make_trainer),
     # and still trains every parameter within a round of steps
     assert used == {n for n, p in model.named_parameters() if p.requires_grad}, name
+
+
+def test_a_partial_update_model_gets_ddp_that_finds_unused_parameters_only_with_several_processes(tmp_path):
+    """The GAN's trainer: find_unused_parameters when the config asks for several processes (as
+    ``requested_processes`` counts them), plain DDP for other models, one device without DDP."""
+    def trainer(devices, partial):
+        return make_trainer(TrainConfig(accelerator="cpu", devices=devices), tmp_path / f"{devices}{partial}",
+                            progress=False, partial_updates=partial)
+
+    assert getattr(trainer(2, True).strategy, "_ddp_kwargs", {}).get("find_unused_parameters") is True
+    assert not getattr(trainer(2, False).strategy, "_ddp_kwargs", {}).get("find_unused_parameters")
+    assert not hasattr(trainer(1, True).strategy, "_ddp_kwargs")
 
 
 def test_graph_diffusion_loads_checkpoints_with_the_last_layers_discarded_global_weights(setup):  # noqa: F811
