@@ -49,15 +49,26 @@ class Cell:
     family: str
     likelihood: str
     representation: str
-    headline: tuple[str, str]
     runs: list[dict[str, Any]] = field(default_factory=list)
+    _files: dict[str, list[dict[str, Any]]] = field(default_factory=dict, repr=False)
+
+    @property
+    def space(self) -> Any:
+        """The model's ``Domain`` class (its headline metric and size unit)."""
+        return registry.get("domain", registry.get("model", self.model).domain)
+
+    @property
+    def headline(self) -> tuple[str, str]:
+        return self.space.headline
 
     def metric(self, key: str) -> list[float]:
         return [r["metrics"].get(key) for r in self.runs]
 
     def files(self, name: str) -> list[dict[str, Any]]:
-        """The JSON of ``name`` in each run folder that has it."""
-        return [read_json(r["dir"] / name) for r in self.runs if (r["dir"] / name).is_file()]
+        """The JSON of ``name`` in each run folder that has it (read once)."""
+        if name not in self._files:
+            self._files[name] = [read_json(r["dir"] / name) for r in self.runs if (r["dir"] / name).is_file()]
+        return self._files[name]
 
 
 def _model_info(run_dir: Path) -> dict[str, Any]:
@@ -94,10 +105,7 @@ def collect_cells(results: Path) -> list[Cell]:
             key = (folder.name, run["dataset"], run["model"])
             run["info"] = _model_info(run["dir"])  # read once: the checkpoint holds the weights too
             if key not in cells:
-                spec = registry.get("model", run["model"])
-                kind = _what_model(run["dir"], run["info"])
-                cells[key] = Cell(folder.name, run["dataset"], run["model"], *kind,
-                                  registry.get("domain", spec.domain).headline)
+                cells[key] = Cell(folder.name, run["dataset"], run["model"], *_what_model(run["dir"], run["info"]))
             cells[key].runs.append(run)
     return list(cells.values())
 
@@ -113,9 +121,9 @@ def _spread(values: list[Any]) -> str:
         return MISSING
     if len(kept) == 1:
         return f"{kept[0]:.4g} (1 seed)"
-    mean, sd = statistics.mean(kept), statistics.stdev(kept)
-    relative = f", {100 * sd / abs(mean):.2g} %" if mean else ""
-    return f"{mean:.4g} ± {sd:.2g} ({len(kept)} seeds{relative})"
+    spread = relative_spread(kept)
+    relative = f", {100 * spread:.2g} %" if spread is not None else ""
+    return f"{statistics.mean(kept):.4g} ± {statistics.stdev(kept):.2g} ({len(kept)} seeds{relative})"
 
 
 def relative_spread(values: list[Any]) -> float | None:
@@ -137,9 +145,7 @@ def likelihood_value(cell: Cell) -> tuple[list[float], str] | None:
     infos = [r["info"] for r in cell.runs]
     typical = [i["typicality"] for i in infos if "typicality" in i]
     if typical:
-        spec = registry.get("model", cell.model)
-        unit = registry.get("domain", spec.domain).size_unit
-        return [t["mean"] for t in typical], f"nats/{unit} (validation, {typical[0]['n']:,} items)"
+        return [t["mean"] for t in typical], f"nats/{cell.space.size_unit} (validation, {typical[0]['n']:,} items)"
     nll = [i.get("best_val_nll", i.get("val/nll")) for i in infos]
     if any(v is not None for v in nll):
         return nll, "nats/example (validation batches)"
