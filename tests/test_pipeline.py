@@ -10,6 +10,7 @@ one model's config must re-run only that model's chain.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -110,6 +111,15 @@ def test_pipeline_runs_end_to_end(workdir):
         assert (run / "samples.minari/data/main_data.hdf5").is_file() and (run / "plans.png").is_file()
         rollout = json.loads((run / "rollout.json").read_text())
         assert rollout["episodes"] == 3 and 0 <= rollout["success_rate"] <= 1 and rollout["plan_calls"] >= 6
+        executed = json.loads((run / "execute.json").read_text())
+        assert executed["plans"] == 6 and executed["transitions"] == 6 * 15
+        realism = json.loads((run / "two_sample.json").read_text())
+        assert [Path(t["synthetic"]).name for t in realism["tests"]] == ["samples.minari", "executed.minari"]
+    offline = workdir / "results/trajectories/pointmaze-umaze/offline-rl"
+    pooled = json.loads((offline / "expert+maze-diffuser/td3bc/seed0/offline_rl.json").read_text())
+    assert pooled["dataset_transitions"] == [480, 90] and pooled["rollout"]["episodes"] == 3
+    assert pooled["updates"] == 20 and (offline / "expert/td3bc/seed0/policy.pt").is_file()
+    assert "Offline RL on real and generated experience" in report and "TD3+BC, CORL" in report
     assert "Goal-directed design" in report and "REINVENT (PMO, 10,000 calls)" in report
     for objective in ("celecoxib_rediscovery", "celecoxib_analogue"):
         for method in ("reinvent", "screening", "graph-ga"):

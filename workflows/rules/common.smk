@@ -1,6 +1,7 @@
 # Helpers, input functions and target lists for the rules (the rule files hold rules only).
 import json
 import os
+from types import SimpleNamespace
 
 from dgm_science import registry
 
@@ -371,10 +372,66 @@ def trajectories_candidates(wildcards):
     return trajectories_config(wildcards.dataset)["rollout"]["candidates"]
 
 
-# Beside each run's metrics: its closed-loop rollout; per dataset: the baselines' rollouts and data stats.
+OFFLINE_RL_DIR = "results/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}"
+
+
+def offline_rl_config(dataset):
+    return trajectories_config(dataset).get("offline_rl", {})
+
+
+def offline_rl_flags(wildcards):
+    """Updates, and the maze's rollout episodes: every agent meets the planners' episodes."""
+    rollout = trajectories_config(wildcards.dataset)["rollout"]
+    return (
+        f"--updates {offline_rl_config(wildcards.dataset)['updates']}"
+        f" --episodes {rollout['episodes']} --eval-seed {rollout['seed']}"
+    )
+
+
+def offline_rl_source_files(wildcards):
+    """The Minari datasets an offline RL source pools: "expert" (the collected data) and model
+    names (that model's plans, executed in the simulator), joined by "+"."""
+    ds_cfg = trajectories_config(wildcards.dataset)
+    plans_seed = offline_rl_config(wildcards.dataset).get("plans_seed", 0)
+    files = []
+    for part in wildcards.source.split("+"):
+        if part == "expert":
+            files.append(f"resources/trajectories/{wildcards.dataset}/raw/minari")
+        elif part in ds_cfg["models"]:
+            run = run_dir("trajectories", wildcards.dataset, part, plans_seed)
+            files.append(f"{run}/executed.minari")
+        else:
+            raise ValueError(
+                f"trajectories.{wildcards.dataset}.offline_rl.sources: {part!r} is neither 'expert' "
+                f"nor a model of this dataset ({', '.join(ds_cfg['models'])})"
+            )
+    return files
+
+
+def offline_rl_targets():
+    """offline_rl.json of every (dataset, source, algorithm, seed) in the config."""
+    targets = []
+    for dataset in config.get("trajectories", {}):
+        block = offline_rl_config(dataset)
+        for source in block.get("sources", []):
+            offline_rl_source_files(SimpleNamespace(dataset=dataset, source=source))
+            targets += expand(
+                f"{OFFLINE_RL_DIR}/offline_rl.json",
+                dataset=dataset,
+                source=source,
+                algo=block["algos"],
+                seed=block["seeds"],
+            )
+    return targets
+
+
+# Beside each run's metrics: its closed-loop rollout, its plans executed in the simulator and their
+# two-sample test; per dataset: the baselines' rollouts, data stats and the offline RL agents.
 TRAJECTORY_EXTRAS = (
     domain_targets("trajectories", "rollout.json")
     + domain_targets("trajectories", "plans.png")
+    + domain_targets("trajectories", "two_sample.json")
+    + offline_rl_targets()
     + [
         f"resources/trajectories/{dataset}/{name}"
         for dataset in config.get("trajectories", {})

@@ -1,6 +1,8 @@
 # Robot trajectories: expert PointMaze data (simulator -> Minari) -> prepare (episode split) ->
 # train -> sample (a Minari dataset of plans) -> evaluate (open-loop dynamic consistency) and
-# rollout (closed-loop success and D4RL-normalised score), with the expert's own rollout beside.
+# rollout (closed-loop success and D4RL-normalised score), with the expert's own rollout beside;
+# the plans executed in the simulator (experience for RL), their two-sample test against the
+# expert data, and offline RL agents (TorchRL) trained on each configured source.
 
 
 rule trajectories_collect:
@@ -142,6 +144,73 @@ rule trajectories_rollout:
     shell:
         "dgm rollout --checkpoint {input} --maze {params.maze} {params.flags} --candidates {params.candidates}"
         " --out {output.summary} --plot {output.plot} --threads {threads} 2> {log}"
+
+
+rule trajectories_execute:
+    """The sampled plans executed in the simulator (PD tracking from each start): dynamically
+    consistent transitions with the env's own rewards, a Minari dataset for offline RL.
+    """
+    input:
+        "results/trajectories/{dataset}/{model}/seed{seed}/samples.minari",
+    output:
+        executed=directory(
+            "results/trajectories/{dataset}/{model}/seed{seed}/executed.minari"
+        ),
+        stats="results/trajectories/{dataset}/{model}/seed{seed}/execute.json",
+    log:
+        "logs/trajectories/{dataset}/{model}/seed{seed}/execute.log",
+    benchmark:
+        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/execute.tsv"
+    conda:
+        "../envs/conda.yaml"
+    shell:
+        "dgm execute --plans {input} --out {output.executed} --stats {output.stats} --threads 1 2> {log}"
+
+
+rule trajectories_two_sample:
+    """Realism of the synthetic transitions: a classifier two-sample test of (s, a, s') against the
+    expert data, for the raw plans and the executed ones."""
+    input:
+        real="resources/trajectories/{dataset}/raw/minari",
+        plans="results/trajectories/{dataset}/{model}/seed{seed}/samples.minari",
+        executed="results/trajectories/{dataset}/{model}/seed{seed}/executed.minari",
+    output:
+        "results/trajectories/{dataset}/{model}/seed{seed}/two_sample.json",
+    log:
+        "logs/trajectories/{dataset}/{model}/seed{seed}/two_sample.log",
+    benchmark:
+        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/two_sample.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 2
+    shell:
+        "dgm two-sample --real {input.real} --synthetic {input.plans} {input.executed}"
+        " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
+
+
+rule trajectories_offline_rl:
+    """An offline RL agent (TorchRL) on a source's transitions (expert data, executed plans, or
+    both pooled), evaluated closed loop on the maze's seeded episodes."""
+    input:
+        offline_rl_source_files,
+    output:
+        summary=f"{OFFLINE_RL_DIR}/offline_rl.json",
+        policy=f"{OFFLINE_RL_DIR}/policy.pt",
+    log:
+        "logs/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}.log",
+    benchmark:
+        "benchmarks/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}.tsv"
+    wildcard_constraints:
+        source="[a-z0-9-]+(\\+[a-z0-9-]+)*",
+        algo="iql|cql|td3bc",
+    conda:
+        "../envs/conda.yaml"
+    threads: 1
+    params:
+        flags=offline_rl_flags,
+    shell:
+        "dgm offline-rl --dataset {input} --algo {wildcards.algo} --seed {wildcards.seed} {params.flags}"
+        " --out {output.summary} --policy {output.policy} --threads {threads} 2> {log}"
 
 
 rule trajectories_baseline_rollout:

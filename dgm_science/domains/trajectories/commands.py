@@ -75,3 +75,84 @@ def cmd_rollout(args: argparse.Namespace) -> None:
                                    candidates=args.candidates, plot=args.plot, device=args.device)
     write_json(args.out, summary)
     log.info("rollout -> %s: %s", args.out, json.dumps(summary))
+
+
+def _execute_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plans", type=Path, required=True, help="Minari dataset of plans (`dgm sample` of a trajectory "
+                                                              "model: samples.minari)")
+    output_argument(p, "--out", kind="folder", required=True, help="Minari dataset of the executed plans")
+    output_argument(p, "--stats", default=None, help="execute.json: deviation from the plans, goal reach, speed")
+    p.add_argument("--kp", type=float, default=10.0, help="position gain of the PD tracker (the planner's)")
+    p.add_argument("--kd", type=float, default=1.0, help="velocity gain of the PD tracker")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+
+
+@command("execute", "sampled plans executed in the simulator (PD tracking from each plan's start): dynamically "
+                    "consistent transitions with the env's rewards, as a Minari dataset for offline RL",
+         _execute_arguments)
+def cmd_execute(args: argparse.Namespace) -> None:
+    from dgm_science.domains.trajectories.execute import execute_dataset
+
+    set_threads(args.threads)
+    summary = execute_dataset(args.plans, args.out, kp=args.kp, kd=args.kd)
+    if args.stats is not None:
+        write_json(args.stats, summary)
+    log.info("executed -> %s: %s", args.out, json.dumps(summary))
+
+
+def _offline_rl_arguments(p: argparse.ArgumentParser) -> None:
+    from dgm_science.domains.trajectories.offline_rl import ALGORITHMS, OfflineRLConfig
+
+    defaults = OfflineRLConfig()
+    p.add_argument("--dataset", type=Path, nargs="+", required=True,
+                   help="Minari dataset(s) of one maze, pooled: the expert data, executed plans (`dgm execute`), ...")
+    p.add_argument("--algo", choices=sorted(ALGORITHMS), default="iql", help="TorchRL's IQL, CQL or TD3+BC")
+    p.add_argument("--updates", type=positive_int, default=defaults.updates, help="minibatch updates")
+    p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, help="minibatch size")
+    p.add_argument("--episodes", type=positive_int, default=100, help="seeded evaluation episodes")
+    p.add_argument("--eval-seed", type=int, default=0, help="seed of the first evaluation episode (the same "
+                                                            "episodes as `dgm rollout --seed`)")
+    add_seed_argument(p, "seed of the networks and the minibatches")
+    output_argument(p, "--out", required=True, help="offline_rl.json: training, closed-loop score, published rows")
+    output_argument(p, "--policy", default=None, help="the trained actor (weights only, `offline_rl.load_policy`)")
+    add_device_arguments(p, "where the agent trains: auto, cpu, cuda, cuda:1 ... (it acts on the CPU)")
+
+
+@command("offline-rl", "an offline RL agent (TorchRL: IQL, CQL, TD3+BC) trained on Minari PointMaze datasets and "
+                       "evaluated closed loop: success rate and D4RL-normalised score", _offline_rl_arguments)
+def cmd_offline_rl(args: argparse.Namespace) -> None:
+    from dgm_science.domains.trajectories.offline_rl import OfflineRLConfig, run_offline_rl
+
+    set_threads(args.threads)
+    cfg = OfflineRLConfig(algo=args.algo, updates=args.updates, batch_size=args.batch_size)
+    summary = run_offline_rl(args.dataset, cfg, seed=args.seed, episodes=args.episodes, eval_seed=args.eval_seed,
+                             policy_path=args.policy, device=args.device)
+    write_json(args.out, summary)
+    log.info("offline RL -> %s: success %.2f, normalised score %.1f", args.out, summary["rollout"]["success_rate"],
+             summary["rollout"]["normalized_score"])
+
+
+def _two_sample_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--real", type=Path, required=True, help="Minari dataset of real experience (the expert data)")
+    p.add_argument("--synthetic", type=Path, nargs="+", required=True,
+                   help="Minari dataset(s) to test against it (plans, executed plans), one AUROC each")
+    p.add_argument("--max-rows", type=positive_int, default=20_000, help="(s, a, s') rows per class")
+    add_seed_argument(p, "seed of the subsampling and the folds")
+    output_argument(p, "--out", required=True, help="two_sample.json")
+    p.add_argument("--threads", type=positive_int, default=None, help="threads of the classifier")
+
+
+@command("two-sample", "classifier two-sample test of (state, action, next state) tuples: real against "
+                       "synthetic experience, out-of-fold AUROC (0.5 = indistinguishable)", _two_sample_arguments)
+def cmd_two_sample(args: argparse.Namespace) -> None:
+    from threadpoolctl import threadpool_limits
+
+    from dgm_science.domains.trajectories.metrics import realism
+    from dgm_science.domains.trajectories.minari_io import read_minari
+
+    synthetic = {str(path): read_minari(path) for path in args.synthetic}
+    with threadpool_limits(args.threads):
+        out = {"real": str(args.real), **realism(read_minari(args.real), synthetic, max_per_class=args.max_rows,
+                                                 seed=args.seed)}
+    write_json(args.out, out)
+    log.info("two-sample -> %s: %s", args.out, json.dumps(out))

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science.domains.trajectories.mazes import MAZES
+from dgm_science.domains.trajectories.offline_rl import ALGORITHMS
 from dgm_science.registry import register
 from dgm_science.report import (MISSING, Figure, Inputs, Table, bold, collect_runs, format_count, format_number,
                                 input_json, png_data_uri, render, run_scale)
@@ -95,6 +96,96 @@ def _open_loop_table(runs: list[dict]) -> Table:
     return table
 
 
+ALGORITHM_NAMES = {name: algorithm.published for name, algorithm in ALGORITHMS.items()}
+
+
+def _source_name(source: str) -> str:
+    parts = ["expert data" if part == "expert" else f"{part} plans, executed" for part in source.split("+")]
+    return " + ".join(parts)
+
+
+def _seconds(value: float) -> str:
+    return f"{format_number(value, 0)} s"
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _mean_sd(values: list[float], digits: int) -> str:
+    if not values:
+        return MISSING
+    mean = _mean(values)
+    if len(values) == 1:
+        return format_number(mean, digits)
+    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
+    return f"{format_number(mean, digits)} ± {format_number(sd, digits)}"
+
+
+def _offline_rl_table(folder: Path, closed_loop: Table | None) -> Table | None:
+    """One row per (algorithm, source): success and normalised score over seeds (mean ± sd), then
+    the maze's other policies (the closed-loop rows) and CORL's published rows."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for path in sorted(folder.glob("*/*/seed*/offline_rl.json")):
+        groups.setdefault((path.parts[-3], path.parts[-4]), []).append(_read(path))
+    if not groups:
+        return None
+    table = Table(["agent", "data", "seeds", "success rate ↑", "normalised score ↑", "transitions", "updates",
+                   "updates / s", "wall time"])
+    order = list(ALGORITHM_NAMES)
+    published: dict[str, dict[str, Any]] = {}
+    for (algo, source), runs in sorted(groups.items(), key=lambda kv: (order.index(kv[0][0]) if kv[0][0] in order
+                                                                       else len(order), kv[0][1])):
+        rollouts = [r["rollout"] for r in runs]
+        published[algo] = runs[0]
+        table.rows.append(("ours", [bold(ALGORITHM_NAMES.get(algo, algo)) + " (TorchRL)", _source_name(source),
+                                    str(len(runs)), _mean_sd([r["success_rate"] for r in rollouts], 2),
+                                    _mean_sd([r["normalized_score"] for r in rollouts], 1),
+                                    format_count(runs[0].get("transitions", 0)),
+                                    format_count(runs[0].get("updates", 0)),
+                                    _mean_sd([r["updates_per_second"] for r in runs], 0),
+                                    _seconds(_mean([r["seconds"] + r["rollout"]["seconds"] for r in runs]))]))
+    for _, cells in (closed_loop.rows if closed_loop else []):
+        if cells[0].startswith("Diffuser"):
+            continue
+        table.rows.append(("ours", [cells[0], "planner / baseline", MISSING, cells[2], cells[3], MISSING, MISSING,
+                                    MISSING, cells[-1]]))
+    for algo, run in published.items():
+        if "corl_last" in run:
+            table.rows.append(("published", [
+                f"{ALGORITHM_NAMES.get(algo, algo)}, CORL (D4RL {run['maze']} maze2d-v1, 1M updates)",
+                "D4RL's noisy-waypoint data", MISSING, MISSING,
+                f"last {format_number(run['corl_last'], 1)} ± {format_number(run['corl_last_sd'], 1)}; best "
+                f"{format_number(run['corl_best'], 1)} ± {format_number(run['corl_best_sd'], 1)}",
+                MISSING, "1,000,000", MISSING, MISSING]))
+    return table
+
+
+def _realism_table(runs: list[dict]) -> Table | None:
+    """Per model run: its plans' two-sample AUROC against the expert data, raw and executed, and
+    how far execution strays from the plan."""
+    table = Table(["model", "AUROC, plans as sampled ↓", "AUROC, plans executed ↓", "executed path − plan (mean)",
+                   "executed path ends at goal", "transitions", "execution speed"])
+    calibration = None
+    for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
+        tests, execute = _read(run["dir"] / "two_sample.json"), _read(run["dir"] / "execute.json")
+        if not tests:
+            continue
+        calibration = tests.get("real_vs_real", calibration)
+        auroc = {Path(test["synthetic"]).name: format_number(test["auroc"], 3) for test in tests.get("tests", [])}
+        table.rows.append(("ours", [bold(run["model"]) + f" (seed {run['seed']})",
+                                    auroc.get("samples.minari", MISSING), auroc.get("executed.minari", MISSING),
+                                    format_number(execute.get("plan_deviation_mean"), 3),
+                                    format_number(execute.get("reaches_goal"), 3),
+                                    format_count(execute.get("transitions", 0)),
+                                    f"{format_count(round(execute.get('transitions_per_second', 0)))} / s"]))
+    if calibration:
+        table.rows.append(("published", ["Real against real (two halves of the expert episodes)",
+                                         format_number(calibration["auroc"], 3), MISSING, MISSING, MISSING,
+                                         MISSING, MISSING]))
+    return table if table.rows else None
+
+
 NOTE = ("Closed loop: each policy runs the same seeded episodes of gymnasium-robotics PointMaze (start and goal in "
         "random distinct cells; continuing task, the environment's episode length: U-Maze 300, Medium 600, Large "
         "800 steps; reward 1 per step within 0.45 of the goal). Success: the goal was reached at least once. "
@@ -103,7 +194,13 @@ NOTE = ("Closed loop: each policy runs the same seeded episodes of gymnasium-rob
         "gymnasium-robotics' PointMaze is the maintained port of D4RL's maze2d, with a 0.45 instead of 0.5 goal "
         "radius, so the published Diffuser scores compare closely, not exactly. The planner follows its plan with "
         "Diffuser's Maze2D controller. Open loop: dynamic error is the distance between each planned next state "
-        "and the simulator's next state from the planned state and action (data row: real transitions, ~0).")
+        "and the simulator's next state from the planned state and action (data row: real transitions, ~0). "
+        "Offline RL: TorchRL's IQL, TD3+BC and CQL with CORL's maze2d hyperparameters, trained on the expert data "
+        "or on sampled plans executed in the simulator (PD tracking from each plan's start: every transition is the "
+        "simulator's, every reward the environment's), evaluated on the same seeded episodes as the planners. CORL's "
+        "rows use D4RL's maze2d data (a noisy waypoint controller, 1-4M steps) and 1M updates. Realism: a gradient-"
+        "boosted classifier tells (state, action, next state) of the synthetic data from the expert's; out-of-fold "
+        "AUROC, 0.5 = indistinguishable.")
 
 
 @register("report", "trajectories")
@@ -122,7 +219,9 @@ def trajectories_section(results: Path, inputs: Inputs | None = None) -> str:
         prepared = input_json(inputs, f"trajectories/{dataset}/prepare")
         plans = [Figure(r["model"], png_data_uri(path.read_bytes()), f"{r['model']} plans")
                  for r in ds_runs for path in [r["dir"] / "plans.png"] if path.is_file()]
+        closed_loop = _closed_loop_table(dataset, ds_runs, inputs)
+        offline_rl = _offline_rl_table(results / "trajectories" / dataset / "offline-rl", closed_loop)
         datasets.append({"name": dataset, "data": _data_table(prepared) if prepared else None,
-                         "closed_loop": _closed_loop_table(dataset, ds_runs, inputs),
-                         "open_loop": _open_loop_table(ds_runs), "plans": plans})
+                         "closed_loop": closed_loop, "open_loop": _open_loop_table(ds_runs), "plans": plans,
+                         "offline_rl": offline_rl, "realism": _realism_table(ds_runs)})
     return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, footnote=NOTE)
