@@ -98,9 +98,9 @@ def two_sample_auroc(real: np.ndarray, synthetic: np.ndarray, *, max_per_class: 
 def realism(real: Sequence[dict[str, Any]], synthetic: dict[str, Sequence[dict[str, Any]]], *,
             max_per_class: int = 20_000, seed: int = 0) -> dict[str, Any]:
     """Two-sample AUROC of each synthetic set of episodes against the real episodes (``tests``, in
-    the order given), and the
-    calibration row "real_vs_real": two random halves of the real episodes against each other
-    (transitions within an episode are correlated, so even real data is not exactly 0.5)."""
+    the order given), and the calibration row "real_vs_real": two random halves of the real
+    episodes against each other (transitions within an episode are correlated, so even real data
+    is not exactly 0.5)."""
     order = np.random.default_rng(seed).permutation(len(real))
     half = len(real) // 2
     out: dict[str, Any] = {}
