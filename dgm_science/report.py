@@ -73,14 +73,15 @@ def format_count(value: Any) -> str:
     return MISSING if _is_missing(value) else f"{int(value):,}"
 
 
-def format_values(values: Iterable[Any], digits: int = 4) -> str:
-    """One value, or mean±sd over seeds, of the values that are not None or NaN; ``–`` if none is."""
+def format_values(values: Iterable[Any], digits: int = 4, separator: str = "±") -> str:
+    """One value, or mean±sd over seeds, of the values that are not None or NaN; ``–`` if none is.
+    ``separator`` goes between the mean and the sd (" ± " where a cell has room)."""
     kept = [v for v in values if not _is_missing(v)]
     if not kept:
         return MISSING
     if len(kept) == 1:
         return format_number(kept[0], digits)
-    return f"{statistics.mean(kept):.{digits}f}±{statistics.stdev(kept):.{digits}f}"
+    return f"{statistics.mean(kept):.{digits}f}{separator}{statistics.stdev(kept):.{digits}f}"
 
 
 def format_metric(key: str, values: Iterable[Any], digits: int = 4) -> str:

@@ -5,6 +5,7 @@ quality beside real data, and the sampled plans drawn over each maze."""
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from dgm_science.domains.trajectories.mazes import MAZES
 from dgm_science.domains.trajectories.offline_rl import ALGORITHMS
 from dgm_science.registry import register
 from dgm_science.report import (MISSING, Figure, Inputs, Table, bold, collect_runs, format_count, format_number,
-                                input_json, png_data_uri, render, run_scale)
+                                format_values, input_json, png_data_uri, render, run_scale)
 
 
 def _read(path: Path) -> dict[str, Any]:
@@ -24,6 +25,10 @@ def _score(summary: dict[str, Any]) -> str:
         return MISSING
     score, sem = summary["normalized_score"], summary.get("normalized_score_sem", 0)
     return f"{format_number(score, 1)} ± {format_number(sem, 1)}"
+
+
+def _seconds(value: float) -> str:
+    return f"{format_number(value, 0)} s"
 
 
 def _data_table(prepared: dict[str, Any]) -> Table:
@@ -43,7 +48,7 @@ def _data_table(prepared: dict[str, Any]) -> Table:
 def _baseline_cells(name: str, summary: dict[str, Any]) -> list[Any]:
     return [name, MISSING, format_number(summary.get("success_rate"), 3), _score(summary),
             format_number(summary.get("return_mean"), 1), format_number(summary.get("steps_to_goal"), 1),
-            format_count(summary.get("episodes", 0)), MISSING, f"{format_number(summary.get('seconds', 0), 0)} s"]
+            format_count(summary.get("episodes", 0)), MISSING, _seconds(summary.get("seconds", 0))]
 
 
 def _closed_loop_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Table | None:
@@ -61,7 +66,7 @@ def _closed_loop_table(dataset: str, runs: list[dict], inputs: Inputs | None) ->
                                     format_number(summary.get("steps_to_goal"), 1),
                                     format_count(summary.get("episodes", 0)),
                                     str(summary.get("replan_every") or "once per goal"),
-                                    f"{format_number(summary.get('seconds', 0), 0)} s"]))
+                                    _seconds(summary.get("seconds", 0))]))
     expert = input_json(inputs, f"trajectories/{dataset}/expert_rollout")
     if expert:
         published = expert.get("diffuser_published_score", published)
@@ -104,22 +109,8 @@ def _source_name(source: str) -> str:
     return " + ".join(parts)
 
 
-def _seconds(value: float) -> str:
-    return f"{format_number(value, 0)} s"
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
 def _mean_sd(values: list[float], digits: int) -> str:
-    if not values:
-        return MISSING
-    mean = _mean(values)
-    if len(values) == 1:
-        return format_number(mean, digits)
-    sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return f"{format_number(mean, digits)} ± {format_number(sd, digits)}"
+    return format_values(values, digits, separator=" ± ")
 
 
 def _offline_rl_table(folder: Path, closed_loop: Table | None) -> Table | None:
@@ -144,12 +135,11 @@ def _offline_rl_table(folder: Path, closed_loop: Table | None) -> Table | None:
                                     format_count(runs[0].get("transitions", 0)),
                                     format_count(runs[0].get("updates", 0)),
                                     _mean_sd([r["updates_per_second"] for r in runs], 0),
-                                    _seconds(_mean([r["seconds"] + r["rollout"]["seconds"] for r in runs]))]))
-    for _, cells in (closed_loop.rows if closed_loop else []):
-        if cells[0].startswith("Diffuser"):
-            continue
-        table.rows.append(("ours", [cells[0], "planner / baseline", MISSING, cells[2], cells[3], MISSING, MISSING,
-                                    MISSING, cells[-1]]))
+                                    _seconds(statistics.mean(r["seconds"] + r["rollout"]["seconds"] for r in runs))]))
+    for kind, cells in (closed_loop.rows if closed_loop else []):  # the planners and baselines, not Diffuser's paper
+        if kind == "ours":
+            table.rows.append(("ours", [cells[0], "planner / baseline", MISSING, cells[2], cells[3], MISSING, MISSING,
+                                        MISSING, cells[-1]]))
     for algo, run in published.items():
         if "corl_last" in run:
             table.rows.append(("published", [
