@@ -23,16 +23,21 @@ from timing import time_model
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def bench_closed_loop(checkpoint: Path, episodes: int, replan_every: int | None, threads: int) -> dict:
-    """Closed-loop episodes with the planner policy: wall time, environment steps/s, plans/s."""
+def bench_closed_loop(checkpoint: Path, episodes: int, replan_every: int | None, threads: int,
+                      rollout: dict | None = None) -> dict:
+    """Closed-loop episodes with the planner policy (``rollout``: the config's candidates and
+    stitching): wall time, environment steps/s, plans/s."""
     from dgm_science.domains.trajectories.policy import PlannerPolicy
     from dgm_science.domains.trajectories.rollout import closed_loop
 
     torch.set_num_threads(threads)
-    policy = PlannerPolicy(checkpoint, replan_every=replan_every, device="cpu")
+    rollout = rollout or {}
+    policy = PlannerPolicy(checkpoint, replan_every=replan_every, candidates=rollout.get("candidates", 1),
+                           stitch=rollout.get("stitch", False), device="cpu")
     summary, _ = closed_loop(policy.state["maze"], policy, episodes=episodes, seed=0)
     steps = summary["episodes"] * summary["episode_steps"]
-    return {"episodes": episodes, "replan_every": replan_every, "seconds": summary["seconds"],
+    return {"episodes": episodes, "replan_every": replan_every, "candidates": policy.candidates,
+            "stitch": policy.stitch, "seconds": summary["seconds"],
             "env_steps_per_s": steps / summary["seconds"], "plan_calls": summary["plan_calls"],
             "plans_per_s": summary["plan_calls"] * episodes / summary["policy_seconds"],
             "success_rate": summary["success_rate"]}
@@ -53,7 +58,8 @@ def main() -> None:
     data = ROOT / f"resources/trajectories/{args.dataset}/data"
     runs = ROOT / f"results/trajectories/{args.dataset}"
     out = args.out or ROOT / f"bench/results/trajectories_{args.dataset}.json"
-    models = yaml.safe_load(args.config.read_text())["trajectories"][args.dataset]["models"]
+    block = yaml.safe_load(args.config.read_text())["trajectories"][args.dataset]
+    models = block["models"]
     if args.models:
         models = {name: models[name] for name in args.models}
     results: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
@@ -64,7 +70,8 @@ def main() -> None:
                             unit="windows")
         timing["plans_per_s"] = timing.pop("sample_windows_per_s")
         if checkpoint.is_file():
-            timing["closed_loop"] = bench_closed_loop(checkpoint, args.episodes, args.replan_every, args.threads)
+            timing["closed_loop"] = bench_closed_loop(checkpoint, args.episodes, args.replan_every, args.threads,
+                                                      block.get("rollout"))
         results["models"][name] = timing
         print(name, json.dumps(timing, indent=1), flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -205,3 +205,32 @@ def test_train_rules_launch_one_task_per_device_when_the_profile_sets_mpi():
     train = [line.removeprefix("Shell command:").strip() for line in launched.stdout.splitlines()
              if "dgm train" in line]
     assert train and all(line.startswith("srun --nodes=1 --ntasks-per-node=2 --cpus-per-task=1 dgm train") for line in train), train
+
+
+def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_planners():
+    """pointmaze-umaze-10ep (offline-rl overlay) collects its own 10 episodes of U-Maze and prepares
+    them as the U-Maze dataset; all-mazes' stitched planning is a flag of model rollouts only."""
+    overlay = "workflows/config/overlays/offline-rl.yaml"
+    target = "results/trajectories/pointmaze-umaze-10ep/offline-rl/expert+maze-diffuser/iql/seed0/offline_rl.json"
+    result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
+                if line.startswith("Shell command:")]
+    collect = [c for c in commands if c.startswith("dgm collect")]
+    assert collect and collect[0].startswith("dgm collect umaze --out resources/trajectories/pointmaze-umaze-10ep/raw "
+                                             "--episodes 10 "), collect
+    assert any(c.startswith("dgm prepare pointmaze-umaze --raw resources/trajectories/pointmaze-umaze-10ep/raw")
+               for c in commands), commands
+    assert any(c.startswith("dgm train --model maze-diffuser --data resources/trajectories/pointmaze-umaze-10ep/data")
+               for c in commands), commands
+    overlay = "workflows/config/overlays/all-mazes.yaml"
+    targets = ["results/trajectories/pointmaze-large/maze-diffuser/seed0/rollout.json",
+               "resources/trajectories/pointmaze-large/straight_rollout.json"]
+    result = snakemake("-n", "-p", "--forceall", *targets, "--configfile", "workflows/config/default.yaml", overlay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rollouts = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
+                if line.startswith("Shell command: dgm rollout")]
+    planner = [c for c in rollouts if "--checkpoint" in c]
+    baseline = [c for c in rollouts if "--baseline" in c]
+    assert len(planner) == 1 and "--candidates 16 --stitch" in planner[0], rollouts
+    assert len(baseline) == 1 and "--stitch" not in baseline[0], rollouts

@@ -340,7 +340,8 @@ def trajectories_config(dataset):
 
 
 def trajectory_maze_of(wildcards):
-    return wildcards.dataset.removeprefix("pointmaze-")
+    """The maze of pointmaze-<maze> and of its variants pointmaze-<maze>-<tag>."""
+    return wildcards.dataset.removeprefix("pointmaze-").split("-")[0]
 
 
 def trajectories_collect_flags(wildcards):
@@ -368,8 +369,12 @@ def trajectories_rollout_flags(wildcards):
     )
 
 
-def trajectories_candidates(wildcards):
-    return trajectories_config(wildcards.dataset)["rollout"]["candidates"]
+def trajectories_planner_flags(wildcards):
+    """What only a model's planner takes: candidates per planning call and stitched planning."""
+    rollout = trajectories_config(wildcards.dataset)["rollout"]
+    return f"--candidates {rollout['candidates']}" + (
+        " --stitch" if rollout["stitch"] else ""
+    )
 
 
 OFFLINE_RL_DIR = "results/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}"

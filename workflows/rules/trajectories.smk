@@ -41,10 +41,11 @@ rule trajectories_prepare:
     conda:
         "../envs/conda.yaml"
     params:
+        maze=trajectory_maze_of,
         raw=input_folder("stats"),
         out=output_folder("stats"),
     shell:
-        "dgm prepare {wildcards.dataset} --raw {params.raw} --out {params.out} 2> {log}"
+        "dgm prepare pointmaze-{params.maze} --raw {params.raw} --out {params.out} 2> {log}"
 
 
 rule trajectories_train:
@@ -140,9 +141,9 @@ rule trajectories_rollout:
     params:
         flags=trajectories_rollout_flags,
         maze=trajectory_maze_of,
-        candidates=trajectories_candidates,
+        planner=trajectories_planner_flags,
     shell:
-        "dgm rollout --checkpoint {input} --maze {params.maze} {params.flags} --candidates {params.candidates}"
+        "dgm rollout --checkpoint {input} --maze {params.maze} {params.flags} {params.planner}"
         " --out {output.summary} --plot {output.plot} --threads {threads} 2> {log}"
 
 

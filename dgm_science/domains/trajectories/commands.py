@@ -57,6 +57,9 @@ def _rollout_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=positive_int, default=1,
                    help="plans drawn per planning call; the one with the fewest wall states and the smallest jump "
                         "is followed (default 1, as Diffuser)")
+    p.add_argument("--stitch", action="store_true",
+                   help="plan along the maze's shortest path, one horizon's reach at a time, the model filling "
+                        "each segment (mazes whose paths are longer than a plan; default: one plan per goal)")
     output_argument(p, "--plot", default=None, help="PNG of sampled plans drawn over the maze")
     output_argument(p, "--out", required=True, help="rollout.json")
     add_device_arguments(p)
@@ -72,7 +75,8 @@ def cmd_rollout(args: argparse.Namespace) -> None:
         raise ValueError("give --checkpoint (a trajectory model) or --baseline expert|straight with --maze")
     summary = evaluate_closed_loop(checkpoint=args.checkpoint, baseline=args.baseline, maze=args.maze,
                                    episodes=args.episodes, seed=args.seed, replan_every=args.replan_every,
-                                   candidates=args.candidates, plot=args.plot, device=args.device)
+                                   candidates=args.candidates, stitch=args.stitch, plot=args.plot,
+                                   device=args.device)
     write_json(args.out, summary)
     log.info("rollout -> %s: %s", args.out, json.dumps(summary))
 

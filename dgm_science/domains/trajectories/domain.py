@@ -49,17 +49,21 @@ class TrajectoryDomain(Domain):
 
     @staticmethod
     def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
-        """Maze, horizon and the per-dimension limits of the training transitions (normalisation)."""
+        """Maze, horizon, the per-dimension limits of the training transitions (normalisation) and
+        their mean distance per step (how far a plan of the horizon goes: stitched planning)."""
         from dgm_science.domains.trajectories.mazes import maze_spec
 
         prepared = read_prepared(data_dir)
         maze = maze_spec(prepared["maze"])
         horizon = int(model_cfg.horizon or maze.horizon)
-        train = np.concatenate(read_split(Path(data_dir) / "train.npz"))
+        episodes = read_split(Path(data_dir) / "train.npz")
+        train = np.concatenate(episodes)
         low, high = train.min(0).astype(np.float64), train.max(0).astype(np.float64)
         high = np.where(high - low < 1e-6, low + 1e-6, high)
+        steps = [np.linalg.norm(np.diff(episode[:, :2], axis=0), axis=1) for episode in episodes]
         return {"maze": maze.name, "env_id": maze.env_id, "horizon": horizon, "obs_dim": OBS_DIM,
-                "act_dim": ACT_DIM, "columns": list(COLUMNS), "low": low.tolist(), "high": high.tolist()}
+                "act_dim": ACT_DIM, "columns": list(COLUMNS), "low": low.tolist(), "high": high.tolist(),
+                "step_length": float(np.concatenate(steps).mean())}
 
     @staticmethod
     def datasets(data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]

@@ -18,6 +18,14 @@ goal. It re-plans every ``replan_every`` steps (None: once per goal, as Diffuser
 each new plan asks to arrive at the end of a fresh horizon, so frequent re-planning postpones
 arrival). ``candidates`` > 1 draws that many plans and keeps the one with the fewest positions in
 walls and the smallest jump (Diffuser draws one).
+
+``stitch=True`` (for mazes whose paths are longer than a plan: Medium, Large) plans along the
+maze's shortest path: while the goal is farther along that path than a plan of the horizon goes at
+the data's pace (``reach``: the checkpoint's mean step length x (horizon - 1)), the plan's end is
+imposed at the point ``reach`` ahead on the path (cell centres joined by straight lines), so each
+plan is a window like those the model learned from, and the model fills the segment; the robot
+follows half of it (``stitch_every``, default horizon // 2 steps) and a new segment is planned from
+where it is. Once the goal is within reach, the last plan ends at it and is kept to the goal.
 """
 
 from __future__ import annotations
@@ -66,7 +74,7 @@ class PlannerPolicy:
 
     def __init__(self, model: Any, *, replan_every: int | None = None, kp: float = 10.0, kd: float = 1.0,
                  arrive: float = 0.2, candidates: int = 1, seed: int = 0, temperature: float | None = None,
-                 device: str = "auto") -> None:
+                 stitch: bool = False, stitch_every: int | None = None, device: str = "auto") -> None:
         from dgm_science import api
         from dgm_science.domains.trajectories.mazes import Maze
 
@@ -78,7 +86,16 @@ class PlannerPolicy:
             raise ValueError(f"candidates must be >= 1, got {candidates}")
         if replan_every is not None and replan_every < 1:
             raise ValueError(f"replan_every must be >= 1 (or None: once per goal), got {replan_every}")
+        if stitch_every is not None and stitch_every < 1:
+            raise ValueError(f"stitch_every must be >= 1, got {stitch_every}")
         self.model, self.state = model, model.state
+        self.stitch = stitch
+        if stitch:
+            if "step_length" not in self.state:
+                raise ValueError(f"{model.path}: stitched planning needs the data's step length, which this "
+                                 "checkpoint does not record (it predates it): retrain the model")
+            self.reach = self.state["step_length"] * (self.state["horizon"] - 1)
+            self.stitch_every = stitch_every or max(1, self.state["horizon"] // 2)
         self.maze = Maze(self.state["maze"])
         self.replan_every, self.kp, self.kd, self.arrive = replan_every, kp, kd, arrive
         self.candidates = candidates
@@ -89,10 +106,27 @@ class PlannerPolicy:
         self._age = np.zeros(0, dtype=np.int64)
         self._arrival = np.zeros(0, dtype=np.int64)
         self._goals = np.zeros((0, 2))
+        self._final = np.zeros(0, dtype=bool)
 
     def reset(self) -> None:
         self.plans, self._goals = [], np.zeros((0, 2))
         self._age, self._arrival = np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        self._final = np.zeros(0, dtype=bool)
+
+    def subgoals(self, positions: np.ndarray, goals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stitched planning's plan ends for positions (n, 2) and goals (n, 2): the point ``reach``
+        ahead along the maze's shortest path, or the goal where it is nearer; and whether it is the
+        goal (n,)."""
+        ends, final = goals.copy(), np.ones(len(goals), dtype=bool)
+        for i, (position, goal) in enumerate(zip(positions, goals)):
+            path = np.concatenate([position[None], self.maze.shortest_path(position, goal)])
+            travelled = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(path, axis=0), axis=1))])
+            if travelled[-1] > self.reach:
+                segment = int(np.searchsorted(travelled, self.reach)) - 1
+                fraction = (self.reach - travelled[segment]) / (travelled[segment + 1] - travelled[segment])
+                ends[i] = path[segment] + fraction * (path[segment + 1] - path[segment])
+                final[i] = False
+        return ends, final
 
     @torch.no_grad()
     def plan(self, states: np.ndarray, goals: np.ndarray) -> list[Trajectory]:
@@ -132,16 +166,21 @@ class PlannerPolicy:
         if len(self.plans) != n:
             self.plans, self._goals = [None] * n, goals.copy()
             self._age, self._arrival = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+            self._final = np.ones(n, dtype=bool)
         stale = np.array([p is None for p in self.plans]) | np.any(np.abs(goals - self._goals) > 1e-9, axis=1)
         if self.replan_every is not None:
             stale |= self._age >= self.replan_every
+        if self.stitch:
+            stale |= ~self._final & (self._age >= np.minimum(self.stitch_every, self._arrival - 1))
         if stale.any():
             rows = np.flatnonzero(stale)
-            for row, plan in zip(rows, self.plan(states[rows], goals[rows])):
+            ends, final = (self.subgoals(states[rows, :2], goals[rows]) if self.stitch
+                           else (goals[rows], np.ones(len(rows), dtype=bool)))
+            for row, end, plan in zip(rows, ends, self.plan(states[rows], ends)):
                 self.plans[row] = plan
-                near = np.linalg.norm(plan.observations[:, :2] - goals[row], axis=1) <= self.arrive
+                near = np.linalg.norm(plan.observations[:, :2] - end, axis=1) <= self.arrive
                 self._arrival[row] = int(np.argmax(near)) if near.any() else len(near)
-            self._age[rows] = 0
+            self._age[rows], self._final[rows] = 0, final
             self._goals[rows] = goals[rows]
         waypoints = np.empty((n, OBS_DIM))
         for i, plan in enumerate(self.plans):

@@ -112,7 +112,7 @@ def plot_plans(maze: str, path: Any, plans: list[Any], paths: np.ndarray | None 
 
 def evaluate_closed_loop(*, checkpoint: Any = None, baseline: str | None = None, maze: str | None = None,
                          episodes: int = 100, seed: int = 0, replan_every: int | None = None,
-                         candidates: int = 1, plot: Any = None, device: str = "auto",
+                         candidates: int = 1, stitch: bool = False, plot: Any = None, device: str = "auto",
                          plot_plans_n: int = 6) -> dict[str, Any]:
     """``dgm rollout``: closed-loop summary of a trajectory model (``checkpoint``; ``maze``, if
     given, must be the one it was trained on) or of a ``baseline`` policy on ``maze``: "expert"
@@ -124,7 +124,7 @@ def evaluate_closed_loop(*, checkpoint: Any = None, baseline: str | None = None,
     first_plans: list[Any] = []
     if checkpoint is not None:
         policy: Any = PlannerPolicy(checkpoint, replan_every=replan_every, candidates=candidates, seed=seed,
-                                    device=device)
+                                    stitch=stitch, device=device)
         name = policy.state["maze"]
         if maze is not None and maze_spec(maze).name != name:
             raise ValueError(f"{checkpoint} was trained on PointMaze {name}, not {maze_spec(maze).name}: its plans "
@@ -149,6 +149,7 @@ def evaluate_closed_loop(*, checkpoint: Any = None, baseline: str | None = None,
     spec = maze_spec(name)
     summary.update({"maze": name, "policy": baseline if checkpoint is None else str(checkpoint),
                     "replan_every": replan_every or 0, "candidates": candidates if checkpoint is not None else 0,
+                    "stitch": bool(stitch and checkpoint is not None),
                     "diffuser_published_score": spec.diffuser_score,
                     "d4rl_random_score": spec.d4rl_random_score, "d4rl_expert_score": spec.d4rl_expert_score})
     if plot is not None:

@@ -189,3 +189,18 @@ def test_dynamic_consistency_is_zero_for_real_transitions_and_not_for_shifted_on
     shifted = Trajectory(real.observations, np.roll(real.actions, 5, axis=0), real.goal)
     assert plan_metrics("umaze", [shifted])["dynamic_velocity_error"] > 1e-3
     assert normalize(np.zeros((1, 6)), {"low": [-1] * 6, "high": [1] * 6}).tolist() == [[0.0] * 6]
+
+
+def test_the_domain_state_records_the_datas_mean_step_length(data_dir):
+    """What stitched planning's reach is made of: the mean distance between consecutive positions of
+    the training episodes (not of the windows, not across episode boundaries)."""
+    from dgm_science.domains.trajectories.data import read_split
+
+    spec = registry.get("model", "maze-diffuser")
+    cfg = from_dict(spec.Config, TINY_CONFIGS["maze-diffuser"], "maze-diffuser")
+    state = registry.get("domain", "trajectories").fit_state(data_dir, spec, cfg)
+    episodes = read_split(data_dir / "train.npz")
+    steps = np.concatenate([np.linalg.norm(np.diff(e[:, :2], axis=0), axis=1) for e in episodes])
+    assert len(steps) == sum(len(e) for e in episodes) - len(episodes)
+    assert state["step_length"] == pytest.approx(float(steps.mean()), rel=1e-6)
+    assert 0.005 < state["step_length"] < 0.2  # PointMaze moves a few hundredths of a cell per step

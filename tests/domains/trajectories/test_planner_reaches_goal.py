@@ -60,3 +60,29 @@ def test_planner_policy_replans_when_the_goal_changes(planner):
     moved = {**obs, "desired_goal": obs["desired_goal"] + np.array([0.1, 0.0])}
     planner.act(moved)
     assert planner.plan_calls == first + 1
+
+
+def test_stitched_planner_follows_the_shortest_path_one_reach_at_a_time():
+    """With a reach of 3 cells, a goal across the wall (6 cells along the path) is reached through
+    intermediate plan ends on the maze's shortest path: more than one plan per episode."""
+    from dgm_science import api
+    from dgm_science.domains.trajectories.policy import PlannerPolicy
+
+    model = api.load(CHECKPOINT, device="cpu")
+    with pytest.raises(ValueError, match="step length"):  # the committed checkpoint predates it
+        PlannerPolicy(model, stitch=True, device="cpu")
+    model.state["step_length"] = 3.0 / (model.state["horizon"] - 1)
+    planner = PlannerPolicy(model, stitch=True, seed=0, device="cpu")
+    assert planner.reach == pytest.approx(3.0)
+    ends, final = planner.subgoals(np.array([[-1.0, 1.0], [-1.0, 1.0]]), np.array([[-1.0, -1.0], [0.0, 1.0]]))
+    # U-Maze, cell centres (x, y): from (-1, 1) around the inner wall to (-1, -1) through (0, 1), (1, 1),
+    # (1, 0), ...: 3 cells along is (1, 0); the goal (0, 1) is 1 cell away, within reach
+    assert not final[0] and final[1]
+    np.testing.assert_allclose(ends[0], [1.0, 0.0], atol=1e-9)
+    np.testing.assert_allclose(ends[1], [0.0, 1.0])
+    reached = []
+    for seed, (start, goal) in enumerate(ACROSS_THE_WALL):
+        calls = planner.plan_calls
+        reached.append(_episode(planner, start, goal, seed))
+        assert planner.plan_calls - calls >= 2, (start, goal)  # stitched: a new segment after each reach
+    assert all(steps is not None for steps in reached), reached
