@@ -92,10 +92,16 @@ def test_shipped_configs_validate_and_parse(path, schema_path):
 
 @pytest.mark.parametrize("path", OVERLAYS, ids=lambda p: p.name)
 def test_overlays_validate_on_top_of_their_base(path, schema_path):
-    """``paper-*`` overlays go on top of paper.yaml, the others on top of the default."""
-    base = "paper.yaml" if path.name.startswith("paper-") else "default.yaml"
+    """``paper-*`` overlays go on top of paper.yaml, ``all-mazes-*`` on top of the default and
+    all-mazes.yaml, the others on top of the default."""
+    base = ["paper.yaml"] if path.name.startswith("paper-") else ["default.yaml"]
+    if path.name.startswith("all-mazes-"):
+        base.append("overlays/all-mazes.yaml")
+    merged = {}
+    for name in base:
+        merged = _merged(merged, yaml.safe_load((ROOT / "workflows/config" / name).read_text()))
     overlay = yaml.safe_load(path.read_text())
-    merged = _merged(yaml.safe_load((ROOT / "workflows/config" / base).read_text()), overlay)
+    merged = _merged(merged, overlay)
     merged = _validates_and_parses(merged, schema_path, path.name)
     touched = [domain for domain in DOMAINS if domain in overlay]
     if path.name == "molecules-table.yaml":

@@ -209,7 +209,8 @@ def test_train_rules_launch_one_task_per_device_when_the_profile_sets_mpi():
 
 def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_planners():
     """pointmaze-umaze-10ep (offline-rl overlay) collects its own 10 episodes of U-Maze and prepares
-    them as the U-Maze dataset; all-mazes' stitched planning is a flag of model rollouts only."""
+    them as the U-Maze dataset; all-mazes' stitched planning is a flag of model rollouts only;
+    all-mazes-offline-rl's agents train on all-mazes' data and plans."""
     overlay = "workflows/config/overlays/offline-rl.yaml"
     target = "results/trajectories/pointmaze-umaze-10ep/offline-rl/expert+maze-diffuser/iql/seed0/offline_rl.json"
     result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)
@@ -234,3 +235,17 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
     baseline = [c for c in rollouts if "--baseline" in c]
     assert len(planner) == 1 and "--candidates 16 --stitch" in planner[0], rollouts
     assert len(baseline) == 1 and "--stitch" not in baseline[0], rollouts
+    # all-mazes-offline-rl.yaml, stacked on all-mazes: agents on Large's expert data pooled with the
+    # executed plans of all-mazes' diffuser
+    target = "results/trajectories/pointmaze-large/offline-rl/expert+maze-diffuser/td3bc/seed2/offline_rl.json"
+    result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay,
+                       "workflows/config/overlays/all-mazes-offline-rl.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    agents = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
+              if line.startswith("Shell command: dgm offline-rl")]
+    assert agents == [
+        "dgm offline-rl --dataset resources/trajectories/pointmaze-large/raw/minari "
+        "results/trajectories/pointmaze-large/maze-diffuser/seed0/executed.minari --algo td3bc --seed 2 "
+        "--updates 10000 --episodes 100 --eval-seed 0 --out " + target + " --policy " + target.replace(
+            "offline_rl.json", "policy.pt") + " --threads 1 2> logs/trajectories/pointmaze-large/offline-rl/"
+        "expert+maze-diffuser/td3bc/seed2.log"], agents

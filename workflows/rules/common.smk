@@ -377,6 +377,12 @@ def trajectories_planner_flags(wildcards):
     )
 
 
+def trajectories_sample_flags(wildcards):
+    """Where the plans' goals are drawn: anywhere, or within each plan's reach of its start."""
+    plans = trajectories_config(wildcards.dataset)["plans"]
+    return "--within-reach" if plans["within_reach"] else ""
+
+
 OFFLINE_RL_DIR = "results/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}"
 
 

@@ -88,8 +88,9 @@ rule trajectories_sample:
     threads: 8
     params:
         n=sample_count("trajectories"),
+        flags=trajectories_sample_flags,
     shell:
-        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
+        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} {params.flags} --out {output.samples}"
         " --timing {output.timing}"
         " --threads {threads} 2> {log}"
 

@@ -45,7 +45,7 @@ class TrajectoryDomain(Domain):
     size_unit = "step"
     samples_file = "samples.minari"
     samples_in_folder = True
-    condition_options = ("start", "goal")
+    condition_options = ("start", "goal", "within_reach")
 
     @staticmethod
     def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
@@ -78,18 +78,36 @@ class TrajectoryDomain(Domain):
                            help="trajectory models: start every plan here, at rest (default: drawn in a free cell)")
         group.add_argument("--goal", type=point, default=None, metavar="X,Y",
                            help="trajectory models: end every plan here (default: drawn in another free cell)")
+        group.add_argument("--within-reach", action="store_true",
+                           help="trajectory models: draw each goal within the plan's reach of its start, "
+                                "the data's mean step length x (horizon - 1) along the maze's shortest path "
+                                "(default: anywhere in the maze; not with --start / --goal)")
 
     @staticmethod
     def draw_conditions(n: int, state: dict[str, Any], generator: torch.Generator | None = None,
-                        start: Sequence[float] | None = None, goal: Sequence[float] | None = None
-                        ) -> tuple[torch.Tensor, dict[str, Any]]:
+                        start: Sequence[float] | None = None, goal: Sequence[float] | None = None,
+                        within_reach: bool = False) -> tuple[torch.Tensor, dict[str, Any]]:
         """Starts and goals for ``n`` plans: given (x, y), checked to lie in the maze, or drawn as
         gymnasium-robotics resets do: two distinct free cells, uniform within +-0.25 of each
-        centre; the start at rest. Returns the inpainting condition and the decode options."""
+        centre; the start at rest. ``within_reach``: the goal's cell no farther along the maze's
+        shortest path than a plan of the horizon goes at the data's pace (whole cells), so that
+        each plan can arrive. Returns the inpainting condition and the decode options."""
         from dgm_science.domains.trajectories.mazes import Maze
 
         maze = Maze(state["maze"])
-        starts, goals = maze.draw_start_goal(n, generator)
+        max_cells = None
+        if within_reach:
+            if start is not None or goal is not None:
+                raise ValueError("--within-reach draws both the start and the goal: give it without --start / --goal")
+            if "step_length" not in state:
+                raise ValueError("--within-reach needs the data's step length, which this checkpoint does not "
+                                 "record (it predates it): retrain the model")
+            reach = state["step_length"] * (state["horizon"] - 1)
+            max_cells = int(reach // maze.scaling)
+            if max_cells < 1:
+                raise ValueError(f"--within-reach: a plan of this model goes {reach:.2f} at the data's pace, "
+                                 f"less than one cell of the {maze.name} maze")
+        starts, goals = maze.draw_start_goal(n, generator, max_cells=max_cells)
         if start is not None:
             starts[:] = [*maze.check_point(start, "start"), 0.0, 0.0]
         if goal is not None:

@@ -249,17 +249,33 @@ class Maze:
         return np.concatenate([waypoints[:-1], goal_point[None]]) if len(waypoints) else goal_point[None]
 
     # -- sampling ------------------------------------------------------------------------------------
-    def draw_start_goal(self, n: int, generator: Any = None, noise: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
+    def draw_start_goal(self, n: int, generator: Any = None, noise: float = 0.25,
+                        max_cells: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``n`` (start, goal) pairs as gymnasium-robotics resets draw them: two distinct free cells,
         each point uniform within +-``noise`` cell sizes of its cell's center; the start at rest.
+        ``max_cells``: the goal's cell at most that many moves from the start's along the maze's
+        shortest path (uniform over those cells; the start uniform over cells that have one).
         Returns starts (n, 4) = (x, y, 0, 0) and goals (n, 2). ``generator``: a numpy Generator,
         an int seed, a ``torch.Generator`` or None."""
         rng = _numpy_rng(generator)
         free = np.array(self.free_cells, dtype=np.int64)
         if len(free) < 2:
             raise ValueError(f"the {self.name} maze needs two free cells to draw a start and a goal")
-        first = rng.integers(0, len(free), size=n)
-        second = (first + rng.integers(1, len(free), size=n)) % len(free)  # uniform over the other cells
+        if max_cells is None:
+            first = rng.integers(0, len(free), size=n)
+            second = (first + rng.integers(1, len(free), size=n)) % len(free)  # uniform over the other cells
+        else:
+            if max_cells < 1:
+                raise ValueError(f"max_cells must be >= 1 (a goal at least one cell away), got {max_cells}")
+            moves = np.stack([self.distances_to(cell)[free[:, 0], free[:, 1]] for cell in free])  # (F, F)
+            allowed = (moves >= 1) & (moves <= max_cells)
+            counts = allowed.sum(1)
+            starts_with_goal = np.flatnonzero(counts)
+            if not len(starts_with_goal):
+                raise ValueError(f"no two free cells of the {self.name} maze are connected")
+            first = starts_with_goal[rng.integers(0, len(starts_with_goal), size=n)]
+            order = np.argsort(~allowed, axis=1, kind="stable")  # each row: its allowed goal cells first
+            second = order[first, (rng.random(n) * counts[first]).astype(np.int64)]
         jitter = rng.uniform(-noise, noise, size=(2, n, 2)) * self.scaling
         starts = np.zeros((n, 4))
         starts[:, :2] = self.cell_to_xy(free[first]) + jitter[0]

@@ -40,6 +40,8 @@ def test_sample_writes_plans_between_given_points_as_minari(tmp_path, capsys):
     (["--goal", "9,9"], "goal (9.00, 9.00) is outside the umaze maze"),
     (["--start", "0,0"], "start (0.00, 0.00) lies in a wall cell"),
     (["--label", "Firmicutes"], "--label: "),
+    (["--within-reach", "--goal", "1,-1"], "--within-reach draws both the start and the goal"),
+    (["--within-reach"], "--within-reach needs the data's step length"),  # the checkpoint predates it
 ])
 def test_sample_rejects_points_off_the_maze_and_foreign_options(argv, message, tmp_path, capsys):
     out = tmp_path / "x.minari"

@@ -85,6 +85,27 @@ def test_shortest_paths_never_cross_walls(name: str) -> None:
         np.testing.assert_array_equal(path[-1], goal)
 
 
+@pytest.mark.parametrize("name", ["medium", "large"])
+def test_goals_drawn_within_reach_are_at_most_that_many_moves_away(name: str) -> None:
+    """dgm sample --within-reach: every goal cell 1 to max_cells moves from its start's along the
+    shortest path, every such pair drawn, every free cell a start; the same seed, the same draws."""
+    maze = Maze(name)
+    starts, goals = maze.draw_start_goal(4000, 3, max_cells=3)
+    first, second = maze.xy_to_cell(starts[:, :2]), maze.xy_to_cell(goals)
+    moves = np.array([maze.distances_to(b)[tuple(a)] for a, b in zip(first, second)])
+    assert moves.min() == 1 and moves.max() == 3
+    assert {tuple(c) for c in first} == set(maze.free_cells)
+    pairs = {(tuple(a), tuple(b)) for a, b in zip(first, second)}
+    within = {(a, b) for a in maze.free_cells for b in maze.free_cells if 1 <= maze.distances_to(b)[a] <= 3}
+    assert pairs == within
+    np.testing.assert_array_equal(maze.draw_start_goal(4000, 3, max_cells=3)[1], goals)
+    starts, goals = maze.draw_start_goal(4000, 3)  # the default: goals anywhere
+    first, second = maze.xy_to_cell(starts[:, :2]), maze.xy_to_cell(goals)
+    assert max(maze.distances_to(b)[tuple(a)] for a, b in zip(first, second)) > 3
+    with pytest.raises(ValueError, match="max_cells must be >= 1"):
+        maze.draw_start_goal(5, 0, max_cells=0)
+
+
 def test_expert_reaches_goals_on_umaze() -> None:
     result = evaluate("umaze", episodes=5, seed=0)
     assert result["success_rate"] == 1.0 and result["max_steps_to_goal"] < MAZES["umaze"].max_episode_steps

@@ -204,3 +204,24 @@ def test_the_domain_state_records_the_datas_mean_step_length(data_dir):
     assert len(steps) == sum(len(e) for e in episodes) - len(episodes)
     assert state["step_length"] == pytest.approx(float(steps.mean()), rel=1e-6)
     assert 0.005 < state["step_length"] < 0.2  # PointMaze moves a few hundredths of a cell per step
+
+
+def test_plans_drawn_within_reach_can_arrive(data_dir, tmp_path):
+    """dgm sample --within-reach: each goal cell at most reach = step length x (horizon - 1) whole
+    cells from its start's along the maze's shortest path; a model that goes less than a cell is
+    refused."""
+    from dgm_science.domains.trajectories.mazes import Maze
+
+    loaded = _loaded("maze-diffuser", data_dir, tmp_path)
+    horizon = loaded.state["horizon"]
+    with pytest.raises(ValueError, match="less than one cell of the umaze maze"):
+        loaded.sample(4, seed=0, within_reach=True)  # the tiny model's horizon at the data's pace
+    loaded.state["step_length"] = 2.5 / (horizon - 1)  # a reach of 2.5 cells: goals 1 or 2 moves away
+    maze = Maze("umaze")
+    items = loaded.sample(40, seed=0, within_reach=True)
+    moves = [maze.distances_to(maze.xy_to_cell(item.goal))[tuple(maze.xy_to_cell(item.observations[0, :2]))]
+             for item in items]
+    assert set(moves) == {1, 2}, moves
+    anywhere = loaded.sample(40, seed=0)
+    assert max(maze.distances_to(maze.xy_to_cell(item.goal))[tuple(maze.xy_to_cell(item.observations[0, :2]))]
+               for item in anywhere) > 2
