@@ -170,6 +170,16 @@ def log_scale(state: dict[str, Any]) -> np.ndarray:
     return np.log((high - low) / 2)
 
 
+def plan_reach(state: dict[str, Any], needed_by: str) -> float:
+    """How far a plan of the model's horizon goes at the data's pace: the training data's mean step
+    length x (horizon - 1). ``needed_by`` names what asks, for the error of a checkpoint that
+    predates the step length."""
+    if "step_length" not in state:
+        raise ValueError(f"{needed_by} needs the data's step length, which this checkpoint does not record "
+                         "(it predates it): retrain the model")
+    return state["step_length"] * (state["horizon"] - 1)
+
+
 def inpainting_condition(starts: np.ndarray, goals: np.ndarray, state: dict[str, Any]) -> torch.Tensor:
     """The normalised (n, H, 6) condition, NaN where free: observation 0 = start (x, y, vx, vy),
     position H-1 = goal (x, y)."""

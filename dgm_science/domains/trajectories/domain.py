@@ -18,7 +18,7 @@ import torch
 from dgm_science.base import Domain, Samples
 from dgm_science.domains.trajectories.data import (
     ACT_DIM, COLUMNS, OBS_DIM, Trajectory, WindowDataset, episode_trajectory, inpainting_condition, log_scale,
-    normalize, read_prepared, read_split, trajectory_episode, unnormalize, window_condition,
+    normalize, plan_reach, read_prepared, read_split, trajectory_episode, unnormalize, window_condition,
 )
 from dgm_science.errors import DataError
 from dgm_science.registry import register
@@ -99,10 +99,7 @@ class TrajectoryDomain(Domain):
         if within_reach:
             if start is not None or goal is not None:
                 raise ValueError("--within-reach draws both the start and the goal: give it without --start / --goal")
-            if "step_length" not in state:
-                raise ValueError("--within-reach needs the data's step length, which this checkpoint does not "
-                                 "record (it predates it): retrain the model")
-            reach = state["step_length"] * (state["horizon"] - 1)
+            reach = plan_reach(state, "--within-reach")
             max_cells = int(reach // maze.scaling)
             if max_cells < 1:
                 raise ValueError(f"--within-reach: a plan of this model goes {reach:.2f} at the data's pace, "

@@ -36,7 +36,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.domains.trajectories.data import OBS_DIM, Trajectory, inpainting_condition
+from dgm_science.domains.trajectories.data import OBS_DIM, Trajectory, inpainting_condition, plan_reach
 
 
 def _observation_arrays(observations: Sequence[Any], obs_dim: int, what: str) -> tuple[np.ndarray, np.ndarray]:
@@ -91,10 +91,7 @@ class PlannerPolicy:
         self.model, self.state = model, model.state
         self.stitch = stitch
         if stitch:
-            if "step_length" not in self.state:
-                raise ValueError(f"{model.path}: stitched planning needs the data's step length, which this "
-                                 "checkpoint does not record (it predates it): retrain the model")
-            self.reach = self.state["step_length"] * (self.state["horizon"] - 1)
+            self.reach = plan_reach(self.state, f"{model.path}: stitched planning")
             self.stitch_every = stitch_every or max(1, self.state["horizon"] // 2)
         self.maze = Maze(self.state["maze"])
         self.replan_every, self.kp, self.kd, self.arrive = replan_every, kp, kd, arrive
