@@ -23,6 +23,7 @@ import os
 import platform
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -188,24 +189,30 @@ def main(argv: list[str] | None = None) -> int:
         "runs": {},
     }
     failed = []
+    out.parent.mkdir(parents=True, exist_ok=True)
     for dataset in args.datasets or config:
         for name in args.models or config[dataset]["models"]:
             if name not in config[dataset]["models"]:
                 continue
             data = args.resources / args.domain / dataset / "data"
             print(f"{args.domain}/{dataset}/{name}: training {args.seconds:.0f} s on {device}", flush=True)
-            result = check_model(name, data, config[dataset]["models"][name], device=device, seconds=args.seconds,
-                                 max_steps=args.max_steps, n_sample=args.sample, batch_size=args.batch_size)
+            try:
+                result = check_model(name, data, config[dataset]["models"][name], device=device,
+                                     seconds=args.seconds, max_steps=args.max_steps, n_sample=args.sample,
+                                     batch_size=args.batch_size)
+            except Exception as error:  # one model's crash is its failure, not the end of the others' checks
+                traceback.print_exc()
+                result = {"error": f"{type(error).__name__}: {error}"}
             result["cpu_bench"] = cpu_figures(args.domain, dataset, name)
             results["runs"][f"{dataset}/{name}"] = result
             print(json.dumps(result, indent=None), flush=True)
-            if not result["loss_falls"] or result["sample_decodable_fraction"] == 0.0:
+            if "error" in result or not result["loss_falls"] or result["sample_decodable_fraction"] == 0.0:
                 failed.append(f"{dataset}/{name}")
-    out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(results, indent=2) + "\n")  # after each model: a cut-off step keeps its figures
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {out}")
     if failed:
-        print(f"FAILED (loss did not fall or no sample decoded): {', '.join(failed)}")
+        print(f"FAILED (crashed, loss did not fall or no sample decoded): {', '.join(failed)}")
         return 1
     return 0
 

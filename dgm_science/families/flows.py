@@ -107,8 +107,12 @@ class InvertibleLinear(Transform):
         return z, (self.log_s.sum() * positions).expand(x.shape[0])
 
     def inverse(self, z: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        inverse = torch.linalg.inv(self.weight())
-        return (z.movedim(self.channel_dim, -1) @ inverse.T).movedim(-1, self.channel_dim)
+        # In float32 outside autocast: CUDA has no bf16 matrix inverse, and W^-1 in bf16 would not
+        # undo W to better than ~1e-2 anyway.
+        dtype = torch.promote_types(self.log_s.dtype, torch.float32)
+        with torch.autocast(device_type=z.device.type, enabled=False):
+            inverse = torch.linalg.inv(self.weight().to(dtype))
+            return (z.to(dtype).movedim(self.channel_dim, -1) @ inverse.T).movedim(-1, self.channel_dim)
 
 
 Conditioner = Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor]]

@@ -72,6 +72,18 @@ def test_transform_inverts_and_logdet_matches_jacobian(name):
     assert torch.allclose(logabsdet, _brute_force_logabsdet(transform, x), atol=1e-8)
 
 
+def test_invertible_linear_inverts_in_float32_under_bf16_autocast():
+    """Under a GPU's bf16 mixed precision the inverse ran in bf16, which CUDA refuses (no bf16
+    matrix inverse) and which would undo W only to ~1e-2: it must run in float32."""
+    lin = _transforms()["invertible_linear"].eval()
+    z = torch.randn(64, 3, 4, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        x = lin.inverse(z)
+    assert x.dtype == torch.float32
+    with torch.no_grad():
+        assert torch.allclose(lin(x)[0], z, atol=1e-5)
+
+
 def test_actnorm_initialises_from_the_first_training_batch():
     act = ActNorm(3, channel_dim=-1).train()
     x = torch.randn(500, 7, 3) * torch.tensor([2.0, 0.5, 3.0]) + torch.tensor([1.0, -2.0, 0.0])
