@@ -155,7 +155,10 @@ def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
                                  "train": {"$ref": "#/$defs/train"}, "sample": {"$ref": "#/$defs/sample"}})
         if not predictors:  # a predictor's seeds are the prediction block's
             entry["properties"]["seeds"] = MODEL_SEEDS
-        if any(_default(f) is dataclasses.MISSING for f in dataclasses.fields(spec.Config)):
+        # A generative model's entry always names its model block: an entry that is only `seeds`
+        # (tradeoff.yaml's) is an overlay laid on a config that lacks the model, not a request for the
+        # dataclass's defaults.
+        if not predictors or any(_default(f) is dataclasses.MISSING for f in dataclasses.fields(spec.Config)):
             entry["required"] = ["model"]
         properties[name] = entry
     return {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": properties}

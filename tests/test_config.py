@@ -93,10 +93,13 @@ def test_shipped_configs_validate_and_parse(path, schema_path):
 @pytest.mark.parametrize("path", OVERLAYS, ids=lambda p: p.name)
 def test_overlays_validate_on_top_of_their_base(path, schema_path):
     """``paper-*`` overlays go on top of paper.yaml, ``all-mazes-*`` on top of the default and
-    all-mazes.yaml, the others on top of the default."""
+    all-mazes.yaml, tradeoff.yaml on top of the default and sequences-table.yaml (16S seq-diffusion's
+    config), the others on top of the default."""
     base = ["paper.yaml"] if path.name.startswith("paper-") else ["default.yaml"]
     if path.name.startswith("all-mazes-"):
         base.append("overlays/all-mazes.yaml")
+    if path.name == "tradeoff.yaml":
+        base.append("overlays/sequences-table.yaml")
     merged = {}
     for name in base:
         merged = _merged(merged, yaml.safe_load((ROOT / "workflows/config" / name).read_text()))
@@ -116,6 +119,16 @@ def test_overlays_validate_on_top_of_their_base(path, schema_path):
         for domain in touched:
             assert set(merged[domain]) == set(SCHEMA["properties"][domain]["properties"]), domain
 
+
+
+def test_a_seeds_only_model_entry_without_its_base_config_is_an_error(schema_path):
+    """tradeoff.yaml on the default alone (without sequences-table.yaml, which holds 16S
+    seq-diffusion's config): the seeds-only entry must not train the dataclass's default model."""
+    merged = _merged(yaml.safe_load((ROOT / "workflows/config/default.yaml").read_text()),
+                     yaml.safe_load((ROOT / "workflows/config/overlays/tradeoff.yaml").read_text()))
+    assert merged["sequences"]["16s-v4"]["models"]["seq-diffusion"] == {"seeds": [0, 1, 2]}
+    with pytest.raises(Exception, match="'model' is a required property"):
+        snakemake_validate(merged, schema_path)
 
 def test_every_registered_model_is_reachable_in_the_schema():
     """Each registered model is a key of some dataset's ``models``, its ``model`` block the
