@@ -11,6 +11,7 @@ rule moses_fetch:
         "logs/molecules/moses/fetch.log",
     benchmark:
         "benchmarks/molecules/moses/fetch.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -26,6 +27,7 @@ rule qm9_fetch:
         "logs/molecules/qm9/fetch.log",
     benchmark:
         "benchmarks/molecules/qm9/fetch.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -47,6 +49,7 @@ rule molecules_prepare:
         "logs/molecules/{dataset}/prepare.log",
     benchmark:
         "benchmarks/molecules/{dataset}/prepare.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -70,6 +73,7 @@ rule molecules_featurize:
         "benchmarks/molecules/{dataset}/featurize_{split}.tsv"
     wildcard_constraints:
         split="train|valid",
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -89,6 +93,7 @@ rule molecules_dense:
         "logs/molecules/{dataset}/dense.log",
     benchmark:
         "benchmarks/molecules/{dataset}/dense.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -129,6 +134,7 @@ rule molecules_train:
         "logs/molecules/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/molecules/{dataset}/{model}/seed{seed}/train.tsv"
+    priority: PRIORITY.train
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -151,6 +157,7 @@ rule molecules_sample:
         "logs/molecules/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/molecules/{dataset}/{model}/seed{seed}/sample.tsv"
+    priority: PRIORITY.sample
     conda:
         "../envs/conda.yaml"
     threads: 8

@@ -20,6 +20,7 @@ rule prediction_train:
         "logs/prediction/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/prediction/{model}/seed{seed}/train.tsv"
+    priority: PRIORITY.train
     conda:
         "../envs/conda.yaml"
     threads: 8

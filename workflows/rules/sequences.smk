@@ -15,6 +15,7 @@ rule sequences_prepare:
         "logs/sequences/{dataset}/prepare.log",
     benchmark:
         "benchmarks/sequences/{dataset}/prepare.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -34,6 +35,7 @@ rule sequences_train:
         "logs/sequences/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/sequences/{dataset}/{model}/seed{seed}/train.tsv"
+    priority: PRIORITY.train
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -58,6 +60,7 @@ rule sequences_sample:
         "logs/sequences/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/sequences/{dataset}/{model}/seed{seed}/sample.tsv"
+    priority: PRIORITY.sample
     conda:
         "../envs/conda.yaml"
     threads: 8

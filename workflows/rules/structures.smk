@@ -9,6 +9,7 @@ rule qm9_3d_fetch:
         "logs/structures/qm9-3d/fetch.log",
     benchmark:
         "benchmarks/structures/qm9-3d/fetch.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -31,6 +32,7 @@ rule qm9_3d_prepare:
         "logs/structures/qm9-3d/prepare.log",
     benchmark:
         "benchmarks/structures/qm9-3d/prepare.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -71,6 +73,7 @@ rule ala2_fetch:
         "logs/structures/ala2/fetch.log",
     benchmark:
         "benchmarks/structures/ala2/fetch.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -94,6 +97,7 @@ rule ala2_simulate:
         "logs/structures/ala2/simulate.log",
     benchmark:
         "benchmarks/structures/ala2/simulate.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     # one thread: for 22 atoms OpenMM's CPU platform runs faster on one thread than on two
@@ -124,6 +128,7 @@ rule ala2_prepare:
         "logs/structures/ala2/prepare.log",
     benchmark:
         "benchmarks/structures/ala2/prepare.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -143,6 +148,7 @@ rule structures_train:
         "logs/structures/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/structures/{dataset}/{model}/seed{seed}/train.tsv"
+    priority: PRIORITY.train
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -167,6 +173,7 @@ rule conformers_sample:
         "logs/structures/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/structures/{dataset}/{model}/seed{seed}/sample.tsv"
+    priority: PRIORITY.sample
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -191,6 +198,7 @@ rule md_sample:
         "logs/structures/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/structures/{dataset}/{model}/seed{seed}/sample.tsv"
+    priority: PRIORITY.sample
     conda:
         "../envs/conda.yaml"
     threads: 8

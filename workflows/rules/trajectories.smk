@@ -14,6 +14,7 @@ rule trajectories_collect:
         "logs/trajectories/{dataset}/collect.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/collect.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -38,6 +39,7 @@ rule trajectories_prepare:
         "logs/trajectories/{dataset}/prepare.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/prepare.tsv"
+    priority: PRIORITY.data
     conda:
         "../envs/conda.yaml"
     params:
@@ -57,6 +59,7 @@ rule trajectories_train:
         "logs/trajectories/{dataset}/{model}/seed{seed}/train.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/train.tsv"
+    priority: PRIORITY.train
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -83,6 +86,7 @@ rule trajectories_sample:
         "logs/trajectories/{dataset}/{model}/seed{seed}/sample.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/sample.tsv"
+    priority: PRIORITY.sample
     conda:
         "../envs/conda.yaml"
     threads: 8
@@ -205,6 +209,7 @@ rule trajectories_offline_rl:
     wildcard_constraints:
         source="[a-z0-9-]+(\\+[a-z0-9-]+)*",
         algo="iql|cql|td3bc",
+    priority: PRIORITY.sample
     conda:
         "../envs/conda.yaml"
     threads: 1
