@@ -15,6 +15,7 @@ import jsonschema
 import pytest
 import yaml
 from snakemake.utils import validate as snakemake_validate
+from snakemake_interface_common.exceptions import WorkflowError
 
 from dgm_science import api, registry, schema
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict, load_mapping
@@ -120,15 +121,15 @@ def test_overlays_validate_on_top_of_their_base(path, schema_path):
             assert set(merged[domain]) == set(SCHEMA["properties"][domain]["properties"]), domain
 
 
-
 def test_a_seeds_only_model_entry_without_its_base_config_is_an_error(schema_path):
     """tradeoff.yaml on the default alone (without sequences-table.yaml, which holds 16S
     seq-diffusion's config): the seeds-only entry must not train the dataclass's default model."""
     merged = _merged(yaml.safe_load((ROOT / "workflows/config/default.yaml").read_text()),
                      yaml.safe_load((ROOT / "workflows/config/overlays/tradeoff.yaml").read_text()))
     assert merged["sequences"]["16s-v4"]["models"]["seq-diffusion"] == {"seeds": [0, 1, 2]}
-    with pytest.raises(Exception, match="'model' is a required property"):
+    with pytest.raises(WorkflowError, match="'model' is a required property"):
         snakemake_validate(merged, schema_path)
+
 
 def test_every_registered_model_is_reachable_in_the_schema():
     """Each registered model is a key of some dataset's ``models``, its ``model`` block the

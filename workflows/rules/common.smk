@@ -14,7 +14,7 @@ DOMAINS = [key for key in config if key not in ("seeds", "design", "prediction")
 # Scheduling: among the jobs ready at the same time, Snakemake starts the higher `priority:` first.
 # Data steps, then training, then sampling (and offline RL), the short evaluations last, so that
 # the long jobs start early and a run does not end on one long training with a core idle (the
-# default run ended so: QM9-3D's prepare ran late, and qm9-edm trained alone for its last 8 min).
+# default run ended so: QM9-3D's prepare ran late, and qm9-edm trained alone for its last 6 min).
 PRIORITY = SimpleNamespace(data=3, train=2, sample=1)
 
 
