@@ -5,9 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 CORES ?= 2
-# `make run` runs two jobs at a time, each on half the cores (snakemake --max-threads): torch trains
-# 1.5-1.7x faster on 2 threads than on 1, not 2x, so two one-thread jobs side by side finish sooner
-# than the same jobs one after the other on two threads (two trainings here: 59.6 s against 78.8 s).
+# `make run` runs two jobs at a time, each on half the cores (snakemake --max-threads): a transformer's
+# training step here ran 1.6x faster on 2 threads than on 1, not 2x, so two one-thread jobs side by side
+# finish sooner than the same jobs one after the other on two threads (two trainings: 59.6 s against 78.8 s).
 JOB_THREADS ?= $(shell echo $$(( $(CORES) > 1 ? $(CORES) / 2 : 1 )))
 export DGLBACKEND := pytorch
 export PYTHONHASHSEED := 0
