@@ -13,7 +13,7 @@ export DGLBACKEND := pytorch
 export PYTHONHASHSEED := 0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test test-fast test-cluster fuzz lint bench clean
+.PHONY: setup run test test-fast test-cluster fuzz lint docs bench clean
 
 setup: $(STAMP)
 
@@ -58,6 +58,17 @@ fuzz: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/snakemake --lint
 	$(VENV)/bin/snakefmt --check Snakefile workflows
+
+# The documentation site (MkDocs Material) into site/: the generated pages first (CLI and config reference,
+# results tables from docs/results/), then a strict build, so a broken link or a page outside the nav fails.
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): $(STAMP) envs/requirements-docs.txt
+	$(PY) -m pip install --quiet -r envs/requirements-docs.txt
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	$(PY) -m dgm_science.docs
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: $(STAMP)
 	$(PY) bench/bench_molecules.py

@@ -1,0 +1,247 @@
+"""The documentation site's generated parts, and the check that every quoted figure has a file behind it.
+
+``python -m dgm_science.docs`` (``make docs`` runs it before ``mkdocs build --strict``) writes:
+
+- ``docs/reference/cli.md``: every ``dgm`` subcommand's ``--help``, from the parser itself;
+- ``docs/reference/config.md``: the configuration reference, ``workflows/config/README.md`` (which a
+  test keeps equal to the schema's keys);
+- ``docs/results.md``: every committed result file under ``docs/results/`` as a table with the commit,
+  config and command that made it;
+- in any page, the block between ``<!-- result: <file> -->`` and ``<!-- /result -->``: that result file's
+  table, so a page quotes a figure only through its file.
+
+``python -m dgm_science.docs --check`` changes nothing and exits 1 when a generated part is stale, a block
+names a file that does not exist or lacks its provenance, or a page shows numeric table rows outside result
+blocks without declaring them: a warning admonition titled "Figures without a result file" whose first line
+says why, shown to the reader on the page.
+
+A result file is JSON: ``title``, ``provenance`` (``commit``, ``command``, ``config``, ``date``, ``machine``),
+``columns``, ``rows`` (one list per row) and optional ``notes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+RESULTS = DOCS / "results"
+PROVENANCE_KEYS = ("commit", "command", "config", "date", "machine")
+
+BLOCK = re.compile(r"(<!-- result: (?P<file>[^ ]+) -->\n)(?P<body>.*?)(<!-- /result -->)", re.S)
+UNTRACED_TITLE = '!!! warning "Figures without a result file"'
+UNTRACED = re.compile(re.escape(UNTRACED_TITLE) + r"\n    (?P<why>[^\n]+)")
+# a Markdown table row holding a measured-looking number (a decimal, a percentage or a ± spread), once code
+# spans and version numbers (1.11.1) are taken out
+NUMERIC_ROW = re.compile(r"^\|.*(\d\.\d|\d ?%|±)")
+NOT_FIGURES = re.compile(r"`[^`]*`|\bv?\d+\.\d+\.\d+\b")
+
+
+class ResultFileError(ValueError):
+    """A result file that cannot stand behind a figure: missing, malformed or without provenance."""
+
+
+def load_result(name: str, root: Path = RESULTS) -> dict[str, Any]:
+    """The result file ``root/name``, checked: a title, full provenance, and rows as wide as the columns."""
+    path = root / name
+    if not path.is_file():
+        raise ResultFileError(f"{path}: no such result file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ResultFileError(f"{path}: line {err.lineno} column {err.colno}: {err.msg}") from err
+    if not isinstance(data, dict):
+        raise ResultFileError(f"{path}: a result file is a JSON object")
+    for key in ("title", "provenance", "columns", "rows"):
+        if key not in data:
+            raise ResultFileError(f"{path}: missing key {key!r}")
+    provenance = data["provenance"]
+    if not isinstance(provenance, dict):
+        raise ResultFileError(f"{path}: 'provenance' must be an object")
+    missing = [key for key in PROVENANCE_KEYS if not str(provenance.get(key) or "").strip()]
+    if missing:
+        raise ResultFileError(f"{path}: provenance lacks {', '.join(missing)}")
+    width = len(data["columns"])
+    for i, row in enumerate(data["rows"]):
+        if not isinstance(row, list) or len(row) != width:
+            raise ResultFileError(f"{path}: row {i} must be a list of {width} values (the columns)")
+    return data
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def render_table(data: dict[str, Any], name: str) -> str:
+    """A result file as a Markdown table, its notes and a source line naming the file, commit and command."""
+    lines = ["| " + " | ".join(_cell(c) for c in data["columns"]) + " |",
+             "|" + "---|" * len(data["columns"])]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in data["rows"]]
+    for note in data.get("notes", []):
+        lines += ["", f"- {note}"]
+    p = data["provenance"]
+    lines += ["", f"Source: `docs/results/{name}` (commit `{p['commit']}`, {p['date']}, {p['machine']}; "
+                  f"config: {p['config']}; command: `{p['command']}`)."]
+    return "\n".join(lines) + "\n"
+
+
+def result_files(root: Path = RESULTS) -> list[str]:
+    """Every result file under ``root``, as a path relative to it, sorted."""
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.json"))
+
+
+def render_results_page(root: Path = RESULTS) -> str:
+    """``docs/results.md``: every result file's table, grouped by folder, and the pages that still quote
+    figures without one."""
+    out = ["# Results", "",
+           "Every figure the documentation quotes comes from a committed result file under `docs/results/`,",
+           "with the commit, config and command that made it. This page is generated from those files by",
+           "`python -m dgm_science.docs`; a page quotes a figure through a result block, which the",
+           "same command fills in, and `--check` (run by the tests) fails when a block and its file differ.", ""]
+    untraced = untraced_pages()
+    if untraced:
+        out += ["## Figures not yet backed by a result file", "",
+                "These pages still carry hand-typed tables of earlier releases; each says so at its top.", ""]
+        out += [f"- [{page}]({page}): {why}" for page, why in untraced]
+        out.append("")
+    group = None
+    for name in result_files(root):
+        folder = str(Path(name).parent)
+        if folder != group:
+            group = folder
+            out += [f"## {folder}", ""]
+        data = load_result(name, root)
+        out += [f"### {data['title']}", "", render_table(data, name)]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def untraced_pages(docs: Path = DOCS) -> list[tuple[str, str]]:
+    """(page, reason) of every page that declares figures without a result file."""
+    found = []
+    for page in sorted(docs.rglob("*.md")):
+        match = UNTRACED.search(page.read_text())
+        if match:
+            found.append((str(page.relative_to(docs)), match["why"].strip()))
+    return found
+
+
+def fill_blocks(text: str, root: Path = RESULTS) -> str:
+    """``text`` with every result block's body replaced by its file's table."""
+    return BLOCK.sub(lambda m: m[1] + render_table(load_result(m["file"], root), m["file"]) + m[4], text)
+
+
+def untraced_rows(text: str) -> list[str]:
+    """Numeric table rows of a page that lie outside its result blocks."""
+    outside = BLOCK.sub("", text)
+    inside_code = False
+    rows = []
+    for line in outside.splitlines():
+        if line.lstrip().startswith("```"):
+            inside_code = not inside_code
+        elif not inside_code and NUMERIC_ROW.match(NOT_FIGURES.sub("", line)):
+            rows.append(line)
+    return rows
+
+
+@contextlib.contextmanager
+def _columns(width: int) -> Iterator[None]:
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(width)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+
+
+def render_cli() -> str:
+    """``docs/reference/cli.md``: the ``--help`` of ``dgm`` and of each subcommand, from the parser."""
+    from dgm_science.cli import build_parser
+
+    with _columns(100):
+        parser = build_parser()
+        out = ["# CLI reference", "",
+               "Generated from the `dgm` parser by `python -m dgm_science.docs`; `dgm COMMAND --help` prints the same.",
+               "", "```text", parser.format_help().rstrip(), "```", ""]
+        subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        for name, sub in subparsers.choices.items():
+            help_text = sub.format_help().rstrip().replace("```", "'''")
+            out += [f"## dgm {name}", "", "```text", help_text, "```", ""]
+    return "\n".join(out)
+
+
+def render_config() -> str:
+    """``docs/reference/config.md``: the configuration reference kept beside the configs."""
+    text = (ROOT / "workflows/config/README.md").read_text()
+    intro = ("Generated from `workflows/config/README.md` (a test keeps it equal to the schema's keys) by "
+             "`python -m dgm_science.docs`.\n\n")
+    title, _, body = text.partition("\n")
+    return f"{title} reference\n\n{intro}{body.lstrip()}"
+
+
+def generated(docs: Path = DOCS) -> dict[Path, str]:
+    """Every generated file's path and wanted content (pages with result blocks included)."""
+    root = docs / "results"
+    wanted = {docs / "reference" / "cli.md": render_cli(), docs / "reference" / "config.md": render_config(),
+              docs / "results.md": render_results_page(root)}
+    for page in sorted(docs.rglob("*.md")):
+        if page in wanted or page.is_relative_to(root):
+            continue
+        text = page.read_text()
+        if BLOCK.search(text):
+            wanted[page] = fill_blocks(text, root)
+    return wanted
+
+
+def problems(docs: Path = DOCS) -> list[str]:
+    """What ``--check`` reports: stale generated files, and pages with undeclared figures."""
+    found = []
+    for path, text in generated(docs).items():
+        if not path.is_file() or path.read_text() != text:
+            found.append(f"{path.relative_to(docs.parent)}: out of date (run python -m dgm_science.docs)")
+    reference = {docs / "reference" / "cli.md", docs / "reference" / "config.md", docs / "results.md"}
+    for page in sorted(set(docs.rglob("*.md")) - reference):  # the reference pages hold defaults, not figures
+        text = page.read_text()
+        rows = untraced_rows(text)
+        if rows and not UNTRACED.search(text):
+            found.append(f"{page.relative_to(docs.parent)}: {len(rows)} table rows with figures outside result "
+                         f"blocks and no {UNTRACED_TITLE!r} warning, e.g. {rows[0][:80]!r}")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dgm_science.docs", description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is stale")
+    args = parser.parse_args(argv)
+    try:
+        if args.check:
+            found = problems()
+            for line in found:
+                print(line, file=sys.stderr)
+            return 1 if found else 0
+        for path, text in generated().items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.is_file() or path.read_text() != text:
+                path.write_text(text)
+                print(f"wrote {path.relative_to(ROOT)}")
+    except ResultFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

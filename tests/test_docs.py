@@ -1,0 +1,79 @@
+"""The documentation: generated pages up to date, every quoted table backed by a result file or declared,
+result files with their provenance, and a README that is a front page."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from dgm_science import docs
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _result(**overrides):
+    data = {"title": "planners on U-Maze", "columns": ["policy", "score"], "rows": [["diffuser", 119.04], ["straight", None]],
+            "provenance": {"commit": "abc1234", "command": "dgm rollout --episodes 100", "config": "default.yaml",
+                           "date": "2026-12-06", "machine": "2 CPU cores"}}
+    data.update(overrides)
+    return data
+
+
+def test_generated_pages_are_up_to_date_and_every_figure_is_backed_or_declared():
+    assert docs.problems() == []
+
+
+def test_a_result_block_is_filled_from_its_file_and_names_its_provenance(tmp_path):
+    (tmp_path / "mazes").mkdir()
+    (tmp_path / "mazes" / "u.json").write_text(json.dumps(_result()))
+    page = "# P\n\n<!-- result: mazes/u.json -->\nstale | 1.0\n<!-- /result -->\n"
+    filled = docs.fill_blocks(page, tmp_path)
+    assert "| diffuser | 119 |" in filled and "| straight | – |" in filled and "stale" not in filled
+    assert "commit `abc1234`" in filled and "`dgm rollout --episodes 100`" in filled
+    assert docs.untraced_rows(filled) == []  # figures inside a block are traced
+    assert docs.untraced_rows("| a | 0.94 |\n") == ["| a | 0.94 |"]
+    assert docs.untraced_rows("| `molsets==0.3.1` | pip 24.1.2 |\n") == []  # versions are not figures
+
+
+@pytest.mark.parametrize("broken, message", [
+    ({"provenance": {"commit": "abc", "command": "", "config": "c", "date": "d", "machine": "m"}}, "lacks command"),
+    ({"rows": [["only one value"]]}, "row 0 must be a list of 2"),
+    ({"title": docs.PROVENANCE_KEYS}, None),  # replaced below: the title removed
+])
+def test_a_result_file_without_provenance_or_with_ragged_rows_is_refused(tmp_path, broken, message):
+    data = _result(**broken)
+    if message is None:
+        del data["title"]
+        message = "missing key 'title'"
+    (tmp_path / "r.json").write_text(json.dumps(data))
+    with pytest.raises(docs.ResultFileError, match=message):
+        docs.load_result("r.json", tmp_path)
+    with pytest.raises(docs.ResultFileError, match="no such result file"):
+        docs.fill_blocks("<!-- result: missing.json -->\n<!-- /result -->", tmp_path)
+
+
+def test_every_committed_result_file_loads_with_its_provenance():
+    names = docs.result_files()
+    for name in names:
+        data = docs.load_result(name)
+        assert data["rows"], name
+
+
+def test_readme_is_a_front_page_whose_links_resolve():
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    assert "make run" in readme and "make test" in readme
+    links = re.findall(r"\]\(([^)#]+)", readme)
+    assert links and all((ROOT / link).exists() for link in links), [l for l in links if not (ROOT / l).exists()]
+    assert docs.untraced_rows(readme) == []  # no hand-typed figures on the front page
+
+
+def test_cli_reference_lists_every_registered_command():
+    from dgm_science import registry
+
+    page = (ROOT / "docs" / "reference" / "cli.md").read_text()
+    for name in registry.names("command"):
+        assert f"## dgm {name}\n" in page, name
