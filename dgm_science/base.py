@@ -105,6 +105,12 @@ class Domain(abc.ABC):
     size_unit: ClassVar[str] = "item"
     """What ``item_sizes`` counts (heavy atom, residue, ...): the unit of a per-size likelihood."""
 
+    @classmethod
+    def headline_anchor(cls, dataset: str) -> tuple[str, float] | None:
+        """The published value of ``headline`` on ``dataset`` that the report's summary sets beside ours:
+        (who, value), on the same metric and split definition; None where no paper reports one."""
+        return None
+
     # ---------------------------------------------------------------- data and models
 
     @staticmethod

@@ -14,6 +14,7 @@ import functools
 import io
 import logging
 import math
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,8 +189,69 @@ def render(template: str | Path, **context: Any) -> Markup:
     return Markup(_environment(folder).get_template(path.name).render(**context))
 
 
+# ----------------------------------------------------------------------------- summary and contents
+
+
+HEADING = re.compile(r"<h([23])>(.*?)</h\1>", re.S)
+
+
+def with_anchors(sections: list[str]) -> tuple[list[Markup], list[tuple[int, str, Markup]]]:
+    """The sections with an ``id`` on every ``<h2>`` / ``<h3>``, and the table of contents:
+    (level, id, heading HTML) in page order."""
+    contents: list[tuple[int, str, Markup]] = []
+    used: set[str] = set()
+
+    def anchor(match: re.Match[str]) -> str:
+        level, inner = int(match[1]), match[2]
+        base = re.sub(r"[^a-z0-9]+", "-", re.sub(r"<[^>]+>|&[a-z#0-9]+;", "", inner).lower()).strip("-") or "section"
+        slug, k = base, 2
+        while slug in used:
+            slug, k = f"{base}-{k}", k + 1
+        used.add(slug)
+        contents.append((level, slug, Markup(inner)))
+        return f'<h{level} id="{slug}">{inner}</h{level}>'
+
+    return [Markup(HEADING.sub(anchor, str(section))) for section in sections], contents
+
+
+def summary(results: Path) -> Table:
+    """The report's first screen: per dataset and model, the domain's headline metric over its seeds beside
+    the domain's published anchor for that dataset (``Domain.headline_anchor``), and a flag on every run the
+    time cap stopped before its step budget or that has a checkpoint but no metrics (its evaluation failed or
+    never ran)."""
+    from dgm_science.tradeoff import NOT_GENERATIVE
+
+    known = set(registry.names("model"))
+    table = Table(["dataset", "model", "seeds", "headline metric", "ours", "published anchor", "flags"])
+    folders = sorted(p for p in Path(results).iterdir() if p.is_dir() and p.name not in NOT_GENERATIVE) \
+        if Path(results).is_dir() else []
+    for folder in folders:
+        for model_dir in sorted(p for p in folder.glob("*/*") if p.is_dir() and p.name in known):
+            space = registry.get("domain", registry.get("model", model_dir.name).domain)
+            key, label = space.headline
+            values, flags, seeds = [], [], sorted(model_dir.glob("seed*"))
+            for seed_dir in seeds:
+                metrics_path = seed_dir / "metrics.json"
+                if not metrics_path.is_file():
+                    if (seed_dir / "model.ckpt").is_file():
+                        flags.append(f"{seed_dir.name}: no metrics (evaluation failed or did not run)")
+                    continue
+                metrics = read_json(metrics_path)
+                values.append(metrics.get(key))
+                if metrics.get("training_hit_time_cap"):
+                    flags.append(f"{seed_dir.name}: stopped by the time cap before its step budget")
+            anchor = space.headline_anchor(model_dir.parent.name)
+            row_class = "flagged" if flags else ""
+            table.rows.append((row_class, [model_dir.parent.name, model_dir.name, str(len(seeds)), label or key,
+                                           format_values(values, 3, " ± "),
+                                           f"{anchor[0]}: {anchor[1]:.3f}" if anchor else MISSING,
+                                           "; ".join(flags) or "none"]))
+    return table
+
+
 def write_report(results: Path, out: Path, inputs: dict[str, Path] | None = None) -> None:
-    """Render every registered domain section that has runs under ``results`` into ``out``."""
+    """Render every registered domain section that has runs under ``results`` into ``out``, after a
+    one-screen summary and a table of contents."""
     inputs = dict(inputs or {})
     sections = []
     for name in registry.names("report"):
@@ -201,6 +263,7 @@ def write_report(results: Path, out: Path, inputs: dict[str, Path] | None = None
     families = tradeoff.section(results)
     if families:
         sections.append(families)
-    page = render("report.html.j2", sections=sections)
+    sections, contents = with_anchors(sections)
+    page = render("report.html.j2", sections=sections, contents=contents, summary=summary(results))
     with atomic_path(out) as tmp:
         tmp.write_text(page)

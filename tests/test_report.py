@@ -11,7 +11,7 @@ import pytest
 from dgm_science.domains.structures.report import structures_section
 from dgm_science.domains.trajectories.report import trajectories_section
 from dgm_science.errors import DataError
-from dgm_science.report import (format_count, format_metric, format_number, format_values, input_name,
+from dgm_science.report import (format_count, format_metric, format_number, format_values, input_name, summary,
                                 write_report)
 
 
@@ -75,7 +75,31 @@ def test_html_in_a_model_name_is_escaped(qm9_results, tmp_path):
     out = tmp_path / "report.html"
     write_report(results, out)
     page = out.read_text()
-    assert page.startswith("<!doctype html>") and "<h2>3D structures</h2>" in page and MODEL not in page
+    assert page.startswith("<!doctype html>") and '<h2 id="3d-structures">3D structures</h2>' in page
+    assert MODEL not in page and '<a href="#3d-structures">3D structures</a>' in page
+
+
+def test_the_summary_sets_each_headline_beside_its_anchor_and_flags_capped_and_failed_runs(tmp_path):
+    results = tmp_path / "results"
+    runs = results / "structures" / "qm9-3d" / "qm9-edm"
+    _write(runs / "seed0" / "metrics.json", {"molecule_stability": 0.2, "training_hit_time_cap": False})
+    _write(runs / "seed1" / "metrics.json", {"molecule_stability": 0.4, "training_hit_time_cap": True})
+    (runs / "seed2").mkdir()
+    (runs / "seed2" / "model.ckpt").write_bytes(b"")  # trained, never evaluated
+    _write(results / "structures" / "ala2" / "ala2-flow" / "seed0" / "metrics.json", {"kl_ramachandran": 0.27})
+    table = summary(results)
+    rows = {cells[1]: (css, cells) for css, cells in table.rows}
+    css, cells = rows["qm9-edm"]
+    assert css == "flagged" and cells[2] == "3" and cells[4] == "0.300 ± 0.141"
+    assert cells[5] == "EDM (GPU, 3,000 epochs): 0.820"
+    assert "seed1: stopped by the time cap" in cells[6] and "seed2: no metrics" in cells[6]
+    css, cells = rows["ala2-flow"]
+    assert css == "" and cells[4] == "0.270" and cells[5] == "–" and cells[6] == "none"
+    out = tmp_path / "report.html"
+    write_report(results, out)
+    page = out.read_text()
+    assert page.index('id="summary"') < page.index('id="contents"') < page.index('id="3d-structures"')
+    assert 'class="flagged"' in page and "EDM (GPU, 3,000 epochs): 0.820" in page
 
 
 def test_trajectories_without_baseline_inputs(tmp_path):

@@ -35,6 +35,17 @@ class MoleculeDomain(Domain):
     size_unit = "heavy atom"
     samples_file = "samples.csv"
 
+    @classmethod
+    def headline_anchor(cls, dataset: str) -> tuple[str, float] | None:
+        """FCD/Test of MOSES's CharRNN (MOSES Table 2) on MOSES; of GDSS (its Table 2, MoFlow's QM9 split) on QM9."""
+        from dgm_science.domains.molecules.report import PUBLISHED_MOSES, PUBLISHED_QM9
+
+        if dataset == "moses":
+            return "CharRNN (MOSES, full train, GPU)", PUBLISHED_MOSES["CharRNN"]["FCD/Test"]
+        if dataset == "qm9":
+            return "GDSS (GPU; MoFlow's split)", PUBLISHED_QM9["GDSS"][1]["FCD/Test"]
+        return None
+
     @staticmethod
     def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
         """Domain state saved in the checkpoint: the atom vocabulary and size of dense graphs, or

@@ -66,6 +66,15 @@ class ConformerDomain(Domain):
     size_unit = "atom"
     samples_file = "samples.sdf"
 
+    @classmethod
+    def headline_anchor(cls, dataset: str) -> tuple[str, float] | None:
+        """EDM's molecule stability on QM9 with hydrogens (Hoogeboom et al. 2022, Table 2)."""
+        from dgm_science.domains.structures.report import PUBLISHED_QM9_3D
+
+        if dataset == "qm9-3d":
+            return "EDM (GPU, 3,000 epochs)", PUBLISHED_QM9_3D["EDM"][1]["molecule_stability"]
+        return None
+
     @staticmethod
     def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
         """Elements, their atomic numbers, the histogram of molecule sizes over train (index = atom
