@@ -85,7 +85,10 @@ def test_pipeline_runs_end_to_end(workdir):
     # the trade-off table: every sample job timed its sampler; ala2-flow's spread over its 2 seeds
     timing = json.loads((run / "sampling.json").read_text())
     assert timing["samples"] == 50 and timing["samples_per_second"] > 0 and timing["timed"] == "generate"
-    tradeoff = report.split("The families compared")[1]
+    tradeoff = report.split('<h2 id="the-families-compared')[1]
+    # the first screen: a summary row per dataset and model, then the contents
+    first = report.split('<h2 id="contents">')[0]
+    assert '<h2 id="summary">Summary</h2>' in first and "<td>ala2-flow</td>" in first
     assert "ala2-flow (ala2)" in tradeoff and "KL Ramachandran ↓: " in tradeoff and "(2 seeds, " in tradeoff
     assert "<b>autoregressive</b>" in tradeoff and "<b>diffusion</b>" in tradeoff
     assert "Genetic sequences" in report and "xz -9" in report

@@ -96,7 +96,7 @@ def test_the_report_ends_with_the_trade_off_section(tmp_path):
          {"family": "normalizing flow", "likelihood": "exact", "representation": "yes", "best_val_nll": -125.7})
     write_report(results, out)
     page = out.read_text()
-    assert page.index("<h2>3D structures</h2>") < page.index("The families compared")
+    assert page.index('<h2 id="3d-structures">3D structures</h2>') < page.index('<h2 id="the-families-compared-trade-offs-measured">')
     assert "-125.7 (1 seed) nats/example (validation batches)" in page
 
 
