@@ -16,16 +16,19 @@ blocks without declaring them: a warning admonition titled "Figures without a re
 says why, shown to the reader on the page.
 
 A result file is JSON: ``title``, ``provenance`` (``commit``, ``command``, ``config``, ``date``, ``machine``),
-``columns``, ``rows`` (one list per row) and optional ``notes``.
+``columns``, ``rows`` (one list per row) and optional ``notes``. ``python -m dgm_science.docs export`` writes one
+from a pipeline run's ``results/<domain>/`` (the chosen ``metrics.json`` keys of every dataset, model and seed).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
@@ -222,7 +225,49 @@ def problems(docs: Path = DOCS) -> list[str]:
     return found
 
 
+def current_commit(root: Path = ROOT) -> str:
+    """The short commit of the working tree, with ``-dirty`` when tracked files differ from it."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
+
+    dirty = git("status", "--porcelain", "--untracked-files=no").strip()
+    return git("rev-parse", "--short", "HEAD").strip() + ("-dirty" if dirty else "")
+
+
+def machine() -> str:
+    """The machine in words: CPU cores, and the GPU when torch sees one."""
+    words = f"{os.cpu_count()} CPU cores"
+    import torch
+
+    if torch.cuda.is_available():
+        words += f", {torch.cuda.get_device_name(0)}"
+    return words
+
+
+def export_run(results: Path, domain: str, metrics: list[str], *, title: str, command: str, config: str,
+               commit: str | None = None) -> dict[str, Any]:
+    """A result file of a pipeline run: one row per ``results/<domain>/<dataset>/<model>/seed<n>/metrics.json``
+    with the ``metrics`` keys (null where a run lacks one), and the provenance of the run."""
+    from dgm_science.utils import read_json
+
+    files = sorted(Path(results, domain).glob("*/*/seed*/metrics.json"))
+    if not files:
+        raise ResultFileError(f"{Path(results, domain)}: no <dataset>/<model>/seed<n>/metrics.json to export")
+    rows = []
+    for path in files:
+        values = read_json(path)
+        rows.append([path.parts[-4], path.parts[-3], int(path.parts[-2].removeprefix("seed")),
+                     *[values.get(key) for key in metrics]])
+    return {"title": title, "columns": ["dataset", "model", "seed", *metrics], "rows": rows,
+            "provenance": {"commit": commit or current_commit(), "command": command, "config": config,
+                           "date": datetime.date.today().isoformat(), "machine": machine()}}
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["export"]:
+        return export_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m dgm_science.docs", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is stale")
     args = parser.parse_args(argv)
@@ -240,6 +285,32 @@ def main(argv: list[str] | None = None) -> int:
     except ResultFileError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    return 0
+
+
+def export_main(argv: list[str]) -> int:
+    """``python -m dgm_science.docs export``: a run's metrics as a result file under docs/results/."""
+    parser = argparse.ArgumentParser(prog="python -m dgm_science.docs export", description=export_main.__doc__)
+    parser.add_argument("--results", type=Path, default=Path("results"), help="the run's results/ folder")
+    parser.add_argument("--domain", required=True, help="the folder under results/ (molecules, structures, ...)")
+    parser.add_argument("--metrics", required=True, help="comma-separated metrics.json keys, the table's columns")
+    parser.add_argument("--out", required=True, help="the result file, relative to docs/results/")
+    parser.add_argument("--title", required=True)
+    parser.add_argument("--command", required=True, help="the command that made the run, e.g. 'make run'")
+    parser.add_argument("--config", required=True, help="the run's config files")
+    parser.add_argument("--commit", default=None, help="the commit the run ran at (default: this tree's)")
+    args = parser.parse_args(argv)
+    try:
+        data = export_run(args.results, args.domain, [m.strip() for m in args.metrics.split(",") if m.strip()],
+                          title=args.title, command=args.command, config=args.config, commit=args.commit)
+    except ResultFileError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = RESULTS / args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
+    load_result(args.out)
+    print(f"wrote {out.relative_to(ROOT)} ({len(data['rows'])} rows)")
     return 0
 
 

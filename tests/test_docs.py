@@ -77,3 +77,19 @@ def test_cli_reference_lists_every_registered_command():
     page = (ROOT / "docs" / "reference" / "cli.md").read_text()
     for name in registry.names("command"):
         assert f"## dgm {name}\n" in page, name
+
+
+def test_export_makes_a_result_file_of_a_runs_metrics(tmp_path):
+    results = tmp_path / "results"
+    for seed, stable in ((0, 0.2), (1, 0.4)):
+        run = results / "structures" / "qm9-3d" / "qm9-edm" / f"seed{seed}"
+        run.mkdir(parents=True)
+        (run / "metrics.json").write_text(json.dumps({"molecule_stability": stable, "atom_stability": 0.9}))
+    data = docs.export_run(results, "structures", ["molecule_stability", "validity"], title="EDM",
+                           command="make run", config="workflows/config/default.yaml", commit="abc1234")
+    assert data["columns"] == ["dataset", "model", "seed", "molecule_stability", "validity"]
+    assert data["rows"] == [["qm9-3d", "qm9-edm", 0, 0.2, None], ["qm9-3d", "qm9-edm", 1, 0.4, None]]
+    (tmp_path / "edm.json").write_text(json.dumps(data))
+    assert docs.load_result("edm.json", tmp_path)["provenance"]["command"] == "make run"
+    with pytest.raises(docs.ResultFileError, match="no <dataset>/<model>/seed<n>/metrics.json"):
+        docs.export_run(results, "molecules", ["valid"], title="t", command="c", config="c", commit="c")
