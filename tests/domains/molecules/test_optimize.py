@@ -194,6 +194,35 @@ def test_cli_writes_the_run_folder(prior, tmp_path):
         "best.csv", "best.png", "best.sdf", "curve.csv", "curve.png", "molecules.csv", "summary.json"]
 
 
+def test_a_task_needing_159_molecules_is_scored_from_159(tmp_path):
+    """GuacaMol's C11H24 task asks for 159 molecules (top-159 mean): a run is scored from its 159 best
+    distinct stereo-free molecules, exactly as GuacaMol's own ``assess_model`` scores them, not from 100."""
+    from dgm_science.compat.guacamol import import_guacamol
+    from dgm_science.domains.molecules.benchmarks import task_benchmark
+
+    summary = optimize.optimize(None, Objective.load("guacamol:isomers_c11h24"), method="graph-ga", budget=600,
+                                seed=0, out=tmp_path / "run", top=600)
+    assert summary["guacamol_molecules_needed"] == 159 and summary["guacamol_molecules"] == 159
+    ranked = [(row["smiles"], float(row["score"])) for row in _rows(tmp_path / "run" / "best.csv")]
+    chemistry = import_guacamol("utils.chemistry")
+
+    class Returns(import_guacamol("goal_directed_generator").GoalDirectedGenerator):
+        """Hands GuacaMol the run's best molecules, one per stereo-free canonical SMILES."""
+
+        def generate_optimized_molecules(self, scoring_function, number_molecules, starting_population=None):
+            seen: dict[str, str] = {}
+            for smiles, _ in ranked:
+                seen.setdefault(chemistry.canonicalize(smiles, include_stereocenters=False), smiles)
+            assert len(seen) >= number_molecules == 159
+            return list(seen.values())[:number_molecules]
+
+    expected = task_benchmark("isomers_c11h24").assess_model(Returns())
+    assert summary["guacamol_score"] == pytest.approx(expected.score, abs=1e-12)
+    assert expected.metadata["top_159"] == pytest.approx(summary["guacamol_score"], abs=1e-12)
+    capped_at_100 = sum(score for _, score in ranked[:100]) / 159  # the old count: 59 zeros
+    assert summary["guacamol_score"] > capped_at_100 + 0.01
+
+
 def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one_thread):
     from dgm_science.domains.molecules.design_report import design_section
 
