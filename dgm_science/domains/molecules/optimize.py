@@ -29,7 +29,10 @@ canonical SMILES, validity, call index, total score, each component, reward, the
 log-likelihood and OOD score), ``best.csv`` / ``best.sdf`` / ``best.png`` (the best ``top``
 distinct molecules), ``curve.csv`` / ``curve.png`` (best, top-10 and top-100 mean against calls)
 and ``summary.json`` (settings, the GuacaMol and PMO scores where the objective is a benchmark
-task, the diversity of the top 100, the prior's log-likelihood of what was found, timings).
+task, the diversity of the top 100, the prior's log-likelihood of what was found, timings). The GuacaMol
+score is computed from as many distinct stereo-free molecules as the task asks for (``molecules_needed``:
+159 for C11H24, 250 for C9H10N2O2PF2Cl), exactly as GuacaMol's ``assess_model`` scores a generator's answer
+(``benchmarks.guacamol_assess``); ``guacamol_molecules`` records how many the run had.
 """
 
 from __future__ import annotations
