@@ -78,9 +78,10 @@ def main() -> None:
                  "same runs' score with at most 100 molecules counted (the figure quoted before the fix)",
         "provenance": {"commit": args.commit, "command": args.command, "config": args.config,
                        "date": datetime.date.today().isoformat(), "machine": args.machine},
-        "columns": ["task", "method", "seed", "calls", "molecules GuacaMol asks for", "distinct stereo-free molecules scored",
-                    "GuacaMol score", "GuacaMol score with at most 100 molecules (before the fix)", "PMO AUC top-10",
-                    "top-1", "wall seconds"],
+        "columns": ["task", "method", "seed", "calls", "molecules GuacaMol asks for",
+                    "distinct stereo-free molecules scored", "GuacaMol score",
+                    "GuacaMol score with at most 100 molecules (before the fix)", "PMO AUC top-10", "top-1",
+                    "wall seconds"],
         "rows": rows,
         "notes": args.note,
     }

@@ -85,7 +85,8 @@ def test_family_rows_in_the_table_order_with_measured_columns(results):
     assert gan[2] == "none" and gan[3] == "–"
     assert gan[4] == "molgan (qm9): FCD/Test ↓ sd 1.4 (2 seeds, 18 % of the mean)"
     assert gan[6] == "no (no density)"
-    assert gan[5] == "molecules/qm9, molgan: 5,000 samples/s at 2 threads (1 seed); 5,000 samples/s at threads not recorded (1 seed)"
+    assert gan[5] == ("molecules/qm9, molgan: 5,000 samples/s at 2 threads (1 seed); "
+                      "5,000 samples/s at threads not recorded (1 seed)")
 
 
 def test_spreads_are_in_the_quantitys_unit_and_relative_only_on_a_ratio_scale(results, monkeypatch):

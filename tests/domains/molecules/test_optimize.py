@@ -236,7 +236,8 @@ def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one
     assert "Graph GA (GuacaMol Table 2, no call limit)" in html and "1.000" in html
     assert "REINVENT (PMO, 10,000 calls)" in html and "0.714±0.067" in html
     assert "REINVENT beats screening (AUC top-10 at equal calls) on" in html and "of 1 objectives" in html
-    assert "PMO, its per-task values summed over the same 1 tasks: REINVENT 0.714, Graph GA 0.630, screening 0.352" in html
+    assert ("PMO, its per-task values summed over the same 1 tasks: REINVENT 0.714, Graph GA 0.630, "
+            "screening 0.352") in html
     assert html.count("data:image/png;base64,") == 2  # the curves and the best molecules
 
 
