@@ -131,7 +131,7 @@ def bench_task(args: argparse.Namespace) -> dict:
                                         out=Path(tmp) / "run", jobs=args.threads)
         out["methods"][method] = {key: summary.get(key) for key in (
             "seconds", "calls", "steps", "calls_per_second", "seconds_per_step", "top1", "top10_mean",
-            "pmo_auc_top10", "guacamol_score", "top100_diversity", "valid_fraction")}
+            "pmo_auc_top10", "guacamol_score", "guacamol_molecules", "top100_diversity", "valid_fraction")}
     out["machine_after"] = machine()
     return out
 

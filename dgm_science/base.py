@@ -104,6 +104,10 @@ class Domain(abc.ABC):
     trade-off table shows as a family's training stability."""
     size_unit: ClassVar[str] = "item"
     """What ``item_sizes`` counts (heavy atom, residue, ...): the unit of a per-size likelihood."""
+    headline_ratio_scale: ClassVar[bool] = False
+    """Whether the headline metric is a ratio-scale quantity (a fraction, a distance or a divergence:
+    non-negative, 0 meaning none), so that its sd over seeds may also be given relative to its mean; the
+    trade-off table gives the sd in the metric's own unit always, the relative sd only when this is true."""
 
     @classmethod
     def headline_anchor(cls, dataset: str) -> tuple[str, float] | None:

@@ -2,14 +2,19 @@
 flow, VAE, hierarchical VAE, diffusion, energy-based, implicit), a column per property of the
 family table, each measured from the runs under ``results/`` rather than quoted:
 
-- training stability: the spread over seeds of the domain's headline sample metric
-  (``Domain.headline``); a seed whose training diverged stops with an error (a non-finite loss
-  raises), so it shows as a missing seed;
+- training stability: the sd over seeds of the domain's headline sample metric (``Domain.headline``)
+  in the metric's own unit, and relative to its mean only where the metric is a ratio-scale quantity
+  (``Domain.headline_ratio_scale``); likewise the sd over seeds of the held-out likelihood, in its own
+  unit only (bits/residue, nats/atom, ...: a continuous log-density has no meaningful zero, its value
+  shifts with the coordinates' unit, so a relative spread would say nothing); a seed whose training
+  diverged stops with an error (a non-finite loss raises), so it shows as a missing seed;
 - likelihood: the kind (exact / bound / unnormalized / none, ``GenerativeModel.likelihood``) and the
   held-out value where one exists: the test set's bits per residue (``dgm likelihood``), else -log p
   per unit of size on held-out validation items (the typicality statistics in the checkpoint), else
   the trainer's validation NLL per example;
-- sampling speed: samples per second of ``dgm sample --timing`` (drawing and decoding, not scoring);
+- sampling speed: samples per second of ``dgm sample --timing`` (drawing and decoding, not scoring), per
+  (domain, dataset), at the torch thread count ``sampling.json`` records: a sample is a molecule, a
+  sequence, a conformation or a plan, so speeds of different domains are not compared;
 - lossless compression: bits per residue of ``dgm compress`` where it ran;
 - representation: whether the family has a latent space (``GenerativeModel.representation``).
 
@@ -114,41 +119,54 @@ def _finite(values: list[Any]) -> list[float]:
     return [v for v in values if v is not None and not math.isnan(v)]
 
 
-def _spread(values: list[Any]) -> str:
-    """mean ± sd over seeds (4 significant digits), with the seed count and the sd relative to the mean."""
+def _seeds(n: int) -> str:
+    return f"{n} seed{'s' if n != 1 else ''}"
+
+
+def _spread(values: list[Any], unit: str = "", relative: bool = False) -> str:
+    """mean ± sd over seeds (4 significant digits for the mean, 2 for the sd) in the quantity's ``unit``,
+    with the seed count; with ``relative`` (a ratio-scale quantity) also the sd as a percentage of the mean."""
     kept = _finite(values)
     if not kept:
         return MISSING
+    unit = f" {unit}" if unit else ""
     if len(kept) == 1:
-        return f"{kept[0]:.4g} (1 seed)"
-    spread = relative_spread(kept)
-    relative = f", {100 * spread:.2g} %" if spread is not None else ""
-    return f"{statistics.mean(kept):.4g} ± {statistics.stdev(kept):.2g} ({len(kept)} seeds{relative})"
+        return f"{kept[0]:.4g}{unit} (1 seed)"
+    spread = relative_spread(kept) if relative else None
+    percent = f", sd {100 * spread:.2g} % of the mean" if spread is not None else ""
+    return f"{statistics.mean(kept):.4g} ± {statistics.stdev(kept):.2g}{unit} ({_seeds(len(kept))}{percent})"
 
 
 def relative_spread(values: list[Any]) -> float | None:
-    """sd / |mean| over seeds; None with fewer than 2 finite values or a zero mean."""
+    """sd / |mean| over seeds; None with fewer than 2 finite values or a zero mean. Meaningful only for a
+    ratio-scale quantity (``Domain.headline_ratio_scale``), not for a log-density."""
     kept = _finite(values)
     if len(kept) < 2 or not statistics.mean(kept):
         return None
     return statistics.stdev(kept) / abs(statistics.mean(kept))
 
 
-def likelihood_value(cell: Cell) -> tuple[list[float], str] | None:
-    """The cell's held-out likelihood per seed and its unit; None for a model without a
-    normalized density."""
+def seed_sd(values: list[Any]) -> float | None:
+    """The sd over seeds (sample sd, n - 1), in the values' own unit; None with fewer than 2 finite values."""
+    kept = _finite(values)
+    return statistics.stdev(kept) if len(kept) >= 2 else None
+
+
+def likelihood_value(cell: Cell) -> tuple[list[float], str, str] | None:
+    """The cell's held-out likelihood per seed, its unit (bits/residue, nats/heavy atom, ...) and what it
+    was measured on; None for a model without a normalized density."""
     if cell.likelihood not in ("exact", "bound"):
         return None
     test = cell.files("test_likelihood.json")
     if test:
-        return [t["bits_per_residue"] for t in test], "bits/residue (test set)"
+        return [t["bits_per_residue"] for t in test], "bits/residue", "test set"
     infos = [r["info"] for r in cell.runs]
     typical = [i["typicality"] for i in infos if "typicality" in i]
     if typical:
-        return [t["mean"] for t in typical], f"nats/{cell.space.size_unit} (validation, {typical[0]['n']:,} items)"
+        return [t["mean"] for t in typical], f"nats/{cell.space.size_unit}", f"validation, {typical[0]['n']:,} items"
     nll = [i.get("best_val_nll", i.get("val/nll")) for i in infos]
     if any(v is not None for v in nll):
-        return nll, "nats/example (validation batches)"
+        return nll, "nats/example", "validation batches"
     return None
 
 
@@ -156,19 +174,31 @@ def _rate(value: float) -> str:
     return f"{value:,.0f}" if value >= 100 else f"{value:.1f}"
 
 
-def _speeds(cell: Cell) -> list[float]:
-    return [t["samples_per_second"] for t in cell.files("sampling.json") if t.get("samples_per_second")]
+def _speeds_by_threads(cell: Cell) -> dict[int | None, list[float]]:
+    """Samples per second of the cell's seeds, grouped by the torch thread count each ran at (None: not
+    recorded): speeds at different thread counts are not averaged."""
+    groups: dict[int | None, list[float]] = {}
+    for timing in cell.files("sampling.json"):
+        if timing.get("samples_per_second"):
+            groups.setdefault(timing.get("threads"), []).append(float(timing["samples_per_second"]))
+    return groups
+
+
+def _threads(threads: int | None) -> str:
+    return "threads not recorded" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
 
 
 def sampling_speed(cell: Cell) -> str:
-    """Samples per second over the cell's seeds (mean ± sd), with the threads they ran on."""
-    speeds = _speeds(cell)
-    if not speeds:
+    """Samples per second over the cell's seeds (mean ± sd), per thread count they ran at."""
+    groups = _speeds_by_threads(cell)
+    if not groups:
         return MISSING
-    threads = cell.files("sampling.json")[0].get("threads")
-    text = (_rate(speeds[0]) if len(speeds) == 1
-            else f"{_rate(statistics.mean(speeds))} ± {_rate(statistics.stdev(speeds))}")
-    return f"{text} ({threads} threads)" if threads else text
+    parts = []
+    for threads, speeds in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)):
+        text = (_rate(speeds[0]) if len(speeds) == 1
+                else f"{_rate(statistics.mean(speeds))} ± {_rate(statistics.stdev(speeds))}")
+        parts.append(f"{text} samples/s at {_threads(threads)} ({_seeds(len(speeds))})")
+    return "; ".join(parts)
 
 
 def compression(cell: Cell) -> str:
@@ -191,51 +221,69 @@ def _family_rank(family: str) -> tuple[int, str]:
 
 
 def detail_table(cells: list[Cell]) -> Table:
-    table = Table(["family", "model (dataset)", "likelihood", "held-out likelihood", "stability: headline over seeds",
-                   "samples / s", "lossless compression", "latent space"])
+    table = Table(["family", "model (dataset)", "likelihood", "held-out likelihood (mean ± sd over seeds)",
+                   "stability: headline over seeds", "samples / s (torch threads)", "lossless compression",
+                   "latent space"])
     for cell in sorted(cells, key=lambda c: (_family_rank(c.family), c.dataset, c.model)):
         value = likelihood_value(cell)
-        held_out = MISSING if value is None else f"{_spread(value[0])} {value[1]}"
+        held_out = MISSING if value is None else f"{_spread(value[0], value[1])}, {value[2]}"
         label = cell.headline[1] or cell.headline[0]
+        headline = _spread(cell.metric(cell.headline[0]), relative=cell.space.headline_ratio_scale)
         table.rows.append(("ours", [bold(cell.family), f"{cell.model} ({cell.dataset})", cell.likelihood, held_out,
-                                    f"{label}: {_spread(cell.metric(cell.headline[0]))}", sampling_speed(cell),
-                                    compression(cell), latent_space(cell)]))
+                                    f"{label}: {headline}", sampling_speed(cell), compression(cell),
+                                    latent_space(cell)]))
     return table
 
 
-def _largest_spread(group: list[Cell], values: Any, label: str | None) -> str:
-    """The largest sd / mean over seeds among the group's cells, naming the metric and model; a
-    note when no cell has several seeds (or the values do not exist)."""
-    spreads = [(s, c) for c in group if (s := relative_spread(values(c))) is not None]
-    if not spreads:
-        return "1 seed: no spread" if any(_finite(values(c)) for c in group) else MISSING
-    worst, cell = max(spreads, key=lambda sc: sc[0])
-    name = label or cell.headline[1] or cell.headline[0]
-    return f"{100 * worst:.2g} % ({name}, {cell.model}, {len(cell.runs)} seeds)"
+def _seed_spreads(group: list[Cell], values: Any, unit: Any, relative: Any, name: Any) -> str:
+    """Each cell's sd over seeds of ``values(cell)``, named ``name(cell)``, in its own ``unit(cell)``, with
+    the sd as a percentage of the mean where ``relative(cell)`` (a ratio-scale quantity): units differ
+    between cells, so none is compared or ranked; a note when no cell has several seeds (or no values)."""
+    parts = []
+    for cell in sorted(group, key=lambda c: (c.domain, c.dataset, c.model)):
+        kept = _finite(values(cell))
+        sd = seed_sd(kept)
+        if sd is None:
+            continue
+        share = relative_spread(kept) if relative(cell) else None
+        percent = f", {100 * share:.2g} % of the mean" if share is not None else ""
+        measured = " ".join(part for part in (name(cell), f"sd {sd:.2g}", unit(cell)) if part)
+        parts.append(f"{cell.model} ({cell.dataset}): {measured} ({_seeds(len(kept))}{percent})")
+    if parts:
+        return "; ".join(parts)
+    return "1 seed: no spread" if any(_finite(values(c)) for c in group) else MISSING
+
+
+def _family_speeds(group: list[Cell]) -> str:
+    """Samples per second of each (domain, dataset, model) of the family at the thread count it ran at:
+    a sample of one domain (a molecule) is not a sample of another (a trajectory), so nothing is pooled."""
+    parts = [f"{c.domain}/{c.dataset}, {c.model}: {sampling_speed(c)}"
+             for c in sorted(group, key=lambda c: (c.domain, c.dataset, c.model)) if _speeds_by_threads(c)]
+    return "; ".join(parts) if parts else MISSING
 
 
 def family_table(cells: list[Cell]) -> Table:
-    """One row per family: its likelihood kind and latent space, the models that represent it, the
-    largest relative spread over seeds of the held-out likelihood and of the headline sample
-    metric, the range of sampling speeds and where compression was measured."""
-    table = Table(["family", "models", "likelihood", "stability: sd / mean over seeds of the held-out likelihood",
-                   "… and of the headline sample metric", "sampling (samples / s)", "lossless compression",
-                   "latent space"])
+    """One row per family: its likelihood kind and latent space, the models that represent it, the sd
+    over seeds of each model's held-out likelihood (in its unit) and headline sample metric (in its unit,
+    and relative to the mean for a ratio-scale metric), each model's sampling speed with its domain and
+    thread count, and where compression was measured."""
+    table = Table(["family", "models", "likelihood", "stability: sd over seeds of the held-out likelihood",
+                   "… and of the headline sample metric", "sampling (samples / s per domain, torch threads)",
+                   "lossless compression", "latent space"])
     families = sorted({c.family for c in cells}, key=_family_rank)
     for family in families:
         group = [c for c in cells if c.family == family]
         likelihoods = {id(c): likelihood_value(c) for c in group}
-        stability = [_largest_spread(group, lambda c: (likelihoods[id(c)] or ([], ""))[0], "held-out likelihood"),
-                     _largest_spread(group, lambda c: c.metric(c.headline[0]), None)]
-        speeds = [v for c in group for v in _speeds(c)]
-        speed = MISSING if not speeds else (_rate(min(speeds)) if len(speeds) == 1 or min(speeds) == max(speeds)
-                                            else f"{_rate(min(speeds))} – {_rate(max(speeds))}")
+        stability = [_seed_spreads(group, lambda c: (likelihoods[id(c)] or ([], "", ""))[0],
+                                   lambda c: (likelihoods[id(c)] or ([], "", ""))[1], lambda c: False, lambda c: ""),
+                     _seed_spreads(group, lambda c: c.metric(c.headline[0]), lambda c: "",
+                                   lambda c: c.space.headline_ratio_scale, lambda c: c.headline[1] or c.headline[0])]
         measured = [c for c in group if c.files("compression.json")]
         kinds = sorted({c.likelihood for c in group})
         compress = (", ".join(f"{compression(c)}: {c.model} ({c.dataset})" for c in measured)
                     if measured else "; ".join(COMPRESSION_BY_KIND.get(k, MISSING) for k in kinds))
         table.rows.append(("ours", [bold(family), ", ".join(sorted({f"{c.model} ({c.dataset})" for c in group})),
-                                    " / ".join(kinds), *stability, speed, compress,
+                                    " / ".join(kinds), *stability, _family_speeds(group), compress,
                                     " / ".join(sorted({c.representation for c in group}))]))
     return table
 

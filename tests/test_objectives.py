@@ -406,6 +406,38 @@ def test_guacamol_score_by_hand():
         guacamol_score("drd3", [1.0])
 
 
+def test_guacamol_assess_counts_molecules_as_guacamol_does():
+    """Stereoisomers count once, invalid SMILES not at all, missing molecules as zeros; a task asking for
+    250 (C9H10N2O2PF2Cl) takes the mean over 250, and its score equals GuacaMol's ``assess_model``."""
+    from dgm_science.domains.molecules.benchmarks import guacamol_assess
+
+    target = "C[C@H](N)C(=O)O"  # alanine and its enantiomer: one molecule without stereo
+    assessed = guacamol_assess("albuterol_similarity", [target, "C[C@@H](N)C(=O)O", "not a smiles", "CCO"])
+    assert assessed["molecules"] == 2 and assessed["needed"] == 100
+    objective = benchmarks.task_benchmark("albuterol_similarity").objective
+    with rdBase.BlockLogs():
+        alanine, ethanol = objective.score_list(["CC(N)C(=O)O", "CCO"])
+    # uniform (1, 10, 100): top-1, then the two found and 8 / 98 zeros
+    best = max(alanine, ethanol)
+    expected = (best + (alanine + ethanol) / 10 + (alanine + ethanol) / 100) / 3
+    assert assessed["score"] == pytest.approx(expected, abs=1e-12)
+
+    isomers = ["Nc1ccc(C(=O)OP(F)F)c(Cl)n1", "CCN", "ClCCP", "FC(F)CP", "NC(=O)CCl", "c1ccncc1"]
+    assessed = guacamol_assess("isomers_c9h10n2o2pf2cl", isomers)
+    spec_objective = benchmarks.task_benchmark("isomers_c9h10n2o2pf2cl").objective
+    with rdBase.BlockLogs():
+        scores = spec_objective.score_list(isomers)
+    assert assessed["needed"] == 250 and assessed["molecules"] == 6
+    assert assessed["score"] == pytest.approx(sum(scores) / 250, abs=1e-12)  # not / 100
+
+    class Returns(import_guacamol("goal_directed_generator").GoalDirectedGenerator):
+        def generate_optimized_molecules(self, scoring_function, number_molecules, starting_population=None):
+            return isomers
+
+    result = benchmarks.task_benchmark("isomers_c9h10n2o2pf2cl").assess_model(Returns())
+    assert assessed["score"] == pytest.approx(result.score, abs=1e-12)
+
+
 def test_pmo_auc_top10_by_hand():
     # a full run of constant scores c: area c (budget - freq / 2) (the first trapezoid starts at 0)
     assert pmo_auc_top10([1.0] * 1000, budget=1000) == pytest.approx(0.95)

@@ -9,7 +9,9 @@ functions. PMO's drd2, gsk3b and jnk3 need classifier files downloaded at run ti
 
 Run-level scores:
 
-- ``guacamol_score``: GuacaMol's benchmark score, ``compute_global_score`` with the task's specification.
+- ``guacamol_assess``: GuacaMol's benchmark score of the molecules a generator returns, as
+  ``GoalDirectedBenchmark.assess_model`` computes it (stereo-free canonicalisation, deduplication, the task's
+  objective, zeros for missing molecules, ``compute_global_score``); ``guacamol_score`` is its last step.
 - ``pmo_auc_top10``: PMO's area under the top-10-average vs oracle-calls curve (mol_opt ``top_auc``).
 - ``top_diversity``: PMO's "diversity" of a set (TDC ``Evaluator('Diversity')``).
 """
@@ -21,7 +23,7 @@ import heapq
 from typing import Any, Sequence
 
 import numpy as np
-from rdkit import Chem, DataStructs
+from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import rdFingerprintGenerator
 
 from dgm_science.compat.guacamol import import_guacamol
@@ -120,6 +122,32 @@ def contribution_weights(task: str) -> list[tuple[int, float]]:
 def molecules_needed(task: str) -> int:
     """How many distinct molecules GuacaMol asks a generator for on this task: the largest top count."""
     return max(count for count, _ in contribution_weights(task))
+
+
+def guacamol_assess(task: str, molecules: Sequence[str]) -> dict[str, Any]:
+    """GuacaMol's benchmark score of the molecules a generator returns for ``task``, as
+    ``GoalDirectedBenchmark.assess_model`` (guacamol 0.5.5) computes it from what ``generate_optimized_molecules``
+    returned (asked for ``molecules_needed(task)`` of them: 1 to 250; Brown et al. 2019):
+
+    1. ``canonicalize_list(molecules, include_stereocenters=False)``: canonical SMILES without stereochemistry,
+       invalid SMILES dropped, repeats (e.g. two stereoisomers of one molecule) kept once;
+    2. those distinct molecules scored by the task's objective (``score_list``, GuacaMol's own code);
+    3. one score of 0 for each molecule missing from ``molecules_needed(task)``;
+    4. ``compute_global_score``: for each (top count x, weight w) the mean of the x best scores, weighted by w.
+
+    Returns ``score``, ``molecules`` (distinct stereo-free molecules scored), ``needed`` and ``top_x`` (each
+    top-x mean, GuacaMol's ``top_{x}`` metadata).
+    """
+    needed = molecules_needed(task)
+    chemistry = import_guacamol("utils.chemistry")
+    contributions = import_guacamol("goal_directed_score_contributions")
+    with rdBase.BlockLogs():
+        distinct = chemistry.canonicalize_list(list(molecules), include_stereocenters=False)
+        scores = [float(s) for s in task_benchmark(task).objective.score_list(distinct)]
+    scores += [0.0] * max(0, needed - len(distinct))
+    global_score, top_x = contributions.compute_global_score(task_benchmark(task).contribution_specification, scores)
+    return {"score": float(global_score), "molecules": len(distinct), "needed": needed,
+            "top_x": {key: float(value) for key, value in top_x.items()}}
 
 
 def guacamol_score(task: str, scores_sorted_desc: Sequence[float]) -> float:

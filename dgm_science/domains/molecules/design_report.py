@@ -5,10 +5,12 @@ best molecules, the diversity of the top 100 and the prior's log-likelihood of w
 from __future__ import annotations
 
 import csv
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any
 
+from dgm_science.domains.molecules.benchmarks import GUACAMOL_V2_TASKS, PMO_TASKS
 from dgm_science.registry import register
 from dgm_science.report import (Figure, Inputs, Table, bold, figure_png, format_number, png_data_uri, render)
 from dgm_science.utils import read_json
@@ -22,6 +24,31 @@ COLUMNS = [("top1", "top-1"), ("top10_mean", "top-10"), ("top100_mean", "top-100
            ("valid_fraction", "valid proposals"), ("calls", "calls"), ("seconds", "seconds")]
 METHOD_ORDER = ("reinvent", "screening", "graph-ga")
 RL, SCREENING = "reinvent", "screening"
+
+
+@dataclasses.dataclass(frozen=True)
+class Total:
+    """A benchmark's total over its tasks: our summaries' ``key`` summed over the ``tasks`` run, beside the
+    published table's (``published_total_row``: the source's own total, quoted as printed when every task of
+    the suite was run; otherwise the sum of its per-task values over the same tasks)."""
+
+    key: str
+    tasks: tuple[str, ...]
+    table: str
+    columns: tuple[tuple[str, str], ...]
+    published_total_row: str | None
+    source: str
+
+
+TOTALS = {
+    "GuacaMol score": Total("guacamol_score", GUACAMOL_V2_TASKS, "guacamol_table2",
+                            (("smiles_lstm", "SMILES LSTM"), ("graph_ga", "Graph GA"),
+                             ("best_of_dataset", "best of dataset")), "total", "GuacaMol Table 2"),
+    "AUC top-10": Total("pmo_auc_top10", PMO_TASKS, "pmo_auc_top10",
+                        (("reinvent_mean", "REINVENT"), ("graph_ga_mean", "Graph GA"), ("screening_mean", "screening")),
+                        None, "PMO"),
+}
+"""The report's totals: GuacaMol's over its 20 v2 tasks, PMO's AUC top-10 over its tasks supported here."""
 
 
 @functools.cache
@@ -110,8 +137,7 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
     if not runs:
         return ""
     objectives, wins, ties, compared = [], 0, 0, 0
-    totals: dict[str, dict[str, float]] = {"GuacaMol score": {}, "AUC top-10": {}}
-    tasks: list[str] = []
+    task_means: dict[str, dict[str, dict[str, float]]] = {total: {} for total in TOTALS}  # task -> method
     for objective in sorted({r["objective"] for r in runs}):
         oruns = [r for r in runs if r["objective"] == objective]
         first = oruns[0]["summary"]
@@ -123,12 +149,10 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
             cells = [bold(method) + f" (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})"]
             cells += [format_number(means[method][key], 0 if key in ("calls", "seconds") else 3) for key, _ in COLUMNS]
             table.rows.append(("ours", cells))
-            for total, key in (("GuacaMol score", "guacamol_score"), ("AUC top-10", "pmo_auc_top10")):
-                if means[method].get(key) is not None and first.get("task") is not None:
-                    totals[total][method] = totals[total].get(method, 0.0) + means[method][key]
+            for total, spec in TOTALS.items():
+                if means[method].get(spec.key) is not None and first.get("task") in spec.tasks:
+                    task_means[total].setdefault(first["task"], {})[method] = means[method][spec.key]
         _published_rows(first.get("task"), table)
-        if first.get("task") is not None:
-            tasks.append(first["task"])
         if RL in means and SCREENING in means and means[RL]["pmo_auc_top10"] is not None:
             rl, screening = means[RL]["pmo_auc_top10"], means[SCREENING]["pmo_auc_top10"] or 0
             compared += 1
@@ -146,25 +170,40 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
     summary = (f"REINVENT beats screening (AUC top-10 at equal calls) on {wins} of {compared} objectives"
                + (f" ({ties} tied)" if ties else "") if compared else None)
     return render(Path(__file__).with_name("design_report.html.j2"), objectives=objectives, summary=summary,
-                  totals=_totals(totals, tasks))
+                  totals=_totals(task_means))
 
 
-def _totals(ours: dict[str, dict[str, float]], tasks: list[str]) -> list[str]:
-    """Sentences: each method's total over the benchmark tasks run, beside the published totals
-    over the same tasks (those with a published value for every task)."""
-    sources = {"GuacaMol score": ("guacamol_table2", (("smiles_lstm", "SMILES LSTM"), ("graph_ga", "Graph GA"),
-                                                      ("best_of_dataset", "best of dataset"))),
-               "AUC top-10": ("pmo_auc_top10", (("reinvent_mean", "REINVENT"), ("graph_ga_mean", "Graph GA"),
-                                                ("screening_mean", "screening")))}
+def _totals(task_means: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """Sentences: per total (``TOTALS``), each method's sum over the benchmark's tasks it ran, beside the
+    published total: the source's own (e.g. GuacaMol Table 2's SMILES LSTM 17.340) when every task of the
+    suite was run, else the sum of the published per-task values over the same tasks."""
     lines = []
-    for total, methods in ours.items():
-        if not methods:
+    for total, spec in TOTALS.items():
+        means = task_means.get(total) or {}
+        if not means:
             continue
-        text = ", ".join(f"{m} {methods[m]:.3f}" for m in sorted(methods, key=_order))
-        table, columns = sources[total]
-        rows = published(table)
-        shown = [f"{label} {sum(float(rows[t][column]) for t in tasks):.3f}" for column, label in columns
-                 if tasks and all(t in rows and rows[t].get(column) for t in tasks)]
-        published_text = f"; published over the same {len(tasks)} tasks: {', '.join(shown)}" if shown else ""
-        lines.append(f"{total} summed over the {len(tasks)} benchmark tasks run: {text}{published_text}.")
+        tasks = sorted(means, key=spec.tasks.index)
+        methods = sorted({m for by_method in means.values() for m in by_method}, key=_order)
+        parts = []
+        for method in methods:
+            ran = [t for t in tasks if method in means[t]]
+            count = f" ({len(ran)} tasks)" if len(ran) != len(tasks) else ""
+            parts.append(f"{method} {sum(means[t][method] for t in ran):.3f}{count}")
+        rows = published(spec.table)
+        whole = set(tasks) == set(spec.tasks) and spec.published_total_row in rows
+        shown = []
+        for column, label in spec.columns:
+            if whole and rows[spec.published_total_row].get(column):
+                shown.append(f"{label} {rows[spec.published_total_row][column]}")
+            elif not whole and all(t in rows and rows[t].get(column) for t in tasks):
+                shown.append(f"{label} {sum(float(rows[t][column]) for t in tasks):.3f}")
+        if whole:
+            published_text = f"; {spec.source}'s published total over its {len(tasks)} tasks: {', '.join(shown)}"
+        elif shown:
+            published_text = (f"; {spec.source}, its per-task values summed over the same {len(tasks)} tasks: "
+                              f"{', '.join(shown)}")
+        else:
+            published_text = ""
+        lines.append(f"{total} summed over the {len(tasks)} {spec.source.split()[0]} tasks run: "
+                     f"{', '.join(parts)}{published_text}.")
     return lines

@@ -32,6 +32,7 @@ class MoleculeDomain(Domain):
 
     name = "molecules"
     headline = ("FCD/Test", "FCD/Test ↓")
+    headline_ratio_scale = True
     size_unit = "heavy atom"
     samples_file = "samples.csv"
 

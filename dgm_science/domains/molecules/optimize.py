@@ -29,7 +29,10 @@ canonical SMILES, validity, call index, total score, each component, reward, the
 log-likelihood and OOD score), ``best.csv`` / ``best.sdf`` / ``best.png`` (the best ``top``
 distinct molecules), ``curve.csv`` / ``curve.png`` (best, top-10 and top-100 mean against calls)
 and ``summary.json`` (settings, the GuacaMol and PMO scores where the objective is a benchmark
-task, the diversity of the top 100, the prior's log-likelihood of what was found, timings).
+task, the diversity of the top 100, the prior's log-likelihood of what was found, timings). The GuacaMol
+score is computed from as many distinct stereo-free molecules as the task asks for (``molecules_needed``:
+159 for C11H24, 250 for C9H10N2O2PF2Cl), exactly as GuacaMol's ``assess_model`` scores a generator's answer
+(``benchmarks.guacamol_assess``); ``guacamol_molecules`` records how many the run had.
 """
 
 from __future__ import annotations
@@ -48,7 +51,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from dgm_science.domains.molecules.benchmarks import guacamol_score, pmo_auc_top10, top_diversity
+from dgm_science.domains.molecules.benchmarks import (guacamol_assess, molecules_needed, pmo_auc_top10,
+                                                     top_diversity)
 from dgm_science.domains.molecules.objectives import Objective, Scorer
 from dgm_science.domains.molecules.properties import canonical_smiles, murcko_scaffold
 from dgm_science.utils import atomic_dir
@@ -535,9 +539,14 @@ def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Ob
     }
     if objective.task is not None and scores:
         try:
-            out["guacamol_score"] = guacamol_score(objective.task, _stereo_free_scores(ranked))
+            needed = molecules_needed(objective.task)
         except KeyError:  # a PMO-only task has no GuacaMol weighting
             out["guacamol_score"] = None
+        else:
+            assessed = guacamol_assess(objective.task, guacamol_molecules(ranked, needed))
+            out["guacamol_score"] = assessed["score"]
+            out["guacamol_molecules"] = assessed["molecules"]
+            out["guacamol_molecules_needed"] = needed
     if loaded is not None and ranked:
         ll = np.asarray(loaded.log_likelihood([m for _, m in ranked[:100]]), dtype=float)
         found = np.array([p.prior_log_likelihood for p in recorder.proposals if p.canonical is not None], dtype=float)
@@ -549,22 +558,24 @@ def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Ob
     return out
 
 
-def _stereo_free_scores(ranked: list[tuple[float, str]], most: int = 100) -> list[float]:
-    """The best ``most`` scores of distinct molecules without stereochemistry, as GuacaMol counts
-    them (``canonicalize_list(..., include_stereocenters=False)`` before the top-k means)."""
+def guacamol_molecules(ranked: list[tuple[float, str]], needed: int) -> list[str]:
+    """What the run returns to GuacaMol when asked for ``needed`` molecules (``molecules_needed(task)``:
+    159 for C11H24, 250 for C9H10N2O2PF2Cl, 100 or 1 for the others): the best-scoring molecules that stay
+    distinct once stereochemistry is removed (GuacaMol canonicalises without stereocentres and keeps one of
+    each), best first; fewer when the run found fewer (GuacaMol then counts the missing ones as 0)."""
     from rdkit import Chem
 
     seen: set[str] = set()
-    scores = []
-    for score, smiles in ranked:
+    chosen = []
+    for _, smiles in ranked:
         mol = Chem.MolFromSmiles(smiles)
         key = Chem.MolToSmiles(mol, isomericSmiles=False) if mol is not None else smiles
         if key not in seen:
             seen.add(key)
-            scores.append(score)
-            if len(scores) == most:
+            chosen.append(smiles)
+            if len(chosen) == needed:
                 break
-    return scores
+    return chosen
 
 
 def _finite_mean(values: np.ndarray) -> float | None:

@@ -45,6 +45,7 @@ class SequenceDomain(Domain):
 
     name = "sequences"
     headline = ("kmer_js_k3", "3-mer JS ↓")
+    headline_ratio_scale = True
     size_unit = "residue"
     samples_file = "samples.fasta"
     condition_options = ("label",)

@@ -63,6 +63,7 @@ class ConformerDomain(Domain):
 
     name = "conformers"
     headline = ("molecule_stability", "mol. stable ↑")
+    headline_ratio_scale = True
     size_unit = "atom"
     samples_file = "samples.sdf"
 
@@ -229,6 +230,7 @@ class PeptideDomain(Domain):
 
     name = "peptide-md"
     headline = ("kl_ramachandran", "KL Ramachandran ↓")
+    headline_ratio_scale = True
     size_unit = "atom"
     samples_file = "samples.dcd"
 

@@ -42,6 +42,7 @@ class TrajectoryDomain(Domain):
 
     name = "trajectories"
     headline = ("wall_fraction", "plan points in walls ↓")
+    headline_ratio_scale = True
     size_unit = "step"
     samples_file = "samples.minari"
     samples_in_folder = True

@@ -194,6 +194,35 @@ def test_cli_writes_the_run_folder(prior, tmp_path):
         "best.csv", "best.png", "best.sdf", "curve.csv", "curve.png", "molecules.csv", "summary.json"]
 
 
+def test_a_task_needing_159_molecules_is_scored_from_159(tmp_path):
+    """GuacaMol's C11H24 task asks for 159 molecules (top-159 mean): a run is scored from its 159 best
+    distinct stereo-free molecules, exactly as GuacaMol's own ``assess_model`` scores them, not from 100."""
+    from dgm_science.compat.guacamol import import_guacamol
+    from dgm_science.domains.molecules.benchmarks import task_benchmark
+
+    summary = optimize.optimize(None, Objective.load("guacamol:isomers_c11h24"), method="graph-ga", budget=600,
+                                seed=0, out=tmp_path / "run", top=600)
+    assert summary["guacamol_molecules_needed"] == 159 and summary["guacamol_molecules"] == 159
+    ranked = [(row["smiles"], float(row["score"])) for row in _rows(tmp_path / "run" / "best.csv")]
+    chemistry = import_guacamol("utils.chemistry")
+
+    class Returns(import_guacamol("goal_directed_generator").GoalDirectedGenerator):
+        """Hands GuacaMol the run's best molecules, one per stereo-free canonical SMILES."""
+
+        def generate_optimized_molecules(self, scoring_function, number_molecules, starting_population=None):
+            seen: dict[str, str] = {}
+            for smiles, _ in ranked:
+                seen.setdefault(chemistry.canonicalize(smiles, include_stereocenters=False), smiles)
+            assert len(seen) >= number_molecules == 159
+            return list(seen.values())[:number_molecules]
+
+    expected = task_benchmark("isomers_c11h24").assess_model(Returns())
+    assert summary["guacamol_score"] == pytest.approx(expected.score, abs=1e-12)
+    assert expected.metadata["top_159"] == pytest.approx(summary["guacamol_score"], abs=1e-12)
+    capped_at_100 = sum(score for _, score in ranked[:100]) / 159  # the old count: 59 zeros
+    assert summary["guacamol_score"] > capped_at_100 + 0.01
+
+
 def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one_thread):
     from dgm_science.domains.molecules.design_report import design_section
 
@@ -207,7 +236,8 @@ def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one
     assert "Graph GA (GuacaMol Table 2, no call limit)" in html and "1.000" in html
     assert "REINVENT (PMO, 10,000 calls)" in html and "0.714±0.067" in html
     assert "REINVENT beats screening (AUC top-10 at equal calls) on" in html and "of 1 objectives" in html
-    assert "published over the same 1 tasks: REINVENT 0.714, Graph GA 0.630, screening 0.352" in html
+    assert ("PMO, its per-task values summed over the same 1 tasks: REINVENT 0.714, Graph GA 0.630, "
+            "screening 0.352") in html
     assert html.count("data:image/png;base64,") == 2  # the curves and the best molecules
 
 
@@ -242,3 +272,22 @@ def test_the_report_counts_a_tie_with_screening_as_a_tie_not_a_win(tmp_path):
             (run / "summary.json").write_text(json.dumps({"pmo_auc_top10": auc, "task": objective, "budget": 10000}))
     html = design_section(tmp_path / "results")
     assert "on 1 of 2 objectives (1 tied)" in html
+
+
+def test_the_report_quotes_guacamol_tables_own_total_when_every_task_ran(tmp_path):
+    """Over all 20 GuacaMol v2 tasks the published total is the paper's (SMILES LSTM 17.340), not the
+    sum of its rounded per-task values (17.341); PMO-only tasks stay out of the GuacaMol total."""
+    from dgm_science.domains.molecules.benchmarks import GUACAMOL_V2_TASKS
+    from dgm_science.domains.molecules.design_report import design_section
+
+    for task in (*GUACAMOL_V2_TASKS, "qed"):
+        run = tmp_path / "results/design" / task / "reinvent" / "seed0"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"guacamol_score": 0.5, "pmo_auc_top10": 0.25, "task": task,
+                                                      "budget": 10000}))
+    html = design_section(tmp_path / "results")
+    assert ("GuacaMol score summed over the 20 GuacaMol tasks run: reinvent 10.000; GuacaMol Table 2&#39;s "
+            "published total over its 20 tasks: SMILES LSTM 17.340, Graph GA 17.983, best of dataset 12.144") in html
+    assert "17.341" not in html
+    # PMO has 18 of the 20 GuacaMol tasks plus qed: 19 tasks, its per-task values summed
+    assert "AUC top-10 summed over the 19 PMO tasks run: reinvent 4.750; PMO, its per-task values summed" in html
