@@ -91,8 +91,8 @@ def render_table(data: dict[str, Any], name: str) -> str:
     lines = ["| " + " | ".join(_cell(c) for c in data["columns"]) + " |",
              "|" + "---|" * len(data["columns"])]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in data["rows"]]
-    for note in data.get("notes", []):
-        lines += ["", f"- {note}"]
+    if data.get("notes"):
+        lines += [""] + [f"- {note}" for note in data["notes"]]
     p = data["provenance"]
     lines += ["", f"Source: `docs/results/{name}` (commit `{p['commit']}`, {p['date']}, {p['machine']}; "
                   f"config: {p['config']}; command: `{p['command']}`)."]
