@@ -393,7 +393,7 @@ def _evaluate_predictor_arguments(p: argparse.ArgumentParser) -> None:
          description="On QM9's test split (without the elements the models were trained without): per property "
                      "the MAE (meV for orbital energies), the NLL of y, the coverage of the 90 % interval and the MAE "
                      "as the least likely (hybrid: by log p(x)) or most uncertain molecules are rejected; on shifted "
-                     "sets (randomized SMILES, the held-out elements, MOSES molecules of QM9's elements) the AUROC "
+                     "sets (randomized SMILES, the held-out elements, MOSES molecules of the elements the models saw) the AUROC "
                      "of telling them from the test molecules by the predictive variance, an ensemble's epistemic "
                      "variance, and a hybrid's -log p(x) and typicality score.")
 def cmd_evaluate_predictor(args: argparse.Namespace) -> None:
