@@ -21,20 +21,45 @@ from scipy import stats
 from dgm_science.utils import atomic_path
 
 ROOT = Path(__file__).resolve().parents[1]
-METRICS = (("gap", "mae", "gap MAE (meV)"), ("gap", "nll", "gap NLL"), ("gap", "coverage_90", "gap 90 % coverage"),
-           ("mu", "mae", "mu MAE (D)"), ("mu", "coverage_90", "mu 90 % coverage"))
-"""(target, metric key, column) of the table: test-split metrics of ``evaluate_predictions``."""
+METRICS = (
+    (("test", "gap", "mae"), "gap MAE (meV)"), (("test", "gap", "nll"), "gap NLL"),
+    (("test", "gap", "coverage_90"), "gap 90 % coverage"), (("test", "mu", "mae"), "mu MAE (D)"),
+    (("test", "mu", "coverage_90"), "mu 90 % coverage"),
+    (("test", "gap", "selective_mae_by_variance", "0.50"), "gap MAE keeping 50 % by variance (meV)"),
+    (("test", "gap", "selective_mae_by_log_likelihood", "0.50"), "gap MAE keeping 50 % by log p(x) (meV)"),
+    (("shifted", "excluded_elements", "metrics", "gap", "mae"), "held-out-element molecules: gap MAE (meV)"),
+    (("shifted", "excluded_elements", "metrics", "gap", "coverage_90"),
+     "held-out-element molecules: gap 90 % coverage"),
+)
+"""(key path into a metrics.json of ``dgm evaluate-predictor``, column) of the table; a path a model
+has no value at (a regressor has no log p(x)) gives NaN, written as null."""
 
 
-def seed_values(metrics: dict, metrics_keys=METRICS) -> list[float]:
+def lookup(metrics: dict, path: tuple[str, ...]) -> float:
+    """The number at ``path`` in nested dicts, NaN where a key is missing."""
+    for key in path:
+        if not isinstance(metrics, dict) or key not in metrics:
+            return math.nan
+        metrics = metrics[key]
+    return float(metrics)
+
+
+def seed_values(metrics: dict) -> list[float]:
     """One seed's row of the table from its metrics.json."""
-    return [float(metrics["test"][target][key]) for target, key, _ in metrics_keys]
+    return [lookup(metrics, path) for path, _ in METRICS]
+
+
+def cell(value: float) -> float | None:
+    """A table cell: rounded, null where undefined."""
+    return round(float(value), 4) if math.isfinite(value) else None
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Paired comparison of (n,) values a and b matched by seed: mean and sd of a - b, the paired
-    t statistic and its two-sided p-value (n - 1 degrees of freedom)."""
+    t statistic and its two-sided p-value (n - 1 degrees of freedom); NaN where either is undefined."""
     difference = a - b
+    if not np.isfinite(difference).all():
+        return {"mean": math.nan, "sd": math.nan, "t": math.nan, "p": math.nan, "n": int(len(a))}
     test = stats.ttest_rel(a, b)
     return {"mean": float(difference.mean()), "sd": float(difference.std(ddof=1)),
             "t": float(test.statistic), "p": float(test.pvalue), "n": int(len(a))}
@@ -43,23 +68,22 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 def table(results: Path, models: list[str], seeds: list[int]) -> tuple[list[str], list[list], dict]:
     """Columns and rows: per model, one row per seed, then its mean and sd over seeds; then the
     first model less the second per seed, with mean and sd; and the paired tests by column."""
-    columns = ["model", "seed", *(name for _, _, name in METRICS)]
+    columns = ["model", "seed", *(name for _, name in METRICS)]
     values = {m: np.array([seed_values(json.loads((results / m / f"seed{s}" / "metrics.json").read_text()))
                            for s in seeds]) for m in models}
     rows: list[list] = []
     for m in models:
-        rows += [[m, s, *(round(v, 4) for v in row)] for s, row in zip(seeds, values[m])]
-        rows.append([m, "mean", *(round(v, 4) for v in values[m].mean(0))])
-        rows.append([m, "sd", *(round(v, 4) for v in values[m].std(0, ddof=1))])
+        rows += [[m, s, *map(cell, row)] for s, row in zip(seeds, values[m])]
+        rows.append([m, "mean", *map(cell, values[m].mean(0))])
+        rows.append([m, "sd", *map(cell, values[m].std(0, ddof=1))])
     first, second = models
     difference = values[first] - values[second]
     label = f"{first} - {second}"
-    rows += [[label, s, *(round(v, 4) for v in row)] for s, row in zip(seeds, difference)]
-    rows.append([label, "mean", *(round(v, 4) for v in difference.mean(0))])
-    rows.append([label, "sd", *(round(v, 4) for v in difference.std(0, ddof=1))])
-    tests = {name: paired(values[first][:, j], values[second][:, j]) for j, (_, _, name) in enumerate(METRICS)}
-    rows.append([label, "paired t-test p (two-sided)",
-                 *(round(t["p"], 4) if math.isfinite(t["p"]) else None for t in tests.values())])
+    rows += [[label, s, *map(cell, row)] for s, row in zip(seeds, difference)]
+    rows.append([label, "mean", *map(cell, difference.mean(0))])
+    rows.append([label, "sd", *map(cell, difference.std(0, ddof=1))])
+    tests = {name: paired(values[first][:, j], values[second][:, j]) for j, (_, name) in enumerate(METRICS)}
+    rows.append([label, "paired t-test p (two-sided)", *(cell(t["p"]) for t in tests.values())])
     return columns, rows, tests
 
 
