@@ -5,8 +5,9 @@ For each checkpoint: a seeded subset of the in-distribution test set (default: t
 against each out-of-distribution set (default: the QM9 test set) and against randomized
 (non-canonical) SMILES of the same in-distribution molecules. Each shifted set changes one thing:
 an ``--ood`` set is first restricted to the elements of the in-distribution set (or ``--elements``),
-so that it shifts the source (and with it the size), not the elements; the randomized SMILES
-change the representation only. The JSON states each set's composition (count, elements,
+and to neutral molecules where that set has no charged one (MOSES has none, QM9 has zwitterions),
+so that it shifts the source (and with it the size), not the elements or charges; the randomized
+SMILES change the representation only. The JSON states each set's composition (count, elements,
 heavy-atom range) and the factors found to differ from the in-distribution set. Reports the AUROC of the two-sided typicality score
 (Nalisnick et al. 2019), the same counting molecules the model cannot score as atypical, and of
 -log p alone. Not a test: figures depend on the trained checkpoints.
@@ -102,13 +103,15 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     ood = dict(args.ood or [("qm9", ROOT / "resources/molecules/qm9/data/test.smi")])
     in_distribution = subset(read_valid(args.in_distribution), args.max_molecules, args.seed)
-    elements = args.elements or set_composition(in_distribution)["element_set"]
+    reference = set_composition(in_distribution)
+    elements, neutral = args.elements or reference["element_set"], not reference["charged"]
     sets: dict[str, dict] = {}
     for name, path in ood.items():
         molecules = read_valid(path)
-        kept = made_of(molecules, elements)
+        kept = made_of(molecules, elements, neutral=neutral)
         sets[name] = {"smiles": subset(kept, args.max_molecules, args.seed), "path": str(path), "shift": "source",
-                      "restricted_to_elements": list(elements), "dropped_other_elements": len(molecules) - len(kept)}
+                      "restricted_to_elements": list(elements), "restricted_to_neutral": neutral,
+                      "dropped": len(molecules) - len(kept)}
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
         "in_distribution": {"path": str(args.in_distribution), "n": len(in_distribution)},
@@ -123,8 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
         tmp.write_text(json.dumps(result, indent=2) + "\n")
     for path, run in result["checkpoints"].items():
         for name, scores in run["sets"].items():
-            print(f"{path}  vs {name} ({result['sets'][name]['shift']}; differs in "
-                  f"{', '.join(result['sets'][name]['differs_in']) or 'composition: nothing'}): AUROC "
+            print(f"{path}  vs {name} ({result['sets'][name]['shift']}; composition differs in: "
+                  f"{', '.join(result['sets'][name]['differs_in']) or 'nothing'}): AUROC "
                   f"{scores['auroc']:.3f} (scorable only {scores['auroc_scorable']:.3f}, "
                   f"-log p alone {scores['auroc_negative_log_likelihood']:.3f})")
     return result

@@ -16,8 +16,8 @@ from rdkit import Chem
 
 from dgm_science import api
 from dgm_science.domains.molecules.candidates import (
-    CandidateCriteria, CandidateTable, PropertyRange, auroc, find_candidates, has_structural_alert, made_of,
-    molecule_elements, ood_auroc, randomized_smiles, screen, set_composition, shifted_factors, write_grid_image,
+    CandidateCriteria, CandidateTable, PropertyRange, auroc, find_candidates, has_structural_alert, is_charged,
+    made_of, molecule_elements, ood_auroc, randomized_smiles, screen, set_composition, shifted_factors, write_grid_image,
     write_sdf,
 )
 from dgm_science.domains.molecules.domain import MoleculeDomain
@@ -291,8 +291,15 @@ def test_a_shift_set_is_stated_by_its_composition_and_the_factors_it_changes(mos
     without = set_composition([s for s in qm9 if "F" not in molecule_elements(s)])
     assert fluorine and shifted_factors(without, set_composition(fluorine)) == ["elements"]
     assert made_of(["C1CC", "CCS"], ["C"]) == [] and molecule_elements("C1CC") is None
-    assert set_composition(["C1CC"]) == {"n": 1, "unparsed": 1, "element_set": [], "elements": {},
+    assert set_composition(["C1CC"]) == {"n": 1, "unparsed": 1, "element_set": [], "elements": {}, "charged": 0,
                                          "heavy_atoms": None}
+    zwitterion, neutral = "[NH3+]CC(=O)[O-]", "NCC(=O)O"  # glycine, as QM9 writes some of its molecules
+    assert is_charged(zwitterion) and not is_charged(neutral) and is_charged("C1CC") is None
+    assert made_of([zwitterion, neutral], ["C", "N", "O"]) == [zwitterion, neutral]
+    assert made_of([zwitterion, neutral], ["C", "N", "O"], neutral=True) == [neutral]
+    assert set_composition([zwitterion, neutral])["charged"] == 1
+    assert shifted_factors(set_composition([neutral]), set_composition([zwitterion])) == ["charges"]
+    assert shifted_factors(set_composition([zwitterion]), set_composition([neutral])) == []
 
 
 def test_bench_ood_writes_aurocs(trained_arm, moses_smiles, tmp_path, one_thread):
@@ -314,6 +321,8 @@ def test_bench_ood_writes_aurocs(trained_arm, moses_smiles, tmp_path, one_thread
     assert sets["in_distribution"]["n"] == 60 and sets["qm9"]["composition"]["n"] == 100
     assert set(sets["qm9"]["composition"]["element_set"]) <= set(sets["in_distribution"]["element_set"])
     assert sets["qm9"]["restricted_to_elements"] == sets["in_distribution"]["element_set"]
+    assert sets["in_distribution"]["charged"] == 0 and sets["qm9"]["restricted_to_neutral"]
+    assert sets["qm9"]["composition"]["charged"] == 0
     assert (sets["qm9"]["shift"], sets["qm9"]["differs_in"]) == ("source", ["size"])
     assert (sets["randomized_smiles"]["shift"], sets["randomized_smiles"]["differs_in"]) == ("representation", [])
     assert sets["randomized_smiles"]["composition"]["elements"] == sets["in_distribution"]["elements"]
