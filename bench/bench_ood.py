@@ -8,9 +8,10 @@ an ``--ood`` set is first restricted to the elements of the in-distribution set 
 and to neutral molecules where that set has no charged one (MOSES has none, QM9 has zwitterions),
 so that it shifts the source (and with it the size), not the elements or charges; the randomized
 SMILES change the representation only. The JSON states each set's composition (count, elements,
-heavy-atom range) and the factors found to differ from the in-distribution set. Reports the AUROC of the two-sided typicality score
-(Nalisnick et al. 2019), the same counting molecules the model cannot score as atypical, and of
--log p alone. Not a test: figures depend on the trained checkpoints.
+charged molecules, heavy-atom range) and the factors found to differ from the in-distribution set.
+Reports the AUROC of the two-sided typicality score (Nalisnick et al. 2019), the same counting
+molecules the model cannot score as atypical, and of -log p alone. Not a test: figures depend on
+the trained checkpoints.
 
     python bench/bench_ood.py results/molecules/moses/smiles-arm/seed0/model.ckpt \\
         [--in-distribution resources/molecules/moses/raw/test.csv.gz] \\

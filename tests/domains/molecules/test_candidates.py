@@ -17,8 +17,8 @@ from rdkit import Chem
 from dgm_science import api
 from dgm_science.domains.molecules.candidates import (
     CandidateCriteria, CandidateTable, PropertyRange, auroc, find_candidates, has_structural_alert, is_charged,
-    made_of, molecule_elements, ood_auroc, randomized_smiles, screen, set_composition, shifted_factors, write_grid_image,
-    write_sdf,
+    made_of, molecule_elements, ood_auroc, randomized_smiles, screen, set_composition, shifted_factors,
+    write_grid_image, write_sdf,
 )
 from dgm_science.domains.molecules.domain import MoleculeDomain
 from dgm_science.domains.molecules.properties import canonical_smiles, mol_properties
