@@ -1,7 +1,8 @@
 """Seed table of the property predictors: each seed's test metrics of two predictors evaluated
 one checkpoint at a time (``dgm evaluate-predictor --out results/prediction/{model}/seed{s}/metrics.json``),
 their mean and sample standard deviation over seeds, and the paired comparison of the two by seed
-(difference per seed, its mean and sd, and a two-sided paired t-test, Student 1908). Writes a
+(difference per seed, its mean and sd, and a two-sided paired t-test, Student 1908); ``--extra``
+adds a row of another predictor's metrics (e.g. the deep ensemble, one observation). Writes a
 result table in the shape of ``docs/results`` (title, provenance, columns, rows, notes).
 
     python bench/prediction_seeds.py --seeds 0 1 2 --commit abc1234 --command "..." \\
@@ -97,12 +98,19 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--config", default="workflows/config/default.yaml + workflows/config/overlays/prediction.yaml")
     parser.add_argument("--date", required=True)
     parser.add_argument("--machine", default="2 CPU cores, no GPU")
+    parser.add_argument("--extra", action="append", default=[], metavar="NAME=PATH",
+                        help="a row of another predictor's metrics.json, outside the means and tests")
     parser.add_argument("--note", action="append", default=[])
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if len(args.seeds) < 2:
         parser.error("a seed table needs at least two seeds")
     columns, rows, tests = table(args.results, args.models, args.seeds)
+    for extra in args.extra:
+        name, _, path = extra.partition("=")
+        if not name or not path:
+            parser.error(f"--extra expects NAME=PATH, got {extra!r}")
+        rows.append([name, "-", *map(cell, seed_values(json.loads(Path(path).read_text())))])
     first, second = args.models
     gap = tests["gap MAE (meV)"]
     result = {
