@@ -249,3 +249,20 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
         "--updates 10000 --episodes 100 --eval-seed 0 --out " + target + " --policy " + target.replace(
             "offline_rl.json", "policy.pt") + " --threads 1 2> logs/trajectories/pointmaze-large/offline-rl/"
         "expert+maze-diffuser/td3bc/seed2.log"], agents
+
+
+def test_the_prediction_overlay_evaluates_the_hybrid_and_the_regressor_at_each_of_its_seeds():
+    """prediction.seeds [0, 1, 2]: each seed's hybrid and regressor is trained and evaluated on its
+    own (results/prediction/{model}/seed{seed}/metrics.json), beside the first-seed predictors."""
+    result = snakemake("-n", "-p", "--forceall", "prediction", "--configfile", "workflows/config/default.yaml",
+                       "workflows/config/overlays/prediction.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluations = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
+                   if line.startswith("Shell command: dgm evaluate-predictor")]
+    per_seed = {re.search(r"--out (\S+)", c).group(1): re.search(r"--checkpoint (\S+)", c).group(1)
+                for c in evaluations if "/seed" in c.split("--out ")[1]}
+    assert per_seed == {f"results/prediction/{model}/seed{seed}/metrics.json":
+                        f"results/prediction/{model}/seed{seed}/model.ckpt"
+                        for model in ("hybrid-arm", "regressor-arm") for seed in (0, 1, 2)}
+    assert {"results/prediction/hybrid-arm/metrics.json", "results/prediction/ensemble/metrics.json"} <= {
+        re.search(r"--out (\S+)", c).group(1) for c in evaluations}

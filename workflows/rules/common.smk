@@ -533,7 +533,8 @@ def prediction_moses(wildcards):
 
 
 def prediction_targets():
-    """``results/prediction/{predictor}/metrics.json`` of the block's predictors (none without it)."""
+    """The block's ``results/prediction/{predictor}/metrics.json`` and, per ``prediction.seeds``,
+    ``results/prediction/{model}/seed{seed}/metrics.json`` (none without the block)."""
     block = prediction_config()
     if not block:
         return []
@@ -542,4 +543,8 @@ def prediction_targets():
         for p in PREDICTORS
         if (p == "ensemble" and "regressor-arm" in block["models"])
         or p in block["models"]
+    ] + [
+        f"results/prediction/{model}/seed{seed}/metrics.json"
+        for model in block["models"]
+        for seed in block["seeds"]
     ]

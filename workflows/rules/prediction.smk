@@ -58,6 +58,31 @@ rule prediction_evaluate:
         " --max-molecules {params.max_molecules} --jobs {threads} --threads {threads} --out {output} 2> {log}"
 
 
+rule prediction_evaluate_seed:
+    input:
+        checkpoint="results/prediction/{model}/seed{seed}/model.ckpt",
+        test="resources/molecules/qm9/data/test.smi",
+        moses=prediction_moses,
+    output:
+        "results/prediction/{model}/seed{seed}/metrics.json",
+    log:
+        "logs/prediction/{model}/seed{seed}/evaluate.log",
+    benchmark:
+        "benchmarks/prediction/{model}/seed{seed}/evaluate.tsv"
+    conda:
+        "../envs/conda.yaml"
+    threads: 2
+    params:
+        data=input_folder("test"),
+        moses=lambda wildcards, input: optional_flag(
+            "--moses", input.moses[0] if input.moses else None
+        ),
+        max_molecules=lambda wildcards: prediction_config()["max_molecules"],
+    shell:
+        "dgm evaluate-predictor --checkpoint {input.checkpoint} --data {params.data} {params.moses}"
+        " --max-molecules {params.max_molecules} --jobs {threads} --threads {threads} --out {output} 2> {log}"
+
+
 rule prediction:
     input:
         prediction_targets(),

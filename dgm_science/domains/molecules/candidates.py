@@ -373,6 +373,69 @@ def randomized_smiles(smiles: Sequence[str], seed: int = 0) -> list[str]:
     return [Chem.MolToRandomSmilesVect(Chem.MolFromSmiles(s), 1, randomSeed=seed + i)[0] for i, s in enumerate(smiles)]
 
 
+def molecule_elements(smiles: str | None) -> frozenset[str] | None:
+    """The element symbols of a molecule's atoms (explicit hydrogens included, implicit ones not);
+    None where RDKit cannot parse the SMILES."""
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return None if mol is None else frozenset(atom.GetSymbol() for atom in mol.GetAtoms())
+
+
+def is_charged(smiles: str | None) -> bool | None:
+    """True if an atom of the molecule carries a formal charge (a zwitterion counts); None where
+    RDKit cannot parse the SMILES."""
+    mol = Chem.MolFromSmiles(smiles) if smiles else None
+    return None if mol is None else any(atom.GetFormalCharge() for atom in mol.GetAtoms())
+
+
+def made_of(smiles: Sequence[str], elements: Collection[str], *, neutral: bool = False,
+            n_jobs: int = 1) -> list[str]:
+    """The SMILES that parse and hold no element outside ``elements`` (and, if ``neutral``, no
+    charged atom), in order: a set that shifts something other than the element set (or the
+    charges) is first restricted to the elements (and charge states) the model saw."""
+    allowed = frozenset(elements)
+    found = map_molecules(molecule_elements, list(smiles), n_jobs=n_jobs)
+    kept = [s for s, e in zip(smiles, found) if e is not None and e <= allowed]
+    if neutral:
+        kept = [s for s, charged in zip(kept, map_molecules(is_charged, kept, n_jobs=n_jobs)) if not charged]
+    return kept
+
+
+def set_composition(smiles: Sequence[str], n_jobs: int = 1) -> dict[str, Any]:
+    """What a molecule set is made of, for stating a shift set beside its result: ``n`` molecules,
+    ``unparsed`` of them RDKit cannot read, ``elements`` (symbol -> number of molecules holding
+    it), ``element_set`` (sorted symbols), ``charged`` (molecules with a formally charged atom)
+    and the heavy-atom count's min / median / max."""
+    found = map_molecules(molecule_elements, list(smiles), n_jobs=n_jobs)
+    charged = map_molecules(is_charged, list(smiles), n_jobs=n_jobs)
+    sizes = [m.GetNumHeavyAtoms() for m in (parse_smiles(s) for s in smiles) if m is not None]
+    counts: dict[str, int] = {}
+    for elements in found:
+        for symbol in elements or ():
+            counts[symbol] = counts.get(symbol, 0) + 1
+    return {"n": len(smiles), "unparsed": sum(e is None for e in found),
+            "element_set": sorted(counts), "elements": dict(sorted(counts.items())),
+            "charged": sum(bool(c) for c in charged),
+            "heavy_atoms": ({"min": int(min(sizes)), "median": float(np.median(sizes)), "max": int(max(sizes))}
+                            if sizes else None)}
+
+
+def shifted_factors(reference: dict[str, Any], shifted: dict[str, Any]) -> list[str]:
+    """Which of the composition factors differ between two ``set_composition`` results:
+    ``elements`` where the shifted set holds an element the reference does not, ``charges``
+    where it holds charged molecules and the reference none, ``size`` where its heavy-atom range
+    is not within the reference's. Representation (the same molecules written otherwise) shows in
+    none; the caller names it."""
+    factors = []
+    if set(shifted["element_set"]) - set(reference["element_set"]):
+        factors.append("elements")
+    if shifted["charged"] and not reference["charged"]:
+        factors.append("charges")
+    a, b = reference["heavy_atoms"], shifted["heavy_atoms"]
+    if a and b and (b["min"] < a["min"] or b["max"] > a["max"]):
+        factors.append("size")
+    return factors
+
+
 def auroc(scores_in: Sequence[float], scores_out: Sequence[float]) -> float:
     """Area under the ROC curve for telling ``scores_out`` (positives) from ``scores_in`` by a
     higher score: the Mann-Whitney U statistic / (n_in n_out), ties counted half; 0.5 is chance."""

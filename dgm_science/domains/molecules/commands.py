@@ -378,7 +378,8 @@ def _evaluate_predictor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", type=Path, required=True,
                    help="the prepared QM9 folder the models were trained on (test.smi, properties_test.csv)")
     p.add_argument("--moses", type=Path, default=None,
-                   help="MOSES SMILES (e.g. its test.csv.gz) for the shifted set of larger drug-like molecules")
+                   help="MOSES SMILES (e.g. its test.csv.gz) for the shifted set of larger drug-like molecules "
+                        "(only those made of the elements the models saw)")
     p.add_argument("--max-molecules", type=positive_int, default=2000,
                    help="molecules per set (a seeded subset of each)")
     add_seed_argument(p, "seed of the subsets and of the randomized SMILES")
@@ -393,9 +394,9 @@ def _evaluate_predictor_arguments(p: argparse.ArgumentParser) -> None:
          description="On QM9's test split (without the elements the models were trained without): per property "
                      "the MAE (meV for orbital energies), the NLL of y, the coverage of the 90 % interval and the MAE "
                      "as the least likely (hybrid: by log p(x)) or most uncertain molecules are rejected; on shifted "
-                     "sets (randomized SMILES, the held-out elements, MOSES molecules of QM9's elements) the AUROC "
-                     "of telling them from the test molecules by the predictive variance, an ensemble's epistemic "
-                     "variance, and a hybrid's -log p(x) and typicality score.")
+                     "sets (randomized SMILES, the held-out elements, MOSES molecules of the elements the models "
+                     "saw) the AUROC of telling them from the test molecules by the predictive variance, an "
+                     "ensemble's epistemic variance, and a hybrid's -log p(x) and typicality score.")
 def cmd_evaluate_predictor(args: argparse.Namespace) -> None:
     from dgm_science import api
     from dgm_science.commands import write_json

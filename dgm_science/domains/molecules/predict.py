@@ -307,18 +307,20 @@ def ood_detection(in_distribution: Predictions, shifted: Predictions, targets: d
 
 
 QM9_ELEMENTS = frozenset({"C", "N", "O", "F"})
-"""QM9's heavy-atom vocabulary: the MOSES molecules of the shifted set hold no other element."""
+"""QM9's heavy-atom vocabulary; the models see it less their ``exclude_elements``."""
 
 
 def shifted_sets(data_dir: Path, model_cfg: Any, *, moses: Path | None, max_molecules: int, seed: int
                  ) -> tuple[tuple[list[str], np.ndarray], dict[str, list[str]], dict[str, np.ndarray]]:
     """The in-distribution test molecules (QM9's test split without the elements the models were
-    trained without) with their targets, and the shifted sets: ``randomized`` (the same molecules
-    as non-canonical SMILES, read as written), ``excluded_elements`` (the test molecules holding
-    them, with their targets: what the error does off the training distribution) and ``moses``
-    (MOSES molecules of QM9's elements: larger, drug-like). Each set at most ``max_molecules``,
-    a seeded subset."""
-    from dgm_science.domains.molecules.candidates import randomized_smiles
+    trained without) with their targets, and the shifted sets, each changing one thing: ``randomized``
+    (the representation: the same molecules as non-canonical SMILES, read as written),
+    ``excluded_elements`` (the elements: the QM9 test molecules holding them, same source and sizes,
+    with their targets: what the error does off the training distribution) and ``moses`` (the
+    source: larger, drug-like MOSES molecules made only of the elements the models saw, QM9's less
+    ``exclude_elements``, so that no unseen element is part of that shift). Each set at most
+    ``max_molecules``, a seeded subset."""
+    from dgm_science.domains.molecules.candidates import made_of, randomized_smiles
 
     data_dir = Path(data_dir)
     rng = np.random.default_rng(seed)
@@ -342,33 +344,43 @@ def shifted_sets(data_dir: Path, model_cfg: Any, *, moses: Path | None, max_mole
         keep = np.flatnonzero(outside)[subset(int(outside.sum()))]
         sets["excluded_elements"], targets["excluded_elements"] = [smiles[i] for i in keep], y[keep]
     if moses is not None:
-        candidates = read_smiles(moses)
-        elements = map_molecules(_elements, candidates)
-        fits = [s for s, e in zip(candidates, elements) if e is not None and e <= QM9_ELEMENTS]
+        seen = QM9_ELEMENTS - set(model_cfg.exclude_elements)
+        fits = made_of(read_smiles(moses), seen)
         if not fits:
-            raise DataError(f"{moses}: no molecule made only of {', '.join(sorted(QM9_ELEMENTS))}")
+            raise DataError(f"{moses}: no molecule made only of {', '.join(sorted(seen))}")
         sets["moses"] = [fits[i] for i in subset(len(fits))]
     return (test, test_y), sets, targets
+
+
+SHIFT_OF_SET = {"randomized": "representation", "excluded_elements": "elements", "moses": "source"}
+"""The one factor each shifted set of ``shifted_sets`` changes against the test molecules."""
 
 
 def evaluate_predictor(predictor: Predictor, data_dir: Path, *, moses: Path | None, max_molecules: int = 2000,
                        seed: int = 0, batch_size: int = 500, n_jobs: int = 1) -> dict[str, Any]:
     """Everything the report shows of one predictor (a hybrid, one regressor, or an ensemble): the
     test metrics (``evaluate_predictions``), each shifted set's OOD detection AUROCs, and the
-    metrics on the shifted molecules that have targets."""
+    metrics on the shifted molecules that have targets. Each set is stated beside its result:
+    ``test_composition`` and each shifted set's ``composition`` (``set_composition``), the factor it
+    is meant to change (``shift``) and the composition factors found to differ (``differs_in``)."""
+    from dgm_science.domains.molecules.candidates import set_composition, shifted_factors
+
     model_cfg = predictor.members[0].config.model
     (test, test_y), sets, set_targets = shifted_sets(data_dir, model_cfg, moses=moses, max_molecules=max_molecules,
                                                      seed=seed)
     inside = predictor.predict(test, batch_size, n_jobs=n_jobs)
     out: dict[str, Any] = {"test": evaluate_predictions(inside, test_y, predictor.targets), "shifted": {},
                            "members": len(predictor.members), "density": predictor.has_density,
-                           "targets": predictor.targets}
+                           "targets": predictor.targets, "test_composition": set_composition(test, n_jobs=n_jobs)}
     for name, smiles in sets.items():
         if not smiles:  # e.g. a test split with no molecule of the excluded elements
-            out["shifted"][name] = {"n_in": len(test), "n_out": 0}
+            out["shifted"][name] = {"n_in": len(test), "n_out": 0, "shift": SHIFT_OF_SET[name]}
             continue
         result = predictor.predict(smiles, batch_size, canonicalize=name != "randomized", n_jobs=n_jobs)
         row: dict[str, Any] = ood_detection(inside, result, predictor.targets)
+        composition = set_composition(smiles, n_jobs=n_jobs)
+        row.update(shift=SHIFT_OF_SET[name], composition=composition,
+                   differs_in=shifted_factors(out["test_composition"], composition))
         if name in set_targets:
             row["metrics"] = evaluate_predictions(result, set_targets[name], predictor.targets)
         out["shifted"][name] = row

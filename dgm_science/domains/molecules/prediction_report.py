@@ -12,7 +12,7 @@ from dgm_science.utils import read_json
 
 PREDICTOR_ORDER = ("hybrid-arm", "regressor-arm", "ensemble")
 SHIFTED = (("randomized", "randomized SMILES"), ("excluded_elements", "held-out elements"),
-           ("moses", "MOSES (QM9 elements)"))
+           ("moses", "MOSES (seen elements)"))
 PUBLISHED_3D: dict[str, dict[str, float]] = {
     "SchNet": {"alpha": 0.235, "gap": 63, "homo": 41, "lumo": 34, "mu": 0.033, "cv": 0.033},
     "DimeNet++": {"alpha": 0.044, "gap": 33, "homo": 25, "lumo": 20, "mu": 0.030, "cv": 0.023},

@@ -16,8 +16,9 @@ from rdkit import Chem
 
 from dgm_science import api
 from dgm_science.domains.molecules.candidates import (
-    CandidateCriteria, CandidateTable, PropertyRange, auroc, find_candidates, has_structural_alert,
-    ood_auroc, randomized_smiles, screen, write_grid_image, write_sdf,
+    CandidateCriteria, CandidateTable, PropertyRange, auroc, find_candidates, has_structural_alert, is_charged,
+    made_of, molecule_elements, ood_auroc, randomized_smiles, screen, set_composition, shifted_factors,
+    write_grid_image, write_sdf,
 )
 from dgm_science.domains.molecules.domain import MoleculeDomain
 from dgm_science.domains.molecules.properties import canonical_smiles, mol_properties
@@ -271,6 +272,36 @@ def test_search_on_a_trained_model_is_reproducible(trained_arm, one_thread):
     assert np.isfinite(first.log_likelihood).all()
 
 
+def test_a_shift_set_is_stated_by_its_composition_and_the_factors_it_changes(moses_smiles):
+    """MOSES molecules against QM9 ones: the raw set shifts both elements and size; restricted to
+    the QM9 molecules' elements it shifts size only; randomized SMILES shift neither."""
+    qm9 = QM9_SAMPLE.read_text().split()
+    reference = set_composition(qm9)
+    assert reference["element_set"] == ["C", "F", "N", "O"] and reference["n"] == len(qm9)
+    assert reference["elements"]["C"] == sum("C" in molecule_elements(s) for s in qm9)
+    assert 1 <= reference["heavy_atoms"]["min"] and reference["heavy_atoms"]["max"] == 9
+    assert shifted_factors(reference, set_composition(moses_smiles)) == ["elements", "size"]
+    kept = made_of(moses_smiles, ["C", "N", "O"])
+    assert kept and kept == [s for s in moses_smiles if molecule_elements(s) <= {"C", "N", "O"}]
+    assert any("F" in molecule_elements(s) and molecule_elements(s) <= {"C", "N", "O", "F"} for s in moses_smiles)
+    assert shifted_factors(set_composition(qm9), set_composition(made_of(moses_smiles, ["C", "N", "O", "F"]))) == [
+        "size"]
+    assert shifted_factors(reference, set_composition(randomized_smiles(qm9, seed=0))) == []
+    fluorine = [s for s in qm9 if "F" in molecule_elements(s)]
+    without = set_composition([s for s in qm9 if "F" not in molecule_elements(s)])
+    assert fluorine and shifted_factors(without, set_composition(fluorine)) == ["elements"]
+    assert made_of(["C1CC", "CCS"], ["C"]) == [] and molecule_elements("C1CC") is None
+    assert set_composition(["C1CC"]) == {"n": 1, "unparsed": 1, "element_set": [], "elements": {}, "charged": 0,
+                                         "heavy_atoms": None}
+    zwitterion, neutral = "[NH3+]CC(=O)[O-]", "NCC(=O)O"  # glycine, as QM9 writes some of its molecules
+    assert is_charged(zwitterion) and not is_charged(neutral) and is_charged("C1CC") is None
+    assert made_of([zwitterion, neutral], ["C", "N", "O"]) == [zwitterion, neutral]
+    assert made_of([zwitterion, neutral], ["C", "N", "O"], neutral=True) == [neutral]
+    assert set_composition([zwitterion, neutral])["charged"] == 1
+    assert shifted_factors(set_composition([neutral]), set_composition([zwitterion])) == ["charges"]
+    assert shifted_factors(set_composition([zwitterion]), set_composition([neutral])) == []
+
+
 def test_bench_ood_writes_aurocs(trained_arm, moses_smiles, tmp_path, one_thread):
     spec = importlib.util.spec_from_file_location("bench_ood", ROOT / "bench/bench_ood.py")
     bench = importlib.util.module_from_spec(spec)
@@ -286,3 +317,12 @@ def test_bench_ood_writes_aurocs(trained_arm, moses_smiles, tmp_path, one_thread
     assert run["sets"]["qm9"]["n_out"] == 100 and run["sets"]["qm9"]["n_in"] == 60
     assert all(0.0 <= s["auroc"] <= 1.0 and math.isfinite(s["auroc"]) for s in run["sets"].values())
     assert run["typicality"]["n"] == 60
+    sets = result["sets"]
+    assert sets["in_distribution"]["n"] == 60 and sets["qm9"]["composition"]["n"] == 100
+    assert set(sets["qm9"]["composition"]["element_set"]) <= set(sets["in_distribution"]["element_set"])
+    assert sets["qm9"]["restricted_to_elements"] == sets["in_distribution"]["element_set"]
+    assert sets["in_distribution"]["charged"] == 0 and sets["qm9"]["restricted_to_neutral"]
+    assert sets["qm9"]["composition"]["charged"] == 0
+    assert (sets["qm9"]["shift"], sets["qm9"]["differs_in"]) == ("source", ["size"])
+    assert (sets["randomized_smiles"]["shift"], sets["randomized_smiles"]["differs_in"]) == ("representation", [])
+    assert sets["randomized_smiles"]["composition"]["elements"] == sets["in_distribution"]["elements"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import gzip
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,6 +84,41 @@ def test_the_typical_set_of_a_model_trained_without_an_element_leaves_it_out(tmp
     assert MoleculeDomain.typical_set(tmp_path, config) == ["CCO", "c1ccncc1", "CC(=O)N"]
     subset = MoleculeDomain.typical_set(tmp_path, config, max_molecules=2)  # drawn after the elements are left out
     assert len(subset) == 2 and set(subset) < {"CCO", "c1ccncc1", "CC(=O)N"}
+
+
+def test_each_shifted_set_changes_one_thing_and_states_its_composition(checkpoints, prepared, tmp_path):
+    """The MOSES set holds only the elements the models saw (no fluorine, which they were trained
+    without, though the MOSES file has C/N/O/F molecules with it), so it shifts the source and size
+    alone; the fluorine molecules shift the elements alone; randomized SMILES neither."""
+    from dgm_science.domains.molecules.candidates import molecule_elements
+
+    data = tmp_path / "data"
+    shutil.copytree(prepared, data)
+    train = read_smiles(prepared / "train.smi")
+    rows = (prepared / "properties_train.csv").read_text().splitlines()[1:]
+    fluorine = [i for i, s in enumerate(train) if "F" in molecule_elements(s)]
+    with open(data / "test.smi", "a") as fh:  # the fixture's 30 test molecules hold no fluorine
+        fh.writelines(train[i] + "\n" for i in fluorine)
+    with open(data / "properties_test.csv", "a") as fh:
+        fh.writelines(rows[i] + "\n" for i in fluorine)
+    moses = tmp_path / "moses.smi"
+    moses_smiles = (DATA / "moses_sample.smi").read_text().split()
+    assert any("F" in e and e <= predict.QM9_ELEMENTS for e in map(molecule_elements, moses_smiles))
+    moses.write_text("\n".join(moses_smiles) + "\n")
+    predictor = predict.Predictor([api.load(checkpoints["hybrid-arm-0"], device="cpu")])
+    metrics = predict.evaluate_predictor(predictor, data, moses=moses, max_molecules=50, batch_size=16)
+    test = metrics["test_composition"]
+    assert test["element_set"] == ["C", "N", "O"] and test["heavy_atoms"]["max"] <= 9
+    shifted = metrics["shifted"]
+    assert {name: row["shift"] for name, row in shifted.items()} == {
+        "randomized": "representation", "excluded_elements": "elements", "moses": "source"}
+    assert shifted["moses"]["composition"]["element_set"] == ["C", "N", "O"]
+    assert shifted["moses"]["composition"]["n"] == shifted["moses"]["n_out"] == 50
+    assert shifted["moses"]["differs_in"] == ["size"] and shifted["randomized"]["differs_in"] == []
+    assert shifted["randomized"]["composition"]["elements"] == test["elements"]
+    assert shifted["excluded_elements"]["composition"]["n"] == len(fluorine) > 0
+    assert "F" in shifted["excluded_elements"]["composition"]["element_set"]
+    assert shifted["excluded_elements"]["differs_in"] == ["elements"]
 
 
 def test_a_property_table_with_a_missing_column_or_a_bad_value_is_one_clear_error(tmp_path):
