@@ -108,14 +108,15 @@ def render_results_page(root: Path = RESULTS) -> str:
     """``docs/results.md``: every result file's table, grouped by folder, and the pages that still quote
     figures without one."""
     out = ["# Results", "",
-           "Every figure the documentation quotes comes from a committed result file under `docs/results/`,",
-           "with the commit, config and command that made it. This page is generated from those files by",
+           "The figures the documentation quotes come from committed result files under `docs/results/`,",
+           "each with the commit, config and command that made it, except on the pages listed first below,",
+           "which still carry hand-typed tables and say so at their top. This page is generated from the files by",
            "`python -m dgm_science.docs`; a page quotes a figure through a result block, which the",
            "same command fills in, and `--check` (run by the tests) fails when a block and its file differ.", ""]
-    untraced = untraced_pages()
+    untraced = untraced_pages(root.parent)
     if untraced:
         out += ["## Figures not yet backed by a result file", "",
-                "These pages still carry hand-typed tables of earlier releases; each says so at its top.", ""]
+                "These pages still carry hand-typed tables of earlier releases.", ""]
         out += [f"- [{page}]({page}): {why}" for page, why in untraced]
         out.append("")
     group = None
