@@ -273,3 +273,9 @@ def test_the_reshaped_expert_control_is_cut_from_the_expert_data_in_the_plans_sh
         f"--seed 0 --out {run}/expert_reshaped.minari"), reshape
     agents = [c for c in commands if c.startswith("dgm offline-rl")]
     assert agents and agents[0].startswith(f"dgm offline-rl --dataset {run}/expert_reshaped.minari --algo iql --seed 1"), agents
+    # expert-executed: the same segments executed as the plans are
+    target = target.replace("expert-reshaped", "expert-executed")
+    result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reshape = [line for line in result.stdout.splitlines() if line.startswith("Shell command: dgm reshape")]
+    assert reshape and f"--seed 0 --execute --out {run}/expert_executed.minari" in reshape[0], reshape

@@ -428,7 +428,8 @@ def offline_rl_reshape_like(dataset):
 
 def offline_rl_source_files(wildcards):
     """The Minari datasets an offline RL source pools: "expert" (the collected data),
-    "expert-reshaped" (the control: the expert's transitions in the executed plans' shape) and model
+    "expert-reshaped" / "expert-executed" (the controls: the expert's transitions in the executed
+    plans' shape; executed as plans are) and model
     names (that model's plans, executed in the simulator), joined by "+"."""
     ds_cfg = trajectories_config(wildcards.dataset)
     plans_seed = offline_rl_config(wildcards.dataset).get("plans_seed", 0)
@@ -436,17 +437,17 @@ def offline_rl_source_files(wildcards):
     for part in wildcards.source.split("+"):
         if part == "expert":
             files.append(f"resources/trajectories/{wildcards.dataset}/raw/minari")
-        elif part == "expert-reshaped":
+        elif part in ("expert-reshaped", "expert-executed"):
             model = offline_rl_reshape_like(wildcards.dataset)
             run = run_dir("trajectories", wildcards.dataset, model, plans_seed)
-            files.append(f"{run}/expert_reshaped.minari")
+            files.append(f"{run}/{part.replace('-', '_')}.minari")
         elif part in ds_cfg["models"]:
             run = run_dir("trajectories", wildcards.dataset, part, plans_seed)
             files.append(f"{run}/executed.minari")
         else:
             raise ValueError(
                 f"trajectories.{wildcards.dataset}.offline_rl.sources: {part!r} is neither 'expert', "
-                f"'expert-reshaped' nor a model of this dataset ({', '.join(ds_cfg['models'])})"
+                f"'expert-reshaped', 'expert-executed' nor a model of this dataset ({', '.join(ds_cfg['models'])})"
             )
     return files
 

@@ -203,25 +203,32 @@ rule trajectories_execute:
 
 
 rule trajectories_reshape:
-    """The offline RL control (source expert-reshaped): the expert's transitions cut into
-    single-goal episodes of this run's executed plans' shape (same count and lengths; goal = the
-    segment's final position; the env's sparse reward recomputed)."""
+    """The offline RL controls: the expert's transitions cut into single-goal episodes of this run's
+    executed plans' shape (same count and lengths; the env's sparse reward): expert-reshaped (goal =
+    the segment's final position) and expert-executed (each segment executed as a plan, from rest,
+    the goal held once reached, as the sampled plans are)."""
     input:
         expert="resources/trajectories/{dataset}/raw/minari",
         like="results/trajectories/{dataset}/{model}/seed{seed}/executed.minari",
     output:
         data=directory(
-            "results/trajectories/{dataset}/{model}/seed{seed}/expert_reshaped.minari"
+            "results/trajectories/{dataset}/{model}/seed{seed}/expert_{variant}.minari"
         ),
-        stats="results/trajectories/{dataset}/{model}/seed{seed}/expert_reshaped.json",
+        stats="results/trajectories/{dataset}/{model}/seed{seed}/expert_{variant}.json",
     log:
-        "logs/trajectories/{dataset}/{model}/seed{seed}/reshape.log",
+        "logs/trajectories/{dataset}/{model}/seed{seed}/reshape_{variant}.log",
     benchmark:
-        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/reshape.tsv"
+        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/reshape_{variant}.tsv"
+    wildcard_constraints:
+        variant="reshaped|executed",
     conda:
         "../envs/conda.yaml"
+    params:
+        execute=lambda wildcards: (
+            " --execute" if wildcards.variant == "executed" else ""
+        ),
     shell:
-        "dgm reshape --expert {input.expert} --like {input.like} --seed {wildcards.seed}"
+        "dgm reshape --expert {input.expert} --like {input.like} --seed {wildcards.seed}{params.execute}"
         " --out {output.data} --stats {output.stats} 2> {log}"
 
 

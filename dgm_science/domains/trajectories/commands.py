@@ -114,6 +114,9 @@ def _reshape_arguments(p: argparse.ArgumentParser) -> None:
                    help="Minari dataset whose episodes give the shape: executed plans (`dgm execute`)")
     output_argument(p, "--out", kind="folder", required=True, help="Minari dataset of the reshaped expert episodes")
     output_argument(p, "--stats", default=None, help="reshape.json: counts, rewarded fractions, start speeds")
+    p.add_argument("--execute", action="store_true",
+                   help="execute each segment as a plan, as `dgm execute` does sampled plans: from rest, the PD "
+                        "tracker following the expert's states, the goal held once reached (source expert-executed)")
     add_seed_argument(p, "seed of the segments' order and offsets")
 
 
@@ -123,7 +126,7 @@ def _reshape_arguments(p: argparse.ArgumentParser) -> None:
 def cmd_reshape(args: argparse.Namespace) -> None:
     from dgm_science.domains.trajectories.reshape import reshape_dataset
 
-    summary = reshape_dataset(args.expert, args.like, args.out, seed=args.seed)
+    summary = reshape_dataset(args.expert, args.like, args.out, seed=args.seed, execute=args.execute)
     if args.stats is not None:
         write_json(args.stats, summary)
     log.info("reshaped -> %s: %s", args.out, json.dumps(summary))

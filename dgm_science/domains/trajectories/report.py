@@ -128,7 +128,8 @@ ALGORITHM_NAMES = {name: algorithm.published for name, algorithm in ALGORITHMS.i
 
 
 SOURCE_NAMES = {"expert": "expert data, as collected",
-                "expert-reshaped": "expert data, reshaped into single-goal episodes shaped like the plans (control)"}
+                "expert-reshaped": "expert data, reshaped into single-goal episodes shaped like the plans (control)",
+                "expert-executed": "expert data, reshaped and executed as the plans are (control)"}
 
 
 def _source_name(source: str) -> str:

@@ -14,6 +14,13 @@ expert actually reaches) and recomputes every reward with the env's own ``comput
 What is not matched, and reported: a plan starts at rest, a segment wherever the expert is; a plan
 arrives and stays at its goal, a segment reaches its goal at its last step (so fewer of its
 transitions are rewarded: ``reward_fraction``).
+
+``execute=True`` (source ``expert-executed``) removes that difference too: each expert segment is
+treated as a plan and executed exactly as sampled plans are (``execute.execute_plans``: from rest at
+the segment's start, the PD tracker following the expert's states, the goal held at rest once
+reached), its goal the expert's position at the step where the matching executed plan first earned
+a reward (its final position if it never did). What then separates it from the executed plans is
+only where the plans came from: the expert's states or the generative model's.
 """
 
 from __future__ import annotations
@@ -33,19 +40,28 @@ def _lengths(episodes: Sequence[dict[str, Any]]) -> np.ndarray:
     return np.array([len(e["actions"]) for e in episodes], dtype=np.int64)
 
 
+def _rest_at_goal_fraction(episodes: Sequence[dict[str, Any]], speed: float = 0.5) -> float:
+    """Fraction of transitions that earn the reward at a speed below ``speed`` (held at the goal)."""
+    held = [(np.asarray(e["rewards"]) > 0)
+            & (np.linalg.norm(np.asarray(e["observations"]["observation"], dtype=np.float64)[1:, 2:], axis=1) < speed)
+            for e in episodes]
+    return float(np.concatenate(held).mean())
+
+
 def _reward_fraction(episodes: Sequence[dict[str, Any]]) -> float:
     rewards = np.concatenate([np.asarray(e["rewards"], dtype=np.float64) for e in episodes])
     return float((rewards > 0).mean()) if len(rewards) else float("nan")
 
 
 def reshape_expert(maze: str, expert: Sequence[dict[str, Any]], like: Sequence[dict[str, Any]], *,
-                   seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, float]]:
+                   seed: int = 0, execute: bool = False) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """``len(like)`` episodes cut from ``expert`` (Minari PointMaze episodes), episode i as long as
     ``like[i]`` (T_i transitions, T_i + 1 observations), non-overlapping, drawn in a seeded order
     of the expert episodes with a random offset in each; goal = the segment's final position,
     rewards[t] = the env's ``compute_reward`` of observation t + 1 against it. Returns the episodes
     and a summary (counts, rewarded fractions of the expert, the template and the result, mean start
-    speeds). ``DataError`` when the expert data is too short to hold the segments."""
+    speeds). ``execute``: the segments executed as plans instead (module docstring). ``DataError``
+    when the expert data is too short to hold the segments."""
     from dgm_science.domains.trajectories.mazes import make_env, maze_spec
 
     spec = maze_spec(maze)
@@ -101,11 +117,15 @@ def reshape_expert(maze: str, expert: Sequence[dict[str, Any]], like: Sequence[d
     finally:
         env.close()
     episodes = [e for e in out if e is not None]
+    if execute:
+        episodes = _execute_segments(spec.name, episodes, like)
     speed = [float(np.linalg.norm(e["observations"]["observation"][0, 2:])) for e in episodes]
     like_speed = [float(np.linalg.norm(np.asarray(e["observations"]["observation"])[0, 2:])) for e in like]
     summary = {"maze": spec.name, "episodes": float(len(episodes)), "transitions": float(lengths.sum()),
                "seed": float(seed), "expert_reward_fraction": _reward_fraction(expert),
                "template_reward_fraction": _reward_fraction(like), "reward_fraction": _reward_fraction(episodes),
+               "template_rest_at_goal_fraction": _rest_at_goal_fraction(like),
+               "rest_at_goal_fraction": _rest_at_goal_fraction(episodes),
                "start_speed_mean": float(np.mean(speed)), "template_start_speed_mean": float(np.mean(like_speed))}
     log.info("reshaped the expert data into %d single-goal episodes (%d transitions): rewarded %.3f (template %.3f, "
              "expert as-is %.3f)", len(episodes), lengths.sum(), summary["reward_fraction"],
@@ -113,7 +133,25 @@ def reshape_expert(maze: str, expert: Sequence[dict[str, Any]], like: Sequence[d
     return episodes, summary
 
 
-def reshape_dataset(expert_path: Path, like_path: Path, out: Path, *, seed: int = 0) -> dict[str, float]:
+def _execute_segments(maze: str, segments: Sequence[dict[str, Any]], like: Sequence[dict[str, Any]]
+                      ) -> list[dict[str, Any]]:
+    """Each expert segment executed as a plan from rest (``execute_plans``), its goal the expert's
+    position at the step the matching template episode first earned a reward (else the last)."""
+    from dgm_science.domains.trajectories.data import Trajectory
+    from dgm_science.domains.trajectories.execute import execute_plans
+
+    plans = []
+    for segment, template in zip(segments, like):
+        states = np.asarray(segment["observations"]["observation"], dtype=np.float64).copy()
+        states[0, 2:] = 0.0  # the plans start at rest
+        rewarded = np.flatnonzero(np.asarray(template["rewards"]) > 0)
+        arrival = int(rewarded[0]) + 1 if len(rewarded) else len(states) - 1
+        plans.append(Trajectory(states, np.zeros((len(states), 2)), states[arrival, :2].copy()))
+    return execute_plans(maze, plans)[0]
+
+
+def reshape_dataset(expert_path: Path, like_path: Path, out: Path, *, seed: int = 0,
+                    execute: bool = False) -> dict[str, float]:
     """``dgm reshape``: the expert Minari dataset cut into the episodes' shape of the Minari dataset
     ``like_path`` (executed plans), written as a Minari dataset at ``out``; returns the summary."""
     from dgm_science.domains.trajectories.execute import dataset_maze
@@ -123,12 +161,15 @@ def reshape_dataset(expert_path: Path, like_path: Path, out: Path, *, seed: int 
     maze = dataset_maze(expert_path)
     if dataset_maze(like_path) != maze:
         raise DataError(f"{like_path} is of PointMaze {dataset_maze(like_path)}, {expert_path} of {maze}")
-    episodes, summary = reshape_expert(maze, read_minari(expert_path), read_minari(like_path), seed=seed)
+    episodes, summary = reshape_expert(maze, read_minari(expert_path), read_minari(like_path), seed=seed,
+                                       execute=execute)
     spec = maze_spec(maze)
-    write_minari(out, episodes, dataset_id=f"dgm/pointmaze-{spec.name}-expert-reshaped-v0", env_id=spec.env_id,
-                 env_kwargs={"continuing_task": True, "reset_target": False},
+    what = ("executed as plans from rest (goal: where the expert is at the template's first reward)" if execute
+            else "(goal: each segment's final position)")
+    write_minari(out, episodes, dataset_id=f"dgm/pointmaze-{spec.name}-expert-{'executed' if execute else 'reshaped'}-v0",
+                 env_id=spec.env_id, env_kwargs={"continuing_task": True, "reset_target": False},
                  description=f"the expert's transitions cut into {len(episodes)} single-goal episodes of the shape "
-                             f"of {like_path} (goal: each segment's final position; the env's sparse reward)",
-                 algorithm_name="expert data, reshaped (hindsight goal = segment end)")
-    summary.update({"expert": str(expert_path), "like": str(like_path)})
+                             f"of {like_path}, {what}; the env's sparse reward",
+                 algorithm_name="expert data, reshaped" + (" and executed" if execute else ""))
+    summary.update({"expert": str(expert_path), "like": str(like_path), "execute": execute})
     return summary

@@ -143,6 +143,29 @@ def test_segments_do_not_overlap():
                 assert abs(a[1] - b[1]) >= 100, spans
 
 
+def test_executed_control_starts_at_rest_and_holds_the_expert_position_reached_at_the_plans_arrival():
+    expert = _expert()
+    like = _like([120, 120, 80])
+    like[0]["rewards"][:] = 0
+    like[0]["rewards"][40:] = 1  # first reward at step 40: the goal is where the expert is at observation 41
+    like[1]["rewards"][:] = 0  # never rewarded: the goal is the segment's end
+    cut, _ = reshape_expert("umaze", expert, like, seed=3)
+    executed, summary = reshape_expert("umaze", expert, like, seed=3, execute=True)
+    env = make_env("umaze")
+    for segment, episode, n, arrival in zip(cut, executed, (120, 120, 80), (41, 120, 1)):
+        obs = episode["observations"]["observation"]
+        assert obs.shape == (n + 1, 4) and np.array_equal(obs[0, 2:], [0.0, 0.0])  # from rest
+        assert np.allclose(obs[0, :2], segment["observations"]["observation"][0, :2])
+        goal = segment["observations"]["observation"][arrival, :2]
+        assert np.allclose(episode["observations"]["desired_goal"], goal)
+        assert np.array_equal(episode["rewards"], env.unwrapped.compute_reward(obs[1:, :2], goal, {}))
+    env.close()
+    # the first one arrives early and is held at rest at the goal
+    held = executed[0]["observations"]["observation"][-20:]
+    assert np.linalg.norm(held[:, :2] - held[-1, :2], axis=1).max() < 0.1 and executed[0]["rewards"][-20:].all()
+    assert summary["rest_at_goal_fraction"] > 0 and summary["episodes"] == 3
+
+
 def test_reshape_refuses_more_than_the_expert_holds():
     expert = _expert(episodes=2, steps=100)
     with pytest.raises(DataError, match="exceed the expert's"):
