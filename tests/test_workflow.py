@@ -252,8 +252,9 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
     assert agents == [
         "dgm offline-rl --dataset resources/trajectories/pointmaze-large/raw/minari "
         "results/trajectories/pointmaze-large/maze-diffuser/seed0/executed.minari --algo td3bc --seed 2 "
-        "--updates 10000 --episodes 100 --eval-seed 0 --protocol d4rl multi2d --out " + target + " --policy " + target.replace(
-            "offline_rl.json", "policy.pt") + " --threads 1 2> logs/trajectories/pointmaze-large/offline-rl/"
+        "--updates 10000 --episodes 100 --eval-seed 0 --protocol d4rl multi2d --out " + target
+        + " --policy " + target.replace("offline_rl.json", "policy.pt")
+        + " --threads 1 2> logs/trajectories/pointmaze-large/offline-rl/"
         "expert+maze-diffuser/td3bc/seed2.log"], agents
 
 
@@ -272,7 +273,8 @@ def test_the_reshaped_expert_control_is_cut_from_the_expert_data_in_the_plans_sh
         f"dgm reshape --expert resources/trajectories/pointmaze-umaze/raw/minari --like {run}/executed.minari "
         f"--seed 0 --out {run}/expert_reshaped.minari"), reshape
     agents = [c for c in commands if c.startswith("dgm offline-rl")]
-    assert agents and agents[0].startswith(f"dgm offline-rl --dataset {run}/expert_reshaped.minari --algo iql --seed 1"), agents
+    assert agents and agents[0].startswith(
+        f"dgm offline-rl --dataset {run}/expert_reshaped.minari --algo iql --seed 1"), agents
     # expert-executed: the same segments executed as the plans are
     target = target.replace("expert-reshaped", "expert-executed")
     result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)

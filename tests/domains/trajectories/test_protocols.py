@@ -113,7 +113,8 @@ def test_reshaped_expert_matches_the_plans_shape_and_recomputes_the_reward():
         rewards = env.unwrapped.compute_reward(obs[1:, :2], goal[1:], {})
         assert np.array_equal(episode["rewards"], rewards) and episode["rewards"][-1] == 1.0
         assert np.array_equal(episode["rewards"], (np.linalg.norm(obs[1:, :2] - goal[1:], axis=1) <= GOAL_RADIUS))
-        assert episode["truncations"][-1] and not episode["truncations"][:-1].any() and not episode["terminations"].any()
+        assert episode["truncations"][-1] and not episode["truncations"][:-1].any()
+        assert not episode["terminations"].any()
         # the transitions are the expert's own, unchanged
         assert any(np.array_equal(o[s:s + n + 1], obs) and np.array_equal(expert_act[i][s:s + n], episode["actions"])
                    for i, o in enumerate(expert_obs) for s in range(len(o) - n))

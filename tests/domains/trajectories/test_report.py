@@ -89,7 +89,8 @@ def test_offline_rl_rows_per_protocol_and_corl_only_with_the_fixed_goal(tmp_path
     multi = _section(html, "Offline RL on real and generated experience, Multi2D protocol")
     # IQL's two seeds: mean 105.0 ± sd 7.1; the control next; TD3+BC on the pooled data after IQL; the planner;
     # then CORL, under the fixed goal only
-    assert fixed.index("<td>105.0 ± 7.1</td>") < fixed.index("reshaped into single-goal episodes shaped like the plans")
+    control = "reshaped into single-goal episodes shaped like the plans"
+    assert fixed.index("<td>105.0 ± 7.1</td>") < fixed.index(control)
     assert fixed.index("<td>90.0</td>") < fixed.index("expert data, as collected + maze-diffuser plans, executed")
     assert fixed.index("80.0") < fixed.index("<b>maze-diffuser</b> (ours, map-free, seed 0)") < fixed.index(
         "IQL, CORL (D4RL umaze maze2d-v1, 1M updates)")
