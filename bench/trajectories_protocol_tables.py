@@ -110,7 +110,8 @@ sources = [("expert", "expert data as collected (continuing episodes)"),
            ("expert-reshaped", "expert data reshaped into the plans' single-goal episodes (control 1)"),
            ("expert-executed", "expert segments executed as the plans are, from rest, goal held (control 2)"),
            ("maze-diffuser", "maze-diffuser plans, executed in the simulator"),
-           ("expert+maze-diffuser", "expert data as collected + executed plans, pooled")]
+           ("expert+maze-diffuser", "expert data as collected + executed plans, pooled"),
+           ("expert+expert-executed", "expert data as collected + control 2, pooled (control for the pooled row)")]
 rows, seeds_run = [], {}
 for protocol in ("d4rl", "multi2d"):
     for source, label in sources:
@@ -138,7 +139,8 @@ reshape = read(R / "expert_reshaped.json")
 executed_control = read(R / "expert_executed.json")
 execute = read(R / "execute.json")
 agent_cmd = SNAKE + "results/trajectories/pointmaze-umaze/offline-rl/{expert,expert-reshaped,expert-executed," \
-                    "maze-diffuser,expert+maze-diffuser}/iql/seed{0,1,2}/offline_rl.json (one target at a time)"
+                    "maze-diffuser,expert+maze-diffuser,expert+expert-executed}/iql/seed{0,1,2}/offline_rl.json (one target at a "
+                    "time)"
 offline = {
     "title": "Offline RL (IQL) on PointMaze U-Maze: expert data as collected, the same data reshaped into the "
              "executed plans' single-goal episodes (control), executed diffusion plans, and pooled; both protocols",

@@ -53,8 +53,9 @@ def _reset_d4rl(env: Any, maze: Any, seed: int) -> dict[str, np.ndarray]:
 
 @dataclass(frozen=True)
 class Protocol:
-    """An evaluation protocol: how an episode's start and goal are drawn from its seed, and the name
-    of the published rows measured under it (``published/maze2d.csv``'s ``protocol`` column)."""
+    """An evaluation protocol: how an episode's start and goal are drawn from its seed (``reset``:
+    env, ``MazeSpec``, seed -> first observation); ``name`` is also the ``protocol`` column of the
+    published rows measured under it (``published/maze2d_planners.csv``)."""
 
     name: str
     description: str
