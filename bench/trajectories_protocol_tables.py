@@ -43,7 +43,8 @@ RS = ROOT / "results/trajectories/pointmaze-umaze/maze-diffuser"
 planners_seeds = {}
 for protocol in ("d4rl", "multi2d"):
     for label, suffix in (("maze-diffuser, map-free (one plan per goal, 1 sample; headline)", ""),
-                          ("maze-diffuser, map-aided (shortest path stitched + best of 16 by wall hits)", "_map-aided")):
+                          ("maze-diffuser, map-aided (shortest path stitched + best of 16 by wall hits)",
+                           "_map-aided")):
         scores, success = [], []
         for seed in (0, 1, 2):
             s = read(RS / f"seed{seed}" / f"rollout_{protocol}{suffix}.json")
@@ -138,9 +139,9 @@ for protocol in ("d4rl", "multi2d"):
 reshape = read(R / "expert_reshaped.json")
 executed_control = read(R / "expert_executed.json")
 execute = read(R / "execute.json")
-agent_cmd = SNAKE + "results/trajectories/pointmaze-umaze/offline-rl/{expert,expert-reshaped,expert-executed," \
-                    "maze-diffuser,expert+maze-diffuser,expert+expert-executed}/iql/seed{0,1,2}/offline_rl.json (one target at a "
-                    "time)"
+agent_cmd = (SNAKE + "results/trajectories/pointmaze-umaze/offline-rl/{expert,expert-reshaped,expert-executed,"
+             "maze-diffuser,expert+maze-diffuser,expert+expert-executed}/iql/seed{0,1,2}/offline_rl.json (one target "
+             "at a time)")
 offline = {
     "title": "Offline RL (IQL) on PointMaze U-Maze: expert data as collected, the same data reshaped into the "
              "executed plans' single-goal episodes (control), executed diffusion plans, and pooled; both protocols",
@@ -163,7 +164,8 @@ offline = {
             "start_speed_mean")}) if executed_control else "not run"),
         "Episodes that earn a reward at least once: executed plans 0.584, expert-executed 0.994, expert-reshaped "
         "1.000 (computed afterwards from the Minari files).",
-        "rest_at_goal_fraction = transitions rewarded at a speed below 0.5 (the point held at the goal). expert-reshaped "
+        "rest_at_goal_fraction = transitions rewarded at a speed below 0.5 (the point held at the goal). "
+        "expert-reshaped "
         "was made by commit 125c8f8, before this statistic existed: 0.005 for it, 0.126 for the executed plans, 0.000 "
         "for the expert data as collected (computed afterwards from the same files).",
     ],
