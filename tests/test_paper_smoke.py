@@ -144,7 +144,7 @@ def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
         if domain == "sequences":
             assert json.loads((run / "test_likelihood.json").read_text())["scored"] > 0
         if domain == "trajectories":
-            rollout = json.loads((run / "rollout.json").read_text())
+            rollout = json.loads((run / "rollout_d4rl.json").read_text())
             assert rollout["episodes"] == config[domain][dataset]["rollout"]["episodes"]
     # the report: one section per domain, in it one per dataset naming each of its models
     sections = report_sections((work / "results/report.html").read_text())
@@ -173,7 +173,7 @@ def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
         compressed = json.loads((work / f"results/sequences/{dataset}/seq-arm/seed0/compression.json").read_text())
         assert compressed["round_trip"] == "bit-exact"
     for maze in ("umaze", "medium", "large"):
-        expert = json.loads((work / f"resources/trajectories/pointmaze-{maze}/expert_rollout.json").read_text())
+        expert = json.loads((work / f"resources/trajectories/pointmaze-{maze}/expert_rollout_d4rl.json").read_text())
         assert expert["episodes"] == config["trajectories"][f"pointmaze-{maze}"]["rollout"]["episodes"]
     assert json.loads((work / "resources/structures/ala2/md/simulate.json").read_text())["frames"] == 100
 

@@ -104,15 +104,15 @@ def test_pipeline_runs_end_to_end(workdir):
     assert "Robot trajectories" in report and "Diffuser (Janner et al. 2022" in report
     collected = json.loads((workdir / "resources/trajectories/pointmaze-umaze/raw/collect.json").read_text())
     assert collected["stats"]["total_steps"] == 480 and collected["episodes"] == 4
-    expert = json.loads((workdir / "resources/trajectories/pointmaze-umaze/expert_rollout.json").read_text())
+    expert = json.loads((workdir / "resources/trajectories/pointmaze-umaze/expert_rollout_d4rl.json").read_text())
     assert expert["episodes"] == 3 and expert["success_rate"] == 1.0
     for model in ("maze-diffuser", "traj-arm"):
         run = workdir / f"results/trajectories/pointmaze-umaze/{model}/seed0"
         metrics = json.loads((run / "metrics.json").read_text())
         assert metrics["samples"] == 6 and metrics["data_dynamic_position_error"] < 1e-6
         assert len((run / "samples.csv").read_text().splitlines()) == 7
-        assert (run / "samples.minari/data/main_data.hdf5").is_file() and (run / "plans.png").is_file()
-        rollout = json.loads((run / "rollout.json").read_text())
+        assert (run / "samples.minari/data/main_data.hdf5").is_file() and (run / "plans_d4rl.png").is_file()
+        rollout = json.loads((run / "rollout_d4rl.json").read_text())
         assert rollout["episodes"] == 3 and 0 <= rollout["success_rate"] <= 1 and rollout["plan_calls"] >= 6
         executed = json.loads((run / "execute.json").read_text())
         assert executed["plans"] == 6 and executed["transitions"] == 6 * 15
@@ -120,7 +120,7 @@ def test_pipeline_runs_end_to_end(workdir):
         assert [Path(t["synthetic"]).name for t in realism["tests"]] == ["samples.minari", "executed.minari"]
     offline = workdir / "results/trajectories/pointmaze-umaze/offline-rl"
     pooled = json.loads((offline / "expert+maze-diffuser/td3bc/seed0/offline_rl.json").read_text())
-    assert pooled["dataset_transitions"] == [480, 90] and pooled["rollout"]["episodes"] == 3
+    assert pooled["dataset_transitions"] == [480, 90] and pooled["rollouts"]["d4rl"]["episodes"] == 3
     assert pooled["updates"] == 20 and (offline / "expert/td3bc/seed0/policy.pt").is_file()
     assert "Offline RL on real and generated experience" in report and "TD3+BC, CORL" in report
     assert "Goal-directed design" in report and "REINVENT (PMO, 10,000 calls)" in report

@@ -106,10 +106,10 @@ def test_trajectories_without_baseline_inputs(tmp_path):
     results = tmp_path / "results"
     run = results / "trajectories" / "pointmaze-umaze" / "maze-diffuser" / "seed0"
     _write(run / "metrics.json", {"dynamic_position_error": 0.06, "goal_distance": math.nan})
-    _write(run / "rollout.json", {"success_rate": 0.5, "normalized_score": 80.0, "episodes": 10,
-                                  "diffuser_published_score": 113.9})
+    _write(run / "rollout_d4rl.json", {"maze": "umaze", "success_rate": 0.5, "normalized_score": 80.0,
+                                       "episodes": 10})
     html = trajectories_section(results, {})
-    assert "<b>maze-diffuser</b> (ours, seed 0)" in html and "80.0 ± 0.0" in html and "113.9" in html
+    assert "<b>maze-diffuser</b> (ours, map-free, seed 0)" in html and "80.0 ± 0.0" in html and "113.9" in html
     assert "Expert planner" not in html and "No planner" not in html and "Expert data" not in html
     prepare = _write(tmp_path / "resources/trajectories/pointmaze-umaze/data/prepare.json",
                      {"train_episodes": 10, "valid_episodes": 2, "train_steps": 1000, "valid_steps": 200})

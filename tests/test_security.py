@@ -297,8 +297,8 @@ def report_json_input(root, request):
     run = root / "results" / "trajectories" / "pointmaze-umaze" / "traj-arm" / "seed0"
     run.mkdir(parents=True)
     (run / "metrics.json").write_text("{}")
-    target = root / "resources" / "trajectories" / "pointmaze-umaze" / "expert_rollout.json"
-    return _report(root, f"trajectories/pointmaze-umaze/expert_rollout={target}"), target, target, ()
+    target = root / "resources" / "trajectories" / "pointmaze-umaze" / "expert_rollout_d4rl.json"
+    return _report(root, f"trajectories/pointmaze-umaze/expert_rollout_d4rl={target}"), target, target, ()
 
 
 CASES = [

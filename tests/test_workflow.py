@@ -225,15 +225,21 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
     assert any(c.startswith("dgm train --model maze-diffuser --data resources/trajectories/pointmaze-umaze-10ep/data")
                for c in commands), commands
     overlay = "workflows/config/overlays/all-mazes.yaml"
-    targets = ["results/trajectories/pointmaze-large/maze-diffuser/seed0/rollout.json",
-               "resources/trajectories/pointmaze-large/straight_rollout.json"]
+    targets = ["results/trajectories/pointmaze-large/maze-diffuser/seed0/rollout_d4rl.json",
+               "results/trajectories/pointmaze-large/maze-diffuser/seed0/rollout_multi2d_map-aided.json",
+               "resources/trajectories/pointmaze-large/straight_rollout_d4rl.json"]
     result = snakemake("-n", "-p", "--forceall", *targets, "--configfile", "workflows/config/default.yaml", overlay)
     assert result.returncode == 0, result.stderr[-3000:]
     rollouts = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
                 if line.startswith("Shell command: dgm rollout")]
     planner = [c for c in rollouts if "--checkpoint" in c]
     baseline = [c for c in rollouts if "--baseline" in c]
-    assert len(planner) == 1 and "--candidates 16 --stitch" in planner[0], rollouts
+    # the headline planner is map-free under the fixed goal; the map-aided row is its own rule
+    assert len(planner) == 2, rollouts
+    free = [c for c in planner if "rollout_d4rl.json" in c]
+    aided = [c for c in planner if "rollout_multi2d_map-aided.json" in c]
+    assert free and "--protocol d4rl" in free[0] and "--candidates 1 " in free[0] and "--stitch" not in free[0]
+    assert aided and "--protocol multi2d" in aided[0] and "--candidates 16 --stitch" in aided[0], rollouts
     assert len(baseline) == 1 and "--stitch" not in baseline[0], rollouts
     # all-mazes-offline-rl.yaml, stacked on all-mazes: agents on Large's expert data pooled with the
     # executed plans of all-mazes' diffuser
@@ -246,8 +252,9 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
     assert agents == [
         "dgm offline-rl --dataset resources/trajectories/pointmaze-large/raw/minari "
         "results/trajectories/pointmaze-large/maze-diffuser/seed0/executed.minari --algo td3bc --seed 2 "
-        "--updates 10000 --episodes 100 --eval-seed 0 --out " + target + " --policy " + target.replace(
-            "offline_rl.json", "policy.pt") + " --threads 1 2> logs/trajectories/pointmaze-large/offline-rl/"
+        "--updates 10000 --episodes 100 --eval-seed 0 --protocol d4rl multi2d --out " + target
+        + " --policy " + target.replace("offline_rl.json", "policy.pt")
+        + " --threads 1 2> logs/trajectories/pointmaze-large/offline-rl/"
         "expert+maze-diffuser/td3bc/seed2.log"], agents
 
 
@@ -266,3 +273,28 @@ def test_the_prediction_overlay_evaluates_the_hybrid_and_the_regressor_at_each_o
                         for model in ("hybrid-arm", "regressor-arm") for seed in (0, 1, 2)}
     assert {"results/prediction/hybrid-arm/metrics.json", "results/prediction/ensemble/metrics.json"} <= {
         re.search(r"--out (\S+)", c).group(1) for c in evaluations}
+
+
+def test_the_reshaped_expert_control_is_cut_from_the_expert_data_in_the_plans_shape():
+    """offline-rl.yaml's expert-reshaped source: `dgm reshape` of the expert data in the shape of
+    maze-diffuser's executed plans (seed plans_seed), then the agent on it."""
+    overlay = "workflows/config/overlays/offline-rl.yaml"
+    target = "results/trajectories/pointmaze-umaze/offline-rl/expert-reshaped/iql/seed1/offline_rl.json"
+    result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    commands = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
+                if line.startswith("Shell command:")]
+    run = "results/trajectories/pointmaze-umaze/maze-diffuser/seed0"
+    reshape = [c for c in commands if c.startswith("dgm reshape")]
+    assert reshape and reshape[0].startswith(
+        f"dgm reshape --expert resources/trajectories/pointmaze-umaze/raw/minari --like {run}/executed.minari "
+        f"--seed 0 --out {run}/expert_reshaped.minari"), reshape
+    agents = [c for c in commands if c.startswith("dgm offline-rl")]
+    assert agents and agents[0].startswith(
+        f"dgm offline-rl --dataset {run}/expert_reshaped.minari --algo iql --seed 1"), agents
+    # expert-executed: the same segments executed as the plans are
+    target = target.replace("expert-reshaped", "expert-executed")
+    result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)
+    assert result.returncode == 0, result.stderr[-3000:]
+    reshape = [line for line in result.stdout.splitlines() if line.startswith("Shell command: dgm reshape")]
+    assert reshape and f"--seed 0 --execute --out {run}/expert_executed.minari" in reshape[0], reshape

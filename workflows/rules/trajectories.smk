@@ -124,32 +124,61 @@ rule trajectories_evaluate:
 
 
 rule trajectories_rollout:
-    """Closed loop: the model's planner policy over seeded episodes; plans drawn over the maze."""
+    """Closed loop under one evaluation protocol (d4rl: the maze's fixed goal; multi2d: random
+    goals): the model's map-free planner (one plan per goal, one sample, as Diffuser) over seeded
+    episodes; plans drawn over the maze."""
     input:
         "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
     output:
-        summary="results/trajectories/{dataset}/{model}/seed{seed}/rollout.json",
+        summary="results/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}.json",
         plot=report(
-            "results/trajectories/{dataset}/{model}/seed{seed}/plans.png",
+            "results/trajectories/{dataset}/{model}/seed{seed}/plans_{protocol}.png",
             caption="../report/plans.rst",
             category="Robot trajectories",
             subcategory="{dataset}",
-            labels={"model": "{model}", "seed": "{seed}"},
+            labels={"model": "{model}", "seed": "{seed}", "protocol": "{protocol}"},
         ),
     log:
-        "logs/trajectories/{dataset}/{model}/seed{seed}/rollout.log",
+        "logs/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}.log",
     benchmark:
-        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/rollout.tsv"
+        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}.tsv"
+    wildcard_constraints:
+        protocol="d4rl|multi2d",
     conda:
         "../envs/conda.yaml"
     threads: 8
     params:
         flags=trajectories_rollout_flags,
         maze=trajectory_maze_of,
-        planner=trajectories_planner_flags,
+    shell:
+        "dgm rollout --checkpoint {input} --maze {params.maze} {params.flags} --candidates 1"
+        " --out {output.summary} --plot {output.plot} --threads {threads} 2> {log}"
+
+
+rule trajectories_rollout_map_aided:
+    """The map-aided planner row (rollout.map_aided): plans stitched along the maze's shortest path
+    and/or the best of several candidates ranked by wall hits: map knowledge Diffuser does not have.
+    """
+    input:
+        "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
+    output:
+        summary="results/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}_map-aided.json",
+    log:
+        "logs/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}_map-aided.log",
+    benchmark:
+        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}_map-aided.tsv"
+    wildcard_constraints:
+        protocol="d4rl|multi2d",
+    conda:
+        "../envs/conda.yaml"
+    threads: 8
+    params:
+        flags=trajectories_rollout_flags,
+        maze=trajectory_maze_of,
+        planner=trajectories_map_aided_flags,
     shell:
         "dgm rollout --checkpoint {input} --maze {params.maze} {params.flags} {params.planner}"
-        " --out {output.summary} --plot {output.plot} --threads {threads} 2> {log}"
+        " --out {output.summary} --threads {threads} 2> {log}"
 
 
 rule trajectories_execute:
@@ -171,6 +200,36 @@ rule trajectories_execute:
         "../envs/conda.yaml"
     shell:
         "dgm execute --plans {input} --out {output.executed} --stats {output.stats} --threads 1 2> {log}"
+
+
+rule trajectories_reshape:
+    """The offline RL controls: the expert's transitions cut into single-goal episodes of this run's
+    executed plans' shape (same count and lengths; the env's sparse reward): expert-reshaped (goal =
+    the segment's final position) and expert-executed (each segment executed as a plan, from rest,
+    the goal held once reached, as the sampled plans are)."""
+    input:
+        expert="resources/trajectories/{dataset}/raw/minari",
+        like="results/trajectories/{dataset}/{model}/seed{seed}/executed.minari",
+    output:
+        data=directory(
+            "results/trajectories/{dataset}/{model}/seed{seed}/expert_{variant}.minari"
+        ),
+        stats="results/trajectories/{dataset}/{model}/seed{seed}/expert_{variant}.json",
+    log:
+        "logs/trajectories/{dataset}/{model}/seed{seed}/reshape_{variant}.log",
+    benchmark:
+        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/reshape_{variant}.tsv"
+    wildcard_constraints:
+        variant="reshaped|executed",
+    conda:
+        "../envs/conda.yaml"
+    params:
+        execute=lambda wildcards: (
+            " --execute" if wildcards.variant == "executed" else ""
+        ),
+    shell:
+        "dgm reshape --expert {input.expert} --like {input.like} --seed {wildcards.seed}{params.execute}"
+        " --out {output.data} --stats {output.stats} 2> {log}"
 
 
 rule trajectories_two_sample:
@@ -221,16 +280,17 @@ rule trajectories_offline_rl:
 
 
 rule trajectories_baseline_rollout:
-    """Policies without a model on the same seeded episodes: the expert planner (the reference row)
-    and the controller aimed straight at the goal (what a plan adds)."""
+    """Policies without a model on the same seeded episodes of a protocol: the expert planner (the
+    reference row) and the controller aimed straight at the goal (what a plan adds)."""
     output:
-        summary="resources/trajectories/{dataset}/{baseline}_rollout.json",
+        summary="resources/trajectories/{dataset}/{baseline}_rollout_{protocol}.json",
     log:
-        "logs/trajectories/{dataset}/{baseline}_rollout.log",
+        "logs/trajectories/{dataset}/{baseline}_rollout_{protocol}.log",
     benchmark:
-        "benchmarks/trajectories/{dataset}/{baseline}_rollout.tsv"
+        "benchmarks/trajectories/{dataset}/{baseline}_rollout_{protocol}.tsv"
     wildcard_constraints:
         baseline="expert|straight",
+        protocol="d4rl|multi2d",
     conda:
         "../envs/conda.yaml"
     params:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from dgm_science.commands import (add_device_arguments, add_seed_argument, command, confirm_size, output_argument,
                                   positive_int, write_json)
+from dgm_science.domains.trajectories.rollout import DEFAULT_PROTOCOL, PROTOCOLS
 from dgm_science.utils import set_threads
 
 log = logging.getLogger("dgm")
@@ -50,16 +51,19 @@ def _rollout_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate a policy without a model instead: the data-generating expert planner, or the "
                         "planner's controller aimed straight at the goal (what a plan adds)")
     p.add_argument("--maze", default=None, help="the maze (baselines); for a checkpoint: must be the one it learned")
+    p.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                   help="evaluation protocol: d4rl (D4RL maze2d: the maze's fixed goal cell, random start; Diffuser's "
+                        "Maze2D rows, CORL) or multi2d (random start and goal; Diffuser's Multi2D rows)")
     p.add_argument("--episodes", type=positive_int, default=100, help="seeded episodes (seeds seed .. seed + n - 1)")
     add_seed_argument(p, "seed of the first episode and of the planner")
     p.add_argument("--replan-every", type=positive_int, default=None,
                    help="re-plan every k steps (default: once per goal, as Diffuser does on Maze2D)")
     p.add_argument("--candidates", type=positive_int, default=1,
                    help="plans drawn per planning call; the one with the fewest wall states and the smallest jump "
-                        "is followed (default 1, as Diffuser)")
+                        "is followed: uses the maze's map (default 1, as Diffuser: no map knowledge)")
     p.add_argument("--stitch", action="store_true",
                    help="plan along the maze's shortest path, one horizon's reach at a time, the model filling "
-                        "each segment (mazes whose paths are longer than a plan; default: one plan per goal)")
+                        "each segment: uses the maze's map (default: one plan per goal, as Diffuser)")
     output_argument(p, "--plot", default=None, help="PNG of sampled plans drawn over the maze")
     output_argument(p, "--out", required=True, help="rollout.json")
     add_device_arguments(p)
@@ -76,7 +80,7 @@ def cmd_rollout(args: argparse.Namespace) -> None:
     summary = evaluate_closed_loop(checkpoint=args.checkpoint, baseline=args.baseline, maze=args.maze,
                                    episodes=args.episodes, seed=args.seed, replan_every=args.replan_every,
                                    candidates=args.candidates, stitch=args.stitch, plot=args.plot,
-                                   device=args.device)
+                                   device=args.device, protocol=args.protocol)
     write_json(args.out, summary)
     log.info("rollout -> %s: %s", args.out, json.dumps(summary))
 
@@ -104,6 +108,30 @@ def cmd_execute(args: argparse.Namespace) -> None:
     log.info("executed -> %s: %s", args.out, json.dumps(summary))
 
 
+def _reshape_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--expert", type=Path, required=True, help="Minari dataset of the expert's episodes (`dgm collect`)")
+    p.add_argument("--like", type=Path, required=True,
+                   help="Minari dataset whose episodes give the shape: executed plans (`dgm execute`)")
+    output_argument(p, "--out", kind="folder", required=True, help="Minari dataset of the reshaped expert episodes")
+    output_argument(p, "--stats", default=None, help="reshape.json: counts, rewarded fractions, start speeds")
+    p.add_argument("--execute", action="store_true",
+                   help="execute each segment as a plan, as `dgm execute` does sampled plans: from rest, the PD "
+                        "tracker following the expert's states, the goal held once reached (source expert-executed)")
+    add_seed_argument(p, "seed of the segments' order and offsets")
+
+
+@command("reshape", "the control for offline RL on generated experience: the expert's transitions cut into "
+                    "single-goal episodes of the executed plans' shape (same count and lengths; goal = the "
+                    "segment's end, the env's sparse reward)", _reshape_arguments)
+def cmd_reshape(args: argparse.Namespace) -> None:
+    from dgm_science.domains.trajectories.reshape import reshape_dataset
+
+    summary = reshape_dataset(args.expert, args.like, args.out, seed=args.seed, execute=args.execute)
+    if args.stats is not None:
+        write_json(args.stats, summary)
+    log.info("reshaped -> %s: %s", args.out, json.dumps(summary))
+
+
 def _offline_rl_arguments(p: argparse.ArgumentParser) -> None:
     from dgm_science.domains.trajectories.offline_rl import ALGORITHMS, OfflineRLConfig
 
@@ -116,6 +144,9 @@ def _offline_rl_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--episodes", type=positive_int, default=100, help="seeded evaluation episodes")
     p.add_argument("--eval-seed", type=int, default=0, help="seed of the first evaluation episode (the same "
                                                             "episodes as `dgm rollout --seed`)")
+    p.add_argument("--protocol", nargs="+", choices=list(PROTOCOLS), default=[DEFAULT_PROTOCOL],
+                   help="evaluation protocol(s), each on the same seeded episodes: d4rl (the maze's fixed goal; "
+                        "CORL's rows) and/or multi2d (random goals)")
     add_seed_argument(p, "seed of the networks and the minibatches")
     output_argument(p, "--out", required=True, help="offline_rl.json: training, closed-loop score, published rows")
     output_argument(p, "--policy", default=None, help="the trained actor (weights only, `offline_rl.load_policy`)")
@@ -130,10 +161,11 @@ def cmd_offline_rl(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     cfg = OfflineRLConfig(algo=args.algo, updates=args.updates, batch_size=args.batch_size)
     summary = run_offline_rl(args.dataset, cfg, seed=args.seed, episodes=args.episodes, eval_seed=args.eval_seed,
-                             policy_path=args.policy, device=args.device)
+                             policy_path=args.policy, device=args.device, protocols=args.protocol)
     write_json(args.out, summary)
-    log.info("offline RL -> %s: success %.2f, normalised score %.1f", args.out, summary["rollout"]["success_rate"],
-             summary["rollout"]["normalized_score"])
+    for name, rollout in summary["rollouts"].items():
+        log.info("offline RL -> %s (%s): success %.2f, normalised score %.1f", args.out, name,
+                 rollout["success_rate"], rollout["normalized_score"])
 
 
 def _two_sample_arguments(p: argparse.ArgumentParser) -> None:

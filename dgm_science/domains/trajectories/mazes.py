@@ -36,8 +36,15 @@ class MazeSpec:
     ``max_episode_steps`` is the env's registered time limit (the same as D4RL maze2d-*-v1's);
     ``horizon`` is Diffuser's planning horizon; ``d4rl_random_score`` / ``d4rl_expert_score`` are
     D4RL's REF_MIN_SCORE / REF_MAX_SCORE of maze2d-*-v1 (d4rl/infos.py), which normalise a return
-    to ``100 * (R - random) / (expert - random)``; ``diffuser_score`` is Diffuser's published
-    normalised score (Janner et al. 2022, Table 1).
+    to ``100 * (R - random) / (expert - random)`` (published scores: ``published/maze2d_planners.csv``);
+    ``d4rl_goal_cell`` is
+    the (row, col) of the "G" tile of D4RL's maze string (``d4rl/pointmaze/maze_model.py``: U_MAZE,
+    MEDIUM_MAZE, LARGE_MAZE), the fixed goal of maze2d-*-v1 (``reset_target=False``).
+
+    D4RL's maze arrays and gymnasium-robotics' maps are the same rows (``maze_arr[w][h]`` is line
+    ``w``, character ``h``), but D4RL places cell (row, col) at MuJoCo (x, y) = (row, col) (+1),
+    gymnasium-robotics at x = col + 0.5 - n_cols / 2, y = n_rows / 2 - row - 0.5: the same maze
+    turned by 90 degrees, so the goal *cell* carries over unchanged and only its xy differs.
     """
 
     name: str
@@ -46,8 +53,8 @@ class MazeSpec:
     horizon: int
     d4rl_random_score: float
     d4rl_expert_score: float
-    diffuser_score: float
     map_name: str
+    d4rl_goal_cell: tuple[int, int]
 
     @property
     def d4rl_id(self) -> str:
@@ -59,9 +66,9 @@ class MazeSpec:
 
 
 MAZES: dict[str, MazeSpec] = {
-    "umaze": MazeSpec("umaze", "PointMaze_UMaze-v3", 300, 128, 23.85, 161.86, 113.9, "U_MAZE"),
-    "medium": MazeSpec("medium", "PointMaze_Medium-v3", 600, 256, 13.13, 277.39, 121.5, "MEDIUM_MAZE"),
-    "large": MazeSpec("large", "PointMaze_Large-v3", 800, 384, 6.7, 273.99, 123.0, "LARGE_MAZE"),
+    "umaze": MazeSpec("umaze", "PointMaze_UMaze-v3", 300, 128, 23.85, 161.86, "U_MAZE", (1, 1)),
+    "medium": MazeSpec("medium", "PointMaze_Medium-v3", 600, 256, 13.13, 277.39, "MEDIUM_MAZE", (6, 6)),
+    "large": MazeSpec("large", "PointMaze_Large-v3", 800, 384, 6.7, 273.99, "LARGE_MAZE", (7, 9)),
 }
 
 

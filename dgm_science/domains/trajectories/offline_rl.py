@@ -374,14 +374,22 @@ def published_rows(algo: str, maze: str) -> dict[str, float]:
 
 
 def run_offline_rl(datasets: Sequence[Path], cfg: OfflineRLConfig, *, seed: int = 0, episodes: int = 100,
-                   eval_seed: int = 0, policy_path: Path | None = None, device: str = "auto") -> dict[str, Any]:
+                   eval_seed: int = 0, policy_path: Path | None = None, device: str = "auto",
+                   protocols: Sequence[str] = ("d4rl",)) -> dict[str, Any]:
     """``dgm offline-rl``: train ``cfg.algo`` on the transitions of the Minari ``datasets`` (all of
     one maze) and evaluate its actor closed loop on ``episodes`` seeded episodes (seeds
-    ``eval_seed`` ..., the episodes every other policy of the maze is evaluated on)."""
+    ``eval_seed`` ..., the episodes every other policy of the maze is evaluated on) under each
+    evaluation protocol (``rollout.PROTOCOLS``): ``rollouts[protocol]``. CORL's published rows
+    (``corl_*``) were measured under ``d4rl`` only."""
     from dgm_science.domains.trajectories.execute import dataset_maze
     from dgm_science.domains.trajectories.minari_io import read_minari
-    from dgm_science.domains.trajectories.rollout import closed_loop
+    from dgm_science.domains.trajectories.rollout import closed_loop, get_protocol
 
+    protocols = list(dict.fromkeys(protocols))
+    for name in protocols:
+        get_protocol(name)
+    if not protocols:
+        raise ValueError("offline RL needs at least one evaluation protocol")
     mazes = {str(path): dataset_maze(path) for path in datasets}
     if len(set(mazes.values())) != 1:
         raise DataError("the datasets are of different mazes: " + ", ".join(f"{p} ({m})" for p, m in mazes.items()))
@@ -394,10 +402,13 @@ def run_offline_rl(datasets: Sequence[Path], cfg: OfflineRLConfig, *, seed: int 
 
     actor, summary = train(data, cfg, seed=seed, device=resolve_device(device),
                            progress=lambda step, losses: log.info("update %d: %s", step, losses))
-    rollout, _ = closed_loop(maze, ActorPolicy(actor.eval()), episodes=episodes, seed=eval_seed)
+    policy = ActorPolicy(actor.eval())
+    rollouts = {name: closed_loop(maze, policy, episodes=episodes, seed=eval_seed, protocol=name)[0]
+                for name in protocols}
     if policy_path is not None:
         save_policy(policy_path, actor, summary, maze)
     return {"maze": maze, "datasets": [str(p) for p in datasets],
-            "dataset_transitions": [int(len(d["action"])) for d in parts], "seed": seed, "eval_seed": eval_seed,
-            **summary,
-            "rollout": rollout, **published_rows(cfg.algo, maze)}
+            "dataset_transitions": [int(len(d["action"])) for d in parts],
+            "dataset_reward_fraction": [float((d["reward"] > 0).mean()) for d in parts],
+            "seed": seed, "eval_seed": eval_seed, **summary,
+            "protocols": protocols, "rollouts": rollouts, **published_rows(cfg.algo, maze)}

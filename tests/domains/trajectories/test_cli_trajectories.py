@@ -56,11 +56,16 @@ def test_rollout_of_a_checkpoint_and_of_a_baseline(tmp_path, capsys):
                      "--out", str(out), "--plot", str(tmp_path / "plans.png")], capsys)
     assert code == 0, err
     summary = json.loads(out.read_text())
-    assert summary["episodes"] == 4 and summary["plan_calls"] == 1 and summary["diffuser_published_score"] == 113.9
+    assert summary["episodes"] == 4 and summary["plan_calls"] == 1 and summary["protocol"] == "d4rl"
+    assert {row["method"]: row["score"] for row in summary["published"]}["Diffuser"] == 113.9
+    assert summary["map_aided"] is False
     assert (tmp_path / "plans.png").stat().st_size > 10_000
-    code, err = run(["rollout", "--baseline", "straight", "--maze", "umaze", "--episodes", "4",
-                     "--out", str(tmp_path / "straight.json")], capsys)
+    code, err = run(["rollout", "--baseline", "straight", "--maze", "umaze", "--episodes", "4", "--protocol",
+                     "multi2d", "--out", str(tmp_path / "straight.json")], capsys)
     assert code == 0, err
+    straight = json.loads((tmp_path / "straight.json").read_text())
+    assert straight["protocol"] == "multi2d" and straight["map_aided"] is False
+    assert {row["method"]: row["score"] for row in straight["published"]}["Diffuser"] == 128.9
 
 
 @pytest.mark.parametrize("argv, message", [

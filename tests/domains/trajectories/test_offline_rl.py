@@ -158,12 +158,15 @@ def test_offline_rl_cli_pools_datasets_saves_a_policy_that_loads_weights_only(ex
     assert stats["plans"] == 24 and stats["maze"] == "umaze"
     out, policy = tmp_path / "offline_rl.json", tmp_path / "policy.pt"
     code, err = run(["offline-rl", "--dataset", str(expert), str(executed), "--algo", "td3bc", "--updates", "20",
-                     "--episodes", "3", "--out", str(out), "--policy", str(policy), "--threads", "1"], capsys)
+                     "--episodes", "3", "--protocol", "d4rl", "multi2d", "--out", str(out), "--policy", str(policy),
+                     "--threads", "1"], capsys)
     assert code == 0, err
     summary = json.loads(out.read_text())
     assert summary["dataset_transitions"] == [20_000, stats["transitions"]]
     assert summary["transitions"] == 20_000 + stats["transitions"]
-    assert summary["rollout"]["episodes"] == 3 and summary["corl_last"] == 29.41 and summary["maze"] == "umaze"
+    assert summary["protocols"] == ["d4rl", "multi2d"] and summary["corl_last"] == 29.41 and summary["maze"] == "umaze"
+    assert [summary["rollouts"][p]["episodes"] for p in ("d4rl", "multi2d")] == [3, 3]
+    assert summary["rollouts"]["multi2d"]["protocol"] == "multi2d"
     loaded, info = load_policy(policy)
     assert info["algo"] == "td3bc" and info["maze"] == "umaze"
     obs = {"observation": np.array([1.0, 1.0, 0, 0]), "desired_goal": np.array([-1.0, -1.0])}
