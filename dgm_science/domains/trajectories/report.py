@@ -99,6 +99,7 @@ def _closed_loop_table(dataset: str, runs: list[dict], inputs: Inputs | None, pr
     for row in published_planners(maze, protocol) if maze else []:
         checked = "" if row["checked"] != "no" else " (not checked against the paper)"
         table.rows.append(("published", [f"{row['method']} ({row['source']}){checked}", "published", MISSING,
+                                         format_number(row["score"], 1) if row["error"] is None else
                                          f"{format_number(row['score'], 1)} ± {format_number(row['error'], 1)}",
                                          MISSING, MISSING, MISSING, "once", MISSING]))
     return table

@@ -147,7 +147,8 @@ def closed_loop(maze: str, policy: Any, *, episodes: int = 100, seed: int = 0, m
 
 def published_planners(maze: str, protocol: str) -> list[dict[str, Any]]:
     """Published planner rows of ``maze`` measured under ``protocol`` (``published/maze2d_planners.csv``):
-    method, score, error, source, checked. Rows of the other protocol are never returned."""
+    method, score, error (the ± the paper prints; None where the file leaves it empty), source, checked. Rows
+    of the other protocol are never returned."""
     import csv
     from pathlib import Path
 
@@ -156,7 +157,7 @@ def published_planners(maze: str, protocol: str) -> list[dict[str, Any]]:
     get_protocol(protocol)
     name = maze_spec(maze).name
     with open(Path(__file__).parent / "published" / "maze2d_planners.csv", newline="") as fh:
-        return [{"method": row["method"], "score": float(row["score"]), "error": float(row["error"]),
+        return [{"method": row["method"], "score": float(row["score"]), "error": float(row["error"]) if row["error"] else None,
                  "source": row["source"], "checked": row["checked"]}
                 for row in csv.DictReader(fh) if row["maze"] == name and row["protocol"] == protocol]
 
