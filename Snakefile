@@ -1,4 +1,4 @@
-# dgm-science pipeline: `snakemake --profile workflows/profiles/default` (see README).
+# dgm-science pipeline: `snakemake --profile workflows/profiles/default` (see README.md and docs/).
 import os
 
 from snakemake.utils import min_version, validate
