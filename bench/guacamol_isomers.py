@@ -20,9 +20,8 @@ import datetime
 import json
 from pathlib import Path
 
-from rdkit import Chem
-
 from dgm_science.domains.molecules.benchmarks import guacamol_score, molecules_needed
+from dgm_science.domains.molecules.optimize import guacamol_molecules
 
 METHOD_ORDER = ("reinvent", "screening", "graph-ga")
 
@@ -41,16 +40,10 @@ def ranked_from_csv(path: Path) -> list[tuple[float, str]]:
 def capped_at_100(task: str, ranked: list[tuple[float, str]]) -> float:
     """The score the code before the fix gave: the best 100 distinct stereo-free molecules' recorded
     scores, zeros for the rest of ``molecules_needed(task)``."""
-    seen, scores = set(), []
+    score_of: dict[str, float] = {}
     for score, smiles in ranked:
-        mol = Chem.MolFromSmiles(smiles)
-        key = Chem.MolToSmiles(mol, isomericSmiles=False) if mol is not None else smiles
-        if key not in seen:
-            seen.add(key)
-            scores.append(score)
-            if len(scores) == 100:
-                break
-    return guacamol_score(task, scores)
+        score_of.setdefault(smiles, score)
+    return guacamol_score(task, [score_of[smiles] for smiles in guacamol_molecules(ranked, 100)])
 
 
 def main() -> None:
