@@ -17,7 +17,10 @@ says why, shown to the reader on the page.
 
 A result file is JSON: ``title``, ``provenance`` (``commit``, ``command``, ``config``, ``date``, ``machine``),
 ``columns``, ``rows`` (one list per row) and optional ``notes``. ``python -m dgm_science.docs export`` writes one
-from a pipeline run's ``results/<domain>/`` (the chosen ``metrics.json`` keys of every dataset, model and seed).
+from a pipeline run's ``results/<domain>/`` (the chosen ``metrics.json`` keys of every dataset, model and seed);
+``python -m dgm_science.docs export-report`` writes one per table of a run's HTML report (the rows the report shows,
+published rows beside ours included, with the notes of the table's section), so that a page quotes the report's
+tables as they are.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import html.parser
 import json
 import os
 import re
@@ -264,11 +268,112 @@ def export_run(results: Path, domain: str, metrics: list[str], *, title: str, co
                            "date": datetime.date.today().isoformat(), "machine": machine()}}
 
 
+class _ReportTables(html.parser.HTMLParser):
+    """The tables of a rendered report: for each, the ``<h2>`` / ``<h3>`` it sits under (text and ``id``), its
+    header and body cells as text, and the section's ``<p class="note">`` paragraphs."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.headings: dict[int, tuple[str, str]] = {}
+        self.notes: list[str] = []
+        self.tables: list[dict[str, Any]] = []
+        self._text: list[str] | None = None
+        self._what: tuple[str, ...] = ()
+        self._table: dict[str, Any] | None = None
+        self._row: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag in ("h2", "h3"):
+            self._text, self._what = [], (tag, attributes.get("id") or "")
+        elif tag == "p" and "note" in (attributes.get("class") or "").split():
+            self._text, self._what = [], ("note",)
+        elif tag == "table":
+            self._table = {"header": [], "rows": [], "headings": dict(self.headings), "notes": self.notes}
+            self.tables.append(self._table)
+        elif tag == "tr" and self._table is not None:
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._text, self._what = [], (tag,)
+        elif tag == "br" and self._text is not None:
+            self._text.append(" ")
+
+    def handle_data(self, data: str) -> None:
+        if self._text is not None:
+            self._text.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._text is not None and self._what and tag == ("p" if self._what[0] == "note" else self._what[0]):
+            text = " ".join("".join(self._text).split())
+            kind = self._what[0]
+            if kind in ("h2", "h3"):
+                level = int(kind[1])
+                self.headings = {k: v for k, v in self.headings.items() if k < level}
+                self.headings[level] = (text, self._what[1])
+                self.notes = []  # a new section: its own notes (a list shared by the section's tables)
+            elif kind == "note":
+                self.notes.append(text)
+            elif self._row is not None:
+                self._row.append(text)
+            self._text, self._what = None, ()
+        elif tag == "tr" and self._row is not None and self._table is not None:
+            if self._table["header"] or not self._row:
+                self._table["rows"].append(self._row)
+            else:
+                self._table["header"] = self._row
+            self._row = None
+        elif tag == "table":
+            self._table = None
+
+
+def _number(text: str) -> Any:
+    """A cell's text as a number where it is one (so that result files hold numbers), else the text."""
+    try:
+        value = float(text.replace(",", ""))
+    except ValueError:
+        return text
+    return int(value) if re.fullmatch(r"-?[\d,]+", text) else value
+
+
+def export_report(report: Path, *, command: str, config: str, commit: str | None = None,
+                  run_time: str | None = None) -> dict[str, dict[str, Any]]:
+    """One result file per table of a rendered report, named ``<section id>[-k].json`` after the ``<h3>`` (or
+    ``<h2>``) the table sits under: its title is the headings, its rows the table's cells as the report shows
+    them (numbers as numbers), its notes the section's notes."""
+    parser = _ReportTables()
+    parser.feed(Path(report).read_text())
+    provenance = {"commit": commit or current_commit(), "command": command, "config": config,
+                  "date": datetime.date.today().isoformat(), "machine": machine()}
+    if run_time:
+        provenance["run_time"] = run_time
+    out: dict[str, dict[str, Any]] = {}
+    for table in parser.tables:
+        if not table["header"]:
+            continue
+        levels = sorted(table["headings"])
+        slug = table["headings"][levels[-1]][1] if levels else "report"
+        name, k = f"{slug}.json", 2
+        while name in out:
+            name, k = f"{slug}-{k}.json", k + 1
+        width = len(table["header"])
+        rows = [[_number(cell) for cell in (row + [""] * width)[:width]] for row in table["rows"]]
+        data = {"title": " / ".join(table["headings"][level][0] for level in levels) or "report",
+                "provenance": provenance, "columns": table["header"], "rows": rows}
+        if table["notes"]:
+            data["notes"] = list(table["notes"])
+        out[name] = data
+    if not out:
+        raise ResultFileError(f"{report}: no tables")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     if argv[:1] == ["export"]:
         return export_main(argv[1:])
+    if argv[:1] == ["export-report"]:
+        return export_report_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m dgm_science.docs", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is stale")
     args = parser.parse_args(argv)
@@ -312,6 +417,33 @@ def export_main(argv: list[str]) -> int:
     out.write_text(json.dumps(data, indent=1, allow_nan=False) + "\n")
     load_result(args.out)
     print(f"wrote {out.relative_to(ROOT)} ({len(data['rows'])} rows)")
+    return 0
+
+
+
+def export_report_main(argv: list[str]) -> int:
+    """``python -m dgm_science.docs export-report``: every table of a run's report as a result file."""
+    parser = argparse.ArgumentParser(prog="python -m dgm_science.docs export-report",
+                                     description=export_report_main.__doc__)
+    parser.add_argument("report", type=Path, help="the run's results/report.html")
+    parser.add_argument("--out", required=True, help="a folder relative to docs/results/, e.g. default-run")
+    parser.add_argument("--command", required=True, help="the command that made the run, e.g. 'make run'")
+    parser.add_argument("--config", required=True, help="the run's config files")
+    parser.add_argument("--commit", default=None, help="the commit the run ran at (default: this tree's)")
+    parser.add_argument("--run-time", default=None, help="the run's wall time, recorded with the provenance")
+    args = parser.parse_args(argv)
+    try:
+        files = export_report(args.report, command=args.command, config=args.config, commit=args.commit,
+                              run_time=args.run_time)
+    except (ResultFileError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    folder = RESULTS / args.out
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        (folder / name).write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+        load_result(str(Path(args.out, name)))
+    print(f"wrote {len(files)} result files under {folder.relative_to(ROOT)}")
     return 0
 
 
