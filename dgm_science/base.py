@@ -115,6 +115,18 @@ class Domain(abc.ABC):
         (who, value), on the same metric and split definition; None where no paper reports one."""
         return None
 
+    @classmethod
+    def summary_rows(cls, dataset: str, seed_dirs: list[Path]) -> list[tuple[str, list[Any], tuple[str, float] | None]]:
+        """The rows the report's one-screen summary gives a model: (label, one value per seed that has it,
+        published anchor on the same metric and protocol or None). By default the ``headline`` metric of each
+        seed's ``metrics.json`` beside ``headline_anchor``; a domain whose headline a paper does not report adds
+        the one it does (trajectories: the closed-loop score per evaluation protocol)."""
+        from dgm_science.utils import read_json
+
+        key, label = cls.headline
+        values = [read_json(d / "metrics.json").get(key) for d in seed_dirs if (d / "metrics.json").is_file()]
+        return [(label or key, values, cls.headline_anchor(dataset))]
+
     # ---------------------------------------------------------------- data and models
 
     @staticmethod

@@ -228,24 +228,20 @@ def summary(results: Path) -> Table:
     for folder in folders:
         for model_dir in sorted(p for p in folder.glob("*/*") if p.is_dir() and p.name in known):
             space = registry.get("domain", registry.get("model", model_dir.name).domain)
-            key, label = space.headline
-            values, flags, seeds = [], [], sorted(model_dir.glob("seed*"))
+            flags, seeds = [], sorted(model_dir.glob("seed*"))
             for seed_dir in seeds:
                 metrics_path = seed_dir / "metrics.json"
                 if not metrics_path.is_file():
                     if (seed_dir / "model.ckpt").is_file():
                         flags.append(f"{seed_dir.name}: no metrics (evaluation failed or did not run)")
-                    continue
-                metrics = read_json(metrics_path)
-                values.append(metrics.get(key))
-                if metrics.get("training_hit_time_cap"):
+                elif read_json(metrics_path).get("training_hit_time_cap"):
                     flags.append(f"{seed_dir.name}: stopped by the time cap before its step budget")
-            anchor = space.headline_anchor(model_dir.parent.name)
             row_class = "flagged" if flags else ""
-            table.rows.append((row_class, [model_dir.parent.name, model_dir.name, str(len(seeds)), label or key,
-                                           format_values(values, 3, " ± "),
-                                           f"{anchor[0]}: {anchor[1]:.3f}" if anchor else MISSING,
-                                           "; ".join(flags) or "none"]))
+            for label, values, anchor in space.summary_rows(model_dir.parent.name, seeds):
+                table.rows.append((row_class, [model_dir.parent.name, model_dir.name, str(len(values)), label,
+                                               format_values(values, 3, " ± "),
+                                               f"{anchor[0]}: {anchor[1]:.3f}" if anchor else MISSING,
+                                               "; ".join(flags) or "none"]))
     return table
 
 

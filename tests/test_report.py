@@ -90,7 +90,7 @@ def test_the_summary_sets_each_headline_beside_its_anchor_and_flags_capped_and_f
     table = summary(results)
     rows = {cells[1]: (css, cells) for css, cells in table.rows}
     css, cells = rows["qm9-edm"]
-    assert css == "flagged" and cells[2] == "3" and cells[4] == "0.300 ± 0.141"
+    assert css == "flagged" and cells[2] == "2" and cells[4] == "0.300 ± 0.141"  # seed2 has no metrics
     assert cells[5] == "EDM (GPU, 3,000 epochs): 0.820"
     assert "seed1: stopped by the time cap" in cells[6] and "seed2: no metrics" in cells[6]
     css, cells = rows["ala2-flow"]
@@ -108,6 +108,9 @@ def test_trajectories_without_baseline_inputs(tmp_path):
     _write(run / "metrics.json", {"dynamic_position_error": 0.06, "goal_distance": math.nan})
     _write(run / "rollout_d4rl.json", {"maze": "umaze", "success_rate": 0.5, "normalized_score": 80.0,
                                        "episodes": 10})
+    rows = [cells for _, cells in summary(results).rows]
+    assert [cells[3:6] for cells in rows] == [["plan points in walls ↓", "–", "–"],
+                                              ["closed-loop score, d4rl ↑", "80.000", "Diffuser (d4rl, GPU): 113.900"]]
     html = trajectories_section(results, {})
     assert "<b>maze-diffuser</b> (ours, map-free, seed 0)" in html and "80.0 ± 0.0" in html and "113.9" in html
     assert "Expert planner" not in html and "No planner" not in html and "Expert data" not in html

@@ -48,6 +48,24 @@ class TrajectoryDomain(Domain):
     samples_in_folder = True
     condition_options = ("start", "goal", "within_reach")
 
+    @classmethod
+    def summary_rows(cls, dataset: str, seed_dirs: list[Path]) -> list[tuple[str, list[Any], tuple[str, float] | None]]:
+        """The open-loop headline (no paper reports it), then per evaluation protocol the map-free planner's
+        closed-loop normalised score (``rollout_<protocol>.json``) beside Diffuser's published row of the same
+        maze and protocol."""
+        from dgm_science.domains.trajectories.rollout import PROTOCOLS, published_planners
+        from dgm_science.utils import read_json
+
+        rows = super().summary_rows(dataset, seed_dirs)
+        for protocol in PROTOCOLS:
+            found = [read_json(p) for d in seed_dirs if (p := d / f"rollout_{protocol}.json").is_file()]
+            if not found:
+                continue
+            diffuser = [r for r in published_planners(found[0]["maze"], protocol) if r["method"] == "Diffuser"]
+            anchor = (f"Diffuser ({protocol}, GPU)", diffuser[0]["score"]) if diffuser else None
+            rows.append((f"closed-loop score, {protocol} ↑", [r.get("normalized_score") for r in found], anchor))
+        return rows
+
     @staticmethod
     def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
         """Maze, horizon, the per-dimension limits of the training transitions (normalisation) and
