@@ -269,8 +269,9 @@ def export_run(results: Path, domain: str, metrics: list[str], *, title: str, co
 
 
 class _ReportTables(html.parser.HTMLParser):
-    """The tables of a rendered report: for each, the ``<h2>`` / ``<h3>`` it sits under (text and ``id``), its
-    header and body cells as text, and the section's ``<p class="note">`` paragraphs."""
+    """The tables of a rendered report: for each, the ``<h2>`` / ``<h3>`` it sits under (text and ``id``), the
+    ``<h4>`` caption right above it (if no image came between), its header and body cells as text, and the
+    section's ``<p class="note">`` paragraphs."""
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -284,8 +285,10 @@ class _ReportTables(html.parser.HTMLParser):
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = dict(attrs)
-        if tag in ("h2", "h3"):
+        if tag in ("h2", "h3", "h4"):
             self._text, self._what = [], (tag, attributes.get("id") or "")
+        elif tag == "img":
+            self.headings.pop(4, None)  # a figure's caption, not the next table's
         elif tag == "p" and "note" in (attributes.get("class") or "").split():
             self._text, self._what = [], ("note",)
         elif tag == "table":
@@ -306,11 +309,12 @@ class _ReportTables(html.parser.HTMLParser):
         if self._text is not None and self._what and tag == ("p" if self._what[0] == "note" else self._what[0]):
             text = " ".join("".join(self._text).split())
             kind = self._what[0]
-            if kind in ("h2", "h3"):
+            if kind in ("h2", "h3", "h4"):
                 level = int(kind[1])
                 self.headings = {k: v for k, v in self.headings.items() if k < level}
-                self.headings[level] = (text, self._what[1])
-                self.notes = []  # a new section: its own notes (a list shared by the section's tables)
+                self.headings[level] = (text, self._what[1] or re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-"))
+                if level < 4:
+                    self.notes = []  # a new section: its own notes (a list shared by the section's tables)
             elif kind == "note":
                 self.notes.append(text)
             elif self._row is not None:
@@ -337,9 +341,9 @@ def _number(text: str) -> Any:
 
 def export_report(report: Path, *, command: str, config: str, commit: str | None = None,
                   run_time: str | None = None) -> dict[str, dict[str, Any]]:
-    """One result file per table of a rendered report, named ``<section id>[-k].json`` after the ``<h3>`` (or
-    ``<h2>``) the table sits under: its title is the headings, its rows the table's cells as the report shows
-    them (numbers as numbers), its notes the section's notes."""
+    """One result file per table of a rendered report, named ``<section id>[-<caption>][-k].json`` after the
+    ``<h3>`` (or ``<h2>``) the table sits under and its ``<h4>`` caption: its title is the headings, its rows the
+    table's cells as the report shows them (numbers as numbers), its notes the section's notes."""
     parser = _ReportTables()
     parser.feed(Path(report).read_text())
     provenance = {"commit": commit or current_commit(), "command": command, "config": config,
@@ -351,7 +355,7 @@ def export_report(report: Path, *, command: str, config: str, commit: str | None
         if not table["header"]:
             continue
         levels = sorted(table["headings"])
-        slug = table["headings"][levels[-1]][1] if levels else "report"
+        slug = "-".join(table["headings"][level][1] for level in levels if level > 2 or len(levels) == 1) or "report"
         name, k = f"{slug}.json", 2
         while name in out:
             name, k = f"{slug}-{k}.json", k + 1

@@ -101,25 +101,29 @@ def test_export_report_makes_one_result_file_per_table_of_the_rendered_report(tm
 
     from dgm_science import report
 
-    moses = report.Table(["model", "FCD/Test", "samples"],
-                         [("", ["smiles-arm", "0.7081", "10,000"]), ("published", ["CharRNN (published)", "0.073", "–"])])
+    moses = report.Table(["model", "FCD/Test", "samples"], [("", ["smiles-arm", "0.7081", "10,000"]),
+                                                            ("published", ["CharRNN (published)", "0.073", "–"])])
     macros = report._environment(report.SHARED_TEMPLATES).get_template("_macros.html.j2").module  # as sections use
     env_table, note = macros.table, macros.note
     body = Markup("<h2>Molecules</h2><h3>MOSES &amp; more</h3>") + note("10k samples, seed 0.") + env_table(moses) \
         + env_table(report.Table(["model", "valid"], [("", ["graph-vae", "0.25"])])) \
-        + Markup("<h3>QM9</h3>") + env_table(report.Table(["model", "valid"], [("", ["graph-flow", "1"])]))
+        + Markup("<h3>QM9</h3><h4>Closed loop, D4RL</h4>") \
+        + env_table(report.Table(["model", "valid"], [("", ["graph-flow", "1"])])) \
+        + Markup("<h4>A figure</h4><img src='x.png'>") + env_table(report.Table(["model"], [("", ["x"])]))
     sections, contents = report.with_anchors([str(body)])
     page = report.render("report.html.j2", sections=sections, contents=contents, summary=report.Table(["a"]))
     (tmp_path / "report.html").write_text(page)
     files = docs.export_report(tmp_path / "report.html", command="make run", config="default.yaml", commit="abc1234",
                                run_time="50 min")
-    assert sorted(files) == ["moses-more-2.json", "moses-more.json", "qm9.json"]
+    assert sorted(files) == ["moses-more-2.json", "moses-more.json", "qm9-closed-loop-d4rl.json", "qm9.json"]
     first = files["moses-more.json"]
     assert first["title"] == "Molecules / MOSES & more"
     assert first["columns"] == ["model", "FCD/Test", "samples"]
     assert first["rows"] == [["smiles-arm", 0.7081, 10000], ["CharRNN (published)", 0.073, "–"]]
     assert first["notes"] == ["10k samples, seed 0."]
-    assert files["qm9.json"]["rows"] == [["graph-flow", 1]] and "notes" not in files["qm9.json"]
+    caption = files["qm9-closed-loop-d4rl.json"]
+    assert caption["title"] == "Molecules / QM9 / Closed loop, D4RL" and caption["rows"] == [["graph-flow", 1]]
+    assert files["qm9.json"]["rows"] == [["x"]] and "notes" not in files["qm9.json"]
     assert first["provenance"]["run_time"] == "50 min" and first["provenance"]["commit"] == "abc1234"
     (tmp_path / "moses.json").write_text(json.dumps(first))
     assert "| CharRNN (published) | 0.073 | – |" in docs.render_table(docs.load_result("moses.json", tmp_path), "m")
