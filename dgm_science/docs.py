@@ -87,6 +87,8 @@ def _cell(value: Any) -> str:
         return "–"
     if isinstance(value, float):
         return f"{value:.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10_000:
+        return f"{value:,}"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
@@ -371,6 +373,59 @@ def export_report(report: Path, *, command: str, config: str, commit: str | None
     return out
 
 
+
+CELL_SPLIT = re.compile(r"(?<!\\)\|")
+
+
+def markdown_tables(text: str) -> list[tuple[int, int]]:
+    """(first line, end line) of every Markdown table of ``text`` outside result blocks and code fences."""
+    lines = text.split("\n")
+    found, start, fenced = [], None, False
+    for i, line in enumerate(lines + [""]):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        if not fenced and line.startswith("|"):
+            if start is None:
+                start = i
+        elif start is not None:
+            if i - start >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[start + 1].strip()):
+                found.append((start, i))
+            start = None
+    inside = [(text[:m.start()].count("\n"), text[:m.end()].count("\n")) for m in BLOCK.finditer(text)]
+    return [(a, b) for a, b in found if not any(lo <= a <= hi for lo, hi in inside)]
+
+
+def adopt_table(page: Path, index: int, name: str, *, title: str, provenance: dict[str, str],
+                notes: list[str] | None = None, root: Path = RESULTS) -> dict[str, Any]:
+    """Move the ``index``-th Markdown table of ``page`` (outside result blocks) into the result file ``name``
+    with ``provenance``, and put a result block naming it in its place: for figures measured by an earlier
+    release whose run is known (commit, config, command) but whose table was typed into a page."""
+    text = page.read_text()
+    tables = markdown_tables(text)
+    if not 0 <= index < len(tables):
+        raise ResultFileError(f"{page}: no table {index} (it has {len(tables)} outside result blocks)")
+    start, end = tables[index]
+    lines = text.split("\n")
+
+    def cells(line: str) -> list[Any]:
+        parts = CELL_SPLIT.split(line.strip().strip("|"))
+        return [_number(part.strip().replace("\\|", "|")) for part in parts]
+
+    columns = [str(c) for c in cells(lines[start])]
+    rows = [cells(line) for line in lines[start + 2:end]]
+    data = {"title": title, "provenance": provenance, "columns": columns,
+            "rows": [(row + [""] * len(columns))[:len(columns)] for row in rows]}
+    if notes:
+        data["notes"] = notes
+    out = root / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
+    load_result(name, root)
+    lines[start:end] = [f"<!-- result: {name} -->", "<!-- /result -->"]
+    page.write_text(fill_blocks("\n".join(lines), root))
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
@@ -378,6 +433,8 @@ def main(argv: list[str] | None = None) -> int:
         return export_main(argv[1:])
     if argv[:1] == ["export-report"]:
         return export_report_main(argv[1:])
+    if argv[:1] == ["adopt"]:
+        return adopt_main(argv[1:])
     parser = argparse.ArgumentParser(prog="python -m dgm_science.docs", description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if anything is stale")
     args = parser.parse_args(argv)
@@ -448,6 +505,28 @@ def export_report_main(argv: list[str]) -> int:
         (folder / name).write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
         load_result(str(Path(args.out, name)))
     print(f"wrote {len(files)} result files under {folder.relative_to(ROOT)}")
+    return 0
+
+
+def adopt_main(argv: list[str]) -> int:
+    """``python -m dgm_science.docs adopt``: a table typed into a page becomes a result file with its run's
+    provenance, and the page quotes it through a result block."""
+    parser = argparse.ArgumentParser(prog="python -m dgm_science.docs adopt", description=adopt_main.__doc__)
+    parser.add_argument("page", type=Path)
+    parser.add_argument("--table", type=int, required=True, help="which table of the page, from 0, outside blocks")
+    parser.add_argument("--out", required=True, help="the result file, relative to docs/results/")
+    parser.add_argument("--title", required=True)
+    for key in PROVENANCE_KEYS:
+        parser.add_argument(f"--{key}", required=True, help=f"the run's {key}")
+    parser.add_argument("--note", action="append", default=[], help="a caveat shown under the table (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        adopt_table(args.page, args.table, args.out, title=args.title, notes=args.note,
+                    provenance={key: getattr(args, key) for key in PROVENANCE_KEYS})
+    except (ResultFileError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote docs/results/{args.out}; {args.page} quotes it")
     return 0
 
 

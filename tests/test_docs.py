@@ -130,3 +130,24 @@ def test_export_report_makes_one_result_file_per_table_of_the_rendered_report(tm
     (tmp_path / "empty.html").write_text("<h2>x</h2><p>no table</p>")
     with pytest.raises(docs.ResultFileError, match="no tables"):
         docs.export_report(tmp_path / "empty.html", command="c", config="c", commit="c")
+
+
+def test_adopt_moves_a_typed_table_into_a_result_file_and_quotes_it(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("# P\n\n```\n| not | a table |\n|---|---|\n| 1.5 | 2 |\n```\n\n| model | FCD | note |\n"
+                    "|---|---|---|\n| `smiles-arm` | 0.708 | a \\| b |\n| graph-vae | 4.58 | 10,000 |\n\ntext\n\n"
+                    "| x | y |\n|---|---|\n| 1.0 | 2.0 |\n")
+    assert len(docs.markdown_tables(page.read_text())) == 2  # the fenced one is not a table
+    provenance = {"commit": "bfa7d87", "command": "make run", "config": "default.yaml", "date": "2026-11-26",
+                  "machine": "2 CPU cores"}
+    data = docs.adopt_table(page, 0, "old/moses.json", title="MOSES", provenance=provenance, notes=["one seed"],
+                            root=tmp_path / "results")
+    assert data["columns"] == ["model", "FCD", "note"]
+    assert data["rows"] == [["`smiles-arm`", 0.708, "a | b"], ["graph-vae", 4.58, 10000]]
+    text = page.read_text()
+    assert "<!-- result: old/moses.json -->\n| model | FCD | note |" in text and "- one seed" in text
+    assert "| graph-vae | 4.58 | 10,000 |" in text and "commit `bfa7d87`" in text
+    assert docs.untraced_rows(text) == ["| 1.0 | 2.0 |"]  # the other table is still typed
+    assert len(docs.markdown_tables(text)) == 1
+    with pytest.raises(docs.ResultFileError, match="no table 1"):
+        docs.adopt_table(page, 1, "x.json", title="t", provenance=provenance, root=tmp_path / "results")
