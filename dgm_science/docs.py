@@ -8,12 +8,17 @@
 - ``docs/results.md``: every committed result file under ``docs/results/`` as a table with the commit,
   config and command that made it;
 - in any page, the block between ``<!-- result: <file> -->`` and ``<!-- /result -->``: that result file's
-  table, so a page quotes a figure only through its file.
+  table, so a page quotes a figure only through its file;
+- in any page, the block between ``<!-- published: <name> -->`` and ``<!-- /published -->``: the published
+  table ``name`` (``PUBLISHED_TABLES``: papers' numbers as the package holds them, in the constants and CSVs
+  its reports read), with a source line naming the paper, the package file or constant and what it was
+  checked against, so a page quotes a paper's number only from the package's own copy.
 
-``python -m dgm_science.docs --check`` changes nothing and exits 1 when a generated part is stale, a block
-names a file that does not exist or lacks its provenance, or a page shows numeric table rows outside result
-blocks without declaring them: a warning admonition titled "Figures without a result file" whose first line
-says why, shown to the reader on the page.
+``python -m dgm_science.docs --check`` changes nothing and exits 1 when a generated part is stale (a result or
+published block included), or a page shows numeric table rows outside result and published blocks without
+declaring them: a warning admonition titled "Figures without a result file" whose first line says why, shown
+to the reader on the page. It exits 2 when a block names a result file that does not exist or lacks its
+provenance, or a published table that is not registered.
 
 A result file is JSON: ``title``, ``provenance`` (``commit``, ``command``, ``config``, ``date``, ``machine``),
 ``columns``, ``rows`` (one list per row) and optional ``notes``. ``python -m dgm_science.docs export`` writes one
@@ -27,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
+import functools
 import html.parser
 import json
 import os
@@ -35,7 +42,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -43,6 +50,7 @@ RESULTS = DOCS / "results"
 PROVENANCE_KEYS = ("commit", "command", "config", "date", "machine")
 
 BLOCK = re.compile(r"(<!-- result: (?P<file>[^ ]+) -->\n)(?P<body>.*?)(<!-- /result -->)", re.S)
+PUBLISHED_BLOCK = re.compile(r"(<!-- published: (?P<name>[^ ]+) -->\n)(?P<body>.*?)(<!-- /published -->)", re.S)
 UNTRACED_TITLE = '!!! warning "Figures without a result file"'
 UNTRACED = re.compile(re.escape(UNTRACED_TITLE) + r"\n    (?P<why>[^\n]+)")
 # a Markdown table row holding a measured-looking number (a decimal, a percentage or a ± spread), once code
@@ -53,6 +61,10 @@ NOT_FIGURES = re.compile(r"`[^`]*`|\bv?\d+\.\d+\.\d+\b")
 
 class ResultFileError(ValueError):
     """A result file that cannot stand behind a figure: missing, malformed or without provenance."""
+
+
+class PublishedTableError(ValueError):
+    """A published block naming a table that is not registered in ``PUBLISHED_TABLES``."""
 
 
 def load_result(name: str, root: Path = RESULTS) -> dict[str, Any]:
@@ -105,6 +117,211 @@ def render_table(data: dict[str, Any], name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@dataclasses.dataclass(frozen=True)
+class PublishedTable:
+    """A paper's table as the package holds it. ``rows``: cells as text, as the package's report formats them
+    (or as its CSV stores them), one list per row, as wide as ``columns``; ``source``: the paper and table;
+    ``read_from``: the package's file or constant and the function that reads it; ``checked``: what the package
+    records about checking the numbers against the paper (None: it records nothing)."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    source: str
+    read_from: str
+    checked: str | None = None
+
+
+PUBLISHED_TABLES: dict[str, Callable[[], PublishedTable]] = {}
+"""Published table name (``<!-- published: NAME -->``) -> the function that reads it from the package."""
+
+
+def published_table(name: str) -> Callable[[Callable[[], PublishedTable]], Callable[[], PublishedTable]]:
+    """Decorator registering a function that returns a :class:`PublishedTable` as ``name``."""
+
+    def decorator(fn: Callable[[], PublishedTable]) -> Callable[[], PublishedTable]:
+        if name in PUBLISHED_TABLES:
+            raise ValueError(f"published table {name!r} is registered twice")
+        PUBLISHED_TABLES[name] = fn
+        return fn
+
+    return decorator
+
+
+def get_published(name: str) -> PublishedTable:
+    """The registered published table ``name``; a clear error lists the known names."""
+    if name not in PUBLISHED_TABLES:
+        raise PublishedTableError(f"unknown published table {name!r}; known: {', '.join(sorted(PUBLISHED_TABLES))}")
+    return PUBLISHED_TABLES[name]()
+
+
+def render_published(name: str) -> str:
+    """A published table as a Markdown table and a source line: the paper, where the package holds the numbers
+    and what they were checked against."""
+    table = get_published(name)
+    lines = ["| " + " | ".join(_cell(c) for c in table.columns) + " |", "|" + "---|" * len(table.columns)]
+    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in table.rows]
+    checked = table.checked or "the package records no check of these numbers against the paper"
+    lines += ["", f"Source: {table.source}. Read from {table.read_from}; {checked}."]
+    return "\n".join(lines) + "\n"
+
+
+def _metric_table(title: str, published: list[tuple[str, str, dict[str, float]]], columns: list[tuple[str, str]],
+                  digits: int, **where: Any) -> PublishedTable:
+    """(name, scale, metrics) rows over the report's metric ``columns`` (key, label) that any row has, with the
+    report's ``digits``."""
+    from dgm_science.report import format_number
+
+    shown = [(key, label) for key, label in columns if any(key in values for _, _, values in published)]
+    rows = [[name, scale, *(format_number(values.get(key), digits) for key, _ in shown)]
+            for name, scale, values in published]
+    return PublishedTable(title, ["model", "scale", *(label for _, label in shown)], rows, **where)
+
+
+@published_table("moses")
+def _moses() -> PublishedTable:
+    from dgm_science.domains.molecules import report
+
+    return _metric_table("MOSES: published baselines", report.published_rows("moses"), report.COLUMNS, 4,
+                         source=report.PUBLISHED_MOSES_SOURCE,
+                         read_from="`PUBLISHED_MOSES` in `dgm_science/domains/molecules/report.py` "
+                                   "(`published_rows`, as the report's MOSES table)")
+
+
+@published_table("qm9")
+def _qm9() -> PublishedTable:
+    from dgm_science.domains.molecules import report
+
+    return _metric_table("QM9 (implicit hydrogens): published graph generators", report.published_rows("qm9"),
+                         report.QM9_COLUMNS, 4, source=report.PUBLISHED_QM9_SOURCE,
+                         read_from="`PUBLISHED_QM9` in `dgm_science/domains/molecules/report.py` "
+                                   "(`published_rows`, as the report's QM9 table)")
+
+
+@published_table("qm9-3d")
+def _qm9_3d() -> PublishedTable:
+    from dgm_science.domains.structures import report
+
+    published = [(name, scale, values) for name, (scale, values) in report.PUBLISHED_QM9_3D.items()]
+    return _metric_table("QM9 conformations (with hydrogens): EDM's published rows", published,
+                         report.QM9_COLUMNS, 3, source=report.PUBLISHED_QM9_3D_SOURCE,
+                         read_from="`PUBLISHED_QM9_3D` in `dgm_science/domains/structures/report.py` "
+                                   "(as the report's QM9-3D table)")
+
+
+def _as_printed(value: float) -> str:
+    """A published error as papers print it: 3 decimals below 1 (0.030), a whole number as one (63)."""
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:g}"
+
+
+@published_table("qm9-properties-3d")
+def _qm9_properties_3d() -> PublishedTable:
+    from dgm_science.domains.molecules import prediction_report
+    from dgm_science.domains.molecules.data import QM9_PROPERTIES
+    from dgm_science.domains.molecules.predict import report_unit
+
+    published = prediction_report.PUBLISHED_3D
+    targets = list(dict.fromkeys(target for values in published.values() for target in values))
+    columns = ["model", *(f"{target} MAE ({report_unit(target, QM9_PROPERTIES[target][1])[0]})"
+                          for target in targets)]
+    rows = [[model, *(_as_printed(values[target]) if target in values else "–" for target in targets)]
+            for model, values in published.items()]
+    return PublishedTable("QM9 properties: test MAE of published models that read the 3D coordinates", columns,
+                          rows, source=prediction_report.PUBLISHED_3D_SOURCE,
+                          read_from="`PUBLISHED_3D` in `dgm_science/domains/molecules/prediction_report.py` "
+                                    "(as the report's property table)",
+                          checked=prediction_report.PUBLISHED_3D_CHECKED)
+
+
+@published_table("guacamol")
+def _guacamol() -> PublishedTable:
+    from dgm_science.domains.molecules import design_report
+
+    table = design_report.published("guacamol_table2")
+    baselines = [column for column in next(iter(table.values())) if column != "task"]
+    source, checked = design_report.PUBLISHED_SOURCES["guacamol_table2"]
+    return PublishedTable("GuacaMol Table 2: the baselines' goal-directed benchmark scores",
+                          ["task", *(design_report.GUACAMOL_BASELINES.get(c, c) for c in baselines)],
+                          [[task, *(row[c] for c in baselines)] for task, row in table.items()], source=source,
+                          read_from="`dgm_science/domains/molecules/published/guacamol_table2.csv` "
+                                    "(`design_report.published`, as the design report)", checked=checked)
+
+
+@published_table("pmo")
+def _pmo() -> PublishedTable:
+    from dgm_science.domains.molecules import design_report
+
+    table = design_report.published("pmo_auc_top10")
+    source, checked = design_report.PUBLISHED_SOURCES["pmo_auc_top10"]
+    return PublishedTable("PMO: AUC top-10 at 10,000 calls",
+                          ["task", *design_report.PMO_METHODS.values()],
+                          [[task, *(design_report.pmo_cell(row, m) for m in design_report.PMO_METHODS)]
+                           for task, row in table.items()], source=source,
+                          read_from="`dgm_science/domains/molecules/published/pmo_auc_top10.csv` "
+                                    "(`design_report.published`, as the design report)", checked=checked)
+
+
+MAZE2D_PROTOCOLS = ("d4rl", "multi2d")
+"""The evaluation protocols with a published planner table each (``rollout.PROTOCOLS``; a test keeps them equal)."""
+
+
+def _maze2d_planners(protocol: str) -> PublishedTable:
+    """Published planners of every maze measured under ``protocol``: one row per method, one column per maze."""
+    from dgm_science.domains.trajectories.mazes import MAZES
+    from dgm_science.domains.trajectories.rollout import PROTOCOLS, published_planners
+    from dgm_science.report import format_number
+
+    methods: dict[str, dict[str, str]] = {}
+    for maze in MAZES.values():
+        for row in published_planners(maze.name, protocol):
+            cells = methods.setdefault(row["method"], {"source": row["source"], "checked": row["checked"]})
+            cells[maze.d4rl_id] = format_number(row["score"], 1) + (
+                "" if row["error"] is None else f" ± {format_number(row['error'], 1)}")
+    columns = [maze.d4rl_id for maze in MAZES.values()]
+    return PublishedTable(f"Published planners, {PROTOCOLS[protocol].description}",
+                          ["method", *columns, "source", "checked against the paper"],
+                          [[method, *(cells.get(c, "–") for c in columns), cells["source"], cells["checked"]]
+                           for method, cells in methods.items()],
+                          source="the papers and tables of the source column (D4RL-normalised scores)",
+                          read_from="`dgm_science/domains/trajectories/published/maze2d_planners.csv` "
+                                    "(`rollout.published_planners`, as the trajectories report)",
+                          checked="whether each row was checked against its paper: the file's `checked` column")
+
+
+for _protocol in MAZE2D_PROTOCOLS:
+    published_table(f"maze2d-planners-{_protocol}")(functools.partial(_maze2d_planners, _protocol))
+
+
+@published_table("corl-maze2d")
+def _corl_maze2d() -> PublishedTable:
+    from dgm_science.domains.trajectories import offline_rl
+    from dgm_science.domains.trajectories.mazes import MAZES
+
+    rows = []
+    for algo, algorithm in offline_rl.ALGORITHMS.items():
+        for maze in MAZES.values():
+            scores = offline_rl.published_rows(algo, maze.name)
+            if scores:
+                rows.append([algorithm.published, maze.d4rl_id,
+                             f"{scores['corl_last']:.2f} ± {scores['corl_last_sd']:.2f}",
+                             f"{scores['corl_best']:.2f} ± {scores['corl_best_sd']:.2f}"])
+    return PublishedTable("CORL's published offline RL scores on D4RL maze2d",
+                          ["algorithm", "D4RL dataset", "last score", "best score"], rows,
+                          source=offline_rl.CORL_SOURCE,
+                          read_from="`dgm_science/domains/trajectories/published/corl_maze2d.csv` "
+                                    "(`offline_rl.published_rows`, as `dgm offline-rl` and the report)",
+                          checked=offline_rl.CORL_CHECKED)
+
+
+def published_uses(docs: Path = DOCS) -> dict[str, list[str]]:
+    """Published table name -> the pages (relative to ``docs``) whose blocks show it."""
+    uses: dict[str, list[str]] = {}
+    for page in sorted(docs.rglob("*.md")):
+        for name in dict.fromkeys(m["name"] for m in PUBLISHED_BLOCK.finditer(page.read_text())):
+            uses.setdefault(name, []).append(str(page.relative_to(docs)))
+    return dict(sorted(uses.items()))
+
+
 def result_files(root: Path = RESULTS) -> list[str]:
     """Every result file under ``root``, as a path relative to it, sorted."""
     return sorted(str(p.relative_to(root)) for p in root.rglob("*.json"))
@@ -124,6 +341,16 @@ def render_results_page(root: Path = RESULTS) -> str:
         out += ["## Figures not yet backed by a result file", "",
                 "These pages still carry hand-typed tables of earlier releases.", ""]
         out += [f"- [{page}]({page}): {why}" for page, why in untraced]
+        out.append("")
+    used = published_uses(root.parent)
+    if used:
+        out += ["## Published tables", "",
+                "Papers' numbers shown through published blocks, read from the package's own copies (the same "
+                "constants and files its reports read):", ""]
+        for name, pages in used.items():
+            table = get_published(name)
+            shown = ", ".join(f"[{page}]({page})" for page in pages)
+            out.append(f"- `{name}`: {table.title}; {table.source}; read from {table.read_from}. On {shown}.")
         out.append("")
     group = None
     for name in result_files(root):
@@ -147,13 +374,15 @@ def untraced_pages(docs: Path = DOCS) -> list[tuple[str, str]]:
 
 
 def fill_blocks(text: str, root: Path = RESULTS) -> str:
-    """``text`` with every result block's body replaced by its file's table."""
-    return BLOCK.sub(lambda m: m[1] + render_table(load_result(m["file"], root), m["file"]) + m[4], text)
+    """``text`` with every result block's body replaced by its file's table, and every published block's by
+    its published table."""
+    text = BLOCK.sub(lambda m: m[1] + render_table(load_result(m["file"], root), m["file"]) + m[4], text)
+    return PUBLISHED_BLOCK.sub(lambda m: m[1] + render_published(m["name"]) + m[4], text)
 
 
 def untraced_rows(text: str) -> list[str]:
-    """Numeric table rows of a page that lie outside its result blocks."""
-    outside = BLOCK.sub("", text)
+    """Numeric table rows of a page that lie outside its result and published blocks."""
+    outside = PUBLISHED_BLOCK.sub("", BLOCK.sub("", text))
     inside_code = False
     rows = []
     for line in outside.splitlines():
@@ -203,21 +432,25 @@ def render_config() -> str:
 
 
 def generated(docs: Path = DOCS) -> dict[Path, str]:
-    """Every generated file's path and wanted content (pages with result blocks included)."""
+    """Every generated file's path and wanted content (pages with result or published blocks included)."""
     root = docs / "results"
-    wanted = {docs / "reference" / "cli.md": render_cli(), docs / "reference" / "config.md": render_config(),
-              docs / "results.md": render_results_page(root)}
-    for page in sorted(docs.rglob("*.md")):
-        if page in wanted or page.is_relative_to(root):
+    reference = {docs / "reference" / "cli.md", docs / "reference" / "config.md", docs / "results.md"}
+    pages = {}
+    for page in sorted(docs.rglob("*.md")):  # first, so that an unknown published table is reported with its page
+        if page in reference or page.is_relative_to(root):
             continue
         text = page.read_text()
-        if BLOCK.search(text):
-            wanted[page] = fill_blocks(text, root)
-    return wanted
+        if BLOCK.search(text) or PUBLISHED_BLOCK.search(text):
+            try:
+                pages[page] = fill_blocks(text, root)
+            except PublishedTableError as err:
+                raise PublishedTableError(f"{page.relative_to(docs.parent)}: {err}") from err
+    return {docs / "reference" / "cli.md": render_cli(), docs / "reference" / "config.md": render_config(),
+            docs / "results.md": render_results_page(root), **pages}
 
 
 def problems(docs: Path = DOCS) -> list[str]:
-    """What ``--check`` reports: stale generated files, and pages with undeclared figures."""
+    """What ``--check`` reports: stale generated files and blocks, and pages with undeclared figures."""
     found = []
     for path, text in generated(docs).items():
         if not path.is_file() or path.read_text() != text:
@@ -228,7 +461,7 @@ def problems(docs: Path = DOCS) -> list[str]:
         rows = untraced_rows(text)
         if rows and not UNTRACED.search(text):
             found.append(f"{page.relative_to(docs.parent)}: {len(rows)} table rows with figures outside result "
-                         f"blocks and no {UNTRACED_TITLE!r} warning, e.g. {rows[0][:80]!r}")
+                         f"and published blocks and no {UNTRACED_TITLE!r} warning, e.g. {rows[0][:80]!r}")
     return found
 
 
@@ -378,7 +611,8 @@ CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
 def markdown_tables(text: str) -> list[tuple[int, int]]:
-    """(first line, end line) of every Markdown table of ``text`` outside result blocks and code fences."""
+    """(first line, end line) of every Markdown table of ``text`` outside result and published blocks and code
+    fences."""
     lines = text.split("\n")
     found, start, fenced = [], None, False
     for i, line in enumerate(lines + [""]):
@@ -391,7 +625,8 @@ def markdown_tables(text: str) -> list[tuple[int, int]]:
             if i - start >= 2 and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[start + 1].strip()):
                 found.append((start, i))
             start = None
-    inside = [(text[:m.start()].count("\n"), text[:m.end()].count("\n")) for m in BLOCK.finditer(text)]
+    inside = [(text[:m.start()].count("\n"), text[:m.end()].count("\n"))
+              for pattern in (BLOCK, PUBLISHED_BLOCK) for m in pattern.finditer(text)]
     return [(a, b) for a, b in found if not any(lo <= a <= hi for lo, hi in inside)]
 
 
@@ -449,7 +684,7 @@ def main(argv: list[str] | None = None) -> int:
             if not path.is_file() or path.read_text() != text:
                 path.write_text(text)
                 print(f"wrote {path.relative_to(ROOT)}")
-    except ResultFileError as err:
+    except (ResultFileError, PublishedTableError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -151,3 +151,92 @@ def test_adopt_moves_a_typed_table_into_a_result_file_and_quotes_it(tmp_path):
     assert len(docs.markdown_tables(text)) == 1
     with pytest.raises(docs.ResultFileError, match="no table 1"):
         docs.adopt_table(page, 1, "x.json", title="t", provenance=provenance, root=tmp_path / "results")
+
+
+def _published_row(rendered: str, first_cell: str) -> list[str]:
+    """The cells of the rendered table's row whose first cell is ``first_cell``."""
+    for line in rendered.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in {rendered!r}")
+
+
+def test_a_published_block_is_filled_from_the_packages_own_numbers(monkeypatch):
+    from dgm_science.domains.molecules import report
+
+    page = "# P\n\n<!-- published: moses -->\n| CharRNN | hand-typed | 0.999 |\n<!-- /published -->\n"
+    filled = docs.fill_blocks(page)
+    header = [c.strip() for c in filled.split("<!-- published: moses -->\n")[1].splitlines()[0].strip("|").split("|")]
+    fcd = header.index("FCD Test ↓")
+    assert _published_row(filled, "CharRNN")[fcd] == "0.0732" == f"{report.PUBLISHED_MOSES['CharRNN']['FCD/Test']:.4f}"
+    assert "hand-typed" not in filled
+    assert "`PUBLISHED_MOSES` in `dgm_science/domains/molecules/report.py`" in filled and "Polykovskiy" in filled
+    # change detection: the block follows the constant the report reads, not a copy of it
+    monkeypatch.setitem(report.PUBLISHED_MOSES["CharRNN"], "FCD/Test", 0.1234)
+    assert _published_row(docs.fill_blocks(page), "CharRNN")[fcd] == "0.1234"
+    assert docs.fill_blocks(filled) != filled  # the page filled before the change is now stale
+
+
+def test_published_csv_tables_are_read_from_the_packages_files():
+    import csv
+
+    from dgm_science.domains.molecules.design_report import PUBLISHED
+
+    with open(PUBLISHED / "guacamol_table2.csv", newline="") as fh:
+        total = next(row for row in csv.DictReader(fh) if row["task"] == "total")
+    guacamol = docs.render_published("guacamol")
+    assert _published_row(guacamol, "total") == ["total", *(total[c] for c in ("best_of_dataset", "smiles_lstm",
+                                                                               "smiles_ga", "graph_ga", "graph_mcts"))]
+    assert "checked number by number against the authors' result files" in guacamol
+    assert _published_row(docs.render_published("pmo"), "deco_hop")[1:] == ["0.667±0.045", "0.619±0.005",
+                                                                           "0.590±0.002"]
+    multi2d = docs.render_published("maze2d-planners-multi2d")
+    assert _published_row(multi2d, "Hierarchical Diffuser")[1:4] == ["144.1", "140.2", "165.5"]
+    assert "Maze2D" not in multi2d  # a protocol's table holds only the rows measured under it
+    assert _published_row(docs.render_published("corl-maze2d"), "IQL")[1:] == ["maze2d-umaze-v1", "42.11 ± 0.58",
+                                                                               "50.92 ± 4.23"]
+
+
+def test_every_registered_published_table_renders_and_names_its_package_source():
+    from dgm_science.domains.trajectories.rollout import PROTOCOLS
+
+    assert {f"maze2d-planners-{p}" for p in PROTOCOLS} <= set(docs.PUBLISHED_TABLES)
+    assert {"moses", "qm9", "qm9-3d", "qm9-properties-3d", "guacamol", "pmo", "corl-maze2d"} <= set(
+        docs.PUBLISHED_TABLES)
+    for name in docs.PUBLISHED_TABLES:
+        table = docs.get_published(name)
+        assert table.rows and all(len(row) == len(table.columns) for row in table.rows), name
+        path = re.search(r"`(dgm_science/[^`]+)`", table.read_from)[1]
+        assert (ROOT / path).is_file(), (name, path)
+        constant = re.match(r"`([A-Z0-9_]+)` in", table.read_from)
+        assert constant is None or constant[1] in (ROOT / path).read_text(), name
+        assert docs.untraced_rows(docs.render_published(name)) != []  # numeric rows, which the block traces
+        assert docs.untraced_rows(docs.fill_blocks(f"<!-- published: {name} -->\n<!-- /published -->\n")) == []
+
+
+def test_an_unknown_published_table_or_a_stale_block_fails_the_check(tmp_path):
+    with pytest.raises(docs.PublishedTableError, match="unknown published table 'nope'; known: .*moses"):
+        docs.fill_blocks("<!-- published: nope -->\n<!-- /published -->\n")
+    site = tmp_path / "docs"
+    (site / "results").mkdir(parents=True)
+    page = site / "page.md"
+    fresh = docs.fill_blocks("# P\n\n<!-- published: qm9-3d -->\n<!-- /published -->\n")
+    page.write_text(fresh)
+    assert not [p for p in docs.problems(site) if p.startswith("docs/page.md")]
+    edm = "| EDM | Hoogeboom et al. 2022, GPU | 0.987 |"
+    assert edm in fresh
+    page.write_text(fresh.replace(edm, "| EDM | Hoogeboom et al. 2022, GPU | 0.99 |"))
+    assert "docs/page.md: out of date (run python -m dgm_science.docs)" in docs.problems(site)
+    page.write_text("# P\n\n<!-- published: nope -->\n<!-- /published -->\n")
+    with pytest.raises(docs.PublishedTableError, match="page.md: unknown published table 'nope'"):
+        docs.problems(site)
+
+
+def test_the_results_page_lists_the_published_tables_the_pages_use(tmp_path):
+    site = tmp_path / "docs"
+    (site / "results").mkdir(parents=True)
+    assert "## Published tables" not in docs.render_results_page(site / "results")
+    (site / "molecules.md").write_text("<!-- published: qm9 -->\n<!-- /published -->\n")
+    listed = docs.render_results_page(site / "results")
+    assert "- `qm9`: QM9 (implicit hydrogens)" in listed and "[molecules.md](molecules.md)" in listed

@@ -17,6 +17,22 @@ from dgm_science.utils import read_json
 
 PUBLISHED = Path(__file__).with_name("published")
 """GuacaMol Table 2 and PMO's AUC top-10 (sources in published/README.md)."""
+PUBLISHED_SOURCES = {
+    "guacamol_table2": ("Brown et al. 2019, \"GuacaMol: Benchmarking Models for de Novo Molecular Design\", "
+                        "J. Chem. Inf. Model. 59:1096, Table 2 (no call limit)",
+                        "checked number by number against the authors' result files (BenevolentAI/guacamol_results), "
+                        "not against the typeset table"),
+    "pmo_auc_top10": ("Gao et al. 2022, \"Sample Efficiency Matters\" (PMO), NeurIPS Datasets and Benchmarks: AUC "
+                      "top-10, mean ± std of 5 runs at 10,000 calls",
+                      "copied from the authors' results workbook (Mol_Opt.xlsx) at full precision; the paper's table "
+                      "could not be checked (it appears to print the values truncated to 3 decimals)"),
+}
+"""Each published table's (paper and table, what it was checked against), as published/README.md records."""
+GUACAMOL_BASELINES = {"best_of_dataset": "best of dataset", "smiles_lstm": "SMILES LSTM", "smiles_ga": "SMILES GA",
+                      "graph_ga": "Graph GA", "graph_mcts": "Graph MCTS"}
+"""GuacaMol Table 2's baselines: CSV column -> name."""
+PMO_METHODS = {"reinvent": "REINVENT", "graph_ga": "Graph GA", "screening": "screening"}
+"""PMO's methods in ``pmo_auc_top10.csv``: column prefix (``{prefix}_mean``, ``{prefix}_std``) -> name."""
 
 COLUMNS = [("top1", "top-1"), ("top10_mean", "top-10"), ("top100_mean", "top-100"),
            ("guacamol_score", "GuacaMol score"), ("pmo_auc_top10", "AUC top-10"),
@@ -42,11 +58,10 @@ class Total:
 
 TOTALS = {
     "GuacaMol score": Total("guacamol_score", GUACAMOL_V2_TASKS, "guacamol_table2",
-                            (("smiles_lstm", "SMILES LSTM"), ("graph_ga", "Graph GA"),
-                             ("best_of_dataset", "best of dataset")), "total", "GuacaMol Table 2"),
+                            tuple((c, GUACAMOL_BASELINES[c]) for c in ("smiles_lstm", "graph_ga", "best_of_dataset")),
+                            "total", "GuacaMol Table 2"),
     "AUC top-10": Total("pmo_auc_top10", PMO_TASKS, "pmo_auc_top10",
-                        (("reinvent_mean", "REINVENT"), ("graph_ga_mean", "Graph GA"), ("screening_mean", "screening")),
-                        None, "PMO"),
+                        tuple((f"{m}_mean", label) for m, label in PMO_METHODS.items()), None, "PMO"),
 }
 """The report's totals: GuacaMol's over its 20 v2 tasks, PMO's AUC top-10 over its tasks supported here."""
 
@@ -59,6 +74,13 @@ def published(name: str) -> dict[str, dict[str, str]]:
         return {}
     with open(path, newline="") as fh:
         return {row["task"]: row for row in csv.DictReader(fh)}
+
+
+def pmo_cell(row: dict[str, str], method: str) -> str:
+    """A PMO row's AUC top-10 of ``method`` as the report shows it: mean±std, 3 decimals (the mean alone where
+    the workbook has no std, as on its ``sum`` row)."""
+    std = row.get(f"{method}_std")
+    return format_number(float(row[f"{method}_mean"]), 3) + (f"±{float(std):.3f}" if std else "")
 
 
 def collect_design(results: Path) -> list[dict[str, Any]]:
@@ -115,18 +137,16 @@ def _published_rows(task: str | None, table: Table) -> None:
         return
     guacamol, pmo = published("guacamol_table2").get(task), published("pmo_auc_top10").get(task)
     blank = ["–"] * (len(table.header) - 1)
-    for column, label in (("smiles_lstm", "SMILES LSTM"), ("graph_ga", "Graph GA"), ("best_of_dataset",
-                                                                                     "best of dataset")):
+    for column in ("smiles_lstm", "graph_ga", "best_of_dataset"):
+        label = GUACAMOL_BASELINES[column]
         if guacamol and guacamol.get(column):
             cells = list(blank)
             cells[table.header.index("GuacaMol score") - 1] = format_number(float(guacamol[column]), 3)
             table.rows.append(("published", [f"{label} (GuacaMol Table 2, no call limit)", *cells]))
-    for column, label in (("reinvent", "REINVENT"), ("graph_ga", "Graph GA"), ("screening", "screening")):
+    for column, label in PMO_METHODS.items():
         if pmo and pmo.get(f"{column}_mean"):
             cells = list(blank)
-            std = pmo.get(f"{column}_std")
-            value = format_number(float(pmo[f"{column}_mean"]), 3) + (f"±{float(std):.3f}" if std else "")
-            cells[table.header.index("AUC top-10") - 1] = value
+            cells[table.header.index("AUC top-10") - 1] = pmo_cell(pmo, column)
             table.rows.append(("published", [f"{label} (PMO, 10,000 calls)", *cells]))
 
 

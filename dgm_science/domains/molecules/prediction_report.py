@@ -24,6 +24,8 @@ energies, D, bohr^3, cal/(mol K)). Context only: these models read the DFT-relax
 and train on about 100,000 molecules, one model per property; ours read a SMILES string. Unlike
 the design baselines under ``published/``, these were transcribed without a copy of the paper at
 hand to check them against: check them before citing."""
+PUBLISHED_3D_SOURCE = "Satorras et al. 2021, \"E(n) equivariant graph neural networks\", ICML, Table 3"
+PUBLISHED_3D_CHECKED = "transcribed without a copy of the paper at hand: not checked against it"
 PUBLISHED_NOTE = ("Published rows: test MAE of models that see the 3D coordinates (Satorras et al. 2021, Table 3; "
                   "about 100 k training molecules, one model per property, GPU); ours read SMILES only.")
 

@@ -44,6 +44,8 @@ PUBLISHED_MOSES: dict[str, dict[str, float]] = {
                 "IntDiv2": 0.8453, "Filters": 0.9778, "novelty": 0.9153},
 }
 PUBLISHED_SCALE = "full MOSES train (1.58 M), GPU, 3 seeds × 30 k samples"
+PUBLISHED_MOSES_SOURCE = ("Polykovskiy et al. 2020, \"Molecular Sets (MOSES)\", Front. Pharmacol. 11:565644, "
+                          "Table 2 and the molsets README")
 
 QM9_COLUMNS = [
     ("validity_without_correction", "Valid w/o corr."), ("valid", "Valid"), ("unique@10000", "Unique"),
@@ -68,6 +70,8 @@ PUBLISHED_QM9: dict[str, tuple[str, dict[str, float]]] = {
     "MolGAN": ("De Cao & Kipf 2018, GPU; mode collapse: 10.4 % unique", {"validity_without_correction": 0.981,
                                                                        "unique@10000": 0.104, "novelty": 0.942}),
 }
+PUBLISHED_QM9_SOURCE = ("Jo et al. 2022 (GDSS), Table 2: GDSS, MoFlow, GraphAF; Vignac et al. 2023 (DiGress), "
+                        "Table 3; De Cao & Kipf 2018 (MolGAN)")
 
 
 NOTES = {

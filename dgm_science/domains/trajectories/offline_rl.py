@@ -361,6 +361,13 @@ def load_policy(path: Path) -> tuple[ActorPolicy, dict[str, Any]]:
     return ActorPolicy(actor.eval()), {k: v for k, v in saved.items() if k != "state_dict"}
 
 
+CORL_SOURCE = ("Tarasov et al. 2023, \"CORL: Research-oriented Deep Offline Reinforcement Learning Library\", "
+               "NeurIPS Datasets and Benchmarks: the README's D4RL Maze2d tables (commit 022e449), last and best "
+               "score, mean ± sd over seeds, 1M updates on D4RL's maze2d-*-v1 data")
+"""Where ``published/corl_maze2d.csv`` comes from (``published/README.md``)."""
+CORL_CHECKED = "checked against that README (`dgm_science/domains/trajectories/published/README.md`)"
+
+
 def published_rows(algo: str, maze: str) -> dict[str, float]:
     """CORL's published maze2d scores of ``algo`` on ``maze`` (``published/corl_maze2d.csv``)."""
     import csv
