@@ -607,6 +607,41 @@ def export_report(report: Path, *, command: str, config: str, commit: str | None
 
 
 
+def export_timings(benchmarks: Path, *, command: str, config: str, commit: str | None = None,
+                   run_time: str | None = None) -> dict[str, Any]:
+    """A run's Snakemake ``benchmark:`` files (``benchmarks/<domain>/.../<rule>.tsv``) summed per domain: jobs,
+    the jobs' wall time and CPU time in minutes (jobs run side by side, so the sums exceed the run's wall time)
+    and the largest resident memory of one job; a last row for the whole run."""
+    import csv
+
+    files = sorted(Path(benchmarks).rglob("*.tsv"))
+    if not files:
+        raise ResultFileError(f"{benchmarks}: no Snakemake benchmark files")
+    per: dict[str, list[float]] = {}
+    for path in files:
+        with path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        if not rows:
+            continue
+        row = rows[-1]  # a benchmark file holds one line per repeat; the pipeline runs each job once
+        total = per.setdefault(path.relative_to(benchmarks).parts[0], [0, 0.0, 0.0, 0.0])
+        total[0] += 1
+        total[1] += float(row["s"]) / 60
+        total[2] += float(row.get("cpu_time") or 0) / 60
+        total[3] = max(total[3], float(row.get("max_rss") or 0) / 1024)
+    rows_out = [[name, int(v[0]), round(v[1], 1), round(v[2], 1), round(v[3], 2)] for name, v in sorted(per.items())]
+    rows_out.append(["all", sum(r[1] for r in rows_out), round(sum(r[2] for r in rows_out), 1),
+                     round(sum(r[3] for r in rows_out), 1), max(r[4] for r in rows_out)])
+    provenance = {"commit": commit or current_commit(), "command": command, "config": config,
+                  "date": datetime.date.today().isoformat(), "machine": machine()}
+    if run_time:
+        provenance["run_time"] = run_time
+    return {"title": "The run's jobs per domain (Snakemake benchmark files)", "provenance": provenance,
+            "columns": ["domain", "jobs", "job wall time, summed (min)", "job CPU time, summed (min)",
+                        "largest job's peak RSS (GB)"],
+            "rows": rows_out}
+
+
 CELL_SPLIT = re.compile(r"(?<!\\)\|")
 
 
@@ -656,8 +691,8 @@ def adopt_table(page: Path, index: int, name: str, *, title: str, provenance: di
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(data, indent=1, ensure_ascii=False, allow_nan=False) + "\n")
     load_result(name, root)
-    lines[start:end] = [f"<!-- result: {name} -->", "<!-- /result -->"]
-    page.write_text(fill_blocks("\n".join(lines), root))
+    lines[start:end] = [f"<!-- result: {name} -->", render_table(data, name) + "<!-- /result -->"]
+    page.write_text("\n".join(lines))
     return data
 
 
@@ -727,10 +762,15 @@ def export_report_main(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, help="the run's config files")
     parser.add_argument("--commit", default=None, help="the commit the run ran at (default: this tree's)")
     parser.add_argument("--run-time", default=None, help="the run's wall time, recorded with the provenance")
+    parser.add_argument("--benchmarks", type=Path, default=None,
+                        help="the run's benchmarks/ folder: also write timing.json, its jobs' times per domain")
     args = parser.parse_args(argv)
     try:
         files = export_report(args.report, command=args.command, config=args.config, commit=args.commit,
                               run_time=args.run_time)
+        if args.benchmarks is not None:
+            files["timing.json"] = export_timings(args.benchmarks, command=args.command, config=args.config,
+                                                  commit=args.commit, run_time=args.run_time)
     except (ResultFileError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -240,3 +240,19 @@ def test_the_results_page_lists_the_published_tables_the_pages_use(tmp_path):
     (site / "molecules.md").write_text("<!-- published: qm9 -->\n<!-- /published -->\n")
     listed = docs.render_results_page(site / "results")
     assert "- `qm9`: QM9 (implicit hydrogens)" in listed and "[molecules.md](molecules.md)" in listed
+
+
+def test_export_timings_sums_the_runs_benchmark_files_per_domain(tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for rel, seconds, rss, cpu in (("molecules/moses/prepare.tsv", 60, 512, 50), ("molecules/qm9/x/seed0/train.tsv",
+                                   120, 2048, 110), ("structures/ala2/simulate.tsv", 30, 256, 29)):
+        path = tmp_path / "benchmarks" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{seconds}\t0:00:00\t{rss}\t0\t0\t0\t0\t0\t0\t{cpu}\n")
+    data = docs.export_timings(tmp_path / "benchmarks", command="make run", config="default.yaml", commit="abc1234",
+                               run_time="51 min")
+    assert data["rows"] == [["molecules", 2, 3.0, 2.7, 2.0], ["structures", 1, 0.5, 0.5, 0.25],
+                            ["all", 3, 3.5, 3.2, 2.0]]
+    assert data["provenance"]["run_time"] == "51 min"
+    with pytest.raises(docs.ResultFileError, match="no Snakemake benchmark files"):
+        docs.export_timings(tmp_path / "nothing", command="c", config="c", commit="c")
