@@ -11,6 +11,13 @@ their own provenance; a table of several runs lists each distinct commit, comman
 
     python bench/result_tables.py bench/results/molecules_qm9.json bench/results/offline_rl.json \\
         [--out-dir docs/results/bench]
+
+``snakemake`` makes one result file of the Snakemake ``benchmark:`` files of a pipeline run (wall seconds,
+peak memory, CPU seconds of each rule's job), which record no provenance: the command and config of the
+run are given, and the commit defaults to that of the git checkout the run's folder is in:
+
+    python bench/result_tables.py snakemake --benchmarks /tmp/run33/benchmarks --glob 'molecules/*/*/seed*/train.tsv' \\
+        --command 'make run' --config workflows/config/default.yaml --title '...' --out snakemake_train.json
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -318,7 +326,79 @@ def convert(path: Path) -> dict[str, dict]:
     return out
 
 
+def snakemake_table(benchmarks: Path, pattern: str, *, title: str, command: str, config: str,
+                    commit: str | None = None, machine: str | None = None) -> dict:
+    """A result file of a run's Snakemake benchmark files ``benchmarks/<pattern>`` (one TSV per job:
+    a header line, then one line per repeat): one row per file and repeat."""
+    from timing import machine_words
+
+    from dgm_science.docs import current_commit
+
+    files = sorted(benchmarks.glob(pattern))
+    if not files:
+        raise BenchResultError(f"{benchmarks}: no benchmark file matches {pattern!r}")
+    rows = []
+    for path in files:
+        lines = path.read_text().splitlines()
+        header = lines[0].split("\t")
+        if not {"s", "max_rss", "mean_load", "cpu_time"} <= set(header):
+            raise BenchResultError(f"{path}: line 1 is not a Snakemake benchmark header: {lines[0]!r}")
+        for line in lines[1:]:
+            value = dict(zip(header, line.split("\t")))
+            rows.append([str(path.relative_to(benchmarks).with_suffix("")), float(value["s"]),
+                         None if value["max_rss"] == "NA" else float(value["max_rss"]),
+                         None if value["cpu_time"] == "NA" else float(value["cpu_time"]),
+                         None if value["mean_load"] == "NA" else float(value["mean_load"])])
+    if commit is None:
+        try:
+            commit = current_commit(benchmarks.resolve().parent)
+        except (subprocess.CalledProcessError, FileNotFoundError) as err:
+            raise BenchResultError(f"{benchmarks}: not in a git checkout ({err}); give --commit") from err
+    from datetime import date
+
+    return {"title": title, "provenance": checked({"commit": commit, "command": command, "config": config,
+                                                   "date": date.fromtimestamp(files[-1].stat().st_mtime).isoformat(),
+                                                   "machine": machine or machine_words()}, str(benchmarks)),
+            "columns": ["job", "wall seconds", "max RSS MB", "CPU seconds", "mean load %"], "rows": rows}
+
+
+def snakemake_main(argv: list[str]) -> int:
+    """``python bench/result_tables.py snakemake``: a run's Snakemake benchmark files as one result file."""
+    parser = argparse.ArgumentParser(prog="python bench/result_tables.py snakemake", description=snakemake_main.__doc__)
+    parser.add_argument("--benchmarks", type=Path, required=True, help="the run's benchmarks/ folder")
+    parser.add_argument("--glob", default="**/*.tsv", help="the files under it, e.g. 'molecules/*/*/seed*/train.tsv'")
+    parser.add_argument("--title", required=True)
+    parser.add_argument("--command", required=True, help="the command that made the run, e.g. 'make run'")
+    parser.add_argument("--config", required=True, help="the run's config files")
+    parser.add_argument("--commit", default=None, help="default: that of the git checkout holding --benchmarks")
+    parser.add_argument("--machine", default=None, help="default: this machine (CPU cores, GPU)")
+    parser.add_argument("--out", required=True, help="the result file, relative to --out-dir")
+    parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help="default: docs/results/bench")
+    args = parser.parse_args(argv)
+    try:
+        data = snakemake_table(args.benchmarks, args.glob, title=args.title, command=args.command,
+                               config=args.config, commit=args.commit, machine=args.machine)
+    except BenchResultError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    write(args.out_dir, {args.out: data})
+    return 0
+
+
+def write(out_dir: Path, results: dict[str, dict]) -> None:
+    """Each result file under ``out_dir``, checked as dgm_science.docs reads it."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name, data in results.items():
+        with atomic_path(out_dir / name) as tmp:
+            Path(tmp).write_text(json.dumps(data, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
+        load_result(name, out_dir)
+        print(f"wrote {out_dir / name} ({len(data['rows'])} rows)")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["snakemake"]:
+        return snakemake_main(argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inputs", nargs="+", type=Path, help="bench/results/*.json written by the bench scripts")
     parser.add_argument("--out-dir", type=Path, default=OUT_DIR, help="default: docs/results/bench")
@@ -328,12 +408,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchResultError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    args.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, data in results.items():
-        with atomic_path(args.out_dir / name) as tmp:
-            Path(tmp).write_text(json.dumps(data, indent=1, allow_nan=False, ensure_ascii=False) + "\n")
-        load_result(name, args.out_dir)  # the shape dgm_science.docs reads
-        print(f"wrote {args.out_dir / name} ({len(data['rows'])} rows)")
+    write(args.out_dir, results)
     return 0
 
 

@@ -58,6 +58,16 @@ def _commit() -> str:
     return commit
 
 
+def machine_words(threads: int | str | None = None) -> str:
+    """The machine in words, as a result file states it: CPU cores, the GPU or "no GPU", and the threads."""
+    from dgm_science.docs import machine as cores_and_gpu
+
+    words = cores_and_gpu()
+    if "," not in words:  # docs.machine() names the GPU after a comma when there is one
+        words += ", no GPU"
+    return words if threads is None else f"{words}, threads: {threads}"
+
+
 def provenance(script: str | Path, argv: list[str] | None, config: str, threads: int | str | None = None,
                arguments: argparse.Namespace | None = None, **settings) -> dict:
     """What made a bench result, taken when the bench starts (the code that runs, not what changed
@@ -66,17 +76,10 @@ def provenance(script: str | Path, argv: list[str] | None, config: str, threads:
     cores, GPU if torch sees one, torch threads), the same keys a docs/results file carries; besides
     them ``script``, ``host`` (:func:`machine`), every parsed argument (defaults included) and
     ``settings`` (e.g. the model configs read)."""
-    from dgm_science.docs import machine as machine_words
-
     argv = sys.argv[1:] if argv is None else argv
-    words = machine_words()
-    if "," not in words:  # docs.machine() names the GPU after a comma when there is one
-        words += ", no GPU"
-    if threads is not None:
-        words += f", threads: {threads}"
     out = {"commit": _commit(), "command": shlex.join(["python", shown_path(Path(script)), *map(str, argv)]),
            "config": config, "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
-           "machine": words, "script": shown_path(Path(script)), "host": machine()}
+           "machine": machine_words(threads), "script": shown_path(Path(script)), "host": machine()}
     if arguments is not None:
         out["arguments"] = _plain(vars(arguments))
     if settings:

@@ -155,3 +155,26 @@ def test_the_tables_read_every_committed_bench_json_once_it_has_provenance(path,
         assert result["provenance"] == {key: made[key] for key in ("commit", "command", "config", "date", "machine")}
         (tmp_path / name).write_text(json.dumps(result))
         load_result(name, tmp_path)
+
+
+def test_snakemake_benchmark_files_become_a_result_file_with_the_given_provenance(tables, tmp_path):
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    for model, seconds in (("hybrid-arm", "53.20"), ("regressor-arm", "55.90")):
+        path = tmp_path / "benchmarks/prediction" / model / "seed0/train.tsv"
+        path.parent.mkdir(parents=True)
+        path.write_text(header + f"{seconds}\t0:00:53\t812.5\t2000\t700\t710\t0\t1.2\t98.1\tNA\n")
+    (tmp_path / "benchmarks/prediction/fetch.tsv").write_text(header + "1.0\t0:00:01\tNA\tNA\tNA\tNA\t0\t0\t1\t0.5\n")
+    argv = ["snakemake", "--benchmarks", str(tmp_path / "benchmarks"), "--glob", "prediction/*/seed*/train.tsv",
+            "--title", "training jobs", "--command", "make run", "--config", "default.yaml + prediction.yaml"]
+    # outside a git checkout the commit cannot be found: refused, not guessed
+    assert tables.main([*argv, "--out", "t.json", "--out-dir", str(tmp_path / "docs")]) == 2
+    assert tables.main([*argv, "--commit", "abc1234", "--out", "t.json", "--out-dir", str(tmp_path / "docs")]) == 0
+    result = load_result("t.json", tmp_path / "docs")
+    assert result["rows"] == [["prediction/hybrid-arm/seed0/train", 53.2, 812.5, None, 98.1],
+                              ["prediction/regressor-arm/seed0/train", 55.9, 812.5, None, 98.1]]
+    assert result["provenance"]["commit"] == "abc1234" and result["provenance"]["command"] == "make run"
+    assert result["provenance"]["config"] == "default.yaml + prediction.yaml"
+    (tmp_path / "benchmarks/prediction/hybrid-arm/seed0/train.tsv").write_text("not a benchmark\n1\n")
+    with pytest.raises(tables.BenchResultError, match="not a Snakemake benchmark header"):
+        tables.snakemake_table(tmp_path / "benchmarks", "prediction/*/seed*/train.tsv", title="t", command="c",
+                               config="c", commit="abc1234")
