@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 
 from dgm_science.domains.molecules.objectives import Objective, Scorer
-from timing import machine, shown_path
+from timing import brief, machine, provenance, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/design.json"
@@ -139,7 +139,7 @@ def bench_task(args: argparse.Namespace) -> dict:
 SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {"scoring": bench_scoring, "task": bench_task}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=sorted(SECTIONS),
                         help="sections to run (default: all)")
@@ -159,10 +159,16 @@ def main() -> None:
                         help="methods of the task section")
     parser.add_argument("--threads", type=int, default=2, help="torch threads and scoring processes (task section)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON to merge the sections' figures into")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    configs = {"scoring": f"objective {shown_path(args.objective)} on {shown_path(args.smiles)}",
+               "task": f"objective {args.task}, prior {shown_path(args.prior)}, default method settings"}
+    made = provenance(__file__, argv, "; ".join(configs[name] for name in args.only),
+                      threads=f"{args.threads} (task section)", arguments=args)
+    report["provenance"] = made
     for name in args.only:
         report[name] = SECTIONS[name](args)
+        report[name]["provenance"] = {**brief(made), "config": configs[name]}  # sections of other runs keep theirs
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.out}")

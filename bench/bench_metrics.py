@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from timing import provenance, shown_path
+
 from dgm_science.domains.molecules.metrics import (
     canonical_smiles,
     evaluate,
@@ -91,7 +93,7 @@ def reference(name: str, smiles: list[str], cache: Path, args: argparse.Namespac
     return stats
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--test", type=Path, default=MOSES_DATA / "test.csv.gz", help="MOSES Test")
     parser.add_argument("--test-scaffolds", type=Path, default=MOSES_DATA / "test_scaffolds.csv.gz",
@@ -105,9 +107,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--progress", action="store_true")
     parser.add_argument("--output", type=Path, default=Path(__file__).parent / "results" / "metrics.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     report: dict = {
+        "provenance": provenance(__file__, argv, f"MOSES metrics against {shown_path(args.test)} and "
+                                 f"{shown_path(args.test_scaffolds)} (novelty: {shown_path(args.train)}); "
+                                 f"{args.n_samples} molecules per set, seed {args.seed}, {args.n_jobs} processes",
+                                 threads=torch.get_num_threads(), arguments=args),
         "n_jobs": args.n_jobs,
         "device": args.device,
         "cpu_count": os.cpu_count(),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from timing import time_model
+from timing import brief, provenance, shown_path, time_model
 
 from dgm_science import registry
 
@@ -41,7 +41,7 @@ def bench_model(name: str, data: Path, model_config: dict, steps: int, n_sample:
     return time_model(name, data, model_config, steps, n_sample, threads, checkpoint, unit="molecules")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="moses", help="moses or qm9")
     parser.add_argument("--models", nargs="*", default=None, help="models to time (default: all in the config)")
@@ -54,19 +54,22 @@ def main() -> None:
                         help="trained checkpoints {model}/seed0/model.ckpt to time sampling with "
                              "(default: results/molecules/{dataset})")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/molecules_{dataset}.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.data = args.data or ROOT / f"resources/molecules/{args.dataset}/data"
     args.results = args.results or ROOT / f"results/molecules/{args.dataset}"
     args.out = args.out or ROOT / f"bench/results/molecules_{args.dataset}.json"
     models = yaml.safe_load(args.config.read_text())["molecules"][args.dataset]["models"]
     if args.models:
         models = {name: models[name] for name in args.models}
-    results = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+    made = provenance(__file__, argv, f"{shown_path(args.config)}: molecules.{args.dataset}.models "
+                      f"({', '.join(models)}), their quick sizes", threads=args.threads, arguments=args, models=models)
+    results = {"provenance": made, "machine": platform.processor() or platform.machine(), "threads": args.threads,
                "torch": torch.__version__, "models": {}}
     for name, model_config in models.items():
         checkpoint = args.results / name / "seed0" / "model.ckpt"
         results["models"][name] = bench_model(name, args.data, model_config, args.steps, args.sample, args.threads,
                                               checkpoint)
+        results["models"][name]["provenance"] = brief(made)  # models merged from earlier runs keep theirs
         print(name, json.dumps(results["models"][name], indent=1), flush=True)
     if args.out.is_file():  # keep the figures of models not timed this time
         previous = json.loads(args.out.read_text()).get("models", {})

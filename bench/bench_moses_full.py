@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 
 import psutil
+from timing import brief, provenance, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ("prepare", "featurize", "featurize_valid", "dense", "reference_test", "reference_test_scaffolds",
@@ -117,7 +118,7 @@ def measure(cmd: list[str], log_path: Path, env: dict[str, str], cwd: Path) -> d
     return result
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--raw", type=Path, required=True, help="folder written by `dgm fetch moses`")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the prepared data")
@@ -135,7 +136,7 @@ def main() -> None:
                              "checkout) instead of the installed one")
     parser.add_argument("--label", default="after", help="key of these figures in the results file")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/moses_full.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     env = {**os.environ, "DGLBACKEND": "pytorch", "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
     if args.code is not None:
@@ -160,7 +161,12 @@ def main() -> None:
         "train_data_dense": [sys.executable, "-c", TRAIN_DATA_SCRIPT, str(data), "graph-diffusion",
                              str(args.batches), str(args.config)],
     }
+    code = "this checkout" if args.code is None else f"the package under --code {args.code}, not this checkout"
+    made = provenance(__file__, argv, f"{shown_path(args.config)} (train_data_*: batch size, tokenizer); "
+                      f"{args.jobs} worker processes; steps run {code}", threads="1 per process (OMP_NUM_THREADS=1)",
+                      arguments=args)
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results["provenance"] = made
     results.setdefault("machine", {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
                                    "python": platform.python_version()})
     figures = results.setdefault(args.label, {})
@@ -171,7 +177,8 @@ def main() -> None:
         print(f"[{args.label}] {step}", flush=True)
         # run outside the repository, so that --code (PYTHONPATH) decides which package is imported
         result = measure(cmd, logs / f"{args.label}_{step}.log", env, cwd=args.work)
-        result.update(jobs=args.jobs, train_size=args.train_size, max_molecules=args.max_molecules)
+        result.update(jobs=args.jobs, train_size=args.train_size, max_molecules=args.max_molecules,
+                      provenance=brief(made))  # steps of other runs and labels keep theirs
         figures[step] = result
         print(json.dumps(result, indent=1), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import torch
-from timing import ROOT, machine, shown_path
+from timing import ROOT, machine, provenance, shown_path
 
 
 def bench_updates(data: dict, algo: str, updates: int, threads: int) -> dict:
@@ -56,19 +56,25 @@ def bench_synthetic(checkpoint: Path, plans: int, expert: Path) -> dict:
             "two_sample_seconds": time.perf_counter() - start, "auroc_executed": tests["tests"][0]["auroc"]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=300, help="timed updates per algorithm and thread count")
     parser.add_argument("--plans", type=int, default=200, help="plans to sample and execute")
+    parser.add_argument("--expert", type=Path, default=ROOT / "resources/trajectories/pointmaze-umaze/raw/minari",
+                        help="the expert Minari dataset (missing: 20 episodes are collected)")
+    parser.add_argument("--checkpoint", type=Path,
+                        default=ROOT / "results/trajectories/pointmaze-umaze/maze-diffuser/seed0/model.ckpt",
+                        help="the trained planner whose plans are executed (missing: the committed test planner)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/offline_rl.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     from dgm_science.domains.trajectories.minari_io import read_minari
     from dgm_science.domains.trajectories.offline_rl import ALGORITHMS, transitions
 
-    expert = ROOT / "resources/trajectories/pointmaze-umaze/raw/minari"
-    checkpoint = ROOT / "results/trajectories/pointmaze-umaze/maze-diffuser/seed0/model.ckpt"
+    expert, checkpoint = args.expert, args.checkpoint
+    expert_words = shown_path(expert)
     if not expert.is_dir():
+        expert_words = "20 U-Maze expert episodes of 1,000 steps collected by this bench (noise 0.1, seed 0)"
         from dgm_science.domains.trajectories.expert import write_expert_dataset
 
         root = Path(tempfile.mkdtemp(prefix="bench-offline-rl-")) / "expert"
@@ -76,13 +82,16 @@ def main() -> None:
         expert = root / "minari"
     if not checkpoint.is_file():
         checkpoint = ROOT / "tests/data/umaze_planner.ckpt"
+    made = provenance(__file__, argv, f"OfflineRLConfig defaults (batch 256, two 256-unit layers) of "
+                      f"{', '.join(ALGORITHMS)}; expert data {expert_words}; planner {shown_path(checkpoint)}",
+                      threads="1 and 2 (updates), 2 (synthetic)", arguments=args)
     data = transitions(read_minari(expert))
     updates = [bench_updates(data, algo, args.updates, threads) for algo in ALGORITHMS for threads in (1, 2)]
     for row in updates:
         print(f"{row['algo']:6s} {row['threads']} thread(s): {row['updates_per_s']:.1f} updates/s", flush=True)
     synthetic = bench_synthetic(checkpoint, args.plans, expert)
     print(json.dumps(synthetic, indent=1))
-    result = {"machine": machine(), "data": shown_path(expert), "transitions": len(data["action"]),
+    result = {"provenance": made, "machine": machine(), "data": shown_path(expert), "transitions": len(data["action"]),
               "batch_size": 256, "updates": updates, "synthetic": synthetic}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -35,6 +35,7 @@ from dgm_science.domains.molecules.candidates import (
 from dgm_science.domains.molecules.data import read_smiles
 from dgm_science.domains.molecules.properties import parse_smiles
 from dgm_science.utils import atomic_path
+from timing import provenance, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,6 +103,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda ...")
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/ood.json", help="output JSON")
     args = parser.parse_args(argv)
+    made = provenance(__file__, argv, f"the checkpoints' own configs ({', '.join(map(shown_path, args.checkpoints))}); "
+                      f"{args.max_molecules} molecules per set, seed {args.seed}", arguments=args)
     ood = dict(args.ood or [("qm9", ROOT / "resources/molecules/qm9/data/test.smi")])
     in_distribution = subset(read_valid(args.in_distribution), args.max_molecules, args.seed)
     reference = set_composition(in_distribution)
@@ -114,6 +117,7 @@ def main(argv: list[str] | None = None) -> dict:
                       "restricted_to_elements": list(elements), "restricted_to_neutral": neutral,
                       "dropped": len(molecules) - len(kept)}
     result = {
+        "provenance": made,
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
         "in_distribution": {"path": str(args.in_distribution), "n": len(in_distribution)},
         "seed": args.seed,

@@ -21,7 +21,7 @@ from dgm_science import api
 from dgm_science.domains.molecules.data import read_smiles
 from dgm_science.domains.molecules.predict import Predictor
 from dgm_science.utils import atomic_path
-from timing import machine, shown_path
+from timing import machine, provenance, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench/results/predict.json"
@@ -41,7 +41,7 @@ def time_predictor(paths: list[Path], smiles: list[str], threads: int, batch_siz
             "molecules_per_second": round(len(smiles) / seconds, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=ROOT / "resources/molecules/qm9/data",
                         help="prepared QM9 directory (its test.smi is predicted)")
@@ -52,10 +52,13 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", type=Path, default=RESULTS)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ensemble = args.ensemble or sorted((ROOT / "results/prediction/regressor-arm").glob("seed*/model.ckpt"))
     smiles = [s for s in read_smiles(args.data / "test.smi") if s][: args.n]
-    out: dict = {"data": shown_path(args.data), "n": len(smiles), "batch_size": args.batch_size,
+    made = provenance(__file__, argv, f"the checkpoints' own configs: hybrid {shown_path(args.hybrid)}; ensemble "
+                      f"{', '.join(shown_path(p) for p in ensemble)}; {shown_path(args.data)}/test.smi",
+                      threads=" and ".join(map(str, args.threads)), arguments=args)
+    out: dict = {"provenance": made, "data": shown_path(args.data), "n": len(smiles), "batch_size": args.batch_size,
                  "machine": machine(), "runs": {}}
     for threads in args.threads:
         for name, paths in (("hybrid", [args.hybrid]), ("regressor", ensemble[:1]), ("ensemble", ensemble)):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from timing import time_model
+from timing import provenance, shown_path, time_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,7 @@ def bench_novelty(data: Path, kind: str, n: int, threads: int) -> dict:
             "queries_per_s": len(queries) / seconds, "mean_identity": float(identity.mean())}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="16s-v4", help="16s-v4, 16s or swissprot")
     parser.add_argument("--models", nargs="*", default=None, help="models to time (default: all in the config)")
@@ -60,16 +60,21 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps per model")
     parser.add_argument("--sample", type=int, default=500, help="sequences to sample per model")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--data", type=Path, default=None, help="default: resources/sequences/{dataset}/data")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="trained checkpoints {model}/seed0/model.ckpt (default: results/sequences/{dataset})")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/sequences_{dataset}.json")
-    args = parser.parse_args()
-    data = ROOT / f"resources/sequences/{args.dataset}/data"
-    runs = ROOT / f"results/sequences/{args.dataset}"
+    args = parser.parse_args(argv)
+    data = args.data or ROOT / f"resources/sequences/{args.dataset}/data"
+    runs = args.results or ROOT / f"results/sequences/{args.dataset}"
     out = args.out or ROOT / f"bench/results/sequences_{args.dataset}.json"
     models = yaml.safe_load(args.config.read_text())["sequences"][args.dataset]["models"]
     if args.models:
         models = {name: models[name] for name in args.models}
     kind = json.loads((data / "prepare.json").read_text())["kind"]
-    results: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+    made = provenance(__file__, argv, f"{shown_path(args.config)}: sequences.{args.dataset}.models "
+                      f"({', '.join(models)}), their quick sizes", threads=args.threads, arguments=args, models=models)
+    results: dict = {"provenance": made, "machine": platform.processor() or platform.machine(), "threads": args.threads,
                      "torch": torch.__version__, "dataset": args.dataset, "models": {}}
     for name, model_config in models.items():
         results["models"][name] = time_model(name, data, model_config, args.steps, args.sample, args.threads,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from timing import time_model
+from timing import provenance, shown_path, time_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,7 +36,7 @@ def bench_md(raw: Path, picoseconds: float, platform_name: str, threads: int | N
             "ns_per_day": stats["ns_per_day_this_run"]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="ala2", help="ala2 or qm9")
     parser.add_argument("--models", nargs="*", default=None, help="models to time (default: all in the config)")
@@ -49,14 +49,16 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=None,
                         help="trained checkpoints {model}/seed0/model.ckpt (default: results/structures/{dataset})")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/structures_{dataset}.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     args.data = args.data or ROOT / f"resources/structures/{args.dataset}/data"
     args.results = args.results or ROOT / f"results/structures/{args.dataset}"
     args.out = args.out or ROOT / f"bench/results/structures_{args.dataset}.json"
     models = yaml.safe_load(args.config.read_text())["structures"][args.dataset]["models"]
     if args.models:
         models = {name: models[name] for name in args.models}
-    results: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+    made = provenance(__file__, argv, f"{shown_path(args.config)}: structures.{args.dataset}.models "
+                      f"({', '.join(models)}), their quick sizes", threads=args.threads, arguments=args, models=models)
+    results: dict = {"provenance": made, "machine": platform.processor() or platform.machine(), "threads": args.threads,
                      "torch": torch.__version__, "models": {}}
     if args.dataset == "ala2" and args.md_ps > 0:
         raw = args.data.parent / "raw"

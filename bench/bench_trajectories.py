@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from timing import time_model
+from timing import provenance, shown_path, time_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,7 +43,7 @@ def bench_closed_loop(checkpoint: Path, episodes: int, replan_every: int | None,
             "success_rate": summary["success_rate"]}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", default="pointmaze-umaze")
     parser.add_argument("--models", nargs="*", default=None, help="models to time (default: all in the config)")
@@ -53,16 +53,22 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=100, help="closed-loop episodes per trained model")
     parser.add_argument("--replan-every", type=int, default=None, help="closed loop: re-plan every k steps")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--data", type=Path, default=None, help="default: resources/trajectories/{dataset}/data")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="trained checkpoints {model}/seed0/model.ckpt (default: results/trajectories/{dataset})")
     parser.add_argument("--out", type=Path, default=None, help="default: bench/results/trajectories_{dataset}.json")
-    args = parser.parse_args()
-    data = ROOT / f"resources/trajectories/{args.dataset}/data"
-    runs = ROOT / f"results/trajectories/{args.dataset}"
+    args = parser.parse_args(argv)
+    data = args.data or ROOT / f"resources/trajectories/{args.dataset}/data"
+    runs = args.results or ROOT / f"results/trajectories/{args.dataset}"
     out = args.out or ROOT / f"bench/results/trajectories_{args.dataset}.json"
     block = yaml.safe_load(args.config.read_text())["trajectories"][args.dataset]
     models = block["models"]
     if args.models:
         models = {name: models[name] for name in args.models}
-    results: dict = {"machine": platform.processor() or platform.machine(), "threads": args.threads,
+    made = provenance(__file__, argv, f"{shown_path(args.config)}: trajectories.{args.dataset}.models "
+                      f"({', '.join(models)}) and .rollout, their quick sizes", threads=args.threads,
+                      arguments=args, models=models, rollout=block.get("rollout"))
+    results: dict = {"provenance": made, "machine": platform.processor() or platform.machine(), "threads": args.threads,
                      "torch": torch.__version__, "dataset": args.dataset, "models": {}}
     for name, model_config in models.items():
         checkpoint = runs / name / "seed0" / "model.ckpt"

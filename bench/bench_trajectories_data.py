@@ -22,6 +22,8 @@ from pathlib import Path
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
+from timing import provenance  # noqa: E402 (after MUJOCO_GL)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -65,7 +67,7 @@ def bench_collect(maze: str, steps: int, episodes: int, noise: float, seed: int)
             "minari_write_s": write_s, "minari_mb": size / 2**20}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mazes", nargs="*", default=["umaze", "medium", "large"])
     parser.add_argument("--steps", type=int, default=20000, help="environment steps per timing")
@@ -74,11 +76,14 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=ROOT / "bench/results/trajectories_data.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="gymnasium_robotics")
     from dgm_science.domains.trajectories.expert import DEFAULT_KD, DEFAULT_KP, DEFAULT_REACH, evaluate
 
-    results: dict = {"machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+    made = provenance(__file__, argv, f"no config file: the expert's defaults (kp {DEFAULT_KP}, kd {DEFAULT_KD}, "
+                      f"reach {DEFAULT_REACH}) and this script's arguments", threads=1, arguments=args)
+    results: dict = {"provenance": made, "machine": platform.processor() or platform.machine(),
+                     "cpu_count": os.cpu_count(),
                      "python": platform.python_version(),
                      "versions": {p: version(p) for p in ("gymnasium", "gymnasium-robotics", "mujoco", "minari")},
                      "expert": {"kp": DEFAULT_KP, "kd": DEFAULT_KD, "reach": DEFAULT_REACH}, "mazes": {}}

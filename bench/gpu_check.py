@@ -33,6 +33,7 @@ from lightning.pytorch.utilities import move_data_to_device
 from torch.utils.data import DataLoader, RandomSampler
 
 from dgm_science import api, registry
+from timing import provenance, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
 PAPER = ROOT / "workflows/config/paper.yaml"
@@ -182,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     config = yaml.safe_load(args.config.read_text())[args.domain]
     out = args.out or ROOT / f"bench/results/gpu_{args.domain}.json"
     results: dict[str, Any] = {
+        "provenance": provenance(__file__, argv, f"{shown_path(args.config)}: {args.domain} models at their paper "
+                                 f"sizes{'' if args.batch_size is None else f', batch size {args.batch_size}'}; data "
+                                 f"{shown_path(args.resources)}/{args.domain}", threads=torch.get_num_threads(),
+                                 arguments=args),
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
         "torch": torch.__version__,
         "config": str(args.config.relative_to(ROOT)) if args.config.is_relative_to(ROOT) else str(args.config),

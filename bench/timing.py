@@ -1,12 +1,18 @@
 """What the bench scripts share: the timing loop (training steps/s and sampling throughput of one
 registered model built from prepared data, whatever its domain), and how a result records the
-machine and the paths it was measured on."""
+machine, the paths it was measured on and its provenance (commit, command, config, date, machine:
+the keys a result file under docs/results/ carries, which ``bench/result_tables.py`` copies over)."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import datetime
 import os
 import platform
+import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +37,73 @@ def machine() -> dict:
     """Where the figures were measured; the load average matters on a shared machine."""
     return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
             "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()]}
+
+
+def _commit() -> str:
+    """The short commit of the code, ``-dirty`` when tracked files other than recorded results
+    (bench/results/, docs/results/) differ from it: a bench rewriting its own JSON does not change the
+    code the next bench runs. ``unknown (...)`` outside a git checkout (a copied tree), which
+    ``bench/result_tables.py`` refuses."""
+    from dgm_science.docs import current_commit
+
+    try:
+        commit = current_commit(ROOT)
+        if commit.endswith("-dirty"):
+            changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                     capture_output=True, text=True, check=True).stdout.splitlines()
+            if all(line[3:].startswith(("bench/results/", "docs/results/")) for line in changed):
+                commit = commit.removesuffix("-dirty")
+    except (subprocess.CalledProcessError, FileNotFoundError) as error:
+        return f"unknown ({ROOT} is not a git checkout: {error})"
+    return commit
+
+
+def machine_words(threads: int | str | None = None) -> str:
+    """The machine in words, as a result file states it: CPU cores, the GPU or "no GPU", and the threads."""
+    from dgm_science.docs import machine as cores_and_gpu
+
+    words = cores_and_gpu()
+    if "," not in words:  # docs.machine() names the GPU after a comma when there is one
+        words += ", no GPU"
+    return words if threads is None else f"{words}, threads: {threads}"
+
+
+def provenance(script: str | Path, argv: list[str] | None, config: str, threads: int | str | None = None,
+               arguments: argparse.Namespace | None = None, **settings) -> dict:
+    """What made a bench result, taken when the bench starts (the code that runs, not what changed
+    since): ``commit``, ``command`` (``python bench/<script> <argv>``, ``argv`` defaulting to
+    ``sys.argv[1:]``), ``config`` (the files and keys read), ``date`` (UTC), ``machine`` in words (CPU
+    cores, GPU if torch sees one, torch threads), the same keys a docs/results file carries; besides
+    them ``script``, ``host`` (:func:`machine`), every parsed argument (defaults included) and
+    ``settings`` (e.g. the model configs read)."""
+    argv = sys.argv[1:] if argv is None else argv
+    out = {"commit": _commit(), "command": shlex.join(["python", shown_path(Path(script)), *map(str, argv)]),
+           "config": config, "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat(),
+           "machine": machine_words(threads), "script": shown_path(Path(script)), "host": machine()}
+    if arguments is not None:
+        out["arguments"] = _plain(vars(arguments))
+    if settings:
+        out["settings"] = _plain(settings)
+    return out
+
+
+def brief(record: dict) -> dict:
+    """The keys of a provenance that a docs/results file carries (for a part of a bench JSON that
+    is merged with parts of other runs, e.g. one model's figures)."""
+    from dgm_science.docs import PROVENANCE_KEYS
+
+    return {key: record[key] for key in PROVENANCE_KEYS}
+
+
+def _plain(value):
+    """``value`` as JSON: paths as :func:`shown_path`, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, Path):
+        return shown_path(value)
+    return value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
 
 
 def time_model(name: str, data: Path, model_config: dict, steps: int, n_sample: int, threads: int,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def gpu_check():
+    sys.path.insert(0, str(ROOT / "bench"))  # as when run as a script: its helpers (timing.py) sit beside it
     spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench/gpu_check.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -41,3 +43,6 @@ def test_paper_smiles_arm_trains_and_samples_on_cpu(tmp_path, moses_smiles, gpu_
     assert 0.0 <= run["sample_decodable_fraction"] <= 1.0
     assert run["loss_falls"] == (run["loss_last"] < run["loss_first"]) and code == (0 if run["loss_falls"] else 1)
     assert run["cpu_bench"]["train_molecules_per_s"] > 0  # bench/results/molecules_moses.json beside it
+    made = result["provenance"]
+    assert made["command"].startswith("python bench/gpu_check.py --domain molecules --datasets moses")
+    assert made["config"].startswith("workflows/config/paper.yaml: molecules models at their paper sizes")
