@@ -13,6 +13,7 @@ y grows upwards), and the maze spans ``[-n_cols s/2, n_cols s/2] x [-n_rows s/2,
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -91,21 +92,34 @@ def maze_spec(name_or_env_id: str | MazeSpec) -> MazeSpec:
     raise ValueError(f"unknown maze {name_or_env_id!r}; known mazes: {known}")
 
 
-def make_env(maze: str | MazeSpec, *, continuing_task: bool = True, reset_target: bool = False,
-             max_episode_steps: int | None = None, **kwargs: Any):
-    """``gym.make`` the maze's PointMaze env (gymnasium-robotics envs registered on first use).
-
-    The defaults are the env's registered ones (= D4RL's evaluation protocol: a fixed goal, the
-    episode runs ``max_episode_steps`` steps, reward 1 for every step spent within 0.45 of it).
-    """
+def gym_make(env_id: str, **kwargs: Any):
+    """``gym.make(env_id, **kwargs)`` (gymnasium-robotics envs registered on first use), leaving no
+    file behind: a maze env writes its generated MJCF to ``<temp folder>/ant_maze<time>.xml`` and
+    never deletes it (``Maze.make_maze``, gymnasium-robotics 1.4); MuJoCo compiled the model from it
+    while the env was built (``MujocoEnv.__init__``) and never reads it again, so it is removed here."""
     import gymnasium as gym
     import gymnasium_robotics
 
     gym.register_envs(gymnasium_robotics)
+    env = gym.make(env_id, **kwargs)
+    written = getattr(env.unwrapped, "tmp_xml_file_path", None)
+    if written is not None:
+        with contextlib.suppress(OSError):
+            os.unlink(written)
+    return env
+
+
+def make_env(maze: str | MazeSpec, *, continuing_task: bool = True, reset_target: bool = False,
+             max_episode_steps: int | None = None, **kwargs: Any):
+    """The maze's PointMaze env (:func:`gym_make`: no file left in the temp folder).
+
+    The defaults are the env's registered ones (= D4RL's evaluation protocol: a fixed goal, the
+    episode runs ``max_episode_steps`` steps, reward 1 for every step spent within 0.45 of it).
+    """
     spec = maze_spec(maze)
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(max_episode_steps)
-    return gym.make(spec.env_id, continuing_task=continuing_task, reset_target=reset_target, **kwargs)
+    return gym_make(spec.env_id, continuing_task=continuing_task, reset_target=reset_target, **kwargs)
 
 
 def maze_map(maze: str | MazeSpec) -> list[list[int | str]]:

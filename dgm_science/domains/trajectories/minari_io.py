@@ -88,15 +88,14 @@ def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dat
     The dataset is built in a temporary folder beside ``path`` and renamed into place.
     Returns the data folder (``path/data``), which ``minari.MinariDataset`` opens."""
     import gymnasium as gym
-    import gymnasium_robotics
     import minari
     from minari.data_collector import EpisodeBuffer
     from minari.dataset.minari_storage import MinariStorage
 
+    from dgm_science.domains.trajectories.mazes import gym_make
+
     _require_h5py()
-    gym.register_envs(gymnasium_robotics)
-    kwargs = dict(env_kwargs or {})
-    env = gym.make(env_id, **kwargs)
+    env = gym_make(env_id, **dict(env_kwargs or {}))
     try:
         env_spec, obs_space, act_space = env.spec, env.observation_space, env.action_space
     finally:
