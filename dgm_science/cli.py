@@ -5,7 +5,7 @@ Every subcommand is a registered ``commands.Command``: a thin typed function ove
 This module holds the generic ones; a domain registers its own and adds its options to
 ``prepare`` and ``sample`` through its ``Domain`` class, so nothing here names a domain.
 Snakemake rules call these. Bad input ends with one ``dgm: error: ...`` line naming the file,
-line or key, and exit code 2.
+line or key, and exit code 2; Ctrl-C with one ``dgm: interrupted`` line and exit code 130.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from dgm_science import registry
 from dgm_science.commands import (add_device_arguments, add_seed_argument, check_paths, command, confirm_size,
                                   output_argument, positive_float, positive_int, remove_empty_folders, write_json)
 from dgm_science.errors import DataError
-from dgm_science.utils import all_or_nothing, seed_everything, set_threads, setup_logging, show_progress
+from dgm_science.utils import (all_or_nothing, private_tempdir, seed_everything, set_threads, setup_logging,
+                               show_progress)
 
 log = logging.getLogger("dgm")
 
@@ -311,12 +312,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one ``dgm`` command: 0 on success; 2 with one ``dgm: error: ...`` line on bad input; 130
+    with one ``dgm: interrupted`` line on Ctrl-C (SIGINT). Either way the command writes all of its
+    outputs or none, and leaves the temp folder as it found it (:func:`private_tempdir`)."""
+    try:
+        args = build_parser().parse_args(argv)
+        setup_logging(args.verbose)
+        with private_tempdir():
+            return _run(args)
+    except KeyboardInterrupt:
+        print("dgm: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
     from dgm_science.checkpoint import CheckpointError
     from dgm_science.config import ConfigError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging(args.verbose)
     try:
         created = check_paths(args.parser, args)
         try:

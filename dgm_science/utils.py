@@ -181,6 +181,34 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def private_tempdir(prefix: str = "dgm-") -> Iterator[Path]:
+    """Send the block's temporary files to a fresh folder inside the temp folder, and remove that
+    folder, with whatever was left in it, when the block ends (returns, raises, or is interrupted).
+
+    For libraries that never delete their temp files: PyG writes ``torch_geometric...propagate_*.py``
+    for every message-passing class it first builds, gymnasium-robotics ``ant_maze<time>.xml`` for
+    every maze env (``make_env`` removes those itself). For the block, ``tempfile.tempdir`` and
+    ``TMPDIR`` (inherited by child processes) name the private folder; both are restored afterwards.
+    They are process-wide: wrap a whole command, from the main thread (as ``dgm`` does). Multiprocessing's
+    own folder (``pymp-*``, which it removes at exit, after this block) is made first, outside it."""
+    import multiprocessing.util
+
+    multiprocessing.util.get_temp_dir()
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    saved_dir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir = os.environ["TMPDIR"] = str(folder)
+    try:
+        yield folder
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def show_progress() -> bool:
     """Progress bars on a terminal; plain log lines when stderr is a file (Snakemake logs)."""
     return sys.stderr.isatty()

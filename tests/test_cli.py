@@ -112,8 +112,9 @@ def test_zero_samples_is_a_usage_error(tiny_checkpoint, tmp_path, capsys):
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_sample_output_is_atomic_on_interrupt(tiny_checkpoint, tmp_path, monkeypatch):
-    """An interrupted write leaves neither a half file nor a temp file behind."""
+def test_sample_output_is_atomic_on_interrupt(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """An interrupted write leaves neither a half file nor a temp file behind; the command ends with
+    one line and exit code 130 (as a shell reports SIGINT)."""
     from dgm_science.domains.molecules import domain
 
     import math
@@ -128,8 +129,9 @@ def test_sample_output_is_atomic_on_interrupt(tiny_checkpoint, tmp_path, monkeyp
 
     monkeypatch.setattr(domain.math, "isnan", interrupt_on_third_row)
     out = tmp_path / "cands.csv"
-    with pytest.raises(KeyboardInterrupt):
-        cli.main(["sample", "--checkpoint", str(tiny_checkpoint), "-n", "5", "--out", str(out), "--device", "cpu"])
+    code = cli.main(["sample", "--checkpoint", str(tiny_checkpoint), "-n", "5", "--out", str(out), "--device", "cpu"])
+    assert code == 130 and capsys.readouterr().err.strip().splitlines()[-1] == "dgm: interrupted"
+    assert len(rows) == 3
     assert not out.exists()
     assert list(tmp_path.glob(".cands.csv*")) == []
 
