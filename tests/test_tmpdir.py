@@ -115,3 +115,18 @@ def test_private_tempdir_restores_the_temp_folder_and_removes_its_own(monkeypatc
         raise RuntimeError
     assert not folder.exists()
     assert tempfile.tempdir == before and os.environ["TMPDIR"] == "/before"
+
+
+def test_make_env_removes_the_maze_file_and_the_env_still_runs(tmp_path, monkeypatch):
+    """Library use (bench scripts, tests): each env's generated MJCF is deleted once MuJoCo compiled it."""
+    from dgm_science.domains.trajectories.mazes import make_env
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    envs = [make_env("umaze", max_episode_steps=5) for _ in range(2)]
+    assert os.listdir(tmp_path) == []
+    for env in envs:
+        assert not os.path.exists(env.unwrapped.tmp_xml_file_path)
+        obs, _ = env.reset(seed=0)
+        after, *_ = env.step(env.action_space.sample())
+        assert not (after["observation"] == obs["observation"]).all()  # the simulation moves
+        env.close()
