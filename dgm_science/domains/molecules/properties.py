@@ -7,16 +7,16 @@ from __future__ import annotations
 
 import csv
 import functools
-import multiprocessing
 from pathlib import Path
-from typing import Any, Callable, NamedTuple, Sequence, TypeVar
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
-from rdkit import Chem, DataStructs, rdBase
+from rdkit import Chem, DataStructs
 from rdkit.Chem import QED, Descriptors, rdFingerprintGenerator
 from rdkit.Chem.Scaffolds import MurckoScaffold
 from rdkit.Contrib.SA_Score import sascorer
-from tqdm.auto import tqdm
+
+from dgm_science.chem import map_molecules
 
 FILTERS_DIR = Path(__file__).resolve().parent / "filters"
 ALLOWED_ATOMS = frozenset({"C", "N", "S", "O", "F", "Cl", "Br", "H"})
@@ -24,9 +24,6 @@ MORGAN_RADIUS = 2
 MORGAN_BITS = 1024
 SCAFFOLD_MIN_RINGS = 2
 _PATTERN_FP_BITS = 2048
-
-_T = TypeVar("_T")
-_R = TypeVar("_R")
 
 
 def parse_smiles(smiles: str | None) -> Chem.Mol | None:
@@ -196,39 +193,6 @@ def describe_molecule(
         mw=props["mw"],
         passes_filters=passes_filters(mol) if with_filters else None,
     )
-
-
-_worker_log_block: Any = None
-
-
-def _init_worker() -> None:
-    global _worker_log_block
-    _worker_log_block = rdBase.BlockLogs()
-
-
-def map_molecules(
-    function: Callable[[_T], _R],
-    items: Sequence[_T],
-    *,
-    n_jobs: int = 1,
-    progress: bool = False,
-    desc: str = "molecules",
-) -> list[_R]:
-    """`[function(x) for x in items]` with RDKit logging silenced, over a process pool when n_jobs > 1.
-
-    `function` must be picklable (module level or functools.partial of one). Order is preserved. Workers
-    start with the "forkserver" method, so a calling script needs the `if __name__ == "__main__":` guard.
-    """
-    n_items = len(items)
-    if n_jobs <= 1 or n_items < 2 * n_jobs:
-        with rdBase.BlockLogs():
-            iterator = tqdm(items, total=n_items, desc=desc, disable=not progress, unit="mol")
-            return [function(item) for item in iterator]
-    chunksize = max(1, min(512, n_items // (8 * n_jobs)))
-    context = multiprocessing.get_context("forkserver")
-    with context.Pool(n_jobs, initializer=_init_worker) as pool:
-        iterator = pool.imap(function, items, chunksize=chunksize)
-        return list(tqdm(iterator, total=n_items, desc=desc, disable=not progress, unit="mol"))
 
 
 def _properties_row(smiles: str | None) -> dict[str, Any] | None:

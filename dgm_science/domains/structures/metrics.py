@@ -154,7 +154,7 @@ def molecules_smiles(
 ) -> list[str | None]:
     """EDM-style SMILES (largest fragment; explicit hydrogens as atoms) per molecule of a padded
     batch, None where invalid; RDKit runs over ``n_jobs`` processes."""
-    from dgm_science.domains.molecules.properties import map_molecules
+    from dgm_science.chem import map_molecules
 
     items = []
     for start in range(0, len(n_atoms), 4096):
