@@ -29,8 +29,9 @@ def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..
 
 
 def _load_plugins() -> None:
-    # Importing the domain packages runs their @register decorators.
-    from dgm_science import domains  # noqa: F401
+    # Importing the domain packages runs their @register decorators; the trade-off table registers the
+    # report's section across domains.
+    from dgm_science import domains, tradeoff  # noqa: F401
 
 
 def get(kind: str, name: str) -> Callable[..., Any]:

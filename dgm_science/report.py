@@ -23,12 +23,16 @@ from typing import Any, Iterable, Mapping
 from markupsafe import Markup
 
 from dgm_science import registry
+from dgm_science.applications import APPLICATIONS
 from dgm_science.errors import DataError
 from dgm_science.utils import atomic_path, read_json
 
 log = logging.getLogger(__name__)
 
 MISSING = "–"
+REPORT_SECTIONS = ("report", "report-across-domains")
+"""The registry kinds of the report's sections, in page order: each ``section(results, inputs) -> str``,
+sorted by name within a kind; the domains' sections, then those across domains."""
 Inputs = Mapping[str, Path]
 Row = tuple[str, list[Any]]
 """(css class, cells); a cell is text (escaped) or Markup (kept as HTML)."""
@@ -141,6 +145,16 @@ def figure_png(fig: Any) -> bytes:
     return buf.getvalue()
 
 
+def generative_folders(results: Path) -> list[Path]:
+    """The folders under ``results`` that hold generative runs (``results/<domain>/...``), sorted: every
+    folder but the applications' (``dgm_science.applications.APPLICATIONS``); none if ``results`` is not a
+    folder."""
+    results = Path(results)
+    if not results.is_dir():
+        return []
+    return sorted(p for p in results.iterdir() if p.is_dir() and p.name not in APPLICATIONS)
+
+
 def collect_runs(results: Path, domain: str) -> list[dict[str, Any]]:
     """Every ``results/{domain}/{dataset}/{model}/seed{seed}/metrics.json``, with its path parts."""
     runs = []
@@ -219,13 +233,9 @@ def summary(results: Path) -> Table:
     the domain's published anchor for that dataset (``Domain.headline_anchor``), and a flag on every run the
     time cap stopped before its step budget or that has a checkpoint but no metrics (its evaluation failed or
     never ran)."""
-    from dgm_science.tradeoff import NOT_GENERATIVE
-
     known = set(registry.names("model"))
     table = Table(["dataset", "model", "seeds", "headline metric", "ours", "published anchor", "flags"])
-    folders = sorted(p for p in Path(results).iterdir() if p.is_dir() and p.name not in NOT_GENERATIVE) \
-        if Path(results).is_dir() else []
-    for folder in folders:
+    for folder in generative_folders(results):
         for model_dir in sorted(p for p in folder.glob("*/*") if p.is_dir() and p.name in known):
             space = registry.get("domain", registry.get("model", model_dir.name).domain)
             flags, seeds = [], sorted(model_dir.glob("seed*"))
@@ -246,19 +256,16 @@ def summary(results: Path) -> Table:
 
 
 def write_report(results: Path, out: Path, inputs: dict[str, Path] | None = None) -> None:
-    """Render every registered domain section that has runs under ``results`` into ``out``, after a
-    one-screen summary and a table of contents."""
+    """Render every registered domain section (registry ``report``) that has runs under ``results`` into
+    ``out``, then the sections across domains (registry ``report-across-domains``: the family trade-off
+    table), after a one-screen summary and a table of contents."""
     inputs = dict(inputs or {})
     sections = []
-    for name in registry.names("report"):
-        section = registry.build("report", name, results, inputs)
-        if section:
-            sections.append(section)
-    from dgm_science import tradeoff  # across domains: after their sections
-
-    families = tradeoff.section(results)
-    if families:
-        sections.append(families)
+    for kind in REPORT_SECTIONS:
+        for name in registry.names(kind):
+            section = registry.build(kind, name, results, inputs)
+            if section:
+                sections.append(section)
     sections, contents = with_anchors(sections)
     page = render("report.html.j2", sections=sections, contents=contents, summary=summary(results))
     with atomic_path(out) as tmp:

@@ -31,14 +31,12 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science import registry
-from dgm_science.report import MISSING, Table, bold, collect_runs, format_values, render
+from dgm_science.report import MISSING, Table, bold, collect_runs, format_values, generative_folders, render
 from dgm_science.utils import read_json
 
 FAMILY_ORDER = ["autoregressive", "normalizing flow", "VAE", "hierarchical VAE", "diffusion", "energy-based",
                 "implicit (GAN)"]
 """Rows in the order of the family table; a family not listed here comes after them."""
-NOT_GENERATIVE = ("prediction", "design")
-"""Folders under ``results/`` that hold no generative runs."""
 COMPRESSION_BY_KIND = {"exact": "possible, not run (arithmetic coding; continuous data once discretised)",
                        "bound": "possible, not run (bits-back coding)",
                        "unnormalized": "no (no normalized density)", "none": "no (no density)"}
@@ -103,7 +101,7 @@ def collect_cells(results: Path) -> list[Cell]:
     (dataset, model), with the family, likelihood kind and representation of its model."""
     known = set(registry.names("model"))
     cells: dict[tuple[str, str, str], Cell] = {}
-    for folder in sorted(p for p in Path(results).iterdir() if p.is_dir() and p.name not in NOT_GENERATIVE):
+    for folder in generative_folders(results):
         for run in collect_runs(Path(results), folder.name):
             if run["model"] not in known:
                 continue
@@ -288,8 +286,10 @@ def family_table(cells: list[Cell]) -> Table:
     return table
 
 
-def section(results: Path) -> str:
-    """The trade-off section's HTML; empty when ``results`` has no generative runs."""
+@registry.register("report-across-domains", "families")
+def section(results: Path, inputs: Any = None) -> str:
+    """The trade-off section's HTML; empty when ``results`` has no generative runs. The report's section
+    across domains (``inputs`` unused): ``report.write_report`` puts it after the domains' sections."""
     cells = collect_cells(Path(results)) if Path(results).is_dir() else []
     if not cells:
         return ""

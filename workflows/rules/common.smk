@@ -4,11 +4,13 @@ import os
 from types import SimpleNamespace
 
 from dgm_science import registry
+from dgm_science.applications import APPLICATIONS
 
 SEEDS = config["seeds"]
-# The domain blocks of the (validated) config: a new domain needs no edit here. `design` (goal-directed
-# design, workflows/rules/design.smk) and `prediction` (workflows/rules/prediction.smk) are not domains.
-DOMAINS = [key for key in config if key not in ("seeds", "design", "prediction")]
+# The domain blocks of the (validated) config: a new domain needs no edit here. The applications
+# (dgm_science.applications: `design`, workflows/rules/design.smk, and `prediction`,
+# workflows/rules/prediction.smk) are not domains.
+DOMAINS = [key for key in config if key != "seeds" and key not in APPLICATIONS]
 
 
 # Scheduling: among the jobs ready at the same time, Snakemake starts the higher `priority:` first.
