@@ -302,7 +302,8 @@ def test_a_shift_set_is_stated_by_its_composition_and_the_factors_it_changes(mos
     assert shifted_factors(set_composition([zwitterion]), set_composition([neutral])) == []
 
 
-def test_bench_ood_writes_aurocs(trained_arm, moses_smiles, tmp_path, one_thread):
+def test_bench_ood_writes_aurocs(trained_arm, moses_smiles, tmp_path, one_thread, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # as when run as a script: its helpers (timing.py) sit beside it
     spec = importlib.util.spec_from_file_location("bench_ood", ROOT / "bench/bench_ood.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
