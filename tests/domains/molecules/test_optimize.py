@@ -232,13 +232,31 @@ def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one
                           out=tmp_path / "results/design/celecoxib_rediscovery" / method / "seed0")
     html = design_section(tmp_path / "results")
     assert "Goal-directed design" in html and "celecoxib_rediscovery" in html
-    # GuacaMol Table 2 (Graph GA rediscovers celecoxib: 1.000) and PMO's REINVENT AUC (0.714 ± 0.067)
-    assert "Graph GA (GuacaMol Table 2, no call limit)" in html and "1.000" in html
-    assert "REINVENT (PMO, 10,000 calls)" in html and "0.714±0.067" in html
-    assert "REINVENT beats screening (AUC top-10 at equal calls) on" in html and "of 1 objectives" in html
+    # GuacaMol Table 2 (Graph GA rediscovers celecoxib: 1.000) and PMO's REINVENT AUC (0.714 ± 0.067) stand in a
+    # table of their own after ours, with the protocol differences named: no call limit; 10,000 calls, not 40
+    ours, _, apart = html.partition("Published, another protocol: GuacaMol Table 2 ran without a call limit; "
+                                    "PMO&#39;s AUC top-10 is over 10,000 calls, this run&#39;s over 40.")
+    assert apart and "(PMO, 10,000 calls)" not in ours and "GuacaMol Table 2, no call limit)" not in ours
+    assert "Graph GA (GuacaMol Table 2, no call limit)" in apart and "1.000" in apart
+    assert "REINVENT (PMO, 10,000 calls)" in apart and "0.714±0.067" in apart
+    assert "REINVENT&#39;s AUC top-10 is above screening&#39;s (equal calls) on" in html and "of 1 objectives" in html
+    assert "(a single-seed observation)" in html
     assert ("PMO, its per-task values summed over the same 1 tasks: REINVENT 0.714, Graph GA 0.630, "
             "screening 0.352") in html
     assert html.count("data:image/png;base64,") == 2  # the curves and the best molecules
+
+
+def test_pmo_rows_sit_beside_a_run_at_pmos_budget_only():
+    from dgm_science.domains.molecules.design_report import COLUMNS, _published_rows
+    from dgm_science.report import Table
+
+    at_budget = Table(["method"] + [label for _, label in COLUMNS])
+    apart, note = _published_rows("celecoxib_rediscovery", 10_000, at_budget)
+    assert [cells[0] for _, cells in at_budget.rows] == ["REINVENT (PMO, 10,000 calls)", "Graph GA (PMO, 10,000 calls)",
+                                                           "screening (PMO, 10,000 calls)"]
+    assert note == "Published, another protocol: GuacaMol Table 2 ran without a call limit."
+    assert all("GuacaMol Table 2" in cells[0] for _, cells in apart.rows)
+    assert _published_rows("no_such_task", 1_000, Table(["method"])) == (None, "")
 
 
 def test_a_run_that_cannot_reach_its_budget_stops_and_says_so(prior, tmp_path, monkeypatch, one_thread):
