@@ -574,6 +574,11 @@ def _number(text: str) -> Any:
     return int(value) if re.fullmatch(r"-?[\d,]+", text) else value
 
 
+def _short(slug: str, limit: int = 60) -> str:
+    """``slug`` cut after its last whole word within ``limit`` characters (a file name, not a sentence)."""
+    return slug if len(slug) <= limit else slug[:limit + 1].rsplit("-", 1)[0]
+
+
 def export_report(report: Path, *, command: str, config: str, commit: str | None = None,
                   run_time: str | None = None) -> dict[str, dict[str, Any]]:
     """One result file per table of a rendered report, named ``<section id>[-<caption>][-k].json`` after the
@@ -590,7 +595,8 @@ def export_report(report: Path, *, command: str, config: str, commit: str | None
         if not table["header"]:
             continue
         levels = sorted(table["headings"])
-        slug = "-".join(table["headings"][level][1] for level in levels if level > 2 or len(levels) == 1) or "report"
+        slug = "-".join(_short(table["headings"][level][1]) for level in levels if level > 2 or len(levels) == 1) \
+            or "report"
         name, k = f"{slug}.json", 2
         while name in out:
             name, k = f"{slug}-{k}.json", k + 1
