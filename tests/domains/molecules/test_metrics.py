@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from rdkit import Chem, RDConfig
 from rdkit.Chem import QED, Crippen, Descriptors
 
@@ -107,6 +108,22 @@ def test_snn_matches_brute_force_across_blocks():
     gen, ref = fps[:70], fps[70:]
     expected = M.tanimoto(gen, ref).max(1).mean()
     assert M.snn(gen, ref, gen_batch=16, ref_batch=37) == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.float16, torch.float32])
+def test_bit_products_are_exact_intersection_counts(dtype):
+    rng = np.random.default_rng(0)
+    a, b = rng.random((37, 2048)) < 0.6, rng.random((53, 2048)) < 0.6  # counts above fp16's 2048 would not be
+    expected = a.astype(np.int64) @ b.astype(np.int64).T
+    products = M._bit_products(torch.from_numpy(a).to(dtype), torch.from_numpy(b).to(dtype))
+    assert products.dtype == torch.float32 and (products.numpy() == expected).all()
+    assert expected.max() > 256  # beyond bfloat16's exact integers: a rounding path would fail here
+
+
+def test_the_cpu_multiplies_fingerprints_in_int8():
+    assert M._matmul_dtype(torch.device("cpu"), 2048) == torch.int8
+    assert M._matmul_dtype(torch.device("cuda"), 2048) == torch.float16
+    assert M._matmul_dtype(torch.device("cuda"), 4096) == torch.float32
 
 
 def test_internal_diversity():
