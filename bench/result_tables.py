@@ -332,23 +332,14 @@ def snakemake_table(benchmarks: Path, pattern: str, *, title: str, command: str,
     a header line, then one line per repeat): one row per file and repeat."""
     from timing import machine_words
 
-    from dgm_science.docs import current_commit
+    from dgm_science.docs import BENCHMARK_FIELDS, ResultFileError, current_commit, read_benchmarks
 
+    try:
+        runs = read_benchmarks(benchmarks, pattern)
+    except ResultFileError as err:
+        raise BenchResultError(str(err)) from err
+    rows = [[job, *(value[key] for key in BENCHMARK_FIELDS)] for job, value in runs]
     files = sorted(benchmarks.glob(pattern))
-    if not files:
-        raise BenchResultError(f"{benchmarks}: no benchmark file matches {pattern!r}")
-    rows = []
-    for path in files:
-        lines = path.read_text().splitlines()
-        header = lines[0].split("\t")
-        if not {"s", "max_rss", "mean_load", "cpu_time"} <= set(header):
-            raise BenchResultError(f"{path}: line 1 is not a Snakemake benchmark header: {lines[0]!r}")
-        for line in lines[1:]:
-            value = dict(zip(header, line.split("\t")))
-            rows.append([str(path.relative_to(benchmarks).with_suffix("")), float(value["s"]),
-                         None if value["max_rss"] == "NA" else float(value["max_rss"]),
-                         None if value["cpu_time"] == "NA" else float(value["cpu_time"]),
-                         None if value["mean_load"] == "NA" else float(value["mean_load"])])
     if commit is None:
         try:
             commit = current_commit(benchmarks.resolve().parent)
@@ -359,7 +350,7 @@ def snakemake_table(benchmarks: Path, pattern: str, *, title: str, command: str,
     return {"title": title, "provenance": checked({"commit": commit, "command": command, "config": config,
                                                    "date": date.fromtimestamp(files[-1].stat().st_mtime).isoformat(),
                                                    "machine": machine or machine_words()}, str(benchmarks)),
-            "columns": ["job", "wall seconds", "max RSS MB", "CPU seconds", "mean load %"], "rows": rows}
+            "columns": ["job", *BENCHMARK_FIELDS.values()], "rows": rows}
 
 
 def snakemake_main(argv: list[str]) -> int:

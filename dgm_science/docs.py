@@ -613,28 +613,43 @@ def export_report(report: Path, *, command: str, config: str, commit: str | None
 
 
 
+BENCHMARK_FIELDS = {"s": "wall seconds", "max_rss": "max RSS MB", "cpu_time": "CPU seconds", "mean_load": "mean load %"}
+"""The columns of a Snakemake ``benchmark:`` file this reads, and what they are."""
+
+
+def read_benchmarks(benchmarks: Path, pattern: str = "**/*.tsv") -> list[tuple[str, dict[str, float | None]]]:
+    """Every repeat of every Snakemake ``benchmark:`` file ``benchmarks/<pattern>`` (one TSV per job: a header
+    line, then one line per repeat): (the job, as the file's path under ``benchmarks`` without ``.tsv``, the
+    ``BENCHMARK_FIELDS`` as numbers, None where Snakemake wrote NA), sorted by file."""
+    files = sorted(Path(benchmarks).glob(pattern))
+    if not files:
+        raise ResultFileError(f"{benchmarks}: no Snakemake benchmark files match {pattern!r}")
+    found = []
+    for path in files:
+        lines = path.read_text().splitlines()
+        header = lines[0].split("\t") if lines else []
+        if not set(BENCHMARK_FIELDS) <= set(header):
+            raise ResultFileError(f"{path}: line 1 is not a Snakemake benchmark header: {lines[:1]!r}")
+        job = str(path.relative_to(benchmarks).with_suffix(""))
+        for line in lines[1:]:
+            value = dict(zip(header, line.split("\t")))
+            found.append((job, {key: None if value[key] == "NA" else float(value[key]) for key in BENCHMARK_FIELDS}))
+    return found
+
+
 def export_timings(benchmarks: Path, *, command: str, config: str, commit: str | None = None,
                    run_time: str | None = None) -> dict[str, Any]:
     """A run's Snakemake ``benchmark:`` files (``benchmarks/<domain>/.../<rule>.tsv``) summed per domain: jobs,
     the jobs' wall time and CPU time in minutes (jobs run side by side, so the sums exceed the run's wall time)
     and the largest resident memory of one job; a last row for the whole run."""
-    import csv
-
-    files = sorted(Path(benchmarks).rglob("*.tsv"))
-    if not files:
-        raise ResultFileError(f"{benchmarks}: no Snakemake benchmark files")
+    last = dict(read_benchmarks(benchmarks))  # a file holds one line per repeat; the pipeline runs each job once
     per: dict[str, list[float]] = {}
-    for path in files:
-        with path.open(newline="") as fh:
-            rows = list(csv.DictReader(fh, delimiter="\t"))
-        if not rows:
-            continue
-        row = rows[-1]  # a benchmark file holds one line per repeat; the pipeline runs each job once
-        total = per.setdefault(path.relative_to(benchmarks).parts[0], [0, 0.0, 0.0, 0.0])
+    for job, value in last.items():
+        total = per.setdefault(Path(job).parts[0], [0, 0.0, 0.0, 0.0])
         total[0] += 1
-        total[1] += float(row["s"]) / 60
-        total[2] += float(row.get("cpu_time") or 0) / 60
-        total[3] = max(total[3], float(row.get("max_rss") or 0) / 1024)
+        total[1] += (value["s"] or 0) / 60
+        total[2] += (value["cpu_time"] or 0) / 60
+        total[3] = max(total[3], (value["max_rss"] or 0) / 1024)
     rows_out = [[name, int(v[0]), round(v[1], 1), round(v[2], 1), round(v[3], 2)] for name, v in sorted(per.items())]
     rows_out.append(["all", sum(r[1] for r in rows_out), round(sum(r[2] for r in rows_out), 1),
                      round(sum(r[3] for r in rows_out), 1), max(r[4] for r in rows_out)])
@@ -646,7 +661,6 @@ def export_timings(benchmarks: Path, *, command: str, config: str, commit: str |
             "columns": ["domain", "jobs", "job wall time, summed (min)", "job CPU time, summed (min)",
                         "largest job's peak RSS (GB)"],
             "rows": rows_out}
-
 
 CELL_SPLIT = re.compile(r"(?<!\\)\|")
 

@@ -28,6 +28,13 @@ def snakemake(*args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
+def shell_commands(result: subprocess.CompletedProcess, starts: str = "") -> list[str]:
+    """The shell commands a ``snakemake -n -p`` run printed, those starting with ``starts``."""
+    commands = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
+                if line.startswith("Shell command:")]
+    return [c for c in commands if c.startswith(starts)]
+
+
 def rule_shells() -> dict[str, str]:
     """Each rule's shell command text, from the rule files (one rule block per `rule name:`)."""
     shells = {}
@@ -215,8 +222,7 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
     target = "results/trajectories/pointmaze-umaze-10ep/offline-rl/expert+maze-diffuser/iql/seed0/offline_rl.json"
     result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)
     assert result.returncode == 0, result.stderr[-3000:]
-    commands = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
-                if line.startswith("Shell command:")]
+    commands = shell_commands(result)
     collect = [c for c in commands if c.startswith("dgm collect")]
     assert collect and collect[0].startswith("dgm collect umaze --out resources/trajectories/pointmaze-umaze-10ep/raw "
                                              "--episodes 10 "), collect
@@ -230,8 +236,7 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
                "resources/trajectories/pointmaze-large/straight_rollout_d4rl.json"]
     result = snakemake("-n", "-p", "--forceall", *targets, "--configfile", "workflows/config/default.yaml", overlay)
     assert result.returncode == 0, result.stderr[-3000:]
-    rollouts = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
-                if line.startswith("Shell command: dgm rollout")]
+    rollouts = shell_commands(result, "dgm rollout")
     planner = [c for c in rollouts if "--checkpoint" in c]
     baseline = [c for c in rollouts if "--baseline" in c]
     # the headline planner is map-free under the fixed goal; the map-aided row is its own rule
@@ -247,8 +252,7 @@ def test_a_dataset_variant_runs_on_its_maze_and_stitching_reaches_only_the_plann
     result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay,
                        "workflows/config/overlays/all-mazes-offline-rl.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
-    agents = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
-              if line.startswith("Shell command: dgm offline-rl")]
+    agents = shell_commands(result, "dgm offline-rl")
     assert agents == [
         "dgm offline-rl --dataset resources/trajectories/pointmaze-large/raw/minari "
         "results/trajectories/pointmaze-large/maze-diffuser/seed0/executed.minari --algo td3bc --seed 2 "
@@ -264,8 +268,7 @@ def test_the_prediction_overlay_evaluates_the_hybrid_and_the_regressor_at_each_o
     result = snakemake("-n", "-p", "--forceall", "prediction", "--configfile", "workflows/config/default.yaml",
                        "workflows/config/overlays/prediction.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
-    evaluations = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
-                   if line.startswith("Shell command: dgm evaluate-predictor")]
+    evaluations = shell_commands(result, "dgm evaluate-predictor")
     per_seed = {re.search(r"--out (\S+)", c).group(1): re.search(r"--checkpoint (\S+)", c).group(1)
                 for c in evaluations if "/seed" in c.split("--out ")[1]}
     assert per_seed == {f"results/prediction/{model}/seed{seed}/metrics.json":
@@ -282,8 +285,7 @@ def test_the_reshaped_expert_control_is_cut_from_the_expert_data_in_the_plans_sh
     target = "results/trajectories/pointmaze-umaze/offline-rl/expert-reshaped/iql/seed1/offline_rl.json"
     result = snakemake("-n", "-p", "--forceall", target, "--configfile", "workflows/config/default.yaml", overlay)
     assert result.returncode == 0, result.stderr[-3000:]
-    commands = [line.removeprefix("Shell command:").strip() for line in result.stdout.splitlines()
-                if line.startswith("Shell command:")]
+    commands = shell_commands(result)
     run = "results/trajectories/pointmaze-umaze/maze-diffuser/seed0"
     reshape = [c for c in commands if c.startswith("dgm reshape")]
     assert reshape and reshape[0].startswith(
