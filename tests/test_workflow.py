@@ -4,6 +4,7 @@ nothing; the Snakefile and rule files are snakefmt-formatted; every config key i
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import shutil
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests import workflow_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflows/profiles/slurm/config.yaml"
@@ -300,3 +303,16 @@ def test_the_reshaped_expert_control_is_cut_from_the_expert_data_in_the_plans_sh
     assert result.returncode == 0, result.stderr[-3000:]
     reshape = [line for line in result.stdout.splitlines() if line.startswith("Shell command: dgm reshape")]
     assert reshape and f"--seed 0 --execute --out {run}/expert_executed.minari" in reshape[0], reshape
+
+
+@pytest.mark.parametrize("name", list(workflow_plan.configs()))
+def test_the_rules_plan_the_committed_jobs_and_commands(name):
+    # tests/data/workflow/plan-<name>.txt: every job of the config's dry run, its files and its shell
+    # command; a change of the rules that changes one fails here (rewrite with `python -m
+    # tests.workflow_plan --write` only when the change is meant).
+    files = workflow_plan.configs()[name]
+    planned = workflow_plan.plan(workflow_plan.dry_run(files))
+    committed = (workflow_plan.PLANS / f"plan-{name}.txt").read_text()
+    diff = list(difflib.unified_diff(committed.splitlines(), planned.splitlines(), "committed", "planned",
+                                     lineterm="", n=1))
+    assert not diff, "\n".join(diff[:60])
