@@ -4,7 +4,7 @@ domain's folder), with the page and the shared macros in ``dgm_science/templates
 
 Extra files a section shows (a data row, a baseline's rollout, reference statistics) are passed
 in by name, never read from fixed paths: ``inputs`` maps ``<domain>/<dataset>/<stem>`` (see
-:func:`input_name`) to a file, and a section leaves out what is not given.
+:func:`dgm_science.catalog.input_name`) to a file, and a section leaves out what is not given.
 """
 
 from __future__ import annotations
@@ -103,15 +103,6 @@ def bold(text: str) -> Markup:
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def input_name(path: str | Path) -> str:
-    """The report's name of a resources file: ``resources/<domain>/<dataset>/[...]/<stem>.<ext>``
-    -> ``<domain>/<dataset>/<stem>``."""
-    parts = Path(path).parts
-    if len(parts) < 4 or parts[0] != "resources":
-        raise ValueError(f"{path}: not a resources/<domain>/<dataset>/... file")
-    return f"{parts[1]}/{parts[2]}/{parts[-1].split('.')[0]}"
 
 
 def input_path(inputs: Inputs | None, name: str) -> Path | None:

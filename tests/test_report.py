@@ -11,7 +11,8 @@ import pytest
 from dgm_science.domains.structures.report import structures_section
 from dgm_science.domains.trajectories.report import trajectories_section
 from dgm_science.errors import DataError
-from dgm_science.report import (format_count, format_metric, format_number, format_values, input_name, summary,
+from dgm_science.catalog import input_name
+from dgm_science.report import (format_count, format_metric, format_number, format_values, summary,
                                 write_report)
 
 

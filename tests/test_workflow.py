@@ -20,7 +20,7 @@ from tests import workflow_plan
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflows/profiles/slurm/config.yaml"
 PAPER = "workflows/config/paper.yaml"
-RULE_FILES = sorted((ROOT / "workflows/rules").glob("*.smk"))
+RULE_FILES = sorted((ROOT / "workflows/rules").rglob("*.smk"))
 # `dgm` subcommands that load a trained model: their rules must run on a GPU under the profile.
 MODEL_COMMAND = re.compile(r"\bdgm (train|sample|likelihood|compress|optimize|decorate|rollout --checkpoint)\b")
 
@@ -39,13 +39,14 @@ def shell_commands(result: subprocess.CompletedProcess, starts: str = "") -> lis
 
 
 def rule_shells() -> dict[str, str]:
-    """Each rule's shell command text, from the rule files (one rule block per `rule name:`)."""
+    """Each rule's shell command, as its first job in the committed plans (tests/data/workflow/, which
+    test_the_rules_plan_the_committed_jobs_and_commands keeps equal to the dry runs): the model rules
+    are written once in a loop (models.smk), so their names are not in the rule files' text."""
     shells = {}
-    for path in RULE_FILES:
-        blocks = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
-        for name, body in zip(blocks[1::2], blocks[2::2]):
-            shell = re.search(r"^    shell:\n((?:        .*\n?)+)", body, flags=re.M)
-            shells[name] = shell.group(1) if shell else ""
+    for path in sorted(workflow_plan.PLANS.glob("plan-*.txt")):
+        for job in path.read_text().split("\n\n"):
+            fields = dict(line.split(": ", 1) for line in job.strip().splitlines())
+            shells.setdefault(fields["rule"], "" if fields.get("shell") == "None" else fields.get("shell", ""))
     return shells
 
 
@@ -64,8 +65,13 @@ def paper_rules() -> set[str]:
     return rules
 
 
-def test_rule_files_parse_into_the_listed_rules(paper_rules):
-    assert set(rule_shells()) | {"all"} == paper_rules
+def test_every_rule_has_a_job_in_a_committed_plan(paper_rules):
+    # no rule the default, paper and overlay configs never run (and the plans know every rule), but the
+    # target rule of each config block (`snakemake molecules`, `snakemake design`)
+    planned = set(rule_shells())
+    blocks = set(yaml.safe_load((ROOT / "workflows/schemas/config.schema.yaml").read_text())["properties"])
+    assert planned <= paper_rules and paper_rules - planned <= blocks, (planned ^ paper_rules)
+    assert {"molecules", "structures", "sequences", "trajectories", "design", "prediction"} <= paper_rules
 
 
 def test_profile_names_only_rules_that_exist(profile, paper_rules):
@@ -80,11 +86,15 @@ def test_every_rule_that_loads_a_model_gets_a_gpu(profile):
     for rule in sorted(model_rules):
         resources = profile["set-resources"].get(rule)
         assert resources, f"{rule} loads a model but the profile gives it no resources (CPU partition)"
-        assert resources.get("gpu", 0) >= 1, f"{rule} gets no GPU"
+        if not rule.endswith("_train"):  # a train job's GPUs are its model's (test_every_model_declares...)
+            assert resources.get("gpu", 0) >= 1, f"{rule} gets no GPU"
+        else:
+            assert not {"gpu", "runtime", "mem_mb"} & set(resources), f"{rule}: the profile hides the model's resources"
         assert resources["slurm_partition"] != cpu_partition, f"{rule} is left on the CPU partition"
         # one Slurm task per job: no --ntasks-per-gpu, whatever the plugin version's default
         assert resources.get("tasks_per_gpu") == 0, rule
-        assert resources["mem_mb"] >= 16000 and resources["runtime"] >= 120, rule
+        if not rule.endswith("_train"):  # a train job's runtime and memory are its model's (below)
+            assert resources["mem_mb"] >= 16000 and resources["runtime"] >= 120, rule
 
 
 def test_cpus_asked_of_slurm_are_the_threads_the_command_uses(profile):
@@ -95,7 +105,13 @@ def test_cpus_asked_of_slurm_are_the_threads_the_command_uses(profile):
     for path in [*RULE_FILES, ROOT / "Snakefile"]:
         assert "workflow.cores" not in path.read_text(), f"{path.name}: threads must not follow --cores"
     # every rule whose command takes a thread count has its threads set by the profile
-    threaded = {name for name, shell in rule_shells().items() if "{threads}" in shell}
+    # (the rules of models.smk, written in a loop, all pass {threads}; the others say so in their text)
+    templates = {}
+    for path in RULE_FILES:
+        blocks = re.split(r"^rule (\w+):\n", path.read_text(), flags=re.M)
+        templates.update((name, body.split("\n\n\n")[0]) for name, body in zip(blocks[1::2], blocks[2::2]))
+    threaded = {name for name, body in templates.items() if "{threads}" in body}
+    threaded |= set(rule_shells()) - set(templates) - {"all"}
     assert threaded - {"ala2_simulate"} <= set(profile["set-threads"]), threaded - set(profile["set-threads"])
     # the dry run of the paper config under the profile: each command's --threads / --jobs is the
     # rule's set-threads value (no --cores needed; --cores 64 only lifts the dry run's 1-core cap)
@@ -137,10 +153,12 @@ def test_every_rule_has_the_conda_env_and_the_env_exists():
     assert yaml.safe_load(env.read_text())["name"] == "dgm-science"
     assert (ROOT / "envs/conda.yaml").resolve() == env.resolve()
     for path in RULE_FILES:
+        # every rule of the file (`rule name:`, or `rule:` in a loop) that runs a command has the env
         text = path.read_text()
-        rules = re.findall(r"^rule (\w+):", text, flags=re.M)
-        runs = [name for name, shell in rule_shells().items() if name in rules and shell]
-        assert text.count('conda:\n        "../envs/conda.yaml"') == len(runs), path.name
+        depth = len(path.relative_to(ROOT / "workflows/rules").parts)
+        for rule in re.split(r"^ *rule\b", text, flags=re.M)[1:]:
+            if re.search(r"^ *shell:", rule, flags=re.M):
+                assert re.search(rf'^ *conda:\n *"{"../" * depth}envs/conda.yaml"', rule, flags=re.M), path.name
 
 
 def schema_keys() -> tuple[set[str], set[tuple[str, str]]]:

@@ -1,15 +1,21 @@
-# Helpers, input functions and target lists for the rules (the rule files hold rules only).
+# What every rules file uses: the catalog of registered models, the config's domains and seeds, the
+# table of model rules each domain's rules file fills in (instantiated once in models.smk), and the
+# helpers for paths, params and resources. Domain- and application-specific helpers live in their
+# own rules files (workflows/rules/domains/, workflows/rules/applications/).
 import json
 import os
+from dataclasses import dataclass, field
 from types import SimpleNamespace
+from typing import Any, Callable
 
-from dgm_science import registry
 from dgm_science.applications import APPLICATIONS
+from snakemake.io import is_flagged
+
+from dgm_science.resources import runtime_minutes
 
 SEEDS = config["seeds"]
 # The domain blocks of the (validated) config: a new domain needs no edit here. The applications
-# (dgm_science.applications: `design`, workflows/rules/design.smk, and `prediction`,
-# workflows/rules/prediction.smk) are not domains.
+# (dgm_science.applications, workflows/rules/applications/) are not domains.
 DOMAINS = [key for key in config if key != "seeds" and key not in APPLICATIONS]
 
 
@@ -26,78 +32,159 @@ wildcard_constraints:
 
 
 # ---------------------------------------------------------------------------------------------
-# Generic helpers
+# The model rules' table: each domain's rules file adds its entry, models.smk writes the rules.
 
 
-def model_config_json(domain, dataset, model):
+@dataclass
+class ModelRules:
+    """How the generic train / sample / evaluate (/ likelihood) rules of a config block (a domain
+    group: ``molecules``, ``structures``, ...) differ from another's; models.smk names them
+    ``<group>_train``, each of ``samples``, ``<group>_evaluate`` and ``<group>_likelihood``.
+
+    ``train_inputs`` and ``evaluate_inputs``: input functions (wildcards -> list or dict of files);
+    the data folder passed to ``--data`` / ``--reference`` is resources/<group>/<dataset>/data.
+    ``samples``: sample rule name -> its outputs, file names in the run folder (``directory()``
+    for a folder); the first is the samples file, ``sampling.json`` is added to each.
+    ``sample_flags``: a params function, extra ``dgm sample`` options.
+    ``likelihood``: ``(flag, input function)`` of ``dgm likelihood`` on held-out data, or None.
+    ``extras``: what the group's target rule and the report ask beyond each run's metrics.
+    """
+
+    train_inputs: Callable
+    samples: dict[str, dict[str, str]]
+    evaluate_inputs: Callable
+    evaluate_threads: int = 8
+    sample_flags: Callable | str = ""
+    likelihood: tuple[str, Callable] | None = None
+    extras: list[str] = field(default_factory=list)
+
+
+MODEL_RULES: dict[str, ModelRules] = {}
+APPLICATION_TARGETS: dict[str, list[str]] = {}
+"""What each application's rules file (workflows/rules/applications/) adds to the report."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Models and runs
+
+
+def model_entry(group, dataset, model):
+    return config[group][dataset]["models"][model]
+
+
+def model_config_json(group, dataset, model):
     """The model's whole config (model / train / sample) as JSON: a params value, so that
     changing one model's config re-runs that model's chain only (its ``seeds`` say which runs
     there are, not how each is trained)."""
-    entry = config[domain][dataset]["models"][model]
+    entry = model_entry(group, dataset, model)
     return json.dumps({k: v for k, v in entry.items() if k != "seeds"}, sort_keys=True)
 
 
-def model_seeds(domain, dataset, model):
+def model_seeds(group, dataset, model):
     """The seeds a model runs with: its own ``seeds`` (e.g. 3 of a family in the trade-off
     overlay), else the config's."""
-    return config[domain][dataset]["models"][model].get("seeds", SEEDS)
+    return model_entry(group, dataset, model).get("seeds", SEEDS)
 
 
-def model_config(domain):
+def model_config(group):
     """A params function: the model's config (see model_config_json) of the job's wildcards."""
 
     def config_of(wildcards):
-        return model_config_json(domain, wildcards.dataset, wildcards.model)
+        return model_config_json(group, wildcards.dataset, wildcards.model)
 
     return config_of
 
 
-def sample_count(domain):
+def sample_count(group):
     """A params function: how many samples the model's sample: n asks for (10,000 if unset)."""
-
-    def n(wildcards):
-        model = config[domain][wildcards.dataset]["models"][wildcards.model]
-        return model.get("sample", {}).get("n", 10000)
-
-    return n
-
-
-def batch_fields(model):
-    return registry.get("model", model).batch_fields
+    return lookup(
+        dpath=f"{group}/{{dataset}}/models/{{model}}/sample/n",
+        within=config,
+        default=10000,
+    )
 
 
-def run_dir(domain, dataset, model, seed):
-    return f"results/{domain}/{dataset}/{model}/seed{seed}"
+def model_facts(model):
+    """The catalog's facts of a model (domain, batch fields, capabilities, resources)."""
+    return CATALOG.model(model)
+
+
+def model_domain(wildcards):
+    return model_facts(wildcards.model)["domain"]
 
 
 def samples_file(model):
     """The samples file of a model's domain: samples.csv (molecules), samples.sdf (QM9
-    conformations), samples.dcd (molecular dynamics), samples.fasta (sequences), samples.minari (trajectories).
-    """
-    spec = registry.get("model", model)
-    return registry.get("domain", spec.domain).samples_file
+    conformations), samples.dcd (molecular dynamics), samples.fasta (sequences), samples.minari
+    (trajectories)."""
+    return model_facts(model)["samples_file"]
 
 
-def domain_targets(domain, filename=None):
-    """``filename`` of every run of ``domain`` in the config (none if the config has no such
-    domain); ``None`` means each model's samples file."""
+def run_dir(group, dataset, model, seed):
+    return f"results/{group}/{dataset}/{model}/seed{seed}"
+
+
+RUN = "results/{group}/{{dataset}}/{{model}}/seed{{seed}}"
+"""A run's folder as a rule pattern, ``RUN.format(group=...)``."""
+
+
+def data_dir(group):
+    """A params function: the dataset's prepared data folder, resources/<group>/<dataset>/data."""
+
+    def folder(wildcards):
+        return f"resources/{group}/{wildcards.dataset}/data"
+
+    return folder
+
+
+def domain_targets(group, filename=None, where=None):
+    """``filename`` of every run of ``group`` in the config (none if the config has no such
+    block); ``None`` means each model's samples file; ``where``: only models whose catalog facts
+    pass it."""
     return [
-        f"{run_dir(domain, dataset, model, seed)}/{filename or samples_file(model)}"
-        for dataset, ds_cfg in config.get(domain, {}).items()
+        f"{run_dir(group, dataset, model, seed)}/{filename or samples_file(model)}"
+        for dataset, ds_cfg in config.get(group, {}).items()
         for model in ds_cfg["models"]
-        for seed in model_seeds(domain, dataset, model)
+        if where is None or where(model_facts(model))
+        for seed in model_seeds(group, dataset, model)
     ]
 
 
-def langevin_targets():
-    """``mixing.json`` of every structures run whose model samples by Langevin chains (an EBM)."""
-    return [
-        f"{run_dir('structures', dataset, model, seed)}/mixing.json"
-        for dataset, ds_cfg in config.get("structures", {}).items()
-        for model in ds_cfg["models"]
-        if getattr(registry.get("model", model), "langevin", False)
-        for seed in model_seeds("structures", dataset, model)
-    ]
+# ---------------------------------------------------------------------------------------------
+# The model rules' inputs and outputs (models.smk)
+
+
+def sample_outputs(group, files):
+    """A sample rule's outputs: ``files`` (name -> file in the run folder, ``directory()`` for a
+    folder) and the timing."""
+    run = RUN.format(group=group)
+    outputs = {
+        name: (
+            directory(f"{run}/{file}")
+            if is_flagged(file, "directory")
+            else f"{run}/{file}"
+        )
+        for name, file in files.items()
+    }
+    return {**outputs, "timing": f"{run}/sampling.json"}
+
+
+def evaluate_inputs(group, extra):
+    """The run's samples and checkpoint, and the domain's reference files (``extra``)."""
+
+    def inputs(wildcards):
+        run = run_dir(group, wildcards.dataset, wildcards.model, wildcards.seed)
+        return {
+            "samples": f"{run}/{samples_file(wildcards.model)}",
+            "checkpoint": f"{run}/model.ckpt",
+            **extra(wildcards),
+        }
+
+    return inputs
+
+
+# ---------------------------------------------------------------------------------------------
+# Params
 
 
 def optional_flag(flag, value):
@@ -126,6 +213,10 @@ def input_folder(name):
     return folder
 
 
+# ---------------------------------------------------------------------------------------------
+# Resources
+
+
 def train_launcher(wildcards, threads, resources):
     """What starts ``dgm train``: nothing locally. Under Slurm, a profile that gives the rule the
     ``mpi`` resource (``mpi: srun``, ``tasks: N``, ``nodes: 1``) gets one training process per
@@ -139,457 +230,31 @@ def train_launcher(wildcards, threads, resources):
     return f"{launcher} --nodes=1 --ntasks-per-node={tasks} --cpus-per-task={threads}"
 
 
-def model_domain(wildcards):
-    return registry.get("model", wildcards.model).domain
+def train_resource(key, entry):
+    """A resources function of a train rule, from the model's declared ``train_resources``
+    (dgm_science/resources.py): ``runtime`` (minutes, from the job's own max_steps and
+    max_time_minutes in ``entry(wildcards)``, the model's config), ``mem_mb`` or ``gpu``. Local
+    runs ignore them; the Slurm profile asks for them (the test cluster's profile overrides them).
+    """
 
+    def value(wildcards):
+        declared = model_facts(wildcards.model)["train_resources"]
+        if key == "runtime":
+            return runtime_minutes(declared, entry(wildcards)["train"])
+        return declared["gpus" if key == "gpu" else key]
 
-# ---------------------------------------------------------------------------------------------
-# Molecules
+    return value
 
 
-def molecules_config(dataset):
-    return config["molecules"][dataset]
+def train_resources(entry):
+    """The ``runtime``, ``mem_mb`` and ``gpu`` resources of a train rule (see train_resource)."""
+    return {key: train_resource(key, entry) for key in ("runtime", "mem_mb", "gpu")}
 
 
-def raw_training_file(wildcards):
-    return {
-        "moses": "resources/molecules/moses/raw/train.csv.gz",
-        "qm9": "resources/molecules/qm9/raw/qm9.csv.gz",
-    }[wildcards.dataset]
+def model_entry_of(group):
+    """A function of the job's wildcards: the model's config entry in ``group``."""
 
+    def entry(wildcards):
+        return model_entry(group, wildcards.dataset, wildcards.model)
 
-def subset_flags(wildcards):
-    subset = molecules_config(wildcards.dataset)["subset"]
-    return (
-        f"{optional_flag('--train-size', subset['train_size'])} --val-size {subset['val_size']}"
-        f" --seed {subset['seed']}"
-    )
-
-
-def graph_limit(wildcards):
-    graphs = molecules_config(wildcards.dataset).get("graphs") or {}
-    return optional_flag("--max-molecules", graphs.get("max_molecules"))
-
-
-def reference_source(wildcards):
-    """MOSES ships Test and TestSF; QM9's test split is the held-out 10%."""
-    if wildcards.dataset == "moses":
-        return f"resources/molecules/moses/raw/{wildcards.split}.csv.gz"
-    return f"resources/molecules/qm9/data/{wildcards.split}.smi"
-
-
-def reference_flags(wildcards):
-    reference = molecules_config(wildcards.dataset)["reference"]
-    return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
-
-
-def molecules_train_inputs(wildcards):
-    data = f"resources/molecules/{wildcards.dataset}/data"
-    inputs = {"train": f"{data}/train.smi", "valid": f"{data}/valid.smi"}
-    if "graph" in batch_fields(wildcards.model):
-        inputs["graphs_train"] = f"{data}/graphs_train.npz"
-        inputs["graphs_valid"] = f"{data}/graphs_valid.npz"
-    if "dense" in batch_fields(wildcards.model):
-        inputs["dense"] = f"{data}/dense.npz"
-    return inputs
-
-
-def molecules_evaluate_inputs(wildcards):
-    data = f"resources/molecules/{wildcards.dataset}/data"
-    run = run_dir("molecules", wildcards.dataset, wildcards.model, wildcards.seed)
-    inputs = {
-        "samples": f"{run}/samples.csv",
-        "checkpoint": f"{run}/model.ckpt",
-        "train_all": f"{data}/train_all.smi",
-        "ref_test": f"{data}/ref_test.npz",
-    }
-    if wildcards.dataset == "moses":  # the scaffold split exists for MOSES only
-        inputs["ref_test_scaffolds"] = f"{data}/ref_test_scaffolds.npz"
-    return inputs
-
-
-# ---------------------------------------------------------------------------------------------
-# 3D structures
-
-
-def structures_config(dataset):
-    return config["structures"][dataset]
-
-
-def qm9_3d_subset_flags(wildcards):
-    subset = structures_config("qm9-3d")["subset"]
-    return (
-        f"{optional_flag('--train-size', subset['train_size'])} --val-size {subset['val_size']}"
-        f" --seed {subset['seed']}"
-    )
-
-
-def qm9_3d_reference_flags(wildcards):
-    reference = structures_config("qm9-3d")["reference"]
-    return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
-
-
-def simulation_flags(wildcards):
-    sim = structures_config("ala2")["simulation"]
-    return (
-        f"--nanoseconds {sim['nanoseconds']} --temperature {sim['temperature_kelvin']}"
-        f" --timestep-fs {sim['timestep_fs']} --friction {sim['friction_per_ps']}"
-        f" --save-every-ps {sim['save_every_ps']} --checkpoint-every-ps {sim['checkpoint_every_ps']}"
-        f" --seed {sim['seed']} --platform {sim['platform']}"
-    )
-
-
-def ala2_split_flags(wildcards):
-    split = structures_config("ala2")["split"]
-    return f"--val-size {split['valid_frames']} --test-size {split['test_frames']}"
-
-
-ALA2_DATA_FILES = (
-    "train.dcd",
-    "valid.dcd",
-    "test.dcd",
-    "topology.pdb",
-    "alanine-dipeptide.prmtop",
-    "prepare.json",
-)
-STRUCTURE_TRAIN_FILES = {"qm9-3d": ("train.npz", "valid.npz"), "ala2": ALA2_DATA_FILES}
-STRUCTURE_EVALUATE_FILES = {
-    "qm9-3d": ("test.npz", "train_smiles.txt"),
-    "ala2": ALA2_DATA_FILES,
-}
-
-
-def structure_data(dataset):
-    return f"resources/structures/{dataset}/data"
-
-
-def structures_train_inputs(wildcards):
-    data = structure_data(wildcards.dataset)
-    return [f"{data}/{name}" for name in STRUCTURE_TRAIN_FILES[wildcards.dataset]]
-
-
-def structures_data_dir(wildcards):
-    return structure_data(wildcards.dataset)
-
-
-def structures_evaluate_inputs(wildcards):
-    run = run_dir("structures", wildcards.dataset, wildcards.model, wildcards.seed)
-    data = structure_data(wildcards.dataset)
-    return {
-        "samples": f"{run}/{samples_file(wildcards.model)}",
-        "checkpoint": f"{run}/model.ckpt",
-        "reference": [
-            f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[wildcards.dataset]
-        ],
-    }
-
-
-# The QM9 data row (EDM's metrics on real molecules) goes into the report beside the models.
-STRUCTURE_DATA_ROWS = (
-    ["resources/structures/qm9-3d/data/data_row.json"]
-    if "qm9-3d" in config.get("structures", {})
-    else []
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# Genetic sequences
-
-
-def sequences_config(dataset):
-    return config["sequences"][dataset]
-
-
-def sequence_data(dataset):
-    return f"resources/sequences/{dataset}/data"
-
-
-def sequence_source_files(wildcards):
-    from dgm_science.domains.sequences.data import DATASETS
-
-    spec = DATASETS[wildcards.dataset]
-    return [f"data/sequences/{spec.fasta}", f"data/sequences/{spec.split}"]
-
-
-def sequences_data_dir(wildcards):
-    return sequence_data(wildcards.dataset)
-
-
-def sequence_subset_flags(wildcards):
-    subset = sequences_config(wildcards.dataset)["subset"]
-    return (
-        f"{optional_flag('--train-size', subset['train_size'])}"
-        f" {optional_flag('--max-residues', subset['max_residues'])} --seed {subset['seed']}"
-    )
-
-
-def sequences_data_files(wildcards):
-    data = sequence_data(wildcards.dataset)
-    return [
-        f"{data}/{name}"
-        for name in ("train.fasta", "valid.fasta", "test.fasta", "prepare.json")
-    ]
-
-
-# Beside each run's metrics: its test-set bits per residue, and seq-arm's compression figures.
-SEQUENCE_EXTRAS = domain_targets("sequences", "test_likelihood.json") + [
-    f"{run_dir('sequences', dataset, 'seq-arm', seed)}/compression.json"
-    for dataset, ds_cfg in config.get("sequences", {}).items()
-    if "seq-arm" in ds_cfg["models"] and ds_cfg["compression"]
-    for seed in model_seeds("sequences", dataset, "seq-arm")
-]
-
-
-# ---------------------------------------------------------------------------------------------
-# Robot trajectories
-
-
-def trajectories_config(dataset):
-    return config["trajectories"][dataset]
-
-
-def trajectory_maze_of(wildcards):
-    """The maze of pointmaze-<maze> and of its variants pointmaze-<maze>-<tag>."""
-    return wildcards.dataset.removeprefix("pointmaze-").split("-")[0]
-
-
-def trajectories_collect_flags(wildcards):
-    collect = trajectories_config(wildcards.dataset)["collect"]
-    return (
-        f"--episodes {collect['episodes']} --episode-steps {collect['episode_steps']}"
-        f" --noise {collect['noise']} --seed {collect['seed']}"
-    )
-
-
-def trajectories_data_files(wildcards):
-    data = f"resources/trajectories/{wildcards.dataset}/data"
-    return [f"{data}/train.npz", f"{data}/valid.npz", f"{data}/prepare.json"]
-
-
-def trajectories_data_dir(wildcards):
-    return f"resources/trajectories/{wildcards.dataset}/data"
-
-
-def trajectories_rollout_flags(wildcards):
-    """Episodes, seed, re-planning and the evaluation protocol (the {protocol} wildcard)."""
-    rollout = trajectories_config(wildcards.dataset)["rollout"]
-    return (
-        f"--episodes {rollout['episodes']} --seed {rollout['seed']} --protocol {wildcards.protocol}"
-        f" {optional_flag('--replan-every', rollout['replan_every'])}"
-    )
-
-
-def trajectories_map_aided_flags(wildcards):
-    """The map-aided planner row: candidates ranked by wall hits and/or stitching along the shortest path."""
-    aided = trajectories_config(wildcards.dataset)["rollout"].get("map_aided") or {}
-    return f"--candidates {aided.get('candidates', 16)}" + (
-        " --stitch" if aided.get("stitch", True) else ""
-    )
-
-
-def trajectories_protocols(dataset):
-    return trajectories_config(dataset)["rollout"].get("protocols", ["d4rl", "multi2d"])
-
-
-def trajectories_sample_flags(wildcards):
-    """Where the plans' goals are drawn: anywhere, or within each plan's reach of its start."""
-    plans = trajectories_config(wildcards.dataset)["plans"]
-    return "--within-reach" if plans["within_reach"] else ""
-
-
-OFFLINE_RL_DIR = "results/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}"
-
-
-def offline_rl_config(dataset):
-    return trajectories_config(dataset).get("offline_rl", {})
-
-
-def offline_rl_flags(wildcards):
-    """Updates, and the maze's rollout episodes and protocols: every agent meets the planners' episodes."""
-    rollout = trajectories_config(wildcards.dataset)["rollout"]
-    return (
-        f"--updates {offline_rl_config(wildcards.dataset)['updates']}"
-        f" --episodes {rollout['episodes']} --eval-seed {rollout['seed']}"
-        f" --protocol {' '.join(trajectories_protocols(wildcards.dataset))}"
-    )
-
-
-def offline_rl_reshape_like(dataset):
-    """The model whose executed plans shape expert-reshaped: reshape_like, else the first model."""
-    ds_cfg = trajectories_config(dataset)
-    model = offline_rl_config(dataset).get("reshape_like") or next(
-        iter(ds_cfg["models"])
-    )
-    if model not in ds_cfg["models"]:
-        raise ValueError(
-            f"trajectories.{dataset}.offline_rl.reshape_like: {model!r} is not a model of this dataset "
-            f"({', '.join(ds_cfg['models'])})"
-        )
-    return model
-
-
-def offline_rl_source_files(wildcards):
-    """The Minari datasets an offline RL source pools: "expert" (the collected data),
-    "expert-reshaped" / "expert-executed" (the controls: the expert's transitions in the executed
-    plans' shape; executed as plans are) and model
-    names (that model's plans, executed in the simulator), joined by "+"."""
-    ds_cfg = trajectories_config(wildcards.dataset)
-    plans_seed = offline_rl_config(wildcards.dataset).get("plans_seed", 0)
-    files = []
-    for part in wildcards.source.split("+"):
-        if part == "expert":
-            files.append(f"resources/trajectories/{wildcards.dataset}/raw/minari")
-        elif part in ("expert-reshaped", "expert-executed"):
-            model = offline_rl_reshape_like(wildcards.dataset)
-            run = run_dir("trajectories", wildcards.dataset, model, plans_seed)
-            files.append(f"{run}/{part.replace('-', '_')}.minari")
-        elif part in ds_cfg["models"]:
-            run = run_dir("trajectories", wildcards.dataset, part, plans_seed)
-            files.append(f"{run}/executed.minari")
-        else:
-            raise ValueError(
-                f"trajectories.{wildcards.dataset}.offline_rl.sources: {part!r} is neither 'expert', "
-                f"'expert-reshaped', 'expert-executed' nor a model of this dataset ({', '.join(ds_cfg['models'])})"
-            )
-    return files
-
-
-def offline_rl_targets():
-    """offline_rl.json of every (dataset, source, algorithm, seed) in the config."""
-    targets = []
-    for dataset in config.get("trajectories", {}):
-        block = offline_rl_config(dataset)
-        for source in block.get("sources", []):
-            offline_rl_source_files(SimpleNamespace(dataset=dataset, source=source))
-            targets += expand(
-                f"{OFFLINE_RL_DIR}/offline_rl.json",
-                dataset=dataset,
-                source=source,
-                algo=block["algos"],
-                seed=block["seeds"],
-            )
-    return targets
-
-
-def trajectory_rollout_targets():
-    """Per run and protocol: the map-free planner's rollout and plans, the map-aided planner's
-    rollout where configured; per dataset and protocol: the baselines' rollouts."""
-    targets = []
-    for dataset in config.get("trajectories", {}):
-        rollout = trajectories_config(dataset)["rollout"]
-        names = ["rollout_{protocol}.json", "plans_{protocol}.png"]
-        if rollout.get("map_aided"):
-            names.append("rollout_{protocol}_map-aided.json")
-        for protocol in trajectories_protocols(dataset):
-            targets += [
-                f"{run_dir('trajectories', dataset, model, seed)}/{name.format(protocol=protocol)}"
-                for model in trajectories_config(dataset)["models"]
-                for seed in model_seeds("trajectories", dataset, model)
-                for name in names
-            ]
-            targets += [
-                f"resources/trajectories/{dataset}/{baseline}_rollout_{protocol}.json"
-                for baseline in ("expert", "straight")
-            ]
-    return targets
-
-
-# Beside each run's metrics: its closed-loop rollouts, its plans executed in the simulator and their
-# two-sample test; per dataset: the baselines' rollouts, data stats and the offline RL agents.
-TRAJECTORY_EXTRAS = (
-    trajectory_rollout_targets()
-    + domain_targets("trajectories", "two_sample.json")
-    + offline_rl_targets()
-    + [
-        f"resources/trajectories/{dataset}/data/prepare.json"
-        for dataset in config.get("trajectories", {})
-    ]
-)
-
-
-# ---------------------------------------------------------------------------------------------
-# Goal-directed design (workflows/rules/design.smk)
-
-
-def design_config():
-    return config.get("design") or {}
-
-
-def design_targets(filename="summary.json"):
-    """``results/design/{objective}/{method}/seed{seed}/{filename}`` of every run of the block."""
-    block = design_config()
-    return [
-        f"results/design/{objective}/{method}/seed{seed}/{filename}"
-        for objective in block.get("objectives", {})
-        for method in block.get("methods", {})
-        for seed in block.get("seeds", [0])
-    ]
-
-
-def design_objective(wildcards):
-    return design_config()["objectives"][wildcards.objective]
-
-
-def design_objective_file(wildcards):
-    """The objective's YAML file as an input (a benchmark task is no file)."""
-    spec = design_objective(wildcards)
-    return [] if ":" in spec and not os.path.exists(spec) else [spec]
-
-
-def design_settings(wildcards):
-    return json.dumps(design_config()["methods"][wildcards.method], sort_keys=True)
-
-
-# ---------------------------------------------------------------------------------------------
-# Property prediction (workflows/rules/prediction.smk)
-
-PREDICTORS = ("hybrid-arm", "regressor-arm", "ensemble")
-
-
-def prediction_config():
-    return config.get("prediction") or {}
-
-
-def prediction_model_config(wildcards):
-    """The model's config with the block's targets and excluded elements written in (one source)."""
-    block = prediction_config()
-    entry = json.loads(json.dumps(block["models"][wildcards.model]))
-    entry.setdefault("model", {}).update(
-        targets=block["targets"], exclude_elements=block["exclude_elements"]
-    )
-    return json.dumps(entry, sort_keys=True)
-
-
-def prediction_members(wildcards):
-    """The checkpoints of a predictor: the hybrid, the first regressor, or every ensemble seed."""
-    seeds = prediction_config()["ensemble_seeds"]
-    if wildcards.predictor == "ensemble":
-        return [f"results/prediction/regressor-arm/seed{s}/model.ckpt" for s in seeds]
-    return [f"results/prediction/{wildcards.predictor}/seed{seeds[0]}/model.ckpt"]
-
-
-def prediction_moses(wildcards):
-    """MOSES test molecules for the shifted set, where the config has the MOSES dataset."""
-    return (
-        ["resources/molecules/moses/raw/test.csv.gz"]
-        if "moses" in config.get("molecules", {})
-        else []
-    )
-
-
-def prediction_targets():
-    """The block's ``results/prediction/{predictor}/metrics.json`` and, per ``prediction.seeds``,
-    ``results/prediction/{model}/seed{seed}/metrics.json`` (none without the block)."""
-    block = prediction_config()
-    if not block:
-        return []
-    return [
-        f"results/prediction/{p}/metrics.json"
-        for p in PREDICTORS
-        if (p == "ensemble" and "regressor-arm" in block["models"])
-        or p in block["models"]
-    ] + [
-        f"results/prediction/{model}/seed{seed}/metrics.json"
-        for model in block["models"]
-        for seed in block["seeds"]
-    ]
+    return entry

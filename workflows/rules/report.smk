@@ -1,25 +1,18 @@
-# The HTML report over every run's metrics and samples. Each file under resources/ that it shows
-# (a data row, a baseline's rollout, test-set statistics) is passed as `--input NAME=PATH`, NAME
-# being resources/<domain>/<dataset>/[...]/<stem>.<ext> -> <domain>/<dataset>/<stem>.
-from dgm_science.report import input_name
+# The HTML report over every run's metrics and samples, each domain's extras (MODEL_RULES) and each
+# application's results (APPLICATION_TARGETS). Each file under resources/ that it shows (a data row,
+# a baseline's rollout, test-set statistics) is passed as `--input NAME=PATH`, NAME being
+# resources/<domain>/<dataset>/[...]/<stem>.<ext> -> <domain>/<dataset>/<stem>.
+
+
+from dgm_science.catalog import input_name
 
 
 rule report:
     input:
-        metrics=[
-            t for domain in DOMAINS for t in domain_targets(domain, "metrics.json")
-        ],
-        samples=[t for domain in DOMAINS for t in domain_targets(domain)],
-        data_rows=STRUCTURE_DATA_ROWS,
-        references=[
-            f"resources/molecules/{dataset}/data/ref_test.npz"
-            for dataset in config.get("molecules", {})
-        ],
-        sequences=SEQUENCE_EXTRAS,
-        trajectories=TRAJECTORY_EXTRAS,
-        design=design_targets(),
-        prediction=prediction_targets(),
-        mixing=langevin_targets(),
+        metrics=[t for group in DOMAINS for t in domain_targets(group, "metrics.json")],
+        samples=[t for group in DOMAINS for t in domain_targets(group)],
+        extras=[t for table in MODEL_RULES.values() for t in table.extras],
+        applications=[t for targets in APPLICATION_TARGETS.values() for t in targets],
     output:
         report(
             "results/report.html",

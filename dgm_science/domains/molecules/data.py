@@ -674,6 +674,8 @@ class Moses:
     from ZINC Clean Leads, shipped inside the ``molsets`` wheel."""
 
     domain = "molecules"
+    sources: tuple[str, ...] = ()
+    """Committed files the workflow passes to ``dgm prepare`` (none: ``dgm fetch`` downloads the data)."""
     version = wheels.pinned("molsets").version
     sha256 = wheels.pinned("molsets").sha256
 
@@ -693,6 +695,8 @@ class QM9:
     SMILES of the ``qm9pack`` wheel; DiGress split sizes 100,000 / 17,748 / 13,083."""
 
     domain = "molecules"
+    sources: tuple[str, ...] = ()
+    """Committed files the workflow passes to ``dgm prepare`` (none: ``dgm fetch`` downloads the data)."""
     version = wheels.pinned("qm9pack").version
     sha256 = wheels.pinned("qm9pack").sha256
 

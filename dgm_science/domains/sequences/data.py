@@ -105,6 +105,8 @@ def _register_dataset(data: SequenceData, doc: str) -> None:
     class _Dataset:
         __doc__ = doc
         domain = "sequences"
+        sources = (f"data/sequences/{data.fasta}", f"data/sequences/{data.split}")
+        """The committed FASTA and its split, which the workflow passes to ``dgm prepare``."""
         version = "committed"
         spec = data
 

@@ -186,6 +186,8 @@ class QM93D:
     uncharacterized molecules are already excluded, as in EDM); EDM's split sizes."""
 
     domain = "conformers"
+    sources: tuple[str, ...] = ()
+    """Committed files the workflow passes to ``dgm prepare`` (none: ``dgm fetch`` downloads the data)."""
     version = wheels.pinned("qm9pack").version
     sha256 = wheels.pinned("qm9pack").sha256
 
@@ -260,6 +262,8 @@ class Ala2:
     folder is the simulation's output folder."""
 
     domain = "peptide-md"
+    sources: tuple[str, ...] = ()
+    """Committed files the workflow passes to ``dgm prepare`` (none: ``dgm fetch`` downloads the data)."""
     version = md.OPENMMTOOLS_VERSION
     sha256 = md.OPENMMTOOLS_SHA256
 

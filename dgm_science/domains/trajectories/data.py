@@ -126,6 +126,8 @@ def _register_dataset(maze: str) -> None:
     class _Dataset:
         __doc__ = f"Expert PointMaze {maze} trajectories (shortest path + PD controller), a local Minari dataset."
         domain = "trajectories"
+        sources: tuple[str, ...] = ()
+        """Committed files the workflow passes to ``dgm prepare`` (none: ``dgm collect`` makes the data)."""
         version = "generated"
 
         @staticmethod

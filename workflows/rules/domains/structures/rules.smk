@@ -1,5 +1,7 @@
-# 3D structures: QM9 conformations (fetch -> prepare -> data row / train -> sample -> evaluate) and
-# alanine dipeptide (fetch -> simulate (OpenMM, resumable) -> prepare -> train -> sample -> evaluate).
+# 3D structures: QM9 conformations (fetch -> prepare -> data row) and alanine dipeptide (fetch ->
+# simulate (OpenMM, resumable) -> prepare), an energy-based model's mixing diagnostics; train ->
+# sample -> evaluate are models.smk's rules over this domain's MODEL_RULES entry.
+# Helpers: common.smk beside this file.
 
 
 rule qm9_3d_fetch:
@@ -11,7 +13,7 @@ rule qm9_3d_fetch:
         "benchmarks/structures/qm9-3d/fetch.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         out=output_folder("conformations"),
     shell:
@@ -34,7 +36,7 @@ rule qm9_3d_prepare:
         "benchmarks/structures/qm9-3d/prepare.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         subset=qm9_3d_subset_flags,
@@ -56,7 +58,7 @@ rule qm9_3d_data_row:
     benchmark:
         "benchmarks/structures/qm9-3d/data_row.tsv"
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         flags=qm9_3d_reference_flags,
@@ -75,7 +77,7 @@ rule ala2_fetch:
         "benchmarks/structures/ala2/fetch.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         out=output_folder("prmtop"),
     shell:
@@ -99,7 +101,7 @@ rule ala2_simulate:
         "benchmarks/structures/ala2/simulate.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     # one thread: for 22 atoms OpenMM's CPU platform runs faster on one thread than on two
     threads: 1
     params:
@@ -130,105 +132,13 @@ rule ala2_prepare:
         "benchmarks/structures/ala2/prepare.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         split=ala2_split_flags,
         md=input_folder("stats"),
         out=output_folder("stats"),
     shell:
         "dgm prepare ala2 --raw {params.md} --out {params.out} {params.split} 2> {log}"
-
-
-rule structures_train:
-    input:
-        structures_train_inputs,
-    output:
-        "results/structures/{dataset}/{model}/seed{seed}/model.ckpt",
-    log:
-        "logs/structures/{dataset}/{model}/seed{seed}/train.log",
-    benchmark:
-        "benchmarks/structures/{dataset}/{model}/seed{seed}/train.tsv"
-    priority: PRIORITY.train
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        config=model_config("structures"),
-        data=structures_data_dir,
-        launcher=train_launcher,
-    shell:
-        "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
-        " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
-
-
-rule conformers_sample:
-    """QM9 conformations: samples.sdf (perceived bonds, per-molecule tags) and samples.xyz."""
-    input:
-        "results/structures/{dataset}/{model}/seed{seed}/model.ckpt",
-    output:
-        samples="results/structures/{dataset}/{model}/seed{seed}/samples.sdf",
-        xyz="results/structures/{dataset}/{model}/seed{seed}/samples.xyz",
-        timing="results/structures/{dataset}/{model}/seed{seed}/sampling.json",
-    log:
-        "logs/structures/{dataset}/{model}/seed{seed}/sample.log",
-    benchmark:
-        "benchmarks/structures/{dataset}/{model}/seed{seed}/sample.tsv"
-    priority: PRIORITY.sample
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        n=sample_count("structures"),
-    shell:
-        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
-        " --timing {output.timing}"
-        " --threads {threads} 2> {log}"
-
-
-rule md_sample:
-    """MD conformations: samples.dcd with its samples.pdb topology and samples.csv (log q, energy, phi, psi)."""
-    input:
-        "results/structures/{dataset}/{model}/seed{seed}/model.ckpt",
-    output:
-        samples="results/structures/{dataset}/{model}/seed{seed}/samples.dcd",
-        topology="results/structures/{dataset}/{model}/seed{seed}/samples.pdb",
-        table="results/structures/{dataset}/{model}/seed{seed}/samples.csv",
-        timing="results/structures/{dataset}/{model}/seed{seed}/sampling.json",
-    log:
-        "logs/structures/{dataset}/{model}/seed{seed}/sample.log",
-    benchmark:
-        "benchmarks/structures/{dataset}/{model}/seed{seed}/sample.tsv"
-    priority: PRIORITY.sample
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        n=sample_count("structures"),
-    shell:
-        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
-        " --timing {output.timing}"
-        " --threads {threads} 2> {log}"
-
-
-rule structures_evaluate:
-    input:
-        unpack(structures_evaluate_inputs),
-    output:
-        "results/structures/{dataset}/{model}/seed{seed}/metrics.json",
-    log:
-        "logs/structures/{dataset}/{model}/seed{seed}/evaluate.log",
-    benchmark:
-        "benchmarks/structures/{dataset}/{model}/seed{seed}/evaluate.tsv"
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        domain=model_domain,
-        data=structures_data_dir,
-    shell:
-        "dgm evaluate --domain {params.domain} --samples {input.samples}"
-        " --checkpoint {input.checkpoint} --reference {params.data}"
-        " --out {output} --jobs {threads} 2> {log}"
 
 
 rule md_mixing:
@@ -242,14 +152,7 @@ rule md_mixing:
     benchmark:
         "benchmarks/structures/{dataset}/{model}/seed{seed}/mixing.tsv"
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     shell:
         "dgm mixing --checkpoint {input} --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
-
-
-rule structures:
-    input:
-        domain_targets("structures", "metrics.json"),
-        langevin_targets(),
-        STRUCTURE_DATA_ROWS,

@@ -1,6 +1,7 @@
-# Property prediction that knows its uncertainty: a hybrid p(x, y) = p(y | x) p(x), a regressor of
-# the same network and a deep ensemble of regressors on QM9's DFT properties (config block
-# `prediction`; dgm_science/domains/molecules/predict.py).
+# Property prediction that knows its uncertainty (dgm_science/applications/prediction): a hybrid
+# p(x, y) = p(y | x) p(x), a regressor of the same network and a deep ensemble of regressors on
+# QM9's DFT properties (config block `prediction`).
+# Helpers: common.smk beside this file.
 
 
 wildcard_constraints:
@@ -22,8 +23,12 @@ rule prediction_train:
         "benchmarks/prediction/{model}/seed{seed}/train.tsv"
     priority: PRIORITY.train
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
+    resources:
+        **train_resources(
+            lambda wildcards: config["prediction"]["models"][wildcards.model]
+        ),
     params:
         config=prediction_model_config,
         data=input_folder("prepared"),
@@ -45,14 +50,16 @@ rule prediction_evaluate:
     benchmark:
         "benchmarks/prediction/{predictor}/evaluate.tsv"
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 2
     params:
         data=input_folder("test"),
         moses=lambda wildcards, input: optional_flag(
             "--moses", input.moses[0] if input.moses else None
         ),
-        max_molecules=lambda wildcards: prediction_config()["max_molecules"],
+        max_molecules=lookup(
+            dpath="prediction/max_molecules", within=config, default=None
+        ),
     shell:
         "dgm evaluate-predictor --checkpoint {input.checkpoints} --data {params.data} {params.moses}"
         " --max-molecules {params.max_molecules} --jobs {threads} --threads {threads} --out {output} 2> {log}"
@@ -70,14 +77,16 @@ rule prediction_evaluate_seed:
     benchmark:
         "benchmarks/prediction/{model}/seed{seed}/evaluate.tsv"
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 2
     params:
         data=input_folder("test"),
         moses=lambda wildcards, input: optional_flag(
             "--moses", input.moses[0] if input.moses else None
         ),
-        max_molecules=lambda wildcards: prediction_config()["max_molecules"],
+        max_molecules=lookup(
+            dpath="prediction/max_molecules", within=config, default=None
+        ),
     shell:
         "dgm evaluate-predictor --checkpoint {input.checkpoint} --data {params.data} {params.moses}"
         " --max-molecules {params.max_molecules} --jobs {threads} --threads {threads} --out {output} 2> {log}"

@@ -1,8 +1,10 @@
-# Robot trajectories: expert PointMaze data (simulator -> Minari) -> prepare (episode split) ->
-# train -> sample (a Minari dataset of plans) -> evaluate (open-loop dynamic consistency) and
-# rollout (closed-loop success and D4RL-normalised score), with the expert's own rollout beside;
-# the plans executed in the simulator (experience for RL), their two-sample test against the
-# expert data, and offline RL agents (TorchRL) trained on each configured source.
+# Robot trajectories: expert PointMaze data (simulator -> Minari) -> prepare (episode split); per
+# run: closed-loop rollouts (success and D4RL-normalised score) with the expert's own beside, the
+# sampled plans executed in the simulator (experience for RL), their two-sample test against the
+# expert data, and offline RL agents (TorchRL) trained on each configured source. Train -> sample
+# (a Minari dataset of plans) -> evaluate (open-loop dynamic consistency) are models.smk's rules
+# over this domain's MODEL_RULES entry.
+# Helpers: common.smk beside this file.
 
 
 rule trajectories_collect:
@@ -16,7 +18,7 @@ rule trajectories_collect:
         "benchmarks/trajectories/{dataset}/collect.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         flags=trajectories_collect_flags,
         maze=trajectory_maze_of,
@@ -41,86 +43,13 @@ rule trajectories_prepare:
         "benchmarks/trajectories/{dataset}/prepare.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         maze=trajectory_maze_of,
         raw=input_folder("stats"),
         out=output_folder("stats"),
     shell:
         "dgm prepare pointmaze-{params.maze} --raw {params.raw} --out {params.out} 2> {log}"
-
-
-rule trajectories_train:
-    input:
-        trajectories_data_files,
-    output:
-        "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
-    log:
-        "logs/trajectories/{dataset}/{model}/seed{seed}/train.log",
-    benchmark:
-        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/train.tsv"
-    priority: PRIORITY.train
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        config=model_config("trajectories"),
-        data=trajectories_data_dir,
-        launcher=train_launcher,
-    shell:
-        "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
-        " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
-
-
-rule trajectories_sample:
-    """Plans between drawn starts and goals as a Minari dataset (synthetic experience) + samples.csv."""
-    input:
-        "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
-    output:
-        samples=directory(
-            "results/trajectories/{dataset}/{model}/seed{seed}/samples.minari"
-        ),
-        table="results/trajectories/{dataset}/{model}/seed{seed}/samples.csv",
-        timing="results/trajectories/{dataset}/{model}/seed{seed}/sampling.json",
-    log:
-        "logs/trajectories/{dataset}/{model}/seed{seed}/sample.log",
-    benchmark:
-        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/sample.tsv"
-    priority: PRIORITY.sample
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        n=sample_count("trajectories"),
-        flags=trajectories_sample_flags,
-    shell:
-        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} {params.flags} --out {output.samples}"
-        " --timing {output.timing}"
-        " --threads {threads} 2> {log}"
-
-
-rule trajectories_evaluate:
-    """Open-loop plan quality in the simulator (dynamic consistency, walls, goal reach), data row beside."""
-    input:
-        samples="results/trajectories/{dataset}/{model}/seed{seed}/samples.minari",
-        checkpoint="results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
-        table="results/trajectories/{dataset}/{model}/seed{seed}/samples.csv",
-        data=trajectories_data_files,
-    output:
-        "results/trajectories/{dataset}/{model}/seed{seed}/metrics.json",
-    log:
-        "logs/trajectories/{dataset}/{model}/seed{seed}/evaluate.log",
-    benchmark:
-        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/evaluate.tsv"
-    conda:
-        "../envs/conda.yaml"
-    threads: 1
-    params:
-        data=trajectories_data_dir,
-    shell:
-        "dgm evaluate --domain trajectories --samples {input.samples}"
-        " --checkpoint {input.checkpoint} --reference {params.data}"
-        " --out {output} 2> {log}"
 
 
 rule trajectories_rollout:
@@ -133,7 +62,7 @@ rule trajectories_rollout:
         summary="results/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}.json",
         plot=report(
             "results/trajectories/{dataset}/{model}/seed{seed}/plans_{protocol}.png",
-            caption="../report/plans.rst",
+            caption="../../../report/plans.rst",
             category="Robot trajectories",
             subcategory="{dataset}",
             labels={"model": "{model}", "seed": "{seed}", "protocol": "{protocol}"},
@@ -145,7 +74,7 @@ rule trajectories_rollout:
     wildcard_constraints:
         protocol="d4rl|multi2d",
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         flags=trajectories_rollout_flags,
@@ -170,7 +99,7 @@ rule trajectories_rollout_map_aided:
     wildcard_constraints:
         protocol="d4rl|multi2d",
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         flags=trajectories_rollout_flags,
@@ -197,7 +126,7 @@ rule trajectories_execute:
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/execute.tsv"
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     shell:
         "dgm execute --plans {input} --out {output.executed} --stats {output.stats} --threads 1 2> {log}"
 
@@ -222,7 +151,7 @@ rule trajectories_reshape:
     wildcard_constraints:
         variant="reshaped|executed",
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         execute=lambda wildcards: (
             " --execute" if wildcards.variant == "executed" else ""
@@ -246,7 +175,7 @@ rule trajectories_two_sample:
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/two_sample.tsv"
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 2
     shell:
         "dgm two-sample --real {input.real} --synthetic {input.plans} {input.executed}"
@@ -270,7 +199,7 @@ rule trajectories_offline_rl:
         algo="iql|cql|td3bc",
     priority: PRIORITY.sample
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 1
     params:
         flags=offline_rl_flags,
@@ -292,16 +221,10 @@ rule trajectories_baseline_rollout:
         baseline="expert|straight",
         protocol="d4rl|multi2d",
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         flags=trajectories_rollout_flags,
         maze=trajectory_maze_of,
     shell:
         "dgm rollout --baseline {wildcards.baseline} --maze {params.maze} {params.flags} --out {output.summary}"
         " --threads 1 2> {log}"
-
-
-rule trajectories:
-    input:
-        domain_targets("trajectories", "metrics.json"),
-        TRAJECTORY_EXTRAS,

@@ -1,5 +1,6 @@
-# Molecules (2D): MOSES / QM9 fetch -> prepare -> featurize (PyG graphs, dense graphs) / reference
-# -> train -> sample -> evaluate. Helpers in common.smk; threads and resources: see common.smk.
+# Molecules (2D): MOSES / QM9 fetch -> prepare -> featurize (PyG graphs, dense graphs) / reference;
+# train -> sample -> evaluate are models.smk's rules over this domain's MODEL_RULES entry.
+# Helpers: common.smk beside this file.
 
 
 rule moses_fetch:
@@ -13,7 +14,7 @@ rule moses_fetch:
         "benchmarks/molecules/moses/fetch.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         out=output_folder("train"),
     shell:
@@ -29,7 +30,7 @@ rule qm9_fetch:
         "benchmarks/molecules/qm9/fetch.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     params:
         out=output_folder("smiles"),
     shell:
@@ -51,7 +52,7 @@ rule molecules_prepare:
         "benchmarks/molecules/{dataset}/prepare.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         subset=subset_flags,
@@ -75,7 +76,7 @@ rule molecules_featurize:
         split="train|valid",
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         max_molecules=graph_limit,
@@ -95,7 +96,7 @@ rule molecules_dense:
         "benchmarks/molecules/{dataset}/dense.tsv"
     priority: PRIORITY.data
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         max_molecules=graph_limit,
@@ -116,79 +117,10 @@ rule molecules_reference:
     wildcard_constraints:
         split="test|test_scaffolds",
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 8
     params:
         flags=reference_flags,
     shell:
         "dgm reference --domain molecules --data {input} --out {output} {params.flags}"
         " --jobs {threads} 2> {log}"
-
-
-rule molecules_train:
-    input:
-        unpack(molecules_train_inputs),
-    output:
-        "results/molecules/{dataset}/{model}/seed{seed}/model.ckpt",
-    log:
-        "logs/molecules/{dataset}/{model}/seed{seed}/train.log",
-    benchmark:
-        "benchmarks/molecules/{dataset}/{model}/seed{seed}/train.tsv"
-    priority: PRIORITY.train
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        config=model_config("molecules"),
-        data=input_folder("train"),
-        launcher=train_launcher,
-    shell:
-        "{params.launcher} dgm train --model {wildcards.model} --data {params.data} --config '{params.config}'"
-        " --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
-
-
-rule molecules_sample:
-    input:
-        "results/molecules/{dataset}/{model}/seed{seed}/model.ckpt",
-    output:
-        samples="results/molecules/{dataset}/{model}/seed{seed}/samples.csv",
-        timing="results/molecules/{dataset}/{model}/seed{seed}/sampling.json",
-    log:
-        "logs/molecules/{dataset}/{model}/seed{seed}/sample.log",
-    benchmark:
-        "benchmarks/molecules/{dataset}/{model}/seed{seed}/sample.tsv"
-    priority: PRIORITY.sample
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        n=sample_count("molecules"),
-    shell:
-        "dgm sample --checkpoint {input} -n {params.n} --seed {wildcards.seed} --out {output.samples}"
-        " --timing {output.timing}"
-        " --threads {threads} 2> {log}"
-
-
-rule molecules_evaluate:
-    input:
-        unpack(molecules_evaluate_inputs),
-    output:
-        "results/molecules/{dataset}/{model}/seed{seed}/metrics.json",
-    log:
-        "logs/molecules/{dataset}/{model}/seed{seed}/evaluate.log",
-    benchmark:
-        "benchmarks/molecules/{dataset}/{model}/seed{seed}/evaluate.tsv"
-    conda:
-        "../envs/conda.yaml"
-    threads: 8
-    params:
-        reference=input_folder("ref_test"),
-    shell:
-        "dgm evaluate --domain molecules --samples {input.samples}"
-        " --checkpoint {input.checkpoint} --reference {params.reference}"
-        " --out {output} --jobs {threads} 2> {log}"
-
-
-rule molecules:
-    input:
-        domain_targets("molecules", "metrics.json"),

@@ -1,5 +1,6 @@
-# Goal-directed design: `dgm optimize` per (objective, method, seed) of the config's `design` block,
-# on the shipped MOSES prior (data/models/README.md).
+# Goal-directed design (dgm_science/applications/design): `dgm optimize` per (objective, method,
+# seed) of the config's `design` block, on the shipped MOSES prior (data/models/README.md).
+# Helpers: common.smk beside this file.
 
 
 wildcard_constraints:
@@ -9,7 +10,7 @@ wildcard_constraints:
 
 rule design_optimize:
     input:
-        prior=lambda wildcards: design_config()["prior"],
+        prior=lookup(dpath="design/prior", within=config, default=[]),
         objective=design_objective_file,
     output:
         summary="results/design/{objective}/{method}/seed{seed}/summary.json",
@@ -18,14 +19,14 @@ rule design_optimize:
     benchmark:
         "benchmarks/design/{objective}/{method}/seed{seed}/optimize.tsv"
     conda:
-        "../envs/conda.yaml"
+        "../../../envs/conda.yaml"
     threads: 2
     params:
         out=output_folder("summary"),
-        objective=design_objective,
+        objective=lookup(dpath="design/objectives/{objective}", within=config),
         settings=design_settings,
-        budget=lambda wildcards: design_config()["budget"],
-        top=lambda wildcards: design_config()["top"],
+        budget=lookup(dpath="design/budget", within=config, default=None),
+        top=lookup(dpath="design/top", within=config, default=None),
     shell:
         "dgm optimize --prior {input.prior} --objective {params.objective} --method {wildcards.method}"
         " --config '{params.settings}' --budget {params.budget} --top {params.top} --seed {wildcards.seed}"
