@@ -181,7 +181,7 @@ def test_a_published_block_is_filled_from_the_packages_own_numbers(monkeypatch):
 def test_published_csv_tables_are_read_from_the_packages_files():
     import csv
 
-    from dgm_science.domains.molecules.design_report import PUBLISHED
+    from dgm_science.applications.design.report import PUBLISHED
 
     with open(PUBLISHED / "guacamol_table2.csv", newline="") as fh:
         total = next(row for row in csv.DictReader(fh) if row["task"] == "total")

@@ -116,6 +116,6 @@ def prediction_section(results: Path, inputs: Inputs | None = None) -> str:
             properties.rows.append(("published", cells))
     curves = [Figure(f"{first}: MAE against the fraction of test molecules kept", _curves(runs, first), "curves",
                      "No curve.")]
-    return render(Path(__file__).with_name("prediction_report.html.j2"), properties=properties, selective=selective,
+    return render(Path(__file__).with_name("report.html.j2"), properties=properties, selective=selective,
                   ood=ood, curves=curves,
                   published=PUBLISHED_NOTE if published else None)
