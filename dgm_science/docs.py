@@ -170,7 +170,7 @@ def _metric_table(title: str, published: list[tuple[str, str, dict[str, float]]]
                   digits: int, **where: Any) -> PublishedTable:
     """(name, scale, metrics) rows over the report's metric ``columns`` (key, label) that any row has, with the
     report's ``digits``."""
-    from dgm_science.report import format_number
+    from dgm_science.report_parts import format_number
 
     shown = [(key, label) for key, label in columns if any(key in values for _, _, values in published)]
     rows = [[name, scale, *(format_number(values.get(key), digits) for key, _ in shown)]
@@ -269,7 +269,7 @@ def _maze2d_planners(protocol: str) -> PublishedTable:
     """Published planners of every maze measured under ``protocol``: one row per method, one column per maze."""
     from dgm_science.domains.trajectories.mazes import MAZES
     from dgm_science.domains.trajectories.rollout import PROTOCOLS, published_planners
-    from dgm_science.report import format_number
+    from dgm_science.report_parts import format_number
 
     methods: dict[str, dict[str, str]] = {}
     for maze in MAZES.values():

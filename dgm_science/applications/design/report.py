@@ -12,7 +12,7 @@ from typing import Any
 
 from dgm_science.applications.design.benchmarks import GUACAMOL_V2_TASKS, PMO_TASKS
 from dgm_science.registry import register
-from dgm_science.report import (Figure, Inputs, Table, bold, figure_png, format_number, png_data_uri, render)
+from dgm_science.report_parts import Figure, Inputs, Table, bold, figure_png, format_number, png_data_uri, render
 from dgm_science.utils import read_json
 
 PUBLISHED = Path(__file__).with_name("published")

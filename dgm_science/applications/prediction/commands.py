@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 
 from dgm_science.applications.prediction import predict
-from dgm_science.commands import add_device_arguments, add_seed_argument, command, output_argument, positive_float, positive_int
+from dgm_science.commands import (add_device_arguments, add_seed_argument, command, output_argument, positive_float,
+                                  positive_int)
 from dgm_science.utils import set_threads
 
 log = logging.getLogger("dgm")

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science.registry import register
-from dgm_science.report import MISSING, Figure, Inputs, Table, figure_png, format_number, png_data_uri, render
+from dgm_science.report_parts import MISSING, Figure, Inputs, Table, figure_png, format_number, png_data_uri, render
 from dgm_science.utils import read_json
 
 PREDICTOR_ORDER = ("hybrid-arm", "regressor-arm", "ensemble")
