@@ -244,7 +244,7 @@ def _guacamol() -> PublishedTable:
                           ["task", *(design_report.GUACAMOL_BASELINES.get(c, c) for c in baselines)],
                           [[task, *(row[c] for c in baselines)] for task, row in table.items()], source=source,
                           read_from="`dgm_science/applications/design/published/guacamol_table2.csv` "
-                                    "(`design_report.published`, as the design report)", checked=checked)
+                                    "(`design.report.published`, as the design report)", checked=checked)
 
 
 @published_table("pmo")
@@ -258,7 +258,7 @@ def _pmo() -> PublishedTable:
                           [[task, *(design_report.pmo_cell(row, m) for m in design_report.PMO_METHODS)]
                            for task, row in table.items()], source=source,
                           read_from="`dgm_science/applications/design/published/pmo_auc_top10.csv` "
-                                    "(`design_report.published`, as the design report)", checked=checked)
+                                    "(`design.report.published`, as the design report)", checked=checked)
 
 
 MAZE2D_PROTOCOLS = ("d4rl", "multi2d")
