@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from dgm_science.domains.molecules.objectives import Objective, Scorer
+from dgm_science.applications.design.objectives import Objective, Scorer
 from timing import brief, machine, provenance, shown_path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,7 +119,7 @@ def bench_task(args: argparse.Namespace) -> dict:
     update); torch threads and scoring processes: --threads."""
     import torch
 
-    from dgm_science.domains.molecules import optimize
+    from dgm_science.applications.design import optimize
 
     torch.set_num_threads(args.threads)
     objective = Objective.load(args.task)

@@ -19,7 +19,7 @@ import torch
 
 from dgm_science import api
 from dgm_science.domains.molecules.data import read_smiles
-from dgm_science.domains.molecules.predict import Predictor
+from dgm_science.applications.prediction.predict import Predictor
 from dgm_science.utils import atomic_path
 from timing import machine, provenance, shown_path
 

@@ -20,8 +20,8 @@ import datetime
 import json
 from pathlib import Path
 
-from dgm_science.domains.molecules.benchmarks import guacamol_score, molecules_needed
-from dgm_science.domains.molecules.optimize import guacamol_molecules
+from dgm_science.applications.design.benchmarks import guacamol_score, molecules_needed
+from dgm_science.applications.design.optimize import guacamol_molecules
 
 METHOD_ORDER = ("reinvent", "screening", "graph-ga")
 

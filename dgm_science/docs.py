@@ -170,7 +170,7 @@ def _metric_table(title: str, published: list[tuple[str, str, dict[str, float]]]
                   digits: int, **where: Any) -> PublishedTable:
     """(name, scale, metrics) rows over the report's metric ``columns`` (key, label) that any row has, with the
     report's ``digits``."""
-    from dgm_science.report import format_number
+    from dgm_science.report_parts import format_number
 
     shown = [(key, label) for key, label in columns if any(key in values for _, _, values in published)]
     rows = [[name, scale, *(format_number(values.get(key), digits) for key, _ in shown)]
@@ -216,9 +216,9 @@ def _as_printed(value: float) -> str:
 
 @published_table("qm9-properties-3d")
 def _qm9_properties_3d() -> PublishedTable:
-    from dgm_science.domains.molecules import prediction_report
+    from dgm_science.applications.prediction import report as prediction_report
     from dgm_science.domains.molecules.data import QM9_PROPERTIES
-    from dgm_science.domains.molecules.predict import report_unit
+    from dgm_science.applications.prediction.predict import report_unit
 
     published = prediction_report.PUBLISHED_3D
     targets = list(dict.fromkeys(target for values in published.values() for target in values))
@@ -228,14 +228,14 @@ def _qm9_properties_3d() -> PublishedTable:
             for model, values in published.items()]
     return PublishedTable("QM9 properties: test MAE of published models that read the 3D coordinates", columns,
                           rows, source=prediction_report.PUBLISHED_3D_SOURCE,
-                          read_from="`PUBLISHED_3D` in `dgm_science/domains/molecules/prediction_report.py` "
+                          read_from="`PUBLISHED_3D` in `dgm_science/applications/prediction/report.py` "
                                     "(as the report's property table)",
                           checked=prediction_report.PUBLISHED_3D_CHECKED)
 
 
 @published_table("guacamol")
 def _guacamol() -> PublishedTable:
-    from dgm_science.domains.molecules import design_report
+    from dgm_science.applications.design import report as design_report
 
     table = design_report.published("guacamol_table2")
     baselines = [column for column in next(iter(table.values())) if column != "task"]
@@ -243,13 +243,13 @@ def _guacamol() -> PublishedTable:
     return PublishedTable("GuacaMol Table 2: the baselines' goal-directed benchmark scores",
                           ["task", *(design_report.GUACAMOL_BASELINES.get(c, c) for c in baselines)],
                           [[task, *(row[c] for c in baselines)] for task, row in table.items()], source=source,
-                          read_from="`dgm_science/domains/molecules/published/guacamol_table2.csv` "
-                                    "(`design_report.published`, as the design report)", checked=checked)
+                          read_from="`dgm_science/applications/design/published/guacamol_table2.csv` "
+                                    "(`design.report.published`, as the design report)", checked=checked)
 
 
 @published_table("pmo")
 def _pmo() -> PublishedTable:
-    from dgm_science.domains.molecules import design_report
+    from dgm_science.applications.design import report as design_report
 
     table = design_report.published("pmo_auc_top10")
     source, checked = design_report.PUBLISHED_SOURCES["pmo_auc_top10"]
@@ -257,8 +257,8 @@ def _pmo() -> PublishedTable:
                           ["task", *design_report.PMO_METHODS.values()],
                           [[task, *(design_report.pmo_cell(row, m) for m in design_report.PMO_METHODS)]
                            for task, row in table.items()], source=source,
-                          read_from="`dgm_science/domains/molecules/published/pmo_auc_top10.csv` "
-                                    "(`design_report.published`, as the design report)", checked=checked)
+                          read_from="`dgm_science/applications/design/published/pmo_auc_top10.csv` "
+                                    "(`design.report.published`, as the design report)", checked=checked)
 
 
 MAZE2D_PROTOCOLS = ("d4rl", "multi2d")
@@ -269,7 +269,7 @@ def _maze2d_planners(protocol: str) -> PublishedTable:
     """Published planners of every maze measured under ``protocol``: one row per method, one column per maze."""
     from dgm_science.domains.trajectories.mazes import MAZES
     from dgm_science.domains.trajectories.rollout import PROTOCOLS, published_planners
-    from dgm_science.report import format_number
+    from dgm_science.report_parts import format_number
 
     methods: dict[str, dict[str, str]] = {}
     for maze in MAZES.values():

@@ -29,9 +29,11 @@ def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..
 
 
 def _load_plugins() -> None:
-    # Importing the domain packages runs their @register decorators; the trade-off table registers the
-    # report's section across domains.
-    from dgm_science import domains, tradeoff  # noqa: F401
+    # Importing the domain and application packages runs their @register decorators; the trade-off table
+    # registers the report's section across domains.
+    from dgm_science import applications, domains, tradeoff  # noqa: F401
+
+    applications.load()
 
 
 def get(kind: str, name: str) -> Callable[..., Any]:

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science import registry
-from dgm_science.report import MISSING, Table, bold, collect_runs, format_values, generative_folders, render
+from dgm_science.report_parts import MISSING, Table, bold, collect_runs, format_values, generative_folders, render
 from dgm_science.utils import read_json
 
 FAMILY_ORDER = ["autoregressive", "normalizing flow", "VAE", "hierarchical VAE", "diffusion", "energy-based",

@@ -99,11 +99,12 @@ def test_export_makes_a_result_file_of_a_runs_metrics(tmp_path):
 def test_export_report_makes_one_result_file_per_table_of_the_rendered_report(tmp_path):
     from markupsafe import Markup
 
-    from dgm_science import report
+    from dgm_science import report, report_parts
 
     moses = report.Table(["model", "FCD/Test", "samples"], [("", ["smiles-arm", "0.7081", "10,000"]),
                                                             ("published", ["CharRNN (published)", "0.073", "–"])])
-    macros = report._environment(report.SHARED_TEMPLATES).get_template("_macros.html.j2").module  # as sections use
+    # the shared macros, as sections use them
+    macros = report_parts._environment(report_parts.SHARED_TEMPLATES).get_template("_macros.html.j2").module
     env_table, note = macros.table, macros.note
     body = Markup("<h2>Molecules</h2><h3>MOSES &amp; more</h3>") + note("10k samples, seed 0.") + env_table(moses) \
         + env_table(report.Table(["model", "valid"], [("", ["graph-vae", "0.25"])])) \
@@ -181,7 +182,7 @@ def test_a_published_block_is_filled_from_the_packages_own_numbers(monkeypatch):
 def test_published_csv_tables_are_read_from_the_packages_files():
     import csv
 
-    from dgm_science.domains.molecules.design_report import PUBLISHED
+    from dgm_science.applications.design.report import PUBLISHED
 
     with open(PUBLISHED / "guacamol_table2.csv", newline="") as fh:
         total = next(row for row in csv.DictReader(fh) if row["task"] == "total")

@@ -1,12 +1,46 @@
-"""The applications built on the generative models, named once: goal-directed design (``dgm optimize``,
-workflows/rules/design.smk) and property prediction (workflows/rules/prediction.smk). Their code lives in
-``dgm_science/domains/molecules`` for now; this package is where it moves (``applications/<app>/``), and it
-imports nothing, so that the workflow's parse (workflows/rules/common.smk) imports no torch for it.
+"""Applications: what is built on the generative models without being a generative run of a domain.
+Goal-directed design (``design/``: ``dgm optimize``, ``dgm decorate``, GuacaMol / PMO tasks) and
+property prediction (``prediction/``: ``dgm predict``, ``dgm evaluate-predictor``) each live in a
+subpackage that registers, like a domain, its ``Application`` (``@register("application", name)``),
+its commands and its report section. An application may import a domain (it sits above them); no
+domain imports an application.
 
 Each is a top-level block of the pipeline's config and a folder under ``results/`` of the same name;
 neither is a domain, and their runs are not generative runs, so the workflow's list of domains
-(workflows/rules/common.smk), the report's summary and its trade-off table leave them out by this list.
+(workflows/rules/common.smk), the report's summary and its trade-off table leave them out by
+``APPLICATIONS``. Importing this package imports none of its subpackages (no torch, no RDKit: the
+workflow's parse reads ``APPLICATIONS``); ``load()`` imports them, as ``registry`` does before a lookup.
 """
 
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+from typing import ClassVar
+
 APPLICATIONS: tuple[str, ...] = ("prediction", "design")
-"""Config blocks and ``results/`` folders of the applications (no generative runs in them)."""
+"""Config blocks and ``results/`` folders of the applications (no generative runs in them); a test
+keeps it equal to the registered applications' ``config_key``."""
+
+
+class Application:
+    """An application of the models, registered as a class (``@register("application", name)``) and
+    used without an instance: where its settings and outputs are. Its commands register themselves
+    (``dgm_science.commands.command``) and its report section as ``report`` / ``<domain>-<name>``."""
+
+    name: ClassVar[str]
+    config_key: ClassVar[str]
+    """The pipeline config's top-level block of its settings (workflows/schemas/config.schema.yaml)."""
+    results_folder: ClassVar[str]
+    """Its folder under ``results/`` (no generative runs in it)."""
+    commands: ClassVar[tuple[str, ...]] = ()
+    """The ``dgm`` subcommands it adds."""
+
+
+@functools.cache
+def load() -> None:
+    """Import every application subpackage (registering its entries); a new application is one new folder."""
+    for module in pkgutil.iter_modules(__path__):
+        if module.ispkg:
+            importlib.import_module(f"{__name__}.{module.name}")

@@ -1,5 +1,7 @@
-"""Molecules (2D): MOSES / QM9 SMILES, RDKit graphs and dense graphs."""
+"""Molecules (2D): MOSES / QM9 SMILES, RDKit graphs and dense graphs: their data, models, sampling
+(with the candidate search of ``dgm sample``), metrics and report section. Design and property
+prediction on these models are applications (``dgm_science/applications/``)."""
 
 from dgm_science.domains.molecules import (  # noqa: F401  (register entries)
-    commands, data, design_report, domain, graph_diffusion, graph_flow, models, molgan, prediction_report, report,
+    commands, data, domain, graph_diffusion, graph_flow, models, molgan, report,
 )

@@ -19,7 +19,7 @@ from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecule
 from dgm_science.domains.molecules.dense import (
     DenseGraphDataset, DenseGraphs, decode_dense, dense_state, load_dense, smiles_to_dense_batch,
 )
-from dgm_science.domains.molecules.predict import property_split, standardize, target_state
+from dgm_science.domains.molecules.targets import property_split, standardize, target_state
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.registry import register
 
@@ -186,7 +186,7 @@ class MoleculeDomain(Domain):
         smiles = [s for s in read_smiles(Path(data_dir) / "valid.smi") if s]
         excluded = getattr(model_cfg, "exclude_elements", None)
         if excluded:
-            from dgm_science.domains.molecules.predict import without_elements
+            from dgm_science.domains.molecules.targets import without_elements
 
             smiles = [s for s, keep in zip(smiles, without_elements(smiles, excluded)) if keep]
         if len(smiles) > max_molecules:

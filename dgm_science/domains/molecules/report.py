@@ -9,8 +9,10 @@ from pathlib import Path
 import numpy as np
 
 from dgm_science.registry import register
-from dgm_science.report import (Figure, Inputs, Table, bold, collect_runs, figure_png, format_number, format_values,
-                                input_path, png_data_uri, render, run_scale)
+from dgm_science.report_parts import (
+    Figure, Inputs, Table, bold, collect_runs, figure_png, format_number, format_values, input_path, png_data_uri,
+    render, run_scale,
+)
 
 COLUMNS = [
     ("validity_without_correction", "Valid w/o corr."), ("valid", "Valid"), ("unique@1000", "Unique@1k"),

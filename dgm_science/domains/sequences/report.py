@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science.registry import register
-from dgm_science.report import (MISSING, Inputs, Table, bold, collect_runs, format_metric, format_number, render,
-                                run_scale)
+from dgm_science.report_parts import (
+    MISSING, Inputs, Table, bold, collect_runs, format_metric, format_number, render, run_scale,
+)
 
 TITLES = {"16s-v4": "16S rRNA V4 amplicons (515F–806R)", "16s": "16S rRNA genes, full length",
           "swissprot": "Swiss-Prot proteins"}

@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 from dgm_science.registry import register
-from dgm_science.report import (Figure, Inputs, Table, bold, collect_runs, format_metric, format_number, input_json,
-                                png_data_uri, render, run_scale)
+from dgm_science.report_parts import (
+    Figure, Inputs, Table, bold, collect_runs, format_metric, format_number, input_json, png_data_uri, render,
+    run_scale,
+)
 
 QM9_COLUMNS = [
     ("atom_stability", "Atom stable"), ("molecule_stability", "Mol stable"), ("validity", "Valid"),

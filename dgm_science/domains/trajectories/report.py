@@ -15,8 +15,10 @@ from dgm_science.domains.trajectories.mazes import MAZES
 from dgm_science.domains.trajectories.offline_rl import ALGORITHMS
 from dgm_science.domains.trajectories.rollout import PROTOCOLS, published_planners
 from dgm_science.registry import register
-from dgm_science.report import (MISSING, Figure, Inputs, Table, bold, collect_runs, format_count, format_number,
-                                format_values, input_json, png_data_uri, render, run_scale)
+from dgm_science.report_parts import (
+    MISSING, Figure, Inputs, Table, bold, collect_runs, format_count, format_number, format_values, input_json,
+    png_data_uri, render, run_scale,
+)
 
 
 def _read(path: Path) -> dict[str, Any]:

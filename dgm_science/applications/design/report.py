@@ -10,9 +10,9 @@ import functools
 from pathlib import Path
 from typing import Any
 
-from dgm_science.domains.molecules.benchmarks import GUACAMOL_V2_TASKS, PMO_TASKS
+from dgm_science.applications.design.benchmarks import GUACAMOL_V2_TASKS, PMO_TASKS
 from dgm_science.registry import register
-from dgm_science.report import (Figure, Inputs, Table, bold, figure_png, format_number, png_data_uri, render)
+from dgm_science.report_parts import Figure, Inputs, Table, bold, figure_png, format_number, png_data_uri, render
 from dgm_science.utils import read_json
 
 PUBLISHED = Path(__file__).with_name("published")
@@ -211,7 +211,7 @@ def design_section(results: Path, inputs: Inputs | None = None) -> str:
                + (f" ({ties} tied)" if ties else "")
                + (" (a single-seed observation)" if seeds < 3 else f" (means over {seeds} seeds)")
                if compared else None)
-    return render(Path(__file__).with_name("design_report.html.j2"), objectives=objectives, summary=summary,
+    return render(Path(__file__).with_name("report.html.j2"), objectives=objectives, summary=summary,
                   totals=_totals(task_means))
 
 

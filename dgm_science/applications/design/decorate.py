@@ -64,7 +64,7 @@ import torch
 from rdkit import Chem, rdBase
 from tqdm.auto import tqdm
 
-from dgm_science.domains.molecules.benchmarks import top_diversity
+from dgm_science.applications.design.benchmarks import top_diversity
 from dgm_science.utils import atomic_path
 
 log = logging.getLogger("dgm")

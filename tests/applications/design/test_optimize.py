@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from dgm_science.domains.molecules import optimize
-from dgm_science.domains.molecules.objectives import Objective
+from dgm_science.applications.design import optimize
+from dgm_science.applications.design.objectives import Objective
 
 QED_OBJECTIVE = {"name": "qed", "aggregate": "arithmetic",
                  "components": [{"type": "qed", "weight": 1.0}]}
@@ -198,7 +198,7 @@ def test_a_task_needing_159_molecules_is_scored_from_159(tmp_path):
     """GuacaMol's C11H24 task asks for 159 molecules (top-159 mean): a run is scored from its 159 best
     distinct stereo-free molecules, exactly as GuacaMol's own ``assess_model`` scores them, not from 100."""
     from dgm_science.compat.guacamol import import_guacamol
-    from dgm_science.domains.molecules.benchmarks import task_benchmark
+    from dgm_science.applications.design.benchmarks import task_benchmark
 
     summary = optimize.optimize(None, Objective.load("guacamol:isomers_c11h24"), method="graph-ga", budget=600,
                                 seed=0, out=tmp_path / "run", top=600)
@@ -224,7 +224,7 @@ def test_a_task_needing_159_molecules_is_scored_from_159(tmp_path):
 
 
 def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one_thread):
-    from dgm_science.domains.molecules.design_report import design_section
+    from dgm_science.applications.design.report import design_section
 
     objective = Objective.load("guacamol:celecoxib_rediscovery")
     for method in ("reinvent", "screening"):
@@ -247,7 +247,7 @@ def test_report_section_puts_runs_beside_the_published_rows(prior, tmp_path, one
 
 
 def test_pmo_rows_sit_beside_a_run_at_pmos_budget_only():
-    from dgm_science.domains.molecules.design_report import COLUMNS, _published_rows
+    from dgm_science.applications.design.report import COLUMNS, _published_rows
     from dgm_science.report import Table
 
     at_budget = Table(["method"] + [label for _, label in COLUMNS])
@@ -281,7 +281,7 @@ def test_an_ood_guard_without_a_prior_to_compute_it_is_an_error_before_any_work(
 def test_the_report_counts_a_tie_with_screening_as_a_tie_not_a_win(tmp_path):
     """valsartan_smarts at 10,000 calls: neither REINVENT nor screening of the MOSES prior finds a
     molecule scoring above 0, so both AUCs are 0."""
-    from dgm_science.domains.molecules.design_report import design_section
+    from dgm_science.applications.design.report import design_section
 
     for objective, scores in (("valsartan_smarts", (0.0, 0.0)), ("deco_hop", (0.715, 0.585))):
         for method, auc in zip(("reinvent", "screening"), scores):
@@ -295,8 +295,8 @@ def test_the_report_counts_a_tie_with_screening_as_a_tie_not_a_win(tmp_path):
 def test_the_report_quotes_guacamol_tables_own_total_when_every_task_ran(tmp_path):
     """Over all 20 GuacaMol v2 tasks the published total is the paper's (SMILES LSTM 17.340), not the
     sum of its rounded per-task values (17.341); PMO-only tasks stay out of the GuacaMol total."""
-    from dgm_science.domains.molecules.benchmarks import GUACAMOL_V2_TASKS
-    from dgm_science.domains.molecules.design_report import design_section
+    from dgm_science.applications.design.benchmarks import GUACAMOL_V2_TASKS
+    from dgm_science.applications.design.report import design_section
 
     for task in (*GUACAMOL_V2_TASKS, "qed"):
         run = tmp_path / "results/design" / task / "reinvent" / "seed0"

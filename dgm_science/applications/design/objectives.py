@@ -84,8 +84,8 @@ from rdkit.Contrib.SA_Score import sascorer
 from scipy.special import expit
 
 from dgm_science.compat.guacamol import import_guacamol
-from dgm_science.domains.molecules import benchmarks
-from dgm_science.domains.molecules.benchmarks import (
+from dgm_science.applications.design import benchmarks
+from dgm_science.applications.design.benchmarks import (
     GUACAMOL_V2_TASKS,
     TASKS,
     guacamol_score,

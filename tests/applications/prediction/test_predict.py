@@ -14,7 +14,8 @@ import pytest
 
 from dgm_science import api
 from dgm_science.cli import main
-from dgm_science.domains.molecules import predict
+from dgm_science.applications.prediction import predict
+from dgm_science.domains.molecules import targets
 from dgm_science.domains.molecules.data import QM9_PROPERTIES, prepare_qm9, read_property_table, read_smiles
 from dgm_science.errors import DataError
 
@@ -66,7 +67,7 @@ def test_prepare_writes_each_splits_properties_row_by_row_beside_its_smiles(prep
 
 def test_property_split_leaves_out_the_excluded_elements(prepared):
     config = api.RunConfig.parse("hybrid-arm", {"model": {"exclude_elements": ["F"], "targets": ["gap"]}}).model
-    smiles, y = predict.property_split(prepared, "train", config)
+    smiles, y = targets.property_split(prepared, "train", config)
     everything = read_smiles(prepared / "train.smi")
     with_fluorine = [s for s in everything if "F" in s]
     assert with_fluorine, "the fixture's training split holds fluorine"
@@ -138,7 +139,7 @@ def test_prepared_data_without_properties_is_refused_with_the_way_out(tmp_path):
     (tmp_path / "train.smi").write_text("CCO\n")
     config = api.RunConfig.parse("regressor-arm", {}).model
     with pytest.raises(DataError, match="fetch and prepare QM9 again"):
-        predict.property_split(tmp_path, "train", config)
+        targets.property_split(tmp_path, "train", config)
 
 
 def test_selective_mae_rejects_the_least_confident_first():

@@ -14,8 +14,8 @@ from rdkit import Chem, DataStructs, rdBase
 from rdkit.Chem import QED, AllChem, Descriptors, rdFingerprintGenerator
 
 from dgm_science.compat.guacamol import import_guacamol
-from dgm_science.domains.molecules import benchmarks
-from dgm_science.domains.molecules.objectives import (
+from dgm_science.applications.design import benchmarks
+from dgm_science.applications.design.objectives import (
     GUACAMOL_V2_TASKS,
     TASKS,
     Objective,
@@ -27,7 +27,7 @@ from dgm_science.domains.molecules.objectives import (
     top_diversity,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "workflows/config/objectives").glob("*.yaml"))
 CELECOXIB = "CC1=CC=C(C=C1)C1=CC(=NN1C1=CC=C(C=C1)S(N)(=O)=O)C(F)(F)F"
 ASPIRIN = "CC(=O)Oc1ccccc1C(=O)O"
@@ -409,7 +409,7 @@ def test_guacamol_score_by_hand():
 def test_guacamol_assess_counts_molecules_as_guacamol_does():
     """Stereoisomers count once, invalid SMILES not at all, missing molecules as zeros; a task asking for
     250 (C9H10N2O2PF2Cl) takes the mean over 250, and its score equals GuacaMol's ``assess_model``."""
-    from dgm_science.domains.molecules.benchmarks import guacamol_assess
+    from dgm_science.applications.design.benchmarks import guacamol_assess
 
     target = "C[C@H](N)C(=O)O"  # alanine and its enantiomer: one molecule without stereo
     assessed = guacamol_assess("albuterol_similarity", [target, "C[C@@H](N)C(=O)O", "not a smiles", "CCO"])

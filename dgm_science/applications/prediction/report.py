@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science.registry import register
-from dgm_science.report import MISSING, Figure, Inputs, Table, figure_png, format_number, png_data_uri, render
+from dgm_science.report_parts import MISSING, Figure, Inputs, Table, figure_png, format_number, png_data_uri, render
 from dgm_science.utils import read_json
 
 PREDICTOR_ORDER = ("hybrid-arm", "regressor-arm", "ensemble")
@@ -116,6 +116,6 @@ def prediction_section(results: Path, inputs: Inputs | None = None) -> str:
             properties.rows.append(("published", cells))
     curves = [Figure(f"{first}: MAE against the fraction of test molecules kept", _curves(runs, first), "curves",
                      "No curve.")]
-    return render(Path(__file__).with_name("prediction_report.html.j2"), properties=properties, selective=selective,
+    return render(Path(__file__).with_name("report.html.j2"), properties=properties, selective=selective,
                   ood=ood, curves=curves,
                   published=PUBLISHED_NOTE if published else None)

@@ -51,9 +51,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from dgm_science.domains.molecules.benchmarks import (guacamol_assess, molecules_needed, pmo_auc_top10,
+from dgm_science.applications.design.benchmarks import (guacamol_assess, molecules_needed, pmo_auc_top10,
                                                      top_diversity)
-from dgm_science.domains.molecules.objectives import Objective, Scorer
+from dgm_science.applications.design.objectives import Objective, Scorer
 from dgm_science.domains.molecules.properties import canonical_smiles, murcko_scaffold
 from dgm_science.utils import atomic_dir
 from dgm_science.wheels import sha256_of
