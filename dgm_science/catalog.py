@@ -67,7 +67,10 @@ def describe(base_schema: str | Path) -> dict[str, Any]:
                        "sources": list(registry.get("dataset", name).sources)}
                 for name in registry.names("dataset")}
     domains = {name: {"samples_file": registry.get("domain", name).samples_file} for name in registry.names("domain")}
-    return {"models": models, "datasets": datasets, "domains": domains,
+    applications = {name: {"config_key": registry.get("application", name).config_key,
+                           "results_folder": registry.get("application", name).results_folder}
+                    for name in registry.names("application")}
+    return {"models": models, "datasets": datasets, "domains": domains, "applications": applications,
             "schema": schema.pipeline_schema(base_schema)}
 
 
@@ -88,6 +91,7 @@ class Catalog:
     models: dict[str, dict[str, Any]]
     datasets: dict[str, dict[str, Any]]
     domains: dict[str, dict[str, Any]]
+    applications: dict[str, dict[str, Any]]
     schema_path: str
 
     def model(self, name: str) -> dict[str, Any]:
@@ -118,7 +122,7 @@ def load(base_schema: str | Path, cache: str | Path = CACHE) -> Catalog:
             if old.is_dir() and old != folder:
                 shutil.rmtree(old, ignore_errors=True)
     facts = json.loads((folder / CATALOG).read_text())
-    return Catalog(facts["models"], facts["datasets"], facts["domains"], str(folder / SCHEMA))
+    return Catalog(facts["models"], facts["datasets"], facts["domains"], facts["applications"], str(folder / SCHEMA))
 
 
 def input_name(path: str | Path) -> str:

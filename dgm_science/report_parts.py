@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 from markupsafe import Markup
 
-from dgm_science.applications import APPLICATIONS
+from dgm_science import registry
 from dgm_science.catalog import input_name  # noqa: F401 (the names the workflow passes, re-exported)
 from dgm_science.errors import DataError
 from dgm_science.utils import read_json
@@ -128,12 +128,13 @@ def figure_png(fig: Any) -> bytes:
 
 def generative_folders(results: Path) -> list[Path]:
     """The folders under ``results`` that hold generative runs (``results/<domain>/...``), sorted: every
-    folder but the applications' (``dgm_science.applications.APPLICATIONS``); none if ``results`` is not a
+    folder but the registered applications' ``results_folder``; none if ``results`` is not a
     folder."""
     results = Path(results)
     if not results.is_dir():
         return []
-    return sorted(p for p in results.iterdir() if p.is_dir() and p.name not in APPLICATIONS)
+    applications = {registry.get("application", name).results_folder for name in registry.names("application")}
+    return sorted(p for p in results.iterdir() if p.is_dir() and p.name not in applications)
 
 
 def collect_runs(results: Path, domain: str) -> list[dict[str, Any]]:

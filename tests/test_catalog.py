@@ -45,6 +45,7 @@ def loaded(tmp_path_factory) -> catalog.Catalog:
 def test_the_catalog_says_what_the_registry_says(loaded):
     assert sorted(loaded.models) == registry.names("model")
     assert sorted(loaded.datasets) == registry.names("dataset")
+    assert {facts["config_key"] for facts in loaded.applications.values()} == {"design", "prediction"}
     for name, facts in loaded.models.items():
         spec = registry.get("model", name)
         assert facts["domain"] == spec.domain

@@ -5,11 +5,12 @@ subpackage that registers, like a domain, its ``Application`` (``@register("appl
 its commands and its report section. An application may import a domain (it sits above them); no
 domain imports an application.
 
-Each is a top-level block of the pipeline's config and a folder under ``results/`` of the same name;
-neither is a domain, and their runs are not generative runs, so the workflow's list of domains
-(workflows/rules/common.smk), the report's summary and its trade-off table leave them out by
-``APPLICATIONS``. Importing this package imports none of its subpackages (no torch, no RDKit: the
-workflow's parse reads ``APPLICATIONS``); ``load()`` imports them, as ``registry`` does before a lookup.
+Each is a top-level block of the pipeline's config (``config_key``) and a folder under ``results/``
+(``results_folder``); neither is a domain, and their runs are not generative runs, so the workflow's list
+of domains (workflows/rules/common.smk, from the catalog of the registry), the report's summary and its
+trade-off table leave them out by asking the registry. Importing this package imports none of its
+subpackages; ``load()`` imports them, as ``registry`` does before a lookup. Its rules are in
+workflows/rules/applications/<name>/.
 """
 
 from __future__ import annotations
@@ -18,11 +19,6 @@ import functools
 import importlib
 import pkgutil
 from typing import ClassVar
-
-APPLICATIONS: tuple[str, ...] = ("prediction", "design")
-"""Config blocks and ``results/`` folders of the applications (no generative runs in them); a test
-keeps it equal to the registered applications' ``config_key``."""
-
 
 class Application:
     """An application of the models, registered as a class (``@register("application", name)``) and

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable
 
-from dgm_science.applications import APPLICATIONS
 from snakemake.io import is_flagged
 
 from dgm_science.resources import runtime_minutes
 
 SEEDS = config["seeds"]
-# The domain blocks of the (validated) config: a new domain needs no edit here. The applications
-# (dgm_science.applications, workflows/rules/applications/) are not domains.
+# The domain blocks of the (validated) config: a new domain needs no edit here. The registered
+# applications' blocks (dgm_science/applications, workflows/rules/applications/) are not domains.
+APPLICATIONS = {facts["config_key"] for facts in CATALOG.applications.values()}
 DOMAINS = [key for key in config if key != "seeds" and key not in APPLICATIONS]
 
 
