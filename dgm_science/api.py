@@ -4,7 +4,7 @@
 >>> m = api.load("results/<domain>/<dataset>/<model>/seed0/model.ckpt")
 >>> items = m.sample(100, seed=1)              # the domain's objects (None: an invalid sample)
 >>> log_p = m.log_likelihood(items)            # nats per item
->>> z = m.encode(items[:2])                    # VAE models
+>>> z = m.encode(items[:2])                    # models with an encoder (base.Autoencoder: VAEs)
 >>> path = m.interpolate(items[0], items[1], steps=5)
 """
 
@@ -23,10 +23,9 @@ from tqdm import tqdm
 
 from dgm_science import checkpoint, registry
 from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ResumableDataLoader, ShardedSampler
-from dgm_science.base import Domain, GenerativeModel
+from dgm_science.base import Autoencoder, Domain, GenerativeModel, LatentVariableModel, ModelSpec
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
-from dgm_science.families.hierarchical_vae import HierarchicalVAE, active_units
-from dgm_science.families.vae import VAE
+from dgm_science.families.hierarchical_vae import active_units
 from dgm_science.utils import seed_everything
 
 log = logging.getLogger(__name__)
@@ -68,7 +67,7 @@ class LoadedModel:
 
     name: str
     model: GenerativeModel
-    spec: Any
+    spec: type[ModelSpec]
     config: RunConfig
     domain: type[Domain]
     state: dict[str, Any]
@@ -153,8 +152,8 @@ class LoadedModel:
         """log p(x) in nats per item (ELBO for bound models); NaN where the model cannot score it."""
         return self.domain.log_likelihood(self.model, items, self.spec, self.config.model, self.state, batch_size)
 
-    def _vae(self) -> VAE:
-        if not isinstance(self.model, VAE):
+    def _vae(self) -> Autoencoder:
+        if not isinstance(self.model, Autoencoder):
             raise TypeError(f"{self.name} is not a VAE: it has no encoder")
         return self.model
 
@@ -186,7 +185,7 @@ class LoadedModel:
         units not collapsed to the prior) and the mean KL in nats per item. None for other models.
         The posterior samples of a hierarchical VAE's KL are seeded (0)."""
         model = self.model
-        if not isinstance(model, (VAE, HierarchicalVAE)):
+        if not isinstance(model, LatentVariableModel):
             return None
         model.eval()
         means: list[list[torch.Tensor]] = []
@@ -213,7 +212,7 @@ class LoadedModel:
     def interpolate(self, start: Any, end: Any, steps: int = 8, *, seed: int = 0, temperature: float = 0.5) -> list[Any]:
         """Decode the spherical interpolation between the latents of ``start`` and ``end``."""
         z = self.encode([start, end])
-        path = VAE.interpolate(z[0], z[1], steps)
+        path = self._vae().interpolate(z[0], z[1], steps)
         return self.decode(path, seed=seed, temperature=temperature)
 
 
@@ -229,7 +228,7 @@ def typicality_statistics(log_likelihood: np.ndarray, sizes: np.ndarray) -> dict
 
 
 def _typical_set_statistics(
-    domain: type[Domain], model: GenerativeModel, spec: Any, config: RunConfig, state: dict[str, Any], data_dir: Path
+    domain: type[Domain], model: GenerativeModel, spec: type[ModelSpec], config: RunConfig, state: dict[str, Any], data_dir: Path
 ) -> dict[str, float] | None:
     """Typicality statistics of the trained model on the domain's held-out typical set (validation
     data), for the out-of-distribution score of samples; None where the domain has no typical set."""

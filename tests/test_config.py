@@ -18,6 +18,7 @@ from snakemake.utils import validate as snakemake_validate
 from snakemake_interface_common.exceptions import WorkflowError
 
 from dgm_science import api, registry, schema
+from dgm_science.base import Domain, GenerativeModel, ModelSpec
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict, load_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -202,12 +203,16 @@ class ToyConfig:
     flag: bool = False
 
 
-class ToyModel:
+class ToyModel(ModelSpec):
     """A toy model, registered by the tests."""
 
     Config = ToyConfig
     batch_fields: ClassVar[tuple[str, ...]] = ()
     domain: ClassVar[str] = ""
+
+    @staticmethod
+    def build(cfg: ToyConfig, state: dict) -> GenerativeModel:
+        raise NotImplementedError("the schema tests never build it")
 
 
 @pytest.fixture

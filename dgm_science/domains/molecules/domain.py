@@ -12,7 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.base import Domain, Samples
+from dgm_science.base import Domain, ModelSpec, Samples
+from dgm_science.config import SampleConfig
 from dgm_science.domains.molecules import commands
 from dgm_science.errors import DataError
 from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
@@ -48,7 +49,7 @@ class MoleculeDomain(Domain):
         return None
 
     @staticmethod
-    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+    def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
         """Domain state saved in the checkpoint: the atom vocabulary and size of dense graphs, or
         the tokenizer fitted on train + valid."""
         if "dense" in spec.batch_fields:
@@ -67,7 +68,7 @@ class MoleculeDomain(Domain):
 
     @classmethod
     def datasets(
-        cls, data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
+        cls, data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
     ) -> tuple[MoleculeDataset | DenseGraphDataset, MoleculeDataset | DenseGraphDataset]:
         if "dense" in spec.batch_fields:
             splits = [load_dense(data_dir / "dense.npz", split) for split in ("train", "valid")]
@@ -102,7 +103,7 @@ class MoleculeDomain(Domain):
 
     @classmethod
     def batch_of(
-        cls, smiles: Sequence[str | None], spec: Any, model_cfg: Any, state: dict[str, Any]
+        cls, smiles: Sequence[str | None], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, list[int]]:
         """Model batch for those SMILES the model can score, and their positions in ``smiles``."""
         from dgm_science.domains.molecules.featurize import smiles_to_graph
