@@ -183,6 +183,9 @@ class Domain(abc.ABC):
 
     name: ClassVar[str]
     samples_file: ClassVar[str]
+    SampleConfig: ClassVar[type[SampleConfig]] = SampleConfig
+    """The dataclass of its models' ``sample:`` block: the generic settings, and those of the
+    domain's own decoding (molecules: ``valency_correction``) in a subclass."""
     samples_in_folder: ClassVar[bool] = False
     """The samples are a folder (a Minari dataset), not a file."""
     """File name of a run's samples under ``results/{domain}/{dataset}/{model}/seed{seed}/``."""

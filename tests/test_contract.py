@@ -12,7 +12,7 @@ import torch
 
 from dgm_science import api, checkpoint, registry
 from dgm_science.base import Autoencoder, GenerativeModel, LatentVariableModel, ModelSpec
-from dgm_science.config import SampleConfig, TrainConfig, from_dict
+from dgm_science.config import ConfigError, SampleConfig, TrainConfig, from_dict
 from dgm_science.families.vae import VAE
 from dgm_science.tradeoff import FAMILY_ORDER
 
@@ -170,7 +170,8 @@ def test_vae_encode_and_interpolate(moses_smiles, molecule_state, setup, tmp_pat
 @pytest.mark.parametrize("name", MODELS)
 def test_checkpoint_round_trip(name, tmp_path, setup):
     spec, cfg, model, state, batch = setup(name)
-    config = api.RunConfig(cfg, TrainConfig(), SampleConfig(n=5, batch_size=5))
+    sample = registry.get("domain", spec.domain).SampleConfig(n=5, batch_size=5)  # the domain's sample block
+    config = api.RunConfig(cfg, TrainConfig(), sample)
     path = tmp_path / "model.ckpt"
     checkpoint.save(path, domain=spec.domain, model_name=name, config=config.to_dict(),
                     state_dict=model.state_dict(), domain_state=state, info={"seed": 0})
@@ -259,3 +260,24 @@ def test_the_registry_rejects_a_model_entry_that_breaks_the_contract(entry, mess
     registry.register("model", "fine")(type("Fine", (ModelSpec,), _spec()))
     assert "fine" in registry._REGISTRY["model"]
 
+
+def test_an_old_checkpoint_with_the_generic_valency_correction_still_loads(setup, tmp_path):
+    """Checkpoints written when ``valency_correction`` was a key of every model's sample block load:
+    its inert value (false) is dropped where the domain's sample block lacks it; true is an error,
+    and a molecules model keeps it."""
+    spec, cfg, model, state, _ = setup("seq-arm")
+    config = api.RunConfig(cfg, TrainConfig(), SampleConfig(n=5, batch_size=5)).to_dict()
+    for value, ok in ((False, True), (True, False)):
+        path = tmp_path / f"old-{value}.ckpt"
+        old = {**config, "sample": {**config["sample"], "valency_correction": value}}
+        checkpoint.save(path, domain=spec.domain, model_name="seq-arm", config=old, state_dict=model.state_dict(),
+                        domain_state=state)
+        if ok:
+            loaded = api.load(path, device="cpu")
+            assert type(loaded.config.sample) is SampleConfig and loaded.config.sample.n == 5
+        else:
+            with pytest.raises(ConfigError, match="valency_correction"):
+                api.load(path, device="cpu")
+    parsed = api.RunConfig.parse("graph-flow", {"sample": {"valency_correction": True}})
+    assert parsed.sample.valency_correction and parsed.sample.decode_options() == {"valency_correction": True}
+    assert api.RunConfig.parse("graph-flow", {}).sample.decode_options() == {}

@@ -3,6 +3,7 @@ models, whatever their family."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -27,6 +28,20 @@ from dgm_science.registry import register
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class MoleculeSampleConfig(SampleConfig):
+    """How many molecules to draw for evaluation, and how (with the molecules decoder's options)."""
+
+    valency_correction: bool = False
+    """Molecular graphs: repair over-bonded atoms (MoFlow) before the SMILES is written; the
+    validity before repair is kept in the ``valid_without_correction`` column."""
+
+    def decode_options(self) -> dict[str, Any]:
+        """``valency_correction=True`` where it is on (passed only then: a token model's decoder
+        ignores it either way)."""
+        return {"valency_correction": True} if self.valency_correction else {}
+
+
 @register("domain", "molecules")
 class MoleculeDomain(Domain):
     """Molecules as SMILES/SELFIES token sequences and RDKit graphs (MOSES, QM9)."""
@@ -36,6 +51,7 @@ class MoleculeDomain(Domain):
     headline_ratio_scale = True
     size_unit = "heavy atom"
     samples_file = "samples.csv"
+    SampleConfig = MoleculeSampleConfig
 
     @classmethod
     def headline_anchor(cls, dataset: str) -> tuple[str, float] | None:
