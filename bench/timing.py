@@ -145,7 +145,9 @@ def time_model(name: str, data: Path, model_config: dict, steps: int, n_sample: 
     if trained:
         sampler = api.load(checkpoint, device="cpu")
     else:  # the untrained model, decoded as before without valency correction
-        untrained = dataclasses.replace(config, sample=dataclasses.replace(config.sample, valency_correction=False))
+        plain = domain.SampleConfig(n=config.sample.n, batch_size=config.sample.batch_size,
+                                    temperature=config.sample.temperature)  # the domain's decoding options off
+        untrained = dataclasses.replace(config, sample=plain)
         sampler = api.LoadedModel(name, model, spec, untrained, domain, state, {})
     start = time.perf_counter()
     decoded = sampler.sample(n_sample, seed=0)

@@ -4,7 +4,7 @@
 >>> m = api.load("results/<domain>/<dataset>/<model>/seed0/model.ckpt")
 >>> items = m.sample(100, seed=1)              # the domain's objects (None: an invalid sample)
 >>> log_p = m.log_likelihood(items)            # nats per item
->>> z = m.encode(items[:2])                    # VAE models
+>>> z = m.encode(items[:2])                    # models with an encoder (base.Autoencoder: VAEs)
 >>> path = m.interpolate(items[0], items[1], steps=5)
 """
 
@@ -23,10 +23,9 @@ from tqdm import tqdm
 
 from dgm_science import checkpoint, registry
 from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ResumableDataLoader, ShardedSampler
-from dgm_science.base import Domain, GenerativeModel
+from dgm_science.base import Autoencoder, Domain, GenerativeModel, LatentVariableModel, ModelSpec
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
-from dgm_science.families.hierarchical_vae import HierarchicalVAE, active_units
-from dgm_science.families.vae import VAE
+from dgm_science.families.hierarchical_vae import active_units
 from dgm_science.utils import seed_everything
 
 log = logging.getLogger(__name__)
@@ -40,7 +39,8 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 @dataclasses.dataclass(frozen=True)
 class RunConfig:
-    """A model's whole config: its own hyper-parameters, training and sampling settings."""
+    """A model's whole config: its own hyper-parameters, training and sampling settings (the
+    ``sample`` block is its domain's ``Domain.SampleConfig``)."""
 
     model: Any
     train: TrainConfig
@@ -55,7 +55,7 @@ class RunConfig:
         return cls(
             from_dict(spec.Config, data.get("model"), f"{where}.model"),
             from_dict(TrainConfig, data.get("train"), f"{where}.train"),
-            from_dict(SampleConfig, data.get("sample"), f"{where}.sample"),
+            from_dict(registry.get("domain", spec.domain).SampleConfig, data.get("sample"), f"{where}.sample"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -68,7 +68,7 @@ class LoadedModel:
 
     name: str
     model: GenerativeModel
-    spec: Any
+    spec: type[ModelSpec]
     config: RunConfig
     domain: type[Domain]
     state: dict[str, Any]
@@ -115,17 +115,16 @@ class LoadedModel:
         progress: bool = False, generator: torch.Generator | None = None, **decode_options: Any,
     ) -> tuple[list[Any], dict[str, list[Any]]]:
         """Decoded samples and the domain's extra per-sample columns (e.g. validity without valency
-        correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``;
-        by default the checkpoint's ``sample.valency_correction``, passed only when on so that
-        decoders without the option keep working). A ``generator`` (on the model's device) is
+        correction); ``decode_options`` go to the domain's decoder (``valency_correction=True``),
+        by default those of the checkpoint's sample block (``SampleConfig.decode_options``: a
+        molecules model's ``sample.valency_correction``). A ``generator`` (on the model's device) is
         continued instead of seeding a new one, so rounds of a search draw one reproducible stream.
         Conditional domains draw a condition per sample (a label for labelled sequences, a start
         and goal for trajectories), or take the domain's ``condition_options`` (``label``;
         ``start``, ``goal``) for all; labels come back as the ``label`` column."""
         if n <= 0:
             raise ValueError(f"-n must be a positive number of samples, got {n}")
-        if self.config.sample.valency_correction:
-            decode_options.setdefault("valency_correction", True)
+        decode_options = {**self.config.sample.decode_options(), **decode_options}
         batch_size = batch_size or self.config.sample.batch_size
         temperature = self.config.sample.temperature if temperature is None else temperature
         if generator is None:
@@ -153,8 +152,8 @@ class LoadedModel:
         """log p(x) in nats per item (ELBO for bound models); NaN where the model cannot score it."""
         return self.domain.log_likelihood(self.model, items, self.spec, self.config.model, self.state, batch_size)
 
-    def _vae(self) -> VAE:
-        if not isinstance(self.model, VAE):
+    def _vae(self) -> Autoencoder:
+        if not isinstance(self.model, Autoencoder):
             raise TypeError(f"{self.name} is not a VAE: it has no encoder")
         return self.model
 
@@ -186,7 +185,7 @@ class LoadedModel:
         units not collapsed to the prior) and the mean KL in nats per item. None for other models.
         The posterior samples of a hierarchical VAE's KL are seeded (0)."""
         model = self.model
-        if not isinstance(model, (VAE, HierarchicalVAE)):
+        if not isinstance(model, LatentVariableModel):
             return None
         model.eval()
         means: list[list[torch.Tensor]] = []
@@ -213,7 +212,7 @@ class LoadedModel:
     def interpolate(self, start: Any, end: Any, steps: int = 8, *, seed: int = 0, temperature: float = 0.5) -> list[Any]:
         """Decode the spherical interpolation between the latents of ``start`` and ``end``."""
         z = self.encode([start, end])
-        path = VAE.interpolate(z[0], z[1], steps)
+        path = self._vae().interpolate(z[0], z[1], steps)
         return self.decode(path, seed=seed, temperature=temperature)
 
 
@@ -229,7 +228,7 @@ def typicality_statistics(log_likelihood: np.ndarray, sizes: np.ndarray) -> dict
 
 
 def _typical_set_statistics(
-    domain: type[Domain], model: GenerativeModel, spec: Any, config: RunConfig, state: dict[str, Any], data_dir: Path
+    domain: type[Domain], model: GenerativeModel, spec: type[ModelSpec], config: RunConfig, state: dict[str, Any], data_dir: Path
 ) -> dict[str, float] | None:
     """Typicality statistics of the trained model on the domain's held-out typical set (validation
     data), for the out-of-distribution score of samples; None where the domain has no typical set."""
@@ -248,16 +247,36 @@ def _typical_set_statistics(
     return stats
 
 
-def _build(name: str, config: RunConfig, state: dict[str, Any]) -> tuple[Any, Any, GenerativeModel]:
+def _build(name: str, config: RunConfig, state: dict[str, Any]
+           ) -> tuple[type[ModelSpec], type[Domain], GenerativeModel]:
     spec = registry.get("model", name)
     domain = registry.get("domain", spec.domain)
     return spec, domain, spec.build(config.model, state)
 
 
+RETIRED_SAMPLE_KEYS: dict[str, Any] = {"valency_correction": False}
+"""Keys the generic ``sample`` block had before they moved into a domain's ``SampleConfig``, with
+the value that did nothing: a checkpoint written before records them for every model."""
+
+
+def _without_retired_keys(model_name: str, config: Any) -> Any:
+    """A checkpoint's config without the ``RETIRED_SAMPLE_KEYS`` its domain's sample block lacks,
+    where they hold their inert value (any other value is left for ``RunConfig.parse`` to reject)."""
+    sample = config.get("sample") if isinstance(config, dict) else None
+    if not isinstance(sample, dict):
+        return config
+    known = {f.name for f in dataclasses.fields(registry.get("domain", registry.get("model", model_name).domain)
+                                                   .SampleConfig)}
+    retired = {k for k, inert in RETIRED_SAMPLE_KEYS.items()
+               if k not in known and k in sample and sample[k] is inert}
+    return {**config, "sample": {k: v for k, v in sample.items() if k not in retired}} if retired else config
+
+
 def load(path: str | Path, device: str = "auto") -> LoadedModel:
     """Rebuild a model from a self-describing checkpoint."""
     payload = checkpoint.load(path)
-    config = RunConfig.parse(payload["model"], payload["config"], where=f"{path}: config")
+    config = RunConfig.parse(payload["model"], _without_retired_keys(payload["model"], payload["config"]),
+                             where=f"{path}: config")
     spec, domain, model = _build(payload["model"], config, payload["domain_state"])
     try:
         model.load_state_dict(payload["state_dict"])

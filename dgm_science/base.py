@@ -1,19 +1,24 @@
-"""The two interfaces: every generative model implements ``GenerativeModel`` whatever its family
-or domain, and every scientific domain implements ``Domain``."""
+"""The interfaces: every generative model implements ``GenerativeModel`` whatever its family or
+domain, every registered model is a ``ModelSpec`` (its domain, config, batch fields and
+capabilities, declared), a model with latents implements ``LatentVariableModel`` (and an encoder /
+decoder pair ``Autoencoder``), and every scientific domain implements ``Domain``."""
 
 from __future__ import annotations
 
 import abc
 import argparse
 import dataclasses
+import inspect
 import math
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 import torch
 from torch import nn
+
+from dgm_science.config import SampleConfig
 
 
 class GenerativeModel(nn.Module):
@@ -21,8 +26,8 @@ class GenerativeModel(nn.Module):
 
     ``loss(batch)`` is the training objective (a scalar to minimise); ``log_prob(batch)`` is the
     per-example log-likelihood in nats, shape ``(B,)`` (a lower bound where ``likelihood ==
-    "bound"``); ``sample(n, generator=, condition=)`` returns the family's raw output, which the
-    domain decodes.
+    "bound"``); ``sample(n, generator=, condition=, temperature=)`` returns the family's raw
+    output, which the domain decodes.
     """
 
     likelihood: ClassVar[Literal["exact", "bound", "unnormalized", "none"]] = "exact"
@@ -33,6 +38,9 @@ class GenerativeModel(nn.Module):
     ``dgm train`` records in the checkpoint and the report's trade-off table groups by."""
     representation: ClassVar[str] = "no"
     """Whether the family gives a latent space, and which (``no``; ``yes: z ~ q(z|x)`` ...)."""
+    partial_updates: ClassVar[bool] = False
+    """A training step updates only some of the parameters (a GAN's critic or generator step), so
+    distributed training must allow unused parameters."""
 
     def loss(self, batch: Any) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -46,7 +54,14 @@ class GenerativeModel(nn.Module):
         *,
         generator: torch.Generator | None = None,
         condition: torch.Tensor | None = None,
+        temperature: float | None = None,
     ) -> Any:  # pragma: no cover - interface
+        """``n`` (> 0, else ValueError) raw samples the domain decodes, drawn with ``generator``;
+        ``condition``: (n, ...) one per sample for conditional models; ``temperature``: how the
+        family sharpens (< 1) or flattens (> 1) its sampler (softmax logits, prior or noise scale;
+        1: the model's own distribution; None: the family's default; a family without such a knob,
+        a GAN or Langevin chains, ignores it). Every family accepts all three
+        (``LoadedModel.sample_table`` passes the sample block's ``temperature`` to every model)."""
         raise NotImplementedError
 
     def validation_loss(self, batch: Any) -> torch.Tensor:
@@ -60,6 +75,80 @@ class GenerativeModel(nn.Module):
     def metrics_to_log(self) -> dict[str, torch.Tensor]:
         """Extra scalars of the last ``loss`` call that the trainer logs (e.g. reconstruction, KL)."""
         return {}
+
+
+@runtime_checkable
+class LatentVariableModel(Protocol):
+    """A model with latent variables z whose posterior can be summarised per item (a VAE, one
+    layer; a hierarchical VAE, L layers): what ``LoadedModel.latent_statistics`` reads."""
+
+    def latent_terms(self, batch: Any) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per latent layer E_q[z_l | x], (B, D_l), and the KL of each layer per example, (B, L) nats."""
+
+
+@runtime_checkable
+class Autoencoder(LatentVariableModel, Protocol):
+    """A latent-variable model with an encoder q(z|x) and a decoder p(x|z) over one latent vector:
+    what ``LoadedModel.encode`` / ``decode`` / ``interpolate`` use."""
+
+    def encode(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior q(z|x) parameters (mu, log_var), each (B, D)."""
+
+    def decode(self, z: torch.Tensor, *, generator: torch.Generator | None = None, **kwargs: Any) -> Any:
+        """Raw samples x ~ p(x|z) for latents z: (B, D) (``temperature`` among ``kwargs``)."""
+
+    @staticmethod
+    def interpolate(z0: torch.Tensor, z1: torch.Tensor, steps: int) -> torch.Tensor:
+        """A path of ``steps`` latents from z0 to z1: (D,) -> (steps, D)."""
+
+
+class ModelSpec(abc.ABC):
+    """A registry entry of ``@register("model", name)``: what the model is for and how to build it.
+
+    A subclass declares ``domain``, ``Config`` and ``batch_fields`` and implements ``build``; the
+    capability flags default to False. It is used as a class, never instantiated. ``registry.register``
+    rejects a model entry that is not a subclass or leaves one of these undeclared (``check``).
+    """
+
+    domain: ClassVar[str]
+    """The registered ``Domain`` the model belongs to (its data, decoding, samples and metrics)."""
+    Config: ClassVar[type]
+    """The frozen dataclass of the model's hyper-parameters (the config's ``model:`` block)."""
+    batch_fields: ClassVar[tuple[str, ...]]
+    """The fields the domain puts in the model's batches (``tokens``, ``graph``, ``dense``, ``y`` ...)."""
+    predicts: ClassVar[bool] = False
+    """A property predictor (the model also predicts properties y): configured in the ``prediction``
+    block, not among a dataset's generative models."""
+    implicit: ClassVar[bool] = False
+    """An implicit model (a GAN): it samples but has no p(x) to score."""
+    langevin: ClassVar[bool] = False
+    """An energy-based model sampled by Langevin dynamics (an unnormalised log p(x))."""
+    canvas: ClassVar[bool] = False
+    """Sequences: the model reads a fixed-width canvas (residues, then <eos> and padding) instead of
+    the causal <bos> ... <eos> layout."""
+
+    REQUIRED: ClassVar[tuple[str, ...]] = ("domain", "Config", "batch_fields")
+
+    @staticmethod
+    @abc.abstractmethod
+    def build(cfg: Any, state: dict[str, Any]) -> GenerativeModel:
+        """The model of config ``cfg`` (a ``Config``) and the domain's fitted ``state``."""
+
+    @staticmethod
+    def check(spec: Any, name: str) -> None:
+        """Raise TypeError unless ``spec`` is a concrete ModelSpec subclass with every declared
+        attribute (what ``registry.register("model", name)`` calls)."""
+        if not (isinstance(spec, type) and issubclass(spec, ModelSpec)):
+            raise TypeError(f"model {name!r}: the registry entry {spec!r} is not a subclass of "
+                            f"dgm_science.base.ModelSpec")
+        missing = [attr for attr in ModelSpec.REQUIRED if not hasattr(spec, attr)]
+        if missing:
+            raise TypeError(f"model {name!r}: {spec.__qualname__} does not declare {', '.join(missing)} "
+                            f"(every ModelSpec declares {', '.join(ModelSpec.REQUIRED)})")
+        if not dataclasses.is_dataclass(spec.Config):
+            raise TypeError(f"model {name!r}: {spec.__qualname__}.Config is not a dataclass")
+        if inspect.isabstract(spec):
+            raise TypeError(f"model {name!r}: {spec.__qualname__} does not implement build(cfg, state)")
 
 
 @dataclasses.dataclass
@@ -94,6 +183,9 @@ class Domain(abc.ABC):
 
     name: ClassVar[str]
     samples_file: ClassVar[str]
+    SampleConfig: ClassVar[type[SampleConfig]] = SampleConfig
+    """The dataclass of its models' ``sample:`` block: the generic settings, and those of the
+    domain's own decoding (molecules: ``valency_correction``) in a subclass."""
     samples_in_folder: ClassVar[bool] = False
     """The samples are a folder (a Minari dataset), not a file."""
     """File name of a run's samples under ``results/{domain}/{dataset}/{model}/seed{seed}/``."""
@@ -131,18 +223,18 @@ class Domain(abc.ABC):
 
     @staticmethod
     @abc.abstractmethod
-    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+    def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
         """What the model needs beyond its weights (vocabulary, normalisation, size histogram),
         fitted on the prepared training data and stored in the checkpoint."""
 
     @staticmethod
     @abc.abstractmethod
-    def datasets(data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]) -> tuple[Any, Any]:
+    def datasets(data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]) -> tuple[Any, Any]:
         """Training and validation datasets; each has ``collate`` (and ``lengths`` for sequence data)."""
 
     @staticmethod
     @abc.abstractmethod
-    def batch_of(items: Sequence[Any], spec: Any, model_cfg: Any, state: dict[str, Any]
+    def batch_of(items: Sequence[Any], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
         """Model batch of the items the model can score, and their positions in ``items``."""
 
@@ -234,7 +326,7 @@ class Domain(abc.ABC):
 
     @classmethod
     @torch.no_grad()
-    def log_likelihood(cls, model: GenerativeModel, items: Sequence[Any], spec: Any, model_cfg: Any,
+    def log_likelihood(cls, model: GenerativeModel, items: Sequence[Any], spec: type[ModelSpec], model_cfg: Any,
                        state: dict[str, Any], batch_size: int = 500) -> np.ndarray:
         """log p(x) in nats per item, in the field's units (an ELBO for bound models; the
         Monte-Carlo noise of a bound seeded, so scores are reproducible); NaN where the model

@@ -107,14 +107,18 @@ class TrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class SampleConfig:
-    """How many molecules/sequences to draw for evaluation, and how."""
+    """How many samples to draw for evaluation, and how. A domain whose decoding has options of its
+    own declares a subclass as its ``Domain.SampleConfig`` (molecules: ``valency_correction``)."""
 
     n: int = bounded(10000, minimum=1)
     batch_size: int = bounded(1000, minimum=1)
     temperature: float = bounded(1.0, exclusive_minimum=0)
-    valency_correction: bool = False
-    """Molecular graphs: repair over-bonded atoms (MoFlow) before the SMILES is written; the
-    validity before repair is kept in the ``valid_without_correction`` column."""
+    """Passed to the model's ``sample`` (softmax, prior or noise scale; 1: the model's own distribution)."""
+
+    def decode_options(self) -> dict[str, Any]:
+        """Options of the domain's decoder (``Domain.decode_table``) this block sets, which
+        ``dgm sample``'s flags override: none in the generic block."""
+        return {}
 
 
 def _check_type(value: Any, annotation: Any, where: str) -> Any:

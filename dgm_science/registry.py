@@ -3,9 +3,15 @@
 Usage::
 
     @register("model", "smiles-arm")
-    def build_smiles_arm(cfg, domain_state): ...
+    class SmilesARM(ModelSpec):  # a model entry is a dgm_science.base.ModelSpec subclass
+        domain = "molecules"
+        Config = SmilesARMConfig
+        batch_fields = ("tokens",)
 
-    model = build("model", "smiles-arm", cfg, domain_state)
+        @staticmethod
+        def build(cfg, domain_state): ...
+
+    model = registry.get("model", "smiles-arm").build(cfg, domain_state)
 """
 
 from __future__ import annotations
@@ -17,9 +23,15 @@ _REGISTRY: dict[str, dict[str, Callable[..., Any]]] = defaultdict(dict)
 
 
 def register(kind: str, name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator registering ``fn`` as the builder of ``name`` within ``kind``."""
+    """Decorator registering ``fn`` as the builder of ``name`` within ``kind``; a ``model`` entry must
+    be a :class:`~dgm_science.base.ModelSpec` subclass declaring its domain, Config and batch fields
+    (TypeError otherwise)."""
 
     def decorator(fn: Callable[..., Any]) -> Callable[..., Any]:
+        if kind == "model":
+            from dgm_science.base import ModelSpec  # imported late: base imports torch
+
+            ModelSpec.check(fn, name)
         if name in _REGISTRY[kind]:
             raise ValueError(f"{kind} {name!r} is registered twice")
         _REGISTRY[kind][name] = fn

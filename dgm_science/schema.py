@@ -4,8 +4,8 @@
 domain's dataset blocks: ``subset``, ``simulation``, ``collect`` ...). Where a dataset block says
 ``models: {x-models-of-domain: <domain>}``, :func:`pipeline_schema` puts the models registered for
 that domain (``spec.domain``), each with its ``model`` / ``train`` / ``sample`` blocks generated from
-``spec.Config``, :class:`~dgm_science.config.TrainConfig` and
-:class:`~dgm_science.config.SampleConfig`: types from the annotations, defaults from the field
+``spec.Config``, :class:`~dgm_science.config.TrainConfig` and the domain's ``Domain.SampleConfig``
+(:class:`~dgm_science.config.SampleConfig` or its domain's subclass): types from the annotations, defaults from the field
 defaults, descriptions from the attribute docstrings, no other key allowed. A hyper-parameter is
 thus written once, in its dataclass; a field may add JSON Schema keywords of its own with
 ``dataclasses.field(..., metadata={"schema": {"minimum": 1}})``.
@@ -34,7 +34,7 @@ from typing import Any, Literal, Union
 import yaml
 
 from dgm_science import registry
-from dgm_science.config import SampleConfig, TrainConfig
+from dgm_science.config import TrainConfig
 
 BASE = Path(__file__).resolve().parents[1] / "workflows" / "schemas" / "config.schema.yaml"
 """The hand-written part, in a source checkout (the Snakefile passes its own copy's path)."""
@@ -136,12 +136,17 @@ def model_def(name: str) -> str:
     return f"model.{name}"
 
 
+def sample_def(domain: str) -> str:
+    """The ``$defs`` entry of the ``sample:`` block of ``domain``'s models (its ``Domain.SampleConfig``)."""
+    return f"sample.{domain}"
+
+
 def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
     """A dataset block's ``models``: each generative model registered for ``domain`` (``predictors``:
     each property predictor instead, a spec with ``predicts``), its block with ``model`` / ``train``
     / ``sample`` (``$ref`` to the generated definitions), at least one model."""
     names = [name for name in registry.names("model") if registry.get("model", name).domain == domain
-             and bool(getattr(registry.get("model", name), "predicts", False)) == predictors]
+             and registry.get("model", name).predicts == predictors]
     if not names:
         kind = "property predictor" if predictors else "model"
         raise ValueError(f"{MODELS_OF_DOMAIN}: no {kind} is registered for domain {domain!r}")
@@ -152,7 +157,8 @@ def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
         entry: dict[str, Any] = {"description": _one_line(doc.split("\n\n")[0])} if doc else {}
         entry.update(type="object", additionalProperties=False,
                      properties={"model": {"$ref": f"#/$defs/{model_def(name)}"},
-                                 "train": {"$ref": "#/$defs/train"}, "sample": {"$ref": "#/$defs/sample"}})
+                                 "train": {"$ref": "#/$defs/train"},
+                                 "sample": {"$ref": f"#/$defs/{sample_def(domain)}"}})
         if not predictors:  # a predictor's seeds are the prediction block's
             entry["properties"]["seeds"] = MODEL_SEEDS
         # A generative model's entry always names its model block: an entry that is only `seeds`
@@ -167,7 +173,8 @@ def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
 def pipeline_schema(base: str | Path = BASE) -> dict[str, Any]:
     """The whole config schema: ``base`` (the hand-written YAML) with every
     ``models: {x-models-of-domain: <domain>}`` filled in and the ``train``, ``sample`` and
-    ``model.<name>`` definitions of the models it names added to ``$defs``."""
+    ``model.<name>`` definitions of the models it names and the ``sample.<domain>`` ones of their domains
+    added to ``$defs``."""
     schema = yaml.safe_load(Path(base).read_text())
     used: set[str] = set()
 
@@ -186,7 +193,9 @@ def pipeline_schema(base: str | Path = BASE) -> dict[str, Any]:
 
     schema = fill(schema)
     defs = schema.setdefault("$defs", {})
-    generated = {"train": dataclass_schema(TrainConfig), "sample": dataclass_schema(SampleConfig)}
+    generated = {"train": dataclass_schema(TrainConfig)}
+    domains = sorted({registry.get("model", name).domain for name in used})
+    generated.update({sample_def(d): dataclass_schema(registry.get("domain", d).SampleConfig) for d in domains})
     generated.update({model_def(name): dataclass_schema(registry.get("model", name).Config) for name in sorted(used)})
     clash = sorted(set(defs) & set(generated))
     if clash:

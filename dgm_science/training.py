@@ -477,7 +477,7 @@ def fit(
     trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards.pop(),
                            extra_callbacks=[*(callbacks or []), *([keep_best] if keep_best else [])],
                            accumulate_grad_batches=accumulate_grad_batches, keep_log_rows=keep_log_rows,
-                           partial_updates=getattr(model, "partial_updates", False))
+                           partial_updates=model.partial_updates)
     # verified above with weights_only=True; Lightning >= 2.5 loads it so too (older: torch's default)
     safe = {"weights_only": True} if "weights_only" in inspect.signature(trainer.fit).parameters else {}
     trainer.fit(module, train_loader, val_loader, ckpt_path=resume, **safe)

@@ -12,7 +12,7 @@ from rdkit import Chem
 from dgm_science import api, checkpoint, cli
 from dgm_science.config import SampleConfig, TrainConfig, from_dict
 from dgm_science.domains.molecules.candidates import PropertyRange, has_structural_alert
-from dgm_science.domains.molecules.domain import MoleculeDomain
+from dgm_science.domains.molecules.domain import MoleculeDomain, MoleculeSampleConfig
 from dgm_science.domains.molecules.properties import canonical_smiles, mol_properties
 from dgm_science.registry import get
 
@@ -278,7 +278,7 @@ def test_valency_correction_and_extra_columns_reach_the_csv(tmp_path, capsys, mo
 
     monkeypatch.setattr(MoleculeDomain, "decode_table", staticmethod(spy))
     corrected = make_checkpoint(tmp_path / "corrected.ckpt", "smiles-arm", molecule_state,
-                                SampleConfig(valency_correction=True))
+                                MoleculeSampleConfig(valency_correction=True))
     plain = make_checkpoint(tmp_path / "plain.ckpt", "smiles-arm", molecule_state)
     for path, flags, expected in [(corrected, [], {"valency_correction": True}),
                                   (corrected, ["--no-valency-correction"], {"valency_correction": False}),

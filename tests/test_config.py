@@ -18,6 +18,7 @@ from snakemake.utils import validate as snakemake_validate
 from snakemake_interface_common.exceptions import WorkflowError
 
 from dgm_science import api, registry, schema
+from dgm_science.base import Domain, GenerativeModel, ModelSpec
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict, load_mapping
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -133,7 +134,8 @@ def test_a_seeds_only_model_entry_without_its_base_config_is_an_error(schema_pat
 
 def test_every_registered_model_is_reachable_in_the_schema():
     """Each registered model is a key of some dataset's ``models``, its ``model`` block the
-    dataclass's fields, and its ``train`` / ``sample`` blocks TrainConfig's / SampleConfig's."""
+    dataclass's fields, and its ``train`` / ``sample`` blocks TrainConfig's / its domain's SampleConfig's
+    (``valency_correction`` in a molecules model's only)."""
     reachable = defaultdict(list)
     for domain in DOMAINS:
         for dataset in SCHEMA["properties"][domain]["properties"]:
@@ -142,9 +144,12 @@ def test_every_registered_model_is_reachable_in_the_schema():
                 blocks = {block: set(resolve(ref)["properties"]) for block, ref in entry["properties"].items()
                           if block != "seeds"}
                 assert entry["properties"]["seeds"]["items"]["type"] == "integer", name  # its own seeds
-                fields = {f.name for f in dataclasses.fields(registry.get("model", name).Config)}
+                spec = registry.get("model", name)
+                fields = {f.name for f in dataclasses.fields(spec.Config)}
+                sample = {f.name for f in dataclasses.fields(registry.get("domain", spec.domain).SampleConfig)}
                 assert blocks == {"model": fields, "train": {f.name for f in dataclasses.fields(TrainConfig)},
-                                  "sample": {f.name for f in dataclasses.fields(SampleConfig)}}, name
+                                  "sample": sample}, name
+                assert ("valency_correction" in sample) == (spec.domain == "molecules"), name
     for name, entry in SCHEMA["properties"]["prediction"]["properties"]["models"]["properties"].items():
         reachable[name].append("prediction")
     assert set(reachable) == set(registry.names("model")), set(registry.names("model")) ^ set(reachable)
@@ -169,8 +174,9 @@ def test_snakefile_validation_fills_in_the_dataclass_defaults(schema_path):
     snakemake_validate(config, schema_path)
     for where, name, model_config in runs(config):
         spec = registry.get("model", name)
+        sample = registry.get("domain", spec.domain).SampleConfig()
         assert model_config == {"model": as_dict(spec.Config()), "train": as_dict(TrainConfig()),
-                                "sample": as_dict(SampleConfig())}, where
+                                "sample": as_dict(sample)}, where
         assert api.RunConfig.parse(name, model_config) == api.RunConfig.parse(name, {}), where
 
 
@@ -202,12 +208,16 @@ class ToyConfig:
     flag: bool = False
 
 
-class ToyModel:
+class ToyModel(ModelSpec):
     """A toy model, registered by the tests."""
 
     Config = ToyConfig
     batch_fields: ClassVar[tuple[str, ...]] = ()
     domain: ClassVar[str] = ""
+
+    @staticmethod
+    def build(cfg: ToyConfig, state: dict) -> GenerativeModel:
+        raise NotImplementedError("the schema tests never build it")
 
 
 @pytest.fixture
@@ -247,7 +257,9 @@ def test_a_new_model_is_accepted_without_editing_the_schema_file(toy_registry, t
 
 
 def test_a_new_domain_needs_only_its_dataset_block(toy_registry, tmp_path):
-    """A fifth domain: its section in the hand-written part, `models` filled in from the registry."""
+    """A fifth domain: its section in the hand-written part, `models` filled in from the registry (its
+    models' ``sample`` block from the domain's ``SampleConfig``, the generic one here)."""
+    registry.register("domain", "toy-points")(type("ToyPoints", (Domain,), {"name": "toy-points"}))
     toy_registry("toy-flow", "toy-points")
     base = yaml.safe_load(schema.BASE.read_text())
     base["properties"]["toys"] = {"type": "object", "additionalProperties": False,
@@ -264,6 +276,8 @@ def test_a_new_domain_needs_only_its_dataset_block(toy_registry, tmp_path):
     snakemake_validate(config, str(tmp_path / "schema.yaml"))
     assert config["toys"]["rings"]["points"] == 100
     assert config["toys"]["rings"]["models"]["toy-flow"]["model"] == as_dict(ToyConfig())
+    assert config["toys"]["rings"]["models"]["toy-flow"].get("sample") is None
+    assert generated["$defs"]["sample.toy-points"] == schema.dataclass_schema(SampleConfig)
     # only the domain's models
     config["toys"]["rings"]["models"][first_run(DEFAULT)[2]] = {}
     with pytest.raises(jsonschema.ValidationError, match="was unexpected"):
@@ -399,7 +413,8 @@ def test_every_number_of_every_config_has_a_range():
     """A config number without a range is how ``max_steps: -1`` (Lightning: "no limit") and a
     negative width reached training; every int / float field (and every item of a list of them)
     states its allowed values."""
-    classes = {TrainConfig, SampleConfig, *(registry.get("model", n).Config for n in registry.names("model"))}
+    classes = {TrainConfig, SampleConfig, *(registry.get("model", n).Config for n in registry.names("model")),
+               *(registry.get("domain", d).SampleConfig for d in registry.names("domain"))}
     unbounded = []
     for cls in classes:
         for field in dataclasses.fields(cls):

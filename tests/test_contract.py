@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
+from collections import defaultdict
 
 import pytest
 import torch
 
 from dgm_science import api, checkpoint, registry
-from dgm_science.config import SampleConfig, TrainConfig, from_dict
+from dgm_science.base import Autoencoder, GenerativeModel, LatentVariableModel, ModelSpec
+from dgm_science.config import ConfigError, SampleConfig, TrainConfig, from_dict
+from dgm_science.families.vae import VAE
 from dgm_science.tradeoff import FAMILY_ORDER
 
 MODELS = registry.names("model")
@@ -93,7 +97,7 @@ def test_log_prob_shape_finite_and_likelihood_kind(name, setup):
     families = FAMILY_ORDER + ["hybrid p(x, y)", "discriminative"]
     assert type(model).family in families and type(model).representation.split(":")[0] in ("yes", "no")
     if not has_density(model):
-        assert getattr(spec, "predicts", False) or getattr(spec, "implicit", False), (
+        assert spec.predicts or spec.implicit, (
             "only a property predictor or an implicit model (a GAN) may have no p(x)")
         with pytest.raises(TypeError, match="no p\\(x\\)"):
             model.log_prob(batch)
@@ -109,7 +113,7 @@ def test_log_prob_shape_finite_and_likelihood_kind(name, setup):
 def test_same_seed_same_samples_and_shapes(name, setup):
     spec, _, model, _, _ = setup(name)
     model.eval()
-    if not has_density(model) and not getattr(spec, "implicit", False):  # a regressor does not sample
+    if not has_density(model) and not spec.implicit:  # a regressor does not sample
         with pytest.raises(TypeError, match="no p\\(x\\)"):
             model.sample(7)
         return
@@ -157,7 +161,7 @@ def test_vae_encode_and_interpolate(moses_smiles, molecule_state, setup, tmp_pat
     assert z.shape == (3, cfg.latent_dim) and torch.isfinite(z).all()
     path_smiles = loaded.interpolate(moses_smiles[0], moses_smiles[1], steps=4)
     assert len(path_smiles) == 4
-    ends = api.VAE.interpolate(z[0], z[1], 5)
+    ends = VAE.interpolate(z[0], z[1], 5)
     assert torch.allclose(ends[0], z[0], atol=1e-5) and torch.allclose(ends[-1], z[1], atol=1e-5)
     with pytest.raises(ValueError, match="cannot encode"):
         loaded.encode(["not a smiles"])
@@ -166,7 +170,8 @@ def test_vae_encode_and_interpolate(moses_smiles, molecule_state, setup, tmp_pat
 @pytest.mark.parametrize("name", MODELS)
 def test_checkpoint_round_trip(name, tmp_path, setup):
     spec, cfg, model, state, batch = setup(name)
-    config = api.RunConfig(cfg, TrainConfig(), SampleConfig(n=5, batch_size=5))
+    sample = registry.get("domain", spec.domain).SampleConfig(n=5, batch_size=5)  # the domain's sample block
+    config = api.RunConfig(cfg, TrainConfig(), sample)
     path = tmp_path / "model.ckpt"
     checkpoint.save(path, domain=spec.domain, model_name=name, config=config.to_dict(),
                     state_dict=model.state_dict(), domain_state=state, info={"seed": 0})
@@ -175,7 +180,7 @@ def test_checkpoint_round_trip(name, tmp_path, setup):
         assert torch.equal(value, loaded.model.state_dict()[key])
     model.eval()
     assert loaded.config == config
-    if getattr(spec, "predicts", False):  # a property predictor predicts the same
+    if spec.predicts:  # a property predictor predicts the same
         assert all(torch.equal(x, y) for x, y in zip(model.predict(batch), loaded.model.predict(batch)))
     if not has_density(model):
         return
@@ -196,3 +201,83 @@ def test_corrupt_and_foreign_checkpoints_give_clear_errors(tmp_path):
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(checkpoint.CheckpointError, match="not a dgm-science checkpoint"):
         checkpoint.load(foreign)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_spec_declares_the_model_contract(name):
+    """A registered model is a ModelSpec with its domain (a registered one), Config dataclass, batch
+    fields and boolean capability flags declared, and a build of its own."""
+    spec = registry.get("model", name)
+    assert issubclass(spec, ModelSpec) and not inspect.isabstract(spec)
+    assert spec.domain in registry.names("domain")
+    assert dataclasses.is_dataclass(spec.Config)
+    assert isinstance(spec.batch_fields, tuple) and spec.batch_fields and all(isinstance(f, str) for f in spec.batch_fields)
+    assert all(isinstance(getattr(spec, flag), bool) for flag in ("predicts", "implicit", "langevin", "canvas"))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_every_model_sample_accepts_the_base_signature(name, setup):
+    """``LoadedModel.sample_table`` passes ``generator`` and ``temperature`` (and ``condition``) to every
+    model: each built model's ``sample`` takes them, as ``GenerativeModel.sample`` declares."""
+    _, _, model, _, _ = setup(name)
+    assert "temperature" in inspect.signature(GenerativeModel.sample).parameters
+    inspect.signature(model.sample).bind(7, generator=None, condition=None, temperature=1.0)  # TypeError if not
+    assert isinstance(model.partial_updates, bool)
+
+
+def test_the_latent_protocols_tell_vaes_from_other_models(setup):
+    """The encode / decode / latent-statistics guards of ``api.LoadedModel`` check these protocols:
+    a VAE is an Autoencoder, a hierarchical VAE a LatentVariableModel only, an ARM neither."""
+    _, _, vae, _, _ = setup("graph-vae")
+    _, _, hvae, _, _ = setup("seq-hvae")
+    _, _, arm, _, _ = setup("smiles-arm")
+    assert isinstance(vae, Autoencoder) and isinstance(vae, LatentVariableModel)
+    assert isinstance(hvae, LatentVariableModel) and not isinstance(hvae, Autoencoder)
+    assert not isinstance(arm, LatentVariableModel) and not isinstance(arm, Autoencoder)
+
+
+def _spec(**attrs):
+    def build(cfg, state):
+        raise NotImplementedError
+
+    body = {"domain": "molecules", "Config": SampleConfig, "batch_fields": ("tokens",), "build": staticmethod(build)}
+    return {k: v for k, v in {**body, **attrs}.items() if v is not None}
+
+
+@pytest.mark.parametrize("entry, message", [
+    (type("Plain", (), _spec()), "not a subclass of dgm_science.base.ModelSpec"),
+    (lambda cfg, state: None, "not a subclass"),
+    (type("NoDomain", (ModelSpec,), _spec(domain=None)), "does not declare domain"),
+    (type("NoFields", (ModelSpec,), _spec(batch_fields=None, Config=None)), "does not declare Config, batch_fields"),
+    (type("NotData", (ModelSpec,), _spec(Config=dict)), "Config is not a dataclass"),
+    (type("NoBuild", (ModelSpec,), _spec(build=None)), "does not implement build"),
+])
+def test_the_registry_rejects_a_model_entry_that_breaks_the_contract(entry, message, monkeypatch):
+    monkeypatch.setattr(registry, "_REGISTRY", defaultdict(dict))
+    with pytest.raises(TypeError, match=message):
+        registry.register("model", "broken")(entry)
+    assert "broken" not in registry._REGISTRY["model"]
+    registry.register("model", "fine")(type("Fine", (ModelSpec,), _spec()))
+    assert "fine" in registry._REGISTRY["model"]
+
+
+def test_an_old_checkpoint_with_the_generic_valency_correction_still_loads(setup, tmp_path):
+    """Checkpoints written when ``valency_correction`` was a key of every model's sample block load:
+    its inert value (false) is dropped where the domain's sample block lacks it; true is an error,
+    and a molecules model keeps it."""
+    spec, cfg, model, state, _ = setup("seq-arm")
+    config = api.RunConfig(cfg, TrainConfig(), SampleConfig(n=5, batch_size=5)).to_dict()
+    for value, ok in ((False, True), (True, False)):
+        path = tmp_path / f"old-{value}.ckpt"
+        old = {**config, "sample": {**config["sample"], "valency_correction": value}}
+        checkpoint.save(path, domain=spec.domain, model_name="seq-arm", config=old, state_dict=model.state_dict(),
+                        domain_state=state)
+        if ok:
+            loaded = api.load(path, device="cpu")
+            assert type(loaded.config.sample) is SampleConfig and loaded.config.sample.n == 5
+        else:
+            with pytest.raises(ConfigError, match="valency_correction"):
+                api.load(path, device="cpu")
+    parsed = api.RunConfig.parse("graph-flow", {"sample": {"valency_correction": True}})
+    assert parsed.sample.valency_correction and parsed.sample.decode_options() == {"valency_correction": True}
+    assert api.RunConfig.parse("graph-flow", {}).sample.decode_options() == {}

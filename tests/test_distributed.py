@@ -120,7 +120,7 @@ def test_every_parameter_gets_a_gradient(name, setup):  # noqa: F811 - the contr
     """DDP (without find_unused_parameters) fails on a parameter that takes no part in the loss."""
     _, _, model, _, batch = setup(name)
     model.train()
-    partial = getattr(model, "partial_updates", False)  # a GAN: critic steps, then a generator step
+    partial = model.partial_updates  # a GAN: critic steps, then a generator step
     steps = model.critic_steps + 1 if partial else 3
     used: set[str] = set()
     for step in range(steps):  # several steps: random diffusion times, masks and noise differ per step

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from dgm_science import cli, registry
-from dgm_science.base import Domain, GenerativeModel, Samples
+from dgm_science.base import Domain, GenerativeModel, ModelSpec, Samples
 from dgm_science.commands import command
 from dgm_science.families.flows import ActNorm, AffineCoupling, Flow
 from dgm_science.families.vae import StandardNormal
@@ -183,7 +183,7 @@ class PointFlow(GenerativeModel):
         return self.flow.sample(n, generator=generator, temperature=temperature, device=device)
 
 
-class RingFlow:
+class RingFlow(ModelSpec):
     """Registry entry: a RealNVP flow over points in the plane."""
 
     domain: ClassVar[str] = "toy-rings"

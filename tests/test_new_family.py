@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dgm_science import checkpoint, cli, registry, tradeoff
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.sequences.tokens import BOS, EOS, PAD, SPECIALS, Layout
 from dgm_science.report import write_report
 from tests.domains.sequences.fixtures import prepared
@@ -75,7 +75,7 @@ class IndependentConfig:
     max_length: int = 360
 
 
-class SeqIndependent:
+class SeqIndependent(ModelSpec):
     """Registry entry: the family over the sequences domain's tokens (as ``seq-arm`` registers one)."""
 
     domain: ClassVar[str] = "sequences"

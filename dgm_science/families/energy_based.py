@@ -133,9 +133,10 @@ class EnergyBasedModel(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
-               steps: int | None = None, **kwargs: Any) -> torch.Tensor:
+               temperature: float | None = None, steps: int | None = None, **kwargs: Any) -> torch.Tensor:
         """n states after ``steps`` (default ``sample_steps``) Langevin steps from the noise
-        distribution, in data space: (n, dim)."""
+        distribution, in data space: (n, dim); ``temperature`` is accepted, as every family's, and
+        ignored (the chains sample the model's own energy)."""
         if n <= 0:
             raise ValueError(f"number of samples must be positive, got {n}")
         device = next(self.parameters()).device

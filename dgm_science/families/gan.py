@@ -120,7 +120,9 @@ class WGANGP(GenerativeModel):
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
-               **kwargs: Any) -> Any:
+               temperature: float | None = None, **kwargs: Any) -> Any:
+        """G(z) for z ~ N(0, I): the generator's raw output for n samples; a GAN has no temperature
+        (``temperature`` is accepted, as every family's, and ignored)."""
         if n <= 0:
             raise ValueError(f"number of samples must be positive, got {n}")
         device = next(self.parameters()).device

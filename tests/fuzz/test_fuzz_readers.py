@@ -313,9 +313,10 @@ _values = st.recursive(_scalars, lambda inner: st.one_of(
 def _field_names(model: str) -> dict[str, list[str]]:
     import dataclasses
 
-    from dgm_science.config import SampleConfig, TrainConfig
+    from dgm_science.config import TrainConfig
 
-    classes = {"model": registry.get("model", model).Config, "train": TrainConfig, "sample": SampleConfig}
+    spec = registry.get("model", model)
+    classes = {"model": spec.Config, "train": TrainConfig, "sample": registry.get("domain", spec.domain).SampleConfig}
     return {section: [f.name for f in dataclasses.fields(cls)] for section, cls in classes.items()}
 
 

@@ -3,6 +3,7 @@ models, whatever their family."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import sys
@@ -12,7 +13,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.base import Domain, Samples
+from dgm_science.base import Domain, ModelSpec, Samples
+from dgm_science.config import SampleConfig
 from dgm_science.domains.molecules import commands
 from dgm_science.errors import DataError
 from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecules, read_smiles
@@ -26,6 +28,20 @@ from dgm_science.registry import register
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class MoleculeSampleConfig(SampleConfig):
+    """How many molecules to draw for evaluation, and how (with the molecules decoder's options)."""
+
+    valency_correction: bool = False
+    """Molecular graphs: repair over-bonded atoms (MoFlow) before the SMILES is written; the
+    validity before repair is kept in the ``valid_without_correction`` column."""
+
+    def decode_options(self) -> dict[str, Any]:
+        """``valency_correction=True`` where it is on (passed only then: a token model's decoder
+        ignores it either way)."""
+        return {"valency_correction": True} if self.valency_correction else {}
+
+
 @register("domain", "molecules")
 class MoleculeDomain(Domain):
     """Molecules as SMILES/SELFIES token sequences and RDKit graphs (MOSES, QM9)."""
@@ -35,6 +51,7 @@ class MoleculeDomain(Domain):
     headline_ratio_scale = True
     size_unit = "heavy atom"
     samples_file = "samples.csv"
+    SampleConfig = MoleculeSampleConfig
 
     @classmethod
     def headline_anchor(cls, dataset: str) -> tuple[str, float] | None:
@@ -48,7 +65,7 @@ class MoleculeDomain(Domain):
         return None
 
     @staticmethod
-    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+    def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
         """Domain state saved in the checkpoint: the atom vocabulary and size of dense graphs, or
         the tokenizer fitted on train + valid."""
         if "dense" in spec.batch_fields:
@@ -67,7 +84,7 @@ class MoleculeDomain(Domain):
 
     @classmethod
     def datasets(
-        cls, data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
+        cls, data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
     ) -> tuple[MoleculeDataset | DenseGraphDataset, MoleculeDataset | DenseGraphDataset]:
         if "dense" in spec.batch_fields:
             splits = [load_dense(data_dir / "dense.npz", split) for split in ("train", "valid")]
@@ -102,7 +119,7 @@ class MoleculeDomain(Domain):
 
     @classmethod
     def batch_of(
-        cls, smiles: Sequence[str | None], spec: Any, model_cfg: Any, state: dict[str, Any]
+        cls, smiles: Sequence[str | None], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
     ) -> tuple[dict[str, Any] | None, list[int]]:
         """Model batch for those SMILES the model can score, and their positions in ``smiles``."""
         from dgm_science.domains.molecules.featurize import smiles_to_graph

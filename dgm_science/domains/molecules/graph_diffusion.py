@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from dgm_science.config import bounded
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.molecules.dense import NUM_BOND_CLASSES, DenseGraphs
 from dgm_science.families.discrete_diffusion import CategoricalGraphs, DiscreteGraphDiffusion, GraphInpainting
 from dgm_science.registry import register
@@ -360,7 +360,7 @@ def scaffold_inpainting(
 
 
 @register("model", "graph-diffusion")
-class GraphDiffusion:
+class GraphDiffusion(ModelSpec):
     """Registry entry: DiGress-style discrete diffusion on dense molecular graphs (graph transformer denoiser)."""
 
     domain: ClassVar[str] = "molecules"

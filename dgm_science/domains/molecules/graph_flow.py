@@ -24,7 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from dgm_science.config import bounded
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.molecules.dense import NUM_BOND_CLASSES, DenseGraphs
 from dgm_science.families.flows import ActNorm, AffineCoupling, Flow, InvertibleLinear, Transform
 from dgm_science.families.vae import StandardNormal
@@ -227,7 +227,7 @@ def build_graph_flow(cfg: GraphFlowConfig, atom_classes: int, max_atoms: int) ->
 
 
 @register("model", "graph-flow")
-class GraphFlowModel:
+class GraphFlowModel(ModelSpec):
     """Registry entry: MoFlow-style one-shot graph flow (bond Glow + graph-conditional atom flow)."""
 
     domain: ClassVar[str] = "molecules"

@@ -10,7 +10,7 @@ from torch import nn
 
 from dgm_science.config import bounded
 from dgm_science.backbones import CausalTransformer
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.molecules.data import QM9_PROPERTIES
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.families.autoregressive import AutoregressiveModel
@@ -53,7 +53,7 @@ def _decoder(cfg: Any, tokenizer: Tokenizer, condition_dim: int = 0) -> Autoregr
 
 
 @register("model", "smiles-arm")
-class SmilesARM:
+class SmilesARM(ModelSpec):
     """Registry entry: builds an AutoregressiveModel over molecule tokens."""
 
     domain: ClassVar[str] = "molecules"
@@ -77,7 +77,7 @@ class _GraphOf(nn.Module):
 
 
 @register("model", "graph-vae")
-class GraphVAE:
+class GraphVAE(ModelSpec):
     """Registry entry: VAE(PyG graph encoder, conditional autoregressive decoder, N(0, I))."""
 
     domain: ClassVar[str] = "molecules"
@@ -121,7 +121,7 @@ class HybridARMConfig(PropertyARMConfig):
     density_weight: float = bounded(1.0, exclusive_minimum=0)
 
 
-class _PropertyARM:
+class _PropertyARM(ModelSpec):
     domain: ClassVar[str] = "molecules"
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens", "y")
     predicts: ClassVar[bool] = True

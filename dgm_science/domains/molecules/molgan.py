@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.config import bounded
 from dgm_science.domains.molecules.dense import NUM_BOND_CLASSES, DenseGraphs
 from dgm_science.families.gan import WGANGP, Generator
@@ -134,7 +134,7 @@ class RelationalCritic(nn.Module):
 
 
 @register("model", "molgan")
-class MolGAN:
+class MolGAN(ModelSpec):
     """Registry entry: MolGAN, a WGAN-GP over dense molecular graphs (an implicit model: samples,
     no likelihood)."""
 

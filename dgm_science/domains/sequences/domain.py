@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.base import Domain, Samples
+from dgm_science.base import Domain, ModelSpec, Samples
 from dgm_science.commands import positive_int
 from dgm_science.config import ConfigError
 from dgm_science.domains.sequences.data import (
@@ -51,14 +51,14 @@ class SequenceDomain(Domain):
     condition_options = ("label",)
 
     @staticmethod
-    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+    def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
         """Alphabet, layout, length limit, labels (with the training label frequencies that
         conditional sampling draws from) and, for canvas models, the training length histogram:
         everything needed to rebuild and use the model."""
         prepared = read_prepared(data_dir)
         state: dict[str, Any] = {
             "dataset": prepared["dataset"], "kind": prepared["kind"], "alphabet": prepared["alphabet"],
-            "v4": prepared["v4"], "layout": "canvas" if getattr(spec, "canvas", False) else "causal",
+            "v4": prepared["v4"], "layout": "canvas" if spec.canvas else "causal",
             "max_length": int(model_cfg.max_length), "labels": [], "label_weights": [],
         }
         conditional = getattr(model_cfg, "conditional", False)
@@ -81,7 +81,7 @@ class SequenceDomain(Domain):
         return state
 
     @staticmethod
-    def datasets(data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
+    def datasets(data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[SequenceDataset, SequenceDataset]:
         alphabet = frozenset(state["alphabet"])
         return tuple(SequenceDataset(read_fasta(Path(data_dir) / f"{split}.fasta", alphabet), state)
@@ -137,7 +137,7 @@ class SequenceDomain(Domain):
         return items, {"label": labels}
 
     @staticmethod
-    def batch_of(items: Sequence[Any], spec: Any, model_cfg: Any, state: dict[str, Any]
+    def batch_of(items: Sequence[Any], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
         """Token rows (and conditions) of the items that fit the model, and their positions."""
         vocab = Vocabulary(state["alphabet"])

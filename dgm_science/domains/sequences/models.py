@@ -11,7 +11,7 @@ from torch import nn
 
 from dgm_science.config import bounded
 from dgm_science.backbones import CausalTransformer
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.sequences.tokens import BOS, EOS, MASK, PAD, Vocabulary
 from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.families.discrete_diffusion import MaskedDiffusion
@@ -78,7 +78,7 @@ def _network(cfg: SeqARMConfig, state: dict[str, Any], *, causal: bool = True, e
 
 
 @register("model", "seq-arm")
-class SeqARM:
+class SeqARM(ModelSpec):
     """Autoregressive transformer over DNA / protein residues (exact likelihood, lossless compression)."""
 
     domain: ClassVar[str] = "sequences"
@@ -92,7 +92,7 @@ class SeqARM:
 
 
 @register("model", "seq-diffusion")
-class SeqDiffusion:
+class SeqDiffusion(ModelSpec):
     """Masked (absorbing-state) discrete diffusion over residues, MDLM's continuous-time ELBO; the
     length from the training histogram."""
 
@@ -154,7 +154,7 @@ class ConvEncoder(ConvStack):
 
 
 @register("model", "seq-vae")
-class SeqVAE:
+class SeqVAE(ModelSpec):
     """VAE over residues: convolutional encoder, autoregressive transformer decoder, N(0, I) prior."""
 
     domain: ClassVar[str] = "sequences"
@@ -192,7 +192,7 @@ class LadderConvEncoder(ConvStack):
 
 
 @register("model", "seq-hvae")
-class SeqHVAE:
+class SeqHVAE(ModelSpec):
     """Hierarchical (top-down, ladder) VAE over residues: bottom-up convolutional stages, a top-down
     prior and posterior per latent layer, the autoregressive transformer decoder."""
 

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.base import Domain, Samples
+from dgm_science.base import Domain, ModelSpec, Samples
 from dgm_science.commands import positive_int
 from dgm_science.domains.structures import md, metrics
 from dgm_science.domains.structures.data import (
@@ -77,7 +77,7 @@ class ConformerDomain(Domain):
         return None
 
     @staticmethod
-    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+    def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
         """Elements, their atomic numbers, the histogram of molecule sizes over train (index = atom
         count, the distribution p(N) samples are drawn from) and the largest size."""
         data = load_npz(Path(data_dir) / "train.npz")
@@ -86,7 +86,7 @@ class ConformerDomain(Domain):
                 "n_atoms_histogram": [float(c) for c in counts], "max_atoms": int(len(counts) - 1)}
 
     @staticmethod
-    def datasets(data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
+    def datasets(data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[ConformerDataset, ConformerDataset]:
         return ConformerDataset(Path(data_dir) / "train.npz"), ConformerDataset(Path(data_dir) / "valid.npz")
 
@@ -101,7 +101,7 @@ class ConformerDomain(Domain):
         return items, {}
 
     @staticmethod
-    def batch_of(items: Sequence[Item | None], spec: Any, model_cfg: Any, state: dict[str, Any]
+    def batch_of(items: Sequence[Item | None], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
         """Model batch (positions centred) of the items the model can score - every atom of a known
         element, at most ``max_atoms`` atoms - and their positions in ``items``."""
@@ -240,7 +240,7 @@ class PeptideDomain(Domain):
                            help="MD trajectories: the last N frames are the test set (default: 20%%)")
 
     @staticmethod
-    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+    def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
         """Z-matrix, torsion cut points and standardisation (training frames), prmtop text,
         temperature and atom names: everything needed to rebuild and score the model."""
         data_dir = Path(data_dir)
@@ -261,7 +261,7 @@ class PeptideDomain(Domain):
         }
 
     @staticmethod
-    def datasets(data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
+    def datasets(data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[InternalCoordinateDataset, InternalCoordinateDataset]:
         z = internal_coordinates(state)
         return (InternalCoordinateDataset(read_internal(data_dir, "train", z)),
@@ -274,7 +274,7 @@ class PeptideDomain(Domain):
         return list(xyz.numpy()), {}
 
     @staticmethod
-    def batch_of(items: Sequence[np.ndarray | None], spec: Any, model_cfg: Any, state: dict[str, Any]
+    def batch_of(items: Sequence[np.ndarray | None], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
         """{"internal": (B, 60)} of the items with finite (22, 3) coordinates, and their positions."""
         keep = [i for i, x in enumerate(items) if x is not None and np.shape(x) == (len(ATOM_NAMES), 3)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dgm_science.config import bounded
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.compat.dgl import import_dgl
 from dgm_science.families.diffusion import GaussianDiffusion, Layout, Space
 from dgm_science.registry import register
@@ -296,7 +296,7 @@ class EquivariantDiffusion(GaussianDiffusion):
 
 
 @register("model", "qm9-edm")
-class QM9EDM:
+class QM9EDM(ModelSpec):
     """Registry entry: EDM with a DGL-EGNN denoiser on QM9 conformations with hydrogens."""
 
     domain: ClassVar[str] = "conformers"

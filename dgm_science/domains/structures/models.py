@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from dgm_science.config import bounded
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.structures import md
 from dgm_science.domains.structures.internal import (
     N_INTERNAL, TORSION_HISTOGRAM_BINS, TORSIONS, InternalCoordinates, wrap_angle,
@@ -194,7 +194,7 @@ class FlowOnInternalCoordinates(GenerativeModel):
 
 
 @register("model", "ala2-flow")
-class Ala2Flow:
+class Ala2Flow(ModelSpec):
     """Registry entry: Boltzmann-generator flow on alanine dipeptide's internal coordinates."""
 
     domain: ClassVar[str] = "peptide-md"
@@ -269,7 +269,7 @@ def _torsion_noise(n: int, generator: torch.Generator | None, device: torch.devi
 
 
 @register("model", "ala2-ebm")
-class Ala2EBM:
+class Ala2EBM(ModelSpec):
     """Registry entry: energy-based model of alanine dipeptide's internal coordinates (persistent
     contrastive divergence with Langevin chains; log p up to log Z)."""
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dgm_science.base import Domain, Samples
+from dgm_science.base import Domain, ModelSpec, Samples
 from dgm_science.domains.trajectories.data import (
     ACT_DIM, COLUMNS, OBS_DIM, Trajectory, WindowDataset, episode_trajectory, inpainting_condition, log_scale,
     normalize, plan_reach, read_prepared, read_split, trajectory_episode, unnormalize, window_condition,
@@ -67,7 +67,7 @@ class TrajectoryDomain(Domain):
         return rows
 
     @staticmethod
-    def fit_state(data_dir: Path, spec: Any, model_cfg: Any) -> dict[str, Any]:
+    def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
         """Maze, horizon, the per-dimension limits of the training transitions (normalisation) and
         their mean distance per step (how far a plan of the horizon goes: stitched planning)."""
         from dgm_science.domains.trajectories.mazes import maze_spec
@@ -85,7 +85,7 @@ class TrajectoryDomain(Domain):
                 "step_length": float(np.concatenate(steps).mean())}
 
     @staticmethod
-    def datasets(data_dir: Path, spec: Any, model_cfg: Any, state: dict[str, Any]
+    def datasets(data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[WindowDataset, WindowDataset]:
         train = WindowDataset(read_split(Path(data_dir) / "train.npz"), state)
         valid = WindowDataset(read_split(Path(data_dir) / "valid.npz"), state, stride=max(1, state["horizon"] // 4))
@@ -141,7 +141,7 @@ class TrajectoryDomain(Domain):
         return items, {}
 
     @staticmethod
-    def batch_of(items: Sequence[Any], spec: Any, model_cfg: Any, state: dict[str, Any]
+    def batch_of(items: Sequence[Any], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
         """Normalised windows of the items with the model's horizon, conditioned on their own start
         and final position, and their positions in ``items``."""

@@ -8,7 +8,7 @@ import dataclasses
 from typing import Any, ClassVar
 
 from dgm_science.backbones import CausalTransformer, TemporalUNet
-from dgm_science.base import GenerativeModel
+from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.config import ConfigError, bounded
 from dgm_science.domains.trajectories.data import TRANSITION_DIM
 from dgm_science.families.autoregressive import MixtureAutoregressive
@@ -48,12 +48,13 @@ class TrajARMConfig:
 
 
 @register("model", "maze-diffuser")
-class MazeDiffuser:
+class MazeDiffuser(ModelSpec):
     """Diffuser: Gaussian diffusion of (state, action) windows with a temporal U-Net; start and goal
     imposed by inpainting."""
 
     domain: ClassVar[str] = "trajectories"
     Config = MazeDiffuserConfig
+    batch_fields: ClassVar[tuple[str, ...]] = ("x", "condition")
 
     @staticmethod
     def build(cfg: MazeDiffuserConfig, state: dict[str, Any]) -> GenerativeModel:
@@ -68,11 +69,12 @@ class MazeDiffuser:
 
 
 @register("model", "traj-arm")
-class TrajARM:
+class TrajARM(ModelSpec):
     """Autoregressive trajectory transformer with Gaussian-mixture outputs; start and goal given."""
 
     domain: ClassVar[str] = "trajectories"
     Config = TrajARMConfig
+    batch_fields: ClassVar[tuple[str, ...]] = ("x", "condition")
 
     @staticmethod
     def build(cfg: TrajARMConfig, state: dict[str, Any]) -> GenerativeModel:
