@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from dgm_science.config import SampleConfig
+from dgm_science.resources import TrainResources
 
 
 class GenerativeModel(nn.Module):
@@ -116,6 +117,9 @@ class ModelSpec(abc.ABC):
     """The frozen dataclass of the model's hyper-parameters (the config's ``model:`` block)."""
     batch_fields: ClassVar[tuple[str, ...]]
     """The fields the domain puts in the model's batches (``tokens``, ``graph``, ``dense``, ``y`` ...)."""
+    train_resources: ClassVar[TrainResources]
+    """What one training job asks of a cluster (estimated seconds per step on one GPU, memory, GPUs): the
+    workflow's train rules turn it into the job's Slurm runtime, ``mem_mb`` and ``gpu``."""
     predicts: ClassVar[bool] = False
     """A property predictor (the model also predicts properties y): configured in the ``prediction``
     block, not among a dataset's generative models."""
@@ -127,7 +131,7 @@ class ModelSpec(abc.ABC):
     """Sequences: the model reads a fixed-width canvas (residues, then <eos> and padding) instead of
     the causal <bos> ... <eos> layout."""
 
-    REQUIRED: ClassVar[tuple[str, ...]] = ("domain", "Config", "batch_fields")
+    REQUIRED: ClassVar[tuple[str, ...]] = ("domain", "Config", "batch_fields", "train_resources")
 
     @staticmethod
     @abc.abstractmethod
@@ -147,6 +151,8 @@ class ModelSpec(abc.ABC):
                             f"(every ModelSpec declares {', '.join(ModelSpec.REQUIRED)})")
         if not dataclasses.is_dataclass(spec.Config):
             raise TypeError(f"model {name!r}: {spec.__qualname__}.Config is not a dataclass")
+        if not isinstance(spec.train_resources, TrainResources):
+            raise TypeError(f"model {name!r}: {spec.__qualname__}.train_resources is not a TrainResources")
         if inspect.isabstract(spec):
             raise TypeError(f"model {name!r}: {spec.__qualname__} does not implement build(cfg, state)")
 

@@ -57,11 +57,11 @@ def describe(base_schema: str | Path) -> dict[str, Any]:
         domain = registry.get("domain", spec.domain)
         models[name] = {
             "domain": spec.domain,
-            "batch_fields": list(getattr(spec, "batch_fields", ())),
+            "batch_fields": list(spec.batch_fields),
             "samples_file": domain.samples_file,
-            "predicts": bool(getattr(spec, "predicts", False)),  # TODO(contract merge)
-            "langevin": bool(getattr(spec, "langevin", False)),
-            "train_resources": {"seconds_per_step": 0.1, "mem_mb": 16000, "gpus": 1},
+            "predicts": spec.predicts,
+            "langevin": spec.langevin,
+            "train_resources": spec.train_resources.as_dict(),
         }
     datasets = {name: {"domain": registry.get("dataset", name).domain,
                        "sources": list(registry.get("dataset", name).sources)}

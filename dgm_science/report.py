@@ -21,7 +21,7 @@ from markupsafe import Markup
 from dgm_science import registry
 from dgm_science.report_parts import (  # noqa: F401  (re-exported: what a section is built from)
     MISSING, SHARED_TEMPLATES, Figure, Inputs, Row, Table, bold, collect_runs, figure_png, format_count, format_metric,
-    format_number, format_values, generative_folders, input_json, input_name, input_path, png_data_uri, render,
+    format_number, format_values, generative_folders, input_json, input_path, png_data_uri, render,
     run_scale,
 )
 from dgm_science.utils import atomic_path, read_json

@@ -18,7 +18,6 @@ from typing import Any, Iterable, Mapping
 from markupsafe import Markup
 
 from dgm_science import registry
-from dgm_science.catalog import input_name  # noqa: F401 (the names the workflow passes, re-exported)
 from dgm_science.errors import DataError
 from dgm_science.utils import read_json
 

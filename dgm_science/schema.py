@@ -10,7 +10,8 @@ defaults, descriptions from the attribute docstrings, no other key allowed. A hy
 thus written once, in its dataclass; a field may add JSON Schema keywords of its own with
 ``dataclasses.field(..., metadata={"schema": {"minimum": 1}})``.
 
-The Snakefile validates the config (filling in the defaults) against :func:`schema_file`;
+The Snakefile validates the config (filling in the defaults) against :func:`pipeline_schema` as the
+catalog caches it (:mod:`dgm_science.catalog`, so that the parse imports no model);
 ``python -m dgm_science.schema [BASE]`` prints the whole schema as YAML.
 """
 
@@ -18,13 +19,10 @@ from __future__ import annotations
 
 import argparse
 import ast
-import atexit
 import copy
 import dataclasses
 import inspect
-import os
 import sys
-import tempfile
 import textwrap
 import types
 import typing
@@ -202,16 +200,6 @@ def pipeline_schema(base: str | Path = BASE) -> dict[str, Any]:
         raise ValueError(f"{base}: $defs {', '.join(clash)} would be replaced by generated definitions")
     defs.update(generated)
     return schema
-
-
-def schema_file(base: str | Path = BASE) -> str:
-    """:func:`pipeline_schema` written to a temporary YAML file (removed at exit), for
-    ``snakemake.utils.validate``, which takes a path and fills in the defaults."""
-    handle, path = tempfile.mkstemp(prefix="dgm-science-config-", suffix=".schema.yaml")
-    with os.fdopen(handle, "w") as out:
-        yaml.safe_dump(pipeline_schema(base), out, sort_keys=False)
-    atexit.register(lambda: Path(path).unlink(missing_ok=True))
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,6 +10,7 @@ from collections import defaultdict
 import pytest
 import torch
 
+from dgm_science.resources import TrainResources
 from dgm_science import api, checkpoint, registry
 from dgm_science.base import Autoencoder, GenerativeModel, LatentVariableModel, ModelSpec
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, from_dict
@@ -240,7 +241,8 @@ def _spec(**attrs):
     def build(cfg, state):
         raise NotImplementedError
 
-    body = {"domain": "molecules", "Config": SampleConfig, "batch_fields": ("tokens",), "build": staticmethod(build)}
+    body = {"domain": "molecules", "Config": SampleConfig, "batch_fields": ("tokens",), "build": staticmethod(build),
+            "train_resources": TrainResources(seconds_per_step=0.1)}
     return {k: v for k, v in {**body, **attrs}.items() if v is not None}
 
 
@@ -250,6 +252,8 @@ def _spec(**attrs):
     (type("NoDomain", (ModelSpec,), _spec(domain=None)), "does not declare domain"),
     (type("NoFields", (ModelSpec,), _spec(batch_fields=None, Config=None)), "does not declare Config, batch_fields"),
     (type("NotData", (ModelSpec,), _spec(Config=dict)), "Config is not a dataclass"),
+    (type("NoResources", (ModelSpec,), _spec(train_resources=None)), "does not declare train_resources"),
+    (type("BadResources", (ModelSpec,), _spec(train_resources={"gpus": 1})), "train_resources is not a TrainResources"),
     (type("NoBuild", (ModelSpec,), _spec(build=None)), "does not implement build"),
 ])
 def test_the_registry_rejects_a_model_entry_that_breaks_the_contract(entry, message, monkeypatch):

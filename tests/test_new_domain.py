@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from dgm_science import cli, registry
+from dgm_science.resources import TrainResources
 from dgm_science.base import Domain, GenerativeModel, ModelSpec, Samples
 from dgm_science.commands import command
 from dgm_science.families.flows import ActNorm, AffineCoupling, Flow
@@ -189,6 +190,7 @@ class RingFlow(ModelSpec):
     domain: ClassVar[str] = "toy-rings"
     Config = RingFlowConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("x",)
+    train_resources = TrainResources(seconds_per_step=0.01, mem_mb=4000)
 
     @staticmethod
     def build(cfg: RingFlowConfig, state: dict[str, Any]) -> GenerativeModel:

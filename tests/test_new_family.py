@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from dgm_science import checkpoint, cli, registry, tradeoff
+from dgm_science.resources import TrainResources
 from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.sequences.tokens import BOS, EOS, PAD, SPECIALS, Layout
 from dgm_science.report import write_report
@@ -81,6 +82,7 @@ class SeqIndependent(ModelSpec):
     domain: ClassVar[str] = "sequences"
     Config = IndependentConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    train_resources = TrainResources(seconds_per_step=0.01, mem_mb=4000)
 
     @staticmethod
     def build(cfg: IndependentConfig, state: dict[str, Any]) -> GenerativeModel:

@@ -16,6 +16,7 @@ from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.families.hybrid import DiscriminativeRegressor, HybridModel
 from dgm_science.families.vae import VAE, StandardNormal
+from dgm_science.resources import TrainResources
 from dgm_science.registry import register
 
 
@@ -59,6 +60,7 @@ class SmilesARM(ModelSpec):
     domain: ClassVar[str] = "molecules"
     Config = SmilesARMConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    train_resources = TrainResources(seconds_per_step=0.08, mem_mb=16000)  # estimate: 4-layer transformer, batch 512 of 100 tokens
 
     @staticmethod
     def build(cfg: SmilesARMConfig, state: dict[str, Any]) -> GenerativeModel:
@@ -83,6 +85,7 @@ class GraphVAE(ModelSpec):
     domain: ClassVar[str] = "molecules"
     Config = GraphVAEConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens", "graph")
+    train_resources = TrainResources(seconds_per_step=0.15, mem_mb=32000)  # estimate: GNN encoder and transformer decoder, MOSES graphs memory-mapped
 
     @staticmethod
     def build(cfg: GraphVAEConfig, state: dict[str, Any]) -> GenerativeModel:
@@ -124,6 +127,7 @@ class HybridARMConfig(PropertyARMConfig):
 class _PropertyARM(ModelSpec):
     domain: ClassVar[str] = "molecules"
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens", "y")
+    train_resources = TrainResources(seconds_per_step=0.08, mem_mb=16000)  # estimate: the SMILES transformer and a property head, batch 256
     predicts: ClassVar[bool] = True
     """A property predictor: configured in the ``prediction`` block, not among a dataset's models."""
 

@@ -17,6 +17,7 @@ from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.families.discrete_diffusion import MaskedDiffusion
 from dgm_science.families.hierarchical_vae import HierarchicalVAE
 from dgm_science.families.vae import VAE, StandardNormal
+from dgm_science.resources import TrainResources
 from dgm_science.registry import register
 
 
@@ -84,6 +85,7 @@ class SeqARM(ModelSpec):
     domain: ClassVar[str] = "sequences"
     Config = SeqARMConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    train_resources = TrainResources(seconds_per_step=0.15, mem_mb=16000)  # estimate: batch 32 of ~1,700 tokens (16S)
     canvas: ClassVar[bool] = False
 
     @staticmethod
@@ -99,6 +101,7 @@ class SeqDiffusion(ModelSpec):
     domain: ClassVar[str] = "sequences"
     Config = SeqDiffusionConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    train_resources = TrainResources(seconds_per_step=0.2, mem_mb=16000)  # estimate: batch 32 of ~1,700 tokens (16S): 200 k steps ~11 h
     canvas: ClassVar[bool] = True
 
     @staticmethod
@@ -160,6 +163,7 @@ class SeqVAE(ModelSpec):
     domain: ClassVar[str] = "sequences"
     Config = SeqVAEConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    train_resources = TrainResources(seconds_per_step=0.15, mem_mb=16000)  # estimate: batch 32 of ~1,700 tokens (16S)
     canvas: ClassVar[bool] = False
 
     @staticmethod
@@ -199,6 +203,7 @@ class SeqHVAE(ModelSpec):
     domain: ClassVar[str] = "sequences"
     Config = SeqHVAEConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("tokens",)
+    train_resources = TrainResources(seconds_per_step=0.2, mem_mb=16000)  # estimate: batch 32 of ~1,700 tokens (16S), a latent per group
     canvas: ClassVar[bool] = False
 
     @staticmethod

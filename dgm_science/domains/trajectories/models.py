@@ -13,6 +13,7 @@ from dgm_science.config import ConfigError, bounded
 from dgm_science.domains.trajectories.data import TRANSITION_DIM
 from dgm_science.families.autoregressive import MixtureAutoregressive
 from dgm_science.families.diffusion import GaussianDiffusion
+from dgm_science.resources import TrainResources
 from dgm_science.registry import register
 
 
@@ -55,6 +56,7 @@ class MazeDiffuser(ModelSpec):
     domain: ClassVar[str] = "trajectories"
     Config = MazeDiffuserConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("x", "condition")
+    train_resources = TrainResources(seconds_per_step=0.05, mem_mb=16000)  # estimate: the temporal U-Net; paper.yaml caps it at 600 min
 
     @staticmethod
     def build(cfg: MazeDiffuserConfig, state: dict[str, Any]) -> GenerativeModel:
@@ -75,6 +77,7 @@ class TrajARM(ModelSpec):
     domain: ClassVar[str] = "trajectories"
     Config = TrajARMConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("x", "condition")
+    train_resources = TrainResources(seconds_per_step=0.03, mem_mb=16000)  # estimate: paper.yaml caps it at 600 min
 
     @staticmethod
     def build(cfg: TrajARMConfig, state: dict[str, Any]) -> GenerativeModel:
