@@ -42,13 +42,10 @@ def merged_config() -> dict:
     return config
 
 
-BLOCKS = ("seeds", "design", "prediction")
-"""Top-level config keys that are not domains of datasets."""
-
-
 def domains(config: dict) -> list[str]:
-    """The domain blocks of a config (every top-level key but ``BLOCKS``)."""
-    return [key for key in config if key not in BLOCKS]
+    """The domain blocks of a config: every top-level key but ``seeds`` and the registered applications'."""
+    applications = {registry.get("application", name).config_key for name in registry.names("application")}
+    return [key for key in config if key != "seeds" and key not in applications]
 
 
 def runs(config: dict):
