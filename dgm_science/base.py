@@ -106,9 +106,10 @@ class Autoencoder(LatentVariableModel, Protocol):
 class ModelSpec(abc.ABC):
     """A registry entry of ``@register("model", name)``: what the model is for and how to build it.
 
-    A subclass declares ``domain``, ``Config`` and ``batch_fields`` and implements ``build``; the
-    capability flags default to False. It is used as a class, never instantiated. ``registry.register``
-    rejects a model entry that is not a subclass or leaves one of these undeclared (``check``).
+    A subclass declares ``domain``, ``Config``, ``batch_fields`` and ``train_resources`` and implements
+    ``build``; the capability flags default to False. It is used as a class, never instantiated.
+    ``registry.register`` rejects a model entry that is not a subclass or leaves one of these undeclared
+    (``check``).
     """
 
     domain: ClassVar[str]

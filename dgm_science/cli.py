@@ -21,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from dgm_science import registry
-from dgm_science.commands import (add_device_arguments, add_seed_argument, check_paths, command, confirm_size,
-                                  output_argument, positive_float, positive_int, remove_empty_folders, write_json)
+from dgm_science.commands import (add_device_arguments, add_sampling_arguments, add_seed_argument, check_paths, command,
+                                  confirm_size, output_argument, positive_float, positive_int, remove_empty_folders,
+                                  write_json)
 from dgm_science.errors import DataError
 from dgm_science.utils import (all_or_nothing, private_tempdir, seed_everything, set_threads, setup_logging,
                                show_progress)
@@ -173,9 +174,7 @@ def _sample_arguments(p: argparse.ArgumentParser) -> None:
                     help="also write the sampling speed here (JSON: samples, seconds drawing them and scoring "
                          "them, samples per second, threads)")
     add_seed_argument(p, "sampling seed (same seed, same samples)")
-    p.add_argument("--temperature", type=positive_float, default=None,
-                   help="softmax temperature (default: the checkpoint's sample.temperature)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="samples per batch")
+    add_sampling_arguments(p, "samples")
     add_device_arguments(p)
     add_domain_options(p, "add_sample_arguments")
     # "-1:5" is a value (a range), not an option (Python >= 3.13 reads any "-<digit>..." this way already)

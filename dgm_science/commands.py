@@ -78,6 +78,14 @@ def add_seed_argument(p: argparse.ArgumentParser, help: str) -> None:
     p.add_argument("--seed", type=seed, default=0, help=help)
 
 
+def add_sampling_arguments(p: argparse.ArgumentParser, unit: str) -> None:
+    """``--temperature`` (the model's ``sample(temperature=)``) and ``--batch-size`` (``unit`` per batch)
+    of a command that draws from a trained model."""
+    p.add_argument("--temperature", type=positive_float, default=None,
+                   help="softmax temperature (default: the checkpoint's sample.temperature)")
+    p.add_argument("--batch-size", type=positive_int, default=None, help=f"{unit} per batch")
+
+
 def output_argument(p: argparse.ArgumentParser | argparse._ArgumentGroup, *flags: str, kind: str = "file",
                     **kwargs: Any) -> argparse.Action:
     """An output path option. Before the command runs, ``check_paths`` refuses one that is an

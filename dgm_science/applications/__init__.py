@@ -27,11 +27,18 @@ class Application:
 
     name: ClassVar[str]
     config_key: ClassVar[str]
-    """The pipeline config's top-level block of its settings (workflows/schemas/config.schema.yaml)."""
+    """The pipeline config's top-level block of its settings (workflows/schemas/config.schema.yaml);
+    ``name`` unless the subclass says otherwise."""
     results_folder: ClassVar[str]
-    """Its folder under ``results/`` (no generative runs in it)."""
+    """Its folder under ``results/`` (no generative runs in it); ``name`` unless the subclass says otherwise."""
     commands: ClassVar[tuple[str, ...]] = ()
     """The ``dgm`` subcommands it adds."""
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        for attribute in ("config_key", "results_folder"):
+            if attribute not in vars(cls) and hasattr(cls, "name"):
+                setattr(cls, attribute, cls.name)
 
 
 @functools.cache

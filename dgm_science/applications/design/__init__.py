@@ -11,9 +11,7 @@ from dgm_science.registry import register
 
 @register("application", "design")
 class Design(Application):
-    """Goal-directed design (workflows/rules/design.smk): objectives and benchmark tasks, optimised."""
+    """Goal-directed design (workflows/rules/applications/design/): objectives and benchmark tasks, optimised."""
 
     name = "design"
-    config_key = "design"
-    results_folder = "design"
     commands = ("optimize", "decorate")

@@ -9,8 +9,8 @@ import logging
 from pathlib import Path
 
 from dgm_science.applications.design import optimize
-from dgm_science.commands import (add_device_arguments, add_seed_argument, command, confirm_size, output_argument,
-                                  positive_float, positive_int)
+from dgm_science.commands import (add_device_arguments, add_sampling_arguments, add_seed_argument, command, confirm_size,
+                                  output_argument, positive_float, positive_int)
 from dgm_science.utils import set_threads
 
 log = logging.getLogger("dgm")
@@ -42,9 +42,7 @@ def _decorate_arguments(p: argparse.ArgumentParser) -> None:
                     help="JSON summary: validity, retention, uniqueness, internal diversity (default: --out with "
                          "the suffix .json)")
     add_seed_argument(p, "sampling seed (same seed, same molecules)")
-    p.add_argument("--temperature", type=positive_float, default=None,
-                   help="softmax temperature (default: the checkpoint's sample.temperature)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="molecules per batch")
+    add_sampling_arguments(p, "molecules")
     p.add_argument("--inpainting", choices=INPAINTING_CLAMPS, default=None,
                    help="graph-diffusion: the scaffold's entries at each denoising step are the clean scaffold "
                         "(clean, the default) or a draw of q(x_t | scaffold) (noised: RePaint)")

@@ -11,9 +11,7 @@ from dgm_science.registry import register
 
 @register("application", "prediction")
 class Prediction(Application):
-    """Property prediction (workflows/rules/prediction.smk): trained predictors, evaluated under shift."""
+    """Property prediction (workflows/rules/applications/prediction/): trained predictors, evaluated under shift."""
 
     name = "prediction"
-    config_key = "prediction"
-    results_folder = "prediction"
     commands = ("predict", "evaluate-predictor")
