@@ -127,8 +127,10 @@ def test_train_rule_runs_one_process_per_slurm_task(slurm_conf, workdir, monkeyp
     monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
     target = "results/trajectories/pointmaze-umaze/traj-arm/seed0/model.ckpt"
     # the target right after a single-valued option (a list option would swallow it)
+    # (--set-resources replaces the test profile's entry of the rule: its GPU-less size is given again)
     result = run_snakemake(work, ["tiny.yaml", "ddp.yaml"], *PROFILES, target, "--set-resources",
                            "trajectories_train:mpi=srun", "trajectories_train:tasks=2", "trajectories_train:nodes=1",
+                           "trajectories_train:gpu=0", "trajectories_train:mem_mb=1500", "trajectories_train:runtime=30",
                            timeout=1200)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
