@@ -93,8 +93,9 @@ SchedulerType=sched/backfill
 # Start a submitted job at once: schedule on submit and on every job end, look at the whole queue,
 # and let the backfill pass run often (defaults: 60 s interval, 30 s between main passes).
 SchedulerParameters=sched_min_interval=0,default_queue_depth=1000,bf_interval=5,sched_interval=5
-# Finished jobs stay in squeue for 300 s (the executor's status query needs them there).
-MinJobAge=300
+# Finished jobs stay in squeue for an hour: the executor's status query needs them there, and the
+# test reads every job's start and end (scontrol) after the run.
+MinJobAge=3600
 ReturnToService=2
 SlurmdTimeout=300
 InactiveLimit=0

@@ -61,6 +61,18 @@ def job_latencies(log: str) -> dict[str, float]:
     return latency
 
 
+def job_elapsed(job_ids) -> dict[str, float]:
+    """Seconds from start to end of each finished Slurm job (``scontrol show job``; MinJobAge keeps them)."""
+    elapsed = {}
+    for job_id in job_ids:
+        shown = subprocess.run(["scontrol", "-o", "show", "job", job_id], capture_output=True, text=True).stdout
+        times = dict(re.findall(r"\b(StartTime|EndTime)=(\S+)", shown))
+        if len(times) == 2 and "Unknown" not in times.values():
+            start, end = (datetime.fromisoformat(times[k]) for k in ("StartTime", "EndTime"))
+            elapsed[job_id] = (end - start).total_seconds()
+    return elapsed
+
+
 @pytest.fixture()
 def workdir():
     """A fresh folder outside pytest's rotated temporary folders (a run takes minutes)."""
@@ -90,9 +102,15 @@ def test_tiny_pipeline_runs_through_slurm(slurm_conf, workdir, moses_smiles, mon
     # and the CPU-slot time the run spent beyond its commands (2 one-CPU jobs at a time)
     overhead = (sum(latency.values()) - command_seconds) / jobs
     slot_overhead = (wall * os.cpu_count() - command_seconds) / jobs
+    # inside each job: its start to its end (Slurm's clock) less its command: the job step's own work
+    # (Snakemake starting, reading the workflow, checking the outputs), what the workflow's parse costs
+    elapsed = job_elapsed(submitted.values())
+    in_job = (sum(elapsed.values()) - command_seconds) / max(len(elapsed), 1)
     print(f"\nslurm: {len(submitted)} Slurm jobs in {wall:.0f} s wall; their commands took {command_seconds:.0f} s "
           f"in all; submission to completion seen {sum(latency.values()):.0f} s in all: {overhead:.1f} s per "
-          f"job beyond its command; {slot_overhead:.1f} CPU-slot seconds per job beyond the commands")
+          f"job beyond its command; {slot_overhead:.1f} CPU-slot seconds per job beyond the commands; "
+          f"{len(elapsed)} jobs ran {sum(elapsed.values()):.0f} s from start to end: {in_job:.1f} s per job "
+          f"inside the job beyond its command")
     assert result.returncode == 0, log[-8000:]
 
     report = (work / "results/report.html").read_text()
