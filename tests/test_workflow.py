@@ -4,6 +4,7 @@ nothing; the Snakefile and rule files are snakefmt-formatted; every config key i
 
 from __future__ import annotations
 
+import concurrent.futures
 import difflib
 import os
 import re
@@ -323,13 +324,21 @@ def test_the_reshaped_expert_control_is_cut_from_the_expert_data_in_the_plans_sh
     assert reshape and f"--seed 0 --execute --out {run}/expert_executed.minari" in reshape[0], reshape
 
 
+@pytest.fixture(scope="module")
+def plans() -> dict[str, str]:
+    """The plan of every config (workflow_plan.configs()), the dry runs run side by side (one per core)."""
+    configs = workflow_plan.configs()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        stdouts = dict(zip(configs, pool.map(workflow_plan.dry_run, configs.values())))
+    return {name: workflow_plan.plan(stdout) for name, stdout in stdouts.items()}
+
+
 @pytest.mark.parametrize("name", list(workflow_plan.configs()))
-def test_the_rules_plan_the_committed_jobs_and_commands(name):
+def test_the_rules_plan_the_committed_jobs_and_commands(name, plans):
     # tests/data/workflow/plan-<name>.txt: every job of the config's dry run, its files and its shell
     # command; a change of the rules that changes one fails here (rewrite with `python -m
     # tests.workflow_plan --write` only when the change is meant).
-    files = workflow_plan.configs()[name]
-    planned = workflow_plan.plan(workflow_plan.dry_run(files))
+    planned = plans[name]
     committed = (workflow_plan.PLANS / f"plan-{name}.txt").read_text()
     diff = list(difflib.unified_diff(committed.splitlines(), planned.splitlines(), "committed", "planned",
                                      lineterm="", n=1))

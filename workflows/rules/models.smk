@@ -1,5 +1,5 @@
 # The model rules, written once: train -> sample -> evaluate (and likelihood where the domain scores
-# held-out data) for every domain group of MODEL_RULES (filled in by workflows/rules/domains/*.smk),
+# held-out data) for every domain group of MODEL_RULES (filled in by workflows/rules/domains/*/common.smk),
 # named <group>_train, the group's sample rules, <group>_evaluate, <group>_likelihood, and the
 # group's target rule <group>.
 
