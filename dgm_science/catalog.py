@@ -48,7 +48,7 @@ def fingerprint(base_schema: str | Path) -> str:
 
 
 def describe(base_schema: str | Path) -> dict[str, Any]:
-    """The catalog, from the live registry (imports every domain): models, datasets, domains and the schema."""
+    """The catalog, from the live registry (imports every domain): models, datasets, applications and the schema."""
     from dgm_science import registry, schema
 
     models = {}
@@ -63,14 +63,11 @@ def describe(base_schema: str | Path) -> dict[str, Any]:
             "langevin": spec.langevin,
             "train_resources": spec.train_resources.as_dict(),
         }
-    datasets = {name: {"domain": registry.get("dataset", name).domain,
-                       "sources": list(registry.get("dataset", name).sources)}
-                for name in registry.names("dataset")}
-    domains = {name: {"samples_file": registry.get("domain", name).samples_file} for name in registry.names("domain")}
+    datasets = {name: {"sources": list(registry.get("dataset", name).sources)} for name in registry.names("dataset")}
     applications = {name: {"config_key": registry.get("application", name).config_key,
                            "results_folder": registry.get("application", name).results_folder}
                     for name in registry.names("application")}
-    return {"models": models, "datasets": datasets, "domains": domains, "applications": applications,
+    return {"models": models, "datasets": datasets, "applications": applications,
             "schema": schema.pipeline_schema(base_schema)}
 
 
@@ -90,22 +87,23 @@ class Catalog:
 
     models: dict[str, dict[str, Any]]
     datasets: dict[str, dict[str, Any]]
-    domains: dict[str, dict[str, Any]]
     applications: dict[str, dict[str, Any]]
     schema_path: str
 
     def model(self, name: str) -> dict[str, Any]:
         """The facts of model ``name``; a clear error lists the known names."""
-        try:
-            return self.models[name]
-        except KeyError:
-            raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(self.models))}") from None
+        return _known("model", self.models, name)
 
     def dataset(self, name: str) -> dict[str, Any]:
-        try:
-            return self.datasets[name]
-        except KeyError:
-            raise KeyError(f"unknown dataset {name!r}; known: {', '.join(sorted(self.datasets))}") from None
+        """The facts of dataset ``name``; a clear error lists the known names."""
+        return _known("dataset", self.datasets, name)
+
+
+def _known(kind: str, table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    try:
+        return table[name]
+    except KeyError:
+        raise KeyError(f"unknown {kind} {name!r}; known: {', '.join(sorted(table))}") from None
 
 
 def load(base_schema: str | Path, cache: str | Path = CACHE) -> Catalog:
@@ -122,7 +120,7 @@ def load(base_schema: str | Path, cache: str | Path = CACHE) -> Catalog:
             if old.is_dir() and old != folder:
                 shutil.rmtree(old, ignore_errors=True)
     facts = json.loads((folder / CATALOG).read_text())
-    return Catalog(facts["models"], facts["datasets"], facts["domains"], facts["applications"], str(folder / SCHEMA))
+    return Catalog(facts["models"], facts["datasets"], facts["applications"], str(folder / SCHEMA))
 
 
 def input_name(path: str | Path) -> str:

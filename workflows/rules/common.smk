@@ -121,18 +121,24 @@ def samples_file(model):
 
 
 def run_dir(group, dataset, model, seed):
-    return f"results/{group}/{dataset}/{model}/seed{seed}"
+    """A run's folder (RUN, filled in)."""
+    return RUN.format(group=group).format(dataset=dataset, model=model, seed=seed)
 
 
 RUN = "results/{group}/{{dataset}}/{{model}}/seed{{seed}}"
 """A run's folder as a rule pattern, ``RUN.format(group=...)``."""
 
 
+def data_folder(group, dataset):
+    """The dataset's prepared data folder."""
+    return f"resources/{group}/{dataset}/data"
+
+
 def data_dir(group):
-    """A params function: the dataset's prepared data folder, resources/<group>/<dataset>/data."""
+    """A params function: the job's dataset's prepared data folder (data_folder)."""
 
     def folder(wildcards):
-        return f"resources/{group}/{wildcards.dataset}/data"
+        return data_folder(group, wildcards.dataset)
 
     return folder
 

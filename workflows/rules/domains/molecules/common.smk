@@ -38,7 +38,7 @@ def reference_flags(wildcards):
 
 def molecules_train_inputs(wildcards):
     """The splits, and the graph arrays a model of graphs or dense graphs reads."""
-    data = f"resources/molecules/{wildcards.dataset}/data"
+    data = data_folder("molecules", wildcards.dataset)
     inputs = {"train": f"{data}/train.smi", "valid": f"{data}/valid.smi"}
     fields = model_facts(wildcards.model)["batch_fields"]
     if "graph" in fields:
@@ -50,7 +50,7 @@ def molecules_train_inputs(wildcards):
 
 
 def molecules_evaluate_inputs(wildcards):
-    data = f"resources/molecules/{wildcards.dataset}/data"
+    data = data_folder("molecules", wildcards.dataset)
     inputs = {"train_all": f"{data}/train_all.smi", "ref_test": f"{data}/ref_test.npz"}
     if wildcards.dataset == "moses":  # the scaffold split exists for MOSES only
         inputs["ref_test_scaffolds"] = f"{data}/ref_test_scaffolds.npz"

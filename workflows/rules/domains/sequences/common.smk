@@ -16,7 +16,7 @@ def sequence_subset_flags(wildcards):
 
 
 def sequences_data_files(wildcards):
-    data = f"resources/sequences/{wildcards.dataset}/data"
+    data = data_folder("sequences", wildcards.dataset)
     return [
         f"{data}/{name}"
         for name in ("train.fasta", "valid.fasta", "test.fasta", "prepare.json")

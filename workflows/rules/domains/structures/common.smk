@@ -46,12 +46,12 @@ STRUCTURE_EVALUATE_FILES = {
 
 
 def structures_train_inputs(wildcards):
-    data = f"resources/structures/{wildcards.dataset}/data"
+    data = data_folder("structures", wildcards.dataset)
     return [f"{data}/{name}" for name in STRUCTURE_TRAIN_FILES[wildcards.dataset]]
 
 
 def structures_evaluate_inputs(wildcards):
-    data = f"resources/structures/{wildcards.dataset}/data"
+    data = data_folder("structures", wildcards.dataset)
     return {
         "reference": [
             f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[wildcards.dataset]

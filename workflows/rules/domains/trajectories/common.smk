@@ -20,7 +20,7 @@ def trajectories_collect_flags(wildcards):
 
 
 def trajectories_data_files(wildcards):
-    data = f"resources/trajectories/{wildcards.dataset}/data"
+    data = data_folder("trajectories", wildcards.dataset)
     return [f"{data}/train.npz", f"{data}/valid.npz", f"{data}/prepare.json"]
 
 
