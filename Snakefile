@@ -5,6 +5,7 @@ import os
 from snakemake.utils import min_version, validate
 
 from dgm_science import catalog
+from dgm_science.config import check_unique_keys
 
 min_version("9.0")
 
@@ -20,6 +21,8 @@ if not config:
 # with every model's block generated from its dataclass), cached under .snakemake/dgm-science/ so
 # that parsing the workflow (once per cluster job) imports no torch: dgm_science/catalog.py.
 CATALOG = catalog.load(f"{workflow.basedir}/workflows/schemas/config.schema.yaml")
+# YAML keeps the last of two equal keys silently: a dataset or model given twice is an error instead.
+check_unique_keys(workflow.configfiles)
 # Validating fills in the defaults.
 validate(config, CATALOG.schema_path)
 

@@ -63,11 +63,15 @@ def describe(base_schema: str | Path) -> dict[str, Any]:
             "langevin": spec.langevin,
             "train_resources": spec.train_resources.as_dict(),
         }
-    datasets = {name: {"sources": list(registry.get("dataset", name).sources)} for name in registry.names("dataset")}
+    datasets = {name: {"sources": list(registry.get("dataset", name).sources),
+                       "domain": registry.get("dataset", name).domain}
+                for name in registry.names("dataset")}
+    sources = {kind: {"domain": cls.domain, "file_fields": list(cls.file_fields)}
+               for kind in registry.names("source") for cls in [registry.get("source", kind)]}
     applications = {name: {"config_key": registry.get("application", name).config_key,
                            "results_folder": registry.get("application", name).results_folder}
                     for name in registry.names("application")}
-    return {"models": models, "datasets": datasets, "applications": applications,
+    return {"models": models, "datasets": datasets, "sources": sources, "applications": applications,
             "schema": schema.pipeline_schema(base_schema)}
 
 
@@ -87,6 +91,7 @@ class Catalog:
 
     models: dict[str, dict[str, Any]]
     datasets: dict[str, dict[str, Any]]
+    sources: dict[str, dict[str, Any]]
     applications: dict[str, dict[str, Any]]
     schema_path: str
 
@@ -97,6 +102,10 @@ class Catalog:
     def dataset(self, name: str) -> dict[str, Any]:
         """The facts of dataset ``name``; a clear error lists the known names."""
         return _known("dataset", self.datasets, name)
+
+    def source(self, kind: str) -> dict[str, Any]:
+        """The facts of file kind ``kind`` (a user dataset's ``source.kind``): its domain and file fields."""
+        return _known("file kind", self.sources, kind)
 
 
 def _known(kind: str, table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
@@ -120,7 +129,7 @@ def load(base_schema: str | Path, cache: str | Path = CACHE) -> Catalog:
             if old.is_dir() and old != folder:
                 shutil.rmtree(old, ignore_errors=True)
     facts = json.loads((folder / CATALOG).read_text())
-    return Catalog(facts["models"], facts["datasets"], facts["applications"], str(folder / SCHEMA))
+    return Catalog(facts["models"], facts["datasets"], facts["sources"], facts["applications"], str((folder / SCHEMA).resolve()))
 
 
 def input_name(path: str | Path) -> str:

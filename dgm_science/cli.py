@@ -71,8 +71,13 @@ def cmd_fetch(args: argparse.Namespace) -> None:
 
 
 def _prepare_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("dataset", help="dataset name, e.g. moses")
-    p.add_argument("--raw", type=Path, required=True, help="folder written by `dgm fetch`")
+    p.add_argument("dataset", nargs="?", default=None,
+                   help="a built-in dataset's name, e.g. moses (or --source for your own files)")
+    p.add_argument("--source", default=None,
+                   help="your own files: a source block as inline JSON / YAML or a YAML file, e.g. "
+                        "'{kind: smiles, path: actives.csv, smiles_column: smiles, split: scaffold}' "
+                        "(`dgm models` lists the kinds; docs/data.md their options)")
+    p.add_argument("--raw", type=Path, default=None, help="folder written by `dgm fetch` (built-in datasets)")
     output_argument(p, "--out", kind="folder", required=True, help="folder for the prepared splits")
     p.add_argument("--train-size", type=positive_int, default=None,
                    help="seeded random subset of the training items (default: all)")
@@ -84,9 +89,16 @@ def _prepare_arguments(p: argparse.ArgumentParser) -> None:
     add_domain_options(p, "add_prepare_arguments")
 
 
-@command("prepare", "seeded train / validation split of a fetched dataset (items that do not parse are "
-                    "skipped and counted)", _prepare_arguments)
+@command("prepare", "split a fetched dataset, or your own files (--source), into train / validation (/ test) "
+                    "(items that do not parse are skipped, counted and reported)", _prepare_arguments)
 def cmd_prepare(args: argparse.Namespace) -> None:
+    if (args.dataset is None) == (args.source is None):
+        raise ValueError("give a built-in dataset's name or --source (your own files), not both")
+    if args.source is not None:
+        _prepare_source(args)
+        return
+    if args.raw is None:
+        raise ValueError(f"--raw: the folder `dgm fetch {args.dataset}` wrote is needed")
     dataset = registry.get("dataset", args.dataset)
     accepted = inspect.signature(dataset.prepare).parameters
     extra = {"val_size": args.val_size} if args.val_size is not None else {}
@@ -104,6 +116,26 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     if empty:  # nothing written is kept (all_or_nothing)
         raise DataError(f"{args.raw}: no usable {' or '.join(empty)} items; nothing was written to {args.out}")
     log.info("prepared %s: %s", args.dataset, json.dumps(stats)[:2000])
+
+
+def _prepare_source(args: argparse.Namespace) -> None:
+    """``dgm prepare --source``: the user's files, through their registered kind (dgm_science/sources.py)."""
+    from dgm_science import sources
+
+    given = [flag for flag, value in (("--raw", args.raw), ("--train-size", args.train_size),
+                                      ("--val-size", args.val_size)) if value is not None]
+    given += [f"--{dest.replace('_', '-')}" for dests in args.domain_options.values() for dest in dests
+              if getattr(args, dest) not in (None, args.defaults[dest])]
+    if given:
+        raise ValueError(f"{', '.join(given)}: not with --source (the split is the source block's: "
+                         "split, valid, test, seed)")
+    kind, options = sources.load(args.source)
+    set_threads(args.jobs)
+    start = time.perf_counter()
+    stats = kind.prepare(options, args.out, n_jobs=args.jobs)
+    log.info("prepared %s (%s) in %.1f s -> %s: %s", ", ".join(map(str, options.paths)), options.kind,
+             time.perf_counter() - start, args.out,
+             json.dumps({k: v for k, v in stats.items() if k != "skipped_first"})[:2000])
 
 
 def _reference_arguments(p: argparse.ArgumentParser) -> None:
@@ -285,7 +317,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     log.info("report -> %s", args.out)
 
 
-@command("models", "list the registered domains, models and datasets", lambda p: None)
+@command("models", "list the registered domains, models, datasets and the file kinds of your own data",
+         lambda p: None)
 def cmd_models(args: argparse.Namespace) -> None:
     for name in registry.names("model"):
         spec = registry.get("model", name)
@@ -294,7 +327,11 @@ def cmd_models(args: argparse.Namespace) -> None:
         domain = registry.get("domain", name)
         print(f"domain\t{name}\t{domain.samples_file}\t{(domain.__doc__ or '').strip().splitlines()[0]}")
     for name in registry.names("dataset"):
-        print(f"dataset\t{name}\t\t{(registry.get('dataset', name).__doc__ or '').strip().splitlines()[0]}")
+        dataset = registry.get("dataset", name)
+        print(f"dataset\t{name}\t{dataset.domain}\t{(dataset.__doc__ or '').strip().splitlines()[0]}")
+    for name in registry.names("source"):
+        kind = registry.get("source", name)
+        print(f"source\t{name}\t{kind.domain}\t{(kind.__doc__ or '').strip().splitlines()[0]}")
 
 
 def build_parser() -> argparse.ArgumentParser:

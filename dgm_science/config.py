@@ -239,3 +239,30 @@ def load_mapping(source: str | Path) -> dict[str, Any]:
 
 def as_dict(obj: Any) -> dict[str, Any]:
     return dataclasses.asdict(obj)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a mapping with the same key twice (PyYAML keeps the last silently)."""
+
+
+def _unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if isinstance(key, (str, int, float, bool)) and key in seen:
+            raise ConfigError(f"{key_node.start_mark.name}: line {key_node.start_mark.line + 1}: {key!r} is "
+                              f"given twice in one block (first on line {seen[key] + 1}); a dataset, model or "
+                              "key name must be unique")
+        if isinstance(key, (str, int, float, bool)):
+            seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _unique_mapping)
+
+
+def check_unique_keys(paths: list[str | Path]) -> None:
+    """ConfigError naming the file and line of a key given twice in one mapping of a YAML config file."""
+    for path in paths:
+        with open(path, encoding="utf-8") as fh:
+            yaml.load(fh, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass

@@ -40,6 +40,13 @@ BASE = Path(__file__).resolve().parents[1] / "workflows" / "schemas" / "config.s
 MODELS_OF_DOMAIN = "x-models-of-domain"
 PREDICTORS_OF_DOMAIN = "x-predictors-of-domain"
 """The key that marks a dataset block's ``models`` node to be filled in with a domain's models."""
+SOURCES_OF_DOMAIN = "x-sources-of-domain"
+"""The key that marks a user dataset's ``source`` node: one of the file kinds registered for a domain."""
+USER_DATASETS = "x-user-datasets"
+"""The key of a config group's ``additionalProperties``: a user dataset of one of the listed domains, its
+block ``$defs/user_dataset.<domain>`` chosen by its ``source.kind``."""
+DATASET_NAME = r"^[a-z0-9][a-z0-9_.-]*$"
+"""What a dataset's name may be (a folder name and a Snakemake wildcard value)."""
 
 _TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", type(None): "null"}
 
@@ -168,6 +175,50 @@ def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": properties}
 
 
+def _kind_condition(kinds: list[str]) -> dict[str, Any]:
+    return {"properties": {"kind": {"enum": kinds}}, "required": ["kind"]}
+
+
+def sources_schema(domain: str) -> dict[str, Any]:
+    """A user dataset's ``source``: ``kind`` one of the file kinds registered for ``domain``, the other keys
+    that kind's ``Options`` (generated from the dataclass, as a model's block is), chosen by ``if``/``then``
+    so that the defaults filled in are the chosen kind's."""
+    from dgm_science import sources
+
+    kinds = sources.kinds(domain)
+    if not kinds:
+        return {"not": {}, "description": f"no file kind is registered for domain {domain}"}
+    branches = []
+    for kind in kinds:
+        cls = registry.get("source", kind)
+        options = dataclass_schema(cls.Options)
+        options["properties"]["kind"] = {"const": kind, "description": options["properties"]["kind"].get(
+            "description", "")}
+        options["properties"]["split"] = {**options["properties"]["split"], "enum": list(cls.split_methods),
+                                          "default": cls.split_methods[0]}
+        doc = inspect.getdoc(cls)
+        if doc:
+            options["description"] = _one_line(doc.split("\n\n")[0])
+        branches.append({"if": _kind_condition([kind]), "then": options})
+    return {"type": "object", "required": ["kind", "path"], "properties": {"kind": {"enum": kinds}},
+            "allOf": branches}
+
+
+def user_datasets_schema(domains: list[str]) -> dict[str, Any]:
+    """A config group's user datasets (any name that is not a built-in dataset): a block with a ``source``,
+    checked against ``$defs/user_dataset.<domain>`` of the domain whose file kind it names."""
+    from dgm_science import sources
+
+    by_domain = {domain: sources.kinds(domain) for domain in domains}
+    every = [kind for kinds in by_domain.values() for kind in kinds]
+    return {"type": "object", "required": ["source", "models"],
+            "properties": {"source": {"type": "object", "required": ["kind"],
+                                      "properties": {"kind": {"enum": every}}}},
+            "allOf": [{"if": {"properties": {"source": _kind_condition(kinds)}},
+                       "then": {"$ref": f"#/$defs/user_dataset.{domain}"}}
+                      for domain, kinds in by_domain.items() if kinds]}
+
+
 def pipeline_schema(base: str | Path = BASE) -> dict[str, Any]:
     """The whole config schema: ``base`` (the hand-written YAML) with every
     ``models: {x-models-of-domain: <domain>}`` filled in and the ``train``, ``sample`` and
@@ -187,6 +238,10 @@ def pipeline_schema(base: str | Path = BASE) -> dict[str, Any]:
                 models = models_schema(node[key], predictors=predictors)
                 used.update(models["properties"])
                 return {**rest, **models}
+        if SOURCES_OF_DOMAIN in node:
+            return sources_schema(node[SOURCES_OF_DOMAIN])
+        if USER_DATASETS in node:
+            return user_datasets_schema(list(node[USER_DATASETS]))
         return {key: fill(value) for key, value in node.items()}
 
     schema = fill(schema)

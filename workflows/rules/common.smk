@@ -4,10 +4,12 @@
 # own rules files (workflows/rules/domains/, workflows/rules/applications/).
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any, Callable
 
+from snakemake.exceptions import WorkflowError
 from snakemake.io import is_flagged
 
 from dgm_science.resources import runtime_minutes
@@ -48,6 +50,8 @@ class ModelRules:
     ``sample_flags``: a params function, extra ``dgm sample`` options.
     ``likelihood``: ``(flag, input function)`` of ``dgm likelihood`` on held-out data, or None.
     ``extras``: what the group's target rule and the report ask beyond each run's metrics.
+    ``prepared``: registered domain -> the files its prepare writes into the data folder (the
+    outputs of models.smk's ``<domain>_import`` rule, which prepares a user dataset of that domain).
     """
 
     train_inputs: Callable
@@ -57,11 +61,75 @@ class ModelRules:
     sample_flags: Callable | str = ""
     likelihood: tuple[str, Callable] | None = None
     extras: list[str] = field(default_factory=list)
+    prepared: dict[str, list[str]] = field(default_factory=dict)
 
 
 MODEL_RULES: dict[str, ModelRules] = {}
 APPLICATION_TARGETS: dict[str, list[str]] = {}
 """What each application's rules file (workflows/rules/applications/) adds to the report."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Datasets: built-in (registered, fetched or committed) and the user's (a block with a `source`)
+
+
+def user_datasets(group, domain=None):
+    """The user datasets of a config group (of one registered ``domain``): name -> source block."""
+    return {
+        name: block["source"]
+        for name, block in config.get(group, {}).items()
+        if "source" in block
+        and (domain is None or CATALOG.source(block["source"]["kind"])["domain"] == domain)
+    }
+
+
+def dataset_domain(group, dataset):
+    """The registered domain of a dataset of ``group``: its file kind's, or the built-in dataset's."""
+    source = config[group][dataset].get("source")
+    if source is not None:
+        return CATALOG.source(source["kind"])["domain"]
+    return CATALOG.dataset(dataset)["domain"]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly ``names`` (none: a pattern that matches nothing)."""
+    return "|".join(re.escape(name) for name in sorted(names)) or "(?!x)x"
+
+
+def source_block(group, dataset):
+    """A user dataset's source block as JSON (the ``dgm prepare --source`` argument)."""
+    return json.dumps(config[group][dataset]["source"], sort_keys=True)
+
+
+def source_files(group, dataset):
+    """The user's files a source block names (the import rule's inputs)."""
+    source = config[group][dataset]["source"]
+    files = []
+    for key in CATALOG.source(source["kind"])["file_fields"]:
+        value = source.get(key)
+        files.extend([] if value is None else [value] if isinstance(value, str) else value)
+    return files
+
+
+BUILT_IN = one_of(CATALOG.datasets)
+"""The dataset wildcard of the rules that fetch and prepare the built-in datasets."""
+
+
+def check_dataset_names():
+    """A dataset name is one folder of resources/ and results/ per group; the same name in two groups
+    (or a user dataset named like a built-in one) would be two datasets under one name in the report."""
+    seen = {}
+    for group in DOMAINS:
+        for name in config.get(group, {}):
+            if name in seen:
+                raise WorkflowError(
+                    f"config: dataset {name!r} is declared under both {seen[name]} and {group}; "
+                    "dataset names must be unique"
+                )
+            seen[name] = group
+
+
+check_dataset_names()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 # The model rules, written once: train -> sample -> evaluate (and likelihood where the domain scores
 # held-out data) for every domain group of MODEL_RULES (filled in by workflows/rules/domains/*/common.smk),
 # named <group>_train, the group's sample rules, <group>_evaluate, <group>_likelihood, and the
-# group's target rule <group>.
+# group's target rule <group>; and <domain>_import, which prepares a user dataset (a config block with a
+# `source`: the user's files) of each domain into the files that domain's built-in datasets have.
 
 
 for group, table in MODEL_RULES.items():
@@ -109,3 +110,28 @@ for group, table in MODEL_RULES.items():
         input:
             domain_targets(group, "metrics.json"),
             table.extras,
+
+    for domain, files in table.prepared.items():
+
+        rule:
+            name:
+                f"{domain.replace('-', '_')}_import"
+            input:
+                lambda wildcards, group=group: source_files(group, wildcards.dataset),
+            output:
+                [f"{data_folder(group, '{dataset}')}/{name}" for name in files],
+            log:
+                f"logs/{group}/{{dataset}}/prepare.log",
+            benchmark:
+                f"benchmarks/{group}/{{dataset}}/prepare.tsv"
+            wildcard_constraints:
+                dataset=one_of(user_datasets(group, domain)),
+            priority: PRIORITY.data
+            conda:
+                "../envs/conda.yaml"
+            threads: 8
+            params:
+                source=lambda wildcards, group=group: source_block(group, wildcards.dataset),
+                out=lambda wildcards, output: os.path.dirname(output[0]),
+            shell:
+                "dgm prepare --source {params.source:q} --out {params.out} --jobs {threads} 2> {log}"

@@ -25,10 +25,10 @@ def graph_limit(wildcards):
 
 
 def reference_source(wildcards):
-    """MOSES ships Test and TestSF; QM9's test split is the held-out 10%."""
+    """MOSES ships Test and TestSF; QM9's test split is the held-out 10%, a user dataset's its test split."""
     if wildcards.dataset == "moses":
         return f"resources/molecules/moses/raw/{wildcards.split}.csv.gz"
-    return f"resources/molecules/qm9/data/{wildcards.split}.smi"
+    return f"{data_folder('molecules', wildcards.dataset)}/{wildcards.split}.smi"
 
 
 def reference_flags(wildcards):
@@ -61,6 +61,15 @@ MODEL_RULES["molecules"] = ModelRules(
     train_inputs=molecules_train_inputs,
     samples={"molecules_sample": {"samples": "samples.csv"}},
     evaluate_inputs=molecules_evaluate_inputs,
+    # a user dataset (dgm_science/domains/molecules/sources.py): the splits, the novelty reference and
+    # each split's property columns
+    prepared={
+        "molecules": [
+            *(f"{split}.smi" for split in ("train", "valid", "test", "train_all")),
+            *(f"properties_{split}.csv" for split in ("train", "valid", "test")),
+            "prepare.json",
+        ]
+    },
     # the reference statistics of each dataset's test split, which the report shows beside the runs
     extras=[
         f"resources/molecules/{dataset}/data/ref_test.npz"

@@ -50,6 +50,8 @@ rule molecules_prepare:
         "logs/molecules/{dataset}/prepare.log",
     benchmark:
         "benchmarks/molecules/{dataset}/prepare.tsv"
+    wildcard_constraints:
+        dataset=BUILT_IN,
     priority: PRIORITY.data
     conda:
         "../../../envs/conda.yaml"

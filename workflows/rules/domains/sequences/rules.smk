@@ -18,6 +18,8 @@ rule sequences_prepare:
         "logs/sequences/{dataset}/prepare.log",
     benchmark:
         "benchmarks/sequences/{dataset}/prepare.tsv"
+    wildcard_constraints:
+        dataset=BUILT_IN,
     priority: PRIORITY.data
     conda:
         "../../../envs/conda.yaml"
