@@ -211,6 +211,9 @@ def user_datasets_schema(domains: list[str]) -> dict[str, Any]:
 
     by_domain = {domain: sources.kinds(domain) for domain in domains}
     every = [kind for kinds in by_domain.values() for kind in kinds]
+    if not every:  # no file kind for these domains: only the built-in datasets' names are allowed
+        return {"not": {}, "description": f"no file kind is registered for {', '.join(domains)}: "
+                                          "a built-in dataset's name is needed"}
     return {"type": "object", "required": ["source", "models"],
             "properties": {"source": {"type": "object", "required": ["kind"],
                                       "properties": {"kind": {"enum": every}}}},
