@@ -167,10 +167,10 @@ def backbone_pairs(topology: Any) -> list[list[list[int]]]:
     frame = mdtraj.Trajectory(np.zeros((1, topology.n_atoms, 3), dtype=np.float32), topology)
     phi, _ = mdtraj.compute_phi(frame)
     psi, _ = mdtraj.compute_psi(frame)
-    by_ca = {tuple(q[1:3]): q for q in psi}  # psi: N(i), CA(i), C(i), N(i+1); phi: C(i-1), N(i), CA(i), C(i)
+    by_residue = {tuple(int(i) for i in q[0:3]): q for q in psi}  # psi: N(i), CA(i), C(i), N(i+1)
     pairs = []
-    for q in phi:
-        match = by_ca.get((int(q[1]), int(q[2])))
+    for q in phi:  # phi: C(i-1), N(i), CA(i), C(i)
+        match = by_residue.get(tuple(int(i) for i in q[1:4]))
         if match is not None:
             pairs.append([[int(i) for i in q], [int(i) for i in match]])
     return pairs
