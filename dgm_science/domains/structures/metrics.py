@@ -295,7 +295,8 @@ def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: 
     - ``kl_ramachandran``: KL(test || samples) of the first pair's (phi, psi) histogram, 60 x 60 bins on
       the torus, pseudo-count 0.01 per bin (the direction of the BG literature: mass the model misses
       costs most); ``kl_phi``, ``kl_psi``: its 1D marginals; with several residues also
-      ``kl_ramachandran_pair<k>`` (k = 1, 2, ...), ``kl_ramachandran_mean`` and ``_max``; NaN when the
+      ``kl_ramachandran_pair<k>`` (k = 1, 2, ...); for a user's molecule (``ramachandran`` given)
+      ``kl_ramachandran_mean`` / ``_max`` over the pairs and ``backbone_pairs``; the KLs are NaN when the
       molecule has no backbone (``backbone_pairs`` = 0); ``kl_torsions_mean/max``: the same 1D KL for
       each of the Z-matrix torsions (phi, psi, omegas, methyl rotations, ...);
     - with an ``energy`` (None: skipped, ``energy_skipped_no_force_field`` = 1): ``energy_mean``,
@@ -332,8 +333,11 @@ def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: 
                     "kl_psi": histogram_kl(b_test[:, [1]], b_samples[:, [1]], TORSION_HISTOGRAM_BINS)})
         if len(pairs) > 1:
             out.update({f"kl_ramachandran_pair{k + 1}": v for k, v in enumerate(pair_kls)})
+        if ramachandran is not None:
             out.update({"kl_ramachandran_mean": float(np.mean(pair_kls)), "kl_ramachandran_max": float(np.max(pair_kls))})
-    if ramachandran is not None:
+    if ramachandran is not None:  # a user's molecule (alanine dipeptide's metrics keep their keys)
+        out.setdefault("kl_ramachandran_mean", math.nan)
+        out.setdefault("kl_ramachandran_max", math.nan)
         out["backbone_pairs"] = float(len(pairs))
     out.update({
         "kl_torsions_mean": float(kls.mean()) if len(kls) else math.nan,

@@ -255,8 +255,9 @@ def prepare_trajectory(options: TrajectoryOptions, out_dir: Path) -> dict[str, A
         raise DataError(f"{topology_path}: the selection {options.selection!r} holds {sub.n_atoms} atoms; internal "
                         f"coordinates need a molecule of at least {MIN_ATOMS}")
     n = len(xyz)
-    n_train, n_valid, n_test = split_sizes(n, options.valid, options.test, where,
-                                           f"frames (after skip={options.skip}, stride={options.stride})")
+    counted = where if (options.skip, options.stride) == (0, 1) else \
+        f"{where} (skip {options.skip}, stride {options.stride})"
+    n_train, n_valid, n_test = split_sizes(n, options.valid, options.test, counted, "frames")
     bounds = {"train": (0, n_train), "valid": (n_train, n_train + n_valid), "test": (n_train + n_valid, n)}
     pairs = backbone_pairs(sub)
     bonds = [(b[0].index, b[1].index) for b in sub.bonds]
