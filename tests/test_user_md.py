@@ -105,6 +105,21 @@ def test_prepare_splits_contiguous_time_blocks_after_skip_and_stride(tmp_path):
     assert [molecule["atom_names"][i] for i in molecule["roots"]] == ["ALA2:CA", "ALA2:N", "ALA2:C"]
 
 
+@pytest.mark.parametrize("suffix", ["xtc", "trr", "nc", "mdcrd", "pdb", "gro"])
+def test_the_trajectory_formats_mdtraj_writes_prepare_alike(tmp_path, suffix):
+    """The same 40 frames as XTC, TRR, AMBER NetCDF / mdcrd with the PDB topology, and as a multi-model PDB or
+    a GRO that is its own topology: the same split and the same frames (to the format's precision)."""
+    trajectory = mdtraj.load(str(TRAJECTORY), top=str(TOPOLOGY))[:40]
+    path = tmp_path / f"frames.{suffix}"
+    trajectory.save(str(path))
+    topology = None if suffix in ("pdb", "gro") else str(TOPOLOGY)
+    stats = prepare_trajectory(TrajectoryOptions(kind="trajectory", path=str(path), topology=topology),
+                               tmp_path / "out")
+    assert stats["frames"] == {"train": 28, "valid": 4, "test": 8} and stats["backbone_pairs"] == 2
+    test = mdtraj.load(str(tmp_path / "out" / "test.dcd"), top=str(tmp_path / "out" / "topology.pdb")).xyz
+    np.testing.assert_allclose(test, trajectory.xyz[32:], atol=2e-3)  # GRO / XTC keep 0.001 nm
+
+
 def test_metrics_without_force_field_or_backbone_say_so():
     xyz, topology = frames()
     atoms = topology.select("resid 1")
@@ -160,7 +175,8 @@ def test_the_workflow_plans_a_user_trajectory(tmp_path):
         "source": {"kind": "trajectory", "path": TRAJECTORY.name, "topology": TOPOLOGY.name, "valid": 30,
                    "test": 60, "force_field": ["amber14-all.xml", "implicit/obc2.xml"]},
         "mixing": {"chains": 4, "steps": 40, "every": 2},
-        "models": {"ala2-flow": {"model": {"hidden": 32}}, "ala2-ebm": {"model": {"hidden": 32}}}}}}
+        "models": {name: {"model": {"hidden": 32}, "train": {"max_steps": 10}, "sample": {"n": 10}}
+                   for name in ("ala2-flow", "ala2-ebm")}}}}
     (tmp_path / "user.yaml").write_text(yaml.safe_dump(config))
     done = run_snakemake(tmp_path, ["user.yaml"], "-n", "-p")
     assert done.returncode == 0, done.stderr
