@@ -152,7 +152,7 @@ def test_bad_files_give_one_clear_error_and_write_nothing(tmp_path):
          "set source.selection)"),
         ({"path": str(TRAJECTORY), "topology": top, "selection": "resname ACE or resname NME"},
          "the bonds form 2 separate molecules (sizes 6, 6); internal coordinates need one molecule"),
-        ({"path": "frames.h5", "topology": top}, "HDF5 trajectorys are not read"),
+        ({"path": "frames.h5", "topology": top}, "frames.h5: HDF5 trajectory files are not read"),
         ({"path": str(TRAJECTORY)}, "a .dcd trajectory needs source.topology"),
     ]
     for block, message in cases:

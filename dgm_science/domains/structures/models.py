@@ -1,9 +1,9 @@
-"""The structures domain's models: the ``ala2-flow`` Boltzmann-generator flow on alanine
-dipeptide's internal coordinates (here) and QM9's E(n)-equivariant diffusion ``qm9-edm``
+"""The structures domain's models: the ``ala2-flow`` Boltzmann-generator flow on the internal
+coordinates of alanine dipeptide or of a user trajectory's molecule (here) and QM9's E(n)-equivariant diffusion ``qm9-edm``
 (``edm.py``, on the Gaussian diffusion family).
 
 The flow (Noé et al. 2019, Science 365, eaaw1147; Köhler et al. 2021) is a RealNVP/Glow stack
-on the 60 internal coordinates of ``internal.py``, trained by maximum likelihood on MD frames,
+on the 3N - 6 internal coordinates of ``internal.py`` (60 for alanine dipeptide), trained by maximum likelihood on MD frames,
 optionally with the reverse KL E_q[u(x) + log q(x)] to the Boltzmann density exp(-u(x)).
 
 Periodic torsions: each torsion t is cut at the centre c of the least-populated region of its
@@ -105,7 +105,7 @@ class CouplingMLP(nn.Module):
 
 
 class FlowOnInternalCoordinates(GenerativeModel):
-    """q(x) of internal coordinates x: (B, 60) [bonds nm | angles rad | torsions rad in (-pi, pi]].
+    """q(x) of internal coordinates x: (B, D = 3N - 6) [bonds nm | angles rad | torsions rad in (-pi, pi]].
 
     x -> torsions unrolled at their cut points and logit-mapped -> standardised by the training
     mean/std (fixed) -> ``Flow``. ``log_prob(batch)`` is log q of the internal coordinates (nats,

@@ -86,7 +86,7 @@ def _suffix(path: Path) -> str:
 def _check_suffix(path: Path, allowed: tuple[str, ...], what: str, option: str) -> None:
     suffix = _suffix(path)
     if suffix in UNSAFE_SUFFIXES:
-        raise DataError(f"{path}: HDF5 {what}s are not read (mdtraj reads them through PyTables, which unpickles "
+        raise DataError(f"{path}: HDF5 {what} files are not read (mdtraj reads them through PyTables, which unpickles "
                         "attributes); convert it with `mdconvert -o out.dcd` (source." f"{option})")
     if suffix not in allowed:
         raise DataError(f"{path}: unknown {what} format {suffix or '(no suffix)'!r}; one of {', '.join(allowed)} "
