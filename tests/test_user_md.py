@@ -120,6 +120,26 @@ def test_the_trajectory_formats_mdtraj_writes_prepare_alike(tmp_path, suffix):
     np.testing.assert_allclose(test, trajectory.xyz[32:], atol=2e-3)  # GRO / XTC keep 0.001 nm
 
 
+def test_energies_from_a_serialized_openmm_system_equal_the_force_fields(tmp_path):
+    import openmm as mm
+    from openmm import app
+
+    base = dict(kind="trajectory", path=str(TRAJECTORY), topology=str(TOPOLOGY), valid=30, test=60)
+    by_force_field = prepare_trajectory(TrajectoryOptions(**base, force_field=["amber14-all.xml", "implicit/obc2.xml"]),
+                                        tmp_path / "ff")
+    system = app.ForceField("amber14-all.xml", "implicit/obc2.xml").createSystem(
+        app.PDBFile(str(TOPOLOGY)).topology, nonbondedMethod=app.NoCutoff, constraints=None)
+    (tmp_path / "system.xml").write_text(mm.XmlSerializer.serialize(system))
+    by_system = prepare_trajectory(TrajectoryOptions(**base, system=str(tmp_path / "system.xml")), tmp_path / "xml")
+    assert by_system["energies"] and by_force_field["energies"]
+    for split in ("train", "valid", "test"):
+        assert by_system["reduced_energy_mean"][split] == pytest.approx(by_force_field["reduced_energy_mean"][split],
+                                                                        abs=1e-3)
+    with pytest.raises(DataError, match="give one of force_field, prmtop and system"):
+        prepare_trajectory(TrajectoryOptions(**base, system=str(tmp_path / "system.xml"), force_field=["x.xml"]),
+                           tmp_path / "both")
+
+
 def test_metrics_without_force_field_or_backbone_say_so():
     xyz, topology = frames()
     atoms = topology.select("resid 1")

@@ -74,6 +74,9 @@ class TrajectoryOptions(SourceOptions):
     """instead of force_field: an AMBER prmtop / parm7 of exactly the selected atoms"""
     implicit_solvent: str | None = None
     """with prmtop: OpenMM's implicit solvent model (OBC1, OBC2, GBn, GBn2, HCT); null: vacuum"""
+    system: str | None = None
+    """instead of force_field / prmtop: an OpenMM System of exactly the selected atoms, serialized as XML
+    (``XmlSerializer.serialize(system)``)"""
     temperature_kelvin: float = bounded(300.0, exclusive_minimum=0.0)
     """the simulation's temperature (kT of the reduced energies)"""
 
@@ -178,13 +181,25 @@ def backbone_pairs(topology: Any) -> list[list[list[int]]]:
 
 def openmm_system(options: TrajectoryOptions, topology: Any, n_atoms: int) -> str | None:
     """The serialized OpenMM System of the selected atoms (no cutoff, no constraints) from ``force_field``
-    or ``prmtop``; None when neither is given."""
+    or ``prmtop``, or the user's own ``system`` XML; None when none is given."""
     import openmm as mm
     from openmm import app
 
-    if options.force_field and options.prmtop:
-        raise DataError("source: give force_field or prmtop, not both")
-    if options.prmtop:
+    given = [name for name in ("force_field", "prmtop", "system") if getattr(options, name)]
+    if len(given) > 1:
+        raise DataError(f"source: give one of force_field, prmtop and system, not {' and '.join(given)}")
+    if options.system:
+        try:
+            system = mm.XmlSerializer.deserialize(Path(options.system).read_text(encoding="utf-8"))
+        except Exception as err:  # OpenMM raises bare Exception for malformed XML
+            raise DataError(f"{options.system}: not an OpenMM System XML ({type(err).__name__}: "
+                            f"{str(err)[:200]})") from None
+        if not isinstance(system, mm.System):
+            raise DataError(f"{options.system}: serializes a {type(system).__name__}, not an OpenMM System")
+        if system.getNumParticles() != n_atoms:
+            raise DataError(f"{options.system} has {system.getNumParticles()} particles but the selection "
+                            f"{options.selection!r} {n_atoms} atoms")
+    elif options.prmtop:
         solvent = options.implicit_solvent
         models = {"OBC1": app.OBC1, "OBC2": app.OBC2, "GBn": app.GBn, "GBn2": app.GBn2, "HCT": app.HCT}
         if solvent is not None and solvent not in models:
@@ -294,7 +309,7 @@ def prepare_trajectory(options: TrajectoryOptions, out_dir: Path) -> dict[str, A
     out_dir.mkdir(parents=True, exist_ok=True)
     molecule = {"atom_names": atom_labels(sub), "z_matrix": [list(r) for r in z_matrix], "roots": list(roots),
                 "ramachandran": pairs, "temperature_kelvin": options.temperature_kelvin,
-                "force_field": list(options.force_field) or ([options.prmtop] if options.prmtop else []),
+                "force_field": list(options.force_field) or [f for f in (options.prmtop, options.system) if f],
                 "openmm_system": system_xml}
     with all_or_nothing():
         for split, (lo, hi) in bounds.items():
@@ -330,7 +345,7 @@ class TrajectoryFile(Source):
 
     domain = "peptide-md"
     Options = TrajectoryOptions
-    file_fields = ("path", "topology", "prmtop")
+    file_fields = ("path", "topology", "prmtop", "system")
     split_methods = ("time",)
 
     @classmethod
