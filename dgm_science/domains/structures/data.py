@@ -302,7 +302,8 @@ def _data_paths(data_dir: Path, split: str) -> tuple[Path, Path]:
 
 
 def read_internal(data_dir: Path, split: str, z: InternalCoordinates | None = None) -> torch.Tensor:
-    """Internal coordinates (T, 60) float64 of ``data_dir/{split}.dcd``."""
+    """Internal coordinates (T, 3N - 6) float64 of ``data_dir/{split}.dcd`` (alanine dipeptide's Z-matrix
+    unless ``z``)."""
     xyz = md.load_frames(*_data_paths(data_dir, split))
     return (z or InternalCoordinates()).to_internal(torch.from_numpy(xyz).double())
 
@@ -312,6 +313,37 @@ def _temperature(data_dir: Path) -> float:
     if not path.is_file():
         raise DataError(f"{path}: missing; run `dgm prepare ala2` first")
     return float(json.loads(path.read_text())["temperature_kelvin"])
+
+
+def molecule_of(data_dir: Path) -> dict[str, Any]:
+    """What the peptide-md domain needs of a prepared folder's molecule: ``atom_names``, ``z_matrix``,
+    ``roots``, ``ramachandran`` (the backbone (phi, psi) quartet pairs, [] without a backbone),
+    ``temperature_kelvin`` and the energy: ``prmtop`` text (alanine dipeptide) or ``openmm_system``
+    (a user trajectory's serialized OpenMM System; both None: no force field). A user trajectory's
+    folder has ``molecule.json`` (``sources.py``); alanine dipeptide's is described by ``internal.py``."""
+    from dgm_science.domains.structures.metrics import ALA2_RAMACHANDRAN
+    from dgm_science.domains.structures.sources import read_molecule
+
+    data_dir = Path(data_dir)
+    molecule = read_molecule(data_dir)
+    if molecule is not None:
+        return {**molecule, "prmtop": None, "temperature_kelvin": float(molecule["temperature_kelvin"])}
+    return {"atom_names": list(ATOM_NAMES), "z_matrix": [list(r) for r in Z_MATRIX], "roots": list(ROOTS),
+            "ramachandran": ALA2_RAMACHANDRAN, "temperature_kelvin": _temperature(data_dir),
+            "prmtop": (data_dir / md.PRMTOP).read_text(), "openmm_system": None}
+
+
+def topology_of(state: dict[str, Any] | None) -> Any:
+    """The mdtraj Topology samples are written with: a user trajectory's (``topology_pdb`` in the state),
+    else alanine dipeptide's (``md_topology``)."""
+    if state is None or not state.get("topology_pdb"):
+        return md_topology()
+    import mdtraj
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "topology.pdb"
+        path.write_text(state["topology_pdb"])
+        return mdtraj.load_topology(str(path))
 
 
 def md_topology() -> Any:

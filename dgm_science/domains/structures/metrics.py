@@ -30,7 +30,7 @@ import torch
 
 from dgm_science.domains.structures import md
 from dgm_science.domains.structures.internal import (
-    BONDS, TORSION_HISTOGRAM_BINS, TORSION_PHI, TORSION_PSI, TORSIONS, InternalCoordinates,
+    TORSION_HISTOGRAM_BINS, TORSION_PHI, TORSION_PSI, InternalCoordinates, dihedral, torsion_quartets,
 )
 from dgm_science.utils import atomic_path
 
@@ -274,52 +274,90 @@ def kish_ess_fraction(log_weights: np.ndarray) -> float:
     return float(np.exp(2 * np.log(np.exp(log_w).sum()) - np.log(np.exp(2 * log_w).sum())) / len(log_w))
 
 
-def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: np.ndarray,
-                           energy: md.PotentialEnergy) -> dict[str, float]:
-    """Metrics of conformations (N, 22, 3) nm against MD test frames (M, 22, 3):
+ALA2_RAMACHANDRAN = [[list(map(int, q)) for q in torsion_quartets()[[TORSION_PHI, TORSION_PSI]]]]
+"""Alanine dipeptide's (phi, psi) atom quartets: its Z-matrix's first two torsions."""
 
-    - ``kl_ramachandran``: KL(test || samples) of the (phi, psi) histogram, 60 x 60 bins on the
-      torus, pseudo-count 0.01 per bin (the direction of the BG literature: mass the model misses
-      costs most); ``kl_phi``, ``kl_psi``, ``kl_torsions_mean/max``: the same for each of the 19
-      Z-matrix torsions' 60-bin marginals (phi, psi, both omegas, methyl rotations, ...);
-    - ``energy_mean``, ``energy_median``: u = U/kT of the samples, the mean with energies above
-      the highest test-frame energy censored at it; ``energy_w1``: W1 between the sample and test
-      energy distributions with the same censoring; ``energy_above_data_max``: the fraction
-      censored (non-finite energies included); ``energy_test_mean``;
-    - ``ess_fraction``: Kish ESS / N of w = exp(-u(x) - log q(x)) when ``log_q`` (Cartesian
-      density, nats) is given, and ``energy_log_q_spearman``: how well -log q ranks the samples
-      as u does (``energy_agreement``);
+
+def backbone_torsions(xyz: np.ndarray, quartets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Dihedrals (N, P) in (-pi, pi] of atom quartets (P, 4) of conformations (N, n_atoms, 3)."""
+    index = np.asarray(quartets, dtype=np.int64).reshape(-1, 4)
+    x = torch.from_numpy(np.asarray(xyz, dtype=np.float64))
+    return dihedral(*(x[:, index[:, k]] for k in range(4))).numpy()
+
+
+def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: np.ndarray,
+                           energy: md.PotentialEnergy | None, z: InternalCoordinates | None = None,
+                           ramachandran: Sequence[Sequence[Sequence[int]]] | None = None) -> dict[str, float]:
+    """Metrics of conformations (N, n_atoms, 3) nm against MD test frames (M, n_atoms, 3), for the
+    Z-matrix ``z`` (alanine dipeptide's by default) and the backbone (phi, psi) quartet pairs
+    ``ramachandran`` (alanine dipeptide's one pair by default):
+
+    - ``kl_ramachandran``: KL(test || samples) of the first pair's (phi, psi) histogram, 60 x 60 bins on
+      the torus, pseudo-count 0.01 per bin (the direction of the BG literature: mass the model misses
+      costs most); ``kl_phi``, ``kl_psi``: its 1D marginals; with several residues also
+      ``kl_ramachandran_pair<k>`` (k = 1, 2, ...); for a user's molecule (``ramachandran`` given)
+      ``kl_ramachandran_mean`` / ``_max`` over the pairs and ``backbone_pairs``; the KLs are NaN when the
+      molecule has no backbone (``backbone_pairs`` = 0); ``kl_torsions_mean/max``: the same 1D KL for
+      each of the Z-matrix torsions (phi, psi, omegas, methyl rotations, ...);
+    - with an ``energy`` (None: skipped, ``energy_skipped_no_force_field`` = 1): ``energy_mean``,
+      ``energy_median``: u = U/kT of the samples, the mean with energies above the highest
+      test-frame energy censored at it; ``energy_w1``: W1 between the sample and test energy
+      distributions with the same censoring; ``energy_above_data_max``: the fraction censored
+      (non-finite energies included); ``energy_test_mean``; ``ess_fraction``: Kish ESS / N of w =
+      exp(-u(x) - log q(x)) when ``log_q`` (Cartesian density, nats) is given, and
+      ``energy_log_q_spearman``: how well -log q ranks the samples as u does (``energy_agreement``);
     - ``bond_length_deviation_mean/max``: per bond, the mean |sample length - mean test length|
-      (nm); their mean and max over the 21 bonds;
+      (nm); their mean and max over the Z-matrix bonds;
     - ``n_samples``, ``nonfinite_fraction``.
     """
     from scipy.stats import wasserstein_distance
 
-    z = InternalCoordinates()
+    z = z or InternalCoordinates()
+    pairs = ALA2_RAMACHANDRAN if ramachandran is None else list(ramachandran)
     finite = np.isfinite(samples).all(axis=(1, 2))
     ic_samples = z.to_internal(torch.from_numpy(samples[finite]).double()).numpy()
     ic_test = z.to_internal(torch.from_numpy(test).double()).numpy()
-    t_samples, t_test = ic_samples[:, TORSIONS], ic_test[:, TORSIONS]
-    rama = [TORSION_PHI, TORSION_PSI]
+    t_samples, t_test = ic_samples[:, z.torsions], ic_test[:, z.torsions]
     kls = np.array([histogram_kl(t_test[:, [k]], t_samples[:, [k]], TORSION_HISTOGRAM_BINS)
                     for k in range(t_test.shape[1])])
+    bond_mean = ic_test[:, z.bonds].mean(0)
+    bond_dev = np.abs(ic_samples[:, z.bonds] - bond_mean).mean(0)
+    out = {"kl_ramachandran": math.nan, "kl_phi": math.nan, "kl_psi": math.nan}
+    if pairs:
+        quartets = [q for pair in pairs for q in pair]
+        b_samples, b_test = backbone_torsions(samples[finite], quartets), backbone_torsions(test, quartets)
+        pair_kls = [histogram_kl(b_test[:, [2 * k, 2 * k + 1]], b_samples[:, [2 * k, 2 * k + 1]], RAMACHANDRAN_BINS)
+                    for k in range(len(pairs))]
+        out.update({"kl_ramachandran": pair_kls[0],
+                    "kl_phi": histogram_kl(b_test[:, [0]], b_samples[:, [0]], TORSION_HISTOGRAM_BINS),
+                    "kl_psi": histogram_kl(b_test[:, [1]], b_samples[:, [1]], TORSION_HISTOGRAM_BINS)})
+        if len(pairs) > 1:
+            out.update({f"kl_ramachandran_pair{k + 1}": v for k, v in enumerate(pair_kls)})
+        if ramachandran is not None:
+            out.update({"kl_ramachandran_mean": float(np.mean(pair_kls)), "kl_ramachandran_max": float(np.max(pair_kls))})
+    if ramachandran is not None:  # a user's molecule (alanine dipeptide's metrics keep their keys)
+        out.setdefault("kl_ramachandran_mean", math.nan)
+        out.setdefault("kl_ramachandran_max", math.nan)
+        out["backbone_pairs"] = float(len(pairs))
+    out.update({
+        "kl_torsions_mean": float(kls.mean()) if len(kls) else math.nan,
+        "kl_torsions_max": float(kls.max()) if len(kls) else math.nan,
+        "bond_length_deviation_mean": float(bond_dev.mean()), "bond_length_deviation_max": float(bond_dev.max()),
+        "n_samples": float(len(samples)), "nonfinite_fraction": float(1 - finite.mean()),
+    })
+    if energy is None:
+        out["energy_skipped_no_force_field"] = 1.0
+        return out
     u_samples = energy.reduced(samples)
     u_test = energy.reduced(test)
     u_max = float(u_test.max())
     censored = np.minimum(u_samples, u_max)
-    bond_mean = ic_test[:, BONDS].mean(0)
-    bond_dev = np.abs(ic_samples[:, BONDS] - bond_mean).mean(0)
-    out = {
-        "kl_ramachandran": histogram_kl(t_test[:, rama], t_samples[:, rama], RAMACHANDRAN_BINS),
-        "kl_phi": float(kls[TORSION_PHI]), "kl_psi": float(kls[TORSION_PSI]),
-        "kl_torsions_mean": float(kls.mean()), "kl_torsions_max": float(kls.max()),
+    out.update({
         "energy_mean": float(censored.mean()), "energy_median": float(np.median(u_samples)),
         "energy_test_mean": float(u_test.mean()),
         "energy_w1": float(wasserstein_distance(censored, u_test)),
         "energy_above_data_max": float(np.mean(~(u_samples <= u_max))),
-        "bond_length_deviation_mean": float(bond_dev.mean()), "bond_length_deviation_max": float(bond_dev.max()),
-        "n_samples": float(len(samples)), "nonfinite_fraction": float(1 - finite.mean()),
-    }
+    })
     if log_q is not None:
         out["ess_fraction"] = kish_ess_fraction(-u_samples - log_q)
         out["energy_log_q_spearman"] = energy_agreement(u_samples, log_q)
@@ -339,26 +377,28 @@ def energy_agreement(u: np.ndarray, log_q: np.ndarray) -> float:
     return float(spearmanr(-log_q[ok], u[ok]).statistic)
 
 
-def ramachandran_plot(data: np.ndarray, samples: np.ndarray, out: Path, bins: int = RAMACHANDRAN_BINS) -> Path:
-    """Side-by-side log-density (phi, psi) histograms of MD frames and samples (N, 22, 3) -> PNG."""
+def ramachandran_plot(data: np.ndarray, samples: np.ndarray, out: Path, bins: int = RAMACHANDRAN_BINS,
+                      pair: Sequence[Sequence[int]] | None = None, label: str = "") -> Path:
+    """Side-by-side log-density (phi, psi) histograms of MD frames and samples (N, n_atoms, 3) -> PNG;
+    ``pair``: the (phi, psi) atom quartets (alanine dipeptide's by default), ``label`` names the residue."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    z = InternalCoordinates()
+    quartets = ALA2_RAMACHANDRAN[0] if pair is None else pair
     edges = np.linspace(-180, 180, bins + 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
     for ax, frames, title in ((axes[0], data, f"MD test frames ({len(data):,})"),
                               (axes[1], samples, f"samples ({len(samples):,})")):
         frames = frames[np.isfinite(frames).all(axis=(1, 2))]
-        torsions = np.degrees(z.to_internal(torch.from_numpy(frames).double())[:, TORSIONS].numpy())
-        counts = np.histogram2d(torsions[:, TORSION_PHI], torsions[:, TORSION_PSI], bins=[edges, edges])[0]
+        torsions = np.degrees(backbone_torsions(frames, quartets))
+        counts = np.histogram2d(torsions[:, 0], torsions[:, 1], bins=[edges, edges])[0]
         density = counts / max(counts.sum(), 1) / (360 / bins) ** 2
         with np.errstate(divide="ignore"):
             image = ax.pcolormesh(edges, edges, np.log(density).T, cmap="viridis", shading="flat")
-        ax.set(title=title, xlabel="φ (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal")
-    axes[0].set_ylabel("ψ (degrees)")
+        ax.set(title=title, xlabel=f"φ{label} (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal")
+    axes[0].set_ylabel(f"ψ{label} (degrees)")
     fig.colorbar(image, ax=axes, label="log density (1/degree²)", shrink=0.8)
     out = Path(out)
     with atomic_path(out) as tmp:

@@ -57,13 +57,30 @@ TITLES = {"qm9-3d": "QM9 conformations (with hydrogens)", "ala2": "Alanine dipep
 COLUMNS = {"qm9-3d": QM9_COLUMNS, "ala2": ALA2_COLUMNS}
 
 
-def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Table:
-    columns = COLUMNS[dataset]
+USER_MD_COLUMNS = ALA2_COLUMNS[:1] + [("kl_ramachandran_mean", "KL Ramachandran mean over residues ↓"),
+                                      ("backbone_pairs", "(φ, ψ) pairs")] + ALA2_COLUMNS[1:]
+USER_MD_NOTE = ("A user's MD trajectory (file kind trajectory), against the held-out last block of its frames. KL "
+                "Ramachandran: KL(MD test ‖ samples) of the (φ, ψ) histogram of the first residue that has both; its "
+                "mean over every such residue beside it (empty for a molecule without a peptide backbone); KL "
+                "torsions: each Z-matrix torsion's 1D histogram. The energy columns (u = OpenMM potential energy / "
+                "kT, ESS, ρ) need a force field in the source block (force_field or prmtop) and are empty without "
+                "one (the metrics then carry energy_skipped_no_force_field = 1). The MD data row compares the "
+                "training frames with the test frames.")
+
+
+def _user_kind(runs: list[dict]) -> str | None:
+    """The built-in table a user dataset's runs fill (by their metrics): "ala2" for MD, else None."""
+    return "ala2" if any("kl_torsions_mean" in r["metrics"] for r in runs) else None
+
+
+def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None, kind: str | None = None) -> Table:
+    kind = kind or dataset
+    columns = COLUMNS[dataset] if dataset in COLUMNS else USER_MD_COLUMNS
     table = Table(["model", "scale"] + [label for _, label in columns])
     for model in sorted({r["model"] for r in runs}):
         mruns = [r for r in runs if r["model"] == model]
         cells = [bold(model) + f" (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
-                 run_scale(mruns[0]["dir"], UNITS[dataset])]
+                 run_scale(mruns[0]["dir"], UNITS[kind])]
         cells += [format_metric(key, [r["metrics"].get(key) for r in mruns]) for key, _ in columns]
         table.rows.append(("ours", cells))
     if dataset == "qm9-3d":
@@ -74,7 +91,7 @@ def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Tab
         for name, (scale, values) in PUBLISHED_QM9_3D.items():
             cells = [f"{name} (published)", scale]
             table.rows.append(("published", cells + [format_number(values.get(key), 3) for key, _ in columns]))
-    if dataset == "ala2":
+    if kind == "ala2":
         data = {key[len("data_"):]: value for key, value in runs[0]["metrics"].items() if key.startswith("data_")}
         if data:
             cells = ["MD data: train frames vs test frames", "same simulation"]
@@ -93,7 +110,7 @@ def _mixing_table(runs: list[dict]) -> Table | None:
         m = json.loads(path.read_text())
 
         def rhat(*names: str) -> str:
-            return " / ".join(format_number(m[n]["rhat"], 3) for n in names)
+            return " / ".join(format_number(m[n]["rhat"], 3) if n in m else "—" for n in names)
 
         table.rows.append(("ours", [bold(run["model"]) + f" (ours, seed {run['seed']})",
                                     f"{m['chains']} x {m['steps']:,}", rhat("energy"), rhat("sin_phi", "cos_phi"),
@@ -152,6 +169,13 @@ def structures_section(results: Path, inputs: Inputs | None = None) -> str:
         ds_runs = [r for r in runs if r["dataset"] == dataset]
         if ds_runs:
             datasets.append({"title": title, "table": _dataset_table(dataset, ds_runs, inputs), "note": NOTES[dataset],
+                             "mixing": _mixing_table(ds_runs),
+                             "figures": [figure for run in ds_runs for figure in _figures(run)]})
+    for dataset in sorted({r["dataset"] for r in runs} - set(TITLES)):  # the user's datasets
+        ds_runs = [r for r in runs if r["dataset"] == dataset]
+        if _user_kind(ds_runs) == "ala2":
+            datasets.append({"title": f"{dataset} (your MD trajectory)",
+                             "table": _dataset_table(dataset, ds_runs, inputs, "ala2"), "note": USER_MD_NOTE,
                              "mixing": _mixing_table(ds_runs),
                              "figures": [figure for run in ds_runs for figure in _figures(run)]})
     return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, mixing_note=MIXING_NOTE)

@@ -30,6 +30,14 @@ def ala2_split_flags(wildcards):
     return f"--val-size {split['valid_frames']} --test-size {split['test_frames']}"
 
 
+def mixing_flags(wildcards):
+    """A user MD dataset's `mixing` block (chains, steps, every); dgm mixing's defaults otherwise."""
+    mixing = config["structures"][wildcards.dataset].get("mixing", {})
+    return " ".join(
+        f"--{key} {mixing[key]}" for key in ("chains", "steps", "every") if key in mixing
+    )
+
+
 ALA2_DATA_FILES = (
     "train.dcd",
     "valid.dcd",
@@ -38,23 +46,46 @@ ALA2_DATA_FILES = (
     "alanine-dipeptide.prmtop",
     "prepare.json",
 )
-STRUCTURE_TRAIN_FILES = {"qm9-3d": ("train.npz", "valid.npz"), "ala2": ALA2_DATA_FILES}
+# a user trajectory (file kind `trajectory`): the frames, topology.pdb and molecule.json (Z-matrix,
+# backbone torsions, the serialized OpenMM System or null) instead of the prmtop
+USER_MD_DATA_FILES = (
+    "train.dcd",
+    "valid.dcd",
+    "test.dcd",
+    "topology.pdb",
+    "molecule.json",
+    "prepare.json",
+)
+STRUCTURE_TRAIN_FILES = {"conformers": ("train.npz", "valid.npz"), "peptide-md": ALA2_DATA_FILES}
 STRUCTURE_EVALUATE_FILES = {
-    "qm9-3d": ("test.npz", "train_smiles.txt"),
-    "ala2": ALA2_DATA_FILES,
+    "conformers": ("test.npz", "train_smiles.txt"),
+    "peptide-md": ALA2_DATA_FILES,
 }
+
+
+def structures_data_files(wildcards, table):
+    """The prepared files a dataset's jobs read: a built-in dataset's by its domain, a user dataset's
+    from what its import rule writes (ModelRules.prepared)."""
+    domain = dataset_domain("structures", wildcards.dataset)
+    if "source" in config["structures"][wildcards.dataset]:
+        return MODEL_RULES["structures"].prepared[domain]
+    return table[domain]
 
 
 def structures_train_inputs(wildcards):
     data = data_folder("structures", wildcards.dataset)
-    return [f"{data}/{name}" for name in STRUCTURE_TRAIN_FILES[wildcards.dataset]]
+    return [
+        f"{data}/{name}"
+        for name in structures_data_files(wildcards, STRUCTURE_TRAIN_FILES)
+    ]
 
 
 def structures_evaluate_inputs(wildcards):
     data = data_folder("structures", wildcards.dataset)
     return {
         "reference": [
-            f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[wildcards.dataset]
+            f"{data}/{name}"
+            for name in structures_data_files(wildcards, STRUCTURE_EVALUATE_FILES)
         ]
     }
 
@@ -72,6 +103,8 @@ MODEL_RULES["structures"] = ModelRules(
         },
     },
     evaluate_inputs=structures_evaluate_inputs,
+    # a user dataset's prepared folder (models.smk's <domain>_import rule runs dgm prepare --source)
+    prepared={"peptide-md": list(USER_MD_DATA_FILES)},
     # the QM9 data row (EDM's metrics on real molecules) beside the models, and the mixing
     # diagnostics of every model that samples by Langevin chains (an EBM)
     extras=(

@@ -154,5 +154,8 @@ rule md_mixing:
     conda:
         "../../../envs/conda.yaml"
     threads: 8
+    params:
+        flags=mixing_flags,
     shell:
-        "dgm mixing --checkpoint {input} --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
+        "dgm mixing --checkpoint {input} --seed {wildcards.seed} --out {output} {params.flags}"
+        " --threads {threads} 2> {log}"
