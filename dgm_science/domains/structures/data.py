@@ -239,16 +239,32 @@ class ConformerDataset(Dataset):
         return {"positions": self.positions[idx, :n], "atom_types": self.atom_types[idx, :n], "n_atoms": n_atoms}
 
 
-def items_to_arrays(items: Sequence[Item], n_max: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Items -> padded (positions (B, N, 3) float64, atom_types (B, N) with -1 for an unknown
-    element and at padding, n_atoms (B,))."""
+def elements_of(data: dict[str, np.ndarray]) -> list[str]:
+    """The element symbols a split file's atom types index: its ``elements`` array (a user's conformers,
+    ``sources.py``), else QM9's ``ELEMENTS`` (qm9-3d)."""
+    return [str(e) for e in data["elements"]] if "elements" in data else list(ELEMENTS)
+
+
+def metric_types(atom_types: np.ndarray, elements: Sequence[str]) -> np.ndarray:
+    """Atom types (B, N) indexing ``elements`` -> indices into ``metrics.METRIC_ELEMENTS`` (-1 stays -1)."""
+    lookup = np.append(metrics.types_of(list(elements)), -1)
+    types = np.asarray(atom_types, dtype=np.int64)
+    return lookup[np.where(types < 0, len(elements), types)]
+
+
+def items_to_arrays(items: Sequence[Item], n_max: int | None = None, elements: Sequence[str] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items -> padded (positions (B, N, 3) float64, atom_types (B, N) indices into ``elements`` (default
+    ``metrics.METRIC_ELEMENTS``: the metrics' indices) with -1 for another element and at padding, n_atoms (B,))."""
+    lookup = None if elements is None else {e: i for i, e in enumerate(elements)}
     n_atoms = np.array([len(symbols) for symbols, _ in items], dtype=np.int64)
     n = max(int(n_atoms.max(initial=0)), 1) if n_max is None else n_max
     positions = np.zeros((len(items), n, 3))
     types = np.full((len(items), n), -1, dtype=np.int64)
     for k, (symbols, xyz) in enumerate(items):
         positions[k, : len(symbols)] = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-        types[k, : len(symbols)] = metrics.types_of(symbols)
+        types[k, : len(symbols)] = (metrics.types_of(symbols) if lookup is None
+                                    else [lookup.get(s, -1) for s in symbols])
     return positions, types, n_atoms
 
 
