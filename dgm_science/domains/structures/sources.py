@@ -97,9 +97,12 @@ def sdf_records(path: Path) -> list[tuple[int, str]]:
     records = text.split(b"$$$$")
     if not records[-1].strip():
         records = records[:-1]
-    for record in records:
-        body = record.lstrip(b"\r\n")
-        start = line + record[: len(record) - len(body)].count(b"\n")
+    for k, record in enumerate(records):
+        # a record starts on the line after "$$$$"; its first line (the title) may be empty, so strip only the
+        # line break that ends "$$$$"
+        body = record[2:] if k and record.startswith(b"\r\n") else record[1:] if k and record.startswith(b"\n") \
+            else record
+        start = line + (k > 0)
         line += record.count(b"\n")
         out.append((start, body.split(b"\n>")[0].decode("utf-8", "replace")))
     return out
