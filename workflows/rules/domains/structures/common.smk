@@ -78,7 +78,9 @@ def structures_train_inputs(wildcards):
 def structures_evaluate_inputs(wildcards):
     data = data_folder("structures", wildcards.dataset)
     domain = dataset_domain("structures", wildcards.dataset)
-    return {"reference": [f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[domain]]}
+    return {
+        "reference": [f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[domain]]
+    }
 
 
 MODEL_RULES["structures"] = ModelRules(
