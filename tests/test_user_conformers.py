@@ -203,14 +203,25 @@ def test_each_bad_file_is_one_clear_error_through_the_cli(tmp_path, capsys):
     records = _good_records()
     assert _bad(tmp_path, "empty.sdf", "", capsys).endswith("empty.sdf: empty file (no SD records)")
     assert "empty.xyz: empty file (no XYZ frames)" in _bad(tmp_path, "empty.xyz", "\n\n", capsys)
-    message = _bad(tmp_path, "junk.sdf", "junk\n$$$$\nmore junk\n$$$$\n", capsys)
-    assert "none of the 2 records parse (line 1: RDKit cannot read the record; line 3: RDKit cannot read" in message
     from rdkit import Chem
+
+    message = _bad(tmp_path, "junk.sdf", "junk\n$$$$\nmore junk\n$$$$\n", capsys)
+    assert message.endswith("none of the 2 records is usable, all for one reason: RDKit cannot read the record "
+                            "(lines 1, 3)")
+    mixed = "junk\n$$$$\n" + Chem.MolToMolBlock(Chem.MolFromSmiles("CCO")) + "$$$$\n"
+    message = _bad(tmp_path, "mixed.sdf", mixed, capsys)
+    assert message.endswith("none of the 2 records parse (line 1: RDKit cannot read the record; line 3: 2D "
+                            "coordinates (every z is 0): a 3D conformer is needed (embed it first, e.g. RDKit "
+                            "EmbedMolecule))")
 
     heavy = "".join(Chem.MolToMolBlock(Chem.RemoveHs(m)) + "$$$$\n"
                     for m in Chem.SDMolSupplier(str(TINY), removeHs=False) if m is not None)
     message = _bad(tmp_path, "heavy.sdf", heavy, capsys)
     assert "no record has explicit hydrogens" in message and "Chem.AddHs(mol, addCoords=True)" in message
+    flat = "".join(Chem.MolToMolBlock(Chem.MolFromSmiles(smi)) + "$$$$\n" for smi in ("CCO", "CCN", "CCC", "CCCl"))
+    message = _bad(tmp_path, "flat.sdf", flat, capsys)  # 2D (no coordinates given: RDKit writes z = 0)
+    assert "none of the 4 records is usable, all for one reason: 2D coordinates (every z is 0)" in message
+    assert "(lines 1, " in message
     message = _bad(tmp_path, "two.sdf", "".join(records[:6]), capsys)  # 2 molecules x 3 conformers
     assert "2 molecules (distinct canonical SMILES) are too few to split" in message and "at least 3" in message
     message = _bad(tmp_path, "tiny.pdb", "ATOM\n", capsys)

@@ -256,6 +256,11 @@ def prepare_conformers(options: ConformerOptions, out_dir: Path, *, n_jobs: int)
         raise DataError(f"{where}: no record has explicit hydrogens ({no_h:,} of {read:,} lack them; 3D conformer "
                         "models need every atom with its coordinates: add hydrogens with 3D coordinates first, e.g. "
                         "RDKit Chem.AddHs(mol, addCoords=True) or obabel -h)")
+    reasons = {r for r in results if isinstance(r, str)}
+    if read and not kept and len(reasons) == 1:  # one cause for every record (a 2D file, ...): say it once
+        lines = ", ".join(str(line) for line, _ in skips.first)
+        raise DataError(f"{where}: none of the {read:,} records is usable, all for one reason: {reasons.pop()} "
+                        f"(lines {lines}{', ...' if skips.count > len(skips.first) else ''})")
     skips.check(read)
 
     molecules: dict[str, int] = {}
