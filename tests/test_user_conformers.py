@@ -251,3 +251,17 @@ def test_the_tutorial_commands_run_on_the_tiny_sdf(tmp_path, monkeypatch, capsys
     row = json.loads((tmp_path / "data/my-conformers/data_row.json").read_text())
     # real held-out molecules: stable and valid, and new to the training split (the split is by molecule)
     assert row["validity"] == 1.0 and row["novelty"] == 1.0
+
+
+def test_a_split_file_with_foreign_elements_is_refused(tmp_path):
+    from dgm_science.errors import DataError
+
+    out, _ = _prepare(tmp_path)
+    data = dict(np.load(out / "train.npz"))
+    for elements, match in ((["H", "C", "Xx"], "not distinct symbols"), (["H", "C"], "atom type 6 beyond the 2")):
+        bad = tmp_path / "bad"
+        bad.mkdir(exist_ok=True)
+        np.savez(bad / "train.npz", **{**data, "elements": np.array(elements)})
+        spec = registry.get("model", "qm9-edm")
+        with pytest.raises(DataError, match=match):
+            registry.get("domain", "conformers").fit_state(bad, spec, spec.Config())

@@ -239,10 +239,20 @@ class ConformerDataset(Dataset):
         return {"positions": self.positions[idx, :n], "atom_types": self.atom_types[idx, :n], "n_atoms": n_atoms}
 
 
-def elements_of(data: dict[str, np.ndarray]) -> list[str]:
+def elements_of(data: dict[str, np.ndarray], where: str = "split file") -> list[str]:
     """The element symbols a split file's atom types index: its ``elements`` array (a user's conformers,
-    ``sources.py``), else QM9's ``ELEMENTS`` (qm9-3d)."""
-    return [str(e) for e in data["elements"]] if "elements" in data else list(ELEMENTS)
+    ``sources.py``), else QM9's ``ELEMENTS`` (qm9-3d); DataError naming ``where`` for symbols the metrics do not
+    know, repeated ones, or atom types beyond them."""
+    if "elements" not in data:
+        return list(ELEMENTS)
+    elements = [str(e) for e in np.atleast_1d(data["elements"])]
+    unknown = [e for e in elements if e not in metrics.METRIC_ELEMENTS]
+    if unknown or len(set(elements)) != len(elements) or not elements:
+        raise DataError(f"{where}: elements {elements[:20]}: not distinct symbols among {', '.join(metrics.METRIC_ELEMENTS)}")
+    types = np.asarray(data.get("atom_types", np.zeros(0)))
+    if types.size and int(types.max()) >= len(elements):
+        raise DataError(f"{where}: atom type {int(types.max())} beyond the {len(elements)} elements {elements}")
+    return elements
 
 
 def metric_types(atom_types: np.ndarray, elements: Sequence[str]) -> np.ndarray:

@@ -43,7 +43,7 @@ def data_row(split_path: Path, out: Path | None = None, *, max_molecules: int | 
     idx = np.arange(len(data["n_atoms"]))
     if max_molecules is not None and max_molecules < len(idx):
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_molecules, replace=False))
-    types = metric_types(data["atom_types"][idx], elements_of(data))
+    types = metric_types(data["atom_types"][idx], elements_of(data, str(split_path)))
     row = metrics.edm_metrics(data["positions"][idx], types, data["n_atoms"][idx],
                               train_smiles=_train_smiles(split_path.parent), n_jobs=n_jobs,
                               progress=sys.stderr.isatty())
@@ -83,7 +83,7 @@ class ConformerDomain(Domain):
         atomic numbers, the histogram of molecule sizes over train (index = atom count, the distribution
         p(N) samples are drawn from; at least QM9's 29) and the largest size."""
         data = load_npz(Path(data_dir) / "train.npz")
-        elements = elements_of(data)
+        elements = elements_of(data, str(Path(data_dir) / "train.npz"))
         counts = np.bincount(data["n_atoms"].astype(np.int64), minlength=MAX_ATOMS + 1)
         return {"elements": elements, "charges": [_atomic_number(e) for e in elements],
                 "n_atoms_histogram": [float(c) for c in counts], "max_atoms": int(len(counts) - 1)}
