@@ -7,7 +7,8 @@ QM9 files: ``fetch`` writes ``qm9_3d.npz`` (n_atoms (M,), atom_types (M, 29) ind
 O, F with -1 padding, positions (M, 29, 3) float32 Angstrom, index (M,) the dsgdb9nsd number,
 smiles (M,)) and ``SOURCE.json``; ``prepare`` writes ``train.npz`` / ``valid.npz`` / ``test.npz``
 (same keys, positions centred) plus ``train_smiles.txt`` (EDM-style SMILES of the training
-molecules: the novelty reference) and ``prepare.json``. MD files: ``prepare`` splits the
+molecules: the novelty reference) and ``prepare.json``; a user's conformers (``sources.py``) are
+prepared into the same files, with an ``elements`` array (the data's element set, which atom types index). MD files: ``prepare`` splits the
 trajectory into contiguous ``train.dcd`` / ``valid.dcd`` / ``test.dcd`` blocks with
 ``topology.pdb``, the prmtop and ``prepare.json`` (``md.prepare_ala2``).
 """
