@@ -1,4 +1,4 @@
-"""A user's MD trajectory as a peptide-md dataset (file kind ``trajectory``, dgm_science/domains/structures/sources.py):
+"""A user's MD trajectory as a peptide-md dataset (file kind ``trajectory``, dgm_science/domains/structures/md_sources.py):
 internal coordinates of a molecule other than alanine dipeptide (Z-matrix from the topology's bonds), the contiguous
 time-block split, each bad file's one error through the real ``dgm prepare --source``, the metrics without a force
 field or a backbone, the workflow's plan, and the tutorial's commands on the shipped tetrapeptide
@@ -19,7 +19,7 @@ import yaml
 
 from dgm_science.domains.structures import metrics as structure_metrics
 from dgm_science.domains.structures.internal import InternalCoordinates, build_z_matrix
-from dgm_science.domains.structures.sources import TrajectoryOptions, backbone_pairs, prepare_trajectory
+from dgm_science.domains.structures.md_sources import TrajectoryOptions, backbone_pairs, prepare_trajectory
 from dgm_science.errors import DataError
 from tests.workflow_fixtures import copy_workflow, run_snakemake
 

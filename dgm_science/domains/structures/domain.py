@@ -21,13 +21,13 @@ from dgm_science.base import Domain, ModelSpec, Samples
 from dgm_science.commands import positive_int
 from dgm_science.domains.structures import md, metrics
 from dgm_science.domains.structures.data import (
-    ATOMIC_NUMBERS, MAX_ATOMS, ConformerDataset, InternalCoordinateDataset, Item, _atomic_number,
-    centre, items_to_arrays, load_npz, molecule_of, read_internal, topology_of,
+    MAX_ATOMS, ConformerDataset, InternalCoordinateDataset, Item, _atomic_number, centre, elements_of,
+    items_to_arrays, load_npz, metric_types, molecule_of, read_internal, topology_of,
 )
 from dgm_science.domains.structures.edm import Conformers
 from dgm_science.domains.structures.internal import ATOM_NAMES, InternalCoordinates
 from dgm_science.domains.structures.metrics import (
-    ALA2_RAMACHANDRAN, ELEMENTS, backbone_torsions, evaluate_conformations, ramachandran_plot,
+    ALA2_RAMACHANDRAN, backbone_torsions, evaluate_conformations, ramachandran_plot,
 )
 from dgm_science.domains.structures.models import TORSION_EPS, internal_coordinates, least_populated_angles
 from dgm_science.errors import DataError
@@ -48,7 +48,8 @@ def data_row(split_path: Path, out: Path | None = None, *, max_molecules: int | 
     idx = np.arange(len(data["n_atoms"]))
     if max_molecules is not None and max_molecules < len(idx):
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_molecules, replace=False))
-    row = metrics.edm_metrics(data["positions"][idx], data["atom_types"][idx], data["n_atoms"][idx],
+    types = metric_types(data["atom_types"][idx], elements_of(data, str(split_path)))
+    row = metrics.edm_metrics(data["positions"][idx], types, data["n_atoms"][idx],
                               train_smiles=_train_smiles(split_path.parent), n_jobs=n_jobs,
                               progress=sys.stderr.isatty())
     if out is not None:
@@ -64,7 +65,7 @@ def _train_smiles(data_dir: Path) -> set[str] | None:
 
 @register("domain", "conformers")
 class ConformerDomain(Domain):
-    """3D molecules (element symbols + Cartesian coordinates) of QM9 with hydrogens."""
+    """3D molecules (element symbols + Cartesian coordinates) with hydrogens: QM9's, or a user's conformers."""
 
     name = "conformers"
     headline = ("molecule_stability", "mol. stable ↑")
@@ -83,11 +84,13 @@ class ConformerDomain(Domain):
 
     @staticmethod
     def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
-        """Elements, their atomic numbers, the histogram of molecule sizes over train (index = atom
-        count, the distribution p(N) samples are drawn from) and the largest size."""
+        """Elements (the training file's: QM9's H, C, N, O, F, or a user dataset's ``elements``), their
+        atomic numbers, the histogram of molecule sizes over train (index = atom count, the distribution
+        p(N) samples are drawn from; at least QM9's 29) and the largest size."""
         data = load_npz(Path(data_dir) / "train.npz")
+        elements = elements_of(data, str(Path(data_dir) / "train.npz"))
         counts = np.bincount(data["n_atoms"].astype(np.int64), minlength=MAX_ATOMS + 1)
-        return {"elements": list(ELEMENTS), "charges": [ATOMIC_NUMBERS[e] for e in ELEMENTS],
+        return {"elements": elements, "charges": [_atomic_number(e) for e in elements],
                 "n_atoms_histogram": [float(c) for c in counts], "max_atoms": int(len(counts) - 1)}
 
     @staticmethod
@@ -115,7 +118,7 @@ class ConformerDomain(Domain):
                 and all(s in lookup for s in item[0])]
         if not keep:
             return None, []
-        positions, types, n_atoms = items_to_arrays([items[i] for i in keep])
+        positions, types, n_atoms = items_to_arrays([items[i] for i in keep], elements=state["elements"])
         positions = centre(positions, n_atoms)
         return {"positions": torch.from_numpy(positions), "atom_types": torch.from_numpy(types).clamp(min=0),
                 "n_atoms": torch.from_numpy(n_atoms)}, keep
