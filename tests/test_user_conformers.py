@@ -22,17 +22,6 @@ HERE = Path(__file__).parent / "data/user/conformers"
 TINY = HERE / "tiny.sdf"
 TINY_ELEMENTS = ["H", "C", "N", "O", "F", "S", "Cl"]
 
-# The tutorial's commands, verbatim (the notes' "Train on your own conformers" page): run from a folder holding
-# my_conformers.sdf (a copy of tests/data/user/conformers/tiny.sdf) and tiny.yaml.
-TUTORIAL = [
-    "dgm prepare --source '{kind: conformers, path: my_conformers.sdf, split: random}' --out data/my-conformers"
-    " --jobs 1",
-    "dgm train --model qm9-edm --data data/my-conformers --config tiny.yaml --seed 0 --out runs/my-conformers/model.ckpt",
-    "dgm sample --checkpoint runs/my-conformers/model.ckpt -n 20 --seed 0 --out runs/my-conformers/samples.sdf",
-    "dgm evaluate --domain conformers --samples runs/my-conformers/samples.sdf --checkpoint runs/my-conformers/model.ckpt"
-    " --reference data/my-conformers --out runs/my-conformers/metrics.json",
-    "dgm reference --domain conformers --data data/my-conformers/test.npz --out data/my-conformers/data_row.json",
-]
 
 
 def _prepare(tmp_path: Path, path: Path = TINY, **options) -> tuple[Path, dict]:
@@ -232,25 +221,6 @@ def test_each_bad_file_is_one_clear_error_through_the_cli(tmp_path, capsys):
 
 # ----------------------------------------------------------------------------- the tutorial
 
-
-def test_the_tutorial_commands_run_on_the_tiny_sdf(tmp_path, monkeypatch, capsys):
-    shutil.copy(TINY, tmp_path / "my_conformers.sdf")
-    shutil.copy(HERE / "tiny.yaml", tmp_path / "tiny.yaml")
-    monkeypatch.chdir(tmp_path)
-    for command in TUTORIAL:
-        status, err = _dgm(command, capsys)
-        assert status == 0, (command, err[-2000:])
-    prepared = json.loads((tmp_path / "data/my-conformers/prepare.json").read_text())
-    assert prepared["skipped"] == 4 and prepared["elements"] == TINY_ELEMENTS
-    metrics = json.loads((tmp_path / "runs/my-conformers/metrics.json").read_text())
-    assert metrics["n_samples"] == 20 and {"atom_stability", "molecule_stability", "validity", "novelty"} <= set(metrics)
-    # the samples are written in the data's elements (the untrained model's are not chemistry: any of the seven)
-    sampled = {line.split()[0] for line in (tmp_path / "runs/my-conformers/samples.xyz").read_text().splitlines()
-               if len(line.split()) == 4}
-    assert sampled and sampled <= set(TINY_ELEMENTS)
-    row = json.loads((tmp_path / "data/my-conformers/data_row.json").read_text())
-    # real held-out molecules: stable and valid, and new to the training split (the split is by molecule)
-    assert row["validity"] == 1.0 and row["novelty"] == 1.0
 
 
 def test_a_split_file_with_foreign_elements_is_refused(tmp_path):

@@ -207,43 +207,6 @@ def test_the_workflow_plans_a_user_trajectory(tmp_path):
     assert "resources/structures/tetrapeptide/data/molecule.json" in done.stdout
 
 
-# ----------------------------------------------------------------------------- the tutorial
-
-TUTORIAL = [
-    ["prepare", "--source", "{kind: trajectory, path: tetrapeptide.dcd, topology: tetrapeptide.pdb, valid: 30, "
-                            "test: 60, force_field: [amber14-all.xml, implicit/obc2.xml]}", "--out", "data"],
-    ["train", "--model", "ala2-flow", "--data", "data", "--config", "tiny.yaml", "--seed", "0", "--out",
-     "run/model.ckpt"],
-    ["sample", "--checkpoint", "run/model.ckpt", "-n", "200", "--seed", "0", "--out", "run/samples.dcd"],
-    ["evaluate", "--domain", "peptide-md", "--samples", "run/samples.dcd", "--checkpoint", "run/model.ckpt",
-     "--reference", "data", "--out", "run/metrics.json"],
-]
-TINY = """model: {hidden: 32, hidden_layers: 1, blocks: 2}
-train: {batch_size: 32, lr: 0.003, warmup_steps: 5, max_steps: 30, val_every_steps: 15, val_batches: 2, checkpoint_every_steps: 15}
-sample: {n: 200, batch_size: 200}
-"""
-
-
-@pytest.mark.e2e
-def test_the_tutorial_commands_run_on_the_shipped_tetrapeptide(tmp_path):
-    for path in (TRAJECTORY, TOPOLOGY):
-        (tmp_path / path.name).write_bytes(path.read_bytes())
-    (tmp_path / "tiny.yaml").write_text(TINY)
-    for command in TUTORIAL:
-        done = dgm(*command, cwd=tmp_path)
-        assert done.returncode == 0, (command, done.stderr[-3000:])
-    prepared = json.loads((tmp_path / "data" / "prepare.json").read_text())
-    assert prepared["frames"] == {"train": 210, "valid": 30, "test": 60} and prepared["energies"] is True
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-    assert metrics["backbone_pairs"] == 2 and metrics["n_samples"] == 200
-    for key in ("kl_ramachandran", "kl_ramachandran_pair2", "kl_torsions_mean", "energy_mean", "ess_fraction",
-                "data_kl_ramachandran"):
-        assert np.isfinite(metrics[key]), key
-    assert (tmp_path / "run" / "ramachandran.png").stat().st_size > 1000
-    rows = (tmp_path / "run" / "samples.csv").read_text().splitlines()
-    assert rows[0] == "index,log_likelihood,reduced_energy,phi,psi" and len(rows) == 201
-
-
 def test_a_bad_topology_is_one_error(tmp_path):
     (tmp_path / "broken.pdb").write_text("ATOM      1  N   ALA A   1    garbage\n")
     with pytest.raises(DataError):
