@@ -169,13 +169,14 @@ def read_sdf_source(path: Path, options: SdfOptions) -> Rows:
         raise DataError(f"{path}: cannot be read ({type(err).__name__}: {err})") from None
     if not text.strip():
         raise DataError(f"{path}: empty file (no SD records)")
-    line = 1
     records = text.split(b"$$$$")
     if not records[-1].strip():
         records = records[:-1]
-    for record in records:
-        body = record.lstrip(b"\r\n")
-        start = line + record[: len(record) - len(body)].count(b"\n")
+    line = 1
+    for i, record in enumerate(records):
+        # after "$$$$" the rest of its line; the molblock starts on the next (its first line, the name, may be empty)
+        body = record.split(b"\n", 1)[1] if i > 0 and b"\n" in record else record
+        start = line + (1 if i > 0 else 0)
         line += record.count(b"\n")
         mol = Chem.MolFromMolBlock(body.split(b"\n>")[0].decode("utf-8", "replace"), sanitize=True, removeHs=False)
         if mol is None:
@@ -237,19 +238,21 @@ def standardized(task: tuple[str, bool, bool]) -> tuple[str | None, str | None, 
         return None, None, f"RDKit cannot parse the SMILES {smiles[:40]!r}"
     note = ""
     if standardize:
-        before = Chem.MolToSmiles(mol)
         try:
-            parent = _CHOOSER.choose(mol) if len(Chem.GetMolFrags(mol)) > 1 else mol
-            neutral = _UNCHARGER.uncharge(parent) if any(a.GetFormalCharge() for a in parent.GetAtoms()) else parent
+            several = len(Chem.GetMolFrags(mol)) > 1
+            parent = _CHOOSER.choose(mol) if several else mol
+            charged = any(a.GetFormalCharge() for a in parent.GetAtoms())
+            neutral = _UNCHARGER.uncharge(parent) if charged else parent
             Chem.SanitizeMol(neutral)
         except (ValueError, RuntimeError) as err:
             return None, None, f"standardisation failed ({err})"
+        # only a salt or a charge that the Uncharger changed counts (a zwitterion or a nitro group stays)
+        changed = several or (charged and Chem.MolToSmiles(neutral) != Chem.MolToSmiles(parent))
+        note = "standardized" if changed else ""
         mol = neutral
     if mol.GetNumAtoms() == 0:
         return None, None, "no atoms"
     canonical = Chem.MolToSmiles(mol)
-    if standardize and canonical != before:
-        note = "standardized"
     group = MurckoScaffold.MurckoScaffoldSmiles(mol=mol) if scaffold else None
     return canonical, group, note
 
