@@ -126,6 +126,10 @@ class MinariSource(Source):
                 continue
             episodes.append(rows)
             returns.append(float(np.sum(episode["rewards"])))
+        if raw and not episodes:
+            longest = max(len(e["actions"]) for e in raw)
+            raise DataError(f"{where}: none of the {len(raw)} episodes has {options.horizon} steps (the longest has "
+                            f"{longest}); set the source's horizon (and the models' model.horizon) to at most {longest}")
         skips.check(len(raw))
         stats = _split_episodes(episodes, options, Path(out_dir), where)
         split = stats.pop("_split")
