@@ -215,3 +215,50 @@ def test_the_tutorial_runs_as_written(tmp_path):
     rollout = json.loads((run / "rollout_env.json").read_text())
     assert rollout["env_id"] == "Pendulum-v1" and rollout["episodes"] == 3 and rollout["episode_steps"] == 40
     assert "random_return_mean" in rollout and rollout["data_return_mean"] < 0
+
+
+# ----------------------------------------------------------------------------- the workflow
+
+WORKFLOW_CONFIG = """\
+seeds: [0]
+trajectories:
+  my-pendulum:
+    source: {kind: minari, path: pendulum-swingup, valid: 1, test: 1}
+    rollout: {episodes: 2}
+    models:
+      traj-arm:
+        model: {d_model: 16, n_layers: 1, n_heads: 2, components: 2}
+        train: {max_steps: 20, batch_size: 16, val_every_steps: 10, warmup_steps: 2, checkpoint_every_steps: 10}
+        sample: {n: 8, batch_size: 8}
+  my-maze:
+    source: {kind: maze, maze_map: [[1,1,1,1,1],[1,0,0,0,1],[1,0,1,0,1],[1,g,1,0,1],[1,1,1,1,1]], episodes: 6,
+             episode_steps: 100, valid: 1, test: 1}
+    rollout: {episodes: 3, protocols: [d4rl, multi2d]}
+    models:
+      maze-diffuser:
+        model: {horizon: 16, dim: 8, dim_mults: [1, 2], diffusion_steps: 8}
+        train: {max_steps: 20, batch_size: 16, val_every_steps: 10, warmup_steps: 2, checkpoint_every_steps: 10}
+        sample: {n: 8, batch_size: 8}
+"""
+"""The tiny config of the recorded Snakemake runs (notes: a user Minari dataset and a user maze map)."""
+
+
+@pytest.mark.e2e
+def test_the_workflow_plans_user_trajectories(tmp_path):
+    from tests.workflow_fixtures import copy_workflow, run_snakemake
+
+    copy_workflow(tmp_path)
+    shutil.copytree(PENDULUM, tmp_path / "pendulum-swingup")
+    (tmp_path / "user.yaml").write_text(WORKFLOW_CONFIG)
+    done = run_snakemake(tmp_path, ["user.yaml"], "-n", "--quiet", "rules")
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = {line.split()[0]: int(line.split()[1]) for line in done.stdout.splitlines()
+              if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert counts["trajectories_import"] == 2 and counts["trajectories_env_rollout"] == 1
+    assert counts["trajectories_rollout"] == 2 and counts["trajectories_baseline_rollout"] == 4
+    for rule in ("trajectories_collect", "trajectories_prepare", "trajectories_two_sample", "trajectories_execute"):
+        assert rule not in counts, (rule, done.stdout)  # the built-in mazes' expert-data rules are not used
+    done = run_snakemake(tmp_path, ["user.yaml"], "-n", "-p", "results/trajectories/my-maze/maze-diffuser/seed0/"
+                         "rollout_d4rl.json")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--maze map:11111/10001/10101/1g101/11111" in done.stdout
