@@ -262,3 +262,32 @@ def test_the_workflow_plans_user_trajectories(tmp_path):
                          "rollout_d4rl.json")
     assert done.returncode == 0, done.stderr[-3000:]
     assert "--maze map:11111/10001/10101/1g101/11111" in done.stdout
+
+
+def test_a_dict_observation_dataset_is_flattened_and_written_back(tmp_path):
+    """A Minari dataset with PointMaze's Dict observation (here the project's own collect on a user map):
+    prepared as flat rows (achieved_goal, desired_goal, observation), its plans written back as the Dict."""
+    from dgm_science.base import Samples
+    from dgm_science.domains.trajectories.data import Trajectory
+    from dgm_science.domains.trajectories.domain import TrajectoryDomain
+    from dgm_science.domains.trajectories.expert import write_expert_dataset
+    from dgm_science.domains.trajectories.minari_io import read_minari
+    from dgm_science.domains.trajectories.sources import MinariOptions, MinariSource
+
+    write_expert_dataset(tmp_path / "raw", custom_maze_name(SMALL_MAP), episodes=4, episode_steps=40, seed=0)
+    options = MinariOptions(kind="minari", path=str(tmp_path / "raw" / "minari"), valid=1, test=1, horizon=16)
+    stats = MinariSource.prepare(options, tmp_path / "data", n_jobs=1)
+    assert stats["obs_dim"] == 8 and stats["act_dim"] == 2 and stats["env_id"] == "PointMaze_UMaze-v3"
+    assert [key for key, _ in stats["obs_layout"]] == ["achieved_goal", "desired_goal", "observation"]
+    assert stats["env_kwargs"]["maze_map"][3][1] == 0  # the collection's map (goal cells made plain)
+    state = generic.fit_state(stats, tmp_path / "data", None)
+    assert state["horizon"] == 16 and len(state["starts"]) == 1 and len(state["low"]) == 10
+    raw = read_minari(tmp_path / "raw" / "minari")[0]
+    flat = generic.flatten_obs(raw["observations"], stats["obs_layout"])[:16]
+    plan = Trajectory(flat, np.c_[raw["actions"][:16]], np.zeros(0))
+    TrajectoryDomain.write_samples(tmp_path / "samples.minari", Samples([plan, None], np.array([-1.0, np.nan])), state=state)
+    back = TrajectoryDomain.read_samples(tmp_path / "samples.minari")
+    assert back[1] is None and np.allclose(back[0].observations, flat)
+    written = read_minari(tmp_path / "samples.minari")[0]["observations"]
+    assert set(written) == {"observation", "achieved_goal", "desired_goal"}
+    assert np.allclose(written["observation"], raw["observations"]["observation"][:16])
