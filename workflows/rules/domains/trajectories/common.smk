@@ -2,9 +2,6 @@
 # model rules (MODEL_RULES: train, sample and evaluate are models.smk's rules).
 
 
-from dgm_science.domains.trajectories.mazes import custom_maze_name
-
-
 def trajectories_config(dataset):
     return lookup(dpath=f"trajectories/{dataset}", within=config)
 
@@ -27,8 +24,9 @@ TRAJECTORY_MAZES = f"{TRAJECTORY_BUILT_IN}|{one_of(USER_MAZES)}"
 
 def trajectory_maze_of(wildcards):
     """The maze of pointmaze-<maze> and of its variants pointmaze-<maze>-<tag>; a user maze's ``map:`` name."""
-    if wildcards.dataset in USER_MAZES:
-        return custom_maze_name(USER_MAZES[wildcards.dataset]["maze_map"])
+    if wildcards.dataset in USER_MAZES:  # mazes.custom_maze_name's encoding (a dry run imports no domain)
+        rows = USER_MAZES[wildcards.dataset]["maze_map"]
+        return "map:" + "/".join("".join(str(cell).lower() for cell in row) for row in rows)
     return wildcards.dataset.removeprefix("pointmaze-").split("-")[0]
 
 
