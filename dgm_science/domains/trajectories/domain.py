@@ -56,7 +56,12 @@ class TrajectoryDomain(Domain):
         from dgm_science.domains.trajectories.rollout import PROTOCOLS, published_planners
         from dgm_science.utils import read_json
 
-        rows = super().summary_rows(dataset, seed_dirs)
+        metrics = [read_json(p) for d in seed_dirs if (p := d / "metrics.json").is_file()]
+        if metrics and "dynamic_error" in metrics[0]:  # a user's environment (no maze, no walls): its headline
+            rows = [("plan vs the data's one-step model, std ↓", [m.get("dynamic_error") for m in metrics], None),
+                    ("held-out data vs the one-step model, std", [m.get("data_dynamic_error") for m in metrics], None)]
+        else:
+            rows = super().summary_rows(dataset, seed_dirs)
         for protocol in PROTOCOLS:
             found = [read_json(p) for d in seed_dirs if (p := d / f"rollout_{protocol}.json").is_file()]
             if not found:
