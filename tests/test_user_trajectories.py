@@ -291,3 +291,41 @@ def test_a_dict_observation_dataset_is_flattened_and_written_back(tmp_path):
     written = read_minari(tmp_path / "samples.minari")[0]["observations"]
     assert set(written) == {"observation", "achieved_goal", "desired_goal"}
     assert np.allclose(written["observation"], raw["observations"]["observation"][:16])
+
+
+def test_the_schema_takes_user_trajectory_blocks(tmp_path):
+    import copy
+
+    import jsonschema
+    import yaml
+    from snakemake.utils import validate
+
+    from dgm_science import schema
+
+    generated = schema.pipeline_schema()
+    config = yaml.safe_load(WORKFLOW_CONFIG)
+    (tmp_path / "schema.yaml").write_text(yaml.safe_dump(generated))
+    validate(config, str(tmp_path / "schema.yaml"))
+    maze = config["trajectories"]["my-maze"]
+    assert maze["source"]["noise"] == 0.0 and maze["source"]["split"] == "random"
+    assert config["trajectories"]["my-pendulum"]["source"]["horizon"] == 32
+    for key, value, message in (("collect", {"episodes": 3}, "'collect' was unexpected"),  # the source's options
+                                ("offline_rl", {}, "'offline_rl' was unexpected")):
+        bad = copy.deepcopy(yaml.safe_load(WORKFLOW_CONFIG))
+        bad["trajectories"]["my-maze"][key] = value
+        with pytest.raises(jsonschema.ValidationError, match=message):
+            jsonschema.validate(bad, generated)
+    bad = copy.deepcopy(yaml.safe_load(WORKFLOW_CONFIG))
+    bad["trajectories"]["my-pendulum"]["source"]["maze_map"] = [[1]]
+    with pytest.raises(jsonschema.ValidationError, match="'maze_map' was unexpected"):
+        jsonschema.validate(bad, generated)
+
+
+def test_closed_loop_without_the_env_says_why():
+    class Model:  # never sampled: the env is missing first
+        state = {"env_id": "NoSuchEnv-v0", "env_kwargs": {}, "max_episode_steps": 10, "horizon": 8}
+
+    summary = generic.closed_loop(Model(), episodes=2, seed=0)
+    assert summary == {"protocol": "env", "env_id": "NoSuchEnv-v0",
+                       "skipped": "closed loop skipped: environment 'NoSuchEnv-v0' is not installed (not in "
+                                  "gymnasium's registry)"}
