@@ -10,7 +10,9 @@ TRAJECTORY_BUILT_IN = "pointmaze-(umaze|medium|large)(-[a-z0-9]+)?"
 """The dataset wildcard of the rules that collect, prepare and use the expert data of the built-in mazes
 (and their variants pointmaze-<maze>-<tag>); a user dataset (a source block) is prepared by the import rule."""
 USER_MAZES = user_datasets("trajectories", "trajectories")
-USER_MAZES = {name: block for name, block in USER_MAZES.items() if block["kind"] == "maze"}
+USER_MAZES = {
+    name: block for name, block in USER_MAZES.items() if block["kind"] == "maze"
+}
 """User datasets of kind maze (a maze map): their models roll out in the simulator like the built-in mazes'."""
 USER_ENVS = {
     name: block
@@ -24,9 +26,13 @@ TRAJECTORY_MAZES = f"{TRAJECTORY_BUILT_IN}|{one_of(USER_MAZES)}"
 
 def trajectory_maze_of(wildcards):
     """The maze of pointmaze-<maze> and of its variants pointmaze-<maze>-<tag>; a user maze's ``map:`` name."""
-    if wildcards.dataset in USER_MAZES:  # mazes.custom_maze_name's encoding (a dry run imports no domain)
+    if (
+        wildcards.dataset in USER_MAZES
+    ):  # mazes.custom_maze_name's encoding (a dry run imports no domain)
         rows = USER_MAZES[wildcards.dataset]["maze_map"]
-        return "map:" + "/".join("".join(str(cell).lower() for cell in row) for row in rows)
+        return "map:" + "/".join(
+            "".join(str(cell).lower() for cell in row) for row in rows
+        )
     return wildcards.dataset.removeprefix("pointmaze-").split("-")[0]
 
 

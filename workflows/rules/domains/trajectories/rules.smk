@@ -16,9 +16,9 @@ rule trajectories_collect:
         "logs/trajectories/{dataset}/collect.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/collect.tsv"
-    priority: PRIORITY.data
     wildcard_constraints:
         dataset=TRAJECTORY_BUILT_IN,
+    priority: PRIORITY.data
     conda:
         "../../../envs/conda.yaml"
     params:
@@ -43,9 +43,9 @@ rule trajectories_prepare:
         "logs/trajectories/{dataset}/prepare.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/prepare.tsv"
-    priority: PRIORITY.data
     wildcard_constraints:
         dataset=TRAJECTORY_BUILT_IN,
+    priority: PRIORITY.data
     conda:
         "../../../envs/conda.yaml"
     params:
@@ -246,7 +246,8 @@ rule trajectories_baseline_rollout:
 rule trajectories_env_rollout:
     """A model of a user's Minari dataset in that dataset's environment (dgm rollout --protocol env): its
     resets, the plan's actions executed and re-planned, the return beside a random policy's and the data's;
-    when the environment is not installed, rollout_env.json says that the closed loop was skipped and why."""
+    when the environment is not installed, rollout_env.json says that the closed loop was skipped and why.
+    """
     input:
         "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
     output:
