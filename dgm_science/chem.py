@@ -45,3 +45,65 @@ def map_molecules(
     with context.Pool(n_jobs, initializer=_init_worker) as pool:
         iterator = pool.imap(function, items, chunksize=chunksize)
         return list(tqdm(iterator, total=n_items, desc=desc, disable=not progress, unit="mol"))
+
+
+def standardized(task: tuple[str, bool, bool], max_length: int) -> tuple[str | None, str | None, str]:
+    """``(smiles, standardize, scaffold)`` -> (canonical SMILES or None, Bemis-Murcko scaffold SMILES or None,
+    what happened: "" / "standardized" / the reason it failed). Standardising (RDKit's rdMolStandardize) keeps
+    the largest organic fragment and neutralises charges. Defined here, not in the molecules domain, so that
+    the workers of a user file's prepare import RDKit only (no torch)."""
+    from rdkit import Chem
+    from rdkit.Chem.Scaffolds import MurckoScaffold
+
+    smiles, standardize, scaffold = task
+    if not smiles:
+        return None, None, "empty SMILES"
+    if len(smiles) > max_length:
+        return None, None, f"a SMILES of {len(smiles):,} characters"
+    mol = Chem.MolFromSmiles(smiles)
+    if mol is None:
+        return None, None, f"RDKit cannot parse the SMILES {smiles[:40]!r}"
+    note = ""
+    if standardize:
+        try:
+            several = len(Chem.GetMolFrags(mol)) > 1
+            parent = _CHOOSER.choose(mol) if several else mol
+            charged = any(a.GetFormalCharge() for a in parent.GetAtoms())
+            neutral = _UNCHARGER.uncharge(parent) if charged else parent
+            Chem.SanitizeMol(neutral)
+        except (ValueError, RuntimeError) as err:
+            return None, None, f"standardisation failed ({err})"
+        # only a salt or a charge that the Uncharger changed counts (a zwitterion or a nitro group stays)
+        changed = several or (charged and Chem.MolToSmiles(neutral) != Chem.MolToSmiles(parent))
+        note = "standardized" if changed else ""
+        mol = neutral
+    if mol.GetNumAtoms() == 0:
+        return None, None, "no atoms"
+    canonical = Chem.MolToSmiles(mol)
+    group = MurckoScaffold.MurckoScaffoldSmiles(mol=mol) if scaffold else None
+    return canonical, group, note
+
+
+class _Lazy:
+    def __init__(self, make: Any) -> None:
+        self._make, self._value = make, None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._value is None:
+            self._value = self._make()
+        return getattr(self._value, name)
+
+
+def _chooser() -> Any:
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    return rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
+
+
+def _uncharger() -> Any:
+    from rdkit.Chem.MolStandardize import rdMolStandardize
+
+    return rdMolStandardize.Uncharger()
+
+
+_CHOOSER, _UNCHARGER = _Lazy(_chooser), _Lazy(_uncharger)

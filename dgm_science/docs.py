@@ -428,7 +428,56 @@ def render_config() -> str:
     intro = ("Generated from `workflows/config/README.md` (a test keeps it equal to the schema's keys) by "
              "`python -m dgm_science.docs`.\n\n")
     title, _, body = text.partition("\n")
-    return f"{title} reference\n\n{intro}{body.lstrip()}"
+    return f"{title} reference\n\n{intro}{body.lstrip()}\n{render_source_kinds()}"
+
+
+def render_source_kinds() -> str:
+    """The options of every registered file kind of a user dataset's ``source`` block (from their dataclasses,
+    as the schema is: ``dgm_science/sources.py``)."""
+    from dgm_science import registry, schema
+
+    out = ["## User datasets: the file kinds of `source`", "",
+           "A dataset block with a `source` (any name that is not a built-in dataset's) is a user dataset "
+           "(docs/your-data/): `<group>.<name>.{source, models, ...}`. Its `source` takes `kind` and that kind's "
+           "options below; the rest of the block is the domain's `user_dataset.<domain>` in "
+           "`workflows/schemas/config.schema.yaml`. Generated from the registered kinds.", ""]
+    for kind in registry.names("source"):
+        cls = registry.get("source", kind)
+        options = schema.dataclass_schema(cls.Options)
+        doc = (cls.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+        out += [f"### `{kind}` ({cls.domain})", "", doc, "", "| key | type | default | meaning |", "|---|---|---|---|"]
+        for key, prop in options["properties"].items():
+            if key == "kind":
+                continue
+            if key == "split":
+                kind_type, default = " / ".join(cls.split_methods), cls.split_methods[0]
+            else:
+                kind_type = _schema_type(prop)
+                default = prop.get("default", "–")
+            out.append(f"| `{key}` | {kind_type} | {_shown_default(default)} | {prop.get('description', '')} |")
+        out.append("")
+    return "\n".join(out)
+
+
+def _schema_type(prop: dict) -> str:
+    if "enum" in prop:
+        return " / ".join(map(str, prop["enum"]))
+    if "anyOf" in prop or "oneOf" in prop:
+        return " or ".join(_schema_type(p) for p in prop.get("anyOf", prop.get("oneOf")))
+    if prop.get("type") == "array" and isinstance(prop.get("items"), dict) and "type" in prop["items"]:
+        return f"array of {_schema_type(prop['items'])}"
+    types = prop.get("type", "")
+    return " or ".join(types) if isinstance(types, list) else str(types)
+
+
+def _shown_default(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, list):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return str(value)
 
 
 def generated(docs: Path = DOCS) -> dict[Path, str]:

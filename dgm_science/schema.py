@@ -162,9 +162,11 @@ def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
         entry: dict[str, Any] = {"description": _one_line(doc.split("\n\n")[0])} if doc else {}
         entry.update(type="object", additionalProperties=False,
                      properties={"model": {"$ref": f"#/$defs/{model_def(name)}"},
-                                 # left out: the dataclass's defaults, filled in
-                                 "train": {"$ref": "#/$defs/train", "default": {}},
-                                 "sample": {"$ref": f"#/$defs/{sample_def(domain)}", "default": {}}})
+                                 "train": {"$ref": "#/$defs/train"},
+                                 "sample": {"$ref": f"#/$defs/{sample_def(domain)}"}})
+        if not predictors:  # left out: the dataclass's defaults, filled in (a predictor does not sample)
+            for block in ("train", "sample"):
+                entry["properties"][block]["default"] = {}
         if not predictors:  # a predictor's seeds are the prediction block's
             entry["properties"]["seeds"] = MODEL_SEEDS
         # A generative model's entry always names its model block: an entry that is only `seeds`

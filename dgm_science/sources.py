@@ -182,25 +182,27 @@ def group_split(groups: Sequence[Any], valid: float, test: float, seed: int, whe
     rng.shuffle(small)
     out: dict[str, list[int]] = {"train": [], "valid": [], "test": []}
     for s in big + small:
-        if len(out["train"]) + len(s) <= n_train:
+        # a group larger than the training split still goes there (chemprop would send it to test)
+        if len(out["train"]) + len(s) <= n_train or not out["train"]:
             out["train"].extend(s)
         elif len(out["valid"]) + len(s) <= n_valid:
             out["valid"].extend(s)
         else:
             out["test"].extend(s)
-    for name in ("valid", "test"):  # a group bigger than a split's size leaves it empty: move the smallest group
-        if not out[name]:
-            donor = max(("train", "valid", "test"), key=lambda k: len(out[k]))
-            ids = out[donor]
-            by_group: dict[Any, list[int]] = {}
-            for i in ids:
-                by_group.setdefault(groups[i], []).append(i)
-            if len(by_group) < 2:
-                raise DataError(f"{where}: one group holds most {unit}; no grouped split leaves every split "
-                                "non-empty (split: random instead)")
-            smallest = min(by_group.values(), key=len)
-            out[donor] = [i for i in ids if groups[i] != groups[smallest[0]]]
-            out[name] = smallest
+    for name in ("valid", "test"):  # a split left empty takes the smallest group of the largest split of several
+        if out[name]:
+            continue
+        donors = [k for k in ("train", "valid", "test") if len({groups[i] for i in out[k]}) >= 2]
+        if not donors:
+            raise DataError(f"{where}: one group holds most {unit}; no grouped split leaves every split "
+                            "non-empty (split: random instead)")
+        donor = max(donors, key=lambda k: len(out[k]))
+        by_group: dict[Any, list[int]] = {}
+        for i in out[donor]:
+            by_group.setdefault(groups[i], []).append(i)
+        smallest = min(by_group.values(), key=len)
+        out[donor] = [i for i in out[donor] if groups[i] != groups[smallest[0]]]
+        out[name] = smallest
     return {k: np.sort(np.asarray(v, dtype=np.int64)) for k, v in out.items()}
 
 

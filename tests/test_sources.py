@@ -55,6 +55,13 @@ def test_group_split_keeps_every_group_in_one_split():
     assert max(set(groups), key=groups.count) in seen["train"]
 
 
+def test_a_group_larger_than_the_training_split_goes_to_train():
+    groups = ["big"] * 90 + [f"s{i}" for i in range(10)]
+    parts = sources.group_split(groups, 0.2, 0.2, seed=0, where="x")
+    assert set(range(90)) <= set(parts["train"].tolist())
+    assert len(parts["valid"]) and len(parts["test"])
+
+
 def test_group_split_with_too_few_groups_says_so():
     with pytest.raises(DataError, match="form 2 group"):
         sources.group_split(["a"] * 5 + ["b"] * 5, 0.1, 0.1, seed=0, where="x")

@@ -7,6 +7,7 @@ the user's files, validated against the config schema) from a folder where ``wor
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,6 +51,49 @@ def run_block(body: str, cwd: Path, dry: bool) -> None:
                                  f"--- stderr\n{done.stderr[-5000:]}"
 
 
+# What each page's commands must have written (beyond running without an error), by page.
+
+
+def check_molecules(work: Path) -> None:
+    stats = json.loads((work / "my-series" / "prepare.json").read_text())
+    assert (stats["read"], stats["skipped"], stats["duplicates_removed"], stats["unique"]) == (60, 1, 2, 57)
+    assert (stats["train"], stats["valid"], stats["test"]) == (45, 6, 6)  # the figures the page quotes
+    metrics = json.loads((work / "runs" / "my-series-arm" / "metrics.json").read_text())
+    assert metrics["n_generated"] == 500 and metrics["reference_test_size"] == 6
+
+
+def check_structures(work: Path) -> None:
+    elements = ["H", "C", "N", "O", "F", "S", "Cl"]
+    prepared = json.loads((work / "data/my-conformers/prepare.json").read_text())
+    assert prepared["skipped"] == 4 and prepared["elements"] == elements
+    metrics = json.loads((work / "runs/my-conformers/metrics.json").read_text())
+    assert metrics["n_samples"] == 20 and {"atom_stability", "molecule_stability", "validity", "novelty"} <= set(metrics)
+    # the samples are written in the data's elements (an untrained model's are not chemistry: any of the seven)
+    sampled = {line.split()[0] for line in (work / "runs/my-conformers/samples.xyz").read_text().splitlines()
+               if len(line.split()) == 4}
+    assert sampled and sampled <= set(elements)
+    row = json.loads((work / "data/my-conformers/data_row.json").read_text())
+    assert row["validity"] == 1.0 and row["novelty"] == 1.0  # real held-out molecules, new to the training split
+
+    prepared = json.loads((work / "data" / "prepare.json").read_text())
+    assert prepared["frames"] == {"train": 210, "valid": 30, "test": 60} and prepared["energies"] is True
+    metrics = json.loads((work / "run" / "metrics.json").read_text())
+    assert metrics["backbone_pairs"] == 2 and metrics["n_samples"] == 200
+    for key in ("kl_ramachandran", "kl_ramachandran_pair2", "kl_torsions_mean", "energy_mean", "ess_fraction",
+                "data_kl_ramachandran"):
+        assert np.isfinite(metrics[key]), key
+    assert (work / "run" / "ramachandran.png").stat().st_size > 1000
+    rows = (work / "run" / "samples.csv").read_text().splitlines()
+    assert rows[0] == "index,log_likelihood,reduced_energy,phi,psi" and len(rows) == 201
+
+
+CHECKS = {"molecules": check_molecules, "structures": check_structures}
+
+
+def test_every_page_has_its_checks():
+    assert {p.stem for p in PAGES if p.name != "index.md"} == set(CHECKS)
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("page", [p for p in PAGES if p.name != "index.md"], ids=lambda p: p.stem)
 def test_tutorial_runs_as_written(page, tmp_path):
@@ -58,3 +103,4 @@ def test_tutorial_runs_as_written(page, tmp_path):
     (work / "workflows").symlink_to(ROOT / "workflows")
     for _, dry, body in tutorial_blocks(page):
         run_block(body, work, dry)
+    CHECKS[page.stem](work)

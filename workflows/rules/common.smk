@@ -79,7 +79,10 @@ def user_datasets(group, domain=None):
         name: block["source"]
         for name, block in config.get(group, {}).items()
         if "source" in block
-        and (domain is None or CATALOG.source(block["source"]["kind"])["domain"] == domain)
+        and (
+            domain is None
+            or CATALOG.source(block["source"]["kind"])["domain"] == domain
+        )
     }
 
 
@@ -107,7 +110,9 @@ def source_files(group, dataset):
     files = []
     for key in CATALOG.source(source["kind"])["file_fields"]:
         value = source.get(key)
-        files.extend([] if value is None else [value] if isinstance(value, str) else value)
+        files.extend(
+            [] if value is None else [value] if isinstance(value, str) else value
+        )
     return files
 
 
@@ -117,7 +122,8 @@ BUILT_IN = one_of(CATALOG.datasets)
 
 def check_dataset_names():
     """A dataset name is one folder of resources/ and results/ per group; the same name in two groups
-    (or a user dataset named like a built-in one) would be two datasets under one name in the report."""
+    (or a user dataset named like a built-in one) would be two datasets under one name in the report.
+    """
     seen = {}
     for group in DOMAINS:
         for name in config.get(group, {}):

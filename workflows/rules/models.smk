@@ -131,7 +131,9 @@ for group, table in MODEL_RULES.items():
                 "../envs/conda.yaml"
             threads: 8
             params:
-                source=lambda wildcards, group=group: source_block(group, wildcards.dataset),
+                source=lambda wildcards, group=group: source_block(
+                    group, wildcards.dataset
+                ),
                 out=lambda wildcards, output: os.path.dirname(output[0]),
             shell:
                 "dgm prepare --source {params.source:q} --out {params.out} --jobs {threads} 2> {log}"

@@ -87,6 +87,11 @@ NOTES = {
             "valid molecules; novelty against our training split (100,000); FCD and the rest against the test "
             "split{of_size}. Published rows use their own splits and, except validity w/o corr., corrected "
             "molecules."),
+    # a user dataset (docs/your-data/molecules.md): its own held-out split, no published row
+    "user": ("Your dataset: Valid as for MOSES (graph models: after valency correction where it is on); the other "
+             "metrics use the valid ones (MOSES definitions), FCD, SNN, Frag, Scaf and property W1 against your "
+             "held-out test split{of_size}, novelty against your training split. No published row: a published "
+             "figure is on another dataset's protocol."),
 }
 
 
@@ -187,6 +192,6 @@ def molecules_section(results: Path, inputs: Inputs | None = None) -> str:
                                       "sampled molecules", "No valid molecules."))
         reference = input_path(inputs, f"molecules/{dataset}/ref_test")
         datasets.append({"name": dataset, "table": _table(dataset, ds_runs),
-                         "note": NOTES.get(dataset, NOTES["moses"]).format(of_size=of_size), "figures": figures,
+                         "note": NOTES.get(dataset, NOTES["user"]).format(of_size=of_size), "figures": figures,
                          "histograms": _histograms(samples, reference) if samples else None})
     return render(Path(__file__).with_name("report.html.j2"), datasets=datasets)

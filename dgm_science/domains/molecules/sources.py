@@ -16,13 +16,14 @@ import io
 import logging
 import math
 import sys
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dgm_science.chem import map_molecules
+from dgm_science.chem import map_molecules, standardized
 from dgm_science.domains.molecules.data import MAX_SMILES_LENGTH, UNREADABLE, write_property_table, write_smiles
 from dgm_science.config import bounded
 from dgm_science.errors import DataError
@@ -219,69 +220,6 @@ def _sd_tags(record: str) -> dict[str, str]:
     return tags
 
 
-# ----------------------------------------------------------------------------- per molecule (in workers)
-
-
-def standardized(task: tuple[str, bool, bool]) -> tuple[str | None, str | None, str]:
-    """``(smiles, standardize, scaffold)`` -> (canonical SMILES or None, Bemis-Murcko scaffold SMILES or None,
-    what happened: "" / "standardized" / the reason it failed)."""
-    from rdkit import Chem
-    from rdkit.Chem.Scaffolds import MurckoScaffold
-
-    smiles, standardize, scaffold = task
-    if not smiles:
-        return None, None, "empty SMILES"
-    if len(smiles) > MAX_SMILES_LENGTH:
-        return None, None, f"a SMILES of {len(smiles):,} characters"
-    mol = Chem.MolFromSmiles(smiles)
-    if mol is None:
-        return None, None, f"RDKit cannot parse the SMILES {smiles[:40]!r}"
-    note = ""
-    if standardize:
-        try:
-            several = len(Chem.GetMolFrags(mol)) > 1
-            parent = _CHOOSER.choose(mol) if several else mol
-            charged = any(a.GetFormalCharge() for a in parent.GetAtoms())
-            neutral = _UNCHARGER.uncharge(parent) if charged else parent
-            Chem.SanitizeMol(neutral)
-        except (ValueError, RuntimeError) as err:
-            return None, None, f"standardisation failed ({err})"
-        # only a salt or a charge that the Uncharger changed counts (a zwitterion or a nitro group stays)
-        changed = several or (charged and Chem.MolToSmiles(neutral) != Chem.MolToSmiles(parent))
-        note = "standardized" if changed else ""
-        mol = neutral
-    if mol.GetNumAtoms() == 0:
-        return None, None, "no atoms"
-    canonical = Chem.MolToSmiles(mol)
-    group = MurckoScaffold.MurckoScaffoldSmiles(mol=mol) if scaffold else None
-    return canonical, group, note
-
-
-class _Lazy:
-    def __init__(self, make: Any) -> None:
-        self._make, self._value = make, None
-
-    def __getattr__(self, name: str) -> Any:
-        if self._value is None:
-            self._value = self._make()
-        return getattr(self._value, name)
-
-
-def _chooser() -> Any:
-    from rdkit.Chem.MolStandardize import rdMolStandardize
-
-    return rdMolStandardize.LargestFragmentChooser(preferOrganic=True)
-
-
-def _uncharger() -> Any:
-    from rdkit.Chem.MolStandardize import rdMolStandardize
-
-    return rdMolStandardize.Uncharger()
-
-
-_CHOOSER, _UNCHARGER = _Lazy(_chooser), _Lazy(_uncharger)
-
-
 # ----------------------------------------------------------------------------- prepare
 
 
@@ -304,8 +242,9 @@ def prepare_molecules(rows_of: Any, options: MoleculeOptions, out_dir: Path, *, 
         skips.extend((line, f"{prefix}{reason}") for line, reason in rows.skipped)
     read = len(items) + skips.count
     y = np.concatenate(values) if values else np.zeros((0, len(options.properties)))
-    results = map_molecules(standardized, [(s, options.standardize, options.split == "scaffold") for s in items],
-                            n_jobs=n_jobs, progress=sys.stderr.isatty(), desc="standardize")
+    tasks = [(s, options.standardize, options.split == "scaffold") for s in items]
+    results = map_molecules(partial(standardized, max_length=MAX_SMILES_LENGTH), tasks, n_jobs=n_jobs,
+                            progress=sys.stderr.isatty(), desc="standardize")
     canonical: dict[str, int] = {}
     first_item: list[int] = []
     groups: list[str] = []

@@ -1,4 +1,7 @@
-"""3D structures: QM9 conformations (E(n)-equivariant diffusion) and molecular dynamics of
-alanine dipeptide (Boltzmann-generator flow on internal coordinates)."""
+"""3D structures: QM9 conformations (E(n)-equivariant diffusion; a user's own conformers: ``conformer_sources.py``)
+and molecular dynamics of alanine dipeptide (Boltzmann-generator flow on internal coordinates; a user's own
+trajectory: ``md_sources.py``)."""
 
-from dgm_science.domains.structures import commands, data, domain, edm, models, report  # noqa: F401  (register entries)
+from dgm_science.domains.structures import (  # noqa: F401  (register entries)
+    commands, conformer_sources, data, domain, edm, md_sources, models, report,
+)

@@ -85,7 +85,9 @@ def cmd_mixing(args: argparse.Namespace) -> None:
 
     from dgm_science import api
     from dgm_science.commands import write_json
-    from dgm_science.domains.structures.internal import TORSION_PHI, TORSION_PSI, TORSIONS
+    from dgm_science.domains.structures.internal import TORSION_PHI, TORSION_PSI
+    from dgm_science.domains.structures.metrics import backbone_torsions
+    from dgm_science.domains.structures.models import internal_coordinates
     from dgm_science.families.energy_based import EnergyBasedModel, mixing_diagnostics
 
     confirm_size(args, "--steps", args.steps, limit=MAX_CHAIN_STEPS, what="each step is a gradient of the energy")
@@ -105,9 +107,19 @@ def cmd_mixing(args: argparse.Namespace) -> None:
     trace = trace[trace.shape[0] // 2:]  # the second half: after warm-up
     with torch.no_grad():
         energy = model.energy(model.standardize(trace.reshape(-1, trace.shape[-1]))).reshape(trace.shape[:2])
-    torsions = trace[..., TORSIONS]
+    z = internal_coordinates(loaded.state)
+    torsions = trace[..., z.torsions]
+    pairs = loaded.state.get("ramachandran")
+    if pairs:  # a user trajectory with a backbone: its first residue's (phi, psi), from the Cartesian frames
+        xyz = z.to_cartesian(trace.reshape(-1, trace.shape[-1]).double().cpu())[0].numpy()
+        torsions = torch.from_numpy(backbone_torsions(xyz, pairs[0])).reshape(*trace.shape[:2], 2)
+        named = (("phi", 0), ("psi", 1))
+    elif pairs is None:  # alanine dipeptide: its Z-matrix's first two torsions are phi and psi
+        named = (("phi", TORSION_PHI), ("psi", TORSION_PSI))
+    else:  # no backbone: the first two Z-matrix torsions
+        named = tuple((f"torsion{k + 1}", k) for k in range(min(2, torsions.shape[-1])))
     statistics = {"energy": energy}
-    for name, k in (("phi", TORSION_PHI), ("psi", TORSION_PSI)):
+    for name, k in named:
         statistics[f"sin_{name}"] = torch.sin(torsions[..., k])
         statistics[f"cos_{name}"] = torch.cos(torsions[..., k])
     diagnostics = {name: mixing_diagnostics(values.double().cpu().numpy()) for name, values in statistics.items()}

@@ -7,7 +7,8 @@ QM9 files: ``fetch`` writes ``qm9_3d.npz`` (n_atoms (M,), atom_types (M, 29) ind
 O, F with -1 padding, positions (M, 29, 3) float32 Angstrom, index (M,) the dsgdb9nsd number,
 smiles (M,)) and ``SOURCE.json``; ``prepare`` writes ``train.npz`` / ``valid.npz`` / ``test.npz``
 (same keys, positions centred) plus ``train_smiles.txt`` (EDM-style SMILES of the training
-molecules: the novelty reference) and ``prepare.json``. MD files: ``prepare`` splits the
+molecules: the novelty reference) and ``prepare.json``; a user's conformers (``sources.py``) are
+prepared into the same files, with an ``elements`` array (the data's element set, which atom types index). MD files: ``prepare`` splits the
 trajectory into contiguous ``train.dcd`` / ``valid.dcd`` / ``test.dcd`` blocks with
 ``topology.pdb``, the prmtop and ``prepare.json`` (``md.prepare_ala2``).
 """
@@ -239,16 +240,42 @@ class ConformerDataset(Dataset):
         return {"positions": self.positions[idx, :n], "atom_types": self.atom_types[idx, :n], "n_atoms": n_atoms}
 
 
-def items_to_arrays(items: Sequence[Item], n_max: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Items -> padded (positions (B, N, 3) float64, atom_types (B, N) with -1 for an unknown
-    element and at padding, n_atoms (B,))."""
+def elements_of(data: dict[str, np.ndarray], where: str = "split file") -> list[str]:
+    """The element symbols a split file's atom types index: its ``elements`` array (a user's conformers,
+    ``sources.py``), else QM9's ``ELEMENTS`` (qm9-3d); DataError naming ``where`` for symbols the metrics do not
+    know, repeated ones, or atom types beyond them."""
+    if "elements" not in data:
+        return list(ELEMENTS)
+    elements = [str(e) for e in np.atleast_1d(data["elements"])]
+    unknown = [e for e in elements if e not in metrics.METRIC_ELEMENTS]
+    if unknown or len(set(elements)) != len(elements) or not elements:
+        raise DataError(f"{where}: elements {elements[:20]}: not distinct symbols among {', '.join(metrics.METRIC_ELEMENTS)}")
+    types = np.asarray(data.get("atom_types", np.zeros(0)))
+    if types.size and int(types.max()) >= len(elements):
+        raise DataError(f"{where}: atom type {int(types.max())} beyond the {len(elements)} elements {elements}")
+    return elements
+
+
+def metric_types(atom_types: np.ndarray, elements: Sequence[str]) -> np.ndarray:
+    """Atom types (B, N) indexing ``elements`` -> indices into ``metrics.METRIC_ELEMENTS`` (-1 stays -1)."""
+    lookup = np.append(metrics.types_of(list(elements)), -1)
+    types = np.asarray(atom_types, dtype=np.int64)
+    return lookup[np.where(types < 0, len(elements), types)]
+
+
+def items_to_arrays(items: Sequence[Item], n_max: int | None = None, elements: Sequence[str] | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Items -> padded (positions (B, N, 3) float64, atom_types (B, N) indices into ``elements`` (default
+    ``metrics.METRIC_ELEMENTS``: the metrics' indices) with -1 for another element and at padding, n_atoms (B,))."""
+    lookup = None if elements is None else {e: i for i, e in enumerate(elements)}
     n_atoms = np.array([len(symbols) for symbols, _ in items], dtype=np.int64)
     n = max(int(n_atoms.max(initial=0)), 1) if n_max is None else n_max
     positions = np.zeros((len(items), n, 3))
     types = np.full((len(items), n), -1, dtype=np.int64)
     for k, (symbols, xyz) in enumerate(items):
         positions[k, : len(symbols)] = np.asarray(xyz, dtype=np.float64).reshape(-1, 3)
-        types[k, : len(symbols)] = metrics.types_of(symbols)
+        types[k, : len(symbols)] = (metrics.types_of(symbols) if lookup is None
+                                    else [lookup.get(s, -1) for s in symbols])
     return positions, types, n_atoms
 
 
@@ -302,7 +329,8 @@ def _data_paths(data_dir: Path, split: str) -> tuple[Path, Path]:
 
 
 def read_internal(data_dir: Path, split: str, z: InternalCoordinates | None = None) -> torch.Tensor:
-    """Internal coordinates (T, 60) float64 of ``data_dir/{split}.dcd``."""
+    """Internal coordinates (T, 3N - 6) float64 of ``data_dir/{split}.dcd`` (alanine dipeptide's Z-matrix
+    unless ``z``)."""
     xyz = md.load_frames(*_data_paths(data_dir, split))
     return (z or InternalCoordinates()).to_internal(torch.from_numpy(xyz).double())
 
@@ -312,6 +340,37 @@ def _temperature(data_dir: Path) -> float:
     if not path.is_file():
         raise DataError(f"{path}: missing; run `dgm prepare ala2` first")
     return float(json.loads(path.read_text())["temperature_kelvin"])
+
+
+def molecule_of(data_dir: Path) -> dict[str, Any]:
+    """What the peptide-md domain needs of a prepared folder's molecule: ``atom_names``, ``z_matrix``,
+    ``roots``, ``ramachandran`` (the backbone (phi, psi) quartet pairs, [] without a backbone),
+    ``temperature_kelvin`` and the energy: ``prmtop`` text (alanine dipeptide) or ``openmm_system``
+    (a user trajectory's serialized OpenMM System; both None: no force field). A user trajectory's
+    folder has ``molecule.json`` (``sources.py``); alanine dipeptide's is described by ``internal.py``."""
+    from dgm_science.domains.structures.metrics import ALA2_RAMACHANDRAN
+    from dgm_science.domains.structures.md_sources import read_molecule
+
+    data_dir = Path(data_dir)
+    molecule = read_molecule(data_dir)
+    if molecule is not None:
+        return {**molecule, "prmtop": None, "temperature_kelvin": float(molecule["temperature_kelvin"])}
+    return {"atom_names": list(ATOM_NAMES), "z_matrix": [list(r) for r in Z_MATRIX], "roots": list(ROOTS),
+            "ramachandran": ALA2_RAMACHANDRAN, "temperature_kelvin": _temperature(data_dir),
+            "prmtop": (data_dir / md.PRMTOP).read_text(), "openmm_system": None}
+
+
+def topology_of(state: dict[str, Any] | None) -> Any:
+    """The mdtraj Topology samples are written with: a user trajectory's (``topology_pdb`` in the state),
+    else alanine dipeptide's (``md_topology``)."""
+    if state is None or not state.get("topology_pdb"):
+        return md_topology()
+    import mdtraj
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "topology.pdb"
+        path.write_text(state["topology_pdb"])
+        return mdtraj.load_topology(str(path))
 
 
 def md_topology() -> Any:

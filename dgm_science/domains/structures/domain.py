@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 import sys
 from pathlib import Path
@@ -20,16 +21,20 @@ from dgm_science.base import Domain, ModelSpec, Samples
 from dgm_science.commands import positive_int
 from dgm_science.domains.structures import md, metrics
 from dgm_science.domains.structures.data import (
-    ATOMIC_NUMBERS, MAX_ATOMS, ConformerDataset, InternalCoordinateDataset, Item, _atomic_number, _temperature,
-    centre, items_to_arrays, load_npz, md_topology, read_internal,
+    MAX_ATOMS, ConformerDataset, InternalCoordinateDataset, Item, _atomic_number, centre, elements_of,
+    items_to_arrays, load_npz, metric_types, molecule_of, read_internal, topology_of,
 )
 from dgm_science.domains.structures.edm import Conformers
-from dgm_science.domains.structures.internal import ATOM_NAMES, TORSION_PHI, TORSION_PSI, TORSIONS, InternalCoordinates
-from dgm_science.domains.structures.metrics import ELEMENTS, evaluate_conformations, ramachandran_plot
+from dgm_science.domains.structures.internal import ATOM_NAMES, InternalCoordinates
+from dgm_science.domains.structures.metrics import (
+    ALA2_RAMACHANDRAN, backbone_torsions, evaluate_conformations, ramachandran_plot,
+)
 from dgm_science.domains.structures.models import TORSION_EPS, internal_coordinates, least_populated_angles
 from dgm_science.errors import DataError
 from dgm_science.registry import register
 from dgm_science.utils import atomic_path, csv_number
+
+log = logging.getLogger(__name__)
 
 
 def data_row(split_path: Path, out: Path | None = None, *, max_molecules: int | None = None, seed: int = 0,
@@ -43,7 +48,8 @@ def data_row(split_path: Path, out: Path | None = None, *, max_molecules: int | 
     idx = np.arange(len(data["n_atoms"]))
     if max_molecules is not None and max_molecules < len(idx):
         idx = np.sort(np.random.default_rng(seed).choice(idx, max_molecules, replace=False))
-    row = metrics.edm_metrics(data["positions"][idx], data["atom_types"][idx], data["n_atoms"][idx],
+    types = metric_types(data["atom_types"][idx], elements_of(data, str(split_path)))
+    row = metrics.edm_metrics(data["positions"][idx], types, data["n_atoms"][idx],
                               train_smiles=_train_smiles(split_path.parent), n_jobs=n_jobs,
                               progress=sys.stderr.isatty())
     if out is not None:
@@ -59,7 +65,7 @@ def _train_smiles(data_dir: Path) -> set[str] | None:
 
 @register("domain", "conformers")
 class ConformerDomain(Domain):
-    """3D molecules (element symbols + Cartesian coordinates) of QM9 with hydrogens."""
+    """3D molecules (element symbols + Cartesian coordinates) with hydrogens: QM9's, or a user's conformers."""
 
     name = "conformers"
     headline = ("molecule_stability", "mol. stable ↑")
@@ -78,11 +84,13 @@ class ConformerDomain(Domain):
 
     @staticmethod
     def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
-        """Elements, their atomic numbers, the histogram of molecule sizes over train (index = atom
-        count, the distribution p(N) samples are drawn from) and the largest size."""
+        """Elements (the training file's: QM9's H, C, N, O, F, or a user dataset's ``elements``), their
+        atomic numbers, the histogram of molecule sizes over train (index = atom count, the distribution
+        p(N) samples are drawn from; at least QM9's 29) and the largest size."""
         data = load_npz(Path(data_dir) / "train.npz")
+        elements = elements_of(data, str(Path(data_dir) / "train.npz"))
         counts = np.bincount(data["n_atoms"].astype(np.int64), minlength=MAX_ATOMS + 1)
-        return {"elements": list(ELEMENTS), "charges": [ATOMIC_NUMBERS[e] for e in ELEMENTS],
+        return {"elements": elements, "charges": [_atomic_number(e) for e in elements],
                 "n_atoms_histogram": [float(c) for c in counts], "max_atoms": int(len(counts) - 1)}
 
     @staticmethod
@@ -110,7 +118,7 @@ class ConformerDomain(Domain):
                 and all(s in lookup for s in item[0])]
         if not keep:
             return None, []
-        positions, types, n_atoms = items_to_arrays([items[i] for i in keep])
+        positions, types, n_atoms = items_to_arrays([items[i] for i in keep], elements=state["elements"])
         positions = centre(positions, n_atoms)
         return {"positions": torch.from_numpy(positions), "atom_types": torch.from_numpy(types).clamp(min=0),
                 "n_atoms": torch.from_numpy(n_atoms)}, keep
@@ -226,7 +234,8 @@ class ConformerDomain(Domain):
 
 @register("domain", "peptide-md")
 class PeptideDomain(Domain):
-    """Alanine dipeptide conformations from MD: items are (22, 3) float64 Cartesian arrays in nm."""
+    """Conformations of one molecule from MD (alanine dipeptide, or a user's trajectory: ``sources.py``):
+    items are (n_atoms, 3) float64 Cartesian arrays in nm."""
 
     name = "peptide-md"
     headline = ("kl_ramachandran", "KL Ramachandran ↓")
@@ -241,24 +250,32 @@ class PeptideDomain(Domain):
 
     @staticmethod
     def fit_state(data_dir: Path, spec: type[ModelSpec], model_cfg: Any) -> dict[str, Any]:
-        """Z-matrix, torsion cut points and standardisation (training frames), prmtop text,
-        temperature and atom names: everything needed to rebuild and score the model."""
+        """Z-matrix, torsion cut points and standardisation (training frames), the energy (prmtop text
+        or a user dataset's serialized OpenMM System, None without a force field), temperature, atom
+        names, backbone (phi, psi) quartets and (user datasets) the topology PDB: everything needed to
+        rebuild and score the model."""
         data_dir = Path(data_dir)
-        z = InternalCoordinates()
+        molecule = molecule_of(data_dir)
+        z = InternalCoordinates(tuple(map(tuple, molecule["z_matrix"])), tuple(molecule["roots"]))
         internal = read_internal(data_dir, "train", z).numpy()
-        cut = least_populated_angles(internal[:, TORSIONS])
-        fraction = np.clip(np.remainder(internal[:, TORSIONS] - cut, 2 * math.pi) / (2 * math.pi), TORSION_EPS,
+        torsions = z.torsions
+        cut = least_populated_angles(internal[:, torsions])
+        fraction = np.clip(np.remainder(internal[:, torsions] - cut, 2 * math.pi) / (2 * math.pi), TORSION_EPS,
                            1 - TORSION_EPS)
-        features = np.concatenate([internal[:, : TORSIONS.start], np.log(fraction) - np.log1p(-fraction)], axis=1)
-        return {
+        features = np.concatenate([internal[:, : torsions.start], np.log(fraction) - np.log1p(-fraction)], axis=1)
+        state = {
             "z_matrix": [list(row) for row in z.z_matrix], "roots": list(z.roots),
             "internal_mean": features.mean(0).tolist(),
             "internal_std": np.maximum(features.std(0), 1e-6).tolist(),
             "torsion_cut": cut.tolist(),
-            "prmtop": (data_dir / md.PRMTOP).read_text(),
-            "temperature_kelvin": _temperature(data_dir),
-            "atom_names": list(ATOM_NAMES),
+            "prmtop": molecule["prmtop"],
+            "temperature_kelvin": molecule["temperature_kelvin"],
+            "atom_names": list(molecule["atom_names"]),
         }
+        if molecule["prmtop"] is None:  # a user trajectory (alanine dipeptide's state keeps its keys)
+            state.update({"openmm_system": molecule["openmm_system"], "ramachandran": molecule["ramachandran"],
+                          "topology_pdb": (data_dir / md.TOPOLOGY).read_text()})
+        return state
 
     @staticmethod
     def datasets(data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
@@ -269,15 +286,16 @@ class PeptideDomain(Domain):
 
     @staticmethod
     def decode_table(raw: torch.Tensor, state: dict[str, Any], **options: Any) -> tuple[list[np.ndarray], dict]:
-        """Internal coordinates (B, 60) -> Cartesian (22, 3) nm arrays in the canonical frame."""
+        """Internal coordinates (B, 3N - 6) -> Cartesian (N, 3) nm arrays in the canonical frame."""
         xyz, _ = internal_coordinates(state).to_cartesian(raw.detach().double().cpu())
         return list(xyz.numpy()), {}
 
     @staticmethod
     def batch_of(items: Sequence[np.ndarray | None], spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
-        """{"internal": (B, 60)} of the items with finite (22, 3) coordinates, and their positions."""
-        keep = [i for i, x in enumerate(items) if x is not None and np.shape(x) == (len(ATOM_NAMES), 3)
+        """{"internal": (B, 3N - 6)} of the items with finite (N, 3) coordinates, and their positions."""
+        n_atoms = len(state.get("atom_names", ATOM_NAMES))
+        keep = [i for i, x in enumerate(items) if x is not None and np.shape(x) == (n_atoms, 3)
                 and np.isfinite(x).all()]
         if not keep:
             return None, []
@@ -292,46 +310,51 @@ class PeptideDomain(Domain):
 
     @staticmethod
     def item_sizes(items: Sequence[Any]) -> np.ndarray:
-        return np.full(len(items), float(len(ATOM_NAMES)))
+        return np.array([len(x) if x is not None else math.nan for x in items], dtype=float)
 
     @staticmethod
     def write_samples(path: Path, samples: Samples, *, state: dict[str, Any] | None = None, n_jobs: int = 1) -> int:
         """``path`` (.dcd) with ``samples.pdb`` (topology, first finite sample) and ``samples.csv``
-        (log_likelihood, reduced energy u = U/kT when ``state`` gives the prmtop, phi and psi in
-        degrees) beside it, all written atomically. Non-finite samples (a flow's rare overflow) are
+        (log_likelihood, reduced energy u = U/kT when ``state`` gives a force field, phi and psi of
+        the first backbone pair in degrees: empty without a backbone) beside it, all written atomically. Non-finite samples (a flow's rare overflow) are
         kept as NaN frames, counted by ``evaluate``. Returns the number of finite samples."""
         import mdtraj
 
         path = Path(path)
         if path.suffix != ".dcd":
-            raise ValueError(f"{path}: alanine-dipeptide samples are written as .dcd")
+            raise ValueError(f"{path}: MD samples are written as .dcd")
         items, log_likelihood = samples.items, samples.log_likelihood
         xyz = np.stack([np.asarray(x, dtype=np.float64) for x in items])
         finite = np.isfinite(xyz).all(axis=(1, 2))
-        z = InternalCoordinates()
-        torsions = np.degrees(z.to_internal(torch.from_numpy(xyz))[:, TORSIONS].numpy())
+        pairs = ALA2_RAMACHANDRAN if state is None else state.get("ramachandran", ALA2_RAMACHANDRAN)
+        torsions = np.full((len(xyz), 2), math.nan)
+        if pairs:
+            with np.errstate(invalid="ignore"):
+                torsions = np.degrees(backbone_torsions(xyz, pairs[0]))
         energy = np.full(len(xyz), math.nan)
-        if state is not None:
-            energy = md.potential_energy(state["prmtop"], float(state["temperature_kelvin"])).reduced(xyz)
-        trajectory = mdtraj.Trajectory(xyz.astype(np.float32), md_topology())
+        potential = md.state_energy(state) if state is not None else None
+        if potential is not None:
+            energy = potential.reduced(xyz)
+        topology = topology_of(state)
+        trajectory = mdtraj.Trajectory(xyz.astype(np.float32), topology)
         with atomic_path(path) as tmp:
             trajectory.save_dcd(str(tmp), force_overwrite=True)
         first = int(np.argmax(finite)) if finite.any() else None
         with atomic_path(path.with_suffix(".pdb")) as tmp:
-            model = trajectory[first] if first is not None else mdtraj.Trajectory(np.zeros((1, len(ATOM_NAMES), 3)),
-                                                                                 trajectory.topology)
+            model = trajectory[first] if first is not None else mdtraj.Trajectory(
+                np.zeros((1, topology.n_atoms, 3)), trajectory.topology)
             model.save_pdb(str(tmp), force_overwrite=True)
         with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["index", "log_likelihood", "reduced_energy", "phi", "psi"])
             for i in range(len(xyz)):
-                values = (log_likelihood[i], energy[i], torsions[i, TORSION_PHI], torsions[i, TORSION_PSI])
+                values = (log_likelihood[i], energy[i], torsions[i, 0], torsions[i, 1])
                 writer.writerow([i, *(csv_number(v, keep_inf=True) for v in values)])
         return int(finite.sum())
 
     @staticmethod
     def read_samples(path: Path, topology_path: Path | None = None) -> np.ndarray:
-        """Sampled conformations (N, 22, 3) nm of a samples DCD (topology: its .pdb beside it)."""
+        """Sampled conformations (N, n_atoms, 3) nm of a samples DCD (topology: its .pdb beside it)."""
         path = Path(path)
         return md.load_frames(path, topology_path or path.with_suffix(".pdb"), allow_nonfinite=True)
 
@@ -339,18 +362,30 @@ class PeptideDomain(Domain):
     def evaluate(samples_path: Path, reference_dir: Path, *, n_jobs: int = 1) -> dict[str, float]:
         """Boltzmann-generator metrics of the samples against the held-out test frames, the same
         for the training frames (``data_*``, the finite-data floor), and ``ramachandran.png``
-        beside the samples (see ``evaluate_conformations``)."""
+        beside the samples (see ``evaluate_conformations``): alanine dipeptide's, or a user trajectory's
+        molecule (its Z-matrix, first backbone pair; energies only with a force field)."""
         samples_path, reference_dir = Path(samples_path), Path(reference_dir)
         topology = reference_dir / md.TOPOLOGY
         samples = md.load_frames(samples_path, topology, allow_nonfinite=True)
         log_q = _read_log_likelihood(samples_path.with_suffix(".csv"), len(samples))
         test = md.load_frames(reference_dir / "test.dcd", topology)
         train = md.load_frames(reference_dir / "train.dcd", topology)
-        energy = md.PotentialEnergy((reference_dir / md.PRMTOP).read_text(), _temperature(reference_dir))
-        metrics = evaluate_conformations(samples, log_q, test, energy)
-        data = evaluate_conformations(train, None, test, energy)
+        molecule = molecule_of(reference_dir)
+        temperature = molecule["temperature_kelvin"]
+        user = molecule["prmtop"] is None
+        energy = (md.PotentialEnergy(molecule["prmtop"], temperature) if not user else
+                  md.system_energy(molecule["openmm_system"], temperature) if molecule["openmm_system"] else None)
+        if energy is None:
+            log.warning("%s: no force field (source.force_field / prmtop): energy metrics skipped", reference_dir)
+        z = InternalCoordinates(tuple(map(tuple, molecule["z_matrix"])), tuple(molecule["roots"]))
+        pairs = molecule["ramachandran"] if user else None
+        metrics = evaluate_conformations(samples, log_q, test, energy, z, pairs)
+        data = evaluate_conformations(train, None, test, energy, z, pairs)
         metrics.update({f"data_{k}": v for k, v in data.items()})
-        ramachandran_plot(test, samples, samples_path.parent / "ramachandran.png")
+        if pairs is None or pairs:
+            first = (pairs or ALA2_RAMACHANDRAN)[0]
+            residue = "" if pairs is None else f" ({molecule['atom_names'][first[0][2]].split(':')[0]})"
+            ramachandran_plot(test, samples, samples_path.parent / "ramachandran.png", pair=first, label=residue)
         return metrics
 
 

@@ -3,8 +3,9 @@
 Gaussian diffusion family (``families/diffusion.py``).
 
 A molecule of ``n`` atoms is positions x: (n, 3) in Angstrom on the zero centre-of-gravity
-subspace (the unweighted mean removed, as EDM does) and features h: (n, 6): the one-hot element
-over H, C, N, O, F divided by 4 and the atomic number divided by 10 (EDM's ``normalize_factors``
+subspace (the unweighted mean removed, as EDM does) and features h: (n, E + 1): the one-hot element
+over the data's E elements (QM9: H, C, N, O, F; a user's conformers: their own, the model state's ``elements``)
+divided by 4 and the atomic number divided by 10 (EDM's ``normalize_factors``
 [1, 4, 10] for x, the categorical and the integer part). x and h are diffused jointly with a
 variance-preserving Gaussian chain z_t = alpha_t [x, h] + sigma_t eps, eps on the zero-CoM
 subspace for x (EDM eq. 5), with EDM's ``polynomial_2`` schedule alpha_t^2 = (1 - (t/T)^2)^2,
@@ -298,7 +299,8 @@ class EquivariantDiffusion(GaussianDiffusion):
 
 @register("model", "qm9-edm")
 class QM9EDM(ModelSpec):
-    """Registry entry: EDM with a DGL-EGNN denoiser on QM9 conformations with hydrogens."""
+    """Registry entry: EDM with a DGL-EGNN denoiser on 3D molecules with hydrogens (QM9's, or a user's conformers:
+    the element set is the data's)."""
 
     domain: ClassVar[str] = "conformers"
     Config = EDMConfig

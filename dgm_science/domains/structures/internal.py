@@ -88,14 +88,125 @@ def torsion_names(z_matrix: tuple[tuple[int, int, int, int], ...] = Z_MATRIX) ->
 
 
 def check_z_matrix(z_matrix: tuple[tuple[int, int, int, int], ...] = Z_MATRIX, roots: tuple[int, ...] = ROOTS) -> None:
-    """Raise ValueError unless every atom is placed once, after its three distinct references."""
+    """Raise ValueError unless every atom 0 .. len(z_matrix) + 2 is placed once, after its three
+    distinct references."""
     placed = set(roots)
+    if len(placed) != 3:
+        raise ValueError(f"roots {tuple(roots)}: three distinct atoms needed")
     for atom, *refs in z_matrix:
         if atom in placed or len(set(refs)) != 3 or not set(refs) <= placed:
             raise ValueError(f"Z-matrix row {(atom, *refs)}: atom placed twice or references not yet placed")
         placed.add(atom)
-    if placed != set(range(N_ATOMS)):
-        raise ValueError(f"Z-matrix leaves atoms {sorted(set(range(N_ATOMS)) - placed)} unplaced")
+    n_atoms = len(z_matrix) + 3
+    if placed != set(range(n_atoms)):
+        raise ValueError(f"Z-matrix leaves atoms {sorted(set(range(n_atoms)) - placed)} unplaced")
+
+
+def build_z_matrix(n_atoms: int, bonds: list[tuple[int, int]], heavy: list[bool],
+                   roots: tuple[int, int, int] | None = None
+                   ) -> tuple[tuple[tuple[int, int, int, int], ...], tuple[int, int, int]]:
+    """A Z-matrix of any connected molecule from its bond graph (the topology's bonds), as the
+    hand-written ``Z_MATRIX`` of alanine dipeptide is built:
+
+    - roots (origin, first, second): ``roots`` if given (a peptide's CA, N, C), else the heavy atom
+      closest to the centre of the heavy-atom graph (least eccentricity, then most heavy
+      neighbours, then lowest index) and its two first-listed (heavy-first) neighbours;
+    - then every atom bonded to a placed one, heavy atoms first, breadth first, lowest index on ties:
+      bond partner b = its earliest-placed bonded neighbour; angle partner c = b's earliest-placed
+      neighbour (heavy first); torsion partner: an atom already placed FROM b (a sibling: methyl
+      hydrogens get torsions relative to the first one, ~+-2pi/3, as in ``Z_MATRIX``) else c's
+      earliest-placed neighbour other than b (a proper torsion) else any other placed neighbour of b.
+
+    ``bonds``: pairs of atom indices; ``heavy``: per atom, not hydrogen. ValueError when the graph
+    is not connected or has fewer than 3 atoms, naming the pieces. Returns (z_matrix, roots)."""
+    if n_atoms < 3:
+        raise ValueError(f"{n_atoms} atoms: internal coordinates need at least 3")
+    neighbours: list[list[int]] = [[] for _ in range(n_atoms)]
+    for a, b in bonds:
+        a, b = int(a), int(b)
+        if a != b and b not in neighbours[a]:
+            neighbours[a].append(b)
+            neighbours[b].append(a)
+    for row in neighbours:
+        row.sort(key=lambda j: (not heavy[j], j))
+    components = _components(n_atoms, neighbours)
+    if len(components) > 1:
+        sizes = sorted((len(c) for c in components), reverse=True)
+        raise ValueError(f"the bonds form {len(components)} separate molecules (sizes {', '.join(map(str, sizes[:8]))}"
+                         f"{', ...' if len(sizes) > 8 else ''}); internal coordinates need one molecule")
+    if roots is None:
+        roots = _central_roots(n_atoms, neighbours, heavy)
+    roots = tuple(int(r) for r in roots)
+    order = {r: k for k, r in enumerate(roots)}  # atom -> placement rank
+    placed_from: dict[int, list[int]] = {r: [] for r in range(n_atoms)}
+    placed_from[roots[0]] = [roots[1], roots[2]]
+    rows: list[tuple[int, int, int, int]] = []
+    # breadth first from the roots, heavy atoms before hydrogens at each step
+    while len(order) < n_atoms:
+        frontier = [(a, min(order[b] for b in neighbours[a] if b in order)) for a in range(n_atoms)
+                    if a not in order and any(b in order for b in neighbours[a])]
+        atom, _ = min(frontier, key=lambda t: (not heavy[t[0]], t[1], t[0]))
+        bond = min((b for b in neighbours[atom] if b in order), key=lambda b: order[b])
+        angle_choices = sorted((c for c in neighbours[bond] if c in order and c != atom),
+                               key=lambda c: (not heavy[c], order[c]))
+        angle = angle_choices[0]
+        siblings = [s for s in placed_from[bond] if s != angle]
+        proper = sorted((d for d in neighbours[angle] if d in order and d not in (bond, atom)),
+                        key=lambda d: (not heavy[d], order[d]))
+        others = [d for d in angle_choices[1:]]
+        if siblings:
+            torsion = siblings[0]
+        elif proper:
+            torsion = proper[0]
+        elif others:
+            torsion = others[0]
+        else:  # a chain end with nothing else placed near it: any placed atom
+            torsion = min((d for d in order if d not in (atom, bond, angle)), key=lambda d: order[d])
+        rows.append((atom, bond, angle, torsion))
+        placed_from[bond].append(atom)
+        order[atom] = len(order)
+    z_matrix = tuple(rows)
+    check_z_matrix(z_matrix, roots)
+    return z_matrix, roots  # type: ignore[return-value]
+
+
+def _components(n_atoms: int, neighbours: list[list[int]]) -> list[list[int]]:
+    seen = [False] * n_atoms
+    out = []
+    for start in range(n_atoms):
+        if seen[start]:
+            continue
+        stack, part = [start], []
+        seen[start] = True
+        while stack:
+            a = stack.pop()
+            part.append(a)
+            for b in neighbours[a]:
+                if not seen[b]:
+                    seen[b] = True
+                    stack.append(b)
+        out.append(part)
+    return out
+
+
+def _central_roots(n_atoms: int, neighbours: list[list[int]], heavy: list[bool]) -> tuple[int, int, int]:
+    """(origin, first, second): the most central atom with two neighbours (heavy atoms preferred)."""
+    def eccentricity(start: int) -> int:
+        depth = {start: 0}
+        queue = [start]
+        for a in queue:
+            for b in neighbours[a]:
+                if b not in depth and heavy[b]:
+                    depth[b] = depth[a] + 1
+                    queue.append(b)
+        return max(depth.values())
+
+    candidates = [a for a in range(n_atoms) if len(neighbours[a]) >= 2]
+    if not candidates:
+        raise ValueError("no atom has two bonded neighbours: internal coordinates need a branch point or a chain")
+    origin = min(candidates, key=lambda a: (not heavy[a], eccentricity(a) if heavy[a] else 0,
+                                            -sum(heavy[b] for b in neighbours[a]), a))
+    return origin, neighbours[origin][0], neighbours[origin][1]
 
 
 def _normalize(v: torch.Tensor) -> torch.Tensor:
@@ -117,7 +228,10 @@ def _angle(p0: torch.Tensor, p1: torch.Tensor, p2: torch.Tensor) -> torch.Tensor
 
 
 class InternalCoordinates:
-    """Cartesian (B, 22, 3) nm <-> internal (B, 60) for a Z-matrix, vectorized over the batch.
+    """Cartesian (B, N, 3) nm <-> internal (B, 3N - 6) for a Z-matrix of N = len(z_matrix) + 3 atoms
+    (alanine dipeptide's by default: N = 22, 60 coordinates), vectorized over the batch; the layout
+    ``[bonds (N - 1) | angles (N - 2) | torsions (N - 3)]`` is in ``self.bonds`` / ``angles`` /
+    ``torsions`` (slices).
 
     ``to_internal`` is invariant to rigid motions; ``to_cartesian`` rebuilds the molecule in the
     canonical frame and returns log|det d(Cartesian 3N-6)/d(internal)| per example (module docstring).
@@ -130,11 +244,17 @@ class InternalCoordinates:
         check_z_matrix(z_matrix, roots)
         self.z_matrix = tuple(tuple(int(i) for i in row) for row in z_matrix)
         self.roots = tuple(int(i) for i in roots)
-        rows = torch.tensor(self.z_matrix, dtype=torch.long)
+        rows = torch.tensor(self.z_matrix, dtype=torch.long).reshape(-1, 4)
         self.atom, self.bond_partner, self.angle_partner, self.torsion_partner = rows.unbind(1)
+        self.n_placed = len(self.z_matrix)
+        self.n_atoms = self.n_placed + 3
+        self.n_internal = 3 * self.n_atoms - 6
+        self.bonds = slice(0, self.n_placed + 2)
+        self.angles = slice(self.n_placed + 2, 2 * self.n_placed + 3)
+        self.torsions = slice(2 * self.n_placed + 3, self.n_internal)
 
     def to_internal(self, xyz: torch.Tensor) -> torch.Tensor:
-        """xyz: (B, 22, 3) -> internal (B, 60) = [bonds | angles | torsions]."""
+        """xyz: (B, N, 3) -> internal (B, 3N - 6) = [bonds | angles | torsions]."""
         index = [i.to(xyz.device) for i in (self.atom, self.bond_partner, self.angle_partner, self.torsion_partner)]
         a, b, c, d = (xyz[:, i] for i in index)
         bonds = (a - b).norm(dim=-1)
@@ -146,12 +266,13 @@ class InternalCoordinates:
         return torch.cat([bonds, root_bonds, angles, root_angle, torsions], dim=-1)
 
     def to_cartesian(self, internal: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """internal (B, 60) -> (xyz (B, 22, 3) in the canonical frame, log|det J| (B,)) by NeRF."""
-        bonds, angles, torsions = internal[:, BONDS], internal[:, ANGLES], internal[:, TORSIONS]
+        """internal (B, 3N - 6) -> (xyz (B, N, 3) in the canonical frame, log|det J| (B,)) by NeRF."""
+        bonds, angles, torsions = internal[:, self.bonds], internal[:, self.angles], internal[:, self.torsions]
         n = internal.shape[0]
-        positions: list[torch.Tensor | None] = [None] * N_ATOMS
+        n_placed = self.n_placed
+        positions: list[torch.Tensor | None] = [None] * self.n_atoms
         zero = internal.new_zeros(n)
-        b_first, b_second, root_angle = bonds[:, N_PLACED], bonds[:, N_PLACED + 1], angles[:, N_PLACED]
+        b_first, b_second, root_angle = bonds[:, n_placed], bonds[:, n_placed + 1], angles[:, n_placed]
         positions[self.roots[0]] = internal.new_zeros(n, 3)
         positions[self.roots[1]] = torch.stack([b_first, zero, zero], dim=-1)
         positions[self.roots[2]] = torch.stack(
@@ -160,19 +281,19 @@ class InternalCoordinates:
             positions[atom] = _place(positions[bond], positions[angle], positions[torsion],
                                      bonds[:, k], angles[:, k], torsions[:, k])
         xyz = torch.stack(positions, dim=1)  # type: ignore[arg-type]
-        placed_bonds, placed_angles = bonds[:, :N_PLACED], angles[:, :N_PLACED]
+        placed_bonds, placed_angles = bonds[:, :n_placed], angles[:, :n_placed]
         log_det = torch.log(b_second) + (2 * torch.log(placed_bonds) + torch.log(torch.sin(placed_angles))).sum(-1)
         return xyz, log_det
 
     def log_det_jacobian(self, internal: torch.Tensor) -> torch.Tensor:
-        """log|det d(Cartesian 3N-6)/d(internal)|: (B, 60) -> (B,), without building the molecule."""
-        bonds, angles = internal[:, BONDS], internal[:, ANGLES]
-        return torch.log(bonds[:, N_PLACED + 1]) + (
-            2 * torch.log(bonds[:, :N_PLACED]) + torch.log(torch.sin(angles[:, :N_PLACED]))).sum(-1)
+        """log|det d(Cartesian 3N-6)/d(internal)|: (B, 3N - 6) -> (B,), without building the molecule."""
+        bonds, angles, n_placed = internal[:, self.bonds], internal[:, self.angles], self.n_placed
+        return torch.log(bonds[:, n_placed + 1]) + (
+            2 * torch.log(bonds[:, :n_placed]) + torch.log(torch.sin(angles[:, :n_placed]))).sum(-1)
 
     def canonical_free_coordinates(self, xyz: torch.Tensor) -> torch.Tensor:
         """The 3N - 6 free coordinates of a canonical-frame molecule: (B, 22, 3) -> (B, 60), N's x,
-        C's x and y, then the placed atoms' xyz in ``Z_MATRIX`` order (the Jacobian's codomain)."""
+        C's x and y, then the placed atoms' xyz in ``Z_MATRIX`` order (the Jacobian's codomain); (B, N, 3) -> (B, 3N - 6)."""
         placed = xyz[:, self.atom.to(xyz.device)].flatten(1)
         first, second = xyz[:, self.roots[1]], xyz[:, self.roots[2]]
         return torch.cat([first[:, :1], second[:, :2], placed], dim=-1)

@@ -83,20 +83,26 @@ def _system(prmtop_path: Path) -> tuple[Any, Any]:
 
 class PotentialEnergy:
     """Reduced potential energy u(x) = U(x) / kT of alanine dipeptide from the prmtop TEXT (so a
-    checkpoint carrying the text is self-describing), with one reused OpenMM Context.
+    checkpoint carrying the text is self-describing), or of any molecule from ``system_xml`` (an
+    OpenMM System serialized by ``XmlSerializer``: a user dataset's force field), with one reused
+    OpenMM Context.
 
     ``reduced(xyz: (B, 22, 3) nm) -> (B,)``; ``reduced_and_forces`` also gives -du/dx = F / kT
     (B, 22, 3) in 1/nm. Non-finite energies (clashing samples, NaN input) come back as +inf with
     zero force. ``platform``: "Reference" (fastest per call for 22 atoms: ~70 us) or "CPU".
     """
 
-    def __init__(self, prmtop_text: str, temperature_kelvin: float = 300.0, platform: str = "Reference") -> None:
+    def __init__(self, prmtop_text: str | None, temperature_kelvin: float = 300.0, platform: str = "Reference",
+                 *, system_xml: str | None = None) -> None:
         import openmm as mm
 
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / PRMTOP
-            path.write_text(prmtop_text)
-            _, system = _system(path)
+        if system_xml is not None:  # a user dataset's force field: the OpenMM System prepare serialized
+            system = mm.XmlSerializer.deserialize(system_xml)
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / PRMTOP
+                path.write_text(prmtop_text or "")
+                _, system = _system(path)
         for i in reversed(range(system.getNumForces())):
             if isinstance(system.getForce(i), mm.CMMotionRemover):
                 system.removeForce(i)
@@ -135,6 +141,23 @@ class PotentialEnergy:
 def potential_energy(prmtop_text: str, temperature_kelvin: float) -> PotentialEnergy:
     """A cached PotentialEnergy per (prmtop text, temperature): one OpenMM Context each."""
     return PotentialEnergy(prmtop_text, temperature_kelvin)
+
+
+@functools.lru_cache(maxsize=4)
+def system_energy(system_xml: str, temperature_kelvin: float) -> PotentialEnergy:
+    """A cached PotentialEnergy per (serialized OpenMM System, temperature)."""
+    return PotentialEnergy(None, temperature_kelvin, system_xml=system_xml)
+
+
+def state_energy(state: dict[str, Any]) -> PotentialEnergy | None:
+    """The potential energy a fitted peptide-md state names: alanine dipeptide's prmtop, a user dataset's
+    serialized OpenMM System, or None (a user dataset given without a force field: no energies)."""
+    temperature = float(state["temperature_kelvin"])
+    if state.get("prmtop"):
+        return potential_energy(state["prmtop"], temperature)
+    if state.get("openmm_system"):
+        return system_energy(state["openmm_system"], temperature)
+    return None
 
 
 class ReducedEnergy(torch.autograd.Function):

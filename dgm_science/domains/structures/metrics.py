@@ -5,7 +5,8 @@ molecule stability, RDKit validity, uniqueness and novelty, exactly as Hoogeboom
 Bonds are perceived from interatomic distances with EDM's bond-length tables (single, double,
 triple; pm) plus margins: a pair closer than ``single + margin1`` is bonded, a bonded pair closer
 than ``double + margin2`` is double, and closer than ``triple + margin3`` triple. An atom is stable
-when its bond orders sum to its element's allowed valency (H 1, C 4, N 3, O 2, F 1); a molecule is
+when its bond orders sum to an allowed valency of its element (H 1, C 4, N 3, O 2, F 1; for a user's
+conformers the other elements of EDM's GEOM-drugs tables: B, Al, Si, P, S, Cl, As, Br, I, Hg, Bi); a molecule is
 stable when all its atoms are. For validity we build the RDKit molecule from those same perceived
 bonds (EDM's ``build_molecule``) rather than RDKit's own bond perception
 (``rdDetermineBonds``), so that our numbers are comparable with EDM's published ones: the
@@ -30,35 +31,61 @@ import torch
 
 from dgm_science.domains.structures import md
 from dgm_science.domains.structures.internal import (
-    BONDS, TORSION_HISTOGRAM_BINS, TORSION_PHI, TORSION_PSI, TORSIONS, InternalCoordinates,
+    TORSION_HISTOGRAM_BINS, TORSION_PHI, TORSION_PSI, InternalCoordinates, dihedral, torsion_quartets,
 )
 from dgm_science.utils import atomic_path
 
 ELEMENTS = ("H", "C", "N", "O", "F")
-"""QM9's elements in EDM's order: atom type index i is ``ELEMENTS[i]``."""
+"""QM9's elements in EDM's order: atom type index i of a qm9-3d file is ``ELEMENTS[i]``."""
 
-# EDM's bond lengths in pm (bond_analyze.py bonds1/bonds2/bonds3, restricted to H, C, N, O, F).
+METRIC_ELEMENTS = ELEMENTS + ("B", "Al", "Si", "P", "S", "Cl", "As", "Br", "I", "Hg", "Bi")
+"""The elements the metrics score: EDM's GEOM-drugs decoder (QM9's five first, so that a qm9-3d atom type
+index is also an index here); a sample's atom types are indices into this tuple (``types_of``)."""
+
+# EDM's bond lengths in pm (bond_analyze.py bonds1 / bonds2 / bonds3). bonds2 lists C=S only under C (EDM looks
+# pairs up in its decoder's order, C before S): here every table is symmetric.
 SINGLE_BOND_PM = {
-    "H": {"H": 74, "C": 109, "N": 101, "O": 96, "F": 92},
-    "C": {"H": 109, "C": 154, "N": 147, "O": 143, "F": 135},
-    "N": {"H": 101, "C": 147, "N": 145, "O": 140, "F": 136},
-    "O": {"H": 96, "C": 143, "N": 140, "O": 148, "F": 142},
-    "F": {"H": 92, "C": 135, "N": 136, "O": 142, "F": 142},
+    "H": {"H": 74, "C": 109, "N": 101, "O": 96, "F": 92, "B": 119, "Si": 148, "P": 144, "As": 152, "S": 134,
+          "Cl": 127, "Br": 141, "I": 161},
+    "C": {"H": 109, "C": 154, "N": 147, "O": 143, "F": 135, "Si": 185, "P": 184, "S": 182, "Cl": 177, "Br": 194,
+          "I": 214},
+    "N": {"H": 101, "C": 147, "N": 145, "O": 140, "F": 136, "Cl": 175, "Br": 214, "S": 168, "I": 222, "P": 177},
+    "O": {"H": 96, "C": 143, "N": 140, "O": 148, "F": 142, "Br": 172, "S": 151, "P": 163, "Si": 163, "Cl": 164,
+          "I": 194},
+    "F": {"H": 92, "C": 135, "N": 136, "O": 142, "F": 142, "S": 158, "Si": 160, "Cl": 166, "Br": 178, "P": 156,
+          "I": 187},
+    "B": {"H": 119, "Cl": 175},
+    "Si": {"Si": 233, "H": 148, "C": 185, "O": 163, "S": 200, "F": 160, "Cl": 202, "Br": 215, "I": 243},
+    "Cl": {"Cl": 199, "H": 127, "C": 177, "N": 175, "O": 164, "P": 203, "S": 207, "B": 175, "Si": 202, "F": 166,
+           "Br": 214},
+    "S": {"H": 134, "C": 182, "N": 168, "O": 151, "S": 204, "F": 158, "Cl": 207, "Br": 225, "Si": 200, "P": 210,
+          "I": 234},
+    "Br": {"Br": 228, "H": 141, "C": 194, "O": 172, "N": 214, "Si": 215, "S": 225, "F": 178, "Cl": 214, "P": 222},
+    "P": {"P": 221, "H": 144, "C": 184, "O": 163, "Cl": 203, "S": 210, "F": 156, "N": 177, "Br": 222},
+    "I": {"H": 161, "C": 214, "Si": 243, "N": 222, "O": 194, "S": 234, "F": 187, "I": 266},
+    "As": {"H": 152},
 }
-DOUBLE_BOND_PM = {"C": {"C": 134, "N": 129, "O": 120}, "N": {"C": 129, "N": 125, "O": 121},
-                  "O": {"C": 120, "N": 121, "O": 121}}
+DOUBLE_BOND_PM = {"C": {"C": 134, "N": 129, "O": 120, "S": 160}, "N": {"C": 129, "N": 125, "O": 121},
+                  "O": {"C": 120, "N": 121, "O": 121, "P": 150}, "P": {"O": 150, "S": 186},
+                  "S": {"C": 160, "P": 186}}
 TRIPLE_BOND_PM = {"C": {"C": 120, "N": 116, "O": 113}, "N": {"C": 116, "N": 110}, "O": {"C": 113}}
 MARGINS_PM = (10, 5, 3)
 """EDM's margin1, margin2, margin3 (``bond_analyze.py``: "tuned to maximize the stability of the
 QM9 true samples"; its code has margin3 = 3 pm)."""
-ALLOWED_VALENCY = {"H": 1, "C": 4, "N": 3, "O": 2, "F": 1}
+ALLOWED_VALENCY: dict[str, tuple[int, ...]] = {
+    "H": (1,), "C": (4,), "N": (3,), "O": (2,), "F": (1,), "B": (3,), "Al": (3,), "Si": (4,), "P": (3, 5),
+    "S": (4,), "Cl": (1,), "As": (3,), "Br": (1,), "I": (1,), "Hg": (1, 2), "Bi": (3, 5)}
+"""EDM's ``allowed_bonds``: the bond-order sums that make an atom stable (its S: 4 only, so a thioether's
+sulfur counts as unstable, as in EDM's GEOM-drugs numbers; Al, Hg and Bi have no bond lengths, never bond
+and are never stable)."""
 
 
 def _threshold_table(table: dict[str, dict[str, int]], margin: int) -> np.ndarray:
-    """(5, 5) distance thresholds in Angstrom for an element pair; -inf where the bond does not exist."""
-    out = np.full((len(ELEMENTS), len(ELEMENTS)), -np.inf)
-    for i, a in enumerate(ELEMENTS):
-        for j, b in enumerate(ELEMENTS):
+    """(E, E) distance thresholds in Angstrom for an element pair of ``METRIC_ELEMENTS``; -inf where the
+    bond does not exist (EDM's ``check_exists``)."""
+    out = np.full((len(METRIC_ELEMENTS), len(METRIC_ELEMENTS)), -np.inf)
+    for i, a in enumerate(METRIC_ELEMENTS):
+        for j, b in enumerate(METRIC_ELEMENTS):
             if b in table.get(a, {}):
                 out[i, j] = (table[a][b] + margin) / 100.0
     return out
@@ -66,14 +93,18 @@ def _threshold_table(table: dict[str, dict[str, int]], margin: int) -> np.ndarra
 
 THRESHOLDS = np.stack([_threshold_table(t, m) for t, m in
                        zip((SINGLE_BOND_PM, DOUBLE_BOND_PM, TRIPLE_BOND_PM), MARGINS_PM)])
-"""(3, 5, 5): Angstrom below which a pair of elements has at least a single / double / triple bond."""
-VALENCY = np.array([ALLOWED_VALENCY[e] for e in ELEMENTS])
+"""(3, E, E): Angstrom below which a pair of elements has at least a single / double / triple bond."""
+MAX_BOND_SUM = 3 * 16
+ALLOWED = np.zeros((len(METRIC_ELEMENTS), MAX_BOND_SUM + 1), dtype=bool)
+"""(E, S): ALLOWED[e, s] is True when a bond-order sum s makes an atom of element e stable."""
+for _i, _e in enumerate(METRIC_ELEMENTS):
+    ALLOWED[_i, list(ALLOWED_VALENCY[_e])] = True
 
 
 def bond_orders(positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray) -> np.ndarray:
     """EDM's ``get_bond_order`` for every atom pair of a padded batch, vectorised.
 
-    positions: (B, N, 3) Angstrom; atom_types: (B, N) indices into ``ELEMENTS``; n_atoms: (B,).
+    positions: (B, N, 3) Angstrom; atom_types: (B, N) indices into ``METRIC_ELEMENTS``; n_atoms: (B,).
     Returns (B, N, N) int8 bond orders 0-3, symmetric, zero on the diagonal and on padding.
     """
     positions = np.asarray(positions, dtype=np.float64)
@@ -93,13 +124,14 @@ def bond_orders(positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarr
 def stability(positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-molecule (number of stable atoms (B,), molecule stable (B,) bool), EDM's ``check_stability``.
 
-    Arguments as ``bond_orders``; an atom type outside ``ELEMENTS`` must not occur.
+    Arguments as ``bond_orders``; an atom type outside ``METRIC_ELEMENTS`` must not occur.
     """
     orders = bond_orders(positions, atom_types, n_atoms)
     n_max = orders.shape[1]
     mask = np.arange(n_max)[None, :] < np.asarray(n_atoms)[:, None]
     types = np.where(mask, np.asarray(atom_types, dtype=np.int64), 0)
-    stable = (orders.sum(-1, dtype=np.int64) == VALENCY[types]) & mask
+    sums = np.minimum(orders.sum(-1, dtype=np.int64), MAX_BOND_SUM)
+    stable = ALLOWED[types, sums] & mask
     n_stable = stable.sum(-1)
     return n_stable, n_stable == np.asarray(n_atoms)
 
@@ -128,7 +160,7 @@ _BOND_TYPES = None
 
 
 def build_molecule(atom_types: np.ndarray, orders: np.ndarray):  # -> rdkit.Chem.Mol | None
-    """The sanitized RDKit molecule with the atoms ``atom_types`` (indices into ``ELEMENTS``) and the
+    """The sanitized RDKit molecule with the atoms ``atom_types`` (indices into ``METRIC_ELEMENTS``) and the
     bond orders ``orders`` (n, n); None when ``Chem.SanitizeMol`` rejects it (EDM's validity)."""
     from rdkit import Chem
 
@@ -137,7 +169,7 @@ def build_molecule(atom_types: np.ndarray, orders: np.ndarray):  # -> rdkit.Chem
         _BOND_TYPES = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
     mol = Chem.RWMol()
     for t in atom_types:
-        mol.AddAtom(Chem.Atom(ELEMENTS[int(t)]))
+        mol.AddAtom(Chem.Atom(METRIC_ELEMENTS[int(t)]))
     rows, cols = np.nonzero(np.triu(orders, 1))
     for i, j in zip(rows.tolist(), cols.tolist()):
         mol.AddBond(i, j, _BOND_TYPES[int(orders[i, j])])
@@ -176,7 +208,7 @@ def edm_metrics(
 ) -> dict[str, float]:
     """EDM's table of a set of molecules (Hoogeboom et al. 2022, Table 2).
 
-    positions: (B, N, 3) Angstrom; atom_types: (B, N) indices into ``ELEMENTS``, or -1 for an
+    positions: (B, N, 3) Angstrom; atom_types: (B, N) indices into ``METRIC_ELEMENTS``, or -1 for an
     atom of an unknown element; a molecule with such an atom or a non-finite coordinate is
     unstable in every atom and invalid; n_atoms: (B,). Every
     molecule counts (an empty one is unstable and invalid). Returns atom_stability (stable
@@ -222,7 +254,7 @@ def _scorable(positions: np.ndarray, atom_types: np.ndarray, n_atoms: np.ndarray
     """(B,) bool: every real atom has a known element and finite coordinates (a diverged sample's
     NaN / inf positions would otherwise read as isolated atoms, which RDKit sanitizes)."""
     mask = np.arange(atom_types.shape[1])[None, :] < n_atoms[:, None]
-    bad = ((atom_types < 0) | (atom_types >= len(ELEMENTS)) | ~np.isfinite(positions).all(-1)) & mask
+    bad = ((atom_types < 0) | (atom_types >= len(METRIC_ELEMENTS)) | ~np.isfinite(positions).all(-1)) & mask
     return ~bad.any(-1)
 
 
@@ -242,8 +274,8 @@ def per_molecule(
 
 
 def types_of(symbols: Sequence[str]) -> np.ndarray:
-    """Element symbols -> indices into ``ELEMENTS`` (-1 for any other element)."""
-    lookup = {e: i for i, e in enumerate(ELEMENTS)}
+    """Element symbols -> indices into ``METRIC_ELEMENTS`` (-1 for any other element)."""
+    lookup = {e: i for i, e in enumerate(METRIC_ELEMENTS)}
     return np.array([lookup.get(s, -1) for s in symbols], dtype=np.int64)
 
 
@@ -274,52 +306,90 @@ def kish_ess_fraction(log_weights: np.ndarray) -> float:
     return float(np.exp(2 * np.log(np.exp(log_w).sum()) - np.log(np.exp(2 * log_w).sum())) / len(log_w))
 
 
-def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: np.ndarray,
-                           energy: md.PotentialEnergy) -> dict[str, float]:
-    """Metrics of conformations (N, 22, 3) nm against MD test frames (M, 22, 3):
+ALA2_RAMACHANDRAN = [[list(map(int, q)) for q in torsion_quartets()[[TORSION_PHI, TORSION_PSI]]]]
+"""Alanine dipeptide's (phi, psi) atom quartets: its Z-matrix's first two torsions."""
 
-    - ``kl_ramachandran``: KL(test || samples) of the (phi, psi) histogram, 60 x 60 bins on the
-      torus, pseudo-count 0.01 per bin (the direction of the BG literature: mass the model misses
-      costs most); ``kl_phi``, ``kl_psi``, ``kl_torsions_mean/max``: the same for each of the 19
-      Z-matrix torsions' 60-bin marginals (phi, psi, both omegas, methyl rotations, ...);
-    - ``energy_mean``, ``energy_median``: u = U/kT of the samples, the mean with energies above
-      the highest test-frame energy censored at it; ``energy_w1``: W1 between the sample and test
-      energy distributions with the same censoring; ``energy_above_data_max``: the fraction
-      censored (non-finite energies included); ``energy_test_mean``;
-    - ``ess_fraction``: Kish ESS / N of w = exp(-u(x) - log q(x)) when ``log_q`` (Cartesian
-      density, nats) is given, and ``energy_log_q_spearman``: how well -log q ranks the samples
-      as u does (``energy_agreement``);
+
+def backbone_torsions(xyz: np.ndarray, quartets: Sequence[Sequence[int]]) -> np.ndarray:
+    """Dihedrals (N, P) in (-pi, pi] of atom quartets (P, 4) of conformations (N, n_atoms, 3)."""
+    index = np.asarray(quartets, dtype=np.int64).reshape(-1, 4)
+    x = torch.from_numpy(np.asarray(xyz, dtype=np.float64))
+    return dihedral(*(x[:, index[:, k]] for k in range(4))).numpy()
+
+
+def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: np.ndarray,
+                           energy: md.PotentialEnergy | None, z: InternalCoordinates | None = None,
+                           ramachandran: Sequence[Sequence[Sequence[int]]] | None = None) -> dict[str, float]:
+    """Metrics of conformations (N, n_atoms, 3) nm against MD test frames (M, n_atoms, 3), for the
+    Z-matrix ``z`` (alanine dipeptide's by default) and the backbone (phi, psi) quartet pairs
+    ``ramachandran`` (alanine dipeptide's one pair by default):
+
+    - ``kl_ramachandran``: KL(test || samples) of the first pair's (phi, psi) histogram, 60 x 60 bins on
+      the torus, pseudo-count 0.01 per bin (the direction of the BG literature: mass the model misses
+      costs most); ``kl_phi``, ``kl_psi``: its 1D marginals; with several residues also
+      ``kl_ramachandran_pair<k>`` (k = 1, 2, ...); for a user's molecule (``ramachandran`` given)
+      ``kl_ramachandran_mean`` / ``_max`` over the pairs and ``backbone_pairs``; the KLs are NaN when the
+      molecule has no backbone (``backbone_pairs`` = 0); ``kl_torsions_mean/max``: the same 1D KL for
+      each of the Z-matrix torsions (phi, psi, omegas, methyl rotations, ...);
+    - with an ``energy`` (None: skipped, ``energy_skipped_no_force_field`` = 1): ``energy_mean``,
+      ``energy_median``: u = U/kT of the samples, the mean with energies above the highest
+      test-frame energy censored at it; ``energy_w1``: W1 between the sample and test energy
+      distributions with the same censoring; ``energy_above_data_max``: the fraction censored
+      (non-finite energies included); ``energy_test_mean``; ``ess_fraction``: Kish ESS / N of w =
+      exp(-u(x) - log q(x)) when ``log_q`` (Cartesian density, nats) is given, and
+      ``energy_log_q_spearman``: how well -log q ranks the samples as u does (``energy_agreement``);
     - ``bond_length_deviation_mean/max``: per bond, the mean |sample length - mean test length|
-      (nm); their mean and max over the 21 bonds;
+      (nm); their mean and max over the Z-matrix bonds;
     - ``n_samples``, ``nonfinite_fraction``.
     """
     from scipy.stats import wasserstein_distance
 
-    z = InternalCoordinates()
+    z = z or InternalCoordinates()
+    pairs = ALA2_RAMACHANDRAN if ramachandran is None else list(ramachandran)
     finite = np.isfinite(samples).all(axis=(1, 2))
     ic_samples = z.to_internal(torch.from_numpy(samples[finite]).double()).numpy()
     ic_test = z.to_internal(torch.from_numpy(test).double()).numpy()
-    t_samples, t_test = ic_samples[:, TORSIONS], ic_test[:, TORSIONS]
-    rama = [TORSION_PHI, TORSION_PSI]
+    t_samples, t_test = ic_samples[:, z.torsions], ic_test[:, z.torsions]
     kls = np.array([histogram_kl(t_test[:, [k]], t_samples[:, [k]], TORSION_HISTOGRAM_BINS)
                     for k in range(t_test.shape[1])])
+    bond_mean = ic_test[:, z.bonds].mean(0)
+    bond_dev = np.abs(ic_samples[:, z.bonds] - bond_mean).mean(0)
+    out = {"kl_ramachandran": math.nan, "kl_phi": math.nan, "kl_psi": math.nan}
+    if pairs:
+        quartets = [q for pair in pairs for q in pair]
+        b_samples, b_test = backbone_torsions(samples[finite], quartets), backbone_torsions(test, quartets)
+        pair_kls = [histogram_kl(b_test[:, [2 * k, 2 * k + 1]], b_samples[:, [2 * k, 2 * k + 1]], RAMACHANDRAN_BINS)
+                    for k in range(len(pairs))]
+        out.update({"kl_ramachandran": pair_kls[0],
+                    "kl_phi": histogram_kl(b_test[:, [0]], b_samples[:, [0]], TORSION_HISTOGRAM_BINS),
+                    "kl_psi": histogram_kl(b_test[:, [1]], b_samples[:, [1]], TORSION_HISTOGRAM_BINS)})
+        if len(pairs) > 1:
+            out.update({f"kl_ramachandran_pair{k + 1}": v for k, v in enumerate(pair_kls)})
+        if ramachandran is not None:
+            out.update({"kl_ramachandran_mean": float(np.mean(pair_kls)), "kl_ramachandran_max": float(np.max(pair_kls))})
+    if ramachandran is not None:  # a user's molecule (alanine dipeptide's metrics keep their keys)
+        out.setdefault("kl_ramachandran_mean", math.nan)
+        out.setdefault("kl_ramachandran_max", math.nan)
+        out["backbone_pairs"] = float(len(pairs))
+    out.update({
+        "kl_torsions_mean": float(kls.mean()) if len(kls) else math.nan,
+        "kl_torsions_max": float(kls.max()) if len(kls) else math.nan,
+        "bond_length_deviation_mean": float(bond_dev.mean()), "bond_length_deviation_max": float(bond_dev.max()),
+        "n_samples": float(len(samples)), "nonfinite_fraction": float(1 - finite.mean()),
+    })
+    if energy is None:
+        out["energy_skipped_no_force_field"] = 1.0
+        return out
     u_samples = energy.reduced(samples)
     u_test = energy.reduced(test)
     u_max = float(u_test.max())
     censored = np.minimum(u_samples, u_max)
-    bond_mean = ic_test[:, BONDS].mean(0)
-    bond_dev = np.abs(ic_samples[:, BONDS] - bond_mean).mean(0)
-    out = {
-        "kl_ramachandran": histogram_kl(t_test[:, rama], t_samples[:, rama], RAMACHANDRAN_BINS),
-        "kl_phi": float(kls[TORSION_PHI]), "kl_psi": float(kls[TORSION_PSI]),
-        "kl_torsions_mean": float(kls.mean()), "kl_torsions_max": float(kls.max()),
+    out.update({
         "energy_mean": float(censored.mean()), "energy_median": float(np.median(u_samples)),
         "energy_test_mean": float(u_test.mean()),
         "energy_w1": float(wasserstein_distance(censored, u_test)),
         "energy_above_data_max": float(np.mean(~(u_samples <= u_max))),
-        "bond_length_deviation_mean": float(bond_dev.mean()), "bond_length_deviation_max": float(bond_dev.max()),
-        "n_samples": float(len(samples)), "nonfinite_fraction": float(1 - finite.mean()),
-    }
+    })
     if log_q is not None:
         out["ess_fraction"] = kish_ess_fraction(-u_samples - log_q)
         out["energy_log_q_spearman"] = energy_agreement(u_samples, log_q)
@@ -339,26 +409,28 @@ def energy_agreement(u: np.ndarray, log_q: np.ndarray) -> float:
     return float(spearmanr(-log_q[ok], u[ok]).statistic)
 
 
-def ramachandran_plot(data: np.ndarray, samples: np.ndarray, out: Path, bins: int = RAMACHANDRAN_BINS) -> Path:
-    """Side-by-side log-density (phi, psi) histograms of MD frames and samples (N, 22, 3) -> PNG."""
+def ramachandran_plot(data: np.ndarray, samples: np.ndarray, out: Path, bins: int = RAMACHANDRAN_BINS,
+                      pair: Sequence[Sequence[int]] | None = None, label: str = "") -> Path:
+    """Side-by-side log-density (phi, psi) histograms of MD frames and samples (N, n_atoms, 3) -> PNG;
+    ``pair``: the (phi, psi) atom quartets (alanine dipeptide's by default), ``label`` names the residue."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    z = InternalCoordinates()
+    quartets = ALA2_RAMACHANDRAN[0] if pair is None else pair
     edges = np.linspace(-180, 180, bins + 1)
     fig, axes = plt.subplots(1, 2, figsize=(9, 4), sharey=True)
     for ax, frames, title in ((axes[0], data, f"MD test frames ({len(data):,})"),
                               (axes[1], samples, f"samples ({len(samples):,})")):
         frames = frames[np.isfinite(frames).all(axis=(1, 2))]
-        torsions = np.degrees(z.to_internal(torch.from_numpy(frames).double())[:, TORSIONS].numpy())
-        counts = np.histogram2d(torsions[:, TORSION_PHI], torsions[:, TORSION_PSI], bins=[edges, edges])[0]
+        torsions = np.degrees(backbone_torsions(frames, quartets))
+        counts = np.histogram2d(torsions[:, 0], torsions[:, 1], bins=[edges, edges])[0]
         density = counts / max(counts.sum(), 1) / (360 / bins) ** 2
         with np.errstate(divide="ignore"):
             image = ax.pcolormesh(edges, edges, np.log(density).T, cmap="viridis", shading="flat")
-        ax.set(title=title, xlabel="φ (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal")
-    axes[0].set_ylabel("ψ (degrees)")
+        ax.set(title=title, xlabel=f"φ{label} (degrees)", xlim=(-180, 180), ylim=(-180, 180), aspect="equal")
+    axes[0].set_ylabel(f"ψ{label} (degrees)")
     fig.colorbar(image, ax=axes, label="log density (1/degree²)", shrink=0.8)
     out = Path(out)
     with atomic_path(out) as tmp:

@@ -1,9 +1,9 @@
-"""The structures domain's models: the ``ala2-flow`` Boltzmann-generator flow on alanine
-dipeptide's internal coordinates (here) and QM9's E(n)-equivariant diffusion ``qm9-edm``
+"""The structures domain's models: the ``ala2-flow`` Boltzmann-generator flow on the internal
+coordinates of alanine dipeptide or of a user trajectory's molecule (here) and QM9's E(n)-equivariant diffusion ``qm9-edm``
 (``edm.py``, on the Gaussian diffusion family).
 
 The flow (Noé et al. 2019, Science 365, eaaw1147; Köhler et al. 2021) is a RealNVP/Glow stack
-on the 60 internal coordinates of ``internal.py``, trained by maximum likelihood on MD frames,
+on the 3N - 6 internal coordinates of ``internal.py`` (60 for alanine dipeptide), trained by maximum likelihood on MD frames,
 optionally with the reverse KL E_q[u(x) + log q(x)] to the Boltzmann density exp(-u(x)).
 
 Periodic torsions: each torsion t is cut at the centre c of the least-populated region of its
@@ -20,6 +20,7 @@ in a quick-config run, mostly the three-fold methyl rotations that fill the whol
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar
 
@@ -30,9 +31,7 @@ from torch import nn
 from dgm_science.config import bounded
 from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.structures import md
-from dgm_science.domains.structures.internal import (
-    N_INTERNAL, TORSION_HISTOGRAM_BINS, TORSIONS, InternalCoordinates, wrap_angle,
-)
+from dgm_science.domains.structures.internal import TORSION_HISTOGRAM_BINS, InternalCoordinates, wrap_angle
 from dgm_science.families.energy_based import EnergyBasedModel
 from dgm_science.families.flows import ActNorm, AffineCoupling, Flow, InvertibleLinear
 from dgm_science.families.vae import StandardNormal
@@ -106,7 +105,7 @@ class CouplingMLP(nn.Module):
 
 
 class FlowOnInternalCoordinates(GenerativeModel):
-    """q(x) of internal coordinates x: (B, 60) [bonds nm | angles rad | torsions rad in (-pi, pi]].
+    """q(x) of internal coordinates x: (B, D = 3N - 6) [bonds nm | angles rad | torsions rad in (-pi, pi]].
 
     x -> torsions unrolled at their cut points and logit-mapped -> standardised by the training
     mean/std (fixed) -> ``Flow``. ``log_prob(batch)`` is log q of the internal coordinates (nats,
@@ -128,6 +127,8 @@ class FlowOnInternalCoordinates(GenerativeModel):
         self.register_buffer("std", std.float())
         self.register_buffer("torsion_cut", torsion_cut.float())
         self.state = state
+        z = internal_coordinates(state)
+        self.torsions, self.n_internal = z.torsions, z.n_internal
         self.energy_weight = energy_weight
         self.energy_samples = energy_samples
         self.energy_high = energy_high
@@ -136,18 +137,18 @@ class FlowOnInternalCoordinates(GenerativeModel):
     def to_flow(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Internal (B, 60) -> (the flow's input y (B, 60), log|det dy/dx| (B,)): torsions unrolled
         at their cuts and logit-mapped, then everything standardised."""
-        fraction = torch.remainder(x[:, TORSIONS] - self.torsion_cut, 2 * math.pi) / (2 * math.pi)
+        fraction = torch.remainder(x[:, self.torsions] - self.torsion_cut, 2 * math.pi) / (2 * math.pi)
         fraction = fraction.clamp(TORSION_EPS, 1 - TORSION_EPS)
         logit = torch.log(fraction) - torch.log1p(-fraction)
         log_det = -(math.log(2 * math.pi) + torch.log(fraction) + torch.log1p(-fraction)).sum(-1)
-        y = (torch.cat([x[:, : TORSIONS.start], logit], dim=-1) - self.mean) / self.std
+        y = (torch.cat([x[:, : self.torsions.start], logit], dim=-1) - self.mean) / self.std
         return y, log_det - torch.log(self.std).sum()
 
     def from_flow(self, y: torch.Tensor) -> torch.Tensor:
         """Inverse of ``to_flow``: (B, 60) -> internal coordinates, torsions in (-pi, pi]."""
         x = y * self.std + self.mean
-        torsions = wrap_angle(2 * math.pi * torch.sigmoid(x[:, TORSIONS]) + self.torsion_cut)
-        return torch.cat([x[:, : TORSIONS.start], torsions], dim=-1)
+        torsions = wrap_angle(2 * math.pi * torch.sigmoid(x[:, self.torsions]) + self.torsion_cut)
+        return torch.cat([x[:, : self.torsions.start], torsions], dim=-1)
 
     def log_prob(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         with torch.autocast(device_type=batch["internal"].device.type, enabled=False):
@@ -155,12 +156,12 @@ class FlowOnInternalCoordinates(GenerativeModel):
             return self.flow.log_prob(y) + log_det
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Mean NLL of the batch (per coordinate: / 60) + energy_weight x reverse KL (per coordinate)."""
-        nll = -self.log_prob(batch).mean() / N_INTERNAL
+        """Mean NLL of the batch (per coordinate: / 3N - 6) + energy_weight x reverse KL (per coordinate)."""
+        nll = -self.log_prob(batch).mean() / self.n_internal
         self._metrics = {"nll": nll.detach()}
         if self.energy_weight <= 0:
             return nll
-        reverse_kl = self.reverse_kl(self.energy_samples).mean() / N_INTERNAL
+        reverse_kl = self.reverse_kl(self.energy_samples).mean() / self.n_internal
         self._metrics["reverse_kl"] = reverse_kl.detach()
         return nll + self.energy_weight * reverse_kl
 
@@ -175,7 +176,10 @@ class FlowOnInternalCoordinates(GenerativeModel):
             log_q = self.flow.log_prob(y) + self.to_flow(x)[1]
             x = x.double()
             xyz, log_det = internal_coordinates(self.state).to_cartesian(x)
-            energy = md.potential_energy(self.state["prmtop"], float(self.state["temperature_kelvin"]))
+            energy = md.state_energy(self.state)
+            if energy is None:
+                raise ValueError("energy_weight > 0 needs a force field: this dataset has none "
+                                 "(source.force_field or source.prmtop)")
             u = md.linlogcut(md.ReducedEnergy.apply(xyz, energy), high=self.energy_high)
             return (u - log_det).float() + log_q
 
@@ -206,13 +210,17 @@ class Ala2Flow(ModelSpec):
     @staticmethod
     def build(cfg: Ala2FlowConfig, state: dict[str, Any]) -> GenerativeModel:
         generator = torch.Generator().manual_seed(0)
+        dim = internal_coordinates(state).n_internal
+        if cfg.energy_weight > 0 and md.state_energy(state) is None:
+            raise ValueError("ala2-flow: energy_weight > 0 needs a force field; this dataset has none "
+                             "(set source.force_field or source.prmtop)")
         transforms = []
         for block in range(cfg.blocks):
-            mask = torch.arange(N_INTERNAL) % 2 == block % 2
-            transforms += [ActNorm(N_INTERNAL, channel_dim=-1),
-                           InvertibleLinear(N_INTERNAL, channel_dim=-1, generator=generator),
-                           AffineCoupling(mask, CouplingMLP(N_INTERNAL, cfg.hidden, cfg.hidden_layers))]
-        flow = Flow(StandardNormal(N_INTERNAL), transforms)
+            mask = torch.arange(dim) % 2 == block % 2
+            transforms += [ActNorm(dim, channel_dim=-1),
+                           InvertibleLinear(dim, channel_dim=-1, generator=generator),
+                           AffineCoupling(mask, CouplingMLP(dim, cfg.hidden, cfg.hidden_layers))]
+        flow = Flow(StandardNormal(dim), transforms)
         return FlowOnInternalCoordinates(
             flow, torch.tensor(state["internal_mean"]), torch.tensor(state["internal_std"]),
             torch.tensor(state["torsion_cut"]), state, energy_weight=cfg.energy_weight,
@@ -240,13 +248,14 @@ class Ala2EBMConfig:
 
 
 class TorsionFeatureEnergy(nn.Module):
-    """E(z) of standardised internal coordinates z (B, 60): an MLP of [bonds and angles, sin and
+    """E(z) of standardised internal coordinates z (B, D): an MLP of [bonds and angles, sin and
     cos of each torsion] (periodic in every torsion), SiLU activations (a smooth gradient for
-    Langevin dynamics)."""
+    Langevin dynamics). ``torsions``: the torsions' slice of the D = 3N - 6 coordinates."""
 
-    def __init__(self, hidden: int, hidden_layers: int) -> None:
+    def __init__(self, hidden: int, hidden_layers: int, torsions: slice) -> None:
         super().__init__()
-        width = TORSIONS.start + 2 * (N_INTERNAL - TORSIONS.start)
+        self.torsions = torsions
+        width = torsions.start + 2 * (torsions.stop - torsions.start)
         layers: list[nn.Module] = []
         for _ in range(hidden_layers):
             layers += [nn.Linear(width, hidden), nn.SiLU()]
@@ -254,20 +263,23 @@ class TorsionFeatureEnergy(nn.Module):
         self.net = nn.Sequential(*layers, nn.Linear(width, 1))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        torsions = z[:, TORSIONS]
-        features = torch.cat([z[:, : TORSIONS.start], torch.sin(torsions), torch.cos(torsions)], dim=-1)
+        torsions = z[:, self.torsions]
+        features = torch.cat([z[:, : self.torsions.start], torch.sin(torsions), torch.cos(torsions)], dim=-1)
         return self.net(features).squeeze(-1)
 
 
-def _wrap_torsions(z: torch.Tensor) -> torch.Tensor:
-    return torch.cat([z[:, : TORSIONS.start], wrap_angle(z[:, TORSIONS])], dim=-1)
+def _wrap_torsions(z: torch.Tensor, start: int) -> torch.Tensor:
+    """Torsions (columns ``start:``) wrapped to (-pi, pi]."""
+    return torch.cat([z[:, :start], wrap_angle(z[:, start:])], dim=-1)
 
 
-def _torsion_noise(n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-    """Chain starts: N(0, I) bonds and angles (standardised), uniform torsions."""
-    z = torch.randn(n, N_INTERNAL, generator=generator, device=device)
-    uniform = torch.rand(n, N_INTERNAL - TORSIONS.start, generator=generator, device=device)
-    return torch.cat([z[:, : TORSIONS.start], (2 * uniform - 1) * math.pi], dim=-1)
+def _torsion_noise(n: int, generator: torch.Generator | None, device: torch.device, *, start: int,
+                   dim: int) -> torch.Tensor:
+    """Chain starts (n, dim): N(0, I) bonds and angles (standardised, columns before ``start``), uniform
+    torsions."""
+    z = torch.randn(n, dim, generator=generator, device=device)
+    uniform = torch.rand(n, dim - start, generator=generator, device=device)
+    return torch.cat([z[:, :start], (2 * uniform - 1) * math.pi], dim=-1)
 
 
 @register("model", "ala2-ebm")
@@ -285,10 +297,14 @@ class Ala2EBM(ModelSpec):
     @staticmethod
     def build(cfg: Ala2EBMConfig, state: dict[str, Any]) -> GenerativeModel:
         mean, std = torch.tensor(state["internal_mean"]), torch.tensor(state["internal_std"])
-        shift = torch.cat([mean[: TORSIONS.start], torch.zeros(N_INTERNAL - TORSIONS.start)])
-        scale = torch.cat([std[: TORSIONS.start], torch.ones(N_INTERNAL - TORSIONS.start)])
+        z = internal_coordinates(state)
+        start, dim = z.torsions.start, z.n_internal
+        shift = torch.cat([mean[:start], torch.zeros(dim - start)])
+        scale = torch.cat([std[:start], torch.ones(dim - start)])
         noise = math.sqrt(2 * cfg.step_size) if cfg.noise is None else cfg.noise
-        return EnergyBasedModel(TorsionFeatureEnergy(cfg.hidden, cfg.hidden_layers), shift, scale, "internal",
+        return EnergyBasedModel(TorsionFeatureEnergy(cfg.hidden, cfg.hidden_layers, z.torsions), shift, scale,
+                                "internal",
                                 buffer_size=cfg.buffer_size, reinit=cfg.reinit, sgld_steps=cfg.sgld_steps,
                                 step_size=cfg.step_size, noise=noise, sample_steps=cfg.sample_steps,
-                                alpha=cfg.alpha, project=_wrap_torsions, noise_init=_torsion_noise)
+                                alpha=cfg.alpha, project=functools.partial(_wrap_torsions, start=start),
+                                noise_init=functools.partial(_torsion_noise, start=start, dim=dim))

@@ -52,18 +52,53 @@ NOTES = {
 }
 
 
-UNITS = {"qm9-3d": "molecules", "ala2": "MD frames"}
+NOTES["conformers"] = (
+    "Your conformers (dgm prepare --source, kind conformers), split by molecule. EDM's definitions as for QM9, with "
+    "the bond lengths and valencies of EDM's GEOM-drugs tables for elements beyond H, C, N, O, F (its sulfur "
+    "allows 4 bonds only, so thioethers count as unstable); novelty is against the training split's molecules. "
+    "The data row is the same code on your held-out test conformers.")
+
+UNITS = {"qm9-3d": "molecules", "ala2": "MD frames", "conformers": "conformers"}
 TITLES = {"qm9-3d": "QM9 conformations (with hydrogens)", "ala2": "Alanine dipeptide (implicit-solvent MD)"}
-COLUMNS = {"qm9-3d": QM9_COLUMNS, "ala2": ALA2_COLUMNS}
+COLUMNS = {"qm9-3d": QM9_COLUMNS, "ala2": ALA2_COLUMNS, "conformers": QM9_COLUMNS}
 
 
-def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Table:
-    columns = COLUMNS[dataset]
+USER_MD_COLUMNS = ALA2_COLUMNS[:1] + [("kl_ramachandran_mean", "KL Ramachandran mean over residues ↓"),
+                                      ("backbone_pairs", "(φ, ψ) pairs")] + ALA2_COLUMNS[1:]
+NOTES["user-md"] = (
+    "A user's MD trajectory (file kind trajectory), against the held-out last block of its frames. KL "
+    "Ramachandran: KL(MD test ‖ samples) of the (φ, ψ) histogram of the first residue that has both; its "
+    "mean over every such residue beside it (empty for a molecule without a peptide backbone); KL "
+    "torsions: each Z-matrix torsion's 1D histogram. The energy columns (u = OpenMM potential energy / "
+    "kT, ESS, ρ) need a force field in the source block (force_field or prmtop) and are empty without "
+    "one (the metrics then carry energy_skipped_no_force_field = 1). The MD data row compares the "
+    "training frames with the test frames.")
+UNITS["user-md"] = "MD frames"
+COLUMNS["user-md"] = USER_MD_COLUMNS
+USER_TITLES = {"conformers": "{dataset}: your conformers (with hydrogens)", "user-md": "{dataset} (your MD trajectory)"}
+
+
+def _layout(dataset: str, runs: list[dict]) -> str | None:
+    """Which table a dataset's runs fill: a built-in dataset's own, ``conformers`` for a user's conformers
+    (runs scored by EDM's metrics), ``user-md`` for a user's trajectory (scored on its Z-matrix torsions),
+    None for anything else."""
+    if dataset in TITLES:
+        return dataset
+    if any("molecule_stability" in r["metrics"] for r in runs):
+        return "conformers"
+    if any("kl_torsions_mean" in r["metrics"] for r in runs):
+        return "user-md"
+    return None
+
+
+def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None, layout: str | None = None) -> Table:
+    layout = layout or dataset
+    columns = COLUMNS[layout]
     table = Table(["model", "scale"] + [label for _, label in columns])
     for model in sorted({r["model"] for r in runs}):
         mruns = [r for r in runs if r["model"] == model]
         cells = [bold(model) + f" (ours, {len(mruns)} seed{'s' if len(mruns) > 1 else ''})",
-                 run_scale(mruns[0]["dir"], UNITS[dataset])]
+                 run_scale(mruns[0]["dir"], UNITS[layout])]
         cells += [format_metric(key, [r["metrics"].get(key) for r in mruns]) for key, _ in columns]
         table.rows.append(("ours", cells))
     if dataset == "qm9-3d":
@@ -74,7 +109,12 @@ def _dataset_table(dataset: str, runs: list[dict], inputs: Inputs | None) -> Tab
         for name, (scale, values) in PUBLISHED_QM9_3D.items():
             cells = [f"{name} (published)", scale]
             table.rows.append(("published", cells + [format_number(values.get(key), 3) for key, _ in columns]))
-    if dataset == "ala2":
+    if layout == "conformers":
+        data_row = input_json(inputs, f"structures/{dataset}/data_row")
+        if data_row is not None:
+            cells = [f"Data ({dataset} test conformers, ours)", f"{int(data_row.get('n_samples', 0)):,} conformers"]
+            table.rows.append(("ours", cells + [format_metric(key, [data_row.get(key)]) for key, _ in columns]))
+    if layout in ("ala2", "user-md"):
         data = {key[len("data_"):]: value for key, value in runs[0]["metrics"].items() if key.startswith("data_")}
         if data:
             cells = ["MD data: train frames vs test frames", "same simulation"]
@@ -93,7 +133,7 @@ def _mixing_table(runs: list[dict]) -> Table | None:
         m = json.loads(path.read_text())
 
         def rhat(*names: str) -> str:
-            return " / ".join(format_number(m[n]["rhat"], 3) for n in names)
+            return " / ".join(format_number(m[n]["rhat"], 3) if n in m else "—" for n in names)
 
         table.rows.append(("ours", [bold(run["model"]) + f" (ours, seed {run['seed']})",
                                     f"{m['chains']} x {m['steps']:,}", rhat("energy"), rhat("sin_phi", "cos_phi"),
@@ -143,15 +183,20 @@ def _figures(run: dict) -> list[Figure]:
 @register("report", "structures")
 def structures_section(results: Path, inputs: Inputs | None = None) -> str:
     """HTML for every 3D-structures run under ``results``; empty if there is none. Input
-    ``structures/qm9-3d/data_row`` adds the QM9 data row."""
+    ``structures/qm9-3d/data_row`` adds the QM9 data row (``structures/<dataset>/data_row`` a user
+    conformer dataset's)."""
     runs = collect_runs(results, "structures")
     if not runs:
         return ""
     datasets = []
-    for dataset, title in TITLES.items():
+    names = [d for d in TITLES] + sorted({r["dataset"] for r in runs} - set(TITLES))
+    for dataset in names:
         ds_runs = [r for r in runs if r["dataset"] == dataset]
-        if ds_runs:
-            datasets.append({"title": title, "table": _dataset_table(dataset, ds_runs, inputs), "note": NOTES[dataset],
+        layout = _layout(dataset, ds_runs) if ds_runs else None
+        if layout is not None:
+            title = TITLES.get(dataset) or USER_TITLES[layout].format(dataset=dataset)
+            datasets.append({"title": title, "table": _dataset_table(dataset, ds_runs, inputs, layout),
+                             "note": NOTES[layout],
                              "mixing": _mixing_table(ds_runs),
                              "figures": [figure for run in ds_runs for figure in _figures(run)]})
     return render(Path(__file__).with_name("report.html.j2"), datasets=datasets, mixing_note=MIXING_NOTE)

@@ -33,8 +33,9 @@ def edm_get_bond_order(atom1: str, atom2: str, distance: float) -> int:
 def test_tables_are_edms():
     assert structure_metrics.MARGINS_PM == (10, 5, 3)
     assert structure_metrics.SINGLE_BOND_PM["C"]["H"] == 109 and structure_metrics.DOUBLE_BOND_PM["C"]["O"] == 120
-    assert structure_metrics.TRIPLE_BOND_PM["N"]["C"] == 116 and structure_metrics.ALLOWED_VALENCY == {"H": 1, "C": 4, "N": 3,
-                                                                                         "O": 2, "F": 1}
+    assert structure_metrics.TRIPLE_BOND_PM["N"]["C"] == 116 and {e: structure_metrics.ALLOWED_VALENCY[e] for e in structure_metrics.ELEMENTS} == {
+        "H": (1,), "C": (4,), "N": (3,), "O": (2,), "F": (1,)}
+    assert structure_metrics.ALLOWED_VALENCY["P"] == (3, 5) and structure_metrics.SINGLE_BOND_PM["C"]["Cl"] == 177
     for table in (structure_metrics.SINGLE_BOND_PM, structure_metrics.DOUBLE_BOND_PM, structure_metrics.TRIPLE_BOND_PM):
         for a, row in table.items():
             for b, length in row.items():

@@ -10,9 +10,22 @@ def qm9_3d_subset_flags(wildcards):
     )
 
 
-def qm9_3d_reference_flags(wildcards):
-    reference = lookup(dpath="structures/qm9-3d/reference", within=config)
-    return f"{optional_flag('--max-molecules', reference['max_molecules'])} --seed {reference['seed']}"
+def conformers_reference_flags(wildcards):
+    """The data row's subset of a conformer dataset (qm9-3d's or a user's ``reference`` block)."""
+    reference = config["structures"][wildcards.dataset].get("reference", {})
+    return (
+        f"{optional_flag('--max-molecules', reference.get('max_molecules'))}"
+        f" --seed {reference.get('seed', 0)}"
+    )
+
+
+def conformer_datasets():
+    """The conformer datasets of the config (qm9-3d and the user's): their data rows."""
+    return [
+        name
+        for name in config.get("structures", {})
+        if dataset_domain("structures", name) == "conformers"
+    ]
 
 
 def simulation_flags(wildcards):
@@ -30,6 +43,16 @@ def ala2_split_flags(wildcards):
     return f"--val-size {split['valid_frames']} --test-size {split['test_frames']}"
 
 
+def mixing_flags(wildcards):
+    """A user MD dataset's `mixing` block (chains, steps, every); dgm mixing's defaults otherwise."""
+    mixing = config["structures"][wildcards.dataset].get("mixing", {})
+    return " ".join(
+        f"--{key} {mixing[key]}"
+        for key in ("chains", "steps", "every")
+        if key in mixing
+    )
+
+
 ALA2_DATA_FILES = (
     "train.dcd",
     "valid.dcd",
@@ -38,23 +61,58 @@ ALA2_DATA_FILES = (
     "alanine-dipeptide.prmtop",
     "prepare.json",
 )
-STRUCTURE_TRAIN_FILES = {"qm9-3d": ("train.npz", "valid.npz"), "ala2": ALA2_DATA_FILES}
-STRUCTURE_EVALUATE_FILES = {
-    "qm9-3d": ("test.npz", "train_smiles.txt"),
-    "ala2": ALA2_DATA_FILES,
+# a user trajectory (file kind `trajectory`): the frames, topology.pdb and molecule.json (Z-matrix,
+# backbone torsions, the serialized OpenMM System or null) instead of the prmtop
+USER_MD_DATA_FILES = [
+    "train.dcd",
+    "valid.dcd",
+    "test.dcd",
+    "topology.pdb",
+    "molecule.json",
+    "prepare.json",
+]
+# a built-in dataset's files, keyed by its registered domain (dataset_domain)
+STRUCTURE_TRAIN_FILES = {
+    "conformers": ("train.npz", "valid.npz"),
+    "peptide-md": ALA2_DATA_FILES,
 }
+STRUCTURE_EVALUATE_FILES = {
+    "conformers": ("test.npz", "train_smiles.txt"),
+    "peptide-md": ALA2_DATA_FILES,
+}
+CONFORMER_DATA_FILES = [
+    "train.npz",
+    "valid.npz",
+    "test.npz",
+    "train_smiles.txt",
+    "prepare.json",
+]
+
+
+def structures_data_files(wildcards, table):
+    """The prepared files a dataset's jobs read: a built-in dataset's by its domain, a user dataset's
+    from what its import rule writes (ModelRules.prepared)."""
+    domain = dataset_domain("structures", wildcards.dataset)
+    if "source" in config["structures"][wildcards.dataset]:
+        return MODEL_RULES["structures"].prepared[domain]
+    return table[domain]
 
 
 def structures_train_inputs(wildcards):
     data = data_folder("structures", wildcards.dataset)
-    return [f"{data}/{name}" for name in STRUCTURE_TRAIN_FILES[wildcards.dataset]]
+    return [
+        f"{data}/{name}"
+        for name in structures_data_files(wildcards, STRUCTURE_TRAIN_FILES)
+    ]
 
 
 def structures_evaluate_inputs(wildcards):
     data = data_folder("structures", wildcards.dataset)
+    domain = dataset_domain("structures", wildcards.dataset)
     return {
         "reference": [
-            f"{data}/{name}" for name in STRUCTURE_EVALUATE_FILES[wildcards.dataset]
+            f"{data}/{name}"
+            for name in structures_data_files(wildcards, STRUCTURE_EVALUATE_FILES)
         ]
     }
 
@@ -72,13 +130,16 @@ MODEL_RULES["structures"] = ModelRules(
         },
     },
     evaluate_inputs=structures_evaluate_inputs,
-    # the QM9 data row (EDM's metrics on real molecules) beside the models, and the mixing
-    # diagnostics of every model that samples by Langevin chains (an EBM)
-    extras=(
-        ["resources/structures/qm9-3d/data/data_row.json"]
-        if "qm9-3d" in config.get("structures", {})
-        else []
-    )
+    # a user dataset's prepared folder (models.smk's <domain>_import rule runs dgm prepare --source):
+    # conformers (dgm_science/domains/structures/conformer_sources.py): qm9-3d's prepared files;
+    # a trajectory (md_sources.py): USER_MD_DATA_FILES
+    prepared={"conformers": CONFORMER_DATA_FILES, "peptide-md": USER_MD_DATA_FILES},
+    # each conformer dataset's data row (EDM's metrics on real molecules) beside the models, and the
+    # mixing diagnostics of every model that samples by Langevin chains (an EBM)
+    extras=[
+        f"resources/structures/{dataset}/data/data_row.json"
+        for dataset in conformer_datasets()
+    ]
     + domain_targets(
         "structures", "mixing.json", where=lambda facts: facts["langevin"]
     ),

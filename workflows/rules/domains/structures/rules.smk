@@ -1,4 +1,4 @@
-# 3D structures: QM9 conformations (fetch -> prepare -> data row) and alanine dipeptide (fetch ->
+# 3D structures: QM9 conformations (fetch -> prepare; every conformer dataset's data row) and alanine dipeptide (fetch ->
 # simulate (OpenMM, resumable) -> prepare), an energy-based model's mixing diagnostics; train ->
 # sample -> evaluate are models.smk's rules over this domain's MODEL_RULES entry.
 # Helpers: common.smk beside this file.
@@ -46,22 +46,24 @@ rule qm9_3d_prepare:
         "dgm prepare qm9-3d --raw {params.raw} --out {params.out} {params.subset} --jobs {threads} 2> {log}"
 
 
-rule qm9_3d_data_row:
-    """EDM's metrics on real test molecules: the data row of the table."""
+rule conformers_data_row:
+    """EDM's metrics on real test molecules of a conformer dataset (qm9-3d or a user's): the data row."""
     input:
-        test="resources/structures/qm9-3d/data/test.npz",
-        smiles="resources/structures/qm9-3d/data/train_smiles.txt",
+        test="resources/structures/{dataset}/data/test.npz",
+        smiles="resources/structures/{dataset}/data/train_smiles.txt",
     output:
-        "resources/structures/qm9-3d/data/data_row.json",
+        "resources/structures/{dataset}/data/data_row.json",
     log:
-        "logs/structures/qm9-3d/data_row.log",
+        "logs/structures/{dataset}/data_row.log",
     benchmark:
-        "benchmarks/structures/qm9-3d/data_row.tsv"
+        "benchmarks/structures/{dataset}/data_row.tsv"
+    wildcard_constraints:
+        dataset=one_of(conformer_datasets()),
     conda:
         "../../../envs/conda.yaml"
     threads: 8
     params:
-        flags=qm9_3d_reference_flags,
+        flags=conformers_reference_flags,
     shell:
         "dgm reference --domain conformers --data {input.test} --out {output} {params.flags}"
         " --jobs {threads} 2> {log}"
@@ -154,5 +156,8 @@ rule md_mixing:
     conda:
         "../../../envs/conda.yaml"
     threads: 8
+    params:
+        flags=mixing_flags,
     shell:
-        "dgm mixing --checkpoint {input} --seed {wildcards.seed} --out {output} --threads {threads} 2> {log}"
+        "dgm mixing --checkpoint {input} --seed {wildcards.seed} --out {output} {params.flags}"
+        " --threads {threads} 2> {log}"
