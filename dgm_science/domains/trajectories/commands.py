@@ -51,9 +51,11 @@ def _rollout_arguments(p: argparse.ArgumentParser) -> None:
                    help="evaluate a policy without a model instead: the data-generating expert planner, or the "
                         "planner's controller aimed straight at the goal (what a plan adds)")
     p.add_argument("--maze", default=None, help="the maze (baselines); for a checkpoint: must be the one it learned")
-    p.add_argument("--protocol", choices=list(PROTOCOLS), default=DEFAULT_PROTOCOL,
+    p.add_argument("--protocol", choices=[*PROTOCOLS, "env"], default=DEFAULT_PROTOCOL,
                    help="evaluation protocol: d4rl (D4RL maze2d: the maze's fixed goal cell, random start; Diffuser's "
-                        "Maze2D rows, CORL) or multi2d (random start and goal; Diffuser's Multi2D rows)")
+                        "Maze2D rows, CORL) or multi2d (random start and goal; Diffuser's Multi2D rows); a model of "
+                        "a user's Minari dataset (not a maze): env, its environment's own resets (skipped, with the "
+                        "reason, when the environment is not installed)")
     p.add_argument("--episodes", type=positive_int, default=100, help="seeded episodes (seeds seed .. seed + n - 1)")
     add_seed_argument(p, "seed of the first episode and of the planner")
     p.add_argument("--replan-every", type=positive_int, default=None,

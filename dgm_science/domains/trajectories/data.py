@@ -167,7 +167,7 @@ def unnormalize(x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
 
 
 def log_scale(state: dict[str, Any]) -> np.ndarray:
-    """log of d(original) / d(normalised) per dimension (6,)."""
+    """log of d(original) / d(normalised) per dimension (D,)."""
     low, high = (np.asarray(state[k], dtype=np.float64) for k in ("low", "high"))
     return np.log((high - low) / 2)
 
@@ -202,7 +202,7 @@ class WindowDataset(torch.utils.data.Dataset):
         horizon = state["horizon"]
         self.state = state
         self.data = torch.from_numpy(normalize(np.concatenate(episodes), state).astype(np.float32)) \
-            if episodes else torch.zeros(0, TRANSITION_DIM)
+            if episodes else torch.zeros(0, transition_dim(state))
         starts, offset = [], 0
         for episode in episodes:
             if len(episode) >= horizon:
@@ -221,14 +221,22 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def collate(self, indices: list[int]) -> dict[str, torch.Tensor]:
         x = self.data[self.starts[torch.as_tensor(indices)][:, None] + self.offsets]
-        return {"x": x, "condition": window_condition(x)}
+        return {"x": x, "condition": window_condition(x, self.state)}
 
 
-def window_condition(x: torch.Tensor) -> torch.Tensor:
-    """The training condition of windows x (B, H, 6): their own start observation and final position."""
+def transition_dim(state: dict[str, Any]) -> int:
+    """Width of a window's rows: observation + action dimensions (6 for PointMaze)."""
+    return int(state.get("obs_dim", OBS_DIM)) + int(state.get("act_dim", ACT_DIM))
+
+
+def window_condition(x: torch.Tensor, state: dict[str, Any] | None = None) -> torch.Tensor:
+    """The training condition of windows x (B, H, D): their own start observation and, in a maze, their
+    final position (a generic environment's windows: the start only)."""
+    obs_dim = OBS_DIM if state is None else int(state.get("obs_dim", OBS_DIM))
     condition = torch.full_like(x, math.nan)
-    condition[:, 0, :OBS_DIM] = x[:, 0, :OBS_DIM]
-    condition[:, -1, :2] = x[:, -1, :2]
+    condition[:, 0, :obs_dim] = x[:, 0, :obs_dim]
+    if state is None or state.get("maze") is not None:
+        condition[:, -1, :2] = x[:, -1, :2]
     return condition
 
 

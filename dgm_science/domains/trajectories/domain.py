@@ -56,7 +56,12 @@ class TrajectoryDomain(Domain):
         from dgm_science.domains.trajectories.rollout import PROTOCOLS, published_planners
         from dgm_science.utils import read_json
 
-        rows = super().summary_rows(dataset, seed_dirs)
+        metrics = [read_json(p) for d in seed_dirs if (p := d / "metrics.json").is_file()]
+        if metrics and "dynamic_error" in metrics[0]:  # a user's environment (no maze, no walls): its headline
+            rows = [("plan vs the data's one-step model, std ↓", [m.get("dynamic_error") for m in metrics], None),
+                    ("held-out data vs the one-step model, std", [m.get("data_dynamic_error") for m in metrics], None)]
+        else:
+            rows = super().summary_rows(dataset, seed_dirs)
         for protocol in PROTOCOLS:
             found = [read_json(p) for d in seed_dirs if (p := d / f"rollout_{protocol}.json").is_file()]
             if not found:
@@ -64,6 +69,12 @@ class TrajectoryDomain(Domain):
             diffuser = [r for r in published_planners(found[0]["maze"], protocol) if r["method"] == "Diffuser"]
             anchor = (f"Diffuser ({protocol}, GPU)", diffuser[0]["score"]) if diffuser else None
             rows.append((f"closed-loop score, {protocol} ↑", [r.get("normalized_score") for r in found], anchor))
+            if found[0].get("normalized_score") is None:  # a user's maze: no D4RL reference, the return instead
+                rows.append((f"closed-loop return, {protocol} ↑", [r.get("return_mean") for r in found], None))
+        found = [read_json(p) for d in seed_dirs if (p := d / "rollout_env.json").is_file()]
+        if found:  # a user's Minari dataset: its environment's closed loop, or why it was skipped
+            rows.append(("closed-loop return, env ↑" if "skipped" not in found[0] else
+                         f"closed loop: {found[0]['skipped']}", [r.get("return_mean") for r in found], None))
         return rows
 
     @staticmethod
@@ -73,6 +84,10 @@ class TrajectoryDomain(Domain):
         from dgm_science.domains.trajectories.mazes import maze_spec
 
         prepared = read_prepared(data_dir)
+        if prepared.get("maze") is None:  # a user's Minari dataset of another environment (generic.py)
+            from dgm_science.domains.trajectories import generic
+
+            return generic.fit_state(prepared, data_dir, model_cfg.horizon)
         maze = maze_spec(prepared["maze"])
         horizon = int(model_cfg.horizon or maze.horizon)
         episodes = read_split(Path(data_dir) / "train.npz")
@@ -113,6 +128,13 @@ class TrajectoryDomain(Domain):
         each plan can arrive. Returns the inpainting condition and the decode options."""
         from dgm_science.domains.trajectories.mazes import Maze
 
+        if state.get("maze") is None:  # a generic environment: held-out first observations, no goal
+            from dgm_science.domains.trajectories import generic
+
+            if start is not None or goal is not None or within_reach:
+                raise ValueError("--start / --goal / --within-reach are PointMaze positions; this model's plans "
+                                 "start from held-out first observations of its dataset")
+            return generic.start_condition(generic.draw_starts(n, state, generator), state), {"goals": None}
         maze = Maze(state["maze"])
         max_cells = None
         if within_reach:
@@ -135,8 +157,11 @@ class TrajectoryDomain(Domain):
                      **options: Any) -> tuple[list[Trajectory | None], dict[str, list[Any]]]:
         """Normalised windows (B, H, 6) -> trajectories in the maze's units (None if not finite)."""
         x = unnormalize(raw.detach().float().cpu().numpy(), state)
+        obs_dim = int(state.get("obs_dim", OBS_DIM))
+        if state.get("maze") is None:
+            goals = np.zeros((len(x), 0))
         goals = x[:, -1, :2] if goals is None else np.asarray(goals, dtype=np.float64)
-        items = [Trajectory(w[:, :OBS_DIM], w[:, OBS_DIM:], g) if np.isfinite(w).all() else None
+        items = [Trajectory(w[:, :obs_dim], w[:, obs_dim:], g) if np.isfinite(w).all() else None
                  for w, g in zip(x, goals)]
         return items, {}
 
@@ -150,7 +175,7 @@ class TrajectoryDomain(Domain):
         if not keep:
             return None, []
         x = torch.from_numpy(normalize(np.stack([items[i].transitions for i in keep]), state).astype(np.float32))
-        return {"x": x, "condition": window_condition(x)}, keep
+        return {"x": x, "condition": window_condition(x, state)}, keep
 
     @staticmethod
     def log_jacobian(batch: dict[str, torch.Tensor], state: dict[str, Any]) -> np.ndarray:
@@ -178,6 +203,8 @@ class TrajectoryDomain(Domain):
             raise ValueError(f"{path}: trajectory samples are written as a Minari dataset folder ending in .minari")
         if state is None:
             raise ValueError("write_samples needs the model's domain state (maze, horizon)")
+        if state.get("maze") is None:
+            return _write_generic_samples(path, samples, state)
         maze = maze_spec(state["maze"])
         items, log_likelihood = samples.items, samples.log_likelihood
         episodes, rows = [], []
@@ -190,9 +217,9 @@ class TrajectoryDomain(Domain):
             distance = float(np.linalg.norm(item.observations[-1, :2] - item.goal))
             ends = (*item.observations[0, :2], *item.goal)
             rows.append([i, 1, *(csv_number(float(v)) for v in ends), csv_number(distance), csv_number(ll)])
-        write_minari(path, episodes, dataset_id=f"dgm/pointmaze-{maze.name}-samples-v0", env_id=maze.env_id,
-                     env_kwargs={"continuing_task": True, "reset_target": False},
-                     description=f"{len(episodes)} plans sampled by a trajectory model on PointMaze {maze.name}")
+        write_minari(path, episodes, dataset_id=f"dgm/pointmaze-{maze.label}-samples-v0", env_id=maze.env_id,
+                     env_kwargs={"continuing_task": True, "reset_target": False, **maze.map_kwargs},
+                     description=f"{len(episodes)} plans sampled by a trajectory model on PointMaze {maze.label}")
         with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["index", "valid", "start_x", "start_y", "goal_x", "goal_y", "goal_distance",
@@ -212,6 +239,8 @@ class TrajectoryDomain(Domain):
         episodes = iter(read_minari(path))
         out: list[Trajectory | None] = []
         with open(table, newline="") as fh:
+            generic_layout = None if "goal_x" in fh.readline() else _sample_layout(path)
+            fh.seek(0)
             for line, row in enumerate(csv.DictReader(fh), start=2):
                 if row.get("valid") not in ("0", "1"):
                     raise DataError(f"{table}:{line}: expected columns index, valid, ...")
@@ -222,7 +251,8 @@ class TrajectoryDomain(Domain):
                     episode = next(episodes)
                 except StopIteration:
                     raise DataError(f"{table}:{line}: more valid rows than episodes in {path}") from None
-                out.append(episode_trajectory(episode))
+                out.append(episode_trajectory(episode) if generic_layout is None
+                           else _generic_item(episode, generic_layout))
         return out
 
     @classmethod
@@ -238,6 +268,21 @@ class TrajectoryDomain(Domain):
         samples = cls.read_samples(samples_path)
         valid = [s for s in samples if s is not None]
         metrics = {"valid": len(valid) / max(len(samples), 1), "samples": float(len(samples))}
+        if prepared.get("maze") is None:  # a generic environment: consistency with the data's one-step model
+            from dgm_science.domains.trajectories import generic
+
+            horizon = len(valid[0].observations) if valid else int(prepared["horizon"])
+            metrics.update(generic.dynamics_metrics(reference_dir, valid, horizon, max_trajectories=max_trajectories))
+            env, why = generic.make_env(prepared.get("env_id"), prepared.get("env_kwargs") or {},
+                                        prepared.get("max_episode_steps"))
+            if env is not None:
+                env.close()
+            else:
+                import logging
+
+                logging.getLogger(__name__).warning("closed loop will be skipped: %s", why)
+            metrics["env_installed"] = float(env is not None)
+            return metrics
         metrics.update(plan_metrics(prepared["maze"], valid[:max_trajectories]))
         horizon = len(valid[0].observations) if valid else maze_spec(prepared["maze"]).horizon
         episodes = read_split(Path(reference_dir) / "valid.npz")
@@ -247,3 +292,46 @@ class TrajectoryDomain(Domain):
         data = plan_metrics(prepared["maze"], windows[:max_trajectories])
         metrics.update({f"data_{k}": v for k, v in data.items()})
         return metrics
+
+
+def _sample_layout(path: Path) -> list[list[Any]]:
+    """The observation layout of a generic samples dataset (its stored observation space)."""
+    from minari.serialization import deserialize_space
+
+    from dgm_science.domains.trajectories import generic
+    from dgm_science.domains.trajectories.minari_io import load_minari
+
+    space = load_minari(path).storage.metadata["observation_space"]
+    return generic.obs_layout(deserialize_space(space) if isinstance(space, str) else space)
+
+
+def _generic_item(episode: dict[str, Any], layout: list[list[Any]]) -> Trajectory:
+    from dgm_science.domains.trajectories import generic
+
+    return generic.episode_item(episode, layout)
+
+
+def _write_generic_samples(path: Path, samples: Samples, state: dict[str, Any]) -> int:
+    """Plans of a generic environment as a Minari dataset in the dataset's own spaces (rewards 0: plans
+    carry none) and samples.csv (index, valid, log_likelihood)."""
+    from minari.serialization import deserialize_space
+
+    from dgm_science.domains.trajectories import generic
+    from dgm_science.domains.trajectories.minari_io import write_minari
+
+    episodes, rows = [], []
+    for i, item in enumerate(samples.items):
+        ll = float(samples.log_likelihood[i]) if i < len(samples.log_likelihood) else math.nan
+        rows.append([i, int(item is not None), csv_number(ll)])
+        if item is not None:
+            episodes.append(generic.sample_episode(item, state))
+    spaces = (deserialize_space(state["observation_space"]), deserialize_space(state["action_space"]))
+    write_minari(path, episodes, dataset_id="dgm/user-samples-v0", env_id=state.get("env_id"),
+                 env_kwargs=state.get("env_kwargs") or {}, spaces=spaces,
+                 description=f"{len(episodes)} plans sampled by a trajectory model on {state.get('dataset_id')} "
+                             f"({state.get('env_id')}); rewards are 0 (plans carry no reward)")
+    with atomic_path(path.with_suffix(".csv")) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["index", "valid", "log_likelihood"])
+        writer.writerows(rows)
+    return len(episodes)

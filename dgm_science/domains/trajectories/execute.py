@@ -122,8 +122,8 @@ def execute_dataset(plans_path: Path, out: Path, *, kp: float = 10.0, kd: float 
     plans = [episode_trajectory(e) for e in read_minari(plans_path)]
     episodes, summary = execute_plans(maze, plans, kp=kp, kd=kd)
     spec = maze_spec(maze)
-    write_minari(out, episodes, dataset_id=f"dgm/pointmaze-{spec.name}-executed-plans-v0", env_id=spec.env_id,
-                 env_kwargs={"continuing_task": True, "reset_target": False},
+    write_minari(out, episodes, dataset_id=f"dgm/pointmaze-{spec.label}-executed-plans-v0", env_id=spec.env_id,
+                 env_kwargs={"continuing_task": True, "reset_target": False, **spec.map_kwargs},
                  description=f"{len(episodes)} sampled plans executed in the simulator with a PD tracker "
                              f"(kp {kp}, kd {kd}): dynamically consistent transitions, the env's rewards",
                  algorithm_name="plan execution (PD tracking of a trajectory model's plans)")

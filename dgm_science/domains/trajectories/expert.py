@@ -154,7 +154,7 @@ def collect(maze_name: str | MazeSpec, *, episodes: int, episode_steps: int, noi
     spec = maze_spec(maze_name)
     if episodes < 1 or episode_steps < 1:
         raise ValueError(f"episodes and episode_steps must be >= 1, got {episodes} and {episode_steps}")
-    env = make_env(spec, continuing_task=True, reset_target=True, max_episode_steps=episode_steps)
+    env = make_env(spec.plain(), continuing_task=True, reset_target=True, max_episode_steps=episode_steps)
     policy = ExpertPolicy(Maze(spec), kp=kp, kd=kd, noise=noise, reach=reach)
     limit = spec.max_episode_steps
     out, times_to_goal = [], []
@@ -214,7 +214,7 @@ def collect(maze_name: str | MazeSpec, *, episodes: int, episode_steps: int, noi
 def dataset_id(maze_name: str | MazeSpec, noise: float = 0.0) -> str:
     """Minari id of the expert data: dgm/pointmaze-{maze}-expert-v0 (noisy-expert with noise > 0)."""
     kind = "noisy-expert" if noise > 0 else "expert"
-    return f"dgm/pointmaze-{maze_spec(maze_name).name}-{kind}-v0"
+    return f"dgm/pointmaze-{maze_spec(maze_name).label}-{kind}-v0"
 
 
 def write_expert_dataset(out_dir: str | Path, maze_name: str | MazeSpec, *, episodes: int, episode_steps: int,
@@ -238,15 +238,18 @@ def write_expert_dataset(out_dir: str | Path, maze_name: str | MazeSpec, *, epis
         ident = dataset_id(spec, noise)
         write_minari(
             tmp / "minari", result["episodes"], dataset_id=ident, env_id=spec.env_id,
-            env_kwargs={"continuing_task": True, "reset_target": True, "max_episode_steps": episode_steps},
-            description=(f"PointMaze {spec.name} ({spec.env_id}) expert data in the style of D4RL "
-                         f"{spec.d4rl_id}: {episodes} continuing episodes of {episode_steps} steps, the goal "
+            env_kwargs={"continuing_task": True, "reset_target": True, "max_episode_steps": episode_steps,
+                        **spec.plain().map_kwargs},
+            description=(f"PointMaze {spec.label} ({spec.env_id}) expert data in the style of D4RL "
+                         f"{'maze2d (a user map)' if spec.custom_map else spec.d4rl_id}: {episodes} continuing "
+                         f"episodes of {episode_steps} steps, the goal "
                          f"resampled on arrival; BFS shortest path over the maze cells + PD controller "
-                         f"(kp {stats['kp']}, kd {stats['kd']}), Gaussian action noise std {noise}. "
-                         f"ref_min_score / ref_max_score are D4RL's {spec.d4rl_id} reference scores."),
+                         f"(kp {stats['kp']}, kd {stats['kd']}), Gaussian action noise std {noise}."
+                         + ("" if spec.custom_map else f" ref_min_score / ref_max_score are D4RL's {spec.d4rl_id} "
+                                                       "reference scores.")),
             algorithm_name="shortest-path-pd-controller",
-            metadata={"ref_min_score": spec.d4rl_random_score, "ref_max_score": spec.d4rl_expert_score,
-                      "collect": stats},
+            metadata={"collect": stats} if spec.custom_map else
+            {"ref_min_score": spec.d4rl_random_score, "ref_max_score": spec.d4rl_expert_score, "collect": stats},
         )
         settings = {"maze": spec.name, "env_id": spec.env_id, "dataset_id": ident, "minari": "minari",
                     "episodes": episodes, "episode_steps": episode_steps, "noise": noise, "seed": seed,

@@ -55,11 +55,31 @@ class MazeSpec:
     d4rl_random_score: float
     d4rl_expert_score: float
     map_name: str
-    d4rl_goal_cell: tuple[int, int]
+    d4rl_goal_cell: tuple[int, int] | None
+    custom_map: tuple[tuple[int | str, ...], ...] | None = None
+    """a user's maze map (``map:`` names, :func:`custom_maze_name`); None for the three D4RL mazes"""
 
     @property
     def d4rl_id(self) -> str:
         return f"maze2d-{self.name}-v1"
+
+    @property
+    def map_kwargs(self) -> dict[str, Any]:
+        """The env's keyword arguments that select this maze beside ``env_id``: the map of a user's maze."""
+        return {} if self.custom_map is None else {"maze_map": [list(row) for row in self.custom_map]}
+
+    def plain(self) -> MazeSpec:
+        """This maze with its goal / reset cells ("g", "r", "c") made plain free cells: the expert's collection
+        draws goals anywhere, as D4RL's does (the env would otherwise resample the same goal cell)."""
+        if self.custom_map is None:
+            return self
+        rows = [[1 if c == 1 else 0 for c in row] for row in self.custom_map]
+        return maze_spec(custom_maze_name(rows))
+
+    @property
+    def label(self) -> str:
+        """The maze's name where a name must be short (dataset ids, titles): "custom" for a user's map."""
+        return "custom" if self.custom_map is not None else self.name
 
     def normalized_score(self, episode_return: float | np.ndarray) -> float | np.ndarray:
         """D4RL normalised score (0 = random, 100 = D4RL's expert) of an undiscounted return."""
@@ -73,11 +93,84 @@ MAZES: dict[str, MazeSpec] = {
 }
 
 
+CUSTOM_PREFIX = "map:"
+"""A user maze's name: ``map:`` and its rows joined by "/", one character a cell (1 wall, 0 free, g goal,
+r reset, c goal or reset), e.g. ``map:11111/1g001/11101/1r001/11111``: the name carries the map through
+the checkpoint, prepare.json and the command lines, so every command builds the same env."""
+
+_CELL_CHARS = {1: "1", 0: "0", "g": "g", "r": "r", "c": "c"}
+
+
+def check_maze_map(maze_map: Any, where: str = "maze_map") -> list[list[int | str]]:
+    """A user's maze map (rows of 1 = wall, 0 = free, "g" / "r" / "c" = free goal / reset / both cells, as
+    gymnasium-robotics' ``maze_map`` takes) after checking it; ``ValueError`` naming the first problem: not a
+    list of rows, not rectangular, an unknown cell, fewer than two free cells, an outer cell that is not a
+    wall (PointMaze builds walls only where the map has them: the point would leave the maze), free cells
+    not all connected (the expert could not reach every goal)."""
+    if not isinstance(maze_map, (list, tuple)) or not maze_map or \
+            not all(isinstance(row, (list, tuple)) and row for row in maze_map):
+        raise ValueError(f"{where}: a maze map is a non-empty list of non-empty rows, e.g. "
+                         "[[1,1,1,1],[1,0,0,1],[1,1,1,1]]")
+    widths = sorted({len(row) for row in maze_map})
+    if len(widths) > 1:
+        lengths = ", ".join(str(len(row)) for row in maze_map)
+        raise ValueError(f"{where}: not rectangular (row lengths {lengths}); every row needs the same number of cells")
+    rows = []
+    for i, row in enumerate(maze_map):
+        cells = []
+        for j, cell in enumerate(row):
+            value = cell.lower() if isinstance(cell, str) else cell
+            if isinstance(value, bool) or value not in _CELL_CHARS:
+                raise ValueError(f"{where}: row {i}, column {j} is {cell!r}; a cell is 1 (wall), 0 (free), "
+                                 "'g' (goal), 'r' (reset) or 'c' (goal or reset)")
+            cells.append(value)
+        rows.append(cells)
+    walls = np.array([[c == 1 for c in row] for row in rows])
+    free = int((~walls).sum())
+    if free < 2:
+        raise ValueError(f"{where}: {free} free cell(s); a maze needs at least two (a start and a goal)")
+    border = np.concatenate([walls[0], walls[-1], walls[:, 0], walls[:, -1]])
+    if not border.all():
+        raise ValueError(f"{where}: not enclosed by walls (the first and last rows and columns must be all 1: "
+                         "PointMaze builds a wall only where the map has one)")
+    geometry = Maze(rows, name="custom")
+    first = geometry.free_cells[0]
+    reached = geometry.distances_to(first) >= 0
+    if int(reached.sum()) < free:
+        raise ValueError(f"{where}: {free - int(reached.sum())} of the {free} free cells cannot be reached from "
+                         f"cell {first}; every free cell must be connected")
+    return rows
+
+
+def custom_maze_name(maze_map: Any, where: str = "maze_map") -> str:
+    """The ``map:`` name of a user's maze map (checked by :func:`check_maze_map`)."""
+    rows = check_maze_map(maze_map, where)
+    return CUSTOM_PREFIX + "/".join("".join(_CELL_CHARS[c] for c in row) for row in rows)
+
+
+def _custom_spec(name: str) -> MazeSpec:
+    """The spec of a ``map:`` maze. Episode length 100 + 50 x the map's diameter (the longest shortest path
+    in cells: U-Maze's 4 gives its 300 steps); Diffuser's horizon 128 per 6 cells of diameter; no D4RL reference
+    returns (the normalised score is NaN); the d4rl protocol's fixed goal is the first "g" cell, if any."""
+    cells = [[1 if ch == "1" else 0 if ch == "0" else ch for ch in row]
+             for row in name[len(CUSTOM_PREFIX):].split("/")]
+    rows = check_maze_map(cells, name)
+    geometry = Maze(rows, name="custom")
+    diameter = max(int(geometry.distances_to(cell).max()) for cell in geometry.free_cells)
+    goals = [(i, j) for i, row in enumerate(rows) for j, c in enumerate(row) if c in ("g", "c")]
+    return MazeSpec(name, "PointMaze_UMaze-v3", 100 + 50 * diameter, 128 * max(1, -(-diameter // 6)),
+                    float("nan"), float("nan"), "", goals[0] if goals else None,
+                    custom_map=tuple(tuple(row) for row in rows))
+
+
 def maze_spec(name_or_env_id: str | MazeSpec) -> MazeSpec:
-    """The :class:`MazeSpec` for "umaze", "PointMaze_UMaze-v3", "maze2d-umaze-v1", "pointmaze-umaze", ..."""
+    """The :class:`MazeSpec` for "umaze", "PointMaze_UMaze-v3", "maze2d-umaze-v1", "pointmaze-umaze", ...,
+    or a user's map named ``map:...`` (:data:`CUSTOM_PREFIX`)."""
     if isinstance(name_or_env_id, MazeSpec):
         return name_or_env_id
     key = str(name_or_env_id).strip()
+    if key.startswith(CUSTOM_PREFIX):
+        return _custom_spec(key)
     for spec in MAZES.values():
         if key in (spec.name, spec.env_id, spec.d4rl_id):
             return spec
@@ -119,6 +212,10 @@ def make_env(maze: str | MazeSpec, *, continuing_task: bool = True, reset_target
     spec = maze_spec(maze)
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = int(max_episode_steps)
+    elif spec.custom_map is not None:
+        kwargs["max_episode_steps"] = spec.max_episode_steps
+    if spec.custom_map is not None:
+        kwargs["maze_map"] = [list(row) for row in spec.custom_map]
     return gym_make(spec.env_id, continuing_task=continuing_task, reset_target=reset_target, **kwargs)
 
 
@@ -126,7 +223,10 @@ def maze_map(maze: str | MazeSpec) -> list[list[int | str]]:
     """The maze's map list from ``gymnasium_robotics.envs.maze.maps`` (1 = wall)."""
     from gymnasium_robotics.envs.maze import maps
 
-    return getattr(maps, maze_spec(maze).map_name)
+    spec = maze_spec(maze)
+    if spec.custom_map is not None:
+        return [list(row) for row in spec.custom_map]
+    return getattr(maps, spec.map_name)
 
 
 class Maze:
@@ -141,7 +241,7 @@ class Maze:
                  name: str | None = None):
         if isinstance(maze, (str, MazeSpec)):
             spec = maze_spec(maze)
-            maze, name = maze_map(spec), name or spec.name
+            maze, name = maze_map(spec), name or spec.label
         self.name = name or "custom"
         self.maze_map = [list(row) for row in maze]
         self.walls = np.array([[cell == 1 for cell in row] for row in self.maze_map], dtype=bool)

@@ -74,10 +74,10 @@ def _check_episode(i: int, episode: Mapping[str, Any], obs_space: Any, act_space
             raise ValueError(f"episode {i}: {key} have shape {np.shape(episode[key])}, expected ({steps},)")
 
 
-def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dataset_id: str, env_id: str,
+def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dataset_id: str, env_id: str | None,
                  env_kwargs: Mapping[str, Any] | None = None, author: str = "dgm-science",
                  description: str | None = None, algorithm_name: str | None = None,
-                 metadata: Mapping[str, Any] | None = None) -> Path:
+                 metadata: Mapping[str, Any] | None = None, spaces: tuple[Any, Any] | None = None) -> Path:
     """Write ``episodes`` as a Minari dataset in the folder ``path`` (replaced if it exists).
 
     ``episodes``: dicts of observations ({key: (T+1, ...)} for a Dict space), actions (T, ...),
@@ -86,6 +86,8 @@ def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dat
     the registered ``env_id`` is stored as the evaluation env. ``metadata``: extra JSON-able keys
     (e.g. ``ref_min_score`` / ``ref_max_score`` for ``minari.get_normalized_score``).
     The dataset is built in a temporary folder beside ``path`` and renamed into place.
+    ``spaces``: (observation space, action space) given, for an environment that may not be installed:
+    the env spec is then stored only when the env builds (``generic.make_env``).
     Returns the data folder (``path/data``), which ``minari.MinariDataset`` opens."""
     import gymnasium as gym
     import minari
@@ -95,11 +97,20 @@ def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dat
     from dgm_science.domains.trajectories.mazes import gym_make
 
     _require_h5py()
-    env = gym_make(env_id, **dict(env_kwargs or {}))
-    try:
-        env_spec, obs_space, act_space = env.spec, env.observation_space, env.action_space
-    finally:
-        env.close()
+    if spaces is None:
+        env = gym_make(env_id, **dict(env_kwargs or {}))
+    else:
+        from dgm_science.domains.trajectories.generic import make_env
+
+        env = make_env(env_id, dict(env_kwargs or {}), None)[0]
+    env_spec, (obs_space, act_space) = None, spaces or (None, None)
+    if env is not None:
+        try:
+            env_spec = env.spec
+            if spaces is None:
+                obs_space, act_space = env.observation_space, env.action_space
+        finally:
+            env.close()
     for i, episode in enumerate(episodes):
         _check_episode(i, episode, obs_space, act_space)
 
@@ -109,9 +120,11 @@ def write_minari(path: str | Path, episodes: Sequence[Mapping[str, Any]], *, dat
                                     env_spec=env_spec, data_format="hdf5", jpeg_encoding=False)
         info: dict[str, Any] = {
             "dataset_id": dataset_id, "minari_version": minari.__version__, "author": {author},
-            "eval_env_spec": gym.spec(env_id).to_json(),
-            "requirements": ["gymnasium-robotics>=1.4.0", "mujoco>=3.0.0"],
         }
+        if env_spec is not None:
+            info["eval_env_spec"] = gym.spec(env_id).to_json()
+        if spaces is None:
+            info["requirements"] = ["gymnasium-robotics>=1.4.0", "mujoco>=3.0.0"]
         if description is not None:
             info["description"] = description
         if algorithm_name is not None:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from dgm_science.backbones import CausalTransformer, TemporalUNet
 from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.config import ConfigError, bounded
-from dgm_science.domains.trajectories.data import TRANSITION_DIM
+from dgm_science.domains.trajectories.data import transition_dim
 from dgm_science.families.autoregressive import MixtureAutoregressive
 from dgm_science.families.diffusion import GaussianDiffusion
 from dgm_science.resources import TrainResources
@@ -60,12 +60,12 @@ class MazeDiffuser(ModelSpec):
 
     @staticmethod
     def build(cfg: MazeDiffuserConfig, state: dict[str, Any]) -> GenerativeModel:
-        horizon = state["horizon"]
+        horizon, dim = state["horizon"], transition_dim(state)
         factor = 2 ** (len(cfg.dim_mults) - 1)
         if horizon % factor:
             raise ConfigError(f"model.horizon {horizon} must be divisible by {factor} for dim_mults {cfg.dim_mults}")
-        network = TemporalUNet(TRANSITION_DIM, dim=cfg.dim, dim_mults=tuple(cfg.dim_mults))
-        return GaussianDiffusion(network, (horizon, TRANSITION_DIM), steps=cfg.diffusion_steps, schedule="cosine",
+        network = TemporalUNet(dim, dim=cfg.dim, dim_mults=tuple(cfg.dim_mults))
+        return GaussianDiffusion(network, (horizon, dim), steps=cfg.diffusion_steps, schedule="cosine",
                                  prediction=cfg.prediction, sampling_steps=cfg.sampling_steps, clip=1.0,
                                  ema_decay=cfg.ema_decay)
 
@@ -81,9 +81,9 @@ class TrajARM(ModelSpec):
 
     @staticmethod
     def build(cfg: TrajARMConfig, state: dict[str, Any]) -> GenerativeModel:
-        horizon = state["horizon"]
+        horizon, dim = state["horizon"], transition_dim(state)
         network = CausalTransformer(0, d_model=cfg.d_model, n_layers=cfg.n_layers, n_heads=cfg.n_heads,
-                                    max_length=horizon, dropout=cfg.dropout, condition_dim=4 * TRANSITION_DIM,
-                                    input_dim=TRANSITION_DIM, output_dim=cfg.components * (2 * TRANSITION_DIM + 1))
-        return MixtureAutoregressive(network, TRANSITION_DIM, horizon, components=cfg.components,
+                                    max_length=horizon, dropout=cfg.dropout, condition_dim=4 * dim,
+                                    input_dim=dim, output_dim=cfg.components * (2 * dim + 1))
+        return MixtureAutoregressive(network, dim, horizon, components=cfg.components,
                                      residual=cfg.residual)

@@ -167,8 +167,8 @@ def reshape_dataset(expert_path: Path, like_path: Path, out: Path, *, seed: int 
     what = ("executed as plans from rest (goal: where the expert is at the template's first reward)" if execute
             else "(goal: each segment's final position)")
     kind = "executed" if execute else "reshaped"
-    write_minari(out, episodes, dataset_id=f"dgm/pointmaze-{spec.name}-expert-{kind}-v0",
-                 env_id=spec.env_id, env_kwargs={"continuing_task": True, "reset_target": False},
+    write_minari(out, episodes, dataset_id=f"dgm/pointmaze-{spec.label}-expert-{kind}-v0",
+                 env_id=spec.env_id, env_kwargs={"continuing_task": True, "reset_target": False, **spec.map_kwargs},
                  description=f"the expert's transitions cut into {len(episodes)} single-goal episodes of the shape "
                              f"of {like_path}, {what}; the env's sparse reward",
                  algorithm_name="expert data, reshaped" + (" and executed" if execute else ""))

@@ -40,6 +40,9 @@ def _reset_d4rl(env: Any, maze: Any, seed: int) -> dict[str, np.ndarray]:
     does (+-0.25 of a cell; D4RL: +-0.1)."""
     from dgm_science.domains.trajectories.mazes import Maze
 
+    if maze.d4rl_goal_cell is None:
+        raise ValueError(f"the d4rl protocol needs the maze's fixed goal: a 'g' cell in the map of {maze.label} "
+                         "(or use --protocol multi2d)")
     geometry = Maze(maze)
     free = geometry.free_cells
     start_cell = free[int(np.random.default_rng(seed).integers(len(free)))]
@@ -135,11 +138,17 @@ def closed_loop(maze: str, policy: Any, *, episodes: int = 100, seed: int = 0, m
         "steps_to_goal": float(first_success[reached].mean()) if reached.any() else float("nan"),
         "seconds": wall, "policy_seconds": policy_seconds,
     }
+    if spec.custom_map is not None:
+        summary["normalized_score"] = summary["normalized_score_sem"] = None
+        summary["normalized_score_note"] = ("not available: D4RL's reference returns exist for its three mazes only; "
+                                            "compare return_mean and success_rate with the expert and straight "
+                                            "baselines' rollouts on the same seeded episodes")
     if hasattr(policy, "plan_calls"):
         summary["plan_calls"] = float(policy.plan_calls)
-    log.info("%s (%s): success %.3f, normalised score %.1f +- %.1f over %d episodes in %.1f s", spec.name,
-             protocol, summary["success_rate"], summary["normalized_score"], summary["normalized_score_sem"], episodes,
-             wall)
+    log.info("%s (%s): success %.3f, return %.1f, normalised score %s over %d episodes in %.1f s", spec.label,
+             protocol, summary["success_rate"], summary["return_mean"],
+             "n/a" if summary["normalized_score"] is None else
+             f"{summary['normalized_score']:.1f} +- {summary['normalized_score_sem']:.1f}", episodes, wall)
     per_episode = {"returns": returns, "score": score, "first_success": first_success, "starts": starts,
                    "goals": goals, "paths": paths}
     return summary, per_episode
@@ -213,7 +222,18 @@ def evaluate_closed_loop(*, checkpoint: Any = None, baseline: str | None = None,
 
     first_plans: list[Any] = []
     if checkpoint is not None:
-        policy: Any = PlannerPolicy(checkpoint, replan_every=replan_every, candidates=candidates, seed=seed,
+        from dgm_science import api
+
+        model = api.load(checkpoint, device=device)
+        if model.domain.name == "trajectories" and model.state.get("maze") is None:
+            from dgm_science.domains.trajectories import generic  # a user's environment (not a maze)
+
+            summary = generic.closed_loop(model, episodes=episodes, seed=seed, replan_every=replan_every)
+            return {**summary, "policy": str(checkpoint)}
+        if protocol == "env":
+            raise ValueError("--protocol env is the closed loop of a model of a user's Minari dataset; a maze "
+                             f"model takes {', '.join(PROTOCOLS)}")
+        policy: Any = PlannerPolicy(model, replan_every=replan_every, candidates=candidates, seed=seed,
                                     stitch=stitch, device=device)
         name = policy.state["maze"]
         if maze is not None and maze_spec(maze).name != name:

@@ -6,8 +6,33 @@ def trajectories_config(dataset):
     return lookup(dpath=f"trajectories/{dataset}", within=config)
 
 
+TRAJECTORY_BUILT_IN = "pointmaze-(umaze|medium|large)(-[a-z0-9]+)?"
+"""The dataset wildcard of the rules that collect, prepare and use the expert data of the built-in mazes
+(and their variants pointmaze-<maze>-<tag>); a user dataset (a source block) is prepared by the import rule."""
+USER_MAZES = user_datasets("trajectories", "trajectories")
+USER_MAZES = {
+    name: block for name, block in USER_MAZES.items() if block["kind"] == "maze"
+}
+"""User datasets of kind maze (a maze map): their models roll out in the simulator like the built-in mazes'."""
+USER_ENVS = {
+    name: block
+    for name, block in user_datasets("trajectories", "trajectories").items()
+    if block["kind"] != "maze"
+}
+"""User datasets of another environment (kind minari): closed loop in that environment if installed."""
+TRAJECTORY_MAZES = f"{TRAJECTORY_BUILT_IN}|{one_of(USER_MAZES)}"
+"""The datasets with a maze: the rollout and baseline rules' dataset wildcard."""
+
+
 def trajectory_maze_of(wildcards):
-    """The maze of pointmaze-<maze> and of its variants pointmaze-<maze>-<tag>."""
+    """The maze of pointmaze-<maze> and of its variants pointmaze-<maze>-<tag>; a user maze's ``map:`` name."""
+    if (
+        wildcards.dataset in USER_MAZES
+    ):  # mazes.custom_maze_name's encoding (a dry run imports no domain)
+        rows = USER_MAZES[wildcards.dataset]["maze_map"]
+        return "map:" + "/".join(
+            "".join(str(cell).lower() for cell in row) for row in rows
+        )
     return wildcards.dataset.removeprefix("pointmaze-").split("-")[0]
 
 
@@ -26,10 +51,10 @@ def trajectories_data_files(wildcards):
 
 def trajectories_rollout_flags(wildcards):
     """Episodes, seed, re-planning and the evaluation protocol (the {protocol} wildcard)."""
-    rollout = trajectories_config(wildcards.dataset)["rollout"]
+    rollout = trajectories_config(wildcards.dataset).get("rollout", {})
     return (
-        f"--episodes {rollout['episodes']} --seed {rollout['seed']} --protocol {wildcards.protocol}"
-        f" {optional_flag('--replan-every', rollout['replan_every'])}"
+        f"--episodes {rollout.get('episodes', 100)} --seed {rollout.get('seed', 0)} --protocol {wildcards.protocol}"
+        f" {optional_flag('--replan-every', rollout.get('replan_every'))}"
     )
 
 
@@ -42,13 +67,14 @@ def trajectories_map_aided_flags(wildcards):
 
 
 def trajectories_protocols(dataset):
-    return trajectories_config(dataset)["rollout"].get("protocols", ["d4rl", "multi2d"])
+    default = ["multi2d"] if dataset in USER_MAZES else ["d4rl", "multi2d"]
+    return trajectories_config(dataset).get("rollout", {}).get("protocols", default)
 
 
 def trajectories_sample_flags(wildcards):
     """Where the plans' goals are drawn: anywhere, or within each plan's reach of its start."""
-    plans = trajectories_config(wildcards.dataset)["plans"]
-    return "--within-reach" if plans["within_reach"] else ""
+    plans = trajectories_config(wildcards.dataset).get("plans", {})
+    return "--within-reach" if plans.get("within_reach") else ""
 
 
 OFFLINE_RL_DIR = "results/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}"
@@ -130,7 +156,14 @@ def trajectory_rollout_targets():
     rollout where configured; per dataset and protocol: the baselines' rollouts."""
     targets = []
     for dataset in config.get("trajectories", {}):
-        rollout = trajectories_config(dataset)["rollout"]
+        if dataset in USER_ENVS:  # another environment: its own resets (protocol env)
+            targets += [
+                f"{run_dir('trajectories', dataset, model, seed)}/rollout_env.json"
+                for model in trajectories_config(dataset)["models"]
+                for seed in model_seeds("trajectories", dataset, model)
+            ]
+            continue
+        rollout = trajectories_config(dataset).get("rollout", {})
         names = ["rollout_{protocol}.json", "plans_{protocol}.png"]
         if rollout.get("map_aided"):
             names.append("rollout_{protocol}_map-aided.json")
@@ -164,10 +197,16 @@ MODEL_RULES["trajectories"] = ModelRules(
         "data": trajectories_data_files(wildcards),
     },
     evaluate_threads=1,
+    # a user dataset (dgm_science/domains/trajectories/sources.py: kinds minari and maze)
+    prepared={"trajectories": ["train.npz", "valid.npz", "test.npz", "prepare.json"]},
     # beside each run's metrics: its closed-loop rollouts, its plans executed in the simulator and
     # their two-sample test; per dataset: the baselines' rollouts, data stats and offline RL agents
     extras=trajectory_rollout_targets()
-    + domain_targets("trajectories", "two_sample.json")
+    + [  # the two-sample test compares with the collected expert data: the built-in mazes'
+        target
+        for target in domain_targets("trajectories", "two_sample.json")
+        if re.fullmatch(TRAJECTORY_BUILT_IN, target.split("/")[2])
+    ]
     + offline_rl_targets()
     + [
         f"resources/trajectories/{dataset}/data/prepare.json"

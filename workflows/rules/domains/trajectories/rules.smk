@@ -16,6 +16,8 @@ rule trajectories_collect:
         "logs/trajectories/{dataset}/collect.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/collect.tsv"
+    wildcard_constraints:
+        dataset=TRAJECTORY_BUILT_IN,
     priority: PRIORITY.data
     conda:
         "../../../envs/conda.yaml"
@@ -41,6 +43,8 @@ rule trajectories_prepare:
         "logs/trajectories/{dataset}/prepare.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/prepare.tsv"
+    wildcard_constraints:
+        dataset=TRAJECTORY_BUILT_IN,
     priority: PRIORITY.data
     conda:
         "../../../envs/conda.yaml"
@@ -72,6 +76,7 @@ rule trajectories_rollout:
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}.tsv"
     wildcard_constraints:
+        dataset=TRAJECTORY_MAZES,
         protocol="d4rl|multi2d",
     conda:
         "../../../envs/conda.yaml"
@@ -97,6 +102,7 @@ rule trajectories_rollout_map_aided:
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/rollout_{protocol}_map-aided.tsv"
     wildcard_constraints:
+        dataset=TRAJECTORY_MAZES,
         protocol="d4rl|multi2d",
     conda:
         "../../../envs/conda.yaml"
@@ -125,6 +131,8 @@ rule trajectories_execute:
         "logs/trajectories/{dataset}/{model}/seed{seed}/execute.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/execute.tsv"
+    wildcard_constraints:
+        dataset=TRAJECTORY_BUILT_IN,
     conda:
         "../../../envs/conda.yaml"
     shell:
@@ -149,6 +157,7 @@ rule trajectories_reshape:
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/reshape_{variant}.tsv"
     wildcard_constraints:
+        dataset=TRAJECTORY_BUILT_IN,
         variant="reshaped|executed",
     conda:
         "../../../envs/conda.yaml"
@@ -174,6 +183,8 @@ rule trajectories_two_sample:
         "logs/trajectories/{dataset}/{model}/seed{seed}/two_sample.log",
     benchmark:
         "benchmarks/trajectories/{dataset}/{model}/seed{seed}/two_sample.tsv"
+    wildcard_constraints:
+        dataset=TRAJECTORY_BUILT_IN,
     conda:
         "../../../envs/conda.yaml"
     threads: 2
@@ -195,6 +206,7 @@ rule trajectories_offline_rl:
     benchmark:
         "benchmarks/trajectories/{dataset}/offline-rl/{source}/{algo}/seed{seed}.tsv"
     wildcard_constraints:
+        dataset=TRAJECTORY_BUILT_IN,
         source="[a-z0-9-]+(\\+[a-z0-9-]+)*",
         algo="iql|cql|td3bc",
     priority: PRIORITY.sample
@@ -218,6 +230,7 @@ rule trajectories_baseline_rollout:
     benchmark:
         "benchmarks/trajectories/{dataset}/{baseline}_rollout_{protocol}.tsv"
     wildcard_constraints:
+        dataset=TRAJECTORY_MAZES,
         baseline="expert|straight",
         protocol="d4rl|multi2d",
     conda:
@@ -228,3 +241,29 @@ rule trajectories_baseline_rollout:
     shell:
         "dgm rollout --baseline {wildcards.baseline} --maze {params.maze} {params.flags} --out {output.summary}"
         " --threads 1 2> {log}"
+
+
+rule trajectories_env_rollout:
+    """A model of a user's Minari dataset in that dataset's environment (dgm rollout --protocol env): its
+    resets, the plan's actions executed and re-planned, the return beside a random policy's and the data's;
+    when the environment is not installed, rollout_env.json says that the closed loop was skipped and why.
+    """
+    input:
+        "results/trajectories/{dataset}/{model}/seed{seed}/model.ckpt",
+    output:
+        "results/trajectories/{dataset}/{model}/seed{seed}/rollout_env.json",
+    log:
+        "logs/trajectories/{dataset}/{model}/seed{seed}/rollout_env.log",
+    benchmark:
+        "benchmarks/trajectories/{dataset}/{model}/seed{seed}/rollout_env.tsv"
+    wildcard_constraints:
+        dataset=one_of(USER_ENVS),
+    conda:
+        "../../../envs/conda.yaml"
+    threads: 1
+    params:
+        flags=lambda wildcards: trajectories_rollout_flags(
+            SimpleNamespace(dataset=wildcards.dataset, protocol="env")
+        ),
+    shell:
+        "dgm rollout --checkpoint {input} {params.flags} --out {output} --threads {threads} 2> {log}"
