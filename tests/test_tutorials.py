@@ -87,7 +87,22 @@ def check_structures(work: Path) -> None:
     assert rows[0] == "index,log_likelihood,reduced_energy,phi,psi" and len(rows) == 201
 
 
-CHECKS = {"molecules": check_molecules, "structures": check_structures}
+def check_trajectories(work: Path) -> None:
+    run = work / "runs" / "my-pendulum-arm"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["samples"] == 16 and metrics["valid"] == 1.0 and metrics["env_installed"] == 1.0
+    assert 0 <= metrics["in_range"] <= 1 and metrics["dynamic_error"] > 0 and metrics["data_dynamic_error"] > 0
+    from dgm_science.domains.trajectories.minari_io import read_minari
+
+    episodes = read_minari(run / "samples.minari")
+    assert len(episodes) == 16 and episodes[0]["observations"].shape == (32, 3)
+    assert episodes[0]["actions"].shape == (31, 1) and np.abs(episodes[0]["actions"]).max() <= 2.0
+    rollout = json.loads((run / "rollout_env.json").read_text())
+    assert rollout["env_id"] == "Pendulum-v1" and rollout["episodes"] == 3 and rollout["episode_steps"] == 40
+    assert "random_return_mean" in rollout and rollout["data_return_mean"] < 0
+
+
+CHECKS = {"molecules": check_molecules, "structures": check_structures, "trajectories": check_trajectories}
 
 
 def test_every_page_has_its_checks():

@@ -179,44 +179,6 @@ def test_bad_trajectory_sources_are_one_clear_error(case, tmp_path):
     assert not (tmp_path / "out").exists()  # nothing written
 
 
-# ----------------------------------------------------------------------------- the tutorial
-
-TUTORIAL = """\
-dgm prepare --source '{kind: minari, path: pendulum-swingup, valid: 1, test: 1, horizon: 32}' --out my-pendulum
-cat > traj-arm.yaml <<'EOF'
-model: {d_model: 32, n_layers: 1, n_heads: 2, components: 2}
-train: {batch_size: 16, max_steps: 30, val_every_steps: 10, warmup_steps: 5}
-EOF
-dgm train --model traj-arm --data my-pendulum --config traj-arm.yaml --out runs/my-pendulum-arm/model.ckpt
-dgm sample --checkpoint runs/my-pendulum-arm/model.ckpt -n 16 --out runs/my-pendulum-arm/samples.minari
-dgm evaluate --domain trajectories --samples runs/my-pendulum-arm/samples.minari --reference my-pendulum --out runs/my-pendulum-arm/metrics.json
-dgm rollout --checkpoint runs/my-pendulum-arm/model.ckpt --protocol env --episodes 3 --out runs/my-pendulum-arm/rollout_env.json
-"""
-"""The tutorial's commands (the notes' "Train on your own trajectories" page), as a user pastes them."""
-
-
-@pytest.mark.e2e
-def test_the_tutorial_runs_as_written(tmp_path):
-    shutil.copytree(PENDULUM, tmp_path / "pendulum-swingup")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-           "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "DGLBACKEND": "pytorch"}
-    done = subprocess.run(["bash", "-euo", "pipefail", "-c", TUTORIAL], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=900)
-    assert done.returncode == 0, done.stderr[-5000:]
-    run = tmp_path / "runs" / "my-pendulum-arm"
-    metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["samples"] == 16 and metrics["valid"] == 1.0 and metrics["env_installed"] == 1.0
-    assert 0 <= metrics["in_range"] <= 1 and metrics["dynamic_error"] > 0 and metrics["data_dynamic_error"] > 0
-    from dgm_science.domains.trajectories.minari_io import read_minari
-
-    episodes = read_minari(run / "samples.minari")
-    assert len(episodes) == 16 and episodes[0]["observations"].shape == (32, 3)
-    assert episodes[0]["actions"].shape == (31, 1) and np.abs(episodes[0]["actions"]).max() <= 2.0
-    rollout = json.loads((run / "rollout_env.json").read_text())
-    assert rollout["env_id"] == "Pendulum-v1" and rollout["episodes"] == 3 and rollout["episode_steps"] == 40
-    assert "random_return_mean" in rollout and rollout["data_return_mean"] < 0
-
-
 # ----------------------------------------------------------------------------- the workflow
 
 WORKFLOW_CONFIG = """\
