@@ -454,7 +454,7 @@ def prepare_fasta(options: FastaOptions, out_dir: Path, *, n_jobs: int = 1) -> d
     ambiguity_as_n = u_as_t = non_ascii_headers = 0
     with all_or_nothing(), contextlib.ExitStack() as stack:
         temps = [stack.enter_context(atomic_path(out_dir / f"{name}.fasta")) for name in SPLIT_NAMES]
-        handles = [stack.enter_context(open(tmp, "wb", buffering=1 << 20)) for tmp in temps]
+        handles = [stack.enter_context(open(tmp, "wb")) for tmp in temps]
         for ordinal, record in enumerate(_parsed_records(paths, None, dict.fromkeys(counts, 0))):
             code = assignment[ordinal]
             if code == 3:
