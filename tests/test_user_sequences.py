@@ -204,8 +204,12 @@ def test_records_that_fail_are_skipped_counted_with_their_lines(tmp_path):
 # ----------------------------------------------------------------------------- scale: streamed
 
 
-def test_prepare_streams_the_file_memory_is_far_below_its_size(tmp_path):
-    """8 MB of FASTA: pass 1 keeps ~25 bytes per record and pass 2 writes as it reads, never holding the residues."""
+def test_prepare_streams_the_file_memory_is_far_below_its_size(tmp_path, monkeypatch):
+    """8 MB of FASTA read in 64 kB blocks: pass 1 keeps a few bytes per record and pass 2 writes as it reads,
+    never holding the residues."""
+    from dgm_science.domains.sequences import sources as sequence_sources
+
+    monkeypatch.setattr(sequence_sources, "_BLOCK", 1 << 16)
     rng = np.random.default_rng(0)
     path = tmp_path / "big.fa"
     letters = np.frombuffer(b"ACGT", dtype=np.uint8)

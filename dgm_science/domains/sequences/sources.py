@@ -163,7 +163,7 @@ NUCLEOTIDE_LETTERS = b"ACGTURYSWKMBDHVN"
 _NUCLEOTIDE_TABLE = bytes.maketrans(b"URYSWKMBDHV", b"TNNNNNNNNNN")
 _PROTEIN_LETTERS = "".join(sorted(PROTEIN)).encode()
 _LETTERS = bytes(range(ord("A"), ord("Z") + 1))
-_WHITESPACE = b" \t\r\x0b\x0c"
+_WHITESPACE = b" \t\r\n\x0b\x0c"
 AUTO_NUCLEOTIDE_FRACTION = 0.9
 """``alphabet: auto`` reads a file as nucleotides when no record has a letter outside A C G T U N and the
 IUPAC codes and at least this fraction of its residues are A, C, G, T, U or N (a protein has about 25 %)."""
@@ -204,39 +204,56 @@ def _open_fasta(path: Path) -> Any:
     return gzip.open(path, "rb") if magic == b"\x1f\x8b" else open(path, "rb")
 
 
-def _raw_records(path: Path) -> Iterator[tuple[int, bytes | None, list[bytes]]]:
-    """(line of the header, header without '>' or None for text before the first header, sequence lines; a
-    blank or ';' comment line inside a record is an empty entry, so entry i is on line header + 1 + i) of each
-    record of a plain or gzip FASTA file, streamed."""
-    header: bytes | None = None
-    at, chunks, preamble = 0, [], 0
-    for number, raw in enumerate(_open_fasta_lines(path), start=1):
-        if raw[:1] == b">":
-            if header is not None:
-                yield at, header, chunks
-            elif preamble:
-                yield preamble, None, []
-                preamble = 0
-            header, at, chunks = raw[1:].strip(), number, []
-            continue
-        line = raw.strip()
-        if header is None:
-            if line and not preamble and line[:1] != b";":  # ';' lines: comments of the old FASTA format
-                preamble = number
-            continue
-        chunks.append(b"" if line[:1] == b";" else line)
-    if header is not None:
-        yield at, header, chunks
-    elif preamble:
-        yield preamble, None, []
+_BLOCK = 1 << 22
+"""Bytes read at a time: records are cut out of blocks at each newline followed by '>' (no per-line Python)."""
 
 
-def _open_fasta_lines(path: Path) -> Iterator[bytes]:
+def _raw_records(path: Path) -> Iterator[tuple[int, bytes | None, bytes]]:
+    """(line of the header, header without '>' or None for text before the first header, the record's text
+    after its header line: line i of it is on line header + 1 + i) of each record of a plain or gzip FASTA
+    file, streamed in blocks of ``_BLOCK`` bytes (a record is held whole, the file never)."""
+    line, data, search = 1, b"", 0
     try:
         with _open_fasta(path) as fh:
-            yield from fh
+            while True:
+                block = fh.read(_BLOCK)
+                data = data + block if data else block
+                start = 0
+                while True:
+                    cut = data.find(b"\n>", max(start, search))
+                    if cut < 0 and (block or start >= len(data)):
+                        break
+                    end = cut + 1 if cut >= 0 else len(data)
+                    text = data[start:end]
+                    yield from _record_of(text, line)
+                    line += text.count(b"\n")
+                    start = end
+                data = data[start:]
+                search = max(len(data) - 1, 0)
+                if not block:
+                    return
     except (OSError, EOFError, zlib.error) as err:  # a truncated or corrupted gzip stream
         raise DataError(f"{path}: not a readable FASTA file ({type(err).__name__}: {err})") from None
+
+
+def _record_of(text: bytes, line: int) -> Iterator[tuple[int, bytes | None, bytes]]:
+    """The record (or the text before the first header, when it holds more than blank and ';' comment lines)
+    of one piece of a file that starts at ``line``."""
+    if text[:1] == b">":
+        newline = text.find(b"\n")
+        header = text[1:newline] if newline >= 0 else text[1:]
+        yield line, header.strip(), text[newline + 1:] if newline >= 0 else b""
+        return
+    for i, raw in enumerate(text.split(b"\n")):
+        stripped = raw.strip()
+        if stripped and stripped[:1] != b";":  # ';' lines: comments of the old FASTA format
+            yield line + i, None, b""
+            return
+
+
+def _sequence_lines(body: bytes) -> list[bytes]:
+    """A record's lines after its header, ';' comment lines blanked (so that entry i stays on line i)."""
+    return [b"" if raw.lstrip()[:1] == b";" else raw for raw in body.split(b"\n")]
 
 
 class _Parsed(NamedTuple):
@@ -246,7 +263,7 @@ class _Parsed(NamedTuple):
     line: int
     header: bytes
     residues: bytes
-    chunks: list[bytes]
+    body: bytes
 
 
 def _parsed_records(paths: Sequence[Path], skips: SkipLog | None, counts: dict[str, int]) -> Iterator[_Parsed]:
@@ -256,14 +273,16 @@ def _parsed_records(paths: Sequence[Path], skips: SkipLog | None, counts: dict[s
     for f, path in enumerate(paths):
         prefix = f"{path.name}: " if len(paths) > 1 else ""
         headers = text = 0
-        for line, header, chunks in _raw_records(path):
+        for line, header, body in _raw_records(path):
             text += 1
             if header is None:
                 counts["files_with_text_before_first_header"] += 1
                 continue
             headers += 1
             counts["records"] += 1
-            residues = b"".join(chunks).upper().translate(None, _WHITESPACE)
+            if b";" in body:
+                body = b"\n".join(_sequence_lines(body))
+            residues = body.upper().translate(None, _WHITESPACE)
             if residues.endswith(b"*"):
                 residues = residues[:-1]
                 counts["stop_codons_removed"] += 1
@@ -287,7 +306,7 @@ def _parsed_records(paths: Sequence[Path], skips: SkipLog | None, counts: dict[s
                 if skips is not None:
                     skips.skip(line, f"{prefix}{reason}")
                 continue
-            yield _Parsed(f, line, header, residues, chunks)
+            yield _Parsed(f, line, header, residues, body)
         if text == 0:
             raise DataError(f"{path}: empty file (no FASTA records)")
         if headers == 0:
@@ -297,7 +316,7 @@ def _parsed_records(paths: Sequence[Path], skips: SkipLog | None, counts: dict[s
 
 def _first_bad_letter(record: _Parsed, allowed: bytes) -> tuple[int, str]:
     """(line, letter) of the first letter of ``record`` outside ``allowed``."""
-    for i, chunk in enumerate(record.chunks):
+    for i, chunk in enumerate(_sequence_lines(record.body)):
         other = chunk.upper().translate(None, allowed + _WHITESPACE + b"*")
         if other:
             return record.line + 1 + i, chr(other[0])
@@ -330,7 +349,7 @@ def prepare_fasta(options: FastaOptions, out_dir: Path, *, n_jobs: int = 1) -> d
     # pass 1: per parsed record, a hash of each reading it may get, its length, N count and non-standard flag
     need_nucleotide, need_protein = declared != "protein", declared in ("protein", "auto")
     nuc_hash, prot_hash = array("Q"), array("Q")
-    lengths, n_counts, nonstandard = array("Q"), array("Q"), bytearray()
+    lengths, n_counts, nonstandard = array("I"), array("I"), bytearray()  # 4 + 4 + 1 bytes per record
     nonstandard_first: list[tuple[int, str]] = []
     residues_total = acgtun = u_count = t_count = 0
     nucleotide_file = True
@@ -390,15 +409,15 @@ def prepare_fasta(options: FastaOptions, out_dir: Path, *, n_jobs: int = 1) -> d
     n_sequences_with_n = n_dropped_n = n_nonstandard = 0
     if nucleotide:
         hashes = np.frombuffer(nuc_hash, dtype=np.uint64) if n else np.zeros(0, np.uint64)
-        n_of = np.frombuffer(n_counts, dtype=np.uint64).astype(np.int64) if n else np.zeros(0, np.int64)
-        length_of = np.frombuffer(lengths, dtype=np.uint64).astype(np.int64) if n else np.zeros(0, np.int64)
+        n_of = np.frombuffer(n_counts, dtype=np.uint32) if n else np.zeros(0, np.uint32)
+        length_of = np.frombuffer(lengths, dtype=np.uint32) if n else np.zeros(0, np.uint32)
         n_sequences_with_n = int((n_of > 0).sum())
         over = n_of > options.max_n_fraction * length_of
         n_dropped_n = int(over.sum())
         keep &= ~over
     else:
         hashes = np.frombuffer(prot_hash, dtype=np.uint64) if n else np.zeros(0, np.uint64)
-        length_of = np.frombuffer(lengths, dtype=np.uint64).astype(np.int64) if n else np.zeros(0, np.int64)
+        length_of = np.frombuffer(lengths, dtype=np.uint32) if n else np.zeros(0, np.uint32)
         flags = np.frombuffer(bytes(nonstandard), dtype=np.uint8).astype(bool) if n else np.zeros(0, bool)
         n_nonstandard = int(flags.sum())
         skips.extend(nonstandard_first)
