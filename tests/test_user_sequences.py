@@ -300,7 +300,9 @@ def test_tutorial_commands_run_as_written(tmp_path, monkeypatch):
     assert prepared["alphabet_read"] == "dna" and prepared["read"] == 83
     assert prepared["skipped"] == 1 and prepared["skipped_first"][0]["line"] == 194
     assert prepared["duplicates_removed"] == 10 and prepared["unique"] == 72
-    assert prepared["u_as_t"] > 0 and prepared["ambiguity_codes_as_n"] == 2
+    assert prepared["u_as_t"] == 61 and prepared["ambiguity_codes_as_n"] == 2
+    assert prepared["detected"] == ("dna: every letter is a nucleotide code and 100.0% of the residues are A, C, G, T, "
+                                    "U or N (T present)")
     assert [prepared[s]["sequences"] for s in ("train", "valid", "test")] == [58, 7, 7]
     metrics = json.loads(Path("my-amplicons/seq-arm/metrics.json").read_text())
     assert metrics["n_samples"] == 16 and "kmer_js_k3" in metrics

@@ -1,4 +1,5 @@
-"""Genetic-sequence data committed under ``data/sequences/`` and how it was made.
+"""Where sequence datasets come from: the data committed under ``data/sequences/`` and how it was made
+(below), and the user's own FASTA files, the source kind ``fasta`` (``FastaFile``, end of the module).
 
 Sources (Debian packages, fetched with ``apt-get download``; see ``data/README.md`` for versions
 and sha256):
@@ -150,11 +151,12 @@ def build(root: Path, out_dir: Path) -> dict[str, Any]:
 # prepare writes them (train / valid / test .fasta and prepare.json), so that every sequence model, `dgm
 # likelihood` and `dgm compress` run on it unchanged.
 #
-# Memory: pass 1 keeps 17 to 25 bytes per record (a 64-bit hash of the normalised sequence, its length, an N
-# count and a flag), never the residues; the split is then drawn over the distinct records and pass 2 streams
-# the files again, writing each record to its split. Only the longest single record is held whole. The cluster
-# split has to hold every distinct sequence and align each to its k-mer candidates (module clusters.py): see
-# FastaFile.
+# Memory: pass 1 keeps 17 bytes per record (a 64-bit hash of the normalised sequence, its length, an N count and
+# a flag; 25 with alphabet: auto, which hashes both readings), never the residues; the split is then drawn over
+# the distinct records (sorting the hashes: about 80 bytes per record at the peak) and pass 2 streams the files
+# again, writing each record to its split. Records are cut out of 4 MB blocks; only the current record is held
+# whole. Measured: bench/prepare_fasta.py (docs/results/user-data/prepare_fasta_bench.json). The cluster split
+# has to hold every distinct sequence and align each to its k-mer candidates (clusters.py): see FastaOptions.
 
 
 FASTA_ALPHABETS = ("auto", "dna", "rna", "protein")
