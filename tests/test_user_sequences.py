@@ -168,6 +168,9 @@ BAD_FILES = [
      r"proteins\.fa:5: record 'sp\|P1\|X' has the letter 'I', which is not a nucleotide \(alphabet: dna"),
     ("dna.fa", b">a\nACGTACGTAC\n>b\nTTGACCAGTA\n>c\nGGCATTACAG\n", "{kind: fasta, path: %s, alphabet: protein}",
      r"alphabet: protein, but 100\.0% of the residues are A, C, G, T, U or N"),
+    ("mixed.fa", b">a\nACGTACGTAC\n>b\nTTGACCAGTA\n>c\nGGCATTEACAG\n", "{kind: fasta, path: %s}",
+     r"mixed\.fa:6: record 'c' has the letter 'E', which is not a nucleotide, but 96\.8% of the residues are A, C, G, "
+     r"T, U or N: alphabet: auto cannot tell"),
     ("gaps.fa", b">a\nAC--GT\n>b\nAC..GT\n", "{kind: fasta, path: %s}",
      r"none of the 2 records parse \(line 1: the character '-' \(an alignment gap: give unaligned sequences\); "
      r"line 3: the character '\.'"),

@@ -394,6 +394,11 @@ def prepare_fasta(options: FastaOptions, out_dir: Path, *, n_jobs: int = 1) -> d
             alphabet = "rna" if u_count and not t_count else "dna"
             detected = (f"{alphabet}: every letter is a nucleotide code and {fraction:.1%} of the residues are "
                         f"A, C, G, T, U or N ({'U without T' if alphabet == 'rna' else 'T present'})")
+        elif fraction >= AUTO_NUCLEOTIDE_FRACTION and first_other is not None:
+            path, line, name, letter = first_other
+            raise DataError(f"{path}:{line}: record {name} has the letter {letter!r}, which is not a nucleotide, but "
+                            f"{fraction:.1%} of the residues are A, C, G, T, U or N: alphabet: auto cannot tell "
+                            "(set alphabet: dna to stop at each such record, or protein to read all as amino acids)")
         else:
             alphabet = "protein"
             reason = (f"the letter {first_other[3]!r} (record {first_other[2]}, {first_other[0]}:{first_other[1]})"
