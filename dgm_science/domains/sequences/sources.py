@@ -151,8 +151,9 @@ def build(root: Path, out_dir: Path) -> dict[str, Any]:
 # prepare writes them (train / valid / test .fasta and prepare.json), so that every sequence model, `dgm
 # likelihood` and `dgm compress` run on it unchanged.
 #
-# Memory: pass 1 keeps 17 bytes per record (a 64-bit hash of the normalised sequence, its length, an N count and
-# a flag; 25 with alphabet: auto, which hashes both readings), never the residues; the split is then drawn over
+# Memory: pass 1 keeps 13 to 16 bytes per record (a 64-bit hash of the normalised sequence, its length, and an N
+# count for DNA / RNA or a non-standard flag for proteins; 25 with alphabet: auto, which keeps both readings),
+# never the residues; the split is then drawn over
 # the distinct records (sorting the hashes: about 80 bytes per record at the peak) and pass 2 streams the files
 # again, writing each record to its split. Records are cut out of 4 MB blocks; only the current record is held
 # whole. Measured: bench/prepare_fasta.py (docs/results/user-data/prepare_fasta_bench.json). The cluster split
@@ -184,7 +185,8 @@ class FastaOptions(SourceOptions):
 
     split: str = "random"
     """random: seeded random split of the distinct sequences (streamed, any size); cluster: whole single-linkage
-    identity clusters per split (held-out sequences are less than `identity` identical to any training one; holds
+    identity clusters per split (held-out sequences are less than `identity` identical to any training one, up to
+    the k-mer prefilter of clusters.py; holds
     every sequence in memory and aligns each to 20 k-mer candidates, at most 100,000 distinct sequences)"""
     alphabet: str = bounded("auto", choices=FASTA_ALPHABETS)
     """dna, rna (U read as T), protein, or auto (detected from the residues; prepare.json says which). DNA / RNA use
