@@ -40,4 +40,6 @@ MODEL_RULES["sequences"] = ModelRules(
         if "seq-arm" in ds_cfg["models"] and ds_cfg["compression"]
         for seed in model_seeds("sequences", dataset, "seq-arm")
     ],
+    # a user dataset (source kind fasta) is prepared into the built-in sets' files
+    prepared={"sequences": ["train.fasta", "valid.fasta", "test.fasta", "prepare.json"]},
 )
