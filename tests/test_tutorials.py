@@ -102,7 +102,26 @@ def check_trajectories(work: Path) -> None:
     assert "random_return_mean" in rollout and rollout["data_return_mean"] < 0
 
 
-CHECKS = {"molecules": check_molecules, "structures": check_structures, "trajectories": check_trajectories}
+def check_sequences(work: Path) -> None:
+    prepared = json.loads((work / "my-amplicons/data/prepare.json").read_text())
+    # what the page says about its file
+    assert prepared["alphabet_read"] == "dna" and prepared["read"] == 83
+    assert prepared["skipped"] == 1 and prepared["skipped_first"][0]["line"] == 194
+    assert prepared["duplicates_removed"] == 10 and prepared["unique"] == 72
+    assert prepared["u_as_t"] == 61 and prepared["ambiguity_codes_as_n"] == 2
+    assert prepared["detected"] == ("dna: every letter is a nucleotide code and 100.0% of the residues are A, C, G, T, "
+                                    "U or N (T present)")
+    assert [prepared[s]["sequences"] for s in ("train", "valid", "test")] == [58, 7, 7]
+    metrics = json.loads((work / "my-amplicons/seq-arm/metrics.json").read_text())
+    assert metrics["n_samples"] == 16 and "kmer_js_k3" in metrics
+    likelihood = json.loads((work / "my-amplicons/seq-arm/test_likelihood.json").read_text())
+    assert likelihood["scored"] == 7 and 0 < likelihood["bits_per_residue"] < 3  # < log2(5): it learned something
+    assert json.loads((work / "my-amplicons/seq-arm/compression.json").read_text())["records"] == 7
+    assert (work / "my-amplicons/test.restored.fasta").read_bytes() == \
+        (work / "my-amplicons/data/test.fasta").read_bytes()
+
+
+CHECKS = {"molecules": check_molecules, "sequences": check_sequences, "structures": check_structures, "trajectories": check_trajectories}
 
 
 def test_every_page_has_its_checks():

@@ -7,8 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import shlex
-import shutil
 import tracemalloc
 from pathlib import Path
 
@@ -251,96 +249,8 @@ def test_the_user_block_validates_with_compression_and_the_kind_is_registered(tm
         snakemake_validate(bad, generated)
 
 
-# ----------------------------------------------------------------------------- the tutorial
-
-TUTORIAL_CONFIG = """\
-model: {d_model: 16, n_layers: 1, n_heads: 2, dropout: 0.0, max_length: 300}
-train: {batch_size: 16, max_steps: 20, warmup_steps: 2, val_every_steps: 10, val_batches: 1, checkpoint_every_steps: 10}
-sample: {n: 16, batch_size: 16}
-"""
-"""The tutorial's arm.yaml (a tiny seq-arm: a few seconds on a CPU)."""
-
-TUTORIAL_COMMANDS = """\
-dgm prepare --source '{kind: fasta, path: amplicons.fasta, alphabet: auto, split: random}' --out my-amplicons/data
-dgm train --model seq-arm --data my-amplicons/data --config arm.yaml --seed 0 --out my-amplicons/seq-arm/model.ckpt
-dgm sample --checkpoint my-amplicons/seq-arm/model.ckpt -n 16 --seed 0 --out my-amplicons/seq-arm/samples.fasta
-dgm evaluate --domain sequences --samples my-amplicons/seq-arm/samples.fasta --checkpoint my-amplicons/seq-arm/model.ckpt --reference my-amplicons/data --out my-amplicons/seq-arm/metrics.json
-dgm likelihood --checkpoint my-amplicons/seq-arm/model.ckpt --fasta my-amplicons/data/test.fasta --out my-amplicons/seq-arm/test_likelihood.json
-dgm compress --checkpoint my-amplicons/seq-arm/model.ckpt --input my-amplicons/data/test.fasta --out my-amplicons/test.fasta.dgmz --verify --stats my-amplicons/seq-arm/compression.json
-dgm decompress --checkpoint my-amplicons/seq-arm/model.ckpt --input my-amplicons/test.fasta.dgmz --out my-amplicons/test.restored.fasta
-"""
-"""The tutorial's commands, run from the folder holding amplicons.fasta and arm.yaml."""
-
-SNAKEMAKE_CONFIG = """\
-seeds: [0]
-sequences:
-  my-amplicons:
-    source: {kind: fasta, path: amplicons.fasta, alphabet: auto, split: random}
-    compression: true
-    models:
-      seq-arm:
-        model: {d_model: 16, n_layers: 1, n_heads: 2, dropout: 0.0, max_length: 300}
-        train: {batch_size: 16, max_steps: 20, warmup_steps: 2, val_every_steps: 10, val_batches: 1, checkpoint_every_steps: 10}
-        sample: {n: 16, batch_size: 16}
-      seq-diffusion:
-        model: {d_model: 16, n_layers: 1, n_heads: 2, dropout: 0.0, max_length: 300, sampling_steps: 8, elbo_samples: 2}
-        train: {batch_size: 16, max_steps: 20, warmup_steps: 2, val_every_steps: 10, val_batches: 1, checkpoint_every_steps: 10}
-        sample: {n: 16, batch_size: 16}
-"""
-"""The tutorial's pipeline config (the same chain for every model, with Snakemake)."""
-
-
-def test_tutorial_commands_run_as_written(tmp_path, monkeypatch):
-    shutil.copy(TUTORIAL_FASTA, tmp_path / "amplicons.fasta")
-    (tmp_path / "arm.yaml").write_text(TUTORIAL_CONFIG)
-    monkeypatch.chdir(tmp_path)
-    for line in TUTORIAL_COMMANDS.splitlines():
-        argv = shlex.split(line)
-        assert argv[0] == "dgm"
-        assert cli.main(argv[1:]) == 0, line
-    prepared = json.loads(Path("my-amplicons/data/prepare.json").read_text())
-    # what the tutorial says about its file
-    assert prepared["alphabet_read"] == "dna" and prepared["read"] == 83
-    assert prepared["skipped"] == 1 and prepared["skipped_first"][0]["line"] == 194
-    assert prepared["duplicates_removed"] == 10 and prepared["unique"] == 72
-    assert prepared["u_as_t"] == 61 and prepared["ambiguity_codes_as_n"] == 2
-    assert prepared["detected"] == ("dna: every letter is a nucleotide code and 100.0% of the residues are A, C, G, T, "
-                                    "U or N (T present)")
-    assert [prepared[s]["sequences"] for s in ("train", "valid", "test")] == [58, 7, 7]
-    metrics = json.loads(Path("my-amplicons/seq-arm/metrics.json").read_text())
-    assert metrics["n_samples"] == 16 and "kmer_js_k3" in metrics
-    likelihood = json.loads(Path("my-amplicons/seq-arm/test_likelihood.json").read_text())
-    assert likelihood["scored"] == 7 and 0 < likelihood["bits_per_residue"] < 3  # < log2(5): it learned something
-    compression = json.loads(Path("my-amplicons/seq-arm/compression.json").read_text())
-    assert compression["records"] == 7
-    assert Path("my-amplicons/test.restored.fasta").read_bytes() == Path("my-amplicons/data/test.fasta").read_bytes()
-
-
 def test_tutorial_file_errors_are_data_errors():
     """The tutorial's file read as protein is refused: it is DNA."""
     kind, options = sources.load({"kind": "fasta", "path": str(TUTORIAL_FASTA), "alphabet": "protein"})
     with pytest.raises(DataError, match="look like DNA"):
         kind.prepare(options, Path("/nonexistent/never-written"), n_jobs=1)
-
-
-def test_the_tutorial_pipeline_config_plans_the_whole_chain(tmp_path):
-    """A Snakemake dry run of the tutorial's config: the user FASTA is imported, every model trained, sampled,
-    evaluated and scored on the test split, seq-arm compresses it, and the report gathers them."""
-    import os
-    import re
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[1]
-    shutil.copy(TUTORIAL_FASTA, tmp_path / "amplicons.fasta")
-    (tmp_path / "my.yaml").write_text(SNAKEMAKE_CONFIG)
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-               PYTHONPATH=f"{root}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2", "--directory", str(tmp_path),
-                           "--configfile", str(tmp_path / "my.yaml"), "-s", str(root / "Snakefile")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", done.stdout, re.M))
-    assert {k: int(v) for k, v in counts.items() if k.startswith("sequences_") or k == "report"} == {
-        "sequences_import": 1, "sequences_train": 2, "sequences_sample": 2, "sequences_evaluate": 2,
-        "sequences_likelihood": 2, "sequences_compress": 1, "report": 1}
