@@ -383,6 +383,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: Path, *, moses: Path | No
     ``test_composition`` and each shifted set's ``composition`` (``set_composition``), the factor it
     is meant to change (``shift``) and the composition factors found to differ (``differs_in``)."""
     from dgm_science.domains.molecules.candidates import set_composition, shifted_factors
+    from dgm_science.domains.molecules.targets import user_data
 
     model_cfg = predictor.members[0].config.model
     (test, test_y), sets, set_targets = shifted_sets(data_dir, model_cfg, moses=moses, max_molecules=max_molecules,
@@ -390,6 +391,7 @@ def evaluate_predictor(predictor: Predictor, data_dir: Path, *, moses: Path | No
     inside = predictor.predict(test, batch_size, n_jobs=n_jobs)
     out: dict[str, Any] = {"test": evaluate_predictions(inside, test_y, predictor.targets), "shifted": {},
                            "members": len(predictor.members), "density": predictor.has_density,
+                           "user_data": user_data(data_dir),
                            "targets": predictor.targets, "test_composition": set_composition(test, n_jobs=n_jobs)}
     if predictor.has_density:  # the typicality statistics in the checkpoint are of the training data's valid split
         out["ood_rate_test"] = ood_rate(inside.ood_score)
