@@ -45,7 +45,7 @@ def property_split(data_dir: Path, split: str, model_cfg: Any) -> tuple[list[str
     table = data_dir / f"properties_{split}.csv"
     if not table.is_file():
         raise DataError(f"{table}: not found: property models need data prepared with its properties "
-                        "(QM9: fetch and prepare it again; your own file: name its columns in source.properties)")
+                        "(fetch and prepare QM9 again; your own file: name its columns in source.properties)")
     smiles = read_smiles(data_dir / f"{split}.smi")
     check_target_columns(table, model_cfg.targets)
     _, y = read_property_table(table, list(model_cfg.targets))

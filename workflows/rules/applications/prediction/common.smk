@@ -82,7 +82,8 @@ def prediction_model_config(wildcards):
     entry.setdefault("model", {}).update(
         targets=block["targets"], exclude_elements=block["exclude_elements"]
     )
-    for key in ("tasks", "units"):  # the block's, where given (empty: the model's default, left out)
+    # the block's tasks and units, where given (empty: the model's default, left out)
+    for key in ("tasks", "units"):
         entry["model"].pop(key, None)
         if block.get(key):
             entry["model"][key] = block[key]
@@ -118,7 +119,10 @@ def prediction_shifted_flags(wildcards, input):
     """The shifted sets' flags: `--moses PATH` where the config has MOSES, and `--shifted NAME=PATH`
     per dataset of `prediction.shifted`."""
     flags = [optional_flag("--moses", input.moses[0] if input.moses else None)]
-    flags += [f"--shifted {name}={path}" for name, path in prediction_shifted(wildcards).items()]
+    flags += [
+        f"--shifted {name}={path}"
+        for name, path in prediction_shifted(wildcards).items()
+    ]
     return " ".join(flag for flag in flags if flag)
 
 
