@@ -115,6 +115,19 @@ def test_a_0_1_column_trains_a_bernoulli_head_and_reports_auroc(hybrid, assay):
     assert metrics["test"]["logp"]["task"] == "regression" and "r2" in metrics["test"]["logp"]
 
 
+def test_dgm_predict_writes_a_probability_for_a_0_1_column_and_no_unit_for_the_users_columns(hybrid, tmp_path):
+    smiles = tmp_path / "new.smi"
+    smiles.write_text("c1ccncc1\nCCO\n")
+    out = tmp_path / "predictions.csv"
+    assert main(["predict", "--checkpoint", str(hybrid), "--smiles", str(smiles), "--out", str(out)]) == 0
+    with open(out, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["smiles", "scored", "hit_probability", "hit_std", "logp", "logp_std", "log_likelihood",
+                             "ood_score", "ood"]
+    p = float(rows[0]["hit_probability"])
+    assert 0 <= p <= 1 and float(rows[0]["hit_std"]) == pytest.approx(math.sqrt(p * (1 - p)), rel=1e-3)
+
+
 def test_empty_target_values_are_skipped_and_counted(hybrid, assay):
     table = np.genfromtxt(assay / "properties_train.csv", delimiter=",", skip_header=1)
     targets = api.load(hybrid).state["targets"]
