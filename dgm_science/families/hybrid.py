@@ -11,6 +11,10 @@ heteroscedastic Gaussian p(y | x) = N(mu(x), diag sigma^2(x)) over the (standard
 baseline of the hybrid, and the member of a deep ensemble): it has no p(x) (``likelihood =
 "none"``), and asking it for one is an error.
 
+A target may instead be a 0/1 class (``classification``): its head output is the logit of
+P(y = 1 | x), a Bernoulli trained by binary cross-entropy, and ``predict`` gives the probability p and
+the Bernoulli variance p (1 - p) for it.
+
 A batch is the autoregressive model's (``tokens``) plus ``y``: (B, K) float targets, NaN where a
 target is missing (it contributes nothing).
 """
@@ -37,10 +41,16 @@ def gaussian_nll(y: torch.Tensor, mean: torch.Tensor, variance: torch.Tensor) ->
     return 0.5 * (math.log(2 * math.pi) + variance.log() + (y - mean) ** 2 / variance)
 
 
+def bernoulli_nll(y: torch.Tensor, logit: torch.Tensor) -> torch.Tensor:
+    """Elementwise -log Bernoulli(y; sigmoid(logit)) (binary cross-entropy, nats) for y in [0, 1]."""
+    return F.binary_cross_entropy_with_logits(logit, y, reduction="none")
+
+
 class HybridModel(GenerativeModel):
     """p(x, y) = p(y | x) p(x) over token sequences.
 
-    ``loss(batch)``: the mean Gaussian NLL of the observed targets (per target) plus
+    ``loss(batch)``: the mean NLL of the observed targets (Gaussian; Bernoulli for the targets
+    ``classification`` marks, a list of K booleans) plus
     ``density_weight`` times the autoregressive NLL per token; ``log_prob(batch)``: log p(x) in
     nats (B,); ``predict(batch)``: (mean, variance) of y, (B, K) each, in the units the targets
     were given in (the caller standardises and de-standardises); ``sample``: x from p(x).
@@ -50,7 +60,7 @@ class HybridModel(GenerativeModel):
     family = "hybrid p(x, y)"
 
     def __init__(self, density: AutoregressiveModel, n_targets: int, *, density_weight: float = 1.0,
-                 head_hidden: int = 128, dropout: float = 0.1) -> None:
+                 head_hidden: int = 128, dropout: float = 0.1, classification: list[bool] | None = None) -> None:
         super().__init__()
         if n_targets < 1:
             raise ValueError(f"a hybrid model needs at least one target, got {n_targets}")
@@ -58,6 +68,10 @@ class HybridModel(GenerativeModel):
             raise ValueError(f"density_weight must be > 0 (the weight of -log p(x)), got {density_weight}")
         self.density = density
         self.n_targets = n_targets
+        classification = [False] * n_targets if classification is None else list(classification)
+        if len(classification) != n_targets:
+            raise ValueError(f"classification: {len(classification)} flags for {n_targets} targets")
+        self.register_buffer("classification", torch.tensor(classification, dtype=torch.bool), persistent=False)
         self.density_weight = float(density_weight)
         width = density.network.d_model
         self.head = nn.Sequential(nn.Linear(width, head_hidden), nn.GELU(), nn.Dropout(dropout),
@@ -80,8 +94,13 @@ class HybridModel(GenerativeModel):
         return log_p, mean, F.softplus(raw) + MIN_VARIANCE
 
     def predict(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance of p(y | x): (B, K) each."""
+        """Mean and variance of p(y | x): (B, K) each; for a classification target P(y = 1 | x) and
+        its Bernoulli variance p (1 - p)."""
         _, mean, variance = self._forward(batch, density=False)
+        if bool(self.classification.any()):
+            p = torch.sigmoid(mean)
+            mean = torch.where(self.classification, p, mean)
+            variance = torch.where(self.classification, p * (1 - p), variance)
         return mean, variance
 
     def log_prob(self, batch: dict[str, Any]) -> torch.Tensor:
@@ -92,8 +111,12 @@ class HybridModel(GenerativeModel):
         log_p, mean, variance = self._forward(batch, density=self.density_weight > 0)
         y = batch["y"].to(mean.dtype)
         observed = torch.isfinite(y)
-        nll_y = torch.where(observed, gaussian_nll(torch.where(observed, y, mean), mean, variance),
-                            torch.zeros_like(mean)).sum(1)
+        filled = torch.where(observed, y, mean)
+        nll = gaussian_nll(filled, mean, variance)
+        if bool(self.classification.any()):
+            labels = torch.where(observed, y, torch.zeros_like(y)).clamp(0, 1)
+            nll = torch.where(self.classification, bernoulli_nll(labels, mean), nll)
+        nll_y = torch.where(observed, nll, torch.zeros_like(mean)).sum(1)
         tokens = (batch["tokens"][:, 1:] != self.density.pad_id).sum(1)
         return nll_y, -log_p.sum(1), tokens
 
@@ -133,8 +156,9 @@ class DiscriminativeRegressor(HybridModel):
     family = "discriminative"
 
     def __init__(self, density: AutoregressiveModel, n_targets: int, *, head_hidden: int = 128,
-                 dropout: float = 0.1) -> None:
-        super().__init__(density, n_targets, density_weight=0.0, head_hidden=head_hidden, dropout=dropout)
+                 dropout: float = 0.1, classification: list[bool] | None = None) -> None:
+        super().__init__(density, n_targets, density_weight=0.0, head_hidden=head_hidden, dropout=dropout,
+                         classification=classification)
 
     def log_prob(self, batch: dict[str, Any]) -> torch.Tensor:
         raise TypeError("a discriminative regressor has no p(x): train a hybrid model for log p(x)")

@@ -67,10 +67,14 @@ def _evaluate_predictor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, nargs="+", required=True,
                    help="one hybrid-arm or regressor-arm checkpoint, or the regressor-arm checkpoints of an ensemble")
     p.add_argument("--data", type=Path, required=True,
-                   help="the prepared QM9 folder the models were trained on (test.smi, properties_test.csv)")
+                   help="the prepared folder the models were trained on (test.smi, properties_test.csv): QM9's "
+                        "or your own file's (dgm prepare --source)")
     p.add_argument("--moses", type=Path, default=None,
                    help="MOSES SMILES (e.g. its test.csv.gz) for the shifted set of larger drug-like molecules "
                         "(only those made of the elements the models saw)")
+    p.add_argument("--shifted", action="append", default=[], metavar="NAME=PATH",
+                   help="a further shifted set: a SMILES file (.smi, or .csv with a SMILES column; e.g. another "
+                        "dataset's test split), only its molecules made of the elements the models saw (repeatable)")
     p.add_argument("--max-molecules", type=positive_int, default=2000,
                    help="molecules per set (a seeded subset of each)")
     add_seed_argument(p, "seed of the subsets and of the randomized SMILES")
@@ -92,13 +96,24 @@ def cmd_evaluate_predictor(args: argparse.Namespace) -> None:
     from dgm_science import api
     from dgm_science.commands import write_json
 
+    shifted = {}
+    for item in args.shifted:
+        name, sep, path = item.partition("=")
+        if not (sep and name and path):
+            raise ValueError(f"--shifted {item!r}: give NAME=PATH")
+        if name in shifted or name in ("randomized", "excluded_elements", "moses"):
+            raise ValueError(f"--shifted {item!r}: the set name {name!r} is taken")
+        shifted[name] = Path(path)
     set_threads(args.threads)
     predictor = predict.Predictor([api.load(path, device=args.device) for path in args.checkpoint])
     start = time.perf_counter()
     metrics = predict.evaluate_predictor(predictor, args.data, moses=args.moses, max_molecules=args.max_molecules,
-                                         seed=args.seed, batch_size=args.batch_size, n_jobs=args.jobs)
+                                         seed=args.seed, batch_size=args.batch_size, n_jobs=args.jobs,
+                                         shifted=shifted)
     metrics.update(checkpoints=[str(p) for p in args.checkpoint], seconds=time.perf_counter() - start)
     write_json(args.out, metrics)
     first = predictor.targets["names"][0]
-    log.info("%s: MAE %.4g %s on %d test molecules -> %s", first, metrics["test"][first]["mae"],
-             metrics["test"][first]["unit"], metrics["test"]["n"], args.out)
+    row = metrics["test"][first]
+    key = "auroc" if row.get("task") == "classification" else "mae"
+    log.info("%s: %s %.4g %s on %d test molecules -> %s", first, key.upper(), row[key], row["unit"],
+             metrics["test"]["n"], args.out)

@@ -29,8 +29,9 @@ REPORT_UNITS = {"homo": ("meV", HARTREE_MEV), "lumo": ("meV", HARTREE_MEV), "gap
 
 
 def report_unit(name: str, unit: str) -> tuple[str, float]:
-    """The unit a target's errors are reported in, and the factor from its stored unit."""
-    return REPORT_UNITS.get(name, (unit, 1.0))
+    """The unit a target's errors are reported in, and the factor from its stored unit (QM9's energies
+    stored in Hartree: meV; any other target as stored, e.g. a user's column named like one)."""
+    return REPORT_UNITS[name] if name in REPORT_UNITS and unit == "Ha" else (unit, 1.0)
 
 
 @dataclasses.dataclass
@@ -50,6 +51,7 @@ class Predictions:
     log_likelihood: np.ndarray
     ood_score: np.ndarray
     members: int = 1
+    tasks: list[str] | None = None
 
 
 class Predictor:
@@ -115,7 +117,8 @@ class Predictor:
             score = loaded.ood_score(log_likelihood, list(smiles))
             ood = np.full(n, math.nan) if score is None else score
         return Predictions(list(self.targets["names"]), list(self.targets["units"]), mean, aleatoric + epistemic,
-                           aleatoric, epistemic, log_likelihood, ood, members=len(outputs))
+                           aleatoric, epistemic, log_likelihood, ood, members=len(outputs),
+                           tasks=list(self.targets.get("tasks", ["regression"] * len(self.targets["names"]))))
 
 
 # ----------------------------------------------------------------------------- metrics
@@ -162,7 +165,8 @@ COLUMN_UNITS = {"D": "D", "bohr^3": "bohr3", "bohr^2": "bohr2", "meV": "meV", "H
 def write_predictions(path: Path, smiles: Sequence[str], result: Predictions, *, ood_threshold: float) -> int:
     """The predictions as a CSV, one row per input SMILES in order (atomically): ``smiles``,
     ``scored``, per target ``{name}_{unit}`` and ``{name}_std_{unit}`` (and with an ensemble
-    ``{name}_epistemic_std_{unit}``) in the reporting unit (meV for orbital energies),
+    ``{name}_epistemic_std_{unit}``) in the reporting unit (meV for orbital energies; no suffix for a
+    target without a unit; ``{name}_probability`` and ``{name}_std`` for a 0/1 classification target),
     ``log_likelihood``, ``ood_score`` and ``ood`` (1 above ``ood_threshold``; empty without p(x)).
     Returns the number of molecules scored."""
     import csv
@@ -171,13 +175,15 @@ def write_predictions(path: Path, smiles: Sequence[str], result: Predictions, *,
 
     ensemble = result.members > 1
     header, columns = ["smiles", "scored"], []
+    tasks = result.tasks or ["regression"] * len(result.names)
     for j, (name, unit) in enumerate(zip(result.names, result.units)):
         shown, factor = report_unit(name, unit)
-        suffix = COLUMN_UNITS.get(shown, shown)
+        suffix = "_probability" if tasks[j] == "classification" else f"_{COLUMN_UNITS.get(shown, shown)}" if shown else ""
+        std_suffix = suffix if tasks[j] == "regression" else ""
         columns.append((result.mean[:, j] * factor, np.sqrt(result.variance[:, j]) * factor,
                         np.sqrt(result.epistemic[:, j]) * factor))
-        header += [f"{name}_{suffix}", f"{name}_std_{suffix}"]
-        header += [f"{name}_epistemic_std_{suffix}"] if ensemble else []
+        header += [f"{name}{suffix}", f"{name}_std{std_suffix}"]
+        header += [f"{name}_epistemic_std{std_suffix}"] if ensemble else []
     header += ["log_likelihood", "ood_score", "ood"]
     scored = np.isfinite(result.mean).all(axis=1)
 
@@ -205,19 +211,59 @@ def _uncertainty(result: Predictions, targets: dict[str, Any]) -> np.ndarray:
     return np.where(np.isfinite(scaled).all(1), scaled.mean(1), np.inf)
 
 
+def classification_metrics(p: np.ndarray, y: np.ndarray) -> dict[str, Any]:
+    """A 0/1 target's metrics from the predicted P(y = 1) ``p`` and the labels ``y`` (n,), on the rows with
+    both: AUROC (the Mann-Whitney statistic, ties half; NaN with one class only), accuracy at p > 0.5,
+    log-loss (mean binary cross-entropy, nats, p clipped to [1e-7, 1 - 1e-7]) and the Brier score. A
+    soft label (a duplicate molecule's averaged 0 and 1) counts in the log-loss and Brier score only."""
+    from dgm_science.domains.molecules.candidates import auroc
+
+    ok = np.isfinite(p) & np.isfinite(y)
+    p, y = p[ok], y[ok]
+    hard = (y == 0) | (y == 1)
+    q = np.clip(p, 1e-7, 1 - 1e-7)
+    labels = y[hard]
+    both = bool(hard.any() and labels.min() == 0 and labels.max() == 1)
+    return {"task": "classification", "unit": "", "n": int(ok.sum()), "positives": int((labels == 1).sum()),
+            "negatives": int((labels == 0).sum()), "soft_labels": int((~hard).sum()),
+            "auroc": auroc(p[hard][labels == 0], p[hard][labels == 1]) if both else math.nan,
+            "accuracy": float(np.mean((p[hard] > 0.5) == (labels == 1))) if hard.any() else math.nan,
+            "log_loss": float(np.mean(-(y * np.log(q) + (1 - y) * np.log(1 - q)))) if ok.any() else math.nan,
+            "brier": float(np.mean((p - y) ** 2)) if ok.any() else math.nan,
+            "base_rate": float(np.mean(labels)) if hard.any() else math.nan}
+
+
+def regression_metrics(truth: np.ndarray, mean: np.ndarray) -> dict[str, float]:
+    """RMSE and R^2 = 1 - SSE / SST (against the mean of ``truth``) of one target's predictions."""
+    if not len(truth):
+        return {"rmse": math.nan, "r2": math.nan}
+    sse = float(np.sum((mean - truth) ** 2))
+    sst = float(np.sum((truth - truth.mean()) ** 2))
+    return {"rmse": math.sqrt(sse / len(truth)), "r2": 1 - sse / sst if sst > 0 else math.nan}
+
+
 def evaluate_predictions(result: Predictions, y: np.ndarray, targets: dict[str, Any]) -> dict[str, Any]:
-    """Per target, on the molecules with a prediction: MAE, the NLL of y (nats, in the reporting
-    unit), the coverage of the central 90 % interval, and selective prediction (MAE keeping 100 / 90
-    / 80 / 50 % of the molecules, rejecting the least likely by log p(x) where the model has one and,
-    for every model, the most uncertain by the predictive variance)."""
+    """Per target, on the molecules with a prediction and a value of the target (``n``; ``missing``: the
+    molecules without a value, skipped): for a regression target the MAE, RMSE, R^2, the NLL of y (nats,
+    in the reporting unit), the coverage of the central 90 % interval, and selective prediction (MAE
+    keeping 100 / 90 / 80 / 50 % of the molecules, rejecting the least likely by log p(x) where the
+    model has one and, for every model, the most uncertain by the predictive variance); for a 0/1
+    classification target ``classification_metrics``."""
     out: dict[str, Any] = {"n": int(len(y)), "scored": int(np.isfinite(result.mean).all(1).sum())}
     uncertainty = _uncertainty(result, targets)
+    tasks = targets.get("tasks", ["regression"] * len(result.names))
     for j, (name, unit) in enumerate(zip(result.names, result.units)):
+        if tasks[j] == "classification":
+            out[name] = {**classification_metrics(result.mean[:, j], y[:, j]),
+                         "missing": int((~np.isfinite(y[:, j])).sum())}
+            continue
         shown, factor = report_unit(name, unit)
         mean, variance, truth = result.mean[:, j] * factor, result.variance[:, j] * factor ** 2, y[:, j] * factor
         ok = np.isfinite(mean) & np.isfinite(truth)
         error = mean[ok] - truth[ok]
-        row = {"unit": shown, "mae": float(np.mean(np.abs(error))) if ok.any() else math.nan,
+        row = {"task": "regression", "unit": shown, "n": int(ok.sum()), "missing": int((~np.isfinite(truth)).sum()),
+               "mae": float(np.mean(np.abs(error))) if ok.any() else math.nan,
+               **regression_metrics(truth[ok], mean[ok]),
                "nll": float(np.mean(gaussian_nll_np(truth[ok], mean[ok], variance[ok]))) if ok.any() else math.nan,
                "coverage_90": interval_coverage(truth[ok], mean[ok], variance[ok]) if ok.any() else math.nan,
                "selective_mae_by_variance": selective_mae(error, -uncertainty[ok]) if ok.any() else {}}
@@ -249,14 +295,38 @@ def ood_detection(in_distribution: Predictions, shifted: Predictions, targets: d
                                                      np.nan_to_num(-shifted.log_likelihood, nan=np.inf))
         out["auroc_typicality"] = auroc(np.nan_to_num(in_distribution.ood_score, nan=np.inf),
                                         np.nan_to_num(shifted.ood_score, nan=np.inf))
+        out["ood_rate_in"] = ood_rate(in_distribution.ood_score)
+        out["ood_rate_out"] = ood_rate(shifted.ood_score)
     return out
+
+
+def ood_rate(score: np.ndarray, threshold: float = OOD_THRESHOLD) -> float:
+    """Fraction of molecules ``dgm predict`` flags out of distribution (typicality score above
+    ``threshold``; a molecule the model cannot score counts as flagged)."""
+    score = np.nan_to_num(np.asarray(score, dtype=float), nan=np.inf)
+    return float(np.mean(score > threshold)) if len(score) else math.nan
 
 
 QM9_ELEMENTS = frozenset({"C", "N", "O", "F"})
 """QM9's heavy-atom vocabulary; the models see it less their ``exclude_elements``."""
 
 
-def shifted_sets(data_dir: Path, model_cfg: Any, *, moses: Path | None, max_molecules: int, seed: int
+def seen_elements(data_dir: Path, model_cfg: Any, n_jobs: int = 1) -> frozenset[str]:
+    """The elements the models saw: QM9's (``QM9_ELEMENTS``) on QM9 data, those of the training split
+    of a user's file, less ``exclude_elements``."""
+    from dgm_science.domains.molecules.candidates import molecule_elements
+    from dgm_science.domains.molecules.targets import user_data
+
+    if user_data(data_dir):
+        found = map_molecules(molecule_elements, read_smiles(Path(data_dir) / "train.smi"), n_jobs=n_jobs)
+        elements = frozenset().union(*(e for e in found if e is not None))
+    else:
+        elements = QM9_ELEMENTS
+    return elements - set(model_cfg.exclude_elements)
+
+
+def shifted_sets(data_dir: Path, model_cfg: Any, *, moses: Path | None, max_molecules: int, seed: int,
+                 shifted: dict[str, Path] | None = None, n_jobs: int = 1
                  ) -> tuple[tuple[list[str], np.ndarray], dict[str, list[str]], dict[str, np.ndarray]]:
     """The in-distribution test molecules (QM9's test split without the elements the models were
     trained without) with their targets, and the shifted sets, each changing one thing: ``randomized``
@@ -264,8 +334,9 @@ def shifted_sets(data_dir: Path, model_cfg: Any, *, moses: Path | None, max_mole
     ``excluded_elements`` (the elements: the QM9 test molecules holding them, same source and sizes,
     with their targets: what the error does off the training distribution) and ``moses`` (the
     source: larger, drug-like MOSES molecules made only of the elements the models saw, QM9's less
-    ``exclude_elements``, so that no unseen element is part of that shift). Each set at most
-    ``max_molecules``, a seeded subset."""
+    ``exclude_elements``, so that no unseen element is part of that shift), and each of ``shifted`` (name
+    -> a SMILES file, e.g. another dataset's test split: the source, made only of the elements the models
+    saw, ``seen_elements``). Each set at most ``max_molecules``, a seeded subset."""
     from dgm_science.domains.molecules.candidates import made_of, randomized_smiles
 
     data_dir = Path(data_dir)
@@ -289,12 +360,13 @@ def shifted_sets(data_dir: Path, model_cfg: Any, *, moses: Path | None, max_mole
         outside = np.array([bool(s) for s in smiles]) & ~inside
         keep = np.flatnonzero(outside)[subset(int(outside.sum()))]
         sets["excluded_elements"], targets["excluded_elements"] = [smiles[i] for i in keep], y[keep]
-    if moses is not None:
-        seen = QM9_ELEMENTS - set(model_cfg.exclude_elements)
-        fits = made_of(read_smiles(moses), seen)
+    others = {**({"moses": Path(moses)} if moses is not None else {}), **(shifted or {})}
+    seen = seen_elements(data_dir, model_cfg, n_jobs=n_jobs) if others else frozenset()
+    for name, path in others.items():
+        fits = made_of(read_smiles(path), seen, n_jobs=n_jobs)
         if not fits:
-            raise DataError(f"{moses}: no molecule made only of {', '.join(sorted(seen))}")
-        sets["moses"] = [fits[i] for i in subset(len(fits))]
+            raise DataError(f"{path}: no molecule made only of {', '.join(sorted(seen))}")
+        sets[name] = [fits[i] for i in subset(len(fits))]
     return (test, test_y), sets, targets
 
 
@@ -303,29 +375,35 @@ SHIFT_OF_SET = {"randomized": "representation", "excluded_elements": "elements",
 
 
 def evaluate_predictor(predictor: Predictor, data_dir: Path, *, moses: Path | None, max_molecules: int = 2000,
-                       seed: int = 0, batch_size: int = 500, n_jobs: int = 1) -> dict[str, Any]:
+                       seed: int = 0, batch_size: int = 500, n_jobs: int = 1,
+                       shifted: dict[str, Path] | None = None) -> dict[str, Any]:
     """Everything the report shows of one predictor (a hybrid, one regressor, or an ensemble): the
     test metrics (``evaluate_predictions``), each shifted set's OOD detection AUROCs, and the
     metrics on the shifted molecules that have targets. Each set is stated beside its result:
     ``test_composition`` and each shifted set's ``composition`` (``set_composition``), the factor it
     is meant to change (``shift``) and the composition factors found to differ (``differs_in``)."""
     from dgm_science.domains.molecules.candidates import set_composition, shifted_factors
+    from dgm_science.domains.molecules.targets import user_data
 
     model_cfg = predictor.members[0].config.model
     (test, test_y), sets, set_targets = shifted_sets(data_dir, model_cfg, moses=moses, max_molecules=max_molecules,
-                                                     seed=seed)
+                                                     seed=seed, shifted=shifted, n_jobs=n_jobs)
     inside = predictor.predict(test, batch_size, n_jobs=n_jobs)
     out: dict[str, Any] = {"test": evaluate_predictions(inside, test_y, predictor.targets), "shifted": {},
                            "members": len(predictor.members), "density": predictor.has_density,
+                           "user_data": user_data(data_dir),
                            "targets": predictor.targets, "test_composition": set_composition(test, n_jobs=n_jobs)}
+    if predictor.has_density:  # the typicality statistics in the checkpoint are of the training data's valid split
+        out["ood_rate_test"] = ood_rate(inside.ood_score)
+        out["typicality"] = predictor.members[0].typicality
     for name, smiles in sets.items():
         if not smiles:  # e.g. a test split with no molecule of the excluded elements
-            out["shifted"][name] = {"n_in": len(test), "n_out": 0, "shift": SHIFT_OF_SET[name]}
+            out["shifted"][name] = {"n_in": len(test), "n_out": 0, "shift": SHIFT_OF_SET.get(name, "source")}
             continue
         result = predictor.predict(smiles, batch_size, canonicalize=name != "randomized", n_jobs=n_jobs)
         row: dict[str, Any] = ood_detection(inside, result, predictor.targets)
         composition = set_composition(smiles, n_jobs=n_jobs)
-        row.update(shift=SHIFT_OF_SET[name], composition=composition,
+        row.update(shift=SHIFT_OF_SET.get(name, "source"), composition=composition,
                    differs_in=shifted_factors(out["test_composition"], composition))
         if name in set_targets:
             row["metrics"] = evaluate_predictions(result, set_targets[name], predictor.targets)

@@ -74,26 +74,49 @@ def _curves(runs: dict[str, dict[str, Any]], target: str) -> str | None:
     return png_data_uri(png)
 
 
+def _shifted_columns(runs: dict[str, dict[str, Any]]) -> list[tuple[str, str]]:
+    """The shifted sets of the runs as (key, label): the built-in ones first, then those named in the
+    config (``prediction.shifted``) by name."""
+    found = {name for metrics in runs.values() for name in metrics.get("shifted", {})}
+    known = [(key, label) for key, label in SHIFTED if key in found]
+    return known + [(name, f"{name} (test split)") for name in sorted(found - {k for k, _ in SHIFTED})]
+
+
+def _task(metrics: dict[str, Any], target: str) -> str:
+    return metrics["test"][target].get("task", "regression")
+
+
 @register("report", "molecules-prediction")
 def prediction_section(results: Path, inputs: Inputs | None = None) -> str:
-    """HTML of the property predictors under ``results/prediction``; empty if there is none."""
+    """HTML of the property predictors under ``results/prediction``; empty if there is none. A
+    regression target shows its MAE, NLL and 90 % coverage; a 0/1 classification target its AUROC,
+    accuracy and log-loss."""
     runs = collect_predictions(results)
     if not runs:
         return ""
-    targets = list(next(iter(runs.values()))["targets"]["names"])
+    some = next(iter(runs.values()))
+    targets = list(some["targets"]["names"])
     first = targets[0]
     header = ["model"]
     for target in targets:
-        unit = next(iter(runs.values()))["test"][target]["unit"]
-        header += [f"{target} MAE ({unit})", f"{target} NLL", f"{target} 90 % coverage"]
+        if _task(some, target) == "classification":
+            header += [f"{target} AUROC", f"{target} accuracy", f"{target} log-loss"]
+            continue
+        unit = some["test"][target]["unit"]
+        header += [f"{target} MAE ({unit})" if unit else f"{target} MAE", f"{target} NLL", f"{target} 90 % coverage"]
     properties = Table(header)
     selective = Table(["model", "rejecting by", "100 %", "90 %", "80 %", "50 %"])
-    ood = Table(["model", "score", *(label for _, label in SHIFTED)])
+    shifted = _shifted_columns(runs)
+    ood = Table(["model", "score", *(label for _, label in shifted)])
     for name, metrics in runs.items():
         test = metrics["test"]
         cells = [_label(name, metrics)]
         for target in targets:
             row = test[target]
+            if _task(metrics, target) == "classification":
+                cells += [format_number(row["auroc"], 3), format_number(row["accuracy"], 3),
+                          format_number(row["log_loss"], 3)]
+                continue
             cells += [format_number(row["mae"], 4), format_number(row["nll"], 3), format_number(row["coverage_90"], 3)]
         properties.rows.append(("ours", cells))
         for key, how in (("selective_mae_by_log_likelihood", "log p(x)"), ("selective_mae_by_variance", "variance")):
@@ -103,12 +126,18 @@ def prediction_section(results: Path, inputs: Inputs | None = None) -> str:
                                                 *(format_number(curve.get(k), 4) for k in ("1.00", "0.90", "0.80",
                                                                                            "0.50"))]))
         for key, label in SCORES:
-            values = [metrics["shifted"].get(s, {}).get(key) for s, _ in SHIFTED]
+            values = [metrics["shifted"].get(s, {}).get(key) for s, _ in shifted]
             if any(v is not None for v in values):
                 ood.rows.append(("ours", [_label(name, metrics), label, *(format_number(v, 3) for v in values)]))
+        if "ood_rate_test" in metrics:
+            values = [metrics["shifted"].get(s, {}).get("ood_rate_out") for s, _ in shifted]
+            ood.rows.append(("ours", [_label(name, metrics), f"flagged OOD (typicality > 3; test split: "
+                                      f"{format_number(metrics['ood_rate_test'], 3)})",
+                                      *(format_number(v, 3) for v in values)]))
     published = False
+    qm9_units = all(u for u in some["targets"].get("units", [])) and not some.get("user_data")
     for model, values in PUBLISHED_3D.items():
-        if any(t in values for t in targets):
+        if qm9_units and any(t in values for t in targets):
             published = True
             cells = [f"{model} (3D, published)"]
             for target in targets:

@@ -21,7 +21,7 @@ from dgm_science.domains.molecules.data import MoleculeDataset, collate_molecule
 from dgm_science.domains.molecules.dense import (
     DenseGraphDataset, DenseGraphs, decode_dense, dense_state, load_dense, smiles_to_dense_batch,
 )
-from dgm_science.domains.molecules.targets import property_split, standardize, target_state
+from dgm_science.domains.molecules.targets import property_split, standardize, training_targets
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.registry import register
 
@@ -74,8 +74,11 @@ class MoleculeDomain(Domain):
         smiles = read_smiles(data_dir / "train.smi") + read_smiles(data_dir / "valid.smi")
         state: dict[str, Any] = {"tokenizer": Tokenizer.fit(model_cfg.tokenizer, smiles).state()}
         if "y" in spec.batch_fields:  # the tokenizer still knows the excluded elements: their molecules can be scored
-            _, y = property_split(data_dir, "train", model_cfg)
-            state["targets"] = target_state(model_cfg.targets, y, f"{data_dir}/properties_train.csv")
+            state["targets"] = training_targets(data_dir, model_cfg)
+            for name, task, seen, missing in zip(*(state["targets"][k] for k in ("names", "tasks", "observed",
+                                                                                 "missing"))):
+                log.info("target %s: %s on %d training molecules (%d without a value skipped for it)", name, task,
+                         seen, missing)
         return state
 
     @staticmethod

@@ -11,7 +11,7 @@ from torch import nn
 from dgm_science.config import bounded
 from dgm_science.backbones import CausalTransformer
 from dgm_science.base import GenerativeModel, ModelSpec
-from dgm_science.domains.molecules.data import QM9_PROPERTIES
+from dgm_science.domains.molecules.targets import TASKS, classification_mask
 from dgm_science.domains.molecules.tokenizer import Tokenizer
 from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.families.hybrid import DiscriminativeRegressor, HybridModel
@@ -107,12 +107,20 @@ class GraphVAE(ModelSpec):
 
 @dataclasses.dataclass(frozen=True)
 class PropertyARMConfig(SmilesARMConfig):
-    """A SMILES transformer whose pooled hidden states feed a Gaussian head over QM9 properties
-    (``QM9_PROPERTIES``; standardised on the training split). ``exclude_elements``: molecules
-    holding any of these elements are left out of training (and validation), so that they can be
-    used as a shifted test set."""
+    """A SMILES transformer whose pooled hidden states feed a head over property columns of the
+    prepared data: QM9's (``QM9_PROPERTIES``) or those of a user's file (``source.properties``). A
+    regression target gets a Gaussian (standardised on the training split), a 0/1 classification
+    target a Bernoulli (its logit). ``exclude_elements``: molecules holding any of these elements are
+    left out of training (and validation), so that they can be used as a shifted test set."""
 
-    targets: list[str] = bounded(["gap", "mu"], choices=tuple(QM9_PROPERTIES))
+    targets: list[str] = bounded(["gap", "mu"])
+    """property columns predicted: QM9's names, or columns of your file (source.properties)"""
+    tasks: list[str] = bounded([], choices=TASKS)
+    """one per target: auto (classification where every training value is 0 or 1, else regression),
+    regression or classification; [] = auto for every target"""
+    units: list[str] = bounded([])
+    """one per target, the unit its values are in (shown in the report); [] = QM9's units on QM9, none
+    on your own file"""
     head_hidden: int = bounded(128, minimum=1)
     exclude_elements: list[str] = bounded([])
 
@@ -122,6 +130,11 @@ class HybridARMConfig(PropertyARMConfig):
     """``PropertyARMConfig`` trained on -log p(y | x) - density_weight log p(x) (per token)."""
 
     density_weight: float = bounded(1.0, exclusive_minimum=0)
+
+
+def _classification(cfg: PropertyARMConfig, state: dict[str, Any]) -> list[bool] | None:
+    """Which targets have a Bernoulli head (the tasks the checkpoint resolved; none before it did)."""
+    return classification_mask(state["targets"]) if "targets" in state else None
 
 
 class _PropertyARM(ModelSpec):
@@ -141,7 +154,8 @@ class HybridARM(_PropertyARM):
     @staticmethod
     def build(cfg: HybridARMConfig, state: dict[str, Any]) -> GenerativeModel:
         return HybridModel(_decoder(cfg, Tokenizer.from_state(state["tokenizer"])), len(cfg.targets),
-                           density_weight=cfg.density_weight, head_hidden=cfg.head_hidden, dropout=cfg.dropout)
+                           density_weight=cfg.density_weight, head_hidden=cfg.head_hidden, dropout=cfg.dropout,
+                           classification=_classification(cfg, state))
 
 
 @register("model", "regressor-arm")
@@ -154,4 +168,5 @@ class RegressorARM(_PropertyARM):
     @staticmethod
     def build(cfg: PropertyARMConfig, state: dict[str, Any]) -> GenerativeModel:
         return DiscriminativeRegressor(_decoder(cfg, Tokenizer.from_state(state["tokenizer"])), len(cfg.targets),
-                                       head_hidden=cfg.head_hidden, dropout=cfg.dropout)
+                                       head_hidden=cfg.head_hidden, dropout=cfg.dropout,
+                                       classification=_classification(cfg, state))

@@ -1,6 +1,7 @@
 # Property prediction that knows its uncertainty (dgm_science/applications/prediction): a hybrid
 # p(x, y) = p(y | x) p(x), a regressor of the same network and a deep ensemble of regressors on
-# QM9's DFT properties (config block `prediction`).
+# QM9's DFT properties or the property columns of a user's molecules file (config block `prediction`,
+# `dataset`: qm9 or the name of a molecules dataset with a `source`).
 # Helpers: common.smk beside this file.
 
 
@@ -11,10 +12,8 @@ wildcard_constraints:
 rule prediction_train:
     input:
         # prepare writes properties_{train,valid,test}.csv beside the splits (listed in prepare.json)
-        smiles=expand(
-            "resources/molecules/qm9/data/{split}.smi", split=("train", "valid")
-        ),
-        prepared="resources/molecules/qm9/data/prepare.json",
+        smiles=[prediction_data(f"{split}.smi") for split in ("train", "valid")],
+        prepared=prediction_data("prepare.json"),
     output:
         "results/prediction/{model}/seed{seed}/model.ckpt",
     log:
@@ -41,8 +40,9 @@ rule prediction_train:
 rule prediction_evaluate:
     input:
         checkpoints=prediction_members,
-        test="resources/molecules/qm9/data/test.smi",
+        test=prediction_data("test.smi"),
         moses=prediction_moses,
+        shifted=lambda wildcards: list(prediction_shifted(wildcards).values()),
     output:
         "results/prediction/{predictor}/metrics.json",
     log:
@@ -54,9 +54,7 @@ rule prediction_evaluate:
     threads: 2
     params:
         data=input_folder("test"),
-        moses=lambda wildcards, input: optional_flag(
-            "--moses", input.moses[0] if input.moses else None
-        ),
+        moses=prediction_shifted_flags,
         max_molecules=lookup(
             dpath="prediction/max_molecules", within=config, default=None
         ),
@@ -68,8 +66,9 @@ rule prediction_evaluate:
 rule prediction_evaluate_seed:
     input:
         checkpoint="results/prediction/{model}/seed{seed}/model.ckpt",
-        test="resources/molecules/qm9/data/test.smi",
+        test=prediction_data("test.smi"),
         moses=prediction_moses,
+        shifted=lambda wildcards: list(prediction_shifted(wildcards).values()),
     output:
         "results/prediction/{model}/seed{seed}/metrics.json",
     log:
@@ -81,9 +80,7 @@ rule prediction_evaluate_seed:
     threads: 2
     params:
         data=input_folder("test"),
-        moses=lambda wildcards, input: optional_flag(
-            "--moses", input.moses[0] if input.moses else None
-        ),
+        moses=prediction_shifted_flags,
         max_molecules=lookup(
             dpath="prediction/max_molecules", within=config, default=None
         ),
