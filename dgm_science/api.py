@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections import Counter
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,7 +28,7 @@ from dgm_science.base import Autoencoder, Domain, GenerativeModel, LatentVariabl
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
 from dgm_science.errors import DataError
 from dgm_science.families.hierarchical_vae import active_units
-from dgm_science.utils import seed_everything
+from dgm_science.utils import seed_everything, unknown_summary
 from dgm_science.wheels import sha256_of
 
 log = logging.getLogger(__name__)
@@ -397,8 +397,6 @@ def train(
     train_set, val_set = domain.datasets(data_dir, spec, config.model, state)
     unknown = {"train": getattr(train_set, "n_unknown", 0), "valid": getattr(val_set, "n_unknown", 0)}
     if unknown["train"] and len(train_set) < cfg.batch_size:
-        from dgm_science.domains.molecules.data import unknown_summary
-
         raise DataError(f"{data_dir}: {unknown['train']} training molecules have a token outside the vocabulary "
                         f"of {cfg.init_from or 'the model'} ({unknown_summary(train_set.unknown_tokens)}): "
                         f"{len(train_set)} are left, fewer than train.batch_size {cfg.batch_size}")

@@ -151,3 +151,25 @@ def test_dgm_finetune_writes_a_prior_that_samples_and_dgm_optimize_takes(prior, 
     # --prior and a different train.init_from: one error
     assert cli.main(["finetune", "--prior", str(prior), "--data", str(data), "--config",
                      json.dumps({"train": {"init_from": "other.ckpt"}}), "--out", str(tmp_path / "z.ckpt")]) == 2
+
+
+def test_a_pipeline_entry_that_fine_tunes_may_leave_its_model_block_out(tmp_path):
+    """``models: {smiles-arm: {train: {init_from: ...}}}``: valid without ``model`` (the prior's is used; the
+    defaults are not filled in); an entry with neither is still an error naming ``model``."""
+    import yaml
+    from snakemake.utils import validate
+    from snakemake_interface_common.exceptions import WorkflowError
+
+    from dgm_science import schema
+
+    path = tmp_path / "schema.yaml"
+    path.write_text(yaml.safe_dump(schema.pipeline_schema(), sort_keys=False))
+    source = {"kind": "smiles", "path": "series.smi", "split": "scaffold"}
+    config = {"molecules": {"series": {"source": source, "models": {"smiles-arm": {
+        "train": {"init_from": "data/models/moses-smiles-arm/model.ckpt", "max_steps": 300}}}}}}
+    validate(config, str(path))
+    entry = config["molecules"]["series"]["models"]["smiles-arm"]
+    assert "model" not in entry and entry["train"]["early_stopping_patience"] is None
+    bare = {"molecules": {"series": {"source": source, "models": {"smiles-arm": {"train": {"max_steps": 3}}}}}}
+    with pytest.raises(WorkflowError, match="'model' is a required property"):
+        validate(bare, str(path))

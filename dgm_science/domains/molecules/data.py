@@ -31,7 +31,7 @@ from dgm_science.domains.molecules.properties import canonical_smiles, map_molec
 from dgm_science.domains.molecules.tokenizer import MAX_SMILES_LENGTH, Tokenizer
 from dgm_science.errors import DataError
 from dgm_science.registry import register
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, unknown_summary
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -592,13 +592,6 @@ class GraphStore:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.path, self.fields = state["path"], state["fields"]
         self.arrays = {name: unportable(value) for name, value in state["arrays"].items()}
-
-
-def unknown_summary(tokens: collections.Counter[str], limit: int = 10) -> str:
-    """``'I' in 12 molecules, '[C@@H]' in 1`` for the most frequent of ``tokens`` (token -> occurrences)."""
-    shown = [f"{t!r} x{n}" for t, n in tokens.most_common(limit)]
-    more = len(tokens) - limit
-    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
 
 class MoleculeDataset(Dataset):
