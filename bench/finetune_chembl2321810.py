@@ -132,6 +132,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--max-steps", type=int, default=TRAIN["max_steps"], help="train.max_steps (a smoke run)")
+    parser.add_argument("--long-scratch-steps", type=int, default=0,
+                        help="also train (c) once (seed 0) with this many steps instead (0: not)")
     args = parser.parse_args()
     TRAIN["max_steps"] = args.max_steps
     smi, act = series_files()
@@ -173,6 +175,16 @@ def main() -> None:
                         threads=args.threads)
             runs[name].append({"seed": seed, **train_info(model), **sample(model, seed, model.parent / "samples.csv")})
             print(name, json.dumps(runs[name][-1]), flush=True)
+
+    if args.long_scratch_steps:
+        name = f"from scratch, {args.long_scratch_steps} steps"
+        model = work / f"scratch-{args.long_scratch_steps}" / "seed0/model.ckpt"
+        if not model.is_file():
+            dgm("train", "--model", "smiles-arm", "--data", str(data), "--config",
+                json.dumps({**scratch_config, "train": {**TRAIN, "max_steps": args.long_scratch_steps}}),
+                "--seed", "0", "--out", str(model), "--threads", str(args.threads), threads=args.threads)
+        runs[name] = [{"seed": 0, **train_info(model), **sample(model, 0, model.parent / "samples.csv")}]
+        print(name, json.dumps(runs[name][-1]), flush=True)
 
     columns = ["model", "seeds", "near_active", "near_active_sd", "near_active_novel", "near_active_novel_sd",
                "validity", "validity_sd", "uniqueness", "uniqueness_sd", "novelty", "novelty_sd", "steps",
