@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--max-steps", type=int, default=TRAIN["max_steps"], help="train.max_steps (a smoke run)")
     parser.add_argument("--long-scratch-steps", type=int, default=0,
-                        help="also train (c) once (seed 0) with this many steps instead (0: not)")
+                        help="also train (c) with this max_steps (0: not)")
     args = parser.parse_args()
     TRAIN["max_steps"] = args.max_steps
     smi, act = series_files()
@@ -176,14 +176,15 @@ def main() -> None:
             runs[name].append({"seed": seed, **train_info(model), **sample(model, seed, model.parent / "samples.csv")})
             print(name, json.dumps(runs[name][-1]), flush=True)
 
-    if args.long_scratch_steps:
-        name = f"from scratch, {args.long_scratch_steps} steps"
-        model = work / f"scratch-{args.long_scratch_steps}" / "seed0/model.ckpt"
+    for seed in args.seeds if args.long_scratch_steps else []:
+        name = f"from scratch, max_steps {args.long_scratch_steps}"
+        model = work / f"scratch-{args.long_scratch_steps}" / f"seed{seed}/model.ckpt"
         if not model.is_file():
             dgm("train", "--model", "smiles-arm", "--data", str(data), "--config",
                 json.dumps({**scratch_config, "train": {**TRAIN, "max_steps": args.long_scratch_steps}}),
-                "--seed", "0", "--out", str(model), "--threads", str(args.threads), threads=args.threads)
-        runs[name] = [{"seed": 0, **train_info(model), **sample(model, 0, model.parent / "samples.csv")}]
+                "--seed", str(seed), "--out", str(model), "--threads", str(args.threads), threads=args.threads)
+        runs.setdefault(name, []).append({"seed": seed, **train_info(model),
+                                          **sample(model, seed, model.parent / "samples.csv")})
         print(name, json.dumps(runs[name][-1]), flush=True)
 
     columns = ["model", "seeds", "near_active", "near_active_sd", "near_active_novel", "near_active_novel_sd",
