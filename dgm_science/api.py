@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -25,8 +26,10 @@ from dgm_science import checkpoint, registry
 from dgm_science.batching import LengthBucketBatchSampler, RandomBatchSampler, ResumableDataLoader, ShardedSampler
 from dgm_science.base import Autoencoder, Domain, GenerativeModel, LatentVariableModel, ModelSpec
 from dgm_science.config import ConfigError, SampleConfig, TrainConfig, as_dict, from_dict
+from dgm_science.errors import DataError
 from dgm_science.families.hierarchical_vae import active_units
-from dgm_science.utils import seed_everything
+from dgm_science.utils import seed_everything, unknown_summary
+from dgm_science.wheels import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +61,48 @@ class RunConfig:
             from_dict(registry.get("domain", spec.domain).SampleConfig, data.get("sample"), f"{where}.sample"),
         )
 
+    @classmethod
+    def for_training(cls, model_name: str, data: dict[str, Any], where: str = "config") -> "RunConfig":
+        """``parse`` for a training run: where ``train.init_from`` names a prior checkpoint, the model
+        block is the prior's with the keys given here on top (``train`` checks them against the
+        prior's), so that a fine-tuning config needs no copy of the prior's architecture."""
+        train = data.get("train") if isinstance(data, dict) else None
+        path = train.get("init_from") if isinstance(train, dict) else None
+        if isinstance(path, str):
+            prior = load_prior(path, model_name, where)
+            given = data.get("model")
+            if given is None or isinstance(given, dict):  # otherwise parse names the error
+                data = {**data, "model": {**prior["config"]["model"], **(given or {})}}
+        return cls.parse(model_name, data, where)
+
     def to_dict(self) -> dict[str, Any]:
         return {"model": as_dict(self.model), "train": as_dict(self.train), "sample": as_dict(self.sample)}
+
+
+def load_prior(path: str | Path, model_name: str, where: str = "config") -> dict[str, Any]:
+    """The checkpoint ``train.init_from`` names, read with ``weights_only=True``; ConfigError unless it
+    holds the same registered model (a fine-tuned model keeps its prior's network and domain state)."""
+    payload = checkpoint.load(path)
+    if payload["model"] != model_name:
+        raise ConfigError(f"{where}.train.init_from: {path} is a {payload['model']!r} checkpoint (domain "
+                          f"{payload.get('domain')!r}), not {model_name!r}: fine-tuning starts from a checkpoint "
+                          f"of the same registered model")
+    return payload
+
+
+def check_prior_config(spec: type[ModelSpec], model_cfg: Any, prior: dict[str, Any], path: str | Path) -> None:
+    """ConfigError naming each model key that differs from the prior checkpoint's, but for the
+    spec's ``training_only_keys`` (e.g. dropout): the network and vocabulary are the prior's."""
+    prior_cfg = from_dict(spec.Config, _without_retired_keys(prior["model"], prior["config"]).get("model"),
+                          f"{path}: config.model")
+    differ = [f"model.{f.name}: {getattr(model_cfg, f.name)!r} here, {getattr(prior_cfg, f.name)!r} in the prior"
+              for f in dataclasses.fields(spec.Config)
+              if f.name not in spec.training_only_keys and getattr(model_cfg, f.name) != getattr(prior_cfg, f.name)]
+    if differ:
+        raise ConfigError(f"train.init_from: {path}: this config's model block does not match the prior's "
+                          f"({'; '.join(differ)}): a fine-tuned model keeps its prior's architecture and "
+                          f"vocabulary; leave these keys out (the prior's are used) or train from scratch without "
+                          f"init_from")
 
 
 @dataclasses.dataclass
@@ -329,10 +372,34 @@ def train(
     spec = registry.get("model", model_name)
     domain = registry.get("domain", spec.domain)
     seed_everything(seed)
-    state = domain.fit_state(data_dir, spec, config.model)
-    spec, domain, model = _build(model_name, config, state)
-    train_set, val_set = domain.datasets(data_dir, spec, config.model, state)
     cfg = config.train
+    prior = None
+    if cfg.init_from is not None:  # fine-tuning: the prior's domain state (vocabulary) and weights
+        prior = load_prior(cfg.init_from, model_name)
+        check_prior_config(spec, config.model, prior, cfg.init_from)
+        state = prior["domain_state"]
+    else:
+        state = domain.fit_state(data_dir, spec, config.model)
+    spec, domain, model = _build(model_name, config, state)
+    init_from = None
+    if prior is not None:
+        try:
+            model.load_state_dict(prior["state_dict"])
+        except RuntimeError as err:
+            raise checkpoint.CheckpointError(f"{cfg.init_from}: its weights do not fit the model of this config "
+                                             f"({str(err).splitlines()[0][:300]})") from None
+        init_from = {"path": str(cfg.init_from), "sha256": sha256_of(Path(cfg.init_from)), "model": prior["model"],
+                     "prior_data_dir": prior["info"].get("data_dir"), "prior_seed": prior["info"].get("seed"),
+                     "prior_steps": prior["info"].get("global_step"),
+                     "prior_init_from": prior["info"].get("init_from")}
+        log.info("fine-tuning from %s (sha256 %s)", cfg.init_from, init_from["sha256"][:12])
+        del prior
+    train_set, val_set = domain.datasets(data_dir, spec, config.model, state)
+    unknown = {"train": getattr(train_set, "n_unknown", 0), "valid": getattr(val_set, "n_unknown", 0)}
+    if unknown["train"] and len(train_set) < cfg.batch_size:
+        raise DataError(f"{data_dir}: {unknown['train']} training molecules have a token outside the vocabulary "
+                        f"of {cfg.init_from or 'the model'} ({unknown_summary(train_set.unknown_tokens)}): "
+                        f"{len(train_set)} are left, fewer than train.batch_size {cfg.batch_size}")
     train_loader, val_loader = data_loaders(train_set, val_set, cfg, seed=seed)
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # not an EMA copy
     log.info("%s: %d parameters, %d training / %d validation examples", model_name, n_params, len(train_set),
@@ -340,6 +407,8 @@ def train(
     start = time.perf_counter()
     run = {"model": model_name, "config": {"model": as_dict(config.model), "train": as_dict(cfg)}, "seed": seed,
            "data": str(Path(data_dir).resolve())}  # what a resumable checkpoint must match
+    if init_from is not None:
+        run["init_from_sha256"] = init_from["sha256"]
     result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress, seed=seed,
                  fresh=fresh, run=run)
     wall = time.perf_counter() - start
@@ -347,6 +416,10 @@ def train(
     info = {
         "seed": seed, "parameters": n_params, "train_examples": len(train_set), "valid_examples": len(val_set),
         "dropped_too_long": train_set.n_too_long, "train_seconds": wall,
+        **({"skipped_unknown_tokens": {**unknown, "tokens": dict(getattr(train_set, "unknown_tokens", Counter())
+                                                    + getattr(val_set, "unknown_tokens", Counter()))}}
+           if any(unknown.values()) else {}),
+        **({"init_from": init_from} if init_from is not None else {}),
         "examples_per_second": examples / wall if wall > 0 else 0.0, **result,
         "data_dir": str(data_dir),
         # what the model is, for the report's trade-off table (the class is not rebuilt to ask)

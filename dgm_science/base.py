@@ -132,6 +132,10 @@ class ModelSpec(abc.ABC):
     """Sequences: the model reads a fixed-width canvas (residues, then <eos> and padding) instead of
     the causal <bos> ... <eos> layout."""
 
+    training_only_keys: ClassVar[tuple[str, ...]] = ("dropout",)
+    """Keys of ``Config`` that change how the model trains, not its parameters: a fine-tuning run
+    (``train.init_from``) may set them apart from its prior's; any other model key must equal the prior's."""
+
     REQUIRED: ClassVar[tuple[str, ...]] = ("domain", "Config", "batch_fields", "train_resources")
 
     @staticmethod

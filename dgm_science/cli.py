@@ -181,12 +181,54 @@ def cmd_train(args: argparse.Namespace) -> None:
     from dgm_science.config import load_mapping
 
     set_threads(args.threads)
-    config = api.RunConfig.parse(args.model, load_mapping(args.config) if args.config else {},
-                                 where=str(args.config or "config"))
+    config = api.RunConfig.for_training(args.model, load_mapping(args.config) if args.config else {},
+                                        where=str(args.config or "config"))
     info = api.train(args.model, args.data, config, seed=args.seed, out=args.out, progress=show_progress(),
                      fresh=args.fresh)
     if info["global_rank"] == 0:  # under DDP every rank gets here; one report
         log.info("trained %s: %s", args.model, json.dumps(info))
+
+
+def _finetune_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prior", type=Path, required=True,
+                   help="checkpoint to start from (e.g. data/models/moses-smiles-arm/model.ckpt); its model, "
+                        "architecture and vocabulary are kept")
+    p.add_argument("--data", type=Path, required=True, help="folder written by `dgm prepare` (e.g. --source)")
+    p.add_argument("--config", default=None,
+                   help="YAML/JSON file or inline JSON with keys train / sample (and model keys that only act in "
+                        "training, e.g. dropout); train.init_from is set to --prior")
+    add_seed_argument(p, "seed of data order and noise")
+    output_argument(p, "--out", required=True, help="output checkpoint, as `dgm train --out`")
+    p.add_argument("--fresh", action="store_true", help="as `dgm train --fresh`")
+    p.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
+
+
+@command("finetune", "fine-tune a trained checkpoint on prepared data (transfer learning)", _finetune_arguments,
+         description="`dgm train` of the prior's model with train.init_from set to --prior: the model name, its "
+                     "model block and sample block come from the prior checkpoint, so only the training budget "
+                     "is given. Molecules with a token outside the prior's vocabulary are skipped and counted.")
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from dgm_science import api, checkpoint
+    from dgm_science.config import ConfigError, load_mapping
+
+    set_threads(args.threads)
+    where = str(args.config or "config")
+    data = load_mapping(args.config) if args.config else {}
+    train = data.get("train") or {}
+    if not isinstance(train, dict):
+        raise ConfigError(f"{where}.train: expected a mapping, got {train!r}"[:300])
+    if train.get("init_from") not in (None, str(args.prior)):
+        raise ConfigError(f"{where}.train.init_from: {train['init_from']!r} differs from --prior {args.prior}: "
+                          "give one of them")
+    prior = checkpoint.load(args.prior)
+    data = {**data, "train": {**train, "init_from": str(args.prior)},
+            "sample": {**api._without_retired_keys(prior["model"], prior["config"]).get("sample", {}),
+                       **(data.get("sample") or {})}}
+    config = api.RunConfig.for_training(prior["model"], data, where=where)
+    info = api.train(prior["model"], args.data, config, seed=args.seed, out=args.out, progress=show_progress(),
+                     fresh=args.fresh)
+    if info["global_rank"] == 0:
+        log.info("fine-tuned %s from %s: %s", prior["model"], args.prior, json.dumps(info))
 
 
 MAX_SAMPLES = 1_000_000

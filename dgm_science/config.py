@@ -103,6 +103,17 @@ class TrainConfig:
     keep_best: bool = False
     """Restore, at the end of training, the weights of the validation with the lowest NLL (early
     stopping for models that overfit small data, e.g. a flow on a few ns of MD)."""
+    early_stopping_patience: int | None = bounded(None, minimum=1)
+    """Stop training once this many validations in a row (every ``val_every_steps``) brought no lower
+    validation NLL (null: train to ``max_steps``); with ``keep_best`` the weights of the best
+    validation are kept."""
+    init_from: str | None = None
+    """Fine-tuning (transfer learning): a checkpoint of the same registered model (e.g.
+    ``data/models/moses-smiles-arm/model.ckpt``) whose weights training starts from. Its domain state
+    (the tokenizer's vocabulary) is kept; the model block is the prior's, and a model key given here
+    must equal the prior's (but for those that only act in training, such as ``dropout``). Molecules
+    with a token outside the prior's vocabulary are skipped and counted. The checkpoint written
+    records the file's path and sha256 (``info.init_from``)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -172,8 +172,11 @@ def models_schema(domain: str, *, predictors: bool = False) -> dict[str, Any]:
         # A generative model's entry always names its model block: an entry that is only `seeds`
         # (tradeoff.yaml's) is an overlay laid on a config that lacks the model, not a request for the
         # dataclass's defaults.
+        # A fine-tuning entry (train.init_from: a checkpoint's path) may leave it out: the prior's is used.
         if not predictors or any(_default(f) is dataclasses.MISSING for f in dataclasses.fields(spec.Config)):
-            entry["required"] = ["model"]
+            entry["if"] = {"required": ["train"], "properties": {"train": {
+                "required": ["init_from"], "properties": {"init_from": {"type": "string"}}}}}
+            entry["else"] = {"required": ["model"]}
         properties[name] = entry
     return {"type": "object", "additionalProperties": False, "minProperties": 1, "properties": properties}
 

@@ -25,7 +25,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, Timer, TQDMProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer, TQDMProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
@@ -474,8 +474,13 @@ def fit(
         log.info("resuming from %s", resume)
     module = GenerativeLightningModule(model, cfg, seed=seed, run=run)
     keep_best = KeepBest() if cfg.keep_best else None
+    # patience counted in validations (every val_every_steps), checked after each (not at epoch ends)
+    stopper = (EarlyStopping(monitor="val/nll", mode="min", patience=cfg.early_stopping_patience,
+                             check_on_train_epoch_end=False)
+               if cfg.early_stopping_patience is not None else None)
     trainer = make_trainer(cfg, work_dir, progress=progress, shards_itself=shards.pop(),
-                           extra_callbacks=[*(callbacks or []), *([keep_best] if keep_best else [])],
+                           extra_callbacks=[*(callbacks or []), *([keep_best] if keep_best else []),
+                                            *([stopper] if stopper else [])],
                            accumulate_grad_batches=accumulate_grad_batches, keep_log_rows=keep_log_rows,
                            partial_updates=model.partial_updates)
     # verified above with weights_only=True; Lightning >= 2.5 loads it so too (older: torch's default)
@@ -485,5 +490,7 @@ def fit(
     best = keep_best.restore(module) if keep_best else {}
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     hit_time_cap = bool(timer is not None and trainer.global_step < cfg.max_steps and timer.time_remaining() <= 0)
+    stopped_early = ({"stopped_early": bool(stopper.wait_count >= stopper.patience
+                                            and trainer.global_step < cfg.max_steps)} if stopper else {})
     return {"global_step": trainer.global_step, "resumed_from": resume, "global_rank": trainer.global_rank,
-            "world_size": trainer.world_size, "hit_time_cap": hit_time_cap, **metrics, **best}
+            "world_size": trainer.world_size, "hit_time_cap": hit_time_cap, **stopped_early, **metrics, **best}

@@ -245,3 +245,11 @@ def read_json(path: str | Path) -> Any:
         return json.loads(Path(path).read_text())
     except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
         raise DataError(f"{path}: not a readable JSON file ({type(err).__name__}: {err})") from None
+
+
+def unknown_summary(tokens: dict[str, int], limit: int = 10) -> str:
+    """``'I' x11, '[C@@H]' x1``: the ``limit`` most frequent of ``tokens`` (token -> occurrences), for a
+    message about tokens outside a vocabulary."""
+    ranked = sorted(tokens.items(), key=lambda item: (-item[1], item[0]))
+    more = len(ranked) - limit
+    return ", ".join(f"{t!r} x{n}" for t, n in ranked[:limit]) + (f" and {more} more" if more > 0 else "")

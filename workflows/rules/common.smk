@@ -154,6 +154,20 @@ def model_config_json(group, dataset, model):
     return json.dumps({k: v for k, v in entry.items() if k != "seeds"}, sort_keys=True)
 
 
+def train_inputs_of(group, inputs):
+    """An input function: the group's training inputs (``inputs``) and, for a fine-tuning run
+    (``train.init_from``), the checkpoint it starts from, so that a changed prior trains it again."""
+
+    def of(wildcards):
+        found = inputs(wildcards)
+        prior = (model_entry(group, wildcards.dataset, wildcards.model).get("train") or {}).get("init_from")
+        if not prior:
+            return found
+        return {**found, "init_from": prior} if isinstance(found, dict) else [*found, prior]
+
+    return of
+
+
 def model_seeds(group, dataset, model):
     """The seeds a model runs with: its own ``seeds`` (e.g. 3 of a family in the trade-off
     overlay), else the config's."""

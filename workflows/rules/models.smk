@@ -13,7 +13,7 @@ for group, table in MODEL_RULES.items():
         name:
             f"{group}_train"
         input:
-            unpack(table.train_inputs),
+            unpack(train_inputs_of(group, table.train_inputs)),
         output:
             f"{run}/model.ckpt",
         log:

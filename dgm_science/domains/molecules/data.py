@@ -31,7 +31,7 @@ from dgm_science.domains.molecules.properties import canonical_smiles, map_molec
 from dgm_science.domains.molecules.tokenizer import MAX_SMILES_LENGTH, Tokenizer
 from dgm_science.errors import DataError
 from dgm_science.registry import register
-from dgm_science.utils import atomic_path
+from dgm_science.utils import atomic_path, unknown_summary
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -596,7 +596,9 @@ class GraphStore:
 
 class MoleculeDataset(Dataset):
     """Tokenized molecules, optionally with their graphs. Molecules longer than ``max_length``
-    tokens are dropped and counted in ``n_too_long``. Token ids are held as one int32 array with
+    tokens are dropped and counted in ``n_too_long``; molecules with a token outside the tokenizer's
+    vocabulary (a fine-tuned prior's, fitted on other data) are skipped and counted in ``n_unknown``
+    (their tokens in ``unknown_tokens``). Token ids are held as one int32 array with
     offsets; an item's ``tokens`` is a (L,) long tensor."""
 
     def __init__(
@@ -614,8 +616,14 @@ class MoleculeDataset(Dataset):
         ids = array.array("i")
         lengths = array.array("i")
         index = array.array("q")
+        self.n_unknown = 0
+        self.unknown_tokens: collections.Counter[str] = collections.Counter()
         for i, s in enumerate(smiles):
             encoded = tokenizer.encode(s)
+            if tokenizer.unk_id in encoded:  # a vocabulary not fitted on these molecules (a fine-tuned prior's)
+                self.n_unknown += 1
+                self.unknown_tokens.update(t for t in tokenizer.split(s) if t not in tokenizer.index)
+                continue
             if len(encoded) <= max_length:
                 ids.extend(encoded)
                 lengths.append(len(encoded))
@@ -624,9 +632,12 @@ class MoleculeDataset(Dataset):
         self._lengths = np.frombuffer(lengths, dtype=np.int32) if len(lengths) else np.zeros(0, np.int32)
         self._offsets = np.concatenate([[0], np.cumsum(self._lengths, dtype=np.int64)])
         self.index = np.frombuffer(index, dtype=np.int64) if len(index) else np.zeros(0, np.int64)
-        self.n_too_long = len(smiles) - len(self.index)
+        self.n_too_long = len(smiles) - len(self.index) - self.n_unknown
         if self.n_too_long:
             log.info("dropped %d molecules longer than %d tokens", self.n_too_long, max_length)
+        if self.n_unknown:
+            log.warning("skipped %d of %d molecules with a token outside the vocabulary (%s)", self.n_unknown,
+                        len(smiles), unknown_summary(self.unknown_tokens))
         self.graphs = graphs
         self.targets = None if targets is None else np.asarray(targets, dtype=np.float32)
         self.pad_id = tokenizer.pad_id
