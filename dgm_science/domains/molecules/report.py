@@ -191,7 +191,8 @@ def molecules_section(results: Path, inputs: Inputs | None = None) -> str:
                 figures.append(Figure(f"{model}: sampled molecules (seed {first['seed']})", _grid(samples[model]),
                                       "sampled molecules", "No valid molecules."))
         reference = input_path(inputs, f"molecules/{dataset}/ref_test")
-        datasets.append({"name": dataset, "table": _table(dataset, ds_runs),
+        title = dataset.upper() if dataset in NOTES else f"{dataset}: your molecules"
+        datasets.append({"name": dataset, "title": title, "table": _table(dataset, ds_runs),
                          "note": NOTES.get(dataset, NOTES["user"]).format(of_size=of_size), "figures": figures,
                          "histograms": _histograms(samples, reference) if samples else None})
     return render(Path(__file__).with_name("report.html.j2"), datasets=datasets)
