@@ -64,9 +64,8 @@ def measure(command: list[str], interval: float = 0.2) -> dict:
             for p in tree:
                 try:
                     rss += p.memory_info().rss
-                    times = p.cpu_times()
-                    cpu[p.pid] = times.user + times.system + getattr(times, "children_user", 0) + \
-                        getattr(times, "children_system", 0)
+                    times = p.cpu_times()  # the process's own time (its children are in the tree)
+                    cpu[p.pid] = times.user + times.system
                 except psutil.NoSuchProcess:
                     pass
             peak = max(peak, rss)
@@ -116,7 +115,9 @@ def main(argv: list[str] | None = None) -> None:
                           "peak RSS GB", "cores busy (CPU s / wall s)", "standardised", "duplicates removed",
                           "skipped", "unique", "train / valid / test"],
               "rows": rows,
-              "notes": ["Peak RSS is the largest sum, sampled every 0.2 s, of the resident memory of the dgm process "
+              "notes": ["CPU seconds: each process's own user + system time, sampled every 0.2 s (a worker's last "
+                        "0.2 s may be missed).",
+                        "Peak RSS is the largest sum, sampled every 0.2 s, of the resident memory of the dgm process "
                         "and its worker processes.",
                         "Measured on a machine shared with other jobs (its load average is in provenance.host): "
                         "the wall times are upper bounds."]}
