@@ -269,11 +269,17 @@ def gpu(bench: dict, path: Path) -> list[Table]:
                    "train tokens/s", "peak GPU memory GiB", "loss falls", "decodable fraction", "error"], rows)]
 
 
+def already_a_table(bench: dict, path: Path) -> list[Table]:
+    """A bench that writes its result file's shape itself (title, columns, rows, notes beside its provenance)."""
+    return [Table("", bench["title"], bench["columns"], bench["rows"], list(bench.get("notes", [])))]
+
+
 TABLES: dict[str, Callable[[dict, Path], list[Table]]] = {
     "bench_molecules": molecules, "bench_structures": structures, "bench_sequences": sequences,
     "bench_trajectories": trajectories, "bench_trajectories_data": trajectories_data,
     "bench_offline_rl": offline_rl, "bench_predict": predict, "bench_design": design, "bench_metrics": metrics,
     "bench_moses_full": moses_full, "bench_ood": ood, "gpu_check": gpu,
+    "bench_prepare_smiles": already_a_table,
 }
 """The tables of each bench script's output, by the script's name."""
 

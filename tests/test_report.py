@@ -114,11 +114,11 @@ def test_trajectories_without_baseline_inputs(tmp_path):
                                               ["closed-loop score, d4rl ↑", "80.000", "Diffuser (d4rl, GPU): 113.900"]]
     html = trajectories_section(results, {})
     assert "<b>maze-diffuser</b> (ours, map-free, seed 0)" in html and "80.0 ± 0.0" in html and "113.9" in html
-    assert "Expert planner" not in html and "No planner" not in html and "Expert data" not in html
+    assert "Expert planner" not in html and "No planner" not in html and "The training data" not in html
     prepare = _write(tmp_path / "resources/trajectories/pointmaze-umaze/data/prepare.json",
                      {"train_episodes": 10, "valid_episodes": 2, "train_steps": 1000, "valid_steps": 200})
     html = trajectories_section(results, {"trajectories/pointmaze-umaze/prepare": prepare})
-    assert "Expert data" in html and "<td>1,200</td>" in html
+    assert "The training data" in html and "<td>1,200</td>" in html
 
 
 def test_empty_results_give_the_placeholder_page(tmp_path):

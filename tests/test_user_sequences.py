@@ -229,6 +229,18 @@ def test_prepare_streams_the_file_memory_is_far_below_its_size(tmp_path, monkeyp
 
 # ----------------------------------------------------------------------------- the workflow block
 
+SNAKEMAKE_CONFIG = """\
+seeds: [0]
+sequences:
+  my-amplicons:
+    source: {kind: fasta, path: amplicons.fasta, alphabet: auto, split: random}
+    compression: true
+    models:
+      seq-arm:
+        model: {d_model: 16, n_layers: 1, n_heads: 2, dropout: 0.0, max_length: 300}
+"""
+"""A user FASTA's pipeline block (docs/your-data/sequences.md has the whole one)."""
+
 
 def test_the_user_block_validates_with_compression_and_the_kind_is_registered(tmp_path):
     from snakemake.utils import validate as snakemake_validate

@@ -156,14 +156,21 @@ def model_config_json(group, dataset, model):
 
 def train_inputs_of(group, inputs):
     """An input function: the group's training inputs (``inputs``) and, for a fine-tuning run
-    (``train.init_from``), the checkpoint it starts from, so that a changed prior trains it again."""
+    (``train.init_from``), the checkpoint it starts from, so that a changed prior trains it again.
+    """
 
     def of(wildcards):
         found = inputs(wildcards)
-        prior = (model_entry(group, wildcards.dataset, wildcards.model).get("train") or {}).get("init_from")
+        prior = (
+            model_entry(group, wildcards.dataset, wildcards.model).get("train") or {}
+        ).get("init_from")
         if not prior:
             return found
-        return {**found, "init_from": prior} if isinstance(found, dict) else [*found, prior]
+        return (
+            {**found, "init_from": prior}
+            if isinstance(found, dict)
+            else [*found, prior]
+        )
 
     return of
 

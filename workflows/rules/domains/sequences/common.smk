@@ -41,5 +41,7 @@ MODEL_RULES["sequences"] = ModelRules(
         for seed in model_seeds("sequences", dataset, "seq-arm")
     ],
     # a user dataset (source kind fasta) is prepared into the built-in sets' files
-    prepared={"sequences": ["train.fasta", "valid.fasta", "test.fasta", "prepare.json"]},
+    prepared={
+        "sequences": ["train.fasta", "valid.fasta", "test.fasta", "prepare.json"]
+    },
 )

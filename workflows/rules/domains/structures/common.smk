@@ -130,7 +130,7 @@ MODEL_RULES["structures"] = ModelRules(
         },
     },
     evaluate_inputs=structures_evaluate_inputs,
-    # a user dataset's prepared folder (models.smk's <domain>_import rule runs dgm prepare --source):
+    # a user dataset's prepared folder, written by dgm prepare --source (models.smk's <domain>_import);
     # conformers (dgm_science/domains/structures/conformer_sources.py): qm9-3d's prepared files;
     # a trajectory (md_sources.py): USER_MD_DATA_FILES
     prepared={"conformers": CONFORMER_DATA_FILES, "peptide-md": USER_MD_DATA_FILES},
