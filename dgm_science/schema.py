@@ -206,7 +206,7 @@ def sources_schema(domain: str) -> dict[str, Any]:
         if doc:
             options["description"] = _one_line(doc.split("\n\n")[0])
         branches.append({"if": _kind_condition([kind]), "then": options})
-    return {"type": "object", "required": ["kind", "path"], "properties": {"kind": {"enum": kinds}},
+    return {"type": "object", "required": ["kind"], "properties": {"kind": {"enum": kinds}},
             "allOf": branches}
 
 
