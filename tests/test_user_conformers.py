@@ -7,7 +7,6 @@ from __future__ import annotations
 import gzip
 import json
 import shlex
-import shutil
 from pathlib import Path
 
 import numpy as np

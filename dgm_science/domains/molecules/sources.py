@@ -16,8 +16,8 @@ import io
 import logging
 import math
 import sys
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -174,16 +174,19 @@ def read_sdf_source(path: Path, options: SdfOptions) -> Rows:
     if not records[-1].strip():
         records = records[:-1]
     line = 1
+    found: set[str] = set()  # every record's tags, readable or not (a property named nowhere is an error)
     for i, record in enumerate(records):
         # after "$$$$" the rest of its line; the molblock starts on the next (its first line, the name, may be empty)
         body = record.split(b"\n", 1)[1] if i > 0 and b"\n" in record else record
         start = line + (1 if i > 0 else 0)
         line += record.count(b"\n")
-        mol = Chem.MolFromMolBlock(body.split(b"\n>")[0].decode("utf-8", "replace"), sanitize=True, removeHs=False)
+        decoded = body.decode("utf-8", "replace")
+        tags = _sd_tags(decoded)
+        found.update(tags)
+        mol = Chem.MolFromMolBlock(decoded.split("\n>")[0], sanitize=True, removeHs=False)
         if mol is None:
             skipped.append((start, "RDKit cannot read the record"))
             continue
-        tags = _sd_tags(body.decode("utf-8", "replace"))
         row = []
         for p in options.properties:
             try:
@@ -198,9 +201,6 @@ def read_sdf_source(path: Path, options: SdfOptions) -> Rows:
         smiles.append(Chem.MolToSmiles(Chem.RemoveHs(mol, sanitize=False)))
         lines.append(start)
         values.append(row)
-    found = set()
-    for record in records:
-        found.update(_sd_tags(record.decode("utf-8", "replace")))
     absent = [p for p in options.properties if p not in found]
     if absent and records:
         raise DataError(f"{path}: no SD tag {', '.join(map(repr, absent))} in any record (tags: "
