@@ -70,9 +70,9 @@ class SeqHVAEConfig(SeqVAEConfig):
 
     latent_layers: int = bounded(3, minimum=2)
     state_dim: int = bounded(128, minimum=1)
-    kl_balancing: bool = True
-    residual_posterior: bool = True
-    skip_latents: bool = True
+    kl_balancing: bool = False
+    residual_posterior: bool = False
+    skip_latents: bool = False
 
 
 def _network(cfg: SeqARMConfig, state: dict[str, Any], *, causal: bool = True, extra_condition: int = 0
