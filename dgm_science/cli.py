@@ -310,7 +310,9 @@ def _evaluate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--samples", type=Path, required=True, help="samples file written by `dgm sample`")
     p.add_argument("--checkpoint", type=Path, default=None,
                    help="the samples' checkpoint: its training budget (steps, and whether the time cap stopped it "
-                        "early) goes into metrics.json as training_*")
+                        "early) goes into metrics.json as training_*, and for a latent-variable model (a VAE, a "
+                        "hierarchical VAE) each latent layer's active units and KL on the domain's held-out "
+                        "typical set as latent")
     p.add_argument("--reference", type=Path, required=True,
                    help="prepared data folder with the domain's reference files (`dgm reference`)")
     output_argument(p, "--out", required=True, help="metrics.json")
@@ -329,8 +331,31 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
 
         payload = checkpoint.load(args.checkpoint)
         metrics.update(training_budget(payload["info"], payload["config"]["train"]))
+        latent = held_out_latent_statistics(args.checkpoint, domain, args.reference)
+        if latent is not None:
+            metrics["latent"] = latent
     write_json(args.out, metrics)
     log.info("metrics: %s", json.dumps(metrics))
+
+
+def held_out_latent_statistics(checkpoint: Path, domain: Any, reference: Path) -> dict[str, Any] | None:
+    """Of a latent-variable model's checkpoint: each latent layer's size, active units and mean KL
+    (``LoadedModel.latent_statistics``) on the domain's held-out typical set under ``reference``
+    (sequences: valid.fasta), so that every run that evaluates its samples also counts its active
+    units (posterior collapse: 0); None for other models or a domain without a typical set."""
+    from dgm_science import api
+    from dgm_science.base import LatentVariableModel
+
+    loaded = api.load(checkpoint, device="cpu")
+    if not isinstance(loaded.model, LatentVariableModel):
+        return None
+    items = domain.typical_set(reference, loaded.config.model)
+    if items is None or not len(items):
+        return None
+    latent = loaded.latent_statistics(list(items))
+    if latent is not None:
+        latent["split"] = "typical set (held-out validation)"
+    return latent
 
 
 def named_path(text: str) -> tuple[str, Path]:

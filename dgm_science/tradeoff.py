@@ -207,10 +207,15 @@ def compression(cell: Cell) -> str:
 
 
 def latent_space(cell: Cell) -> str:
-    """The family's representation, with the active latent units per seed where ``dgm likelihood``
-    counted them (posterior collapse shows as 0)."""
-    counts = [f"{sum(t['latent']['active_units'])}/{sum(t['latent']['latent_dims'])}"
-              for t in cell.files("test_likelihood.json") if "latent" in t]
+    """The family's representation, with the active latent units per seed (per layer where there are
+    several) where ``dgm likelihood`` (test split) or else ``dgm evaluate`` (``metrics.json``,
+    validation split) counted them (posterior collapse shows as 0)."""
+    latents = [t["latent"] for t in cell.files("test_likelihood.json") if "latent" in t]
+    if not latents:
+        latents = [m["latent"] for m in cell.files("metrics.json") if "latent" in m]
+    counts = [f"{sum(t['active_units'])}/{sum(t['latent_dims'])}"
+              + (f" ({' + '.join(str(a) for a in t['active_units'])})" if len(t["active_units"]) > 1 else "")
+              for t in latents]
     return f"{cell.representation}; active units {', '.join(counts)}" if counts else cell.representation
 
 

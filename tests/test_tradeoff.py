@@ -158,3 +158,21 @@ def test_a_trained_checkpoint_says_its_family_and_sample_timing_is_written_when_
     assert timing["threads"] == torch.get_num_threads()  # the trade-off table labels each speed with it
     assert timing["score_seconds"] > 0 and timing["total_seconds"] >= timing["generate_seconds"] + timing[
         "score_seconds"]
+
+
+def test_the_latent_space_shows_each_layers_active_units_from_likelihood_or_else_from_evaluate(tmp_path):
+    """Every run counts its active units (dgm evaluate's metrics.json latent, validation split), so the
+    table shows them where dgm likelihood did not run; per layer where there are several."""
+    results = tmp_path / "results"
+    hvae = {"family": "hierarchical VAE", "likelihood": "bound", "representation": "yes: z_1..z_L ~ q(z_l | z_>l, x)"}
+    latent = {"active_units": [3, 0, 5], "latent_dims": [16, 16, 16]}
+    _run(results, "sequences", "16s-v4", "seq-hvae", 0, {"kmer_js_k3": 0.02, "latent": latent}, hvae)
+    _run(results, "sequences", "16s-v4", "seq-hvae", 1, {"kmer_js_k3": 0.02, "latent": latent | {"active_units": [1, 2, 3]}},
+         hvae)
+    rows = {str(cells[1]): [str(c) for c in cells] for _, cells in detail_table(collect_cells(results)).rows}
+    assert rows["seq-hvae (16s-v4)"][7].endswith("active units 8/48 (3 + 0 + 5), 6/48 (1 + 2 + 3)")
+    # dgm likelihood's test-split count wins where it ran
+    _write(results / "sequences/16s-v4/seq-hvae/seed0/test_likelihood.json",
+           {"bits_per_residue": 0.9, "latent": latent | {"active_units": [16, 16, 16]}})
+    rows = {str(cells[1]): [str(c) for c in cells] for _, cells in detail_table(collect_cells(results)).rows}
+    assert rows["seq-hvae (16s-v4)"][7].endswith("active units 48/48 (16 + 16 + 16)")

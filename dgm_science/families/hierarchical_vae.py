@@ -11,9 +11,22 @@ Inference shares the top-down path: a bottom-up encoder gives one feature vector
 layers above, so each layer's KL is between two Gaussians, in closed form).
 
 ELBO = E_q log p(x | z) - sum_l E_q KL(q(z_l | x, z_{>l}) || p(z_l | z_{>l})), one posterior sample.
-Free bits (Kingma et al. 2016) per layer: the training loss counts max(lambda, the batch mean of
-layer l's KL), so no layer is pushed below lambda nats (posterior collapse); ``log_prob`` is the
-plain ELBO.
+
+Against posterior collapse (every option changes the training loss or the parameterisation, never
+what ``log_prob`` means: it is always the plain ELBO):
+
+- KL warm-up (Bowman et al. 2016; NVAE): beta rises from 0 to ``kl_weight`` over ``kl_anneal_steps``.
+- KL balancing per group (NVAE, Vahdat & Kautz 2020, Sec. 3.2 / their code's ``kl_balancer``):
+  while beta < ``kl_weight`` each layer's KL is weighted by gamma_l proportional to its batch-mean
+  KL per unit (+ 0.01), normalised to mean 1 over the layers, so a layer that carries little
+  information is pushed towards its prior less than one that carries much.
+- Free bits per group (Kingma et al. 2016): the loss counts max(lambda, the batch mean of layer l's
+  KL), so no layer is pushed below lambda nats.
+- Residual posterior (NVAE Eq. 2): below the top, q(z_l | ..) = N(mu_p + dmu, sigma_p * dsigma): the
+  posterior network predicts the shift and scale relative to the layer's own prior.
+- Latent skip connections to the decoder (Dieng et al. 2019, "Avoiding latent variable collapse
+  with generative skip models"): the decoder's condition is [d_0, z_1, .., z_L], every layer's z
+  reaching the decoder directly, not only through the top-down path's nonlinear, normalised state.
 """
 
 from __future__ import annotations
@@ -67,9 +80,12 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     ``encoder(batch) -> [h_1, .., h_L]``: one (B, feature_dim) vector per layer, shallow to deep;
     ``latent_dims``: the size of z_1 .. z_L (the same order); ``decoder``: a conditional
     GenerativeModel (``log_prob(batch, condition=c)``, ``sample(n, condition=c)``) whose condition
-    is the last top-down state, (B, ``state_dim``). ``loss`` = [-sum log p(x | z) + beta * B * sum_l
-    max(free_bits, mean KL_l)] / ``loss_scale(batch)``, beta annealed from 0 to ``kl_weight`` over
-    ``kl_anneal_steps``; ``log_prob`` is the ELBO in nats (B,).
+    is the last top-down state, (B, ``state_dim``), followed by z_1 .. z_L where ``skip_latents``
+    (its width: ``condition_dim(state_dim, latent_dims, skip_latents)``). ``loss`` = [-sum log p(x | z)
+    + beta * B * sum_l gamma_l max(free_bits, mean KL_l)] / ``loss_scale(batch)``, beta annealed from 0
+    to ``kl_weight`` over ``kl_anneal_steps``, gamma_l the KL balancing coefficients (1 without
+    ``kl_balancing`` or once beta = ``kl_weight``); ``residual_posterior``: NVAE's q = N(mu_p + dmu,
+    sigma_p * dsigma) below the top layer. ``log_prob`` is the ELBO in nats (B,).
     """
 
     likelihood = "bound"
@@ -78,7 +94,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
 
     def __init__(self, encoder: nn.Module, decoder: GenerativeModel, feature_dim: int, latent_dims: Sequence[int], *,
                  state_dim: int = 128, hidden: int = 128, kl_weight: float = 1.0, kl_anneal_steps: int = 0,
-                 free_bits: float = 0.0, loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
+                 free_bits: float = 0.0, kl_balancing: bool = False, residual_posterior: bool = False,
+                 skip_latents: bool = False, loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
         super().__init__()
         if len(latent_dims) < 2:
             raise ValueError(f"a hierarchical VAE needs at least two latent layers, got {len(latent_dims)}")
@@ -86,6 +103,7 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         self.latent_dims = [int(d) for d in latent_dims]
         self.state_dim = state_dim
         self.kl_weight, self.kl_anneal_steps, self.free_bits = kl_weight, kl_anneal_steps, free_bits
+        self.kl_balancing, self.residual_posterior, self.skip_latents = kl_balancing, residual_posterior, skip_latents
         self.loss_scale = loss_scale
         top = self.latent_dims[-1]
         self.top_posterior = _Gaussian(feature_dim, hidden, top)
@@ -103,6 +121,28 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     def layers(self) -> int:
         return len(self.latent_dims)
 
+    @staticmethod
+    def condition_dim(state_dim: int, latent_dims: Sequence[int], skip_latents: bool) -> int:
+        """The width of the decoder's condition: the last top-down state, and with ``skip_latents``
+        every layer's z."""
+        return state_dim + (sum(int(d) for d in latent_dims) if skip_latents else 0)
+
+    def _condition(self, d: torch.Tensor, z: torch.Tensor, zs: list[torch.Tensor]) -> torch.Tensor:
+        """The decoder's condition from the last top-down state d_1, z_1 and (with ``skip_latents``)
+        every layer's z, layers 1 .. L: (B, ``condition_dim``)."""
+        out = self.output(d, z)
+        return torch.cat([out, *zs], dim=-1) if self.skip_latents else out
+
+    def _posterior(self, i: int, d: torch.Tensor, feature: torch.Tensor, mu_p: torch.Tensor, log_var_p: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer i+1's posterior (mu, log_var) from the top-down state and its bottom-up feature; with
+        ``residual_posterior`` the network's output is (dmu, log dsigma^2) relative to the prior
+        (NVAE Eq. 2: mu_q = mu_p + dmu, sigma_q = sigma_p * dsigma)."""
+        mu, log_var = self.posteriors[i](torch.cat([d, feature], dim=-1))
+        if self.residual_posterior:
+            return mu_p + mu, (log_var_p + log_var).clamp(-10, 10)
+        return mu, log_var
+
     def _infer(self, batch: Any, *, use_mean: bool = False
                ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
         """One pass down the posterior: the decoder's condition d_0 (B, state_dim), each layer's
@@ -117,15 +157,18 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         z = mu if use_mean else mu + torch.randn_like(mu) * (0.5 * log_var).exp()
         kls[-1] = gaussian_kl(mu, log_var, torch.zeros_like(mu), torch.zeros_like(log_var))
         means[-1] = mu
+        zs: list[torch.Tensor] = [torch.empty(0)] * self.layers
+        zs[-1] = z
         d = self.start.expand(mu.shape[0], -1)
         for i in range(self.layers - 2, -1, -1):  # layer i+1 (0-based i), top down
             d = self.steps[i](d, z)
             mu_p, log_var_p = self.priors[i](d)
-            mu, log_var = self.posteriors[i](torch.cat([d, features[i]], dim=-1))
+            mu, log_var = self._posterior(i, d, features[i], mu_p, log_var_p)
             z = mu if use_mean else mu + torch.randn_like(mu) * (0.5 * log_var).exp()
             kls[i] = gaussian_kl(mu, log_var, mu_p, log_var_p)
             means[i] = mu
-        return self.output(d, z), kls, means
+            zs[i] = z
+        return self._condition(d, z, zs), kls, means
 
     def _terms(self, batch: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
         condition, kls, _ = self._infer(batch)
@@ -136,11 +179,23 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         n = reconstruction.shape[0]
         per_layer = torch.stack([kl.mean() for kl in kls])  # (L,)
         floored = per_layer.clamp(min=self.free_bits) if self.free_bits > 0 else per_layer
+        gamma = self.balance(per_layer)
         scale = self.loss_scale(batch) if self.loss_scale is not None else 1.0
         self._last = {"reconstruction": -reconstruction.mean().detach(), "kl": per_layer.sum().detach(),
                       "beta": torch.tensor(self.beta),
-                      **{f"kl_layer{i + 1}": v.detach() for i, v in enumerate(per_layer)}}
-        return (-reconstruction.sum() + self.beta * n * floored.sum()) / scale
+                      **{f"kl_layer{i + 1}": v.detach() for i, v in enumerate(per_layer)},
+                      **{f"kl_gamma{i + 1}": v.detach() for i, v in enumerate(gamma)}}
+        return (-reconstruction.sum() + self.beta * n * (gamma * floored).sum()) / scale
+
+    def balance(self, per_layer: torch.Tensor) -> torch.Tensor:
+        """NVAE's KL balancing coefficients gamma_l (L,), no gradient: during the warm-up (beta <
+        ``kl_weight``) proportional to (layer l's batch-mean KL + 0.01) / its number of units, mean 1
+        over the layers; ones otherwise (and without ``kl_balancing``). ``per_layer``: (L,) nats."""
+        if not self.kl_balancing or self.beta >= self.kl_weight:
+            return torch.ones_like(per_layer)
+        dims = torch.tensor(self.latent_dims, dtype=per_layer.dtype, device=per_layer.device)
+        weight = (per_layer.detach().abs() + 0.01) / dims
+        return weight / weight.mean()
 
     def metrics_to_log(self) -> dict[str, torch.Tensor]:
         return self._last
@@ -178,11 +233,14 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
 
         top = self.latent_dims[-1]
         z = draw(torch.zeros(n, top, device=device), torch.zeros(n, top, device=device))
+        zs: list[torch.Tensor] = [torch.empty(0)] * self.layers
+        zs[-1] = z
         d = self.start.expand(n, -1)
         for i in range(self.layers - 2, -1, -1):
             d = self.steps[i](d, z)
             z = draw(*self.priors[i](d))
-        return self.decoder.sample(n, generator=generator, condition=self.output(d, z), **kwargs)
+            zs[i] = z
+        return self.decoder.sample(n, generator=generator, condition=self._condition(d, z, zs), **kwargs)
 
 
 def active_units(means: Sequence[torch.Tensor], threshold: float = ACTIVE_UNIT_THRESHOLD) -> list[int]:

@@ -33,14 +33,15 @@ class _Encoder(nn.Module):
         return out
 
 
-def _model(latent_dims=(3, 4, 2), free_bits: float = 0.0, seed: int = 0) -> HierarchicalVAE:
+def _model(latent_dims=(3, 4, 2), free_bits: float = 0.0, seed: int = 0, **options) -> HierarchicalVAE:
     torch.manual_seed(seed)
     state = 10
+    condition = HierarchicalVAE.condition_dim(state, latent_dims, options.get("skip_latents", False))
     network = CausalTransformer(VOCAB, d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.0,
-                                condition_dim=state)
+                                condition_dim=condition)
     decoder = AutoregressiveModel(network, pad_id=PAD, bos_id=BOS, eos_id=EOS)
     return HierarchicalVAE(_Encoder(len(latent_dims)), decoder, FEATURES, list(latent_dims), state_dim=state,
-                           hidden=16, free_bits=free_bits)
+                           hidden=16, free_bits=free_bits, **options)
 
 
 def _batch(rows):
@@ -144,3 +145,80 @@ def test_fewer_than_two_layers_or_a_mismatched_encoder_is_refused():
     model.encoder = _Encoder(2)
     with pytest.raises(ValueError, match="2 feature vectors for 3"):
         model.log_prob(_batch(BATCH))
+
+
+def test_kl_balancing_weights_each_layer_by_its_kl_per_unit_during_the_warm_up_only():
+    """NVAE's kl_balancer: gamma_l = (KL_l + 0.01) / D_l, mean 1 over the layers, while beta < kl_weight."""
+    model = _model(latent_dims=(2, 4, 2), kl_balancing=True)
+    model.kl_anneal_steps, model.kl_weight = 100, 1.0
+    per_layer = torch.tensor([0.0, 3.99, 1.99])
+    model.set_training_step(10)  # beta = 0.1: warming up
+    raw = torch.tensor([0.01 / 2, 4.0 / 4, 2.0 / 2])
+    assert torch.allclose(model.balance(per_layer), raw / raw.mean())
+    # the layer with no KL is penalised ~200 times less than the others: no push to collapse it further
+    assert model.balance(per_layer)[0] < model.balance(per_layer)[1] / 100
+    model.set_training_step(100)  # warm-up over: the plain KL
+    assert torch.equal(model.balance(per_layer), torch.ones(3))
+    model.set_training_step(10)
+    model.kl_balancing = False
+    assert torch.equal(model.balance(per_layer), torch.ones(3))
+
+
+def test_kl_balancing_changes_the_loss_by_the_balanced_kl_and_not_the_elbo():
+    batch = _batch(BATCH)
+    plain, balanced = _model(), _model(kl_balancing=True)
+    for m in (plain, balanced):
+        m.kl_anneal_steps, m.kl_weight = 10, 1.0
+        m.set_training_step(5)  # beta 0.5
+    torch.manual_seed(5)
+    loss_plain = plain.loss(batch)
+    per_layer = torch.stack([plain.metrics_to_log()[f"kl_layer{i}"] for i in (1, 2, 3)])
+    torch.manual_seed(5)
+    loss_balanced = balanced.loss(batch)
+    gamma = balanced.balance(per_layer)
+    assert not torch.allclose(gamma, torch.ones(3)), "untrained layers have different KLs per unit"
+    assert torch.allclose(loss_balanced - loss_plain, 0.5 * 4 * ((gamma - 1) * per_layer).sum(), atol=1e-3)
+    elbo = []
+    for model in (plain, balanced):
+        torch.manual_seed(5)
+        elbo.append(model.log_prob(batch))
+    assert torch.allclose(elbo[0], elbo[1], atol=1e-5)
+
+
+def test_the_residual_posterior_is_the_prior_shifted_and_scaled_by_the_posterior_network():
+    """NVAE Eq. 2: q(z_l | ..) = N(mu_p + dmu, sigma_p * dsigma); the top layer's prior is N(0, I)."""
+    model = _model(residual_posterior=True).eval()
+    batch = _batch(BATCH)
+    features = model.encoder(batch)
+    _, kls, means = model._infer(batch, use_mean=True)
+    top, _ = model.top_posterior(features[-1])
+    d = model.steps[1](model.start.expand(4, -1), top)
+    mu_p, log_var_p = model.priors[1](d)
+    dmu, dlog_var = model.posteriors[1](torch.cat([d, features[1]], dim=-1))
+    assert torch.allclose(means[1], mu_p + dmu, atol=1e-6)
+    assert torch.allclose(kls[1], gaussian_kl(mu_p + dmu, log_var_p + dlog_var, mu_p, log_var_p), atol=1e-5)
+    # its KL is that of the shift and scale alone: 0.5 sum(dmu^2 / sigma_p^2 + dsigma^2 - 1 - log dsigma^2)
+    closed = 0.5 * (dmu ** 2 / log_var_p.exp() + dlog_var.exp() - 1 - dlog_var).sum(-1)
+    assert torch.allclose(kls[1], closed, atol=1e-4)
+    # without it the same network output is the posterior itself
+    model.residual_posterior = False
+    _, _, plain_means = model._infer(batch, use_mean=True)
+    assert torch.allclose(plain_means[1], dmu, atol=1e-6) and not torch.allclose(plain_means[1], means[1])
+
+
+def test_skip_latents_put_every_layers_z_into_the_decoders_condition():
+    """Dieng et al. 2019: the decoder's condition is [d_0, z_1, .., z_L], not d_0 alone."""
+    dims = (3, 4, 2)
+    assert HierarchicalVAE.condition_dim(10, dims, True) == 19 and HierarchicalVAE.condition_dim(10, dims, False) == 10
+    model = _model(latent_dims=dims, skip_latents=True).eval()
+    batch = _batch(BATCH)
+    condition, _, means = model._infer(batch, use_mean=True)
+    assert condition.shape == (4, 19)
+    assert torch.equal(condition[:, 10:], torch.cat(means, dim=-1))  # z_l = its posterior mean here
+    tokens = model.sample(5, generator=torch.Generator().manual_seed(0))
+    assert tokens.shape[0] == 5
+    # the decoder reads z_1 directly: changing z_1 alone changes log p(x | z)
+    shifted = condition.clone()
+    shifted[:, 10:13] += 3.0
+    assert not torch.allclose(model.decoder.log_prob(batch, condition=condition),
+                              model.decoder.log_prob(batch, condition=shifted))

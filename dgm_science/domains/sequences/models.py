@@ -63,10 +63,16 @@ class SeqHVAEConfig(SeqVAEConfig):
     """Hierarchical (top-down) VAE: ``latent_layers`` layers of ``latent_dim`` units each; the
     convolutional encoder's ``encoder_layers`` split evenly into as many bottom-up stages (one
     feature vector per latent layer, shallow for z_1, deep for z_L); a top-down path of width
-    ``state_dim`` whose last state conditions the transformer decoder. ``free_bits``: per layer."""
+    ``state_dim`` whose last state conditions the transformer decoder. ``free_bits``: per layer.
+    Against posterior collapse (``HierarchicalVAE``): ``kl_balancing`` (NVAE's per-layer KL
+    coefficients during the warm-up), ``residual_posterior`` (NVAE's q = N(mu_p + dmu, sigma_p *
+    dsigma)), ``skip_latents`` (every layer's z joins the decoder's condition, Dieng et al. 2019)."""
 
     latent_layers: int = bounded(3, minimum=2)
     state_dim: int = bounded(128, minimum=1)
+    kl_balancing: bool = False
+    residual_posterior: bool = False
+    skip_latents: bool = False
 
 
 def _network(cfg: SeqARMConfig, state: dict[str, Any], *, causal: bool = True, extra_condition: int = 0
@@ -212,9 +218,12 @@ class SeqHVAE(ModelSpec):
             raise ValueError("seq-hvae is unconditional: set model.conditional: false")
         encoder = LadderConvEncoder(len(Vocabulary(state["alphabet"])), cfg.encoder_channels, cfg.encoder_layers,
                                     cfg.latent_layers)
-        decoder = AutoregressiveModel(_network(cfg, state, extra_condition=cfg.state_dim), pad_id=PAD,
+        dims = [cfg.latent_dim] * cfg.latent_layers
+        condition = HierarchicalVAE.condition_dim(cfg.state_dim, dims, cfg.skip_latents)
+        decoder = AutoregressiveModel(_network(cfg, state, extra_condition=condition), pad_id=PAD,
                                       bos_id=BOS, eos_id=EOS)
-        return HierarchicalVAE(encoder, decoder, cfg.encoder_channels, [cfg.latent_dim] * cfg.latent_layers,
+        return HierarchicalVAE(encoder, decoder, cfg.encoder_channels, dims,
                                state_dim=cfg.state_dim, hidden=cfg.state_dim, kl_weight=cfg.kl_weight,
                                kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits,
-                               loss_scale=_residues_per_batch)
+                               kl_balancing=cfg.kl_balancing, residual_posterior=cfg.residual_posterior,
+                               skip_latents=cfg.skip_latents, loss_scale=_residues_per_batch)

@@ -84,12 +84,13 @@ def _compression_table(runs: list[dict]) -> Table | None:
 
 def _latent_table(runs: list[dict]) -> Table | None:
     """Per latent-variable run (VAE, hierarchical VAE): each latent layer's active units and KL on
-    the test split (``test_likelihood.json``'s ``latent``), layer 1 the lowest."""
+    the test split (``test_likelihood.json``'s ``latent``) or, where ``dgm likelihood`` did not run,
+    on the validation split (``metrics.json``'s, written by ``dgm evaluate``), layer 1 the lowest."""
     table = Table(["model", "latent layers", "active units per layer ↑", "KL per layer (nats / sequence)",
                    "test bits / residue ↓"])
     for run in sorted(runs, key=lambda r: (r["model"], r["seed"])):
         likelihood = _likelihood(run["dir"])
-        latent = likelihood.get("latent")
+        latent = likelihood.get("latent") or run["metrics"].get("latent")
         if not latent:
             continue
         units = " / ".join(f"{a} of {d}" for a, d in zip(latent["active_units"], latent["latent_dims"]))

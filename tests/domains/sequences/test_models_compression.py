@@ -279,3 +279,50 @@ def test_dgm_likelihood_reports_each_latent_layers_active_units_and_kl(tmp_path,
 
     again = loaded.latent_statistics(read_fasta(data_dir / "test.fasta"))
     assert again["kl_nats"] == pytest.approx(latent["kl_nats"]) and again["active_units"] == latent["active_units"]
+
+
+def _scale_posteriors(ckpt, tmp_path, factor: float):
+    """The same checkpoint with every posterior network's last layer times ``factor``: 0 gives, with
+    the residual posterior, q(z_l | ..) = p(z_l | z_>l) and q(z_L | x) = N(0, I) for every x (a
+    collapsed HVAE); a large factor posterior means that vary with x in every layer."""
+    payload = checkpoint.load(ckpt)
+    state = {k: (v * factor if (k.startswith("posteriors.") or k.startswith("top_posterior."))
+                 and ".net.2." in k else v) for k, v in payload["state_dict"].items()}
+    path = tmp_path / f"posteriors_x{factor:g}.ckpt"
+    checkpoint.save(path, domain="sequences", model_name=payload["model"], config=payload["config"],
+                    state_dict=state, domain_state=payload["domain_state"], info=payload["info"])
+    return path
+
+
+@pytest.mark.parametrize("name, layers", [("seq-hvae", 2), ("seq-vae", 1), ("seq-arm", 0)])
+def test_dgm_evaluate_counts_each_latent_layers_active_units_on_the_validation_split(tmp_path, data_dir, name,
+                                                                                    layers):
+    """Every run that evaluates its samples counts its active units (metrics.json's latent), not only
+    where ``dgm likelihood`` runs; a collapsed hierarchical VAE shows 0 in every layer."""
+    import json
+
+    from dgm_science.cli import main
+    from dgm_science.domains.sequences.fasta import read_fasta
+
+    # the residual posterior: zeroing the posterior networks' outputs makes q the prior in every layer
+    ckpt = _checkpoint(tmp_path, data_dir, name, **({"residual_posterior": True} if name == "seq-hvae" else {}))
+    samples, out = tmp_path / "samples.fasta", tmp_path / "metrics.json"
+    assert main(["sample", "--checkpoint", str(ckpt), "-n", "4", "--out", str(samples)]) == 0
+    args = ["evaluate", "--domain", "sequences", "--samples", str(samples), "--reference", str(data_dir)]
+    assert main([*args, "--checkpoint", str(ckpt), "--out", str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    if not layers:
+        assert "latent" not in metrics
+        return
+    latent = metrics["latent"]
+    assert latent["layers"] == layers and latent["items"] == len(read_fasta(data_dir / "valid.fasta"))
+    assert len(latent["active_units"]) == layers and all(k >= 0 for k in latent["kl_nats"])
+    if name != "seq-hvae":
+        return
+    # the active-unit check: 0 in every layer of a collapsed HVAE, > 0 in every layer where q varies with x
+    assert main([*args, "--checkpoint", str(_scale_posteriors(ckpt, tmp_path, 0.0)), "--out", str(out)]) == 0
+    collapsed = json.loads(out.read_text())["latent"]
+    assert collapsed["active_units"] == [0] * layers and max(collapsed["kl_nats"]) < 1e-4, collapsed
+    assert main([*args, "--checkpoint", str(_scale_posteriors(ckpt, tmp_path, 300.0)), "--out", str(out)]) == 0
+    used = json.loads(out.read_text())["latent"]
+    assert all(a > 0 for a in used["active_units"]) and min(used["kl_nats"]) > 0.1, used
