@@ -1,5 +1,5 @@
 """The structures domain's part of the ``dgm`` command: ``simulate`` (molecular dynamics of
-alanine dipeptide with OpenMM) and ``mixing`` (the Langevin sampler diagnostics of an
+alanine dipeptide with OpenMM) and ``mixing`` (the Markov-chain sampler diagnostics of an
 energy-based model)."""
 
 from __future__ import annotations
@@ -58,15 +58,15 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 MAX_CHAIN_STEPS = 1_000_000
-"""``dgm mixing`` Langevin steps beyond this need ``--yes``."""
+"""``dgm mixing`` chain steps (sweeps) beyond this need ``--yes``."""
 MAX_RECORDS = 10_000_000
 """Chain states ``dgm mixing`` keeps in memory (60 floats each: 2.4 GB)."""
 
 
 def _mixing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="an energy-based model (ala2-ebm) checkpoint")
-    p.add_argument("--chains", type=positive_int, default=32, help="independent Langevin chains from noise")
-    p.add_argument("--steps", type=positive_int, default=2000, help="Langevin steps per chain")
+    p.add_argument("--chains", type=positive_int, default=32, help="independent chains from noise")
+    p.add_argument("--steps", type=positive_int, default=2000, help="steps (the sampler's sweeps) per chain")
     p.add_argument("--every", type=positive_int, default=10, help="record the chains every this many steps")
     add_seed_argument(p, "seed of the chains' starts and noise")
     p.add_argument("--yes", action="store_true", help=f"run more than {MAX_CHAIN_STEPS:,} steps")
@@ -74,7 +74,7 @@ def _mixing_arguments(p: argparse.ArgumentParser) -> None:
     add_device_arguments(p)
 
 
-@command("mixing", "mixing diagnostics of an energy-based model's Langevin sampler: split R-hat and effective "
+@command("mixing", "mixing diagnostics of an energy-based model's Markov-chain sampler: split R-hat and effective "
          "sample size of the energy and the backbone torsions over independent chains", _mixing_arguments,
          description="Runs --chains chains from the noise distribution for --steps steps (sweeps: the "
                      "sampler `dgm sample` uses) and, over the second half of each chain, computes ArviZ's rank-normalized "
