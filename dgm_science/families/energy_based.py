@@ -212,7 +212,7 @@ class FlowEnergyBasedModel(GenerativeModel):
     family = "energy-based"
 
     def __init__(self, base: nn.Module, correction: nn.Module, key: str, dim: int, *, bound: float = 2.0,
-                 nce_weight: float = 1.0, sweeps: int = 50, mala_steps: int = 2, mala_step: float = 0.05,
+                 nce_weight: float = 1.0, sweeps: int = 20, mala_steps: int = 2, mala_step: float = 0.05,
                  independent_proposals: bool = True,
                  noise_init: Callable[..., torch.Tensor] | None = None) -> None:
         super().__init__()

@@ -66,8 +66,8 @@ MAX_RECORDS = 10_000_000
 def _mixing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="an energy-based model (ala2-ebm) checkpoint")
     p.add_argument("--chains", type=positive_int, default=32, help="independent chains from noise")
-    p.add_argument("--steps", type=positive_int, default=2000, help="steps (the sampler's sweeps) per chain")
-    p.add_argument("--every", type=positive_int, default=10, help="record the chains every this many steps")
+    p.add_argument("--steps", type=positive_int, default=500, help="steps (the sampler's sweeps) per chain")
+    p.add_argument("--every", type=positive_int, default=5, help="record the chains every this many steps")
     add_seed_argument(p, "seed of the chains' starts and noise")
     p.add_argument("--yes", action="store_true", help=f"run more than {MAX_CHAIN_STEPS:,} steps")
     output_argument(p, "--out", required=True, help="JSON: R-hat and effective sample size per statistic")

@@ -245,7 +245,7 @@ class Ala2EBMConfig:
     hidden_layers: int = bounded(2, minimum=1)
     bound: float = bounded(2.0, exclusive_minimum=0)
     nce_weight: float = bounded(1.0, minimum=0)
-    sweeps: int = bounded(50, minimum=1)
+    sweeps: int = bounded(20, minimum=1)
     mala_steps: int = bounded(2, minimum=0)
     mala_step: float = bounded(0.05, exclusive_minimum=0)
 
