@@ -367,7 +367,8 @@ class FlowEnergyBasedModel(GenerativeModel):
 
     def sampler_info(self) -> dict[str, Any]:
         """The sampler's settings, cost per sample in energy evaluations, and last acceptance rates."""
-        return {"sampler": "independence MH (flow base) + MALA in the flow's latent space", "sweeps": self.sweeps,
+        sampler = ("independence MH (flow base) + MALA" if self.independent_proposals else "MALA") + " in the flow's latent space"
+        return {"sampler": sampler, "sweeps": self.sweeps,
                 "mala_steps": self.mala_steps, "mala_step": self.mala_step,
                 "independent_proposals": self.independent_proposals,
                 "energy_evaluations_per_sample": self.sweeps * (int(self.independent_proposals) + self.mala_steps),
