@@ -1,5 +1,5 @@
 """The structures domain's part of the ``dgm`` command: ``simulate`` (molecular dynamics of
-alanine dipeptide with OpenMM) and ``mixing`` (the Langevin sampler diagnostics of an
+alanine dipeptide with OpenMM) and ``mixing`` (the Markov-chain sampler diagnostics of an
 energy-based model)."""
 
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import time
 from pathlib import Path
 
 from dgm_science.commands import (add_device_arguments, add_seed_argument, command, confirm_size, output_argument,
@@ -57,26 +58,26 @@ def cmd_simulate(args: argparse.Namespace) -> None:
 
 
 MAX_CHAIN_STEPS = 1_000_000
-"""``dgm mixing`` Langevin steps beyond this need ``--yes``."""
+"""``dgm mixing`` chain steps (sweeps) beyond this need ``--yes``."""
 MAX_RECORDS = 10_000_000
 """Chain states ``dgm mixing`` keeps in memory (60 floats each: 2.4 GB)."""
 
 
 def _mixing_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", type=Path, required=True, help="an energy-based model (ala2-ebm) checkpoint")
-    p.add_argument("--chains", type=positive_int, default=32, help="independent Langevin chains from noise")
-    p.add_argument("--steps", type=positive_int, default=2000, help="Langevin steps per chain")
-    p.add_argument("--every", type=positive_int, default=10, help="record the chains every this many steps")
+    p.add_argument("--chains", type=positive_int, default=32, help="independent chains from noise")
+    p.add_argument("--steps", type=positive_int, default=500, help="steps (the sampler's sweeps) per chain")
+    p.add_argument("--every", type=positive_int, default=5, help="record the chains every this many steps")
     add_seed_argument(p, "seed of the chains' starts and noise")
     p.add_argument("--yes", action="store_true", help=f"run more than {MAX_CHAIN_STEPS:,} steps")
     output_argument(p, "--out", required=True, help="JSON: R-hat and effective sample size per statistic")
     add_device_arguments(p)
 
 
-@command("mixing", "mixing diagnostics of an energy-based model's Langevin sampler: split R-hat and effective "
+@command("mixing", "mixing diagnostics of an energy-based model's Markov-chain sampler: split R-hat and effective "
          "sample size of the energy and the backbone torsions over independent chains", _mixing_arguments,
-         description="Runs --chains Langevin chains from the noise distribution for --steps steps (the sampler "
-                     "`dgm sample` uses) and, over the second half of each chain, computes ArviZ's rank-normalized "
+         description="Runs --chains chains from the noise distribution for --steps steps (sweeps: the "
+                     "sampler `dgm sample` uses) and, over the second half of each chain, computes ArviZ's rank-normalized "
                      "split R-hat and bulk ESS of the learned energy and of sin / cos of phi and psi. R-hat below "
                      "1.01 means the chains agree, i.e. the sampler has mixed; an energy-based model's samples are "
                      "only as good as that.")
@@ -88,7 +89,7 @@ def cmd_mixing(args: argparse.Namespace) -> None:
     from dgm_science.domains.structures.internal import TORSION_PHI, TORSION_PSI
     from dgm_science.domains.structures.metrics import backbone_torsions
     from dgm_science.domains.structures.models import internal_coordinates
-    from dgm_science.families.energy_based import EnergyBasedModel, mixing_diagnostics
+    from dgm_science.families.energy_based import mixing_diagnostics
 
     confirm_size(args, "--steps", args.steps, limit=MAX_CHAIN_STEPS, what="each step is a gradient of the energy")
     if (args.steps // args.every) * args.chains > MAX_RECORDS:
@@ -99,14 +100,16 @@ def cmd_mixing(args: argparse.Namespace) -> None:
     set_threads(args.threads)
     loaded = api.load(args.checkpoint, device=args.device)
     model = loaded.model
-    if not isinstance(model, EnergyBasedModel):
-        raise ValueError(f"{args.checkpoint}: a {loaded.name} model has no Langevin sampler; `dgm mixing` diagnoses "
-                         "energy-based models")
+    if model.likelihood != "unnormalized" or not hasattr(model, "chains"):
+        raise ValueError(f"{args.checkpoint}: a {loaded.name} model has no Markov-chain sampler; `dgm mixing` "
+                         "diagnoses energy-based models")
     generator = torch.Generator(device=loaded.device).manual_seed(args.seed)
+    started = time.perf_counter()
     trace = model.chains(args.chains, args.steps, every=args.every, generator=generator)  # (draws, chains, dim)
+    seconds = time.perf_counter() - started
     trace = trace[trace.shape[0] // 2:]  # the second half: after warm-up
     with torch.no_grad():
-        energy = model.energy(model.standardize(trace.reshape(-1, trace.shape[-1]))).reshape(trace.shape[:2])
+        energy = -model.log_prob({model.key: trace.reshape(-1, trace.shape[-1])}).reshape(trace.shape[:2])
     z = internal_coordinates(loaded.state)
     torsions = trace[..., z.torsions]
     pairs = loaded.state.get("ramachandran")
@@ -125,8 +128,8 @@ def cmd_mixing(args: argparse.Namespace) -> None:
     diagnostics = {name: mixing_diagnostics(values.double().cpu().numpy()) for name, values in statistics.items()}
     out = {**diagnostics, "max_rhat": max(d["rhat"] for d in diagnostics.values()),
            "min_ess_bulk": min(d["ess_bulk"] for d in diagnostics.values()), "chains": args.chains,
-           "steps": args.steps, "every": args.every, "seed": args.seed, "step_size": model.step_size,
-           "noise": model.noise}
+           "steps": args.steps, "every": args.every, "seed": args.seed, **model.sampler_info(),
+           "seconds_per_chain_step": seconds / (args.chains * args.steps)}
     write_json(args.out, out)
     log.info("%d chains x %d steps: max R-hat %.3f, min bulk ESS %.0f -> %s", args.chains, args.steps,
              out["max_rhat"], out["min_ess_bulk"], args.out)

@@ -335,7 +335,8 @@ def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: 
       ``energy_median``: u = U/kT of the samples, the mean with energies above the highest
       test-frame energy censored at it; ``energy_w1``: W1 between the sample and test energy
       distributions with the same censoring; ``energy_above_data_max``: the fraction censored
-      (non-finite energies included); ``energy_test_mean``; ``ess_fraction``: Kish ESS / N of w =
+      (non-finite energies included); ``energy_in_test_range``: the fraction of samples with u within
+      [min, max] of the test frames' u; ``energy_test_mean``; ``ess_fraction``: Kish ESS / N of w =
       exp(-u(x) - log q(x)) when ``log_q`` (Cartesian density, nats) is given, and
       ``energy_log_q_spearman``: how well -log q ranks the samples as u does (``energy_agreement``);
     - ``bond_length_deviation_mean/max``: per bond, the mean |sample length - mean test length|
@@ -389,6 +390,7 @@ def evaluate_conformations(samples: np.ndarray, log_q: np.ndarray | None, test: 
         "energy_test_mean": float(u_test.mean()),
         "energy_w1": float(wasserstein_distance(censored, u_test)),
         "energy_above_data_max": float(np.mean(~(u_samples <= u_max))),
+        "energy_in_test_range": float(np.mean((u_samples >= u_test.min()) & (u_samples <= u_max))),
     })
     if log_q is not None:
         out["ess_fraction"] = kish_ess_fraction(-u_samples - log_q)

@@ -32,7 +32,7 @@ from dgm_science.config import bounded
 from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.structures import md
 from dgm_science.domains.structures.internal import TORSION_HISTOGRAM_BINS, InternalCoordinates, wrap_angle
-from dgm_science.families.energy_based import EnergyBasedModel
+from dgm_science.families.energy_based import FlowEnergyBasedModel
 from dgm_science.families.flows import ActNorm, AffineCoupling, Flow, InvertibleLinear
 from dgm_science.families.vae import StandardNormal
 from dgm_science.resources import TrainResources
@@ -229,22 +229,25 @@ class Ala2Flow(ModelSpec):
 
 @dataclasses.dataclass(frozen=True)
 class Ala2EBMConfig:
-    """Energy-based model of the internal coordinates: an MLP energy (``hidden_layers`` x ``hidden``,
-    SiLU) of the standardised bonds and angles and the sine and cosine of each torsion, trained by
-    persistent contrastive divergence: ``buffer_size`` chains, ``sgld_steps`` Langevin steps of
-    ``step_size`` per training step (noise sqrt(2 step_size): the Langevin diffusion whose
-    stationary law is exp(-E), unless ``noise`` is given), a ``reinit`` fraction restarted from
-    noise; samples after ``sample_steps`` steps from noise; ``alpha``: the energy-magnitude penalty."""
+    """Flow-based energy-based model of the internal coordinates, E(x) = -log q(x) - g(x)
+    (``FlowEnergyBasedModel``): the base q is ``ala2-flow``'s flow (``base_blocks`` x coupling with
+    ``base_hidden_layers`` x ``base_hidden`` units), trained by maximum likelihood in the same model;
+    the correction g is an MLP (``hidden_layers`` x ``hidden``, SiLU) of the standardised bonds and
+    angles and the sine and cosine of each torsion, bounded by |g| <= ``bound``, trained by
+    noise-contrastive estimation against the base (weight ``nce_weight``). Sampled by ``sweeps``
+    sweeps of an independence Metropolis-Hastings proposal from the base plus ``mala_steps`` MALA
+    steps of size ``mala_step`` in the flow's latent space."""
 
-    hidden: int = bounded(256, minimum=1)
-    hidden_layers: int = bounded(3, minimum=1)
-    buffer_size: int = bounded(10000, minimum=1)
-    reinit: float = bounded(0.05, minimum=0, maximum=1)
-    sgld_steps: int = bounded(20, minimum=1)
-    step_size: float = bounded(0.001, exclusive_minimum=0)
-    noise: float | None = bounded(None, minimum=0)
-    sample_steps: int = bounded(2000, minimum=1)
-    alpha: float = bounded(0.1, minimum=0)
+    base_hidden: int = bounded(128, minimum=1)
+    base_hidden_layers: int = bounded(2, minimum=1)
+    base_blocks: int = bounded(6, minimum=1)
+    hidden: int = bounded(128, minimum=1)
+    hidden_layers: int = bounded(2, minimum=1)
+    bound: float = bounded(2.0, exclusive_minimum=0)
+    nce_weight: float = bounded(1.0, minimum=0)
+    sweeps: int = bounded(20, minimum=1)
+    mala_steps: int = bounded(2, minimum=0)
+    mala_step: float = bounded(0.05, exclusive_minimum=0)
 
 
 class TorsionFeatureEnergy(nn.Module):
@@ -268,43 +271,57 @@ class TorsionFeatureEnergy(nn.Module):
         return self.net(features).squeeze(-1)
 
 
-def _wrap_torsions(z: torch.Tensor, start: int) -> torch.Tensor:
-    """Torsions (columns ``start:``) wrapped to (-pi, pi]."""
-    return torch.cat([z[:, :start], wrap_angle(z[:, start:])], dim=-1)
-
-
-def _torsion_noise(n: int, generator: torch.Generator | None, device: torch.device, *, start: int,
-                   dim: int) -> torch.Tensor:
-    """Chain starts (n, dim): N(0, I) bonds and angles (standardised, columns before ``start``), uniform
-    torsions."""
+def _chain_start(n: int, generator: torch.Generator | None, device: torch.device, *, mean: torch.Tensor,
+                 std: torch.Tensor, start: int, dim: int) -> torch.Tensor:
+    """Over-dispersed chain starts (n, dim) of internal coordinates: bonds and angles (columns before
+    ``start``) N(mean, std^2) of the training data, torsions uniform on (-pi, pi]."""
     z = torch.randn(n, dim, generator=generator, device=device)
     uniform = torch.rand(n, dim - start, generator=generator, device=device)
-    return torch.cat([z[:, :start], (2 * uniform - 1) * math.pi], dim=-1)
+    bonds_angles = mean[:start].to(device) + std[:start].to(device) * z[:, :start]
+    return torch.cat([bonds_angles, (2 * uniform - 1) * math.pi], dim=-1)
+
+
+class StandardizedCorrection(nn.Module):
+    """g's network on internal coordinates x (B, D): bonds and angles standardised by ``mean`` /
+    ``std`` (D,), torsions as they are (``TorsionFeatureEnergy`` takes their sine and cosine)."""
+
+    def __init__(self, net: TorsionFeatureEnergy, mean: torch.Tensor, std: torch.Tensor) -> None:
+        super().__init__()
+        self.net = net
+        start = net.torsions.start
+        dim = mean.shape[0]
+        self.register_buffer("shift", torch.cat([mean[:start], torch.zeros(dim - start)]).float())
+        self.register_buffer("scale", torch.cat([std[:start], torch.ones(dim - start)]).float())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.shift) / self.scale)
 
 
 @register("model", "ala2-ebm")
 class Ala2EBM(ModelSpec):
-    """Registry entry: energy-based model of alanine dipeptide's internal coordinates (persistent
-    contrastive divergence with Langevin chains; log p up to log Z)."""
+    """Registry entry: flow-based energy-based model of alanine dipeptide's internal coordinates
+    (E = -log q_flow - g, g by noise-contrastive estimation; MH + MALA sampler; log p up to log Z)."""
 
     domain: ClassVar[str] = "peptide-md"
     Config = Ala2EBMConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("internal",)
-    train_resources = TrainResources(seconds_per_step=0.3, mem_mb=16000)  # estimate: each step runs the persistent Langevin chains
+    train_resources = TrainResources(seconds_per_step=0.15, mem_mb=16000)  # estimate: a flow step + base samples + g
     langevin: ClassVar[bool] = True
-    """Samples by Langevin chains: the workflow runs `dgm mixing` on it."""
+    """Samples by Markov chains: the workflow runs `dgm mixing` on it."""
 
     @staticmethod
     def build(cfg: Ala2EBMConfig, state: dict[str, Any]) -> GenerativeModel:
         mean, std = torch.tensor(state["internal_mean"]), torch.tensor(state["internal_std"])
+        internal_mean = torch.tensor(state["internal_mean"]).float()
         z = internal_coordinates(state)
         start, dim = z.torsions.start, z.n_internal
-        shift = torch.cat([mean[:start], torch.zeros(dim - start)])
-        scale = torch.cat([std[:start], torch.ones(dim - start)])
-        noise = math.sqrt(2 * cfg.step_size) if cfg.noise is None else cfg.noise
-        return EnergyBasedModel(TorsionFeatureEnergy(cfg.hidden, cfg.hidden_layers, z.torsions), shift, scale,
-                                "internal",
-                                buffer_size=cfg.buffer_size, reinit=cfg.reinit, sgld_steps=cfg.sgld_steps,
-                                step_size=cfg.step_size, noise=noise, sample_steps=cfg.sample_steps,
-                                alpha=cfg.alpha, project=functools.partial(_wrap_torsions, start=start),
-                                noise_init=functools.partial(_torsion_noise, start=start, dim=dim))
+        base = Ala2Flow.build(Ala2FlowConfig(hidden=cfg.base_hidden, hidden_layers=cfg.base_hidden_layers,
+                                             blocks=cfg.base_blocks), state)
+        # Bonds and angles: standardised statistics of the training data (internal_mean/std hold the
+        # logit-mapped torsions' statistics beyond ``start``, unused here).
+        correction = StandardizedCorrection(TorsionFeatureEnergy(cfg.hidden, cfg.hidden_layers, z.torsions),
+                                            internal_mean, std.float())
+        return FlowEnergyBasedModel(base, correction, "internal", dim, bound=cfg.bound, nce_weight=cfg.nce_weight,
+                                    sweeps=cfg.sweeps, mala_steps=cfg.mala_steps, mala_step=cfg.mala_step,
+                                    noise_init=functools.partial(_chain_start, mean=mean.float(), std=std.float(),
+                                                                 start=start, dim=dim))

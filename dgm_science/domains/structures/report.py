@@ -143,7 +143,8 @@ def _mixing_table(runs: list[dict]) -> Table | None:
 
 
 MIXING_NOTE = ("Energy-based model: its likelihood is unnormalized (log Z unknown), and its samples are only as good "
-               "as its Langevin sampler. `dgm mixing` runs independent chains from noise and computes, over the second "
+               "as its Markov-chain sampler (ala2-ebm: independence Metropolis-Hastings from its flow base + MALA steps). "
+               "`dgm mixing` runs independent chains from noise and computes, over the second "
                "half of each, ArviZ's rank-normalized split R-hat and bulk effective sample size of the learned energy "
                "and of the backbone torsions; R-hat above 1.01 means the chains have not mixed (they disagree).")
 

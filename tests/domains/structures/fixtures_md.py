@@ -17,8 +17,8 @@ RAW = DATA
 FRAMES = DATA / "frames.dcd"
 TINY_CONFIG: dict[str, Any] = {"hidden": 32, "hidden_layers": 1, "blocks": 2}
 """A tiny ``ala2-flow`` Config for contract tests."""
-TINY_EBM_CONFIG: dict[str, Any] = {"hidden": 32, "hidden_layers": 1, "buffer_size": 64, "sgld_steps": 2,
-                                   "sample_steps": 5}
+TINY_EBM_CONFIG: dict[str, Any] = {"base_hidden": 16, "base_hidden_layers": 1, "base_blocks": 2, "hidden": 32,
+                                   "hidden_layers": 1, "sweeps": 3}
 """A tiny ``ala2-ebm`` Config for contract tests."""
 SPLIT = {"train": (0, 200), "valid": (200, 240), "test": (240, 300)}
 

@@ -184,6 +184,7 @@ def test_evaluate_conformations_is_perfect_for_the_data_itself():
         assert metrics[key] == pytest.approx(0.0, abs=1e-9) or key == "bond_length_deviation_mean"
     assert 0 < metrics["bond_length_deviation_mean"] < 0.01  # thermal spread of bond lengths, nm
     assert metrics["ess_fraction"] == pytest.approx(1.0)
+    assert metrics["energy_in_test_range"] == 1.0
     worse = structure_metrics.evaluate_conformations(xyz[:150], None, xyz[150:], energy)
     assert worse["kl_ramachandran"] > 0 and "ess_fraction" not in worse
 
@@ -222,4 +223,34 @@ def test_nonfinite_samples_are_written_and_counted_not_dropped(tmp_path):
     energy = md.PotentialEnergy(prmtop_text(), 300.0)
     metrics = structure_metrics.evaluate_conformations(back, np.array([np.nan, 1.0, 2.0, 3.0]), frames()[100:], energy)
     assert metrics["nonfinite_fraction"] == 0.25 and metrics["energy_above_data_max"] >= 0.25
+    assert metrics["energy_in_test_range"] <= 0.75
     assert metrics["n_samples"] == 4 and 0 < metrics["ess_fraction"] <= 0.75
+
+
+def test_ala2_ebm_energy_is_periodic_in_the_torsions_and_its_chains_stay_on_the_circle(state_and_batch):
+    """The flow-based EBM on internal coordinates: E = -log q - g is unchanged by a full turn of any
+    torsion (the base unrolls torsions at a cut, g sees their sine and cosine), its MH + MALA chains
+    (moving in the flow's latent space) give torsions in (-pi, pi] and finite bonds, and it states
+    its cost per sample."""
+    from tests.domains.structures.fixtures_md import TINY_EBM_CONFIG
+
+    state, batch = state_and_batch
+    spec = registry.get("model", "ala2-ebm")
+    torch.manual_seed(0)
+    model = spec.build(from_dict(spec.Config, {**TINY_EBM_CONFIG, "sweeps": 4}, "ala2-ebm"), state)
+    model.loss(batch).backward()  # initialises the flow's ActNorm on data
+    x = batch["internal"].float()
+    torsions = InternalCoordinates(tuple(map(tuple, state["z_matrix"])), tuple(state["roots"])).torsions
+    turned = x.clone()
+    turned[:, torsions] += 2 * math.pi * torch.tensor([1.0, -1.0] * 100)[: turned[:, torsions].shape[1]]
+    with torch.no_grad():
+        assert torch.allclose(model.log_prob({"internal": turned}), model.log_prob({"internal": x}), atol=1e-3)
+        assert torch.allclose(model.log_prob({"internal": x}), model.base_log_prob(x) + model.g(x))
+    samples = model.sample(64, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (64, x.shape[1]) and torch.isfinite(samples).all()
+    assert bool((samples[:, torsions] > -math.pi).all() and (samples[:, torsions] <= math.pi).all())
+    info = model.sampler_info()
+    assert info["energy_evaluations_per_sample"] == 4 * (1 + info["mala_steps"])
+    assert 0 < info["acceptance_independence"] <= 1 and 0 < info["acceptance_mala"] <= 1
+    trace = model.chains(8, 10, every=5, generator=torch.Generator().manual_seed(0))
+    assert trace.shape == (2, 8, x.shape[1])
