@@ -128,3 +128,166 @@ class WGANGP(GenerativeModel):
         device = next(self.parameters()).device
         z = torch.randn(n, self.generator.latent_dim, generator=generator, device=device)
         return self.generator.generate(z, generator=generator)
+
+
+# ----------------------------------------------------------------------------- a GAN in an autoencoder's code space
+
+
+class LatentCodec(nn.Module):
+    """The autoencoder a ``LatentGAN`` works in: ``encode(batch) -> (B, D)`` deterministic codes,
+    bounded in [-1, 1]; ``reconstruction_loss(batch) -> (B,)`` its training loss per example (any
+    noise it puts on the codes included); ``decode(codes, generator) -> sample``, the raw output the
+    domain decodes (deterministic where the codec decodes greedily)."""
+
+    code_dim: int
+
+    def encode(self, batch: Any) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def reconstruction_loss(self, batch: Any) -> torch.Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def decode(self, codes: torch.Tensor, generator: torch.Generator | None = None) -> Any:  # pragma: no cover
+        raise NotImplementedError
+
+
+def mlp(sizes: list[int], activation: type[nn.Module] = nn.LeakyReLU) -> nn.Sequential:
+    """Linear layers of ``sizes`` with ``activation`` between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+class CodeGenerator(Generator):
+    """z (B, latent_dim) -> MLP -> tanh -> a code (B, D) in the codec's [-1, 1]^D (what the critic
+    reads); ``generate``: the codec's decoding of that code."""
+
+    def __init__(self, codec: LatentCodec, latent_dim: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.net = mlp([latent_dim, *hidden, codec.code_dim])
+        self._codec = [codec]  # a reference, not a submodule: the codec's weights belong to the LatentGAN
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.net(z))
+
+    def generate(self, z: torch.Tensor, generator: torch.Generator | None = None) -> Any:
+        return self._codec[0].decode(self(z), generator=generator)
+
+
+class CodeCritic(nn.Module):
+    """An MLP critic of codes: (B, D) -> (B,) scores."""
+
+    def __init__(self, code_dim: int, hidden: list[int]) -> None:
+        super().__init__()
+        self.net = mlp([code_dim, *hidden, 1])
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.net(codes).squeeze(-1)
+
+
+class LatentGAN(GenerativeModel):
+    """LatentGAN (Prykhodko et al. 2019, "A de novo molecular generation method using latent vector
+    based generative adversarial network"): an autoencoder, then a WGAN-GP on its codes, sampled as
+    z -> generator -> code -> decoder.
+
+    Both stages are one run of the project's trainer: optimisation steps ``[0, autoencoder_steps)``
+    train the codec alone on its reconstruction loss (the GAN gets no gradient); from then on the
+    codec is frozen (codes of the real batch are computed without gradient) and the steps are those
+    of ``WGANGP`` over the codes (``critic_steps`` critic updates per generator update), counted from
+    the stage's first step. Still implicit: no p(x), ``log_prob`` raises.
+
+    ``code_bank`` > 0: the frozen encoder runs once per critic cycle (``critic_steps + 1`` steps),
+    not at every step; its codes go into a first-in-first-out bank of that many codes, and every
+    GAN step draws its real batch from the bank. The encoder is most of a GAN step's cost (the
+    critic and generator are small MLPs), so the stage takes about that many times more steps in
+    the same time. The bank is not saved: a resumed run refills it.
+    """
+
+    likelihood = "none"
+    family = "implicit (GAN)"
+    partial_updates = True
+
+    def __init__(self, codec: LatentCodec, *, latent_dim: int = 64, generator_hidden: list[int] | None = None,
+                 critic_hidden: list[int] | None = None, autoencoder_steps: int = 1000, critic_steps: int = 5,
+                 gradient_penalty: float = 10.0, code_bank: int = 0) -> None:
+        super().__init__()
+        if autoencoder_steps < 0 or code_bank < 0:
+            raise ValueError(f"autoencoder_steps and code_bank must be >= 0, got {autoencoder_steps}, {code_bank}")
+        self.codec = codec
+        self.autoencoder_steps, self.code_bank = autoencoder_steps, code_bank
+        self.register_buffer("_bank", torch.zeros(0, codec.code_dim), persistent=False)
+        self._bank_next = self._bank_batch = 0
+        generator = CodeGenerator(codec, latent_dim, list(generator_hidden or [256, 256]))
+        critic = CodeCritic(codec.code_dim, list(critic_hidden or [256, 256]))
+        self.gan = WGANGP(generator, critic, self._real_codes, critic_steps=critic_steps,
+                          gradient_penalty=gradient_penalty)
+        self._step = 0
+        self._last: dict[str, torch.Tensor] = {}
+
+    def _real_codes(self, batch: Any) -> tuple[torch.Tensor]:
+        """The frozen codec's codes of a real batch (no gradient reaches the codec); with a code
+        bank, a batch of as many codes drawn from the bank, which the batch's codes join at the first
+        step of each critic cycle (or while the bank is empty)."""
+        gan_step = self._step - self.autoencoder_steps
+        if not self.code_bank:
+            with torch.no_grad():
+                return (self.codec.encode(batch),)
+        if len(self._bank) == 0 or gan_step % (self.gan.critic_steps + 1) == 0:
+            with torch.no_grad():
+                codes = self.codec.encode(batch)
+            self._push(codes)
+            self._bank_batch = len(codes)
+        index = torch.randint(0, len(self._bank), (self._bank_batch,), device=self._bank.device)
+        return (self._bank[index],)
+
+    def _push(self, codes: torch.Tensor) -> None:
+        """Add codes (B, D) to the first-in-first-out bank of ``code_bank`` codes."""
+        codes = codes.detach()[-self.code_bank:]
+        if len(self._bank) < self.code_bank:
+            self._bank = torch.cat([self._bank.to(codes), codes])[-self.code_bank:]
+            self._bank_next = len(self._bank) % self.code_bank
+            return
+        index = (self._bank_next + torch.arange(len(codes), device=codes.device)) % self.code_bank
+        self._bank[index] = codes
+        self._bank_next = int(index[-1] + 1) % self.code_bank
+
+    @property
+    def autoencoder_stage(self) -> bool:
+        """Whether this optimisation step trains the codec (else the GAN)."""
+        return self._step < self.autoencoder_steps
+
+    def set_training_step(self, step: int) -> None:
+        self._step = step
+        self.gan.set_training_step(max(0, step - self.autoencoder_steps))
+
+    def loss(self, batch: Any) -> torch.Tensor:
+        if self.autoencoder_stage:
+            loss = self.codec.reconstruction_loss(batch).mean()
+            self._last = {"reconstruction": loss.detach()}
+            return loss
+        loss = self.gan.loss(batch)
+        self._last = self.gan.metrics_to_log()
+        return loss
+
+    def validation_loss(self, batch: Any) -> torch.Tensor:
+        """Per held-out example: the codec's reconstruction loss during the autoencoder stage, the
+        WGAN's critic estimate (``WGANGP.validation_loss``) after it (neither is a likelihood)."""
+        if self.autoencoder_stage:
+            return self.codec.reconstruction_loss(batch)
+        return self.gan.validation_loss(batch)
+
+    def metrics_to_log(self) -> dict[str, torch.Tensor]:
+        return self._last
+
+    def log_prob(self, batch: Any) -> torch.Tensor:
+        raise TypeError("a GAN has no p(x): it is an implicit model (it samples, it does not score)")
+
+    @torch.no_grad()
+    def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
+               temperature: float | None = None, **kwargs: Any) -> Any:
+        """decode(G(z)) for z ~ N(0, I); ``temperature`` is accepted and ignored (a GAN has none)."""
+        return self.gan.sample(n, generator=generator)

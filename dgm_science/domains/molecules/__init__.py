@@ -3,5 +3,5 @@
 prediction on these models are applications (``dgm_science/applications/``)."""
 
 from dgm_science.domains.molecules import (  # noqa: F401  (register entries)
-    commands, data, domain, graph_diffusion, graph_flow, models, molgan, report, sources,
+    commands, data, domain, graph_diffusion, graph_flow, latent_gan, models, molgan, report, sources,
 )

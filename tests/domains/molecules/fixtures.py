@@ -22,6 +22,8 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
                       "head_hidden": 16, "targets": ["gap", "mu"]},
     "molgan": {"latent_dim": 8, "generator_hidden": [32, 32], "critic_gcn": [16, 16], "critic_aggregation": 16,
                "critic_hidden": [16], "critic_steps": 1},
+    "latent-gan": {"max_length": 80, "embedding_dim": 16, "hidden_dim": 32, "code_dim": 8, "latent_dim": 8,
+                   "generator_hidden": [16], "critic_hidden": [16], "autoencoder_steps": 40},
 }
 DENSITY = False
 """Models of discrete objects: log p < 0."""
