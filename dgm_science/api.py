@@ -409,8 +409,21 @@ def train(
            "data": str(Path(data_dir).resolve())}  # what a resumable checkpoint must match
     if init_from is not None:
         run["init_from_sha256"] = init_from["sha256"]
+    callbacks = []
+    if cfg.snapshot_every_steps is not None:  # a learning curve's checkpoints
+        from dgm_science.training import Snapshots
+
+        def snapshot(path: Path, step: int) -> None:
+            checkpoint.save(path, domain=spec.domain, model_name=model_name, config=config.to_dict(),
+                            state_dict=model.state_dict(), domain_state=state,
+                            info={"seed": seed, "global_step": step, "snapshot": True, "parameters": n_params,
+                                  "train_seconds": time.perf_counter() - start, "data_dir": str(data_dir),
+                                  "family": model.family, "likelihood": model.likelihood,
+                                  "representation": model.representation})
+
+        callbacks.append(Snapshots(cfg.snapshot_every_steps, out.parent / "train" / "snapshots", snapshot))
     result = fit(model, cfg, train_loader, val_loader, out.parent / "train", progress=progress, seed=seed,
-                 fresh=fresh, run=run)
+                 fresh=fresh, run=run, callbacks=callbacks)
     wall = time.perf_counter() - start
     examples = result["global_step"] * cfg.batch_size * result["world_size"]
     info = {

@@ -94,6 +94,10 @@ class TrainConfig:
     val_batches: int = bounded(20, minimum=1)
     grad_clip: float = bounded(1.0, minimum=0)
     checkpoint_every_steps: int = bounded(200, minimum=1)
+    snapshot_every_steps: int | None = bounded(None, minimum=1)
+    """Also keep the model every this many optimisation steps as a loadable checkpoint
+    ``<out dir>/train/snapshots/step<NNNNNNN>.ckpt`` (``dgm sample --checkpoint`` takes it; its
+    ``info.global_step`` says when): a learning curve of any metric after training (null: none)."""
     accelerator: str = "auto"
     devices: Union[int, str] = dataclasses.field(default="auto", metadata={"check": _check_devices})
     num_nodes: int = bounded(1, minimum=1)

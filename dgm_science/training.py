@@ -272,6 +272,29 @@ class _LastCheckpoint(ModelCheckpoint):
         super().on_validation_end(trainer, pl_module)
 
 
+class Snapshots(L.Callback):
+    """Every ``every`` optimisation steps (global step > 0, rank 0), ``save(path, step)`` writes the
+    model to ``directory / f"step{step:07d}.ckpt"`` (``train.snapshot_every_steps``): the points of
+    a learning curve, evaluated after training."""
+
+    def __init__(self, every: int, directory: Path, save: Any) -> None:
+        super().__init__()
+        self.every = every
+        self.directory = Path(directory)
+        self.save = save
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        step = trainer.global_step
+        if step <= 0 or step % self.every or not trainer.is_global_zero:
+            return
+        path = self.directory / f"step{step:07d}.ckpt"
+        if path.is_file():  # one batch end per step (accumulation: several; a resumed run: again)
+            return
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.save(path, step)
+
+
 class _AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, writing a temporary file renamed onto the checkpoint: a run
     killed while it saves leaves the previous ``last.ckpt`` whole, not half a new one."""

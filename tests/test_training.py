@@ -77,3 +77,25 @@ def test_bf16_mixed_precision_trains_with_gradient_clipping(tmp_path, moses_smil
     assert result["global_step"] == 3
     rows = list(csv.DictReader(open(tmp_path / "run/train/logs/metrics.csv")))
     assert all(torch.isfinite(torch.tensor(float(r["train/loss"]))) for r in rows if r.get("train/loss"))
+
+
+def test_snapshots_keep_a_loadable_model_every_n_steps(tmp_path, moses_smiles):
+    """train.snapshot_every_steps: the learning curve's checkpoints, each the model at its step
+    (different weights), loadable and sampleable like the final one."""
+    data = _data(tmp_path, moses_smiles)
+    out = tmp_path / "run" / "model.ckpt"
+    cfg = api.RunConfig.parse("smiles-arm", {**_config(8).to_dict(), "train": {
+        **_config(8).to_dict()["train"], "snapshot_every_steps": 3}})
+    api.train("smiles-arm", data, cfg, seed=0, out=out)
+    snaps = sorted((tmp_path / "run/train/snapshots").glob("*.ckpt"))
+    assert [p.name for p in snaps] == ["step0000003.ckpt", "step0000006.ckpt"]
+    first, second = (checkpoint.load(p) for p in snaps)
+    assert first["info"]["global_step"] == 3 and second["info"]["global_step"] == 6
+    final = checkpoint.load(out)["state_dict"]
+    name = next(k for k, v in final.items() if v.is_floating_point() and v.numel() > 1)
+    assert not torch.equal(first["state_dict"][name], second["state_dict"][name])
+    assert not torch.equal(second["state_dict"][name], final[name])
+    assert len(api.load(snaps[0], device="cpu").sample(3, seed=0)) == 3
+    # without the key no snapshot is written
+    api.train("smiles-arm", data, _config(4), seed=0, out=tmp_path / "plain" / "model.ckpt")
+    assert not (tmp_path / "plain/train/snapshots").exists()

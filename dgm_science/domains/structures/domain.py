@@ -228,8 +228,27 @@ class ConformerDomain(Domain):
         if not items:
             raise DataError(f"{samples_path}: no molecules")
         positions, types, n_atoms = items_to_arrays(items)
-        return metrics.edm_metrics(positions, types, n_atoms, train_smiles=_train_smiles(Path(reference_dir)),
-                                     n_jobs=n_jobs, progress=sys.stderr.isatty())
+        out = metrics.edm_metrics(positions, types, n_atoms, train_smiles=_train_smiles(Path(reference_dir)),
+                                  n_jobs=n_jobs, progress=sys.stderr.isatty())
+        cls._learning_curve(Path(samples_path).parent, out)
+        return out
+
+    @staticmethod
+    def _learning_curve(run_dir: Path, final: dict[str, float]) -> None:
+        """When the run kept snapshots (``train.snapshot_every_steps``): ``learning_curve.json`` / ``.png``
+        beside the samples, ``curve.CURVE_SAMPLES`` molecules per snapshot and the final model's samples."""
+        from dgm_science import checkpoint
+        from dgm_science.domains.structures import curve
+
+        model_path = run_dir / "model.ckpt"
+        if not curve.snapshots(run_dir) or not model_path.is_file():
+            return
+        info = checkpoint.load(model_path)
+        points = curve.run_curve(run_dir, final, int(info["info"]["global_step"]))
+        if points:
+            curve.write_curve(points, run_dir, f"{info['model']}: EDM's metrics of samples against training steps "
+                                               f"({curve.CURVE_SAMPLES} samples per snapshot, "
+                                               f"{points[-1]['samples']} at the end)")
 
 
 @register("domain", "peptide-md")

@@ -162,3 +162,38 @@ def test_train_sample_and_score_through_the_api(tmp_path):
     assert all(set(s) <= set(structure_metrics.ELEMENTS) and x.shape == (len(s), 3) for s, x in items)
     assert np.isfinite(ll[:5]).all() and np.isnan(ll[5])
     assert loaded.state["n_atoms_histogram"][int(np.bincount([len(s) for s, _ in items]).argmax())] > 0
+
+
+def test_evaluate_draws_the_learning_curve_of_a_run_with_snapshots(tmp_path, monkeypatch):
+    """train.snapshot_every_steps + dgm evaluate: learning_curve.json / .png beside the samples, a point
+    per snapshot before the end (CURVE_SAMPLES molecules each) and the final samples' metrics."""
+    from dgm_science.domains.structures import curve
+
+    monkeypatch.setattr(curve, "CURVE_SAMPLES", 4)
+    data = _prepared(tmp_path)
+    config = api.RunConfig.parse("qm9-edm", {
+        "model": {**fixtures.TINY_CONFIG, "sampling_steps": 5},
+        "train": {"batch_size": 8, "max_steps": 4, "lr": 1e-3, "warmup_steps": 1, "val_every_steps": 100,
+                  "val_batches": 1, "checkpoint_every_steps": 100000, "snapshot_every_steps": 2,
+                  "accelerator": "cpu"},
+        "sample": {"n": 5, "batch_size": 5},
+    })
+    run = tmp_path / "run"
+    api.train("qm9-edm", data, config, seed=0, out=run / "model.ckpt")
+    assert [step for step, _ in curve.snapshots(run)] == [2, 4]
+    domain = registry.get("domain", "conformers")
+    loaded = api.load(run / "model.ckpt", device="cpu")
+    domain.write_samples(run / "samples.sdf", Samples(loaded.sample(5, seed=0), np.full(5, np.nan)))
+    metrics = domain.evaluate(run / "samples.sdf", data, n_jobs=1)
+    table = json.loads((run / "learning_curve.json").read_text())
+    assert table["columns"][:3] == ["step", "samples", "atom_stability"]
+    assert [row[:2] for row in table["rows"]] == [[2, 4], [4, 5]]  # the step-4 snapshot is the final model
+    assert table["rows"][-1][3] == metrics["molecule_stability"]
+    assert all(0 <= v <= 1 for row in table["rows"] for v in row[2:])
+    assert (run / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    # a run without snapshots gets no curve
+    (run / "learning_curve.png").unlink()
+    for _, path in curve.snapshots(run):
+        path.unlink()
+    domain.evaluate(run / "samples.sdf", data, n_jobs=1)
+    assert not (run / "learning_curve.png").exists()
