@@ -43,6 +43,12 @@ class GenerativeModel(nn.Module):
     """A training step updates only some of the parameters (a GAN's critic or generator step), so
     distributed training must allow unused parameters."""
 
+    def update_round(self) -> list[int]:
+        """Optimisation steps (indices for ``set_training_step``) that together update every
+        parameter: one step where ``partial_updates`` is false; a partial-update model lists one step
+        of each kind (a GAN's critic steps and its generator step)."""
+        return [0]
+
     def loss(self, batch: Any) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
 

@@ -121,9 +121,9 @@ def test_every_parameter_gets_a_gradient(name, setup):  # noqa: F811 - the contr
     _, _, model, _, batch = setup(name)
     model.train()
     partial = model.partial_updates  # a GAN: critic steps, then a generator step
-    steps = model.critic_steps + 1 if partial else 3
+    steps = model.update_round() if partial else range(3)
     used: set[str] = set()
-    for step in range(steps):  # several steps: random diffusion times, masks and noise differ per step
+    for step in steps:  # several steps: random diffusion times, masks and noise differ per step
         model.zero_grad(set_to_none=True)
         model.set_training_step(step)
         model.loss(batch).backward()

@@ -288,7 +288,7 @@ def _train(argv: list[str]) -> None:
 
     if args.pause_at is not None:
         fit = training.fit
-        training.fit = lambda *a, **k: fit(*a, callbacks=[PauseToBeKilled()], **k)
+        training.fit = lambda *a, callbacks=(), **k: fit(*a, callbacks=[*callbacks, PauseToBeKilled()], **k)
     config = api.RunConfig.parse("smiles-arm", json.loads(args.config))
     api.train("smiles-arm", args.data, config, seed=0, out=args.out)
 

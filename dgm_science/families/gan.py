@@ -58,6 +58,10 @@ class WGANGP(GenerativeModel):
     def set_training_step(self, step: int) -> None:
         self._step = step
 
+    def update_round(self) -> list[int]:
+        """A critic cycle: ``critic_steps`` critic steps, then the generator's."""
+        return list(range(self.critic_steps + 1))
+
     @property
     def generator_turn(self) -> bool:
         """Whether this optimisation step updates the generator (else the critic)."""
@@ -263,6 +267,10 @@ class LatentGAN(GenerativeModel):
     def set_training_step(self, step: int) -> None:
         self._step = step
         self.gan.set_training_step(max(0, step - self.autoencoder_steps))
+
+    def update_round(self) -> list[int]:
+        """An autoencoder step, then a critic cycle of the GAN stage."""
+        return [0, *(self.autoencoder_steps + s for s in self.gan.update_round())]
 
     def loss(self, batch: Any) -> torch.Tensor:
         if self.autoencoder_stage:
