@@ -33,17 +33,29 @@ class Generator(nn.Module):
         raise NotImplementedError
 
 
-class WGANGP(GenerativeModel):
-    """WGANGP(generator, critic, real, ...).
-
-    ``real(batch) -> tensors``: the batch as the critic reads real points (a tuple of tensors of
-    the shapes the generator's relaxed output has); ``critic(*tensors) -> (B,)``.
-    """
+class ImplicitModel(GenerativeModel):
+    """What the GANs of this family share: no likelihood (they sample, they do not score), steps
+    that update only part of the model, and the losses of the last step as the logged metrics."""
 
     likelihood = "none"
     family = "implicit (GAN)"
     partial_updates = True
     """A step updates the critic or the generator, not both (DDP must find unused parameters)."""
+    _last: dict[str, torch.Tensor]
+
+    def metrics_to_log(self) -> dict[str, torch.Tensor]:
+        return self._last
+
+    def log_prob(self, batch: Any) -> torch.Tensor:
+        raise TypeError("a GAN has no p(x): it is an implicit model (it samples, it does not score)")
+
+
+class WGANGP(ImplicitModel):
+    """WGANGP(generator, critic, real, ...).
+
+    ``real(batch) -> tensors``: the batch as the critic reads real points (a tuple of tensors of
+    the shapes the generator's relaxed output has); ``critic(*tensors) -> (B,)``.
+    """
 
     def __init__(self, generator: Generator, critic: nn.Module, real: Any, *, critic_steps: int = 5,
                  gradient_penalty: float = 10.0) -> None:
@@ -116,12 +128,6 @@ class WGANGP(GenerativeModel):
         fake = self._fake(real[0].shape[0], real[0].device)
         return self.critic(*fake).mean() - self.critic(*real)
 
-    def metrics_to_log(self) -> dict[str, torch.Tensor]:
-        return self._last
-
-    def log_prob(self, batch: Any) -> torch.Tensor:
-        raise TypeError("a GAN has no p(x): it is an implicit model (it samples, it does not score)")
-
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
                temperature: float | None = None, **kwargs: Any) -> Any:
@@ -193,7 +199,7 @@ class CodeCritic(nn.Module):
         return self.net(codes).squeeze(-1)
 
 
-class LatentGAN(GenerativeModel):
+class LatentGAN(ImplicitModel):
     """LatentGAN (Prykhodko et al. 2019, "A de novo molecular generation method using latent vector
     based generative adversarial network"): an autoencoder, then a WGAN-GP on its codes, sampled as
     z -> generator -> code -> decoder.
@@ -210,10 +216,6 @@ class LatentGAN(GenerativeModel):
     critic and generator are small MLPs), so the stage takes about that many times more steps in
     the same time. The bank is not saved: a resumed run refills it.
     """
-
-    likelihood = "none"
-    family = "implicit (GAN)"
-    partial_updates = True
 
     def __init__(self, codec: LatentCodec, *, latent_dim: int = 64, generator_hidden: list[int] | None = None,
                  critic_hidden: list[int] | None = None, autoencoder_steps: int = 1000, critic_steps: int = 5,
@@ -287,12 +289,6 @@ class LatentGAN(GenerativeModel):
         if self.autoencoder_stage:
             return self.codec.reconstruction_loss(batch)
         return self.gan.validation_loss(batch)
-
-    def metrics_to_log(self) -> dict[str, torch.Tensor]:
-        return self._last
-
-    def log_prob(self, batch: Any) -> torch.Tensor:
-        raise TypeError("a GAN has no p(x): it is an implicit model (it samples, it does not score)")
 
     @torch.no_grad()
     def sample(self, n: int, *, generator: torch.Generator | None = None, condition: torch.Tensor | None = None,
