@@ -24,6 +24,13 @@ what ``log_prob`` means: it is always the plain ELBO):
   KL), so no layer is pushed below lambda nats.
 - Residual posterior (NVAE Eq. 2): below the top, q(z_l | ..) = N(mu_p + dmu, sigma_p * dsigma): the
   posterior network predicts the shift and scale relative to the layer's own prior.
+- Batch-normalised posterior means (BN-VAE, Zhu et al. 2020): ``posterior_bn`` = gamma > 0 puts
+  the top layer's posterior mean and every lower layer's posterior mean (with ``residual_posterior``:
+  its shift dmu from the prior) through ``BatchNormMean``: a batch normalisation with the fixed scale
+  gamma. Below the top that mean (shift) is a function of the layer's bottom-up feature alone (its
+  variance then comes from x, not from the samples of the layers above; the log-variance still reads
+  [d_l, h_l]), so each layer's E_q[z_l | x] varies over the data and, with the residual posterior,
+  every layer's KL is at least E[dmu^2 / (2 sigma_p^2)] > 0.
 - Latent skip connections to the decoder (Dieng et al. 2019, "Avoiding latent variable collapse
   with generative skip models"): the decoder's condition is [d_0, z_1, .., z_L], every layer's z
   reaching the decoder directly, not only through the top-down path's nonlinear, normalised state.
@@ -37,7 +44,7 @@ import torch
 from torch import nn
 
 from dgm_science.base import GenerativeModel
-from dgm_science.families.vae import KLAnnealing
+from dgm_science.families.vae import BatchNormMean, KLAnnealing
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 """A latent unit is active when Var_x E_q[z_u | x] exceeds this (Burda et al. 2016)."""
@@ -85,7 +92,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     + beta * B * sum_l gamma_l max(free_bits, mean KL_l)] / ``loss_scale(batch)``, beta annealed from 0
     to ``kl_weight`` over ``kl_anneal_steps``, gamma_l the KL balancing coefficients (1 without
     ``kl_balancing`` or once beta = ``kl_weight``); ``residual_posterior``: NVAE's q = N(mu_p + dmu,
-    sigma_p * dsigma) below the top layer. ``log_prob`` is the ELBO in nats (B,).
+    sigma_p * dsigma) below the top layer; ``posterior_bn`` > 0: BN-VAE's batch-normalised posterior
+    means (``BatchNormMean``; below the top the mean or shift from that layer's feature alone). ``log_prob`` is the ELBO in nats (B,).
     """
 
     likelihood = "bound"
@@ -95,7 +103,7 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     def __init__(self, encoder: nn.Module, decoder: GenerativeModel, feature_dim: int, latent_dims: Sequence[int], *,
                  state_dim: int = 128, hidden: int = 128, kl_weight: float = 1.0, kl_anneal_steps: int = 0,
                  free_bits: float = 0.0, kl_balancing: bool = False, residual_posterior: bool = False,
-                 skip_latents: bool = False, loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
+                 skip_latents: bool = False, posterior_bn: float = 0.0, loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
         super().__init__()
         if len(latent_dims) < 2:
             raise ValueError(f"a hierarchical VAE needs at least two latent layers, got {len(latent_dims)}")
@@ -114,6 +122,13 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         self.priors = nn.ModuleList(_Gaussian(state_dim, hidden, d) for d in self.latent_dims[:-1])
         self.posteriors = nn.ModuleList(_Gaussian(state_dim + feature_dim, hidden, d) for d in self.latent_dims[:-1])
         self.output = _TopDown(state_dim, self.latent_dims[0], hidden)  # d_0 from (d_1, z_1)
+        # BN-VAE: one batch normalisation of the posterior (network's) mean per layer, layers 1 .. L; below
+        # the top that mean (or shift) comes from the layer's bottom-up feature alone, so that its variance
+        # gamma^2 is over x, not over the samples of the layers above
+        self.mean_norms = (nn.ModuleList(BatchNormMean(d, posterior_bn) for d in self.latent_dims)
+                           if posterior_bn > 0 else None)
+        self.mean_heads = (nn.ModuleList(nn.Sequential(nn.Linear(feature_dim, hidden), nn.GELU(), nn.Linear(hidden, d))
+                                         for d in self.latent_dims[:-1]) if posterior_bn > 0 else None)
         self._step = 0
         self._last: dict[str, torch.Tensor] = {}
 
@@ -139,6 +154,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         ``residual_posterior`` the network's output is (dmu, log dsigma^2) relative to the prior
         (NVAE Eq. 2: mu_q = mu_p + dmu, sigma_q = sigma_p * dsigma)."""
         mu, log_var = self.posteriors[i](torch.cat([d, feature], dim=-1))
+        if self.mean_norms is not None and self.mean_heads is not None:  # BN-VAE: the mean from x alone
+            mu = self.mean_norms[i](self.mean_heads[i](feature))
         if self.residual_posterior:
             return mu_p + mu, (log_var_p + log_var).clamp(-10, 10)
         return mu, log_var
@@ -154,6 +171,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         kls: list[torch.Tensor] = [torch.empty(0)] * self.layers
         means: list[torch.Tensor] = [torch.empty(0)] * self.layers
         mu, log_var = self.top_posterior(features[-1])
+        if self.mean_norms is not None:
+            mu = self.mean_norms[-1](mu)
         z = mu if use_mean else mu + torch.randn_like(mu) * (0.5 * log_var).exp()
         kls[-1] = gaussian_kl(mu, log_var, torch.zeros_like(mu), torch.zeros_like(log_var))
         means[-1] = mu

@@ -44,13 +44,40 @@ class KLAnnealing:
         return self.kl_weight * min(1.0, self._step / self.kl_anneal_steps)
 
 
+class BatchNormMean(nn.Module):
+    """BN-VAE's posterior mean (Zhu et al. 2020, "A Batch Normalized Inference Network Keeps the KL
+    Vanishing Away", Eq. 5-7): mu = gamma * (mu_raw - E_batch mu_raw) / sd_batch(mu_raw) + shift, a
+    batch normalisation of each unit with a FIXED scale ``gamma`` and a learned shift. Over the data
+    every unit's posterior mean then has variance gamma^2, so E_x KL(q(z | x) || N(0, I)) >= D gamma^2 / 2
+    and Var_x E_q[z_u | x] = gamma^2 > 0: the posterior cannot collapse to an x-independent one
+    whatever the decoder does. ``forward(mu_raw: (B, D)) -> (B, D)``; running statistics in eval mode
+    (and for a training batch of one)."""
+
+    def __init__(self, dim: int, gamma: float) -> None:
+        super().__init__()
+        if gamma <= 0:
+            raise ValueError(f"the batch-normalised posterior mean needs gamma > 0, got {gamma}")
+        self.gamma = float(gamma)
+        self.norm = nn.BatchNorm1d(dim, affine=False, eps=1e-7)  # an untrained encoder's means vary by ~1e-4
+        self.shift = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, mu: torch.Tensor) -> torch.Tensor:
+        if self.training and mu.shape[0] < 2:  # one example has no batch variance: the running estimate
+            normed = nn.functional.batch_norm(mu, self.norm.running_mean, self.norm.running_var, training=False,
+                                              eps=self.norm.eps)
+        else:
+            normed = self.norm(mu)
+        return self.gamma * normed + self.shift
+
+
 class VAE(KLAnnealing, GenerativeModel):
     """VAE(encoder, decoder, prior).
 
     ``encoder(batch) -> (mu, log_var)`` each (B, D); ``decoder`` is a conditional GenerativeModel
     with ``log_prob(batch, condition=z) -> (B,)`` and ``sample(n, generator=, condition=z)``.
     ``loss`` = mean over the batch of [-E_q log p(x|z) + beta * max(KL, free_bits)] / ``loss_scale``,
-    with beta annealed linearly from 0 to ``kl_weight`` over ``kl_anneal_steps``.
+    with beta annealed linearly from 0 to ``kl_weight`` over ``kl_anneal_steps``. ``posterior_bn``
+    (gamma > 0): the encoder's mean goes through ``BatchNormMean(D, gamma)`` (BN-VAE; 0: off).
     ``log_prob`` is the ELBO (beta = 1), a lower bound on log p(x).
     """
 
@@ -68,9 +95,11 @@ class VAE(KLAnnealing, GenerativeModel):
         kl_anneal_steps: int = 0,
         free_bits: float = 0.0,
         loss_scale: Callable[[Any], torch.Tensor] | None = None,
+        posterior_bn: float = 0.0,
     ) -> None:
         super().__init__()
         self.encoder, self.decoder, self.prior = encoder, decoder, prior
+        self.mean_norm = BatchNormMean(prior.event_shape[0], posterior_bn) if posterior_bn > 0 else None
         self.kl_weight, self.kl_anneal_steps, self.free_bits = kl_weight, kl_anneal_steps, free_bits
         self.loss_scale = loss_scale
         self._step = 0
@@ -78,7 +107,8 @@ class VAE(KLAnnealing, GenerativeModel):
 
     def encode(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Posterior q(z|x) parameters (mu, log_var), each (B, D)."""
-        return self.encoder(batch)
+        mu, log_var = self.encoder(batch)
+        return (self.mean_norm(mu) if self.mean_norm is not None else mu), log_var
 
     @staticmethod
     def kl(mu: torch.Tensor, log_var: torch.Tensor) -> torch.Tensor:

@@ -222,3 +222,56 @@ def test_skip_latents_put_every_layers_z_into_the_decoders_condition():
     shifted[:, 10:13] += 3.0
     assert not torch.allclose(model.decoder.log_prob(batch, condition=condition),
                               model.decoder.log_prob(batch, condition=shifted))
+
+
+def _similar_rows(n: int = 64, seed: int = 0):
+    """``n`` token rows that differ only in a few positions (like amplicons of one gene region): a
+    mean-pooled encoder's features barely vary across them."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(3, VOCAB, (10,), generator=g)
+    rows = []
+    for _ in range(n):
+        row = base.clone()
+        row[torch.randint(0, 10, (1,), generator=g)] = torch.randint(3, VOCAB, (1,), generator=g)
+        rows.append(row.tolist())
+    return rows
+
+
+def test_bn_posterior_means_vary_with_x_in_every_layer_at_init_where_the_plain_posterior_is_collapsed():
+    """The collapse seen on 16S: at init the posterior means of near-identical inputs are nearly equal
+    (0 active units); BN-VAE's batch-normalised means (gamma 0.3) have Var_x = gamma^2 in every unit
+    of every layer (top layer: the mean itself; lower layers: the residual shift from the prior)."""
+    batch = _batch(_similar_rows())
+    plain = _model(latent_dims=(4, 4, 4), residual_posterior=True)
+    normed = _model(latent_dims=(4, 4, 4), residual_posterior=True, posterior_bn=0.3)
+    for model in (plain, normed):  # running statistics (a cumulative average) from training-mode passes, then eval
+        for module in model.modules():
+            if isinstance(module, nn.BatchNorm1d):
+                module.momentum = None
+        for _ in range(5):
+            model.layer_kls(batch)
+        model.eval()
+    with torch.no_grad():
+        assert active_units(plain.posterior_means(batch)) == [0, 0, 0]
+        means = normed.posterior_means(batch)
+        assert active_units(means) == [4, 4, 4]
+        top_var = means[-1].var(0, unbiased=False)
+        assert torch.allclose(top_var, torch.full_like(top_var, 0.09), rtol=0.1)
+        # the KL of every layer is bounded away from zero: >= D gamma^2 / 2 on average for the top layer
+        kls = normed.layer_kls(batch).mean(0)
+        assert float(kls[-1]) >= 4 * 0.09 / 2 * 0.95 and bool((kls > 0.05).all())
+
+
+def test_bn_posterior_mean_has_the_fixed_scale_and_a_learned_shift_and_survives_a_batch_of_one():
+    from dgm_science.families.vae import BatchNormMean
+
+    torch.manual_seed(0)
+    norm = BatchNormMean(3, 0.5)
+    raw = 5.0 + 0.01 * torch.randn(200, 3)  # a large common part and a tiny x-dependent one
+    out = norm(raw)
+    assert torch.allclose(out.var(0, unbiased=False), torch.full((3,), 0.25), rtol=0.01)
+    assert torch.allclose(out.mean(0), torch.zeros(3), atol=1e-3)
+    assert [n for n, _ in norm.named_parameters()] == ["shift"]  # gamma is fixed, not learned
+    assert norm(raw[:1]).shape == (1, 3)  # a training batch of one uses the running statistics
+    with pytest.raises(ValueError):
+        BatchNormMean(3, 0.0)

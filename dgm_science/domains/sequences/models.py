@@ -48,7 +48,8 @@ class SeqDiffusionConfig(SeqARMConfig):
 @dataclasses.dataclass(frozen=True)
 class SeqVAEConfig(SeqARMConfig):
     """VAE: a 1D convolutional encoder q(z|x) and the autoregressive transformer decoder p(x|z)
-    (SeqARMConfig's settings; unconditional)."""
+    (SeqARMConfig's settings; unconditional). ``posterior_bn`` > 0: BN-VAE's batch-normalised
+    posterior mean with that fixed scale gamma (Zhu et al. 2020; 0: off)."""
 
     latent_dim: int = bounded(32, minimum=1)
     encoder_channels: int = bounded(128, minimum=1)
@@ -56,6 +57,7 @@ class SeqVAEConfig(SeqARMConfig):
     kl_weight: float = bounded(1.0, minimum=0)
     kl_anneal_steps: int = bounded(1000, minimum=0)
     free_bits: float = bounded(0.0, minimum=0)
+    posterior_bn: float = bounded(0.0, minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,7 +184,8 @@ class SeqVAE(ModelSpec):
                                       bos_id=BOS, eos_id=EOS)
 
         return VAE(encoder, decoder, StandardNormal(cfg.latent_dim), kl_weight=cfg.kl_weight,
-                   kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits, loss_scale=_residues_per_batch)
+                   kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits, loss_scale=_residues_per_batch,
+                   posterior_bn=cfg.posterior_bn)
 
 
 class LadderConvEncoder(ConvStack):
@@ -226,4 +229,5 @@ class SeqHVAE(ModelSpec):
                                state_dim=cfg.state_dim, hidden=cfg.state_dim, kl_weight=cfg.kl_weight,
                                kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits,
                                kl_balancing=cfg.kl_balancing, residual_posterior=cfg.residual_posterior,
-                               skip_latents=cfg.skip_latents, loss_scale=_residues_per_batch)
+                               skip_latents=cfg.skip_latents, posterior_bn=cfg.posterior_bn,
+                               loss_scale=_residues_per_batch)
