@@ -34,6 +34,15 @@ from torch import nn
 from dgm_science.base import GenerativeModel
 
 
+def chain_starts(noise_init: Any, dim: int, n: int, generator: torch.Generator | None,
+                 device: torch.device) -> torch.Tensor:
+    """Where n chains start: ``noise_init(n, generator, device)`` where the domain gives one, else
+    N(0, I) of shape (n, dim)."""
+    if noise_init is not None:
+        return noise_init(n, generator, device)
+    return torch.randn(n, dim, generator=generator, device=device)
+
+
 class EnergyBasedModel(GenerativeModel):
     """EnergyBasedModel(energy, shift, scale, key, ...).
 
@@ -74,9 +83,7 @@ class EnergyBasedModel(GenerativeModel):
         return (x.float() - self.shift) / self.scale
 
     def _init(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        if self.noise_init is not None:
-            return self.noise_init(n, generator, device)
-        return torch.randn(n, self.dim, generator=generator, device=device)
+        return chain_starts(self.noise_init, self.dim, n, generator, device)
 
     def langevin(self, x: torch.Tensor, steps: int, *, generator: torch.Generator | None = None,
                  record: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -285,9 +292,7 @@ class FlowEnergyBasedModel(GenerativeModel):
         return value.detach(), gradient
 
     def _init(self, n: int, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
-        if self.noise_init is not None:
-            return self.noise_init(n, generator, device)
-        return torch.randn(n, self.dim, generator=generator, device=device)
+        return chain_starts(self.noise_init, self.dim, n, generator, device)
 
     def run_chains(self, u: torch.Tensor, sweeps: int, *, generator: torch.Generator | None = None,
                    record: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
