@@ -120,6 +120,18 @@ def test_an_env_that_is_not_installed_is_skipped_with_the_reason():
     env.close()
 
 
+def test_a_maze_env_built_for_a_dataset_leaves_no_file_in_the_temp_folder(tmp_path, monkeypatch):
+    """gymnasium-robotics writes every maze env's MJCF to ``<temp>/ant_maze<time>.xml`` and never
+    deletes it: a user dataset recorded on a PointMaze env left one per command and test."""
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    env, why = generic.make_env("PointMaze_UMaze-v3", {}, 10)
+    assert env is not None and why == ""
+    env.close()
+    assert list(tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------- through the CLI
 
 
