@@ -34,6 +34,10 @@ what ``log_prob`` means: it is always the plain ELBO):
 - Latent skip connections to the decoder (Dieng et al. 2019, "Avoiding latent variable collapse
   with generative skip models"): the decoder's condition is [d_0, z_1, .., z_L], every layer's z
   reaching the decoder directly, not only through the top-down path's nonlinear, normalised state.
+  With ``decoder_state`` off the condition is [z_1, .., z_L] alone: the decoder reads the latents as
+  a single-level VAE's decoder reads its z, and the top-down path only parameterises the priors and
+  posteriors (d_0, a deterministic function of the z's, adds no information, and as a LayerNorm'd
+  128-d input it slowed the decoder's training: docs/results/families/hvae_16s.json).
 """
 
 from __future__ import annotations
@@ -87,8 +91,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     ``encoder(batch) -> [h_1, .., h_L]``: one (B, feature_dim) vector per layer, shallow to deep;
     ``latent_dims``: the size of z_1 .. z_L (the same order); ``decoder``: a conditional
     GenerativeModel (``log_prob(batch, condition=c)``, ``sample(n, condition=c)``) whose condition
-    is the last top-down state, (B, ``state_dim``), followed by z_1 .. z_L where ``skip_latents``
-    (its width: ``condition_dim(state_dim, latent_dims, skip_latents)``). ``loss`` = [-sum log p(x | z)
+    is the last top-down state, (B, ``state_dim``; not with ``decoder_state`` off), followed by z_1 .. z_L
+    where ``skip_latents`` (its width: ``condition_dim(state_dim, latent_dims, skip_latents, decoder_state)``). ``loss`` = [-sum log p(x | z)
     + beta * B * sum_l gamma_l max(free_bits, mean KL_l)] / ``loss_scale(batch)``, beta annealed from 0
     to ``kl_weight`` over ``kl_anneal_steps``, gamma_l the KL balancing coefficients (1 without
     ``kl_balancing`` or once beta = ``kl_weight``); ``residual_posterior``: NVAE's q = N(mu_p + dmu,
@@ -103,15 +107,19 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     def __init__(self, encoder: nn.Module, decoder: GenerativeModel, feature_dim: int, latent_dims: Sequence[int], *,
                  state_dim: int = 128, hidden: int = 128, kl_weight: float = 1.0, kl_anneal_steps: int = 0,
                  free_bits: float = 0.0, kl_balancing: bool = False, residual_posterior: bool = False,
-                 skip_latents: bool = False, posterior_bn: float = 0.0, loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
+                 skip_latents: bool = False, decoder_state: bool = True, posterior_bn: float = 0.0,
+                 loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
         super().__init__()
         if len(latent_dims) < 2:
             raise ValueError(f"a hierarchical VAE needs at least two latent layers, got {len(latent_dims)}")
+        if not (skip_latents or decoder_state):
+            raise ValueError("the decoder must read the top-down state (decoder_state) or the latents (skip_latents)")
         self.encoder, self.decoder = encoder, decoder
         self.latent_dims = [int(d) for d in latent_dims]
         self.state_dim = state_dim
         self.kl_weight, self.kl_anneal_steps, self.free_bits = kl_weight, kl_anneal_steps, free_bits
         self.kl_balancing, self.residual_posterior, self.skip_latents = kl_balancing, residual_posterior, skip_latents
+        self.decoder_state = decoder_state
         self.loss_scale = loss_scale
         top = self.latent_dims[-1]
         self.top_posterior = _Gaussian(feature_dim, hidden, top)
@@ -121,7 +129,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
                                    for i in range(len(self.latent_dims) - 1))
         self.priors = nn.ModuleList(_Gaussian(state_dim, hidden, d) for d in self.latent_dims[:-1])
         self.posteriors = nn.ModuleList(_Gaussian(state_dim + feature_dim, hidden, d) for d in self.latent_dims[:-1])
-        self.output = _TopDown(state_dim, self.latent_dims[0], hidden)  # d_0 from (d_1, z_1)
+        # d_0 from (d_1, z_1): the decoder's input where it reads the state
+        self.output = _TopDown(state_dim, self.latent_dims[0], hidden) if decoder_state else None
         # BN-VAE: one batch normalisation of the posterior (network's) mean per layer, layers 1 .. L; below
         # the top that mean (or shift) comes from the layer's bottom-up feature alone, so that its variance
         # gamma^2 is over x, not over the samples of the layers above
@@ -137,16 +146,16 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         return len(self.latent_dims)
 
     @staticmethod
-    def condition_dim(state_dim: int, latent_dims: Sequence[int], skip_latents: bool) -> int:
-        """The width of the decoder's condition: the last top-down state, and with ``skip_latents``
-        every layer's z."""
-        return state_dim + (sum(int(d) for d in latent_dims) if skip_latents else 0)
+    def condition_dim(state_dim: int, latent_dims: Sequence[int], skip_latents: bool, decoder_state: bool = True) -> int:
+        """The width of the decoder's condition: the last top-down state (with ``decoder_state``)
+        and every layer's z (with ``skip_latents``)."""
+        return (state_dim if decoder_state else 0) + (sum(int(d) for d in latent_dims) if skip_latents else 0)
 
     def _condition(self, d: torch.Tensor, z: torch.Tensor, zs: list[torch.Tensor]) -> torch.Tensor:
-        """The decoder's condition from the last top-down state d_1, z_1 and (with ``skip_latents``)
-        every layer's z, layers 1 .. L: (B, ``condition_dim``)."""
-        out = self.output(d, z)
-        return torch.cat([out, *zs], dim=-1) if self.skip_latents else out
+        """The decoder's condition: d_0 from the last top-down state d_1 and z_1 (with
+        ``decoder_state``), then every layer's z, layers 1 .. L (with ``skip_latents``): (B, ``condition_dim``)."""
+        parts = [self.output(d, z)] if self.output is not None else []
+        return torch.cat(parts + (list(zs) if self.skip_latents else []), dim=-1)
 
     def _posterior(self, i: int, d: torch.Tensor, feature: torch.Tensor, mu_p: torch.Tensor, log_var_p: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -36,7 +36,8 @@ class _Encoder(nn.Module):
 def _model(latent_dims=(3, 4, 2), free_bits: float = 0.0, seed: int = 0, **options) -> HierarchicalVAE:
     torch.manual_seed(seed)
     state = 10
-    condition = HierarchicalVAE.condition_dim(state, latent_dims, options.get("skip_latents", False))
+    condition = HierarchicalVAE.condition_dim(state, latent_dims, options.get("skip_latents", False),
+                                              options.get("decoder_state", True))
     network = CausalTransformer(VOCAB, d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.0,
                                 condition_dim=condition)
     decoder = AutoregressiveModel(network, pad_id=PAD, bos_id=BOS, eos_id=EOS)
@@ -222,6 +223,22 @@ def test_skip_latents_put_every_layers_z_into_the_decoders_condition():
     shifted[:, 10:13] += 3.0
     assert not torch.allclose(model.decoder.log_prob(batch, condition=condition),
                               model.decoder.log_prob(batch, condition=shifted))
+
+
+def test_without_the_decoder_state_the_decoder_reads_the_latents_alone():
+    """``decoder_state`` off: the condition is [z_1, .., z_L] (no d_0, no output step to train);
+    the ELBO, the KLs and sampling work as before; the decoder must read something."""
+    dims = (3, 4, 2)
+    assert HierarchicalVAE.condition_dim(10, dims, True, False) == 9
+    model = _model(latent_dims=dims, skip_latents=True, decoder_state=False).eval()
+    assert model.output is None
+    batch = _batch(BATCH)
+    condition, kls, means = model._infer(batch, use_mean=True)
+    assert torch.equal(condition, torch.cat(means, dim=-1))
+    assert torch.isfinite(model.log_prob(batch)).all() and len(kls) == 3
+    assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape[0] == 5
+    with pytest.raises(ValueError, match="decoder must read"):
+        _model(latent_dims=dims, skip_latents=False, decoder_state=False)
 
 
 def _similar_rows(n: int = 64, seed: int = 0):

@@ -68,13 +68,15 @@ class SeqHVAEConfig(SeqVAEConfig):
     ``state_dim`` whose last state conditions the transformer decoder. ``free_bits``: per layer.
     Against posterior collapse (``HierarchicalVAE``): ``kl_balancing`` (NVAE's per-layer KL
     coefficients during the warm-up), ``residual_posterior`` (NVAE's q = N(mu_p + dmu, sigma_p *
-    dsigma)), ``skip_latents`` (every layer's z joins the decoder's condition, Dieng et al. 2019)."""
+    dsigma)), ``skip_latents`` (every layer's z joins the decoder's condition, Dieng et al. 2019);
+    ``decoder_state`` off: the decoder reads the z's alone, not the top-down path's last state."""
 
     latent_layers: int = bounded(3, minimum=2)
     state_dim: int = bounded(128, minimum=1)
     kl_balancing: bool = False
     residual_posterior: bool = False
     skip_latents: bool = False
+    decoder_state: bool = True
 
 
 def _network(cfg: SeqARMConfig, state: dict[str, Any], *, causal: bool = True, extra_condition: int = 0
@@ -222,12 +224,13 @@ class SeqHVAE(ModelSpec):
         encoder = LadderConvEncoder(len(Vocabulary(state["alphabet"])), cfg.encoder_channels, cfg.encoder_layers,
                                     cfg.latent_layers)
         dims = [cfg.latent_dim] * cfg.latent_layers
-        condition = HierarchicalVAE.condition_dim(cfg.state_dim, dims, cfg.skip_latents)
+        condition = HierarchicalVAE.condition_dim(cfg.state_dim, dims, cfg.skip_latents, cfg.decoder_state)
         decoder = AutoregressiveModel(_network(cfg, state, extra_condition=condition), pad_id=PAD,
                                       bos_id=BOS, eos_id=EOS)
         return HierarchicalVAE(encoder, decoder, cfg.encoder_channels, dims,
                                state_dim=cfg.state_dim, hidden=cfg.state_dim, kl_weight=cfg.kl_weight,
                                kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits,
                                kl_balancing=cfg.kl_balancing, residual_posterior=cfg.residual_posterior,
-                               skip_latents=cfg.skip_latents, posterior_bn=cfg.posterior_bn,
+                               skip_latents=cfg.skip_latents, decoder_state=cfg.decoder_state,
+                               posterior_bn=cfg.posterior_bn,
                                loss_scale=_residues_per_batch)
