@@ -65,7 +65,8 @@ class SeqHVAEConfig(SeqVAEConfig):
     """Hierarchical (top-down) VAE: ``latent_layers`` layers of ``latent_dim`` units each; the
     convolutional encoder's ``encoder_layers`` split evenly into as many bottom-up stages (one
     feature vector per latent layer, shallow for z_1, deep for z_L); a top-down path of width
-    ``state_dim`` whose last state conditions the transformer decoder. ``free_bits``: per layer.
+    ``state_dim`` whose last state and/or (``skip_latents``) the z's condition the transformer
+    decoder. ``free_bits``: per layer.
     Against posterior collapse (``HierarchicalVAE``): ``kl_balancing`` (NVAE's per-layer KL
     coefficients during the warm-up), ``residual_posterior`` (NVAE's q = N(mu_p + dmu, sigma_p *
     dsigma)), ``skip_latents`` (every layer's z joins the decoder's condition, Dieng et al. 2019);
