@@ -37,7 +37,7 @@ what ``log_prob`` means: it is always the plain ELBO):
   With ``decoder_state`` off the condition is [z_1, .., z_L] alone: the decoder reads the latents as
   a single-level VAE's decoder reads its z, and the top-down path only parameterises the priors and
   posteriors (d_0, a deterministic function of the z's, adds no information, and as a LayerNorm'd
-  128-d input it slowed the decoder's training: docs/results/families/hvae_16s.json).
+  128-d input it slowed the decoder's training: docs/results/families/hvae_decoder_input.json).
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         self.state_dim = state_dim
         self.kl_weight, self.kl_anneal_steps, self.free_bits = kl_weight, kl_anneal_steps, free_bits
         self.kl_balancing, self.residual_posterior, self.skip_latents = kl_balancing, residual_posterior, skip_latents
-        self.decoder_state = decoder_state
         self.loss_scale = loss_scale
         top = self.latent_dims[-1]
         self.top_posterior = _Gaussian(feature_dim, hidden, top)

@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from dgm_science.domains.trajectories.mazes import gym_make  # gym.make, less the maze envs' MJCF temp file
 from dgm_science.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,6 @@ def make_env(env_id: str | None, env_kwargs: dict[str, Any], max_episode_steps: 
     kwargs = dict(env_kwargs)
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
-    from dgm_science.domains.trajectories.mazes import gym_make  # gym.make, less the maze envs' MJCF temp file
-
     try:
         return gym_make(env_id, **kwargs), ""
     except Exception as err:  # noqa: BLE001  (any failure of a third-party env's constructor means: not available)
