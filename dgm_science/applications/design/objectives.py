@@ -43,6 +43,13 @@ Component types (raw value; the transform is optional for values in [0, 1], requ
     prior_ood        the out-of-distribution score of the molecule under the prior, passed in by the optimizer
                      (``Scorer.score(smiles, prior_ood=...)``), typically with a reverse_sigmoid: a guard
                      against reward hacking
+    predictor        a property predicted by a model of ``dgm train`` (your assay): ``checkpoint``, one hybrid-arm
+                     checkpoint or a list of regressor-arm checkpoints (a deep ensemble), read relative to the
+                     objective file's folder; ``target``, the predicted column (required when the model has
+                     several); ``ood_threshold`` (default 3). Raw: the predictive mean in the target's units (a 0/1
+                     target: the probability of 1). Three more raw columns: ``<name>_sd`` (the predictive standard
+                     deviation), ``<name>_ood_score`` (the hybrid model's typicality score of the molecule) and
+                     ``<name>_ood`` (1 above ``ood_threshold``, else 0; empty for an ensemble, which has no p(x))
 
 Transforms, with REINVENT 4's definitions and parameter names (reinvent/scoring/transforms: sigmoids.py,
 double_sigmoid.py, steps.py, sigmoid_functions.py), x the raw value::
@@ -67,6 +74,7 @@ Builtin objectives: ``Objective.load("guacamol:<task>")`` (the twenty GuacaMol v
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import multiprocessing
@@ -92,7 +100,7 @@ from dgm_science.applications.design.benchmarks import (
     pmo_auc_top10,
     top_diversity,
 )
-from dgm_science.domains.molecules.properties import matches_structural_alert, parse_smiles
+from dgm_science.domains.molecules.properties import canonical_smiles, matches_structural_alert, parse_smiles
 
 __all__ = [
     "GUACAMOL_V2_TASKS", "TASKS", "Component", "Objective", "ObjectiveError", "ScoreBatch", "Scorer", "Transform",
@@ -412,12 +420,62 @@ def _prior(options: dict[str, Any], where: str) -> tuple[dict[str, Any], Evaluat
     return {}, given
 
 
+PREDICTOR_EXTRAS = ("sd", "ood_score", "ood")
+"""The columns a predictor component writes beside its own (``<name>_sd`` ...): the predictive standard
+deviation, the typicality OOD score and the OOD flag (1 / 0; empty without a density, e.g. an ensemble)."""
+
+
+def _predictor(options: dict[str, Any], where: str) -> tuple[dict[str, Any], Evaluator]:
+    from dgm_science import api
+    from dgm_science.applications.prediction.predict import OOD_THRESHOLD, Predictor
+    from dgm_science.checkpoint import CheckpointError
+
+    paths = _strings(options["checkpoint"], f"{where}.checkpoint")
+    members = []
+    for i, path in enumerate(paths):
+        at = f"{where}.checkpoint" + (f"[{i}]" if len(paths) > 1 else "")
+        if not Path(path).is_file():
+            raise ObjectiveError(f"{at}: {path}: file not found (a checkpoint of `dgm train --model hybrid-arm` "
+                                 f"or regressor-arm)")
+        try:
+            members.append(api.load(path, device="cpu"))
+        except (CheckpointError, ValueError) as err:
+            raise ObjectiveError(f"{at}: {err}") from None
+    try:
+        predictor = Predictor(members)
+    except ValueError as err:
+        raise ObjectiveError(f"{where}.checkpoint: {err}") from None
+    names = list(predictor.targets["names"])
+    target = options["target"]
+    if target is None:
+        if len(names) > 1:
+            raise ObjectiveError(f"{where}.target: missing; the model predicts {', '.join(names)}: name one")
+        target = names[0]
+    if target not in names:
+        raise ObjectiveError(f"{where}.target: {target!r:.80} is not a target of the model ({', '.join(names)})")
+    threshold = OOD_THRESHOLD if options["ood_threshold"] is None else _number(options["ood_threshold"],
+                                                                                f"{where}.ood_threshold")
+    column = names.index(target)
+
+    def predicted(mols: list, canonical: list, prior: np.ndarray | None) -> np.ndarray:
+        result = predictor.predict(list(canonical), canonicalize=False)
+        score = result.ood_score
+        flag = np.where(np.isnan(score), np.nan, (score > threshold).astype(float))
+        return np.column_stack([result.mean[:, column], np.sqrt(result.variance[:, column]), score, flag])
+
+    return {"checkpoint": paths, "target": target, "ood_threshold": threshold}, predicted
+
+
 @dataclass(frozen=True)
 class _Kind:
     values: str  # "unit": raw in [0, 1], transform optional; "any": transform required; "binary": no transform
     options: dict[str, Any]
     build: Callable[[dict[str, Any], str], tuple[dict[str, Any], Evaluator]]
     column: Callable[[dict[str, Any]], str]
+    extras: tuple[str, ...] = ()
+    """Columns the evaluator returns after the component's own value (``<name>_<extra>``): it returns (n, 1 + k)."""
+    paths: tuple[str, ...] = ()
+    """Options that name files: read relative to the objective file's folder."""
 
 
 def _plain(kind: str) -> Callable[[dict[str, Any], str], tuple[dict[str, Any], Evaluator]]:
@@ -432,6 +490,9 @@ KINDS: dict[str, _Kind] = {
     "formula": _Kind("unit", {"formula": _REQUIRED, "mean": "geometric"}, _formula, lambda o: "formula"),
     "task": _Kind("unit", {"task": _REQUIRED}, _task, lambda o: o["task"]),
     "prior_ood": _Kind("any", {}, _prior, lambda o: "prior_ood"),
+    "predictor": _Kind("any", {"checkpoint": _REQUIRED, "target": None, "ood_threshold": None}, _predictor,
+                       lambda o: "predicted_" + re.sub(r"[^A-Za-z0-9_]", "_", o["target"])[:54],
+                       extras=PREDICTOR_EXTRAS, paths=("checkpoint",)),
 }
 """Component types: what each computes is in the module docstring."""
 
@@ -456,6 +517,13 @@ class Component:
     transform: Transform
     options: tuple[tuple[str, Any], ...] = ()
     evaluate: Evaluator | None = field(default=None, compare=False, repr=False)
+    extras: tuple[str, ...] = ()
+    """Raw columns beside the component's own value, ``<name>_<extra>`` (``_Kind.extras``)."""
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """The raw values this component writes: its own (``name``), then ``<name>_<extra>`` for each extra."""
+        return [self.name, *(f"{self.name}_{extra}" for extra in self.extras)]
 
     def option(self, key: str) -> Any:
         return _thawed(dict(self.options)[key])
@@ -477,8 +545,9 @@ class Component:
         return mapping
 
 
-def _component(spec: Any, where: str) -> tuple[Component, bool]:
-    """A component from its mapping, and whether its name was given."""
+def _component(spec: Any, where: str, base: Path | None = None) -> tuple[Component, bool]:
+    """A component from its mapping, and whether its name was given; a file named by an option is read
+    relative to ``base`` (the objective file's folder; None: the working directory)."""
     if not isinstance(spec, dict):
         raise ObjectiveError(f"{where}: expected a mapping with a `type`, got {spec!r:.80}")
     kind_name = spec.get("type", _REQUIRED)
@@ -505,6 +574,10 @@ def _component(spec: Any, where: str) -> tuple[Component, bool]:
             raise ObjectiveError(f"{where}.{key}: missing; a {kind_name} component needs {key}")
         else:
             options[key] = default
+    for key in kind.paths:
+        if base is not None and options[key] is not None:
+            options[key] = [str(base / p) if isinstance(p, str) and p.strip() and not Path(p.strip()).is_absolute()
+                            else p for p in ([options[key]] if isinstance(options[key], str) else options[key])]
     weight = _number(spec.get("weight", 1.0), f"{where}.weight")
     if weight < 0:
         raise ObjectiveError(f"{where}.weight: must be >= 0, got {spec['weight']}")
@@ -530,7 +603,7 @@ def _component(spec: Any, where: str) -> tuple[Component, bool]:
     else:
         name = kind.column(options)
     frozen = tuple((key, _frozen(value)) for key, value in options.items())
-    return Component(kind_name, name, weight, transform, frozen, evaluate), named
+    return Component(kind_name, name, weight, transform, frozen, evaluate, kind.extras), named
 
 
 # ---------------------------------------------------------------- objective
@@ -565,11 +638,12 @@ class Objective:
             mapping = load_mapping(path)
         except ConfigError as err:
             raise ObjectiveError(str(err)) from None
-        return cls.from_mapping(mapping, str(path))
+        return cls.from_mapping(mapping, str(path), base=None if text.lstrip().startswith("{") else path.parent)
 
     @classmethod
-    def from_mapping(cls, mapping: dict, where: str) -> "Objective":
-        """Check and build an objective; ``where`` (the file) starts every error message."""
+    def from_mapping(cls, mapping: dict, where: str, base: Path | None = None) -> "Objective":
+        """Check and build an objective; ``where`` (the file) starts every error message; files its
+        components name are read relative to ``base`` (None: the working directory)."""
         if not isinstance(mapping, dict):
             raise ObjectiveError(f"{where}: expected a mapping (name, aggregate, components), got {mapping!r:.80}")
         for key in mapping:
@@ -587,7 +661,7 @@ class Objective:
         built = []
         for i, spec in enumerate(specs):
             try:
-                built.append(_component(spec, f"components[{i}]"))
+                built.append(_component(spec, f"components[{i}]", base))
             except ObjectiveError as err:
                 raise ObjectiveError(f"{where}: {err}") from None
         explicit: dict[str, int] = {}
@@ -605,9 +679,12 @@ class Objective:
                 while column in used:
                     number += 1
                     column = f"{name_base}_{number}"
-                component = Component(component.type, column, component.weight, component.transform,
-                                      component.options, component.evaluate)
-            used.add(component.name)
+                component = dataclasses.replace(component, name=column)
+            for extra in component.raw_columns[1:]:
+                if extra in used or extra in RESERVED_COLUMNS:
+                    raise ObjectiveError(f"{where}: components[{len(components)}]: its column {extra!r} is already "
+                                         f"taken; rename the component or the other column")
+            used.update(component.raw_columns)
             components.append(component)
         if sum(c.weight for c in components) <= 0:
             raise ObjectiveError(f"{where}: components: every weight is 0; at least one must be > 0")
@@ -634,6 +711,11 @@ class Objective:
     def columns(self) -> list[str]:
         """The components' column names, in order; unique."""
         return [c.name for c in self.components]
+
+    @property
+    def raw_columns(self) -> list[str]:
+        """Every raw value's column, component by component (each one's own, then its extras); unique."""
+        return [column for c in self.components for column in c.raw_columns]
 
     @property
     def weights(self) -> np.ndarray:
@@ -677,7 +759,8 @@ class ScoreBatch:
 
 def _evaluate(objective: Objective, smiles: Sequence[str], prior: np.ndarray | None
               ) -> tuple[list[str | None], np.ndarray, np.ndarray, np.ndarray]:
-    """Parse each SMILES once and score it: (canonical or None, raw (n, C), desirabilities (n, C), totals (n,))."""
+    """Parse each SMILES once and score it: (canonical or None, raw (n, R), desirabilities (n, C), totals (n,));
+    R: ``objective.raw_columns``."""
     n, width = len(smiles), len(objective.components)
     canonical: list[str | None] = [None] * n
     mols, rows = [], []
@@ -687,18 +770,93 @@ def _evaluate(objective: Objective, smiles: Sequence[str], prior: np.ndarray | N
             canonical[i] = Chem.MolToSmiles(mol)
             mols.append(mol)
             rows.append(i)
-    raw = np.full((n, width), np.nan)
+    raw = np.full((n, len(objective.raw_columns)), np.nan)
     desirability = np.zeros((n, width))
     total = np.zeros(n)
     if rows:
         valid_canonical = [canonical[i] for i in rows]
         valid_prior = None if prior is None else prior[rows]
+        start = 0
         for j, component in enumerate(objective.components):
             values = np.asarray(component.evaluate(mols, valid_canonical, valid_prior), dtype=float)
-            raw[rows, j] = values
-            desirability[rows, j] = component.desirability(values)
+            values = values.reshape(len(rows), len(component.raw_columns))
+            raw[rows, start:start + values.shape[1]] = values
+            start += values.shape[1]
+            desirability[rows, j] = component.desirability(values[:, 0])
         total[rows] = objective.combine(desirability[rows])
     return canonical, raw, desirability, total
+
+
+class ScoreStore:
+    """Every molecule an objective scored, on disk as it is scored: what lets a killed run resume without
+    calling the objective again on a molecule it already paid for.
+
+    A CSV, appended after each scored batch and synced to disk: a first line ``# dgm-score-store 1 <JSON>``
+    (the run it belongs to: ``key``, e.g. the objective, method, seed and budget), the header (canonical,
+    total, each component's desirability ``d_<name>``, each raw column) and one row per molecule in call
+    order, floats written so that they read back bit for bit. ``load`` returns the rows; a last line cut by a
+    kill is dropped; a store of another run (another key) is a ValueError naming the file, never reused."""
+
+    MAGIC = "# dgm-score-store 1 "
+
+    def __init__(self, path: Path, objective: Objective, key: dict[str, Any]) -> None:
+        import json
+
+        self.path, self.objective = Path(path), objective
+        self.key = json.dumps({"objective": objective.to_mapping(), **key}, sort_keys=True, default=str)
+        self.header = ["canonical", "total", *(f"d_{c}" for c in objective.columns), *objective.raw_columns]
+
+    def load(self) -> dict[str, tuple[float, np.ndarray, np.ndarray]]:
+        """canonical SMILES -> (total, desirabilities (C,), raw values (R,)), in call order; {} without a file."""
+        import csv
+
+        if not self.path.is_file():
+            return {}
+        width, n_components = len(self.header), len(self.objective.columns)
+        rows: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}
+        with open(self.path, encoding="utf-8", newline="") as fh:
+            first = fh.readline()
+            if not first.startswith(self.MAGIC):
+                raise ValueError(f"{self.path}: not a dgm score store (first line {first[:60]!r}); remove it or "
+                                 f"choose another --out")
+            if first[len(self.MAGIC):].rstrip("\n") != self.key:
+                raise ValueError(f"{self.path}: the scores of an interrupted run with other settings (objective, "
+                                 f"method, seed, budget or prior); remove it to start afresh, or choose another --out")
+            text = fh.read()
+        complete = text if text.endswith("\n") else text[: text.rfind("\n") + 1]  # a line cut by a kill
+        reader = csv.reader(complete.splitlines())
+        if next(reader, None) != self.header:
+            raise ValueError(f"{self.path}: its columns are not this objective's; remove it or choose another --out")
+        for line, row in enumerate(reader, start=3):
+            if len(row) != width:
+                raise ValueError(f"{self.path}: line {line}: {len(row)} fields, expected {width}")
+            values = np.array([float(v) for v in row[1:]], dtype=float)
+            rows[row[0]] = (float(values[0]), values[1:1 + n_components], values[1 + n_components:])
+        return rows
+
+    def append(self, entries: Sequence[tuple[str, float, np.ndarray, np.ndarray]]) -> None:
+        """Add scored molecules (canonical, total, desirabilities, raw values) and sync the file to disk."""
+        import csv
+        import os
+
+        if not entries:
+            return
+        fresh = not self.path.is_file()
+        if fresh:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "a", encoding="utf-8", newline="") as fh:
+            if fresh:
+                fh.write(self.MAGIC + self.key + "\n")
+                csv.writer(fh, lineterminator="\n").writerow(self.header)
+            writer = csv.writer(fh, lineterminator="\n")
+            for canonical, total, desirability, raw in entries:
+                writer.writerow([canonical, repr(float(total)), *map(repr, map(float, desirability)),
+                                 *map(repr, map(float, raw))])
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 _WORKER: dict[str, Any] = {}
@@ -724,9 +882,14 @@ class Scorer:
     molecules on a process pool (forkserver; each worker rebuilds the objective from ``to_mapping()``), created
     at the first batch with more than ``chunk_size`` new SMILES and closed by ``close()`` or the context manager.
     Results do not depend on ``jobs`` or ``chunk_size``.
+
+    With a ``store`` (``ScoreStore``), every molecule scored is written to it, and the molecules it already
+    holds (a killed run's) are not scored again: they take their stored values when they come, in the same
+    PMO call order, so a run replayed from its seed retraces the killed one at no oracle cost.
+    ``oracle_calls``: the molecules the objective was actually run on, the store's included.
     """
 
-    def __init__(self, objective: Objective, jobs: int = 1, chunk_size: int = 64):
+    def __init__(self, objective: Objective, jobs: int = 1, chunk_size: int = 64, store: ScoreStore | None = None):
         if jobs < 1 or chunk_size < 1:
             raise ValueError(f"Scorer: jobs and chunk_size must be >= 1 (got {jobs}, {chunk_size})")
         self.objective = objective
@@ -738,6 +901,10 @@ class Scorer:
         self._order: list[str] = []
         self._pool: Any = None
         self._finalizer: Any = None
+        self.store = store
+        self._stored = store.load() if store is not None else {}
+        self.oracle_calls = len(self._stored)
+        self.reused = 0
 
     def __enter__(self) -> "Scorer":
         return self
@@ -752,6 +919,10 @@ class Scorer:
             self._pool.close()
             self._pool.join()
             self._pool = self._finalizer = None
+
+    def stored(self, canonical: str | None) -> bool:
+        """Whether this molecule's score is in the store and not yet met (it will cost no oracle call)."""
+        return canonical is not None and canonical in self._stored
 
     def history(self) -> tuple[list[str], np.ndarray]:
         """The molecules scored so far in call order (canonical SMILES) and their totals (calls,)."""
@@ -796,21 +967,40 @@ class Scorer:
             if isinstance(text, str) and text and text not in self._canonical_of and text not in pending:
                 pending[text] = i
         new = np.zeros(n, dtype=bool)
+        if pending and self._stored:  # a resumed run: the molecules already scored take their stored values
+            with rdBase.BlockLogs():
+                keys = {text: canonical_smiles(text) for text in pending}
+            for text, key in keys.items():
+                if key is not None and key in self._stored and key not in self._cache:
+                    self.calls += 1
+                    self.reused += 1
+                    total_s, desirability_s, raw_s = self._stored.pop(key)
+                    self._cache[key] = (self.calls, total_s, desirability_s, raw_s)
+                    self._order.append(key)
+                    new[pending[text]] = True
+                if key is not None and key in self._cache:
+                    self._canonical_of[text] = key
+                    del pending[text]
         if pending:
             texts, first_rows = list(pending), list(pending.values())
             canonical, raw, desirability, total = self._evaluate(texts, None if prior is None else prior[first_rows])
+            scored = []
             for k, text in enumerate(texts):
                 key = canonical[k]
                 self._canonical_of[text] = key
                 if key is not None and key not in self._cache:
                     self.calls += 1
+                    self.oracle_calls += 1
                     self._cache[key] = (self.calls, float(total[k]), desirability[k].copy(), raw[k].copy())
                     self._order.append(key)
                     new[first_rows[k]] = True
+                    scored.append((key, float(total[k]), desirability[k], raw[k]))
+            if self.store is not None:
+                self.store.append(scored)
         batch_canonical: list[str | None] = [None] * n
         totals = np.zeros(n)
         desirabilities = np.zeros((n, width))
-        raws = np.full((n, width), np.nan)
+        raws = np.full((n, len(self.objective.raw_columns)), np.nan)
         call_index = np.full(n, -1, dtype=np.int64)
         for i, text in enumerate(smiles):
             key = self._canonical_of.get(text) if isinstance(text, str) and text else None
@@ -824,7 +1014,7 @@ class Scorer:
             canonical=batch_canonical,
             total=totals,
             components={name: desirabilities[:, j].copy() for j, name in enumerate(columns)},
-            raw={name: raws[:, j].copy() for j, name in enumerate(columns)},
+            raw={name: raws[:, j].copy() for j, name in enumerate(self.objective.raw_columns)},
             call_index=call_index,
             new=new,
         )

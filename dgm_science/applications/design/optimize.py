@@ -25,14 +25,23 @@ call; an invalid SMILES scores 0 and a repeat returns its cached score, both fre
 at exactly ``budget`` calls (the last batch is cut where the budget is reached).
 
 Outputs (one folder, written atomically): ``molecules.csv`` (every proposal in order: SMILES,
-canonical SMILES, validity, call index, total score, each component, reward, the prior's
+canonical SMILES, validity, call index, total score, each component's desirability and raw value
+(``<name>_raw``, and a predictor's ``<name>_sd`` / ``_ood_score`` / ``_ood``), reward, the prior's
 log-likelihood and OOD score), ``best.csv`` / ``best.sdf`` / ``best.png`` (the best ``top``
-distinct molecules), ``curve.csv`` / ``curve.png`` (best, top-10 and top-100 mean against calls)
+distinct molecules with the same columns and their Murcko scaffold), ``curve.csv`` / ``curve.png`` (best, top-10 and top-100 mean against calls)
 and ``summary.json`` (settings, the GuacaMol and PMO scores where the objective is a benchmark
 task, the diversity of the top 100, the prior's log-likelihood of what was found, timings). The GuacaMol
 score is computed from as many distinct stereo-free molecules as the task asks for (``molecules_needed``:
 159 for C11H24, 250 for C9H10N2O2PF2Cl), exactly as GuacaMol's ``assess_model`` scores a generator's answer
 (``benchmarks.guacamol_assess``); ``guacamol_molecules`` records how many the run had.
+
+Resuming: until the folder is written, every scored molecule is appended to ``<out>.partial-scores.csv``
+(``objectives.ScoreStore``, synced after each batch). The same command after a kill replays the run from its
+seed, taking the stored scores instead of calling the objective (the objective is the slow part of a real
+design loop; the replay retraces the killed run exactly on the same machine and thread count), and goes on
+from there; the budget counts the stored molecules whether or not the replay meets them again. The file is
+removed once the folder is written; a file of another run (other objective, method, settings, seed, budget
+or prior) is an error, never silently reused.
 """
 
 from __future__ import annotations
@@ -53,7 +62,7 @@ import torch
 
 from dgm_science.applications.design.benchmarks import (guacamol_assess, molecules_needed, pmo_auc_top10,
                                                      top_diversity)
-from dgm_science.applications.design.objectives import Objective, Scorer
+from dgm_science.applications.design.objectives import Objective, Scorer, ScoreStore
 from dgm_science.domains.molecules.properties import canonical_smiles, murcko_scaffold
 from dgm_science.utils import atomic_dir
 from dgm_science.wheels import sha256_of
@@ -84,6 +93,27 @@ class ReinventConfig:
     temperature: float = 1.0
     unique_sequences: bool = False
     """Drop repeated token sequences of a batch before the update (REINVENT 4 <= 4.7's option, off)."""
+    augmentation_rounds: int = 0
+    """Augmented Memory: updates after each step's, each on a randomized-SMILES copy of the batch and of the
+    whole memory with their rewards (0: none, plain REINVENT)."""
+    selective_purge: bool = False
+    """Augmented Memory's Selective Memory Purge: before those updates, drop from the memory every molecule
+    whose Murcko scaffold is a scaffold of a molecule of the batch with reward 0 (the diversity filter's)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentedMemoryConfig(ReinventConfig):
+    """Augmented Memory (Guo & Schwaller 2023, "Augmented Memory: sample-efficient generative molecular design
+    with reinforcement learning", JACS Au 4:2160): REINVENT's update and replay, then ``augmentation_rounds``
+    more updates on randomized SMILES of the batch and of the whole memory, after Selective Memory Purge. Its
+    PMO settings: batch 64, sigma 500, learning rate 5e-4, memory 100 (10 replayed), 2 rounds."""
+
+    batch_size: int = 64
+    sigma: float = 500.0
+    lr: float = 5e-4
+    memory_size: int = 100
+    augmentation_rounds: int = 2
+    selective_purge: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +143,8 @@ class Proposal:
     prior_log_likelihood: float
     ood_score: float
     step: int
+    raw: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Each raw column's value (``Objective.raw_columns``: a component's own, a predictor's sd and OOD flag)."""
 
 
 class BudgetSpent(Exception):
@@ -135,18 +167,23 @@ class Recorder:
 
     @property
     def spent(self) -> bool:
-        return self.calls >= self.budget
+        """Whether the budget is spent: in calls, or in molecules the objective was run on (the same, but
+        in a resumed run that does not retrace the killed one: its stored molecules were paid for)."""
+        return self.calls >= self.budget or self.scorer.oracle_calls >= self.budget
 
     def within_budget(self, smiles: Sequence[str | None]) -> int:
-        """How many of ``smiles`` (a prefix) can be scored before the budget is spent."""
-        remaining, seen = self.budget - self.calls, set()
+        """How many of ``smiles`` (a prefix) can be scored before the budget is spent (calls, and oracle
+        calls: a molecule of a resumed run's store costs a call but no oracle call)."""
+        remaining, oracle, seen = self.budget - self.calls, self.budget - self.scorer.oracle_calls, set()
         for i, s in enumerate(smiles):
             key = canonical_smiles(s) if s else None
             if key is not None and key not in self.seen and key not in seen:
-                if remaining == 0:
+                paid = self.scorer.stored(key)
+                if remaining == 0 or (oracle == 0 and not paid):
                     return i
                 seen.add(key)
                 remaining -= 1
+                oracle -= 0 if paid else 1
         return len(smiles)
 
     def score(self, smiles: Sequence[str | None], *, step: int, prior_log_likelihood: np.ndarray | None = None
@@ -170,7 +207,7 @@ class Recorder:
                 smiles=s, canonical=key, call=int(batch.call_index[i]), total=float(batch.total[i]),
                 components={name: float(values[i]) for name, values in batch.components.items()},
                 reward=float(batch.total[i]), prior_log_likelihood=float(prior_log_likelihood[i]),
-                ood_score=float(ood[i]), step=step))
+                ood_score=float(ood[i]), step=step, raw={name: float(values[i]) for name, values in batch.raw.items()}))
         return np.asarray(batch.total, dtype=float), batch.canonical
 
 
@@ -228,6 +265,13 @@ class Memory:
         keys = rng.sample(sorted(self.items), min(n, len(self.items)))
         return [self.items[k][1] for k in keys], np.array([self.items[k][0] for k in keys], dtype=float)
 
+    def purge(self, scaffolds: set[str]) -> int:
+        """Selective Memory Purge: drop the molecules whose Murcko scaffold is one of ``scaffolds``; how many."""
+        drop = [key for key in self.items if _scaffold(key) in scaffolds]
+        for key in drop:
+            del self.items[key]
+        return len(drop)
+
 
 def _pad_rows(rows: Sequence[torch.Tensor], pad_id: int) -> torch.Tensor:
     length = max(int(r.numel()) for r in rows)
@@ -278,6 +322,40 @@ def _draw(model: Any, loaded: Any, n: int, generator: torch.Generator, temperatu
     smiles = loaded.domain.decode(_pad_rows(rows, model.pad_id), loaded.state)
     n = recorder.within_budget(smiles)
     return rows[:n], smiles[:n]
+
+
+def randomized_smiles(smiles: Sequence[str | None], rng: random.Random) -> list[str | None]:
+    """A random valid SMILES of each molecule (RDKit's random atom order, seeded from ``rng``, so that a run is
+    reproducible); what does not parse is returned as it is."""
+    from rdkit import Chem
+
+    out: list[str | None] = []
+    for text in smiles:
+        mol = Chem.MolFromSmiles(text) if text else None
+        out.append(Chem.MolToRandomSmilesVect(mol, 1, randomSeed=rng.randrange(2**31))[0] if mol is not None
+                   else text)
+    return out
+
+
+def _token_batch(loaded: Any, smiles: Sequence[str | None]) -> tuple[dict[str, torch.Tensor] | None, list[int]]:
+    """The prior's tokens of ``smiles`` as written, and which of them it can read (its vocabulary, length)."""
+    batch, keep = loaded.domain.batch_of(list(smiles), loaded.spec, loaded.config.model, loaded.state)
+    if batch is None:
+        return None, []
+    return {"tokens": batch["tokens"].to(loaded.device)}, keep
+
+
+def _augmented_loss(agent: Any, prior: Any, loaded: Any, smiles: Sequence[str | None], rewards: np.ndarray,
+                    sigma: float, rng: random.Random) -> torch.Tensor | None:
+    """REINVENT's squared loss on randomized SMILES of ``smiles`` with their ``rewards`` (n,); None if the prior
+    can read none of them."""
+    batch, keep = _token_batch(loaded, randomized_smiles(smiles, rng))
+    if batch is None:
+        return None
+    with torch.no_grad():
+        prior_ll = prior.log_prob(batch)
+    reward = torch.as_tensor(np.asarray(rewards, dtype=float)[keep], dtype=prior_ll.dtype, device=prior_ll.device)
+    return (prior_ll + sigma * reward - agent.log_prob(batch)) ** 2
 
 
 def _stalled(recorder: Recorder, history: list[int]) -> str | None:
@@ -341,11 +419,27 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         loss.backward()
         optimizer.step()
         memory.add(canonical, reward, rows)
+        purged = 0
+        if config.augmentation_rounds:
+            if config.selective_purge:
+                penalised = {_scaffold(key) for key, r in zip(canonical, reward) if key is not None and r == 0}
+                purged = memory.purge(penalised)
+            for _ in range(config.augmentation_rounds):
+                sampled = [key if key is not None else s for key, s in zip(canonical, smiles)]
+                kept = sorted(memory.items)
+                terms = [_augmented_loss(agent, prior, loaded, sampled, reward, config.sigma, rng),
+                         _augmented_loss(agent, prior, loaded, kept, np.array([memory.items[k][0] for k in kept]),
+                                         config.sigma, rng) if kept else None]
+                terms = [t for t in terms if t is not None]
+                if terms:
+                    optimizer.zero_grad()
+                    torch.cat(terms).mean().backward()
+                    optimizer.step()
         t_end = time.perf_counter()
         steps.append({"step": step, "calls": recorder.calls, "loss": float(loss.detach()),
                       "mean_score": float(np.mean(scores)), "valid": float(np.mean([c is not None for c in canonical])),
                       "sample_seconds": t_sample - t0, "score_seconds": t_score - t_sample,
-                      "update_seconds": t_end - t_score})
+                      "update_seconds": t_end - t_score, "purged": purged})
         if step % 20 == 0:
             log.info("step %d: %d calls, mean score %.3f, best %.3f, loss %.1f", step, recorder.calls,
                      steps[-1]["mean_score"], max(recorder.call_scores or [0.0]), steps[-1]["loss"])
@@ -422,6 +516,7 @@ def run_graph_ga(loaded: Any | None, recorder: Recorder, config: GraphGAConfig, 
 
 METHODS: dict[str, tuple[type, Callable[..., dict[str, Any]], bool]] = {
     "reinvent": (ReinventConfig, run_reinvent, True),
+    "augmented-memory": (AugmentedMemoryConfig, run_reinvent, True),
     "screening": (ScreeningConfig, run_screening, True),
     "graph-ga": (GraphGAConfig, run_graph_ga, False),
 }
@@ -495,7 +590,14 @@ def optimize(prior_path: Path | None, objective: Objective, *, method: str = "re
     from rdkit import rdBase
 
     started = time.perf_counter()
-    with Scorer(objective, jobs=jobs) as scorer:
+    store = ScoreStore(partial_scores_path(out), objective, {
+        "method": method, "settings": dataclasses.asdict(config), "seed": seed, "budget": budget,
+        "prior_sha256": None if prior_path is None else sha256_of(Path(prior_path))})
+    with Scorer(objective, jobs=jobs, store=store) as scorer:
+        stored_at_start = scorer.oracle_calls
+        if stored_at_start:
+            log.info("%s: resuming a killed run from %d scored molecules (not scored again)", store.path,
+                     stored_at_start)
         recorder = Recorder(scorer, budget, prior=loaded)
         quiet = rdBase.BlockLogs()  # RDKit's parse errors of invalid proposals: counted, not printed
         try:
@@ -510,6 +612,8 @@ def optimize(prior_path: Path | None, objective: Objective, *, method: str = "re
         "objective": objective.to_mapping(), "steps": info.get("steps"), "seconds": seconds,
         "stopped_before_budget": info.get("stalled"),
         "calls_per_second": recorder.calls / seconds if seconds > 0 else None,
+        "oracle_calls": scorer.oracle_calls,
+        "resumed": None if not stored_at_start else {"stored_scores": stored_at_start, "reused": scorer.reused},
         "prior": None if prior_path is None else {"path": str(prior_path), "sha256": sha256_of(Path(prior_path)),
                                                    "model": loaded.name if loaded else None},
     })
@@ -518,7 +622,15 @@ def optimize(prior_path: Path | None, objective: Objective, *, method: str = "re
         summary["seconds_per_step"] = {key: float(np.mean([s[key] for s in step_log]))
                                        for key in ("sample_seconds", "score_seconds", "update_seconds")}
     write_outputs(out, recorder, ranked, summary, objective, top=top, loaded=loaded)
+    store.remove()  # the run is complete: molecules.csv has every score
     return summary
+
+
+def partial_scores_path(out: Path) -> Path:
+    """Where a run writing ``out`` keeps its scores until it completes (``ScoreStore``): beside the folder,
+    which is only written at the end; the same command after a kill resumes from it."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial-scores.csv")
 
 
 def summarize(recorder: Recorder, ranked: list[tuple[float, str]], objective: Objective, *, budget: int,
@@ -591,6 +703,7 @@ def write_outputs(out: Path, recorder: Recorder, ranked: list[tuple[float, str]]
     from dgm_science.domains.molecules.properties import properties_table
 
     columns = list(objective.columns)
+    raw_columns = [f"{c}_raw" if c in objective.columns else c for c in objective.raw_columns]
     by_key = {}
     for p in recorder.proposals:
         if p.canonical is not None and p.canonical not in by_key:
@@ -598,27 +711,35 @@ def write_outputs(out: Path, recorder: Recorder, ranked: list[tuple[float, str]]
     with atomic_dir(out) as tmp:
         with open(tmp / "molecules.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["index", "step", "smiles", "canonical", "valid", "call", "score", *columns, "reward",
-                        "prior_log_likelihood", "ood_score"])
+            w.writerow(["index", "step", "smiles", "canonical", "valid", "call", "score", *columns, *raw_columns,
+                        "reward", "prior_log_likelihood", "ood_score"])
             for i, p in enumerate(recorder.proposals, start=1):
                 w.writerow([i, p.step, p.smiles or "", p.canonical or "", int(p.canonical is not None),
                             p.call if p.call > 0 else "", _fmt(p.total),
-                            *[_fmt(p.components.get(c, math.nan)) for c in columns], _fmt(p.reward),
+                            *[_fmt(p.components.get(c, math.nan)) for c in columns],
+                            *[_fmt(p.raw.get(c, math.nan)) for c in objective.raw_columns], _fmt(p.reward),
                             _fmt(p.prior_log_likelihood), _fmt(p.ood_score)])
         best = ranked[:top]
         best_smiles = [m for _, m in best]
         ll = loaded.log_likelihood(best_smiles) if loaded is not None and best else np.full(len(best), math.nan)
         ood = loaded.ood_score(ll, best_smiles) if loaded is not None and best else None
+        scaffolds = [_scaffold(m) for m in best_smiles]
         table = CandidateTable(best_smiles, properties_table(best_smiles), np.asarray(ll, dtype=float), ood,
                                {"score": [s for s, _ in best], "call": [by_key[m].call for m in best_smiles],
-                                **{c: [by_key[m].components.get(c, math.nan) for m in best_smiles] for c in columns}})
+                                "scaffold": scaffolds,
+                                **{c: [by_key[m].components.get(c, math.nan) for m in best_smiles] for c in columns},
+                                **{name: [by_key[m].raw.get(c, math.nan) for m in best_smiles]
+                                   for name, c in zip(raw_columns, objective.raw_columns)}})
         with open(tmp / "best.csv", "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["rank", "smiles", "score", "call", *columns, "prior_log_likelihood", "ood_score"])
+            w.writerow(["rank", "smiles", "scaffold", "score", "call", *columns, *raw_columns,
+                        "prior_log_likelihood", "ood_score"])
             ood_values = table.values("ood_score")
             for rank, m in enumerate(best_smiles, start=1):
                 p = by_key[m]
-                w.writerow([rank, m, _fmt(p.total), p.call, *[_fmt(p.components.get(c, math.nan)) for c in columns],
+                w.writerow([rank, m, scaffolds[rank - 1], _fmt(p.total), p.call,
+                            *[_fmt(p.components.get(c, math.nan)) for c in columns],
+                            *[_fmt(p.raw.get(c, math.nan)) for c in objective.raw_columns],
                             _fmt(float(ll[rank - 1])), _fmt(float(ood_values[rank - 1]))])
         write_sdf(tmp / "best.sdf", table)
         write_grid_image(tmp / "best.png", table, legend_key="score")
@@ -629,6 +750,14 @@ def write_outputs(out: Path, recorder: Recorder, ranked: list[tuple[float, str]]
             w.writerows({k: (_fmt(v) if isinstance(v, float) else v) for k, v in point.items()} for point in curve)
         _plot_curve(tmp / "curve.png", curve, title=objective.name)
         write_json(tmp / "summary.json", summary)
+
+
+def _scaffold(smiles: str) -> str:
+    """The Bemis-Murcko scaffold's SMILES ("" for an acyclic molecule)."""
+    from rdkit import Chem
+
+    mol = Chem.MolFromSmiles(smiles)
+    return (murcko_scaffold(mol, min_rings=0) if mol is not None else None) or ""
 
 
 def _fmt(value: float) -> str:

@@ -63,6 +63,31 @@ def test_memory_keeps_the_best_distinct_molecules():
     assert len(picked) == 2 and sorted(scores.tolist()) == [0.9, 0.95]
 
 
+def test_memory_purge_drops_every_molecule_of_a_penalised_scaffold():
+    memory = optimize.Memory(size=10)
+    keys = ["Cc1ccccc1", "CCc1ccccc1", "C1CCCCC1C", "CCO"]
+    memory.add(keys, np.array([0.9, 0.8, 0.7, 0.6]), [torch.tensor([1, i, 2]) for i in range(4)])
+    assert memory.purge({"c1ccccc1"}) == 2 and sorted(memory.items) == ["C1CCCCC1C", "CCO"]
+    assert memory.purge({""}) == 1 and sorted(memory.items) == ["C1CCCCC1C"]  # acyclic: the empty scaffold
+
+
+def test_randomized_smiles_are_the_same_molecules_written_otherwise_and_seeded():
+    import random
+
+    from rdkit import Chem
+
+    smiles = ["CC(=O)Nc1ccc(O)cc1", "c1ccc2ccccc2c1", None, "not a smiles"]
+    first = optimize.randomized_smiles(smiles * 5, random.Random(0))
+    again = optimize.randomized_smiles(smiles * 5, random.Random(0))
+    assert first == again
+    for text, original in zip(first, smiles * 5):
+        if original in (None, "not a smiles"):
+            assert text == original
+        else:
+            assert Chem.CanonSmiles(text) == Chem.CanonSmiles(original)
+    assert len({t for t, o in zip(first, smiles * 5) if o == smiles[0]}) > 1  # not one fixed order
+
+
 def test_score_curve_points():
     scores = [0.1] * 5 + [0.9] + [0.2] * 4
     curve = optimize.score_curve(scores, every=4)
@@ -86,7 +111,7 @@ def test_method_config_errors():
 # ----------------------------------------------------------------------------- runs
 
 
-@pytest.mark.parametrize("method", ["reinvent", "screening", "graph-ga"])
+@pytest.mark.parametrize("method", ["reinvent", "augmented-memory", "screening", "graph-ga"])
 def test_run_spends_exactly_the_budget_and_records_every_proposal(prior, tmp_path, method, one_thread):
     objective = Objective.from_mapping(QED_OBJECTIVE, "test")
     budget = 150
