@@ -147,6 +147,10 @@ def build_workspace(ws: Path) -> Path:
     (ws / "bad.yaml").write_text("train: {batch_size: [\n")
     (ws / "objective.yaml").write_text("name: ok\ncomponents:\n  - {type: qed}\n")
     (ws / "unknown_component.yaml").write_text("name: x\ncomponents:\n  - {type: potency, weight: 1}\n")
+    for name, checkpoint in (("planted_predictor", "planted.ckpt"), ("arm_predictor", "arm.ckpt")):
+        (ws / f"{name}.yaml").write_text(f"components:\n  - {{type: predictor, checkpoint: {checkpoint}, target: Act, "
+                                         f"transform: {{type: step, low: 7, high: 20}}}}\n")
+    (ws / "partial.partial-scores.csv").write_text("canonical,total\nCCO,1\n")
     for name, content in [("corrupt", b"\x00not a checkpoint"), ("planted", planted_pickle())]:
         work = ws / f"run_{name}" / "train" / "checkpoints"
         work.mkdir(parents=True)
@@ -330,6 +334,12 @@ CASES: list[Case] = [
          ("unknown_component.yaml", "potency")),
     Case("optimize-broken-yaml", "error", _optimize("{ws}/arm.ckpt", "{ws}/bad.yaml"), ("bad.yaml",)),
     Case("optimize-classifier-task", "error", _optimize("{ws}/arm.ckpt", "pmo:drd2"), ("drd2",)),
+    Case("optimize-planted-predictor", "security", _optimize("{ws}/arm.ckpt", "{ws}/planted_predictor.yaml"),
+         ("planted_predictor.yaml", "planted.ckpt")),
+    Case("optimize-predictor-without-targets", "error", _optimize("{ws}/arm.ckpt", "{ws}/arm_predictor.yaml"),
+         ("arm_predictor.yaml", "arm.ckpt")),
+    Case("optimize-foreign-partial-scores", "error", _optimize("{ws}/arm.ckpt", "{ws}/objective.yaml", "{ws}/partial"),
+         ("partial.partial-scores.csv",)),
     Case("optimize-out-is-prior-folder", "lost", _optimize("{ws}/arm.ckpt", "{ws}/objective.yaml", "{ws}/arm.ckpt"),
          ("--out",)),
     Case("decorate-scaffold-without-attachment", "error",
