@@ -8,6 +8,8 @@ Arms (``ARMS``; ``--arms`` picks):
     am-no-purge          those settings + 2 augmented rounds (randomized SMILES of the batch and the memory),
                          without Selective Memory Purge
     augmented-memory     the method as published: + Selective Memory Purge
+    am-ga                augmented-memory + genetic exploration: 64 Graph GA offspring of the best molecules per
+                         step, scored and learnt from (``ga_offspring``)
     graph-ga             mol_ga's Graph GA (PMO's population 120, offspring 70), the method to beat
 
 Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
@@ -41,6 +43,7 @@ ARMS = {
     "reinvent-am-settings": ("reinvent", AM),
     "am-no-purge": ("reinvent", {**AM, "augmentation_rounds": 2, "selective_purge": False}),
     "augmented-memory": ("augmented-memory", {}),
+    "am-ga": ("augmented-memory", {"ga_offspring": 64}),
     "graph-ga": ("graph-ga", {}),
 }
 RESULT = ROOT / "docs/results/design/ablation.json"

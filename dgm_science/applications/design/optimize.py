@@ -99,6 +99,14 @@ class ReinventConfig:
     selective_purge: bool = False
     """Augmented Memory's Selective Memory Purge: before those updates, drop from the memory every molecule
     whose Murcko scaffold is a scaffold of a molecule of the batch with reward 0 (the diversity filter's)."""
+    ga_offspring: int = 0
+    """Genetic exploration (as Genetic GFN, Kim et al. 2024, feeds its policy): each step also proposes up to
+    this many Graph GA offspring (``mol_ga``'s crossover and mutation) of parents drawn from the best
+    ``ga_population`` molecules so far; they are scored (they cost calls) and join the step's update, replay
+    memory and augmented rounds as off-policy samples (0: none)."""
+    ga_population: int = 1024
+    """Genetic exploration: how many of the best molecules so far the parents are drawn from (mol_ga's
+    quantile sampling)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -358,6 +366,22 @@ def _augmented_loss(agent: Any, prior: Any, loaded: Any, smiles: Sequence[str | 
     return (prior_ll + sigma * reward - agent.log_prob(batch)) ** 2
 
 
+def _offspring(recorder: Recorder, n: int, population: int, rng: random.Random) -> list[str]:
+    """Up to ``n`` new molecules (not scored before, within the budget) bred by mol_ga's Graph GA from parents
+    drawn (its uniform quantile sampling) from the best ``population`` molecules scored so far; [] before two
+    molecules have been scored."""
+    from mol_ga.graph_ga.gen_candidates import graph_ga_blended_generation
+    from mol_ga.sample_population import uniform_quantile_sampling
+
+    if recorder.calls < 2:
+        return []
+    best = heapq.nlargest(population, zip(recorder.call_scores, recorder.call_smiles))
+    parents = uniform_quantile_sampling(best, n, rng)
+    children = [c for c in sorted(graph_ga_blended_generation(parents, n, rng))
+                if canonical_smiles(c) not in recorder.seen]
+    return children[:recorder.within_budget(children)]
+
+
 def _stalled(recorder: Recorder, history: list[int]) -> str | None:
     """Record the calls after a batch; why the run must stop before its budget, if it must: the
     last ``STALL_STEPS`` batches added no call, or ``MAX_PROPOSALS_PER_CALL`` x budget proposals
@@ -402,10 +426,26 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         reward = diversity(canonical, scores)
         for proposal, r in zip(recorder.proposals[-len(smiles):], reward):
             proposal.reward = float(r)
+        children: list[str] = []
+        if config.ga_offspring and not recorder.spent:
+            children = _offspring(recorder, config.ga_offspring, config.ga_population, rng)
+        child_batch, child_keep, child_reward, child_canonical = None, [], np.zeros(0), []
+        if children:
+            child_scores, child_canonical = recorder.score(children, step=step)
+            child_reward = diversity(child_canonical, child_scores)
+            for proposal, r in zip(recorder.proposals[-len(children):], child_reward):
+                proposal.reward = float(r)
+            child_batch, child_keep = _token_batch(loaded, children)  # those the prior can write
         t_score = time.perf_counter()
         agent_ll = agent.log_prob(batch)
         augmented = prior_ll + config.sigma * torch.as_tensor(reward, dtype=prior_ll.dtype, device=prior_ll.device)
         loss_terms = [(augmented - agent_ll) ** 2]
+        if child_batch is not None:
+            with torch.no_grad():
+                child_prior = prior.log_prob(child_batch)
+            child_aug = child_prior + config.sigma * torch.as_tensor(child_reward[child_keep], dtype=child_prior.dtype,
+                                                                     device=child_prior.device)
+            loss_terms.append((child_aug - agent.log_prob(child_batch)) ** 2)
         replay_rows, replay_scores = memory.sample(config.replay_size, rng)
         if replay_rows:
             replay = {"tokens": _pad_rows(replay_rows, pad).to(loaded.device)}
@@ -419,15 +459,20 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         loss.backward()
         optimizer.step()
         memory.add(canonical, reward, rows)
+        if child_batch is not None:
+            memory.add([children[i] for i in child_keep], child_reward[child_keep], _trim(child_batch["tokens"], pad))
         purged = 0
         if config.augmentation_rounds:
             if config.selective_purge:
-                penalised = {_scaffold(key) for key, r in zip(canonical, reward) if key is not None and r == 0}
+                penalised = {_scaffold(key) for key, r in zip([*canonical, *child_canonical],
+                                                              np.concatenate([reward, child_reward]))
+                             if key is not None and r == 0}
                 purged = memory.purge(penalised)
+            sampled = [key if key is not None else s for key, s in zip(canonical, smiles)] + children
+            sampled_reward = np.concatenate([reward, child_reward])
             for _ in range(config.augmentation_rounds):
-                sampled = [key if key is not None else s for key, s in zip(canonical, smiles)]
                 kept = sorted(memory.items)
-                terms = [_augmented_loss(agent, prior, loaded, sampled, reward, config.sigma, rng),
+                terms = [_augmented_loss(agent, prior, loaded, sampled, sampled_reward, config.sigma, rng),
                          _augmented_loss(agent, prior, loaded, kept, np.array([memory.items[k][0] for k in kept]),
                                          config.sigma, rng) if kept else None]
                 terms = [t for t in terms if t is not None]
@@ -436,7 +481,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
                     torch.cat(terms).mean().backward()
                     optimizer.step()
         t_end = time.perf_counter()
-        steps.append({"step": step, "calls": recorder.calls, "loss": float(loss.detach()),
+        steps.append({"step": step, "calls": recorder.calls, "offspring": len(children), "loss": float(loss.detach()),
                       "mean_score": float(np.mean(scores)), "valid": float(np.mean([c is not None for c in canonical])),
                       "sample_seconds": t_sample - t0, "score_seconds": t_score - t_sample,
                       "update_seconds": t_end - t_score, "purged": purged})

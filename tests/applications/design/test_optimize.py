@@ -88,6 +88,25 @@ def test_randomized_smiles_are_the_same_molecules_written_otherwise_and_seeded()
     assert len({t for t, o in zip(first, smiles * 5) if o == smiles[0]}) > 1  # not one fixed order
 
 
+def test_offspring_are_new_molecules_bred_from_the_best_within_the_budget():
+    import random
+
+    from dgm_science.applications.design.objectives import Scorer
+
+    objective = Objective.from_mapping(QED_OBJECTIVE, "test")
+    recorder = optimize.Recorder(Scorer(objective), budget=60)
+    parents = ["CC(=O)Nc1ccc(O)cc1", "c1ccc2ccccc2c1", "CCOC(=O)c1ccccc1N", "OCC(O)CO", "CCN(CC)CCNC(=O)c1ccc(N)cc1"]
+    assert optimize._offspring(recorder, 20, 1024, random.Random(0)) == []  # nothing scored yet
+    recorder.score(parents, step=1)
+    children = optimize._offspring(recorder, 40, 3, random.Random(0))
+    assert children == optimize._offspring(recorder, 40, 3, random.Random(0))  # seeded
+    assert 0 < len(children) <= 40 and len(set(children)) == len(children)
+    assert not set(children) & set(recorder.seen)
+    recorder.score(children[:50], step=2)
+    left = recorder.budget - recorder.calls
+    assert len(optimize._offspring(recorder, 200, 1024, random.Random(1))) <= left
+
+
 def test_score_curve_points():
     scores = [0.1] * 5 + [0.9] + [0.2] * 4
     curve = optimize.score_curve(scores, every=4)
@@ -111,12 +130,14 @@ def test_method_config_errors():
 # ----------------------------------------------------------------------------- runs
 
 
-@pytest.mark.parametrize("method", ["reinvent", "augmented-memory", "screening", "graph-ga"])
-def test_run_spends_exactly_the_budget_and_records_every_proposal(prior, tmp_path, method, one_thread):
+@pytest.mark.parametrize("method, settings", [("reinvent", {}), ("augmented-memory", {}),
+                                              ("augmented-memory", {"ga_offspring": 32}), ("screening", {}),
+                                              ("graph-ga", {})])
+def test_run_spends_exactly_the_budget_and_records_every_proposal(prior, tmp_path, method, settings, one_thread):
     objective = Objective.from_mapping(QED_OBJECTIVE, "test")
     budget = 150
     summary = optimize.optimize(prior, objective, method=method, budget=budget, seed=0, out=tmp_path / "run",
-                                top=20)
+                                top=20, config=optimize.method_config(method, settings))
     assert summary["calls"] == budget
     rows = _rows(tmp_path / "run" / "molecules.csv")
     assert len(rows) == summary["proposals"]
