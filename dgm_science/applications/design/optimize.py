@@ -102,9 +102,9 @@ class ReinventConfig:
     ga_offspring: int = 0
     """Genetic exploration (as Genetic GFN, Kim et al. 2024, feeds its policy): each step also proposes up to
     this many Graph GA offspring (``mol_ga``'s crossover and mutation) of parents drawn from the best
-    ``ga_population`` molecules so far; they are scored (they cost calls) and join the step's update, replay
+    ``ga_population_size`` molecules so far; they are scored (they cost calls) and join the step's update, replay
     memory and augmented rounds as off-policy samples (0: none)."""
-    ga_population: int = 1024
+    ga_population_size: int = 1024
     """Genetic exploration: how many of the best molecules so far the parents are drawn from (mol_ga's
     quantile sampling)."""
 
@@ -428,7 +428,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
             proposal.reward = float(r)
         children: list[str] = []
         if config.ga_offspring and not recorder.spent:
-            children = _offspring(recorder, config.ga_offspring, config.ga_population, rng)
+            children = _offspring(recorder, config.ga_offspring, config.ga_population_size, rng)
         child_batch, child_keep, child_reward, child_canonical = None, [], np.zeros(0), []
         if children:
             child_scores, child_canonical = recorder.score(children, step=step)

@@ -119,7 +119,8 @@ def test_method_config_errors():
     from dgm_science.config import ConfigError
 
     assert optimize.method_config("reinvent", {"sigma": 64}).sigma == 64.0
-    for bad in ({"sigmaa": 1}, {"batch_size": 0}, {"sigma": float("nan")}, {"lr": -1}, {"batch_size": 2.5},
+    for bad in ({"sigmaa": 1}, {"batch_size": 0}, {"ga_population_size": 0}, {"ga_offspring": -1},
+                {"sigma": float("nan")}, {"lr": -1}, {"batch_size": 2.5},
                 {"unique_sequences": 1}):
         with pytest.raises(ConfigError):
             optimize.method_config("reinvent", bad)
