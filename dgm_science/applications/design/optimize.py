@@ -231,8 +231,6 @@ class DiversityFilter:
         self.members: set[str] = set()
 
     def __call__(self, canonical: Sequence[str | None], scores: np.ndarray) -> np.ndarray:
-        from rdkit import Chem
-
         reward = np.array(scores, dtype=float)
         for i, key in enumerate(canonical):
             if key is None:
@@ -243,8 +241,7 @@ class DiversityFilter:
             if reward[i] < self.min_score:
                 continue
             self.members.add(key)
-            mol = Chem.MolFromSmiles(key)
-            scaffold = (murcko_scaffold(mol, min_rings=0) if mol is not None else None) or ""
+            scaffold = _scaffold(key)
             self.buckets[scaffold] = self.buckets.get(scaffold, 0) + 1
             if self.buckets[scaffold] > self.bucket_size:
                 reward[i] = 0.0
