@@ -35,7 +35,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import provenance  # noqa: E402
+from timing import brief, provenance  # noqa: E402
 
 AM = {"batch_size": 64, "sigma": 500.0, "lr": 0.0005, "memory_size": 100}
 ARMS = {
@@ -102,7 +102,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "title": f"Design-method ablation: PMO AUC top-10 at {args.budget:,} calls, {len(args.tasks)} GuacaMol tasks, "
                  f"seeds {', '.join(map(str, args.seeds))} (mean ± sd over seeds)",
-        "provenance": {k: record[k] for k in ("commit", "command", "config", "date", "machine")},
+        "provenance": brief(record),
         "columns": ["arm", *args.tasks, f"sum over the {len(args.tasks)} tasks", "wall seconds per run"],
         "rows": rows,
         "runs": results,

@@ -37,7 +37,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import provenance  # noqa: E402
+from timing import brief, provenance  # noqa: E402
 from user_assay import contrib_folder, join  # noqa: E402
 
 OBJECTIVE = ROOT / "workflows/config/objectives/with-predictor/chembl2321810.yaml"
@@ -197,7 +197,7 @@ def main() -> None:
     args.out.write_text(json.dumps({
         "title": f"The design loop on ChEMBL CHEMBL2321810: the ten best of a killed and resumed {args.budget:,}-call "
                  f"REINVENT run from the fine-tuned prior (seed {args.seed})",
-        "provenance": {k: record[k] for k in ("commit", "command", "config", "date", "machine")},
+        "provenance": brief(record),
         "columns": ["rank", "SMILES", "scaffold", "score", "predicted pActivity", "sd", "OOD",
                     "similarity to the 5 best actives", "MW", "QED", "SA"],
         "rows": best_rows,
