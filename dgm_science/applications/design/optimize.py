@@ -49,6 +49,7 @@ from __future__ import annotations
 import copy
 import csv
 import dataclasses
+import functools
 import heapq
 import logging
 import math
@@ -350,6 +351,16 @@ def _token_batch(loaded: Any, smiles: Sequence[str | None]) -> tuple[dict[str, t
     return {"tokens": batch["tokens"].to(loaded.device)}, keep
 
 
+def _squared_loss(agent: Any, prior: Any, batch: dict[str, torch.Tensor], rewards: np.ndarray,
+                  sigma: float) -> torch.Tensor:
+    """REINVENT's loss per sequence of ``batch``, (log P_prior(x) + sigma R(x) - log P_agent(x))^2, for
+    sequences not sampled in this step (replayed, bred, randomized): the prior's term without gradient."""
+    with torch.no_grad():
+        prior_ll = prior.log_prob(batch)
+    reward = torch.as_tensor(np.asarray(rewards, dtype=float), dtype=prior_ll.dtype, device=prior_ll.device)
+    return (prior_ll + sigma * reward - agent.log_prob(batch)) ** 2
+
+
 def _augmented_loss(agent: Any, prior: Any, loaded: Any, smiles: Sequence[str | None], rewards: np.ndarray,
                     sigma: float, rng: random.Random) -> torch.Tensor | None:
     """REINVENT's squared loss on randomized SMILES of ``smiles`` with their ``rewards`` (n,); None if the prior
@@ -357,10 +368,7 @@ def _augmented_loss(agent: Any, prior: Any, loaded: Any, smiles: Sequence[str | 
     batch, keep = _token_batch(loaded, randomized_smiles(smiles, rng))
     if batch is None:
         return None
-    with torch.no_grad():
-        prior_ll = prior.log_prob(batch)
-    reward = torch.as_tensor(np.asarray(rewards, dtype=float)[keep], dtype=prior_ll.dtype, device=prior_ll.device)
-    return (prior_ll + sigma * reward - agent.log_prob(batch)) ** 2
+    return _squared_loss(agent, prior, batch, np.asarray(rewards, dtype=float)[keep], sigma)
 
 
 def _offspring(recorder: Recorder, n: int, population: int, rng: random.Random) -> list[str]:
@@ -438,19 +446,11 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         augmented = prior_ll + config.sigma * torch.as_tensor(reward, dtype=prior_ll.dtype, device=prior_ll.device)
         loss_terms = [(augmented - agent_ll) ** 2]
         if child_batch is not None:
-            with torch.no_grad():
-                child_prior = prior.log_prob(child_batch)
-            child_aug = child_prior + config.sigma * torch.as_tensor(child_reward[child_keep], dtype=child_prior.dtype,
-                                                                     device=child_prior.device)
-            loss_terms.append((child_aug - agent.log_prob(child_batch)) ** 2)
+            loss_terms.append(_squared_loss(agent, prior, child_batch, child_reward[child_keep], config.sigma))
         replay_rows, replay_scores = memory.sample(config.replay_size, rng)
         if replay_rows:
             replay = {"tokens": _pad_rows(replay_rows, pad).to(loaded.device)}
-            with torch.no_grad():
-                replay_prior = prior.log_prob(replay)
-            replay_aug = replay_prior + config.sigma * torch.as_tensor(replay_scores, dtype=replay_prior.dtype,
-                                                                       device=replay_prior.device)
-            loss_terms.append((replay_aug - agent.log_prob(replay)) ** 2)
+            loss_terms.append(_squared_loss(agent, prior, replay, replay_scores, config.sigma))
         loss = torch.cat(loss_terms).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -794,8 +794,10 @@ def write_outputs(out: Path, recorder: Recorder, ranked: list[tuple[float, str]]
         write_json(tmp / "summary.json", summary)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _scaffold(smiles: str) -> str:
-    """The Bemis-Murcko scaffold's SMILES ("" for an acyclic molecule)."""
+    """The Bemis-Murcko scaffold's SMILES ("" for an acyclic molecule); cached: the diversity filter, the
+    memory purge (every memorised molecule, every step) and the outputs ask for the same molecules again."""
     from rdkit import Chem
 
     mol = Chem.MolFromSmiles(smiles)
