@@ -7,9 +7,12 @@ Arms (``ARMS``; ``--arms`` picks):
                          100) but no augmented updates: what the settings alone give
     am-no-purge          those settings + 2 augmented rounds (randomized SMILES of the batch and the memory),
                          without Selective Memory Purge
-    augmented-memory     the method as published: + Selective Memory Purge
-    am-ga                augmented-memory + genetic exploration: 64 Graph GA offspring of the best molecules per
-                         step, scored and learnt from (``ga_offspring``)
+    augmented-memory     the method as published: + Selective Memory Purge (float32 updates)
+    am-bf16              augmented-memory with bf16-mixed updates (its default where the CPU has AMX / AVX512-BF16):
+                         what the faster arithmetic costs
+    am-ga                augmented-memory + genetic exploration: 64 Graph GA offspring of the best 1,024 molecules
+                         per step, scored and learnt from (``ga_offspring``; float32 updates)
+    am-ga-pop120         the same with parents from the best 120 (Graph GA's population; bf16-mixed updates)
     graph-ga             mol_ga's Graph GA (PMO's population 120, offspring 70), the method to beat
 
 Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
@@ -42,8 +45,10 @@ ARMS = {
     "reinvent": ("reinvent", {}),
     "reinvent-am-settings": ("reinvent", AM),
     "am-no-purge": ("reinvent", {**AM, "augmentation_rounds": 2, "selective_purge": False}),
-    "augmented-memory": ("augmented-memory", {}),
-    "am-ga": ("augmented-memory", {"ga_offspring": 64}),
+    "augmented-memory": ("augmented-memory", {"precision": "32"}),
+    "am-bf16": ("augmented-memory", {"precision": "bf16-mixed"}),
+    "am-ga": ("augmented-memory", {"ga_offspring": 64, "precision": "32"}),
+    "am-ga-pop120": ("augmented-memory", {"ga_offspring": 64, "ga_population_size": 120, "precision": "bf16-mixed"}),
     "graph-ga": ("graph-ga", {}),
 }
 RESULT = ROOT / "docs/results/design/ablation.json"

@@ -31,6 +31,10 @@ class _Block(nn.Module):
         b, length, d = t.shape
         return t.view(b, length, self.n_heads, d // self.n_heads).transpose(1, 2)
 
+    def _attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
+                                              dropout_p=self.dropout if self.training else 0.0)
+
     def forward(self, h: torch.Tensor, cache: "KVCache | None" = None, layer: int = 0) -> torch.Tensor:
         """h: (B, T, D). Without a cache: causal self-attention over the T positions. With a
         cache (preallocated keys/values (B, H, L_max, D/H) and ``cache.length`` positions filled):
@@ -38,9 +42,13 @@ class _Block(nn.Module):
         q, k, v = self.qkv(self.ln1(h)).chunk(3, dim=-1)
         q, k, v = self._split(q), self._split(k), self._split(v)
         if cache is None:
-            attn = F.scaled_dot_product_attention(
-                q, k, v, is_causal=self.causal, dropout_p=self.dropout if self.training else 0.0
-            )
+            if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+                # Under CPU bf16 autocast the matmuls gain (AMX) but the fused CPU attention's bf16 backward
+                # is ~6x slower than its fp32 one: attention runs in fp32 there.
+                with torch.autocast("cpu", enabled=False):
+                    attn = self._attention(q.float(), k.float(), v.float()).to(q.dtype)
+            else:
+                attn = self._attention(q, k, v)
         else:
             keys, values = cache.store(layer, k, v)
             # One query per sequence: two batched matmuls beat the fused kernel's overhead here.

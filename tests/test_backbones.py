@@ -40,3 +40,37 @@ def test_length_limits_are_enforced():
         net.step(torch.zeros(1, dtype=torch.long), cache)
     with pytest.raises(ValueError, match="divisible"):
         CausalTransformer(7, d_model=10, n_heads=3)
+
+
+def test_cpu_bf16_autocast_keeps_attention_in_float32_and_matches_float32(monkeypatch):
+    """Under CPU bfloat16 autocast (the design loop's bf16-mixed updates) the matmuls run in bf16 but attention
+    gets float32 inputs (the fused CPU kernel's bf16 backward is ~6x slower); outputs and gradients stay close
+    to float32's and causal."""
+    import torch.nn.functional as F
+
+    from dgm_science import backbones
+
+    torch.manual_seed(0)
+    net = CausalTransformer(11, d_model=32, n_layers=2, n_heads=4, max_length=16, dropout=0.0)
+    tokens = torch.randint(0, 11, (6, 14))
+    full = net(tokens)
+    grads = torch.autograd.grad(full.logsumexp(-1).sum(), list(net.parameters()))
+    seen, attention = [], F.scaled_dot_product_attention
+
+    def spy(q, k, v, **kwargs):
+        seen.append(q.dtype)
+        return attention(q, k, v, **kwargs)
+
+    monkeypatch.setattr(backbones.F, "scaled_dot_product_attention", spy)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = net(tokens)
+    assert seen == [torch.float32, torch.float32] and mixed.dtype == torch.bfloat16
+    assert torch.allclose(mixed.float(), full, atol=0.05, rtol=0.05)
+    mixed_grads = torch.autograd.grad(mixed.float().logsumexp(-1).sum(), list(net.parameters()))
+    cosine = torch.nn.functional.cosine_similarity(torch.cat([g.flatten() for g in grads]),
+                                                   torch.cat([g.flatten() for g in mixed_grads]), dim=0)
+    assert cosine > 0.99
+    changed = tokens.clone()
+    changed[:, 10:] = (changed[:, 10:] + 1) % 11
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(net(changed)[:, :10], mixed[:, :10])

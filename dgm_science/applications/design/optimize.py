@@ -72,6 +72,25 @@ log = logging.getLogger(__name__)
 
 CURVE_EVERY = 100
 """Calls between points of the score-vs-calls curve (PMO logs every 100 calls)."""
+PRECISIONS = ("32", "bf16-mixed", "auto")
+"""The policy updates' arithmetic (``ReinventConfig.precision``)."""
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """"auto" -> "bf16-mixed" where ``device`` computes bfloat16 natively (a CUDA GPU that supports it; a CPU
+    with AMX tiles or AVX512-BF16, where it is ~2.5x faster than float32), else "32"; other values as given."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        native = torch.cuda.is_bf16_supported()
+    else:
+        native = device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
+    return "bf16-mixed" if native else "32"
+
+
+def _mixed(device: torch.device, precision: str) -> Any:
+    """The autocast context of a resolved ``precision`` (a no-op for "32")."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +127,11 @@ class ReinventConfig:
     ga_population_size: int = 1024
     """Genetic exploration: how many of the best molecules so far the parents are drawn from (mol_ga's
     quantile sampling)."""
+    precision: str = dataclasses.field(default="32", metadata={"choices": PRECISIONS})
+    """Arithmetic of the policy's likelihoods in the updates (Lightning's names): "32" (float32), "bf16-mixed"
+    (bfloat16 autocast of the forward passes; weights, optimizer, attention and the loss stay float32), or
+    "auto" (bf16-mixed where the device computes bfloat16 natively: a CUDA GPU that supports it, a CPU with AMX
+    or AVX512-BF16; else 32). Sampling is float32 in every case."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +147,7 @@ class AugmentedMemoryConfig(ReinventConfig):
     memory_size: int = 100
     augmentation_rounds: int = 2
     selective_purge: bool = True
+    precision: str = dataclasses.field(default="auto", metadata={"choices": PRECISIONS})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,23 +377,27 @@ def _token_batch(loaded: Any, smiles: Sequence[str | None]) -> tuple[dict[str, t
 
 
 def _squared_loss(agent: Any, prior: Any, batch: dict[str, torch.Tensor], rewards: np.ndarray,
-                  sigma: float) -> torch.Tensor:
+                  sigma: float, precision: str) -> torch.Tensor:
     """REINVENT's loss per sequence of ``batch``, (log P_prior(x) + sigma R(x) - log P_agent(x))^2, for
-    sequences not sampled in this step (replayed, bred, randomized): the prior's term without gradient."""
-    with torch.no_grad():
-        prior_ll = prior.log_prob(batch)
+    sequences not sampled in this step (replayed, bred, randomized): the prior's term without gradient; both
+    likelihoods in the resolved ``precision``."""
+    device = batch["tokens"].device
+    with torch.no_grad(), _mixed(device, precision):
+        prior_ll = prior.log_prob(batch).float()
     reward = torch.as_tensor(np.asarray(rewards, dtype=float), dtype=prior_ll.dtype, device=prior_ll.device)
-    return (prior_ll + sigma * reward - agent.log_prob(batch)) ** 2
+    with _mixed(device, precision):
+        agent_ll = agent.log_prob(batch).float()
+    return (prior_ll + sigma * reward - agent_ll) ** 2
 
 
 def _augmented_loss(agent: Any, prior: Any, loaded: Any, smiles: Sequence[str | None], rewards: np.ndarray,
-                    sigma: float, rng: random.Random) -> torch.Tensor | None:
+                    sigma: float, rng: random.Random, precision: str) -> torch.Tensor | None:
     """REINVENT's squared loss on randomized SMILES of ``smiles`` with their ``rewards`` (n,); None if the prior
     can read none of them."""
     batch, keep = _token_batch(loaded, randomized_smiles(smiles, rng))
     if batch is None:
         return None
-    return _squared_loss(agent, prior, batch, np.asarray(rewards, dtype=float)[keep], sigma)
+    return _squared_loss(agent, prior, batch, np.asarray(rewards, dtype=float)[keep], sigma, precision)
 
 
 def _offspring(recorder: Recorder, n: int, population: int, rng: random.Random) -> list[str]:
@@ -410,6 +439,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
     for p in prior.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr)
+    precision = resolve_precision(config.precision, torch.device(loaded.device))
     diversity, memory = DiversityFilter(config.bucket_size, config.min_score), Memory(config.memory_size)
     pad = prior.pad_id
     steps: list[dict[str, float]] = []
@@ -442,15 +472,17 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
                 proposal.reward = float(r)
             child_batch, child_keep = _token_batch(loaded, children)  # those the prior can write
         t_score = time.perf_counter()
-        agent_ll = agent.log_prob(batch)
+        with _mixed(batch["tokens"].device, precision):
+            agent_ll = agent.log_prob(batch).float()
         augmented = prior_ll + config.sigma * torch.as_tensor(reward, dtype=prior_ll.dtype, device=prior_ll.device)
         loss_terms = [(augmented - agent_ll) ** 2]
         if child_batch is not None:
-            loss_terms.append(_squared_loss(agent, prior, child_batch, child_reward[child_keep], config.sigma))
+            loss_terms.append(_squared_loss(agent, prior, child_batch, child_reward[child_keep], config.sigma,
+                                            precision))
         replay_rows, replay_scores = memory.sample(config.replay_size, rng)
         if replay_rows:
             replay = {"tokens": _pad_rows(replay_rows, pad).to(loaded.device)}
-            loss_terms.append(_squared_loss(agent, prior, replay, replay_scores, config.sigma))
+            loss_terms.append(_squared_loss(agent, prior, replay, replay_scores, config.sigma, precision))
         loss = torch.cat(loss_terms).mean()
         optimizer.zero_grad()
         loss.backward()
@@ -469,9 +501,9 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
             sampled_reward = np.concatenate([reward, child_reward])
             for _ in range(config.augmentation_rounds):
                 kept = sorted(memory.items)
-                terms = [_augmented_loss(agent, prior, loaded, sampled, sampled_reward, config.sigma, rng),
+                terms = [_augmented_loss(agent, prior, loaded, sampled, sampled_reward, config.sigma, rng, precision),
                          _augmented_loss(agent, prior, loaded, kept, np.array([memory.items[k][0] for k in kept]),
-                                         config.sigma, rng) if kept else None]
+                                         config.sigma, rng, precision) if kept else None]
                 terms = [t for t in terms if t is not None]
                 if terms:
                     optimizer.zero_grad()
@@ -488,7 +520,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         stalled = _stalled(recorder, history)
         if stalled:
             break
-    return {"steps": step, "step_log": steps, "stalled": stalled}
+    return {"steps": step, "step_log": steps, "stalled": stalled, "precision": precision}
 
 
 def run_screening(loaded: Any, recorder: Recorder, config: ScreeningConfig, seed: int) -> dict[str, Any]:
@@ -581,6 +613,11 @@ def method_config(method: str, mapping: dict[str, Any] | None, where: str = "con
     for name, value in mapping.items():
         default = fields[name].default
         kind = type(default)
+        choices = fields[name].metadata.get("choices")
+        if choices is not None:
+            if value not in choices:
+                raise ConfigError(f"{where}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+            continue
         ok = (isinstance(value, bool) if kind is bool else
               isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
               and (kind is float or float(value).is_integer()))
@@ -652,7 +689,7 @@ def optimize(prior_path: Path | None, objective: Objective, *, method: str = "re
     summary.update({
         "method": method, "settings": dataclasses.asdict(config), "seed": seed, "budget": budget,
         "objective": objective.to_mapping(), "steps": info.get("steps"), "seconds": seconds,
-        "stopped_before_budget": info.get("stalled"),
+        "stopped_before_budget": info.get("stalled"), "precision": info.get("precision"),
         "calls_per_second": recorder.calls / seconds if seconds > 0 else None,
         "oracle_calls": scorer.oracle_calls,
         "resumed": None if not stored_at_start else {"stored_scores": stored_at_start, "reused": scorer.reused},
