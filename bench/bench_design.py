@@ -3,8 +3,9 @@ bench/results/design.json under the section's name.
 
 Sections:
     task      whole `dgm optimize` runs on one task (default guacamol:osimertinib_mpo) at --budget calls
-              (default 10,000, PMO's) with the shipped prior: wall time per method, REINVENT's seconds per
-              step (sampling, scoring, update), calls per second and the scores reached.
+              (default 10,000, PMO's) with the shipped prior: wall time per method (and per --variants
+              setting), the RL methods' seconds per step (sampling, scoring, update), calls per second and the
+              scores reached.
     scoring   scoring calls per second of an objective (default: the multi-parameter example
               workflows/config/objectives/celecoxib_analogue.yaml) on N distinct SMILES, for each --jobs:
               one batch of all N (the pool, if any, already started), RL-sized batches of new molecules,
@@ -125,13 +126,17 @@ def bench_task(args: argparse.Namespace) -> dict:
     objective = Objective.load(args.task)
     out: dict = {"task": args.task, "budget": args.budget, "prior": shown_path(args.prior), "threads": args.threads,
                  "machine_before": machine(), "methods": {}}
-    for method in args.methods:
+    runs = {method: (method, {}) for method in args.methods}
+    runs.update({label: (method, settings) for label, (method, settings) in json.loads(args.variants).items()})
+    for label, (method, settings) in runs.items():
         with tempfile.TemporaryDirectory() as tmp:
             summary = optimize.optimize(args.prior, objective, method=method, budget=args.budget, seed=0,
-                                        out=Path(tmp) / "run", jobs=args.threads)
-        out["methods"][method] = {key: summary.get(key) for key in (
-            "seconds", "calls", "steps", "calls_per_second", "seconds_per_step", "top1", "top10_mean",
-            "pmo_auc_top10", "guacamol_score", "guacamol_molecules", "top100_diversity", "valid_fraction")}
+                                        out=Path(tmp) / "run", jobs=args.threads,
+                                        config=optimize.method_config(method, settings))
+        out["methods"][label] = {key: summary.get(key) for key in (
+            "method", "settings", "precision", "seconds", "calls", "steps", "calls_per_second", "seconds_per_step",
+            "top1", "top10_mean", "pmo_auc_top10", "guacamol_score", "guacamol_molecules", "top100_diversity",
+            "valid_fraction")}
     out["machine_after"] = machine()
     return out
 
@@ -157,12 +162,16 @@ def main(argv: list[str] | None = None) -> None:
                         help="prior of the task section")
     parser.add_argument("--methods", nargs="+", default=["reinvent", "screening", "graph-ga"],
                         help="methods of the task section")
+    parser.add_argument("--variants", default="{}",
+                        help='task section: more runs as JSON {label: [method, settings]}, e.g. '
+                             '\'{"augmented-memory float32": ["augmented-memory", {"precision": "32"}]}\'')
     parser.add_argument("--threads", type=int, default=2, help="torch threads and scoring processes (task section)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON to merge the sections' figures into")
     args = parser.parse_args(argv)
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     configs = {"scoring": f"objective {shown_path(args.objective)} on {shown_path(args.smiles)}",
-               "task": f"objective {args.task}, prior {shown_path(args.prior)}, default method settings"}
+               "task": f"objective {args.task}, prior {shown_path(args.prior)}, default method settings"
+                       + (f"; variants {args.variants}" if args.variants != "{}" else "")}
     made = provenance(__file__, argv, "; ".join(configs[name] for name in args.only),
                       threads=f"{args.threads} (task section)", arguments=args)
     report["provenance"] = made

@@ -207,13 +207,14 @@ def design(bench: dict, path: Path) -> list[Table]:
         rows = []
         for method, m in t["methods"].items():
             per_step = m.get("seconds_per_step") or {}
-            rows.append([method, r(m["seconds"]), m["calls"], m["steps"], r(m["calls_per_second"]),
+            rows.append([method, m.get("precision"), r(m["seconds"]), m["calls"], m["steps"],
+                         r(m["calls_per_second"]),
                          ", ".join(f"{k} {v:.2f}" for k, v in per_step.items()) or None, r(m["top1"], 4),
                          r(m["pmo_auc_top10"], 4), r(m["guacamol_score"], 4)])
         tables.append(Table("task", f"Whole `dgm optimize` runs on {t['task']} at {t['budget']:,} calls "
                                     f"({t['threads']} torch threads and scoring processes)",
-                            ["method", "wall seconds", "calls", "steps", "calls/s", "seconds per step",
-                             "top-1", "PMO AUC top-10", "GuacaMol score"], rows, parts=[t]))
+                            ["method", "update precision", "wall seconds", "calls", "steps", "calls/s",
+                             "seconds per step", "top-1", "PMO AUC top-10", "GuacaMol score"], rows, parts=[t]))
     return tables
 
 

@@ -89,16 +89,34 @@ def cmd_decorate(args: argparse.Namespace) -> None:
              summary["n_retained"], args.out, args.summary)
 
 
-DEFAULT_PRIOR = Path(__file__).resolve().parents[3] / "data" / "models" / "moses-smiles-arm" / "model.ckpt"
-"""The shipped MOSES SMILES prior (data/models/README.md): the default of ``dgm optimize --prior``."""
+SHIPPED_PRIORS = {name: Path(__file__).resolve().parents[3] / "data" / "models" / f"{name}-smiles-arm" / "model.ckpt"
+                  for name in ("moses", "zinc250k")}
+"""The shipped SMILES priors (data/models/README.md), which ``dgm optimize --prior`` takes by name: ``moses``
+(MOSES's drug-like space, MW 250-350) and ``zinc250k`` (ZINC 250k, as PMO's REINVENT prior is trained)."""
+DEFAULT_PRIOR = SHIPPED_PRIORS["moses"]
+"""The default of ``dgm optimize --prior``."""
+
+
+def prior_path(value: str | None, method: str) -> Path | None:
+    """``--prior``: a shipped prior's name, a checkpoint path, or (None) the default for a method that needs one."""
+    if value is None:
+        if method == "graph-ga":
+            return None
+        value = "moses"
+    if value in SHIPPED_PRIORS:
+        path = SHIPPED_PRIORS[value]
+        if not path.is_file():
+            raise ValueError(f"--prior {value}: the shipped prior {path} is missing")
+        return path
+    return Path(value)
 MAX_BUDGET = 100_000
 """``dgm optimize --budget`` beyond this needs ``--yes`` (hours on 2 cores; PMO's budget is 10,000)."""
 
 
 def _optimize_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prior", type=Path, default=None,
-                   help="smiles-arm checkpoint to steer (default: the shipped MOSES prior, "
-                        f"{DEFAULT_PRIOR.parent.name})")
+    p.add_argument("--prior", default=None,
+                   help="smiles-arm checkpoint to steer, or a shipped prior by name: "
+                        f"{' or '.join(SHIPPED_PRIORS)} (default: moses, {DEFAULT_PRIOR.parent.name})")
     p.add_argument("--objective", required=True,
                    help="objective YAML (workflows/config/objectives/ has examples) or a benchmark task, "
                         "guacamol:<task> / pmo:<task>")
@@ -132,11 +150,7 @@ def cmd_optimize(args: argparse.Namespace) -> None:
     objective = Objective.load(args.objective)
     settings = optimize.method_config(args.method, load_mapping(args.config) if args.config else None,
                                       where=str(args.config or "config"))
-    prior = args.prior
-    if prior is None and args.method != "graph-ga":
-        if not DEFAULT_PRIOR.is_file():
-            raise ValueError(f"no --prior given and the shipped prior {DEFAULT_PRIOR} is missing")
-        prior = DEFAULT_PRIOR
+    prior = prior_path(args.prior, args.method)
     set_threads(args.threads)
     summary = optimize.optimize(prior, objective, method=args.method, budget=args.budget, seed=args.seed,
                                 out=args.out, config=settings, top=args.top, jobs=args.jobs, device=args.device)

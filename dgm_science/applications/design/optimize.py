@@ -28,7 +28,8 @@ Outputs (one folder, written atomically): ``molecules.csv`` (every proposal in o
 canonical SMILES, validity, call index, total score, each component's desirability and raw value
 (``<name>_raw``, and a predictor's ``<name>_sd`` / ``_ood_score`` / ``_ood``), reward, the prior's
 log-likelihood and OOD score), ``best.csv`` / ``best.sdf`` / ``best.png`` (the best ``top``
-distinct molecules with the same columns and their Murcko scaffold), ``curve.csv`` / ``curve.png`` (best, top-10 and top-100 mean against calls)
+distinct molecules with the same columns and their Murcko scaffold), ``curve.csv`` / ``curve.png`` (best, top-10
+and top-100 mean against calls)
 and ``summary.json`` (settings, the GuacaMol and PMO scores where the objective is a benchmark
 task, the diversity of the top 100, the prior's log-likelihood of what was found, timings). The GuacaMol
 score is computed from as many distinct stereo-free molecules as the task asks for (``molecules_needed``:

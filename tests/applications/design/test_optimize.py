@@ -378,3 +378,15 @@ def test_the_report_quotes_guacamol_tables_own_total_when_every_task_ran(tmp_pat
     assert "17.341" not in html
     # PMO has 18 of the 20 GuacaMol tasks plus qed: 19 tasks, its per-task values summed
     assert "AUC top-10 summed over the 19 PMO tasks run: reinvent 4.750; PMO, its per-task values summed" in html
+
+
+def test_prior_is_a_shipped_name_or_a_path(tmp_path, monkeypatch):
+    from dgm_science.applications.design import commands
+
+    assert commands.prior_path(None, "reinvent") == commands.SHIPPED_PRIORS["moses"] == commands.DEFAULT_PRIOR
+    assert commands.prior_path("moses", "augmented-memory").is_file()
+    assert commands.prior_path(None, "graph-ga") is None  # Graph GA needs no prior
+    assert commands.prior_path("runs/my.ckpt", "reinvent") == Path("runs/my.ckpt")
+    monkeypatch.setitem(commands.SHIPPED_PRIORS, "zinc250k", tmp_path / "absent.ckpt")
+    with pytest.raises(ValueError, match="--prior zinc250k: the shipped prior .*absent.ckpt is missing"):
+        commands.prior_path("zinc250k", "reinvent")
