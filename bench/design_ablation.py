@@ -13,6 +13,9 @@ Arms (``ARMS``; ``--arms`` picks):
     am-ga                augmented-memory + genetic exploration: 64 Graph GA offspring of the best 1,024 molecules
                          per step, scored and learnt from (``ga_offspring``; float32 updates)
     am-ga-pop120         the same with parents from the best 120 (Graph GA's population; bf16-mixed updates)
+    am-ga128-pop120      the same with 128 offspring per step (two thirds of the calls bred)
+    reinvent-zinc250k    reinvent from the shipped ZINC 250k prior (PMO's REINVENT prior data) instead of MOSES's
+    am-zinc250k          augmented-memory from the ZINC 250k prior
     graph-ga             mol_ga's Graph GA (PMO's population 120, offspring 70), the method to beat
 
 Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
@@ -49,8 +52,13 @@ ARMS = {
     "am-bf16": ("augmented-memory", {"precision": "bf16-mixed"}),
     "am-ga": ("augmented-memory", {"ga_offspring": 64, "precision": "32"}),
     "am-ga-pop120": ("augmented-memory", {"ga_offspring": 64, "ga_population_size": 120, "precision": "bf16-mixed"}),
+    "am-ga128-pop120": ("augmented-memory", {"ga_offspring": 128, "ga_population_size": 120,
+                                             "precision": "bf16-mixed"}),
     "graph-ga": ("graph-ga", {}),
+    "reinvent-zinc250k": ("reinvent", {}, "zinc250k"),
+    "am-zinc250k": ("augmented-memory", {}, "zinc250k"),
 }
+"""arm -> (method, settings[, shipped prior by name; default moses])."""
 RESULT = ROOT / "docs/results/design/ablation.json"
 
 
@@ -58,10 +66,10 @@ def one_run(work: Path, arm: str, task: str, seed: int, budget: int) -> dict:
     out = work / arm / task / f"seed{seed}"
     summary = out / "summary.json"
     if not summary.is_file():
-        method, settings = ARMS[arm]
+        method, settings, *prior = ARMS[arm]
         command = [sys.executable, "-m", "dgm_science.cli", "optimize", "--objective", f"guacamol:{task}", "--method",
                    method, "--config", json.dumps(settings), "--budget", str(budget), "--seed", str(seed),
-                   "--threads", "1", "--jobs", "1", "--out", str(out)]
+                   "--threads", "1", "--jobs", "1", "--out", str(out), "--prior", prior[0] if prior else "moses"]
         started = time.perf_counter()
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0"))
@@ -91,8 +99,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     args = parser.parse_args()
     record = provenance(__file__, None, f"arms {json.dumps({a: ARMS[a] for a in args.arms})}; budget {args.budget}; "
-                        f"the shipped prior data/models/moses-smiles-arm; one thread and one scoring process per run, "
-                        f"{args.parallel} runs at a time", threads=1, arguments=args)
+                        f"the shipped prior data/models/moses-smiles-arm unless the arm names another; one thread and "
+                        f"one scoring process per run, {args.parallel} runs at a time", threads=1, arguments=args)
     jobs = [(arm, task, seed) for seed in args.seeds for task in args.tasks for arm in args.arms]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = list(pool.map(lambda job: one_run(args.work, *job, args.budget), jobs))
