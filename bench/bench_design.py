@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="methods of the task section")
     parser.add_argument("--variants", default="{}",
                         help='task section: more runs as JSON {label: [method, settings]}, e.g. '
-                             '\'{"augmented-memory float32": ["augmented-memory", {"precision": "32"}]}\'')
+                             '\'{"augmented-memory float32": ["augmented-memory", {"precision": "32-true"}]}\'')
     parser.add_argument("--threads", type=int, default=2, help="torch threads and scoring processes (task section)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON to merge the sections' figures into")
     args = parser.parse_args(argv)

@@ -73,24 +73,25 @@ log = logging.getLogger(__name__)
 
 CURVE_EVERY = 100
 """Calls between points of the score-vs-calls curve (PMO logs every 100 calls)."""
-PRECISIONS = ("32", "bf16-mixed", "auto")
-"""The policy updates' arithmetic (``ReinventConfig.precision``)."""
+PRECISIONS = ("32-true", "bf16-mixed", "auto")
+"""The policy updates' arithmetic (``ReinventConfig.precision``; Lightning's names, as ``train.precision``)."""
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
+def update_precision(precision: str, device: torch.device) -> str:
     """"auto" -> "bf16-mixed" where ``device`` computes bfloat16 natively (a CUDA GPU that supports it; a CPU
-    with AMX tiles or AVX512-BF16, where it is ~2.5x faster than float32), else "32"; other values as given."""
+    with AMX tiles or AVX512-BF16, where it is ~2.5x faster than float32), else "32-true"; other values as given.
+    (Training's ``auto`` is bf16 on a GPU only: there it changes every model's figures, here only the speed.)"""
     if precision != "auto":
         return precision
     if device.type == "cuda":
         native = torch.cuda.is_bf16_supported()
     else:
         native = device.type == "cpu" and (torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
-    return "bf16-mixed" if native else "32"
+    return "bf16-mixed" if native else "32-true"
 
 
 def _mixed(device: torch.device, precision: str) -> Any:
-    """The autocast context of a resolved ``precision`` (a no-op for "32")."""
+    """The autocast context of a resolved ``precision`` (a no-op for "32-true")."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16-mixed")
 
 
@@ -128,11 +129,11 @@ class ReinventConfig:
     ga_population_size: int = 1024
     """Genetic exploration: how many of the best molecules so far the parents are drawn from (mol_ga's
     quantile sampling)."""
-    precision: str = dataclasses.field(default="32", metadata={"choices": PRECISIONS})
-    """Arithmetic of the policy's likelihoods in the updates (Lightning's names): "32" (float32), "bf16-mixed"
+    precision: str = dataclasses.field(default="32-true", metadata={"choices": PRECISIONS})
+    """Arithmetic of the policy's likelihoods in the updates (Lightning's names): "32-true" (float32), "bf16-mixed"
     (bfloat16 autocast of the forward passes; weights, optimizer, attention and the loss stay float32), or
     "auto" (bf16-mixed where the device computes bfloat16 natively: a CUDA GPU that supports it, a CPU with AMX
-    or AVX512-BF16; else 32). Sampling is float32 in every case."""
+    or AVX512-BF16; else 32-true). Sampling is float32 in every case."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -440,7 +441,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
     for p in prior.parameters():
         p.requires_grad_(False)
     optimizer = torch.optim.Adam(agent.parameters(), lr=config.lr)
-    precision = resolve_precision(config.precision, torch.device(loaded.device))
+    precision = update_precision(config.precision, torch.device(loaded.device))
     diversity, memory = DiversityFilter(config.bucket_size, config.min_score), Memory(config.memory_size)
     pad = prior.pad_id
     steps: list[dict[str, float]] = []

@@ -127,21 +127,21 @@ def test_method_config_errors():
     with pytest.raises(ConfigError, match="unknown method"):
         optimize.method_config("hill-climb", {})
     assert optimize.method_config("reinvent", {"precision": "bf16-mixed"}).precision == "bf16-mixed"
-    assert optimize.method_config("reinvent", {}).precision == "32"  # REINVENT 4 as published: float32
+    assert optimize.method_config("reinvent", {}).precision == "32-true"  # REINVENT 4 as published: float32
     assert optimize.method_config("augmented-memory", {}).precision == "auto"
-    with pytest.raises(ConfigError, match="precision must be one of '32', 'bf16-mixed', 'auto', got 'fp16'"):
+    with pytest.raises(ConfigError, match="precision must be one of '32-true', 'bf16-mixed', 'auto', got 'fp16'"):
         optimize.method_config("augmented-memory", {"precision": "fp16"})
 
 
 def test_auto_precision_is_bf16_mixed_only_where_the_cpu_computes_bfloat16(monkeypatch):
     cpu = torch.device("cpu")
-    assert optimize.resolve_precision("32", cpu) == "32"
-    assert optimize.resolve_precision("bf16-mixed", cpu) == "bf16-mixed"
+    assert optimize.update_precision("32-true", cpu) == "32-true"
+    assert optimize.update_precision("bf16-mixed", cpu) == "bf16-mixed"
     for amx, avx512_bf16, expected in ((True, False, "bf16-mixed"), (False, True, "bf16-mixed"),
-                                       (False, False, "32")):
+                                       (False, False, "32-true")):
         monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
         monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
-        assert optimize.resolve_precision("auto", cpu) == expected
+        assert optimize.update_precision("auto", cpu) == expected
 
 
 # ----------------------------------------------------------------------------- runs
@@ -194,7 +194,7 @@ def test_same_seed_same_run_other_seed_another(prior, tmp_path, one_thread):
     assert runs["a"] != runs["c"]
 
 
-@pytest.mark.parametrize("precision", ["32", "bf16-mixed"])
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
 def test_reinvent_moves_the_agent_toward_the_objective(prior, tmp_path, one_thread, precision):
     """With REINVENT 4's defaults the agent's molecules score far higher by the end of the budget
     than at its start, and far above the prior's own samples at equal calls: the update learns, in float32
