@@ -938,8 +938,9 @@ class Scorer:
             raise ValueError(f"prior_ood: expected one value per SMILES, shape ({n},), got {prior.shape}")
         return prior
 
-    def _evaluate(self, smiles: list[str], prior: np.ndarray | None) -> tuple:
+    def _evaluate(self, smiles: list[str], prior: np.ndarray | None, meanwhile: Callable[[], None]) -> tuple:
         if self.jobs == 1 or len(smiles) <= self.chunk_size:
+            meanwhile()
             with rdBase.BlockLogs():
                 return _evaluate(self.objective, smiles, prior)
         if self._pool is None:
@@ -950,16 +951,30 @@ class Scorer:
         n_chunks = max(self.jobs, math.ceil(len(smiles) / self.chunk_size))
         bounds = np.linspace(0, len(smiles), n_chunks + 1).round().astype(int)
         tasks = [(smiles[a:b], None if prior is None else prior[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-        parts = self._pool.map(_evaluate_in_worker, tasks)
+        running = self._pool.map_async(_evaluate_in_worker, tasks)
+        meanwhile()  # the caller's work that needs no score, while the workers score
+        parts = running.get()
         canonical = [c for part in parts for c in part[0]]
         return (canonical, *(np.concatenate([part[k] for part in parts]) for k in (1, 2, 3)))
 
-    def score(self, smiles: Sequence[str | None], prior_ood: Sequence[float] | None = None) -> ScoreBatch:
+    def score(self, smiles: Sequence[str | None], prior_ood: Sequence[float] | None = None,
+              meanwhile: Callable[[], None] | None = None) -> ScoreBatch:
         """Scores of ``smiles`` (n,) in input order: canonical SMILES, totals in [0, 1] (0 if invalid), each
         column's desirability and raw value (NaN if invalid), the 1-based call index that first scored each
         molecule (-1 if invalid) and whether this row cost a call. ``prior_ood`` (n,): one OOD value per SMILES,
-        required when the objective has a prior_ood component (NaN: the component scores 0), ignored otherwise."""
+        required when the objective has a prior_ood component (NaN: the component scores 0), ignored otherwise.
+        ``meanwhile``: the caller's work that does not depend on these scores (sampling the next batch, a
+        forward pass), run once, while the worker processes score (before scoring when there are none), so
+        that the two overlap where the objective is slow."""
         smiles = list(smiles)
+        ran = meanwhile is None
+
+        def run_meanwhile() -> None:
+            nonlocal ran
+            if not ran:
+                ran = True
+                meanwhile()
+
         n, width = len(smiles), len(self.objective.components)
         prior = self._prior(prior_ood, n)
         pending: dict[str, int] = {}
@@ -983,7 +998,8 @@ class Scorer:
                     del pending[text]
         if pending:
             texts, first_rows = list(pending), list(pending.values())
-            canonical, raw, desirability, total = self._evaluate(texts, None if prior is None else prior[first_rows])
+            canonical, raw, desirability, total = self._evaluate(texts, None if prior is None else prior[first_rows],
+                                                                 run_meanwhile)
             scored = []
             for k, text in enumerate(texts):
                 key = canonical[k]
@@ -997,6 +1013,7 @@ class Scorer:
                     scored.append((key, float(total[k]), desirability[k], raw[k]))
             if self.store is not None:
                 self.store.append(scored)
+        run_meanwhile()  # if nothing new was scored, the work runs now
         batch_canonical: list[str | None] = [None] * n
         totals = np.zeros(n)
         desirabilities = np.zeros((n, width))

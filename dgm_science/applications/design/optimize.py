@@ -222,17 +222,19 @@ class Recorder:
                 oracle -= 0 if paid else 1
         return len(smiles)
 
-    def score(self, smiles: Sequence[str | None], *, step: int, prior_log_likelihood: np.ndarray | None = None
-              ) -> tuple[np.ndarray, list[str | None]]:
+    def score(self, smiles: Sequence[str | None], *, step: int, prior_log_likelihood: np.ndarray | None = None,
+              meanwhile: Callable[[], None] | None = None) -> tuple[np.ndarray, list[str | None]]:
         """Total scores and canonical SMILES of ``smiles`` (all of it: cut it with ``within_budget``
-        first); records each as a proposal."""
+        first); records each as a proposal. ``meanwhile``: work that needs no score, run while the scorer's
+        processes score (``Scorer.score``)."""
         if prior_log_likelihood is None:
             prior_log_likelihood = (self.prior.log_likelihood(list(smiles)) if self.prior is not None
                                     else np.full(len(smiles), math.nan))
         ood = (self.prior.ood_score(prior_log_likelihood, list(smiles)) if self.prior is not None else None)
         if ood is None:
             ood = np.full(len(smiles), math.nan)
-        batch = self.scorer.score(smiles, prior_ood=ood if self.scorer.objective.needs_prior else None)
+        batch = self.scorer.score(smiles, prior_ood=ood if self.scorer.objective.needs_prior else None,
+                                  meanwhile=meanwhile)
         for i, s in enumerate(smiles):
             key = batch.canonical[i]
             if batch.new[i]:
@@ -344,6 +346,18 @@ def _draw(model: Any, loaded: Any, n: int, generator: torch.Generator, temperatu
           recorder: Recorder) -> tuple[list[torch.Tensor], list[str | None]]:
     """``n`` token sequences sampled from ``model`` (without trailing padding; repeats dropped when
     ``unique``) and their SMILES, cut where the budget is reached."""
+    return _within_budget(_sample(model, loaded, n, generator, temperature, unique), recorder)
+
+
+def _within_budget(drawn: tuple[list[torch.Tensor], list[str | None]], recorder: Recorder
+                   ) -> tuple[list[torch.Tensor], list[str | None]]:
+    rows, smiles = drawn
+    n = recorder.within_budget(smiles)
+    return rows[:n], smiles[:n]
+
+
+def _sample(model: Any, loaded: Any, n: int, generator: torch.Generator, temperature: float, unique: bool
+            ) -> tuple[list[torch.Tensor], list[str | None]]:
     model.eval()
     tokens = model.sample(n, generator=generator, temperature=temperature).cpu()
     rows = _trim(tokens, model.pad_id)
@@ -352,9 +366,7 @@ def _draw(model: Any, loaded: Any, n: int, generator: torch.Generator, temperatu
         for i, r in enumerate(rows):
             first.setdefault(tuple(r.tolist()), i)
         rows = [rows[i] for i in sorted(first.values())]
-    smiles = loaded.domain.decode(_pad_rows(rows, model.pad_id), loaded.state)
-    n = recorder.within_budget(smiles)
-    return rows[:n], smiles[:n]
+    return rows, loaded.domain.decode(_pad_rows(rows, model.pad_id), loaded.state)
 
 
 def randomized_smiles(smiles: Sequence[str | None], rng: random.Random) -> list[str | None]:
@@ -459,7 +471,14 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         with torch.no_grad():
             prior_ll = prior.log_prob(batch)
         t_sample = time.perf_counter()
-        scores, canonical = recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy())
+        forward: list[torch.Tensor] = []
+
+        def agent_forward() -> None:  # needs no score: runs while the scorer's processes score
+            with _mixed(batch["tokens"].device, precision):
+                forward.append(agent.log_prob(batch).float())
+
+        scores, canonical = recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy(),
+                                           meanwhile=agent_forward)
         reward = diversity(canonical, scores)
         for proposal, r in zip(recorder.proposals[-len(smiles):], reward):
             proposal.reward = float(r)
@@ -474,8 +493,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
                 proposal.reward = float(r)
             child_batch, child_keep = _token_batch(loaded, children)  # those the prior can write
         t_score = time.perf_counter()
-        with _mixed(batch["tokens"].device, precision):
-            agent_ll = agent.log_prob(batch).float()
+        agent_ll = forward[0]
         augmented = prior_ll + config.sigma * torch.as_tensor(reward, dtype=prior_ll.dtype, device=prior_ll.device)
         loss_terms = [(augmented - agent_ll) ** 2]
         if child_batch is not None:
@@ -531,14 +549,20 @@ def run_screening(loaded: Any, recorder: Recorder, config: ScreeningConfig, seed
     generator = torch.Generator(device=loaded.device).manual_seed(seed)
     history: list[int] = []
     step, stalled = 0, None
+    def sample() -> tuple[list[torch.Tensor], list[str | None]]:
+        return _sample(prior, loaded, config.batch_size, generator, config.temperature, False)
+
+    drawn = [sample()]
     while not recorder.spent:
         step += 1
-        rows, smiles = _draw(prior, loaded, config.batch_size, generator, config.temperature, False, recorder)
+        rows, smiles = _within_budget(drawn.pop(), recorder)
         if not rows:
             break
         with torch.no_grad():
             prior_ll = prior.log_prob({"tokens": _pad_rows(rows, prior.pad_id).to(loaded.device)})
-        recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy())
+        # no learning: the next batch (the same draws as sampled after) is sampled while this one is scored
+        recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy(),
+                       meanwhile=lambda: drawn.append(sample()))
         stalled = _stalled(recorder, history)
         if stalled:
             break

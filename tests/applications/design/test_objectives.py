@@ -204,6 +204,24 @@ def test_pool_gives_the_same_results_as_one_process(moses_smiles):
     assert serial.total[-2] > 0.99  # celecoxib is its own best analogue
 
 
+def test_meanwhile_runs_once_while_the_pool_scores_and_changes_nothing(moses_smiles):
+    """``Scorer.score(meanwhile=)``: the caller's score-free work runs exactly once per batch, after the worker
+    processes got the batch and before its scores are recorded (with a pool), first (without one), and also when
+    nothing in the batch is new; the scores are the same as without it."""
+    obj = objective({"type": "qed"})
+    smiles = moses_smiles[:40]
+    plain = Scorer(obj).score(smiles)
+    seen = []
+    with Scorer(obj, jobs=2, chunk_size=8) as pooled:
+        batch = pooled.score(smiles, meanwhile=lambda: seen.append(("pool", pooled._pool is not None, pooled.calls)))
+        pooled.score(smiles[:5], meanwhile=lambda: seen.append(("cached", pooled.calls)))  # nothing new
+    serial = Scorer(obj)
+    serial.score(smiles[:3], meanwhile=lambda: seen.append(("serial", serial.calls)))
+    assert seen == [("pool", True, 0), ("cached", 40), ("serial", 0)]
+    np.testing.assert_array_equal(batch.total, plain.total)
+    assert batch.canonical == plain.canonical
+
+
 def test_prior_ood_component():
     obj = objective({"type": "qed", "weight": 0}, {"type": "prior_ood", "transform": {"type": "left_step", "low": 3}})
     assert obj.needs_prior and not objective({"type": "qed"}).needs_prior

@@ -390,3 +390,15 @@ def test_prior_is_a_shipped_name_or_a_path(tmp_path, monkeypatch):
     monkeypatch.setitem(commands.SHIPPED_PRIORS, "zinc250k", tmp_path / "absent.ckpt")
     with pytest.raises(ValueError, match="--prior zinc250k: the shipped prior .*absent.ckpt is missing"):
         commands.prior_path("zinc250k", "reinvent")
+
+
+@pytest.mark.parametrize("method", ["screening", "reinvent"])
+def test_overlapped_scoring_changes_no_molecule(prior, tmp_path, method, one_thread):
+    """With scoring processes, screening samples its next batch and REINVENT runs the agent's forward pass while
+    a batch is scored (``meanwhile``): the run is the same, molecule for molecule, as with one process."""
+    objective = Objective.from_mapping(QED_OBJECTIVE, "test")
+    runs = {}
+    for jobs in (1, 2):
+        optimize.optimize(prior, objective, method=method, budget=150, seed=0, out=tmp_path / str(jobs), jobs=jobs)
+        runs[jobs] = (tmp_path / str(jobs) / "molecules.csv").read_text()
+    assert runs[1] == runs[2]
