@@ -25,6 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import brief, provenance  # noqa: E402
 
 RESULT = ROOT / "docs/results/design/priors.json"
+LABELS = {"unique@10000": "unique@10k", "reference_test_size": "test-set molecules", "training_steps": "training steps",
+          "training_seconds": "training seconds"}
 SHOWN = ("valid", "unique@10000", "novelty", "FCD/Test", "SNN/Test", "Frag/Test", "Scaf/Test", "IntDiv1", "Filters",
          "reference_test_size", "training_steps", "training_seconds")
 
@@ -62,12 +64,14 @@ def main(argv: list[str] | None = None) -> None:
             notes.append(f"{name}: its committed {folder.relative_to(ROOT)}/metrics.json (data/models/README.md "
                          f"names the run that made it)")
         metrics = json.loads((folder / "metrics.json").read_text())
-        rows.append([name, *(round(v, 4) if isinstance(v, float) else v for v in (metrics.get(k) for k in SHOWN))])
+        values = [metrics.get(key) for key in SHOWN]
+        rows.append([name, *(round(v, 4) for v in values[:-3]), *(round(v) for v in values[-3:])])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "title": f"The shipped SMILES priors: {args.n:,} samples each, MOSES metrics against each prior's own test "
                  f"split",
-        "provenance": brief(record), "columns": ["prior", *SHOWN], "rows": rows, "notes": notes}, indent=2) + "\n")
+        "provenance": brief(record), "columns": ["prior", *(LABELS.get(key, key) for key in SHOWN)], "rows": rows,
+        "notes": notes}, indent=2) + "\n")
     print(f"-> {args.out}")
 
 
