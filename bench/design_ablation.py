@@ -16,6 +16,8 @@ Arms (``ARMS``; ``--arms`` picks):
     am-ga128-pop120      the same with 128 offspring per step (two thirds of the calls bred)
     reinvent-zinc250k    reinvent from the shipped ZINC 250k prior (PMO's REINVENT prior data) instead of MOSES's
     am-zinc250k          augmented-memory from the ZINC 250k prior
+    reinvent-pmo-settings          reinvent with PMO's REINVENT settings (lr 5e-4, batch 64, sigma 500, replay 24)
+    reinvent-pmo-settings-zinc250k the same from the ZINC 250k prior
     graph-ga             mol_ga's Graph GA (PMO's population 120, offspring 70), the method to beat
 
 Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
@@ -44,6 +46,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from timing import brief, provenance  # noqa: E402
 
 AM = {"batch_size": 64, "sigma": 500.0, "lr": 0.0005, "memory_size": 100}
+PMO_REINVENT = {**AM, "replay_size": 24}
+"""PMO's REINVENT hyperparameters (mol_opt main/reinvent/hparams_default.yaml at the published runs' commit: learning
+rate 5e-4, batch 64, sigma 500, experience replay 24), with our memory of 100. Not PMO's loop: ours keeps REINVENT 4's
+diversity filter; PMO's has none, drops repeated sequences and adds a likelihood regulariser."""
 ARMS = {
     "reinvent": ("reinvent", {}),
     "reinvent-am-settings": ("reinvent", AM),
@@ -56,6 +62,8 @@ ARMS = {
                                              "precision": "bf16-mixed"}),
     "graph-ga": ("graph-ga", {}),
     "reinvent-zinc250k": ("reinvent", {}, "zinc250k"),
+    "reinvent-pmo-settings": ("reinvent", PMO_REINVENT),
+    "reinvent-pmo-settings-zinc250k": ("reinvent", PMO_REINVENT, "zinc250k"),
     "am-zinc250k": ("augmented-memory", {}, "zinc250k"),
 }
 """arm -> (method, settings[, shipped prior by name; default moses])."""
