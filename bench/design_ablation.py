@@ -70,9 +70,11 @@ ARMS = {
 RESULT = ROOT / "docs/results/design/ablation.json"
 
 
-def one_run(work: Path, arm: str, task: str, seed: int, budget: int) -> dict:
+def one_run(work: Path, arm: str, task: str, seed: int, budget: int, collect: bool = False) -> dict | None:
     out = work / arm / task / f"seed{seed}"
     summary = out / "summary.json"
+    if not summary.is_file() and collect:
+        return None
     if not summary.is_file():
         method, settings, *prior = ARMS[arm]
         command = [sys.executable, "-m", "dgm_science.cli", "optimize", "--objective", f"guacamol:{task}", "--method",
@@ -90,7 +92,9 @@ def one_run(work: Path, arm: str, task: str, seed: int, budget: int) -> dict:
     return result
 
 
-def mean_sd(values: list[float]) -> str:
+def mean_sd(values: list[float]) -> str | None:
+    if not values:
+        return None
     if len(values) == 1:
         return f"{values[0]:.3f}"
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
@@ -105,18 +109,21 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=10000)
     parser.add_argument("--parallel", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULT)
+    parser.add_argument("--collect", action="store_true",
+                        help="only tabulate the finished runs under --work (a missing run: an empty cell, no sum)")
     args = parser.parse_args()
     record = provenance(__file__, None, f"arms {json.dumps({a: ARMS[a] for a in args.arms})}; budget {args.budget}; "
                         f"the shipped prior data/models/moses-smiles-arm unless the arm names another; one thread and "
                         f"one scoring process per run, {args.parallel} runs at a time", threads=1, arguments=args)
     jobs = [(arm, task, seed) for seed in args.seeds for task in args.tasks for arm in args.arms]
     with ThreadPoolExecutor(args.parallel) as pool:
-        results = list(pool.map(lambda job: one_run(args.work, *job, args.budget), jobs))
+        results = [r for r in pool.map(lambda job: one_run(args.work, *job, args.budget, args.collect), jobs) if r]
     rows = []
     for arm in args.arms:
         mine = [r for r in results if r["arm"] == arm]
         per_task = [mean_sd([r["auc"] for r in mine if r["task"] == task]) for task in args.tasks]
-        sums = [sum(r["auc"] for r in mine if r["seed"] == seed) for seed in args.seeds]
+        complete = len(mine) == len(args.tasks) * len(args.seeds)
+        sums = [sum(r["auc"] for r in mine if r["seed"] == seed) for seed in args.seeds] if complete else []
         walls = [r["wall_seconds"] for r in mine if r["wall_seconds"] is not None]
         rows.append([arm, *per_task, mean_sd(sums), round(statistics.mean(walls), 1) if walls else None])
     args.out.parent.mkdir(parents=True, exist_ok=True)
