@@ -10,6 +10,8 @@ Sections:
               workflows/config/objectives/celecoxib_analogue.yaml) on N distinct SMILES, for each --jobs:
               one batch of all N (the pool, if any, already started), RL-sized batches of new molecules,
               a batch of cached molecules, the pool's start-up, and each component's cost per molecule.
+    update    the likelihoods of one Augmented Memory update (agent forward + backward, prior forward) on
+              --update-rows randomized SMILES of the prior's samples, the batch padded to its longest against packed.
 
 Example:
     python bench/bench_design.py --smiles resources/molecules/moses/data/test.smi --only scoring
@@ -141,7 +143,65 @@ def bench_task(args: argparse.Namespace) -> dict:
     return out
 
 
-SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {"scoring": bench_scoring, "task": bench_task}
+def bench_update(args: argparse.Namespace) -> dict:
+    """One Augmented Memory update's likelihoods on the prior: the agent's forward + backward and the prior's
+    forward over randomized SMILES of --update-rows valid molecules the prior samples (seed 0; a step's batch,
+    offspring and memory: 64 + 64 + 100), padded to the longest as one batch against packed (the padding
+    skipped, ``CausalTransformer.hidden_packed``), the same molecules and weights in the same run."""
+    import random
+
+    import torch
+    import torch.nn.functional as F
+
+    from dgm_science import api
+    from dgm_science.applications.design.optimize import _sample, _token_batch, randomized_smiles
+
+    torch.set_num_threads(args.threads)
+    loaded = api.load(args.prior, device="cpu")
+    model = loaded.model
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        sampled = [s for s in _sample(model, loaded, 2 * args.update_rows, generator, 1.0, True)[1] if s]
+    batch, _ = _token_batch(loaded, randomized_smiles(sampled[:args.update_rows], random.Random(0)))
+    tokens = batch["tokens"]
+
+    def padded() -> torch.Tensor:  # the whole (B, L) batch through every layer, padding masked afterwards
+        targets = tokens[:, 1:]
+        logits = model.network(tokens[:, :-1]).transpose(1, 2).float()
+        return (-F.cross_entropy(logits, targets, reduction="none") * (targets != model.pad_id)).sum(1)
+
+    def packed() -> torch.Tensor:
+        return model.log_prob(batch)
+
+    out: dict = {"prior": shown_path(args.prior), "rows": int(tokens.shape[0]),
+                 "length": int(tokens.shape[1]), "real_token_fraction": round(float((tokens != model.pad_id).float()
+                                                                                    .mean()), 4),
+                 "threads": args.threads, "repeats": args.repeats, "machine_before": machine(), "modes": {}}
+    assert torch.allclose(padded(), packed(), atol=1e-3), "packed and padded likelihoods differ"
+    def agent_step(fn: Callable[[], torch.Tensor]) -> None:
+        model.zero_grad()
+        fn().sum().backward()
+
+    def prior_step(fn: Callable[[], torch.Tensor]) -> None:
+        with torch.no_grad():
+            fn()
+
+    for name, fn in (("padded", padded), ("packed", packed)):
+        times = {}
+        for label, step in (("agent_forward_backward", agent_step), ("prior_forward", prior_step)):
+            step(fn)  # warm-up
+            start = time.perf_counter()
+            for _ in range(args.repeats):
+                step(fn)
+            times[f"{label}_seconds"] = round((time.perf_counter() - start) / args.repeats, 4)
+        print(f"update {name}: {times}", flush=True)
+        out["modes"][name] = times
+    out["machine_after"] = machine()
+    return out
+
+
+SECTIONS: dict[str, Callable[[argparse.Namespace], dict]] = {"scoring": bench_scoring, "task": bench_task,
+                                                            "update": bench_update}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,12 +226,16 @@ def main(argv: list[str] | None = None) -> None:
                         help='task section: more runs as JSON {label: [method, settings]}, e.g. '
                              '\'{"augmented-memory float32": ["augmented-memory", {"precision": "32-true"}]}\'')
     parser.add_argument("--threads", type=int, default=2, help="torch threads and scoring processes (task section)")
+    parser.add_argument("--update-rows", type=int, default=228, help="molecules of the update section's batch")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the update section")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON to merge the sections' figures into")
     args = parser.parse_args(argv)
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     configs = {"scoring": f"objective {shown_path(args.objective)} on {shown_path(args.smiles)}",
                "task": f"objective {args.task}, prior {shown_path(args.prior)}, default method settings"
-                       + (f"; variants {args.variants}" if args.variants != "{}" else "")}
+                       + (f"; variants {args.variants}" if args.variants != "{}" else ""),
+               "update": f"prior {shown_path(args.prior)}, randomized SMILES of {args.update_rows} of its samples "
+                         f"(seed 0)"}
     made = provenance(__file__, argv, "; ".join(configs[name] for name in args.only),
                       threads=f"{args.threads} (task section)", arguments=args)
     report["provenance"] = made

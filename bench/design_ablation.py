@@ -12,7 +12,8 @@ Arms (``ARMS``; ``--arms`` picks):
                          what the faster arithmetic costs
     am-ga                augmented-memory + genetic exploration: 64 Graph GA offspring of the best 1,024 molecules
                          per step, scored and learnt from (``ga_offspring``; float32 updates)
-    am-ga-pop120         the same with parents from the best 120 (Graph GA's population; bf16-mixed updates)
+    am-ga-pop120         the same with parents from the best 120 (Graph GA's population; the default "auto" precision:
+                         bf16-mixed on a CPU with AMX / AVX512-BF16, else float32; each run records its own)
     am-ga128-pop120      the same with 128 offspring per step (two thirds of the calls bred)
     reinvent-zinc250k    reinvent from the shipped ZINC 250k prior (PMO's REINVENT prior data) instead of MOSES's
     am-zinc250k          augmented-memory from the ZINC 250k prior
@@ -20,7 +21,8 @@ Arms (``ARMS``; ``--arms`` picks):
     reinvent-pmo-settings-zinc250k the same from the ZINC 250k prior
     graph-ga             mol_ga's Graph GA (PMO's population 120, offspring 70), the method to beat
 
-Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
+A run that ``--out`` already records (its "runs", at the same budget) is reused unless ``--rerun``: the grid grows
+across sessions. Each new run records its commit, CPU model and update precision. Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
 --threads 1 --jobs 1 --out <work>/<arm>/<task>/seed<s>`` (a finished run's summary.json is reused). The
 result: per task and arm the mean ± sd over seeds of the AUC top-10, and per arm the sum over the tasks
 (mean ± sd over seeds of the per-seed sums) and the mean wall seconds of a run.
@@ -34,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -57,9 +60,8 @@ ARMS = {
     "augmented-memory": ("augmented-memory", {"precision": "32-true"}),
     "am-bf16": ("augmented-memory", {"precision": "bf16-mixed"}),
     "am-ga": ("augmented-memory", {"ga_offspring": 64, "precision": "32-true"}),
-    "am-ga-pop120": ("augmented-memory", {"ga_offspring": 64, "ga_population_size": 120, "precision": "bf16-mixed"}),
-    "am-ga128-pop120": ("augmented-memory", {"ga_offspring": 128, "ga_population_size": 120,
-                                             "precision": "bf16-mixed"}),
+    "am-ga-pop120": ("augmented-memory", {"ga_offspring": 64, "ga_population_size": 120, "precision": "auto"}),
+    "am-ga128-pop120": ("augmented-memory", {"ga_offspring": 128, "ga_population_size": 120, "precision": "auto"}),
     "graph-ga": ("graph-ga", {}),
     "reinvent-zinc250k": ("reinvent", {}, "zinc250k"),
     "reinvent-pmo-settings": ("reinvent", PMO_REINVENT),
@@ -70,7 +72,29 @@ ARMS = {
 RESULT = ROOT / "docs/results/design/ablation.json"
 
 
-def one_run(work: Path, arm: str, task: str, seed: int, budget: int, collect: bool = False) -> dict | None:
+def cpu_model() -> str:
+    """The CPU's model name (run times and the ``auto`` precision depend on it)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def recorded_runs(path: Path, budget: int) -> dict[tuple[str, str, int], dict]:
+    """The runs an earlier tabulation at this budget recorded in ``path`` (its "runs"), by (arm, task, seed): they
+    are reused, not rerun, so the grid grows across sessions whose work folders are gone."""
+    if not path.is_file():
+        return {}
+    data = json.loads(path.read_text())
+    if data.get("budget", 10000) != budget:
+        return {}
+    return {(r["arm"], r["task"], r["seed"]): r for r in data.get("runs", [])}
+
+
+def one_run(work: Path, arm: str, task: str, seed: int, budget: int, collect: bool = False,
+            recorded: dict[tuple[str, str, int], dict] | None = None, commit: str = "") -> dict | None:
+    if recorded and (arm, task, seed) in recorded:
+        return recorded[(arm, task, seed)]
     out = work / arm / task / f"seed{seed}"
     summary = out / "summary.json"
     if not summary.is_file() and collect:
@@ -84,10 +108,13 @@ def one_run(work: Path, arm: str, task: str, seed: int, budget: int, collect: bo
         subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                        env=dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONHASHSEED="0"))
         (out / "wall_seconds.txt").write_text(f"{time.perf_counter() - started:.1f}\n")
+        (out / "made_by.json").write_text(json.dumps({"commit": commit, "cpu": cpu_model()}) + "\n")
     data = json.loads(summary.read_text())
     wall = out / "wall_seconds.txt"
+    made = json.loads((out / "made_by.json").read_text()) if (out / "made_by.json").is_file() else {}
     result = {"arm": arm, "task": task, "seed": seed, "auc": data["pmo_auc_top10"], "calls": data["calls"],
-              "wall_seconds": float(wall.read_text()) if wall.is_file() else None}
+              "wall_seconds": float(wall.read_text()) if wall.is_file() else None,
+              "precision": data.get("precision"), **made}
     print(json.dumps(result), flush=True)
     return result
 
@@ -111,13 +138,17 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--collect", action="store_true",
                         help="only tabulate the finished runs under --work (a missing run: an empty cell, no sum)")
+    parser.add_argument("--rerun", action="store_true",
+                        help="rerun the runs --out already records (default: reuse them; new runs add to them)")
     args = parser.parse_args()
     record = provenance(__file__, None, f"arms {json.dumps({a: ARMS[a] for a in args.arms})}; budget {args.budget}; "
                         f"the shipped prior data/models/moses-smiles-arm unless the arm names another; one thread and "
                         f"one scoring process per run, {args.parallel} runs at a time", threads=1, arguments=args)
+    recorded = {} if args.rerun else recorded_runs(args.out, args.budget)
     jobs = [(arm, task, seed) for seed in args.seeds for task in args.tasks for arm in args.arms]
     with ThreadPoolExecutor(args.parallel) as pool:
-        results = [r for r in pool.map(lambda job: one_run(args.work, *job, args.budget, args.collect), jobs) if r]
+        results = [r for r in pool.map(lambda job: one_run(args.work, *job, args.budget, args.collect, recorded,
+                                                           record["commit"]), jobs) if r]
     rows = []
     for arm in args.arms:
         mine = [r for r in results if r["arm"] == arm]
@@ -126,15 +157,21 @@ def main() -> None:
         sums = [sum(r["auc"] for r in mine if r["seed"] == seed) for seed in args.seeds] if complete else []
         walls = [r["wall_seconds"] for r in mine if r["wall_seconds"] is not None]
         rows.append([arm, *per_task, mean_sd(sums), round(statistics.mean(walls), 1) if walls else None])
+    earlier = json.loads(args.out.read_text()) if recorded else {}
+    made = brief(record)
+    if any((r["arm"], r["task"], r["seed"]) in recorded for r in results):
+        made["commit"] = (f"{made['commit']} for this tabulation and the runs that record their commit; the runs "
+                          f"recorded before: {earlier['provenance']['commit']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "title": f"Design-method ablation: PMO AUC top-10 at {args.budget:,} calls, {len(args.tasks)} GuacaMol tasks, "
                  f"seeds {', '.join(map(str, args.seeds))} (mean ± sd over seeds)",
-        "provenance": brief(record),
+        "provenance": made,
         "columns": ["arm", *args.tasks, f"sum over the {len(args.tasks)} tasks", "wall seconds per run"],
+        "budget": args.budget,
         "rows": rows,
         "runs": results,
-        "notes": [],
+        "notes": earlier.get("notes", []),
     }, indent=2) + "\n")
     print(f"-> {args.out}")
 

@@ -5,11 +5,29 @@ temporal U-Net over (B, H, D) windows (Janner et al. 2022)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+PACKED_GROUP_ROWS = 64
+"""Rows per attention group of ``CausalTransformer.hidden_packed`` (rows sorted by length, each group padded to its
+own longest)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PackedGroup:
+    """One attention group of packed states: positions ``start:end`` of the packed tensor are the first positions of
+    ``rows`` consecutive rows; ``index`` (end - start,) is where they sit in the group's (rows, width) grid."""
+
+    start: int
+    end: int
+    rows: int
+    width: int
+    index: torch.Tensor
+
 
 class _Block(nn.Module):
     """Pre-LayerNorm transformer block (Vaswani et al. 2017; GPT-2 ordering)."""
@@ -35,6 +53,31 @@ class _Block(nn.Module):
         return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
                                               dropout_p=self.dropout if self.training else 0.0)
 
+    def _self_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            # Under CPU bf16 autocast the matmuls gain (AMX) but the fused CPU attention's bf16 backward
+            # is ~6x slower than its fp32 one: attention runs in fp32 there.
+            with torch.autocast("cpu", enabled=False):
+                return self._attention(q.float(), k.float(), v.float()).to(q.dtype)
+        return self._attention(q, k, v)
+
+    def forward_packed(self, x: torch.Tensor, groups: "list[PackedGroup]") -> torch.Tensor:
+        """The block on packed states x (N, D): the positions of rows laid out by ``groups`` (see
+        ``CausalTransformer.hidden_packed``). The linear layers (most of the work) touch the N positions only;
+        attention runs per group on its (rows, longest) grid, where absent positions have zero query, key and
+        value: causal attention over a prefix of each row is exactly the padded batch's."""
+        qkv = self.qkv(self.ln1(x))
+        parts = []
+        for group in groups:
+            full = qkv.new_zeros(group.rows * group.width, qkv.shape[-1])
+            full = full.index_copy(0, group.index, qkv[group.start:group.end]).view(group.rows, group.width, -1)
+            q, k, v = (self._split(t) for t in full.chunk(3, dim=-1))
+            attn = self._self_attention(q, k, v).transpose(1, 2).reshape(group.rows * group.width, -1)
+            parts.append(attn.index_select(0, group.index))
+        attn = torch.cat(parts) if parts else x.new_zeros(0, x.shape[-1])
+        x = x + F.dropout(self.proj(attn), self.dropout, self.training)
+        return x + self.mlp(self.ln2(x))
+
     def forward(self, h: torch.Tensor, cache: "KVCache | None" = None, layer: int = 0) -> torch.Tensor:
         """h: (B, T, D). Without a cache: causal self-attention over the T positions. With a
         cache (preallocated keys/values (B, H, L_max, D/H) and ``cache.length`` positions filled):
@@ -42,13 +85,7 @@ class _Block(nn.Module):
         q, k, v = self.qkv(self.ln1(h)).chunk(3, dim=-1)
         q, k, v = self._split(q), self._split(k), self._split(v)
         if cache is None:
-            if q.dtype == torch.bfloat16 and q.device.type == "cpu":
-                # Under CPU bf16 autocast the matmuls gain (AMX) but the fused CPU attention's bf16 backward
-                # is ~6x slower than its fp32 one: attention runs in fp32 there.
-                with torch.autocast("cpu", enabled=False):
-                    attn = self._attention(q.float(), k.float(), v.float()).to(q.dtype)
-            else:
-                attn = self._attention(q, k, v)
+            attn = self._self_attention(q, k, v)
         else:
             keys, values = cache.store(layer, k, v)
             # One query per sequence: two batched matmuls beat the fused kernel's overhead here.
@@ -147,6 +184,39 @@ class CausalTransformer(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.ln_f(h)
+
+    def hidden_packed(self, tokens: torch.Tensor, lengths: torch.Tensor, condition: torch.Tensor | None = None
+                      ) -> torch.Tensor:
+        """The normalised states of only the first ``lengths`` (B,) positions of each row of ``tokens`` (B, L):
+        (sum(lengths), d_model), row by row, equal to ``hidden``'s at those positions (causal attention never
+        looks past them), at the cost of those positions alone in every linear layer; attention runs on rows
+        sorted by length in groups of ``PACKED_GROUP_ROWS``, each padded to its own longest row. A batch of
+        randomized SMILES padded to its longest (half of it padding) costs about half as much."""
+        if not self.causal:
+            raise TypeError("packed states need causal attention (a position must not see the padding after it)")
+        if tokens.shape[1] > self.max_length:
+            raise ValueError(f"sequence length {tokens.shape[1]} exceeds max_length {self.max_length}")
+        length = tokens.shape[1]
+        lengths = lengths.to(tokens.device)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        ordered = lengths[order]
+        active = torch.arange(length, device=tokens.device) < ordered[:, None]
+        h = self._embed(tokens[order], 0, condition[order] if condition is not None else None)
+        x = h[active]
+        groups, start = [], 0
+        sizes = ordered.tolist()
+        for first in range(0, len(sizes), PACKED_GROUP_ROWS):
+            rows = sizes[first:first + PACKED_GROUP_ROWS]
+            if not rows[0]:
+                break  # sorted: every later row is empty too
+            index = (torch.arange(rows[0], device=tokens.device) < ordered[first:first + len(rows), None])
+            groups.append(PackedGroup(start, start + sum(rows), len(rows), rows[0], index.reshape(-1).nonzero()[:, 0]))
+            start += sum(rows)
+        for block in self.blocks:
+            x = block.forward_packed(x, groups)
+        # back to the callers' row order: sort the positions by their place in the (B, L) batch
+        place = (order[:, None] * length + torch.arange(length, device=tokens.device))[active]
+        return self.ln_f(x)[torch.argsort(place)]
 
     def forward(self, tokens: torch.Tensor, condition: torch.Tensor | None = None) -> torch.Tensor:
         """tokens: (B, L) -> logits (B, L, V); continuous: (B, L, input_dim) -> (B, L, output_dim)."""

@@ -74,3 +74,37 @@ def test_cpu_bf16_autocast_keeps_attention_in_float32_and_matches_float32(monkey
     changed[:, 10:] = (changed[:, 10:] + 1) % 11
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert torch.equal(net(changed)[:, :10], mixed[:, :10])
+
+
+@pytest.mark.parametrize(("condition_dim", "group_rows"), [(0, 64), (3, 64), (3, 2)])
+def test_packed_states_equal_the_padded_batch_at_each_rows_prefix_with_the_same_gradients(condition_dim, group_rows,
+                                                                                          monkeypatch):
+    """``hidden_packed`` runs the linear layers on the first ``lengths`` positions of each row only (the
+    padding after them costs nothing) and gives ``hidden``'s states there, in the rows' order, and the same
+    gradients, whether attention runs in one group or in groups of rows sorted by length."""
+    from dgm_science import backbones
+
+    monkeypatch.setattr(backbones, "PACKED_GROUP_ROWS", group_rows)
+    torch.manual_seed(0)
+    net = CausalTransformer(11, d_model=32, n_layers=2, n_heads=4, max_length=12, dropout=0.0,
+                            condition_dim=condition_dim)
+    tokens = torch.randint(0, 11, (5, 10))
+    lengths = torch.tensor([10, 3, 0, 7, 1])
+    condition = torch.randn(5, condition_dim) if condition_dim else None
+    rows: list[int] = []
+    hook = net.blocks[0].qkv.register_forward_hook(lambda module, args, out: rows.append(args[0].shape[0]))
+    packed = net.hidden_packed(tokens, lengths, condition)
+    hook.remove()
+    assert rows == [int(lengths.sum())] and packed.shape == (int(lengths.sum()), 32)
+    active = torch.arange(10) < lengths[:, None]
+    padded = net.hidden(tokens, condition)[active]
+    assert torch.allclose(packed, padded, atol=1e-5)
+    weights = torch.randn_like(packed)
+    grads = torch.autograd.grad((packed * weights).sum(), list(net.parameters()), allow_unused=True)
+    expected = torch.autograd.grad((padded * weights).sum(), list(net.parameters()), allow_unused=True)
+    for got, want in zip(grads, expected):
+        assert (got is None) == (want is None)
+        if got is not None:
+            assert torch.allclose(got, want, atol=1e-5)
+    with pytest.raises(TypeError, match="causal"):
+        CausalTransformer(11, d_model=32, n_layers=1, n_heads=4, causal=False).hidden_packed(tokens, lengths)

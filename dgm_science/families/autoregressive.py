@@ -42,18 +42,35 @@ class AutoregressiveModel(GenerativeModel):
     def token_log_probs_and_hidden(self, batch: dict[str, Any], condition: torch.Tensor | None = None
                                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-position log p(x_t | x_<t): (B, L-1), zero at padding, and the network's hidden
-        states (B, L-1, d_model) of the positions that predict them (features of x, one pass)."""
-        tokens = batch["tokens"]
-        if condition is None:
-            condition = batch.get("condition")
-        hidden = self.network.hidden(tokens[:, :-1], condition)
-        targets = tokens[:, 1:]
-        log_p = -F.cross_entropy(self.network.head(hidden).transpose(1, 2).float(), targets, reduction="none")
-        return log_p * (targets != self.pad_id), hidden
+        states (B, L-1, d_model) of the positions that predict them, zero at padding (features of x, one pass)."""
+        return self._log_probs(batch, condition, hidden=True)
 
     def _token_log_probs(self, batch: dict[str, Any], condition: torch.Tensor | None) -> torch.Tensor:
         """Per-position log p(x_t | x_<t): (B, L-1), zero at padding."""
-        return self.token_log_probs_and_hidden(batch, condition)[0]
+        return self._log_probs(batch, condition, hidden=False)[0]
+
+    def _log_probs(self, batch: dict[str, Any], condition: torch.Tensor | None, hidden: bool
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-position log p (B, L-1), zero at padding, and (``hidden``) the states (B, L-1, d_model), zero at
+        padding. Right-padded rows (the usual batch) go through the network packed (``hidden_packed``): the
+        padding costs nothing; any other layout through the padded batch."""
+        tokens = batch["tokens"]
+        if condition is None:
+            condition = batch.get("condition")
+        targets = tokens[:, 1:]
+        active = targets != self.pad_id
+        lengths = active.sum(dim=1)
+        if torch.equal(active, torch.arange(active.shape[1], device=active.device) < lengths[:, None]):
+            states = self.network.hidden_packed(tokens[:, :-1], lengths, condition)
+            flat = -F.cross_entropy(self.network.head(states).float(), targets[active], reduction="none")
+            log_p = flat.new_zeros(targets.shape).masked_scatter(active, flat)
+            if not hidden:
+                return log_p, None
+            return log_p, states.new_zeros((*targets.shape, states.shape[-1])).masked_scatter(active[..., None],
+                                                                                                 states)
+        states = self.network.hidden(tokens[:, :-1], condition)
+        log_p = -F.cross_entropy(self.network.head(states).transpose(1, 2).float(), targets, reduction="none")
+        return log_p * active, states
 
     def log_prob(self, batch: dict[str, Any], condition: torch.Tensor | None = None) -> torch.Tensor:
         return self._token_log_probs(batch, condition).sum(dim=1)
