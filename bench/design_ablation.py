@@ -21,8 +21,8 @@ Arms (``ARMS``; ``--arms`` picks):
     reinvent-pmo-settings-zinc250k the same from the ZINC 250k prior
     graph-ga             mol_ga's Graph GA (PMO's population 120, offspring 70), the method to beat
 
-A run that ``--out`` already records (its "runs", at the same budget) is reused unless ``--rerun``: the grid grows
-across sessions. Each new run records its commit, CPU model and update precision. Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
+A run that ``--out`` or a ``--reuse`` file already records (its "runs", at the same budget) is reused unless
+``--rerun``: the grid grows across sessions. Each new run records its commit, CPU model and update precision. Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
 --threads 1 --jobs 1 --out <work>/<arm>/<task>/seed<s>`` (a finished run's summary.json is reused). The
 result: per task and arm the mean ± sd over seeds of the AUC top-10, and per arm the sum over the tasks
 (mean ± sd over seeds of the per-seed sums) and the mean wall seconds of a run.
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -46,7 +45,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import brief, provenance  # noqa: E402
+from timing import brief, cpu_model, provenance  # noqa: E402
 
 AM = {"batch_size": 64, "sigma": 500.0, "lr": 0.0005, "memory_size": 100}
 PMO_REINVENT = {**AM, "replay_size": 24}
@@ -72,23 +71,18 @@ ARMS = {
 RESULT = ROOT / "docs/results/design/ablation.json"
 
 
-def cpu_model() -> str:
-    """The CPU's model name (run times and the ``auto`` precision depend on it)."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def recorded_runs(path: Path, budget: int) -> dict[tuple[str, str, int], dict]:
-    """The runs an earlier tabulation at this budget recorded in ``path`` (its "runs"), by (arm, task, seed): they
-    are reused, not rerun, so the grid grows across sessions whose work folders are gone."""
+    """The runs a tabulation at this budget recorded in ``path`` (its "runs"), by (arm, task, seed): they are
+    reused, not rerun, so the grid grows across sessions whose work folders are gone. A run that records no commit
+    gets the file's provenance commit (the text that says which code made its runs)."""
     if not path.is_file():
         return {}
     data = json.loads(path.read_text())
     if data.get("budget", 10000) != budget:
         return {}
-    return {(r["arm"], r["task"], r["seed"]): r for r in data.get("runs", [])}
+    made_by = data.get("provenance", {}).get("commit", "unknown")
+    return {(r["arm"], r["task"], r["seed"]): {**r, "commit": r.get("commit", f"{path.name}: {made_by}")}
+            for r in data.get("runs", [])}
 
 
 def one_run(work: Path, arm: str, task: str, seed: int, budget: int, collect: bool = False,
@@ -138,13 +132,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULT)
     parser.add_argument("--collect", action="store_true",
                         help="only tabulate the finished runs under --work (a missing run: an empty cell, no sum)")
+    parser.add_argument("--reuse", type=Path, nargs="*", default=[],
+                        help="other result files of this script whose recorded runs are reused (as --out's)")
     parser.add_argument("--rerun", action="store_true",
                         help="rerun the runs --out already records (default: reuse them; new runs add to them)")
     args = parser.parse_args()
     record = provenance(__file__, None, f"arms {json.dumps({a: ARMS[a] for a in args.arms})}; budget {args.budget}; "
                         f"the shipped prior data/models/moses-smiles-arm unless the arm names another; one thread and "
                         f"one scoring process per run, {args.parallel} runs at a time", threads=1, arguments=args)
-    recorded = {} if args.rerun else recorded_runs(args.out, args.budget)
+    recorded = {} if args.rerun else {key: run for path in [*args.reuse, args.out]
+                                      for key, run in recorded_runs(path, args.budget).items()}
     jobs = [(arm, task, seed) for seed in args.seeds for task in args.tasks for arm in args.arms]
     with ThreadPoolExecutor(args.parallel) as pool:
         results = [r for r in pool.map(lambda job: one_run(args.work, *job, args.budget, args.collect, recorded,
@@ -157,11 +154,10 @@ def main() -> None:
         sums = [sum(r["auc"] for r in mine if r["seed"] == seed) for seed in args.seeds] if complete else []
         walls = [r["wall_seconds"] for r in mine if r["wall_seconds"] is not None]
         rows.append([arm, *per_task, mean_sd(sums), round(statistics.mean(walls), 1) if walls else None])
-    earlier = json.loads(args.out.read_text()) if recorded else {}
+    earlier = json.loads(args.out.read_text()) if args.out.is_file() else {}
     made = brief(record)
     if any((r["arm"], r["task"], r["seed"]) in recorded for r in results):
-        made["commit"] = (f"{made['commit']} for this tabulation and the runs that record their commit; the runs "
-                          f"recorded before: {earlier['provenance']['commit']}")
+        made["commit"] = f"{made['commit']} tabulated; each run records the commit of its code (runs: commit)"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({
         "title": f"Design-method ablation: PMO AUC top-10 at {args.budget:,} calls, {len(args.tasks)} GuacaMol tasks, "

@@ -215,6 +215,15 @@ def design(bench: dict, path: Path) -> list[Table]:
                                     f"({t['threads']} torch threads and scoring processes)",
                             ["method", "update precision", "wall seconds", "calls", "steps", "calls/s",
                              "seconds per step", "top-1", "PMO AUC top-10", "GuacaMol score"], rows, parts=[t]))
+    if "update" in bench:
+        u = bench["update"]
+        tables.append(Table("update", f"One Augmented Memory update's likelihoods: {u['rows']} randomized SMILES "
+                                      f"(longest {u['length']} tokens, {u['real_token_fraction']:.0%} of the padded "
+                                      f"batch real tokens), {u['threads']} torch threads, mean of {u['repeats']}",
+                            ["layout", "agent forward + backward (s)", "prior forward (s)"],
+                            [[name, m["agent_forward_backward_seconds"], m["prior_forward_seconds"]]
+                             for name, m in u["modes"].items()],
+                            notes=[f"CPU: {u['machine_before'].get('cpu', 'not recorded')}"], parts=[u]))
     return tables
 
 

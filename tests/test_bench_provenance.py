@@ -178,3 +178,25 @@ def test_snakemake_benchmark_files_become_a_result_file_with_the_given_provenanc
     with pytest.raises(tables.BenchResultError, match="not a Snakemake benchmark header"):
         tables.snakemake_table(tmp_path / "benchmarks", "prediction/*/seed*/train.tsv", title="t", command="c",
                                config="c", commit="abc1234")
+
+
+def test_the_design_ablation_reuses_the_runs_its_result_file_records_and_reruns_nothing(tmp_path, monkeypatch):
+    """The ablation grid grows across sessions whose work folders are gone: a run the result file records at the
+    same budget is taken from it (no ``dgm optimize`` started); another budget's records are not reused."""
+    ablation = bench_module("design_ablation")
+    out = tmp_path / "ablation.json"
+    run = {"arm": "graph-ga", "task": "albuterol_similarity", "seed": 1, "auc": 0.9, "calls": 10000,
+           "wall_seconds": 100.0, "commit": "abc1234", "cpu": "some CPU"}
+    out.write_text(json.dumps({"budget": 10000, "runs": [run], "provenance": {"commit": "abc1234"}}))
+    started = []
+    monkeypatch.setattr(ablation.subprocess, "run", lambda *a, **k: started.append(a))
+    recorded = ablation.recorded_runs(out, 10000)
+    assert ablation.one_run(tmp_path / "work", "graph-ga", "albuterol_similarity", 1, 10000, False, recorded) == run
+    older = {**run, "seed": 0}
+    del older["commit"]
+    out.write_text(json.dumps({"budget": 10000, "runs": [older], "provenance": {"commit": "abc1234 and def5678"}}))
+    assert ablation.recorded_runs(out, 10000)[("graph-ga", "albuterol_similarity", 0)]["commit"] == (
+        "ablation.json: abc1234 and def5678")
+    assert started == []
+    assert ablation.recorded_runs(out, 1000) == {}
+    assert ablation.one_run(tmp_path / "work", "graph-ga", "albuterol_similarity", 2, 10000, True, recorded) is None

@@ -116,6 +116,15 @@ class ReinventConfig:
     bucket_size: int = 25
     """Diversity filter: molecules per Murcko scaffold (scoring >= min_score) before the reward is 0."""
     min_score: float = 0.4
+    diversity_filter: bool = True
+    """REINVENT 4's diversity filter (repeats and full scaffold buckets rewarded 0); off: the reward is the score,
+    a repeat's too (PMO's REINVENT loop)."""
+    replay_weighting: str = dataclasses.field(default="uniform", metadata={"choices": ("uniform", "score")})
+    """How experience replay draws from the memory: "uniform", or "score" (in proportion to the scores, without
+    replacement: PMO's REINVENT, after REINVENT 2's ``Experience``)."""
+    likelihood_regularizer: float = 0.0
+    """PMO's REINVENT adds this times -mean(1 / log P_agent(x)) over the update's sequences (5e3 there): a
+    penalty on sequences the agent finds very likely (0: none, REINVENT 4)."""
     temperature: float = 1.0
     unique_sequences: bool = False
     """Drop repeated token sequences of a batch before the update (REINVENT 4 <= 4.7's option, off)."""
@@ -298,10 +307,22 @@ class Memory:
             best = heapq.nlargest(self.size, self.items.items(), key=lambda kv: kv[1][0])
             self.items = dict(best)
 
-    def sample(self, n: int, rng: random.Random) -> tuple[list[torch.Tensor], np.ndarray]:
+    def sample(self, n: int, rng: random.Random, by_score: bool = False) -> tuple[list[torch.Tensor], np.ndarray]:
+        """Up to ``n`` distinct molecules of the memory, uniformly or (``by_score``) with probabilities in
+        proportion to their scores, each draw without replacement."""
         if not self.items or n <= 0:
             return [], np.zeros(0)
-        keys = rng.sample(sorted(self.items), min(n, len(self.items)))
+        keys = sorted(self.items)
+        if by_score:
+            weights = [self.items[k][0] for k in keys]
+            chosen: list[str] = []
+            for _ in range(min(n, len(keys))):
+                i = rng.choices(range(len(keys)), weights=weights)[0]
+                chosen.append(keys[i])
+                weights[i] = 0.0
+            keys = chosen
+        else:
+            keys = rng.sample(keys, min(n, len(keys)))
         return [self.items[k][1] for k in keys], np.array([self.items[k][0] for k in keys], dtype=float)
 
     def purge(self, scaffolds: set[str]) -> int:
@@ -395,15 +416,15 @@ def _token_batch(loaded: Any, smiles: Sequence[str | None]) -> tuple[dict[str, t
 
 
 def _squared_loss(agent: Any, prior: Any, batch: dict[str, torch.Tensor], rewards: np.ndarray,
-                  sigma: float, precision: str) -> torch.Tensor:
+                  sigma: float, precision: str) -> tuple[torch.Tensor, torch.Tensor]:
     """REINVENT's loss per sequence of ``batch``, (log P_prior(x) + sigma R(x) - log P_agent(x))^2, for
     sequences not sampled in this step (replayed, bred, randomized): the prior's term without gradient; both
-    likelihoods in the resolved ``precision``."""
+    likelihoods in the resolved ``precision``. Returns the loss and log P_agent(x)."""
     with torch.no_grad():
         prior_ll = _log_likelihood(prior, batch, precision)
     reward = torch.as_tensor(np.asarray(rewards, dtype=float), dtype=prior_ll.dtype, device=prior_ll.device)
     agent_ll = _log_likelihood(agent, batch, precision)
-    return (prior_ll + sigma * reward - agent_ll) ** 2
+    return (prior_ll + sigma * reward - agent_ll) ** 2, agent_ll
 
 
 def _augmented_loss(agent: Any, prior: Any, loaded: Any, smiles: Sequence[str | None], rewards: np.ndarray,
@@ -413,7 +434,7 @@ def _augmented_loss(agent: Any, prior: Any, loaded: Any, smiles: Sequence[str | 
     batch, keep = _token_batch(loaded, randomized_smiles(smiles, rng))
     if batch is None:
         return None
-    return _squared_loss(agent, prior, batch, np.asarray(rewards, dtype=float)[keep], sigma, precision)
+    return _squared_loss(agent, prior, batch, np.asarray(rewards, dtype=float)[keep], sigma, precision)[0]
 
 
 def _offspring(recorder: Recorder, n: int, population: int, rng: random.Random) -> list[str]:
@@ -480,7 +501,7 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
 
         scores, canonical = recorder.score(smiles, step=step, prior_log_likelihood=prior_ll.cpu().numpy(),
                                            meanwhile=agent_forward)
-        reward = diversity(canonical, scores)
+        reward = diversity(canonical, scores) if config.diversity_filter else np.asarray(scores, dtype=float)
         for proposal, r in zip(recorder.proposals[-len(smiles):], reward):
             proposal.reward = float(r)
         children: list[str] = []
@@ -489,22 +510,29 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
         child_batch, child_keep, child_reward, child_canonical = None, [], np.zeros(0), []
         if children:
             child_scores, child_canonical = recorder.score(children, step=step)
-            child_reward = diversity(child_canonical, child_scores)
+            child_reward = (diversity(child_canonical, child_scores) if config.diversity_filter
+                            else np.asarray(child_scores, dtype=float))
             for proposal, r in zip(recorder.proposals[-len(children):], child_reward):
                 proposal.reward = float(r)
             child_batch, child_keep = _token_batch(loaded, children)  # those the prior can write
         t_score = time.perf_counter()
         agent_ll = forward[0]
         augmented = prior_ll + config.sigma * torch.as_tensor(reward, dtype=prior_ll.dtype, device=prior_ll.device)
-        loss_terms = [(augmented - agent_ll) ** 2]
+        loss_terms, agent_lls = [(augmented - agent_ll) ** 2], [agent_ll]
         if child_batch is not None:
-            loss_terms.append(_squared_loss(agent, prior, child_batch, child_reward[child_keep], config.sigma,
-                                            precision))
-        replay_rows, replay_scores = memory.sample(config.replay_size, rng)
+            terms, child_ll = _squared_loss(agent, prior, child_batch, child_reward[child_keep], config.sigma,
+                                            precision)
+            loss_terms.append(terms)
+            agent_lls.append(child_ll)
+        replay_rows, replay_scores = memory.sample(config.replay_size, rng, by_score=config.replay_weighting == "score")
         if replay_rows:
             replay = {"tokens": _pad_rows(replay_rows, pad).to(loaded.device)}
-            loss_terms.append(_squared_loss(agent, prior, replay, replay_scores, config.sigma, precision))
+            terms, replay_ll = _squared_loss(agent, prior, replay, replay_scores, config.sigma, precision)
+            loss_terms.append(terms)
+            agent_lls.append(replay_ll)
         loss = torch.cat(loss_terms).mean()
+        if config.likelihood_regularizer:  # PMO's REINVENT: -mean(1 / log P_agent) over the update's sequences
+            loss = loss - config.likelihood_regularizer * (1 / torch.cat(agent_lls)).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

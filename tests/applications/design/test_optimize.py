@@ -63,6 +63,20 @@ def test_memory_keeps_the_best_distinct_molecules():
     assert len(picked) == 2 and sorted(scores.tolist()) == [0.9, 0.95]
 
 
+def test_memory_replay_by_score_draws_in_proportion_to_the_scores_without_replacement():
+    import random
+
+    memory = optimize.Memory(size=10)
+    memory.add(["A", "B", "C"], np.array([0.05, 0.9, 0.05]), [torch.tensor([1, i, 2]) for i in range(3)])
+    rng = random.Random(0)
+    firsts = [memory.sample(1, rng, by_score=True)[1][0] for _ in range(400)]
+    assert 0.8 < np.mean(np.array(firsts) == 0.9) < 0.97  # 0.9 / 1.0 of the draws
+    uniform = [memory.sample(1, rng)[1][0] for _ in range(400)]
+    assert 0.25 < np.mean(np.array(uniform) == 0.9) < 0.42
+    _, all_three = memory.sample(5, rng, by_score=True)
+    assert sorted(all_three.tolist()) == [0.05, 0.05, 0.9]
+
+
 def test_memory_purge_drops_every_molecule_of_a_penalised_scaffold():
     memory = optimize.Memory(size=10)
     keys = ["Cc1ccccc1", "CCc1ccccc1", "C1CCCCC1C", "CCO"]
@@ -211,6 +225,38 @@ def test_reinvent_moves_the_agent_toward_the_objective(prior, tmp_path, one_thre
     # log-likelihoods differ from float32's by < 0.06 nat, too little to change a sampled token in 400 calls)
     assert np.mean(scores[-100:]) > np.mean(scores[:100]) + 0.2
     assert rl["pmo_auc_top10"] > screen["pmo_auc_top10"] + 0.1
+
+
+def test_pmo_loop_settings_reward_the_score_of_repeats_and_the_regulariser_changes_the_update(prior, tmp_path,
+                                                                                               one_thread):
+    """PMO's REINVENT loop: without the diversity filter every proposal's reward is its score (a repeat's too,
+    which REINVENT 4's filter zeroes); the likelihood regulariser changes the updates, so the runs differ."""
+    objective = Objective.from_mapping(QED_OBJECTIVE, "test")
+    pmo = {"diversity_filter": False, "unique_sequences": True, "replay_weighting": "score", "batch_size": 32,
+           "temperature": 0.5}  # repeats across batches are likely
+    runs = {}
+    for name, extra in (("plain", {}), ("regularised", {"likelihood_regularizer": 5000.0}), ("filtered", None)):
+        settings = {"batch_size": 32, "temperature": 0.5} if extra is None else {**pmo, **extra}
+        optimize.optimize(prior, objective, method="reinvent", budget=150, seed=0, out=tmp_path / name,
+                          config=optimize.method_config("reinvent", settings))
+        runs[name] = _rows(tmp_path / name / "molecules.csv")
+    valid = [r for r in runs["plain"] if r["valid"] == "1"]
+    assert all(float(r["reward"]) == float(r["score"]) for r in valid)
+    def repeats(rows: list[dict[str, str]]) -> list[dict[str, str]]:
+        seen, out = set(), []
+        for r in rows:
+            if r["valid"] == "1":
+                (out.append(r) if r["canonical"] in seen else seen.add(r["canonical"]))
+        return out
+
+    assert repeats(runs["plain"]) and repeats(runs["filtered"])
+    assert all(float(r["reward"]) == 0.0 for r in repeats(runs["filtered"]))
+    assert all(float(r["reward"]) == float(r["score"]) > 0 for r in repeats(runs["plain"]))
+    assert [r["smiles"] for r in runs["plain"]] != [r["smiles"] for r in runs["regularised"]]
+    from dgm_science.config import ConfigError
+
+    with pytest.raises(ConfigError, match="replay_weighting"):
+        optimize.method_config("reinvent", {"replay_weighting": "best"})
 
 
 # ----------------------------------------------------------------------------- CLI
