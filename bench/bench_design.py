@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -178,6 +179,7 @@ def bench_update(args: argparse.Namespace) -> dict:
                                                                                     .mean()), 4),
                  "threads": args.threads, "repeats": args.repeats, "machine_before": machine(), "modes": {}}
     assert torch.allclose(padded(), packed(), atol=1e-3), "packed and padded likelihoods differ"
+
     def agent_step(fn: Callable[[], torch.Tensor]) -> None:
         model.zero_grad()
         fn().sum().backward()
@@ -186,16 +188,20 @@ def bench_update(args: argparse.Namespace) -> dict:
         with torch.no_grad():
             fn()
 
-    for name, fn in (("padded", padded), ("packed", packed)):
-        times = {}
-        for label, step in (("agent_forward_backward", agent_step), ("prior_forward", prior_step)):
-            step(fn)  # warm-up
-            start = time.perf_counter()
-            for _ in range(args.repeats):
+    modes = {"padded": padded, "packed": packed}
+    steps = {"agent_forward_backward": agent_step, "prior_forward": prior_step}
+    times: dict[str, dict[str, list[float]]] = {mode: {label: [] for label in steps} for mode in modes}
+    for repeat in range(args.repeats + 1):  # interleaved, so that a shared machine's drift hits both alike
+        for mode, fn in modes.items():
+            for label, step in steps.items():
+                start = time.perf_counter()
                 step(fn)
-            times[f"{label}_seconds"] = round((time.perf_counter() - start) / args.repeats, 4)
-        print(f"update {name}: {times}", flush=True)
-        out["modes"][name] = times
+                if repeat:  # the first round warms up
+                    times[mode][label].append(time.perf_counter() - start)
+    for mode in modes:
+        out["modes"][mode] = {f"{label}_seconds": round(statistics.median(values), 4)
+                              for label, values in times[mode].items()}
+        print(f"update {mode}: {out['modes'][mode]}", flush=True)
     out["machine_after"] = machine()
     return out
 
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> None:
                              '\'{"augmented-memory float32": ["augmented-memory", {"precision": "32-true"}]}\'')
     parser.add_argument("--threads", type=int, default=2, help="torch threads and scoring processes (task section)")
     parser.add_argument("--update-rows", type=int, default=228, help="molecules of the update section's batch")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats of the update section")
+    parser.add_argument("--repeats", type=int, default=15, help="timed repeats of the update section (medians)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON to merge the sections' figures into")
     args = parser.parse_args(argv)
     report = json.loads(args.out.read_text()) if args.out.exists() else {}

@@ -19,11 +19,15 @@ Arms (``ARMS``; ``--arms`` picks):
     am-zinc250k          augmented-memory from the ZINC 250k prior
     reinvent-pmo-settings          reinvent with PMO's REINVENT settings (lr 5e-4, batch 64, sigma 500, replay 24)
     reinvent-pmo-settings-zinc250k the same from the ZINC 250k prior
+    reinvent-pmo-loop    PMO's REINVENT loop: those settings, no diversity filter, unique sequences, replay in
+                         proportion to the scores, the likelihood regulariser (5e3)
+    reinvent-pmo-loop-zinc250k     the same from the ZINC 250k prior (PMO's REINVENT as published, on our prior)
     graph-ga             mol_ga's Graph GA (PMO's population 120, offspring 70), the method to beat
 
-A run that ``--out`` or a ``--reuse`` file already records (its "runs", at the same budget) is reused unless
-``--rerun``: the grid grows across sessions. Each new run records its commit, CPU model and update precision. Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
---threads 1 --jobs 1 --out <work>/<arm>/<task>/seed<s>`` (a finished run's summary.json is reused). The
+Each run is ``dgm optimize --objective guacamol:<task> --method <m> --config <settings> --budget B --seed s
+--threads 1 --jobs 1 --out <work>/<arm>/<task>/seed<s>`` (a finished run's summary.json is reused). A run that
+``--out`` or a ``--reuse`` file already records (its "runs", at the same budget) is reused unless ``--rerun``: the
+grid grows across sessions. Each new run records its commit, CPU model and update precision. The
 result: per task and arm the mean ± sd over seeds of the AUC top-10, and per arm the sum over the tasks
 (mean ± sd over seeds of the per-seed sums) and the mean wall seconds of a run.
 
@@ -52,6 +56,11 @@ PMO_REINVENT = {**AM, "replay_size": 24}
 """PMO's REINVENT hyperparameters (mol_opt main/reinvent/hparams_default.yaml at the published runs' commit: learning
 rate 5e-4, batch 64, sigma 500, experience replay 24), with our memory of 100. Not PMO's loop: ours keeps REINVENT 4's
 diversity filter; PMO's has none, drops repeated sequences and adds a likelihood regulariser."""
+PMO_LOOP = {**PMO_REINVENT, "diversity_filter": False, "unique_sequences": True, "replay_weighting": "score",
+            "likelihood_regularizer": 5000.0}
+"""PMO's REINVENT loop (mol_opt main/reinvent/run.py): its hyperparameters and no diversity filter (the reward is the
+score), repeated sequences of a batch dropped, replay drawn in proportion to the scores from a memory of the 100
+best, and the loss plus 5e3 * -mean(1 / log P_agent) over the batch and the replayed sequences."""
 ARMS = {
     "reinvent": ("reinvent", {}),
     "reinvent-am-settings": ("reinvent", AM),
@@ -65,6 +74,8 @@ ARMS = {
     "reinvent-zinc250k": ("reinvent", {}, "zinc250k"),
     "reinvent-pmo-settings": ("reinvent", PMO_REINVENT),
     "reinvent-pmo-settings-zinc250k": ("reinvent", PMO_REINVENT, "zinc250k"),
+    "reinvent-pmo-loop": ("reinvent", PMO_LOOP),
+    "reinvent-pmo-loop-zinc250k": ("reinvent", PMO_LOOP, "zinc250k"),
     "am-zinc250k": ("augmented-memory", {}, "zinc250k"),
 }
 """arm -> (method, settings[, shipped prior by name; default moses])."""

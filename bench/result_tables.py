@@ -219,7 +219,8 @@ def design(bench: dict, path: Path) -> list[Table]:
         u = bench["update"]
         tables.append(Table("update", f"One Augmented Memory update's likelihoods: {u['rows']} randomized SMILES "
                                       f"(longest {u['length']} tokens, {u['real_token_fraction']:.0%} of the padded "
-                                      f"batch real tokens), {u['threads']} torch threads, mean of {u['repeats']}",
+                                      f"batch real tokens), {u['threads']} torch threads, median of {u['repeats']} "
+                                      "interleaved repeats",
                             ["layout", "agent forward + backward (s)", "prior forward (s)"],
                             [[name, m["agent_forward_backward_seconds"], m["prior_forward_seconds"]]
                              for name, m in u["modes"].items()],
