@@ -190,8 +190,9 @@ class CausalTransformer(nn.Module):
         """The normalised states of only the first ``lengths`` (B,) positions of each row of ``tokens`` (B, L):
         (sum(lengths), d_model), row by row, equal to ``hidden``'s at those positions (causal attention never
         looks past them), at the cost of those positions alone in every linear layer; attention runs on rows
-        sorted by length in groups of ``PACKED_GROUP_ROWS``, each padded to its own longest row. A batch of
-        randomized SMILES padded to its longest (half of it padding) costs about half as much."""
+        sorted by length in groups of ``PACKED_GROUP_ROWS``, each padded to its own longest row. The padding's
+        work is saved: on 228 randomized SMILES, 23 % of the padded batch padding, forward + backward took 25 %
+        less time (``bench/bench_design.py``'s update section)."""
         if not self.causal:
             raise TypeError("packed states need causal attention (a position must not see the padding after it)")
         if tokens.shape[1] > self.max_length:
