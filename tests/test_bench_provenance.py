@@ -142,7 +142,7 @@ def test_the_tables_read_every_committed_bench_json_once_it_has_provenance(path,
             "machine": "2 CPU cores, no GPU", "script": f"bench/{script}.py"}
     bench = json.loads(path.read_text())
     bench["provenance"] = made
-    for part in [*bench.get("models", {}).values(), bench.get("scoring"), bench.get("task"),
+    for part in [*bench.get("models", {}).values(), bench.get("scoring"), bench.get("task"), bench.get("update"),
                  *[step for label in bench.values() if isinstance(label, dict) for step in label.values()
                    if isinstance(step, dict) and "cmd" in step]]:  # bench_moses_full's steps
         if isinstance(part, dict):
