@@ -36,12 +36,16 @@ $(STAMP): pyproject.toml envs/requirements-cpu.txt envs/requirements-cuda.txt en
 run: $(STAMP)
 	$(VENV)/bin/snakemake --profile workflows/profiles/default --cores $(CORES) --max-threads $(JOB_THREADS)
 
-# pytest exits 5 when a marker selects no test: that is not a failure here.
+# The tests run on TEST_WORKERS processes (pytest-xdist), each test file on one of them (--dist loadfile: a file's
+# module fixtures, such as the end-to-end runs, are built once); tests/conftest.py starts the end-to-end files
+# first. TEST_WORKERS=0 runs them in this process. pytest exits 5 when a marker selects no test: not a failure here.
+TEST_WORKERS ?= $(CORES)
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: $(STAMP)
-	$(PY) -m pytest -q -m "not cluster" || [ $$? -eq 5 ]
+	$(PYTEST) -m "not cluster" || [ $$? -eq 5 ]
 
 test-fast: $(STAMP)
-	$(PY) -m pytest -q -m "not e2e and not cluster" || [ $$? -eq 5 ]
+	$(PYTEST) -m "not e2e and not cluster" || [ $$? -eq 5 ]
 
 # The tiny pipeline through the SLURM profile on a single-node Slurm started on this machine
 # (root; installs Debian's slurmctld, slurmd, munge and slurm-client if missing). Fails when no

@@ -9,6 +9,14 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The files with end-to-end tests first, each file's tests kept together and in their order: under `make
+    test`'s workers (one file per worker at a time) the long runs start at once instead of ending the session on
+    one worker while the other idles."""
+    slow = {item.path for item in items if item.get_closest_marker("e2e")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 @pytest.fixture(scope="session")
 def moses_smiles() -> list[str]:
     return DATA.joinpath("moses_sample.smi").read_text().split()
