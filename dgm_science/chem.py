@@ -6,6 +6,7 @@ package (tests/test_domain_imports.py checks)."""
 from __future__ import annotations
 
 import multiprocessing
+import time
 from typing import Any, Callable, Sequence, TypeVar
 
 from rdkit import rdBase
@@ -51,27 +52,29 @@ def map_molecules(
     """`[function(x) for x in items]` with RDKit logging silenced; over a process pool when n_jobs > 1 and the
     pool pays.
 
-    The first items (up to ``PROBE_ITEMS``, or ``PROBE_SECONDS`` of work) are mapped here and timed; the rest go
-    to ``n_jobs`` workers only if that saves more than a pool's start (``_pool_pays``), so that small or cheap
-    maps (a few test molecules' element sets) do not wait seconds for workers to import torch. `function` must
-    be picklable (module level or functools.partial of one). Order is preserved. Workers start with the
-    "forkserver" method, so a calling script needs the `if __name__ == "__main__":` guard.
+    The first items are mapped here, those after the first timed (up to ``PROBE_ITEMS`` of them or
+    ``PROBE_SECONDS``); the rest go to ``n_jobs`` workers only if that saves more than a pool's start
+    (``_pool_pays``), so that small or cheap maps (a few test molecules' element sets) do not wait seconds for
+    workers to import torch. `function` must be picklable (module level or functools.partial of one). Order is
+    preserved. Workers start with the "forkserver" method, so a calling script needs the `if __name__ ==
+    "__main__":` guard.
     """
-    import time
-
     n_items = len(items)
     results: list[_R] = []
     with tqdm(total=n_items, desc=desc, disable=not progress, unit="mol") as bar:
         with rdBase.BlockLogs():
-            started = time.perf_counter()
+            started = 0.0
             for item in items:
                 results.append(function(item))
                 bar.update()
                 if n_jobs <= 1 or len(results) == n_items:
                     continue
-                elapsed = time.perf_counter() - started
-                if len(results) >= PROBE_ITEMS or elapsed >= PROBE_SECONDS:
-                    if _pool_pays(elapsed / len(results), n_items - len(results), n_jobs):
+                if len(results) == 1:  # timed from the second item: the first may pay a one-off set-up
+                    started = time.perf_counter()
+                    continue
+                timed, elapsed = len(results) - 1, time.perf_counter() - started
+                if timed >= PROBE_ITEMS or elapsed >= PROBE_SECONDS:
+                    if _pool_pays(elapsed / timed, n_items - len(results), n_jobs):
                         break
                     n_jobs = 1  # decided: the rest here as well
         if len(results) == n_items:
