@@ -10,18 +10,10 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # one of `make test`'s workers: torch (here and in the commands the tests start) on this worker's share of the
+    # one of `make test TEST_WORKERS=N`'s workers: torch (here and in the commands the tests start) on this worker's share of the
     # cores; two workers each spinning two OpenMP threads on two cores ran tiny training steps about 10x slower
     _SHARE = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = _SHARE
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The files with end-to-end tests first, each file's tests kept together and in their order: under `make
-    test`'s workers (one file per worker at a time) the long runs start at once instead of ending the session on
-    one worker while the other idles."""
-    slow = {item.path for item in items if item.get_closest_marker("e2e")}
-    items.sort(key=lambda item: item.path not in slow)
 
 
 @pytest.fixture(scope="session")
