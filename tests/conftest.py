@@ -10,8 +10,9 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # one of `make test TEST_WORKERS=N`'s workers: torch (here and in the commands the tests start) on this worker's share of the
-    # cores; two workers each spinning two OpenMP threads on two cores ran tiny training steps about 10x slower
+    # one of `make test TEST_WORKERS=N`'s workers: torch (here and in the commands the tests start) on this
+    # worker's share of the cores; two workers each spinning two OpenMP threads on two cores ran tiny training
+    # steps about 10x slower
     _SHARE = str(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
     os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = _SHARE
 
