@@ -57,10 +57,12 @@ PMO_REINVENT = {**AM, "replay_size": 24}
 rate 5e-4, batch 64, sigma 500, experience replay 24), with our memory of 100. Not PMO's loop: ours keeps REINVENT 4's
 diversity filter; PMO's has none, drops repeated sequences and adds a likelihood regulariser."""
 PMO_LOOP = {**PMO_REINVENT, "diversity_filter": False, "unique_sequences": True, "replay_weighting": "score",
-            "likelihood_regularizer": 5000.0}
+            "likelihood_regularizer": 5000.0, "convergence_patience": 5}
 """PMO's REINVENT loop (mol_opt main/reinvent/run.py): its hyperparameters and no diversity filter (the reward is the
 score), repeated sequences of a batch dropped, replay drawn in proportion to the scores from a memory of the 100
-best, and the loss plus 5e3 * -mean(1 / log P_agent) over the batch and the replayed sequences."""
+best, the loss plus 5e3 * -mean(1 / log P_agent) over the batch and the replayed sequences, and its convergence
+stop (after 1,000 calls, the best 100 scores unchanged over 5 batches: the run ends, its top-10 carried to the
+budget)."""
 ARMS = {
     "reinvent": ("reinvent", {}),
     "reinvent-am-settings": ("reinvent", AM),

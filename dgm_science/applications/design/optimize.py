@@ -128,6 +128,10 @@ class ReinventConfig:
     temperature: float = 1.0
     unique_sequences: bool = False
     """Drop repeated token sequences of a batch before the update (REINVENT 4 <= 4.7's option, off)."""
+    convergence_patience: int = 0
+    """PMO's convergence stop (mol_opt's REINVENT loop, ``--patience 5``): once more than 1,000 molecules are
+    scored, a run whose best 100 scores a batch left unchanged this many batches in a row stops before its budget,
+    and its AUC carries the last top-10 to the budget, as PMO's ``finish`` does (0: off)."""
     augmentation_rounds: int = 0
     """Augmented Memory: updates after each step's, each on a randomized-SMILES copy of the batch and of the
     whole memory with their rewards (0: none, plain REINVENT)."""
@@ -350,6 +354,8 @@ def _trim(tokens: torch.Tensor, pad_id: int) -> list[torch.Tensor]:
     return rows
 
 
+CONVERGENCE_CALLS, CONVERGENCE_TOP = 1000, 100
+"""PMO's convergence rule (``convergence_patience``) applies after this many calls, to this many best scores."""
 STALL_STEPS = 50
 """A run whose last this-many batches brought no new molecule stops before its budget (a
 collapsed agent, or a prior that cannot reach the budget): the summary says so."""
@@ -481,10 +487,11 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
     pad = prior.pad_id
     steps: list[dict[str, float]] = []
     history: list[int] = []
-    step, stalled = 0, None
+    step, stalled, unchanged = 0, None, 0
     while not recorder.spent:
         step += 1
         t0 = time.perf_counter()
+        best_before = _best_scores(recorder) if config.convergence_patience else None
         rows, smiles = _draw(agent, loaded, config.batch_size, generator, config.temperature, config.unique_sequences,
                              recorder)
         if not rows:
@@ -568,9 +575,19 @@ def run_reinvent(loaded: Any, recorder: Recorder, config: ReinventConfig, seed: 
             log.info("step %d: %d calls, mean score %.3f, best %.3f, loss %.1f", step, recorder.calls,
                      steps[-1]["mean_score"], max(recorder.call_scores or [0.0]), steps[-1]["loss"])
         stalled = _stalled(recorder, history)
+        if config.convergence_patience and recorder.calls > CONVERGENCE_CALLS:
+            unchanged = unchanged + 1 if _best_scores(recorder) == best_before else 0
+            if not stalled and unchanged >= config.convergence_patience and not recorder.spent:
+                stalled = (f"PMO's convergence rule: the best {CONVERGENCE_TOP} scores unchanged over the last "
+                           f"{unchanged} batches")
         if stalled:
             break
     return {"steps": step, "step_log": steps, "stalled": stalled, "precision": precision}
+
+
+def _best_scores(recorder: Recorder) -> list[float]:
+    """The ``CONVERGENCE_TOP`` best scores so far, best first (PMO's ``mol_buffer`` after ``sort_buffer``)."""
+    return heapq.nlargest(CONVERGENCE_TOP, recorder.call_scores)
 
 
 def run_screening(loaded: Any, recorder: Recorder, config: ScreeningConfig, seed: int) -> dict[str, Any]:

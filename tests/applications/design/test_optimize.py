@@ -384,6 +384,26 @@ def test_a_run_that_cannot_reach_its_budget_stops_and_says_so(prior, tmp_path, m
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["stopped_before_budget"]
 
 
+def test_pmos_convergence_rule_stops_a_run_whose_best_scores_stop_changing(prior, tmp_path, monkeypatch, one_thread):
+    """mol_opt's REINVENT stops once its best 100 scores are unchanged over ``patience`` batches (after 1,000
+    calls); here after 20 calls and on the best 3, so that the tiny prior's cold agent reaches it."""
+    monkeypatch.setattr(optimize, "CONVERGENCE_CALLS", 20)
+    monkeypatch.setattr(optimize, "CONVERGENCE_TOP", 3)
+    objective = Objective.from_mapping(QED_OBJECTIVE, "test")
+    settings = {"batch_size": 16, "temperature": 0.3, "diversity_filter": False, "lr": 1e-6}
+    runs = {}
+    for patience in (0, 2):
+        runs[patience] = optimize.optimize(
+            prior, objective, method="reinvent", budget=400, seed=0, out=tmp_path / str(patience),
+            config=optimize.method_config("reinvent", {**settings, "convergence_patience": patience}))
+    assert runs[0]["calls"] == 400 and not runs[0]["stopped_before_budget"]
+    stopped = runs[2]
+    assert 20 < stopped["calls"] < 400 and "convergence rule" in stopped["stopped_before_budget"]
+    cut, full = ([(r["step"], r["smiles"]) for r in _rows(tmp_path / name / "molecules.csv")] for name in ("2", "0"))
+    assert cut == full[: len(cut)] and len(cut) < len(full)  # the same run, cut short
+    assert stopped["pmo_auc_top10"] <= runs[0]["pmo_auc_top10"]
+
+
 def test_an_ood_guard_without_a_prior_to_compute_it_is_an_error_before_any_work(tmp_path):
     objective = Objective.from_mapping({"name": "guarded", "components": [
         {"type": "qed"}, {"type": "prior_ood", "transform": {"type": "reverse_sigmoid", "low": 2, "high": 4,
