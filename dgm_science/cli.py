@@ -5,7 +5,8 @@ Every subcommand is a registered ``commands.Command``: a thin typed function ove
 This module holds the generic ones; a domain registers its own and adds its options to
 ``prepare`` and ``sample`` through its ``Domain`` class, so nothing here names a domain.
 Snakemake rules call these. Bad input ends with one ``dgm: error: ...`` line naming the file,
-line or key, and exit code 2; Ctrl-C with one ``dgm: interrupted`` line and exit code 130.
+line or key, and exit code 2; Ctrl-C with one ``dgm: interrupted`` line and exit code 130; SIGTERM (Slurm's
+``scancel`` and time limit, Snakemake stopping its jobs) with one ``dgm: terminated`` line and exit code 143.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import inspect
 import json
 import logging
 import re
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -414,10 +417,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread (as Ctrl-C raises ``KeyboardInterrupt``) so that the command's
+    clean-up runs: its outputs rolled back, its temp folder removed."""
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # once: a second SIGTERM must not cut the clean-up short
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one ``dgm`` command: 0 on success; 2 with one ``dgm: error: ...`` line on bad input; 130
-    with one ``dgm: interrupted`` line on Ctrl-C (SIGINT). Either way the command writes all of its
-    outputs or none, and leaves the temp folder as it found it (:func:`private_tempdir`)."""
+    with one ``dgm: interrupted`` line on Ctrl-C (SIGINT); 143 with one ``dgm: terminated`` line on
+    SIGTERM. Either way the command writes all of its outputs or none, and leaves the temp folder as it
+    found it (:func:`private_tempdir`). (Lightning's trainer adds its own SIGTERM handler before this one
+    while it fits, and restores this one after.)"""
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         args = build_parser().parse_args(argv)
         setup_logging(args.verbose)
@@ -426,6 +443,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dgm: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("dgm: terminated", file=sys.stderr)
+        return 143
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -77,7 +77,10 @@ def test_a_failed_graph_training_leaves_tmpdir_empty(tmp_path, tmpdir_):
     assert sorted(os.listdir(tmpdir_)) == []
 
 
-def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path, tmpdir_):
+@pytest.mark.parametrize("sent, code, line", [(signal.SIGINT, 130, "dgm: interrupted"),
+                                              (signal.SIGTERM, 143, "dgm: terminated")], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_and_sigterm_print_one_line_and_leave_nothing(tmp_path, tmpdir_, sent, code, line):
+    """Ctrl-C, and SIGTERM (Slurm's scancel and time limit; Snakemake stopping its jobs)."""
     out = tmp_path / "raw"
     process = dgm_process(["collect", "umaze", "--out", str(out), "--episodes", "1000", "--episode-steps", "1000",
                            "--yes"], tmpdir_)  # about a minute of simulation
@@ -88,15 +91,15 @@ def test_ctrl_c_prints_one_line_exits_130_and_leaves_nothing(tmp_path, tmpdir_):
             time.sleep(0.1)
         time.sleep(1.0)  # inside the collection
         assert process.poll() is None
-        process.send_signal(signal.SIGINT)
+        process.send_signal(sent)
         _, err = process.communicate(timeout=TIMEOUT)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, err
-    assert err.strip().splitlines()[-1] == "dgm: interrupted"
-    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    assert process.returncode == code, err
+    assert err.strip().splitlines()[-1] == line
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "Terminated" not in err
     assert not out.exists()  # neither the dataset nor the folder the command made
     assert [p for p in tmp_path.rglob("*") if p.name.endswith((".tmp", ".old"))] == []
     assert sorted(os.listdir(tmpdir_)) == []
