@@ -63,3 +63,20 @@ def test_egnn_conv_is_e3_equivariant() -> None:
     assert not torch.allclose(x, coordinates)  # the layer does move coordinates
     torch.testing.assert_close(h_moved, h, atol=1e-4, rtol=0)
     torch.testing.assert_close(x_moved, x @ rotation.T + translation, atol=1e-4, rtol=0)
+
+
+def test_the_registry_loads_without_importing_dgl_until_an_egnn_is_built() -> None:
+    """DGL's import (~2 s with pandas) is paid by the commands that build qm9-edm, not by every ``dgm`` command."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from dgm_science import registry\n"
+        "spec = registry.get('model', 'qm9-edm')\n"
+        "assert 'dgl' not in sys.modules, 'the registry imported dgl'\n"
+        "from dgm_science.domains.structures.edm import EGNNDenoiser\n"
+        "EGNNDenoiser(4, 8, 1)\n"
+        "assert 'dgl' in sys.modules\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

@@ -19,6 +19,7 @@ likelihood at t = 0, the size prior log p(N) and the ``Conformers`` output.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, ClassVar, NamedTuple
 
@@ -33,8 +34,15 @@ from dgm_science.families.diffusion import GaussianDiffusion, Layout, Space
 from dgm_science.resources import TrainResources
 from dgm_science.registry import register
 
-dgl = import_dgl()
-EGNNConv = dgl.nn.EGNNConv
+
+def __getattr__(name: str) -> Any:
+    """``EGNNLayer`` and DGL's ``EGNNConv``, imported on first use: DGL's import (~2 s, pandas included) is
+    paid by the commands that build an EGNN, not by every ``dgm`` command that loads the registry."""
+    if name == "EGNNLayer":
+        return egnn_layer_class()
+    if name == "EGNNConv":
+        return import_dgl().nn.EGNNConv
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Conformers(NamedTuple):
@@ -88,7 +96,7 @@ class EdgeIndex(NamedTuple):
 
     def to_dgl(self) -> Any:
         """The same graph as a DGLGraph (CPU: the PyPI DGL wheel has no CUDA kernels)."""
-        return dgl.graph((self.src.cpu(), self.dst.cpu()), num_nodes=self.n_nodes)
+        return import_dgl().graph((self.src.cpu(), self.dst.cpu()), num_nodes=self.n_nodes)
 
 
 class FullyConnectedGraphs:
@@ -106,38 +114,44 @@ class FullyConnectedGraphs:
         return EdgeIndex(index[mol, j], index[mol, i], int(node_mask.sum()))
 
 
-class EGNNLayer(EGNNConv):
-    """DGL's ``EGNNConv`` (Satorras et al. 2021, eqs. 3-6; the same parameters and the same output,
-    checked against ``EGNNConv.forward`` in the tests) computed device-agnostically.
+@functools.cache
+def egnn_layer_class() -> type:
+    """``EGNNLayer``, a subclass of DGL's ``EGNNConv``, defined on first use (see the module's ``__getattr__``)."""
 
-    Two changes of how, not what: the edge MLP's first linear map is split into per-node
-    projections (W [h_src, h_dst, r, a] = W_s h_src + W_d h_dst + W_r [r, a]), which moves 2/3 of
-    its multiply-adds from the ~n^2 edges to the n atoms; and the gathers and the sum / mean
-    aggregations are torch index ops, because the PyPI DGL wheel has no CUDA kernels.
-    """
+    class EGNNLayer(import_dgl().nn.EGNNConv):
+        """DGL's ``EGNNConv`` (Satorras et al. 2021, eqs. 3-6; the same parameters and the same output,
+        checked against ``EGNNConv.forward`` in the tests) computed device-agnostically.
 
-    def forward(self, graph: Any, node_feat: torch.Tensor, coord_feat: torch.Tensor,
-                edge_feat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """graph (DGLGraph or EdgeIndex), node_feat (V, in), coord_feat (V, 3) (kept in its dtype,
-        fp32 under autocast), edge_feat (E, edge_feat_size) -> (h (V, out), x (V, 3))."""
-        src, dst = graph.edges()
-        src, dst = src.long(), dst.long()
-        first = self.edge_mlp[0]
-        w_src, w_dst = first.weight[:, : self.in_size], first.weight[:, self.in_size: 2 * self.in_size]
-        w_rest = first.weight[:, 2 * self.in_size:]
-        x_diff = coord_feat.index_select(0, src) - coord_feat.index_select(0, dst)
-        radial = x_diff.square().sum(dim=1, keepdim=True)
-        rest = radial if edge_feat is None else torch.cat([radial, edge_feat.to(radial.dtype)], dim=-1)
-        pre = F.linear(node_feat, w_src).index_select(0, src)
-        pre = pre + F.linear(node_feat, w_dst, first.bias).index_select(0, dst) + F.linear(rest, w_rest)
-        msg_h = self.edge_mlp[1:](pre)
-        msg_x = self.coord_mlp(msg_h) * (x_diff / (radial.sqrt() + 1e-30))
-        n_nodes = node_feat.shape[0]
-        degree = torch.bincount(dst, minlength=n_nodes).clamp(min=1).to(coord_feat.dtype)
-        x_neigh = coord_feat.new_zeros(n_nodes, coord_feat.shape[1]).index_add_(0, dst, msg_x.to(coord_feat.dtype))
-        h_neigh = msg_h.new_zeros(n_nodes, msg_h.shape[1]).index_add_(0, dst, msg_h)
-        h = self.node_mlp(torch.cat([node_feat, h_neigh.to(node_feat.dtype)], dim=-1))
-        return h, coord_feat + x_neigh / degree[:, None]
+        Two changes of how, not what: the edge MLP's first linear map is split into per-node
+        projections (W [h_src, h_dst, r, a] = W_s h_src + W_d h_dst + W_r [r, a]), which moves 2/3 of
+        its multiply-adds from the ~n^2 edges to the n atoms; and the gathers and the sum / mean
+        aggregations are torch index ops, because the PyPI DGL wheel has no CUDA kernels.
+        """
+
+        def forward(self, graph: Any, node_feat: torch.Tensor, coord_feat: torch.Tensor,
+                    edge_feat: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            """graph (DGLGraph or EdgeIndex), node_feat (V, in), coord_feat (V, 3) (kept in its dtype,
+            fp32 under autocast), edge_feat (E, edge_feat_size) -> (h (V, out), x (V, 3))."""
+            src, dst = graph.edges()
+            src, dst = src.long(), dst.long()
+            first = self.edge_mlp[0]
+            w_src, w_dst = first.weight[:, : self.in_size], first.weight[:, self.in_size: 2 * self.in_size]
+            w_rest = first.weight[:, 2 * self.in_size:]
+            x_diff = coord_feat.index_select(0, src) - coord_feat.index_select(0, dst)
+            radial = x_diff.square().sum(dim=1, keepdim=True)
+            rest = radial if edge_feat is None else torch.cat([radial, edge_feat.to(radial.dtype)], dim=-1)
+            pre = F.linear(node_feat, w_src).index_select(0, src)
+            pre = pre + F.linear(node_feat, w_dst, first.bias).index_select(0, dst) + F.linear(rest, w_rest)
+            msg_h = self.edge_mlp[1:](pre)
+            msg_x = self.coord_mlp(msg_h) * (x_diff / (radial.sqrt() + 1e-30))
+            n_nodes = node_feat.shape[0]
+            degree = torch.bincount(dst, minlength=n_nodes).clamp(min=1).to(coord_feat.dtype)
+            x_neigh = coord_feat.new_zeros(n_nodes, coord_feat.shape[1]).index_add_(0, dst, msg_x.to(coord_feat.dtype))
+            h_neigh = msg_h.new_zeros(n_nodes, msg_h.shape[1]).index_add_(0, dst, msg_h)
+            h = self.node_mlp(torch.cat([node_feat, h_neigh.to(node_feat.dtype)], dim=-1))
+            return h, coord_feat + x_neigh / degree[:, None]
+
+    return EGNNLayer
 
 
 class EGNNDenoiser(nn.Module):
@@ -151,7 +165,8 @@ class EGNNDenoiser(nn.Module):
     def __init__(self, n_features: int, hidden_dim: int, n_layers: int) -> None:
         super().__init__()
         self.embed = nn.Linear(n_features + 1, hidden_dim)
-        self.layers = nn.ModuleList(EGNNLayer(hidden_dim, hidden_dim, hidden_dim, edge_feat_size=1)
+        layer_class = egnn_layer_class()
+        self.layers = nn.ModuleList(layer_class(hidden_dim, hidden_dim, hidden_dim, edge_feat_size=1)
                                     for _ in range(n_layers))
         for layer in self.layers:  # EGNN's small initial coordinate updates (Satorras et al. code)
             nn.init.xavier_uniform_(layer.coord_mlp[-1].weight, gain=0.001)
@@ -305,7 +320,8 @@ class QM9EDM(ModelSpec):
     domain: ClassVar[str] = "conformers"
     Config = EDMConfig
     batch_fields: ClassVar[tuple[str, ...]] = ("positions", "atom_types", "n_atoms")
-    train_resources = TrainResources(seconds_per_step=0.05, mem_mb=32000)  # estimate: EDM's 4.7 M steps (3,000 epochs) of batch 64: ~65 h
+    # estimate: EDM's 4.7 M steps (3,000 epochs) of batch 64: ~65 h
+    train_resources = TrainResources(seconds_per_step=0.05, mem_mb=32000)
 
     @staticmethod
     def build(cfg: EDMConfig, state: dict[str, Any]) -> GenerativeModel:
