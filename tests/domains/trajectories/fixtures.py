@@ -34,7 +34,10 @@ def tiny_case(name: str, n: int = 16, root: Path | None = None) -> tuple[dict[st
     spec = registry.get("model", name)
     domain = registry.get("domain", "trajectories")
     cfg = from_dict(spec.Config, TINY_CONFIGS[name], name)
-    data = prepared(Path(root or tempfile.mkdtemp(prefix="dgm-traj-")))
+    if root is None:  # the data lives only as long as the batch is built
+        with tempfile.TemporaryDirectory(prefix="dgm-traj-") as tmp:
+            return tiny_case(name, n, Path(tmp))
+    data = prepared(Path(root))
     state = domain.fit_state(data, spec, cfg)
     train, _ = domain.datasets(data, spec, cfg, state)
     return TINY_CONFIGS[name], state, train.collate(list(range(0, n * 7, 7)))
