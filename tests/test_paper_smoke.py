@@ -125,6 +125,7 @@ def executed_jobs(out: str) -> list[str]:
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_every_rule_of_the_workflow_ran(smoke_run):
     work, out = smoke_run
     listed = run_snakemake(work, CONFIGS, *OPTIONS, "--list-rules")
@@ -136,6 +137,7 @@ def test_every_rule_of_the_workflow_ran(smoke_run):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
     work, _ = smoke_run
     config = merged_config()
@@ -181,6 +183,7 @@ def test_every_paper_run_has_its_metrics_and_a_row_in_the_report(smoke_run):
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_rerun_of_the_paper_config_does_nothing(smoke_run):
     work, _ = smoke_run
     dry = run_snakemake(work, CONFIGS, *OPTIONS, "--dry-run")

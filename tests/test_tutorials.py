@@ -136,6 +136,7 @@ def test_every_page_has_its_checks():
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 @pytest.mark.parametrize("page", [p for p in PAGES if p.name != "index.md"], ids=lambda p: p.stem)
 def test_tutorial_runs_as_written(page, tmp_path):
     work = tmp_path / "work"

@@ -226,6 +226,7 @@ def test_a_prediction_block_naming_a_column_the_file_does_not_have_is_one_clear_
 
 
 @pytest.mark.e2e
+@pytest.mark.slow
 def test_the_tutorial_predicts_the_users_assay_end_to_end(tmp_path):
     shutil.copy(DATA / "user" / "molecules" / "assay.csv", tmp_path / "assay.csv")
     (tmp_path / "user.yaml").write_text(TUTORIAL_CONFIG)
