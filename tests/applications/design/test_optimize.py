@@ -394,11 +394,11 @@ def test_pmos_convergence_rule_stops_a_run_whose_best_scores_stop_changing(prior
     runs = {}
     for patience in (0, 2):
         runs[patience] = optimize.optimize(
-            prior, objective, method="reinvent", budget=400, seed=0, out=tmp_path / str(patience),
+            prior, objective, method="reinvent", budget=200, seed=0, out=tmp_path / str(patience),
             config=optimize.method_config("reinvent", {**settings, "convergence_patience": patience}))
-    assert runs[0]["calls"] == 400 and not runs[0]["stopped_before_budget"]
+    assert runs[0]["calls"] == 200 and not runs[0]["stopped_before_budget"]
     stopped = runs[2]
-    assert 20 < stopped["calls"] < 400 and "convergence rule" in stopped["stopped_before_budget"]
+    assert 20 < stopped["calls"] < 200 and "convergence rule" in stopped["stopped_before_budget"]
     cut, full = ([(r["step"], r["smiles"]) for r in _rows(tmp_path / name / "molecules.csv")] for name in ("2", "0"))
     assert cut == full[: len(cut)] and len(cut) < len(full)  # the same run, cut short
     assert stopped["pmo_auc_top10"] <= runs[0]["pmo_auc_top10"]
