@@ -324,6 +324,17 @@ def test_the_reshaped_expert_control_is_cut_from_the_expert_data_in_the_plans_sh
     assert reshape and f"--seed 0 --execute --out {run}/expert_executed.minari" in reshape[0], reshape
 
 
+def test_the_slurm_tests_config_runs_every_rule_of_the_tiny_config_in_fewer_jobs():
+    """tests/cluster/tiny-slurm.yaml (make test-cluster) must keep up with tests/data/tiny.yaml (test_pipeline):
+    the same rules, each through Slurm, in fewer jobs."""
+    configs = ["tests/data/tiny.yaml", "tests/cluster/tiny-slurm.yaml"]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        outs = list(pool.map(lambda c: workflow_plan.dry_run([c]), configs))
+    jobs = [re.findall(r"^(?:local)?rule (\w+):$", out, flags=re.MULTILINE) for out in outs]
+    assert set(jobs[1]) == set(jobs[0]) and len(jobs[1]) < len(jobs[0]) * 0.7, (sorted(set(jobs[0]) - set(jobs[1])),
+                                                                               len(jobs[1]), len(jobs[0]))
+
+
 @pytest.fixture(scope="module")
 def plans() -> dict[str, str]:
     """The plan of every config (workflow_plan.configs()), the dry runs run side by side (one per core)."""

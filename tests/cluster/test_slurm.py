@@ -1,9 +1,10 @@
-"""The tiny end-to-end config through the SLURM profile on a real single-node Slurm.
+"""A tiny end-to-end config through the SLURM profile on a real single-node Slurm.
 
 tests/cluster/slurm.sh starts slurmctld, slurmd and munged on this machine (installing Debian's
-packages if missing); the pipeline runs with ``--profile workflows/profiles/slurm`` plus the small
-overlay in tests/cluster/profile (the local partition, no GPUs, one CPU per job, squeue for status),
-from the raw inputs to the report; every job must have gone through Slurm. A train rule given the
+packages if missing); the pipeline of tests/cluster/tiny-slurm.yaml (every rule of tests/data/tiny.yaml, which
+tests/test_pipeline.py runs locally, in 52 jobs instead of 83: one model per dataset) runs with ``--profile
+workflows/profiles/slurm`` plus the small overlay in tests/cluster/profile (the local partition, no GPUs, one CPU
+per job, squeue for status), from the raw inputs to the report; every job must have gone through Slurm. A train rule given the
 profile's multi-device recipe runs one DDP process per Slurm task. The daemons are stopped by the
 PIDs the script recorded, whatever happens.
 """
@@ -27,8 +28,9 @@ from tests.workflow_fixtures import ROOT, copy_workflow, run_snakemake, write_ra
 pytestmark = pytest.mark.cluster
 SCRIPT = ROOT / "tests/cluster/slurm.sh"
 PROFILES = ["--profile", str(ROOT / "workflows/profiles/slurm"), "--profile", str(ROOT / "tests/cluster/profile")]
-# Runs of tests/data/tiny.yaml: 4 molecules, 2 structures, 3 sequences, 2 trajectories models.
-RUNS = 11
+CONFIG = ROOT / "tests/cluster/tiny-slurm.yaml"
+# Its runs: 3 molecules, 2 structures, 1 sequences, 1 trajectories model.
+RUNS = 7
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +85,12 @@ def workdir():
 
 def test_tiny_pipeline_runs_through_slurm(slurm_conf, workdir, moses_smiles, monkeypatch):
     work = workdir
-    copy_workflow(work, ROOT / "tests/data/tiny.yaml")
+    copy_workflow(work, CONFIG)
     write_raw_inputs(work, {"train": moses_smiles[:260], "test": moses_smiles[260:],
                             "test_scaffolds": moses_smiles[200:]}, {"16s-v4": 120})
     monkeypatch.setenv("SLURM_CONF", str(slurm_conf))
     start = time.monotonic()
-    result = run_snakemake(work, ["tiny.yaml"], *PROFILES, timeout=3000)
+    result = run_snakemake(work, [CONFIG.name], *PROFILES, timeout=3000)
     wall = time.monotonic() - start
     log = result.stdout + result.stderr
 
