@@ -447,8 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         print("dgm: terminated", file=sys.stderr)
         return 143
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous)
+        if in_main_thread:  # None: a handler not set from Python, which cannot be put back; the default then
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _run(args: argparse.Namespace) -> int:

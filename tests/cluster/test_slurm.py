@@ -4,8 +4,8 @@ tests/cluster/slurm.sh starts slurmctld, slurmd and munged on this machine (inst
 packages if missing); the pipeline of tests/cluster/tiny-slurm.yaml (every rule of tests/data/tiny.yaml, which
 tests/test_pipeline.py runs locally, in 52 jobs instead of 83: one model per dataset) runs with ``--profile
 workflows/profiles/slurm`` plus the small overlay in tests/cluster/profile (the local partition, no GPUs, one CPU
-per job, squeue for status), from the raw inputs to the report; every job must have gone through Slurm. A train rule given the
-profile's multi-device recipe runs one DDP process per Slurm task. The daemons are stopped by the
+per job, squeue for status), from the raw inputs to the report; every job must have gone through Slurm. A train
+rule given the profile's multi-device recipe runs one DDP process per Slurm task. The daemons are stopped by the
 PIDs the script recorded, whatever happens.
 """
 
