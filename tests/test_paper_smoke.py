@@ -19,7 +19,7 @@ from snakemake.utils import update_config
 from dgm_science import api, registry
 from dgm_science.schema import pipeline_schema
 from dgm_science.tradeoff import FAMILY_ORDER
-from tests.workflow_fixtures import ROOT, copy_workflow, run_snakemake, write_raw_inputs
+from tests.workflow_fixtures import ROOT, copy_workflow, executed_jobs, run_snakemake, write_raw_inputs
 
 PAPER = ROOT / "workflows/config/paper.yaml"
 OVERLAY = ROOT / "workflows/config/overlays/paper-smoke.yaml"
@@ -118,10 +118,6 @@ def smoke_run(tmp_path_factory, moses_smiles):
     assert result.returncode == 0, out[-8000:]
     print(f"\npaper-smoke: {len(executed_jobs(out))} jobs in {time.monotonic() - started:.0f} s")
     return work, out
-
-
-def executed_jobs(out: str) -> list[str]:
-    return re.findall(r"^(?:local)?rule (\w+):$", out, flags=re.MULTILINE)
 
 
 @pytest.mark.e2e

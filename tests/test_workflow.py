@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from tests import workflow_plan
+from tests.workflow_fixtures import executed_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROFILE = ROOT / "workflows/profiles/slurm/config.yaml"
@@ -330,7 +331,7 @@ def test_the_slurm_tests_config_runs_every_rule_of_the_tiny_config_in_fewer_jobs
     configs = ["tests/data/tiny.yaml", "tests/cluster/tiny-slurm.yaml"]
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
         outs = list(pool.map(lambda c: workflow_plan.dry_run([c]), configs))
-    jobs = [re.findall(r"^(?:local)?rule (\w+):$", out, flags=re.MULTILINE) for out in outs]
+    jobs = [executed_jobs(out) for out in outs]
     assert set(jobs[1]) == set(jobs[0]) and len(jobs[1]) < len(jobs[0]) * 0.7, (sorted(set(jobs[0]) - set(jobs[1])),
                                                                                len(jobs[1]), len(jobs[0]))
 

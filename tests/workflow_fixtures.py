@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -76,3 +77,8 @@ def run_snakemake(work: Path, configfiles: list[str], *args: str, cores: int = 2
         [sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", *configfiles, *args],
         cwd=work, env=env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def executed_jobs(out: str) -> list[str]:
+    """The rule of each job in Snakemake's output (a run's log or a dry run's), in order."""
+    return re.findall(r"^(?:local)?rule (\w+):$", out, flags=re.MULTILINE)

@@ -66,7 +66,8 @@ def test_egnn_conv_is_e3_equivariant() -> None:
 
 
 def test_the_registry_loads_without_importing_dgl_until_an_egnn_is_built() -> None:
-    """DGL's import (~2 s with pandas) is paid by the commands that build qm9-edm, not by every ``dgm`` command."""
+    """DGL's import (1.3-1.9 s here, with pandas) is paid by the commands that build qm9-edm, not by every
+    ``dgm`` command."""
     import subprocess
 
     code = (

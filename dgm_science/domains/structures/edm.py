@@ -36,7 +36,7 @@ from dgm_science.registry import register
 
 
 def __getattr__(name: str) -> Any:
-    """``EGNNLayer`` and DGL's ``EGNNConv``, imported on first use: DGL's import (~2 s, pandas included) is
+    """``EGNNLayer`` and DGL's ``EGNNConv``, imported on first use: DGL's import (1.3-1.9 s here, pandas included) is
     paid by the commands that build an EGNN, not by every ``dgm`` command that loads the registry."""
     if name == "EGNNLayer":
         return egnn_layer_class()
