@@ -46,7 +46,10 @@ def _data(root: Path) -> Path:
 
 def _start(data: Path, out: Path, *, pause_at: int | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}
-    env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0", DGLBACKEND="pytorch")
+    # a SIGKILLed process cannot remove its temporary folders: they go under the test's own folder
+    scratch = out.parent / "tmp"
+    scratch.mkdir(parents=True, exist_ok=True)
+    env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0", DGLBACKEND="pytorch", TMPDIR=str(scratch))
     command = [sys.executable, __file__, str(data), str(out), json.dumps(CONFIG)]
     if pause_at is not None:
         command += ["--pause-at", str(pause_at)]

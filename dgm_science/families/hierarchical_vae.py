@@ -38,6 +38,13 @@ what ``log_prob`` means: it is always the plain ELBO):
   a single-level VAE's decoder reads its z, and the top-down path only parameterises the priors and
   posteriors (d_0, a deterministic function of the z's, adds no information, and as a LayerNorm'd
   128-d input it slowed the decoder's training: docs/results/families/hvae_decoder_input.json).
+- The decoder reads the bottom layer alone (``decoder_layers`` = 1; Sønderby et al.'s p(x | z_1)): the
+  layers above are z_1's learned prior p(z_1 | z_>1) = E_{p(z_>1)} ..., a single-level VAE's latent with a
+  hierarchical prior in place of N(0, I). A unit the data do not need can then follow its prior at no KL
+  cost while the decoder sees no more inputs than the VAE's does (every extra z in the decoder's condition
+  is noise it must learn to ignore: docs/results/families/hvae_design.json).
+- Linear posterior heads (``linear_posterior``): each layer's mean and log-variance a linear map of
+  its features, as a single-level VAE's encoder head (a two-layer MLP otherwise).
 """
 
 from __future__ import annotations
@@ -64,9 +71,10 @@ class _Gaussian(nn.Module):
     """Mean and log-variance of a diagonal Gaussian from a vector (a two-layer MLP; log-variance
     clamped to [-10, 10])."""
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, *, linear: bool = False) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * out_dim))
+        self.net = (nn.Linear(in_dim, 2 * out_dim) if linear else
+                    nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Linear(hidden, 2 * out_dim)))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, log_var = self.net(x).chunk(2, dim=-1)
@@ -97,7 +105,9 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
     to ``kl_weight`` over ``kl_anneal_steps``, gamma_l the KL balancing coefficients (1 without
     ``kl_balancing`` or once beta = ``kl_weight``); ``residual_posterior``: NVAE's q = N(mu_p + dmu,
     sigma_p * dsigma) below the top layer; ``posterior_bn`` > 0: BN-VAE's batch-normalised posterior
-    means (``BatchNormMean``; below the top the mean or shift from that layer's feature alone). ``log_prob`` is the ELBO in nats (B,).
+    means (``BatchNormMean``; below the top the mean or shift from that layer's feature alone); ``linear_posterior``:
+    linear posterior heads; ``decoder_layers`` = k > 0: the decoder reads z_1 .. z_k only (0: every layer).
+    ``log_prob`` is the ELBO in nats (B,).
     """
 
     likelihood = "bound"
@@ -108,6 +118,7 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
                  state_dim: int = 128, hidden: int = 128, kl_weight: float = 1.0, kl_anneal_steps: int = 0,
                  free_bits: float = 0.0, kl_balancing: bool = False, residual_posterior: bool = False,
                  skip_latents: bool = False, decoder_state: bool = True, posterior_bn: float = 0.0,
+                 linear_posterior: bool = False, decoder_layers: int = 0,
                  loss_scale: Callable[[Any], torch.Tensor] | None = None) -> None:
         super().__init__()
         if len(latent_dims) < 2:
@@ -119,15 +130,19 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         self.state_dim = state_dim
         self.kl_weight, self.kl_anneal_steps, self.free_bits = kl_weight, kl_anneal_steps, free_bits
         self.kl_balancing, self.residual_posterior, self.skip_latents = kl_balancing, residual_posterior, skip_latents
+        self.decoder_layers = decoder_layers or len(self.latent_dims)
         self.loss_scale = loss_scale
         top = self.latent_dims[-1]
-        self.top_posterior = _Gaussian(feature_dim, hidden, top)
+        # every posterior head a linear map of its features, as a single-level VAE's encoder head
+        # (``linear_posterior``), or a two-layer MLP
+        self.top_posterior = _Gaussian(feature_dim, hidden, top, linear=linear_posterior)
         self.start = nn.Parameter(torch.zeros(state_dim))  # d_L: the top-down path's constant input
         # Layer l < L: its top-down step (from layer l+1), prior and posterior; index l-1.
         self.steps = nn.ModuleList(_TopDown(state_dim, self.latent_dims[i + 1], hidden)
                                    for i in range(len(self.latent_dims) - 1))
         self.priors = nn.ModuleList(_Gaussian(state_dim, hidden, d) for d in self.latent_dims[:-1])
-        self.posteriors = nn.ModuleList(_Gaussian(state_dim + feature_dim, hidden, d) for d in self.latent_dims[:-1])
+        self.posteriors = nn.ModuleList(_Gaussian(state_dim + feature_dim, hidden, d, linear=linear_posterior)
+                                        for d in self.latent_dims[:-1])
         # d_0 from (d_1, z_1): the decoder's input where it reads the state
         self.output = _TopDown(state_dim, self.latent_dims[0], hidden) if decoder_state else None
         # BN-VAE: one batch normalisation of the posterior (network's) mean per layer, layers 1 .. L; below
@@ -135,7 +150,8 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         # gamma^2 is over x, not over the samples of the layers above
         self.mean_norms = (nn.ModuleList(BatchNormMean(d, posterior_bn) for d in self.latent_dims)
                            if posterior_bn > 0 else None)
-        self.mean_heads = (nn.ModuleList(nn.Sequential(nn.Linear(feature_dim, hidden), nn.GELU(), nn.Linear(hidden, d))
+        self.mean_heads = (nn.ModuleList(nn.Linear(feature_dim, d) if linear_posterior else
+                                         nn.Sequential(nn.Linear(feature_dim, hidden), nn.GELU(), nn.Linear(hidden, d))
                                          for d in self.latent_dims[:-1]) if posterior_bn > 0 else None)
         self._step = 0
         self._last: dict[str, torch.Tensor] = {}
@@ -145,16 +161,18 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
         return len(self.latent_dims)
 
     @staticmethod
-    def condition_dim(state_dim: int, latent_dims: Sequence[int], skip_latents: bool, decoder_state: bool = True) -> int:
+    def condition_dim(state_dim: int, latent_dims: Sequence[int], skip_latents: bool, decoder_state: bool = True,
+                      decoder_layers: int = 0) -> int:
         """The width of the decoder's condition: the last top-down state (with ``decoder_state``)
-        and every layer's z (with ``skip_latents``)."""
-        return (state_dim if decoder_state else 0) + (sum(int(d) for d in latent_dims) if skip_latents else 0)
+        and every layer's z, or the lowest ``decoder_layers`` layers' (with ``skip_latents``)."""
+        read = latent_dims[:decoder_layers] if decoder_layers else latent_dims
+        return (state_dim if decoder_state else 0) + (sum(int(d) for d in read) if skip_latents else 0)
 
     def _condition(self, d: torch.Tensor, z: torch.Tensor, zs: list[torch.Tensor]) -> torch.Tensor:
         """The decoder's condition: d_0 from the last top-down state d_1 and z_1 (with
         ``decoder_state``), then every layer's z, layers 1 .. L (with ``skip_latents``): (B, ``condition_dim``)."""
         parts = [self.output(d, z)] if self.output is not None else []
-        return torch.cat(parts + (list(zs) if self.skip_latents else []), dim=-1)
+        return torch.cat(parts + (list(zs[:self.decoder_layers]) if self.skip_latents else []), dim=-1)
 
     def _posterior(self, i: int, d: torch.Tensor, feature: torch.Tensor, mu_p: torch.Tensor, log_var_p: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -37,7 +37,7 @@ def _model(latent_dims=(3, 4, 2), free_bits: float = 0.0, seed: int = 0, **optio
     torch.manual_seed(seed)
     state = 10
     condition = HierarchicalVAE.condition_dim(state, latent_dims, options.get("skip_latents", False),
-                                              options.get("decoder_state", True))
+                                              options.get("decoder_state", True), options.get("decoder_layers", 0))
     network = CausalTransformer(VOCAB, d_model=16, n_layers=1, n_heads=2, max_length=12, dropout=0.0,
                                 condition_dim=condition)
     decoder = AutoregressiveModel(network, pad_id=PAD, bos_id=BOS, eos_id=EOS)
@@ -239,6 +239,37 @@ def test_without_the_decoder_state_the_decoder_reads_the_latents_alone():
     assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape[0] == 5
     with pytest.raises(ValueError, match="decoder must read"):
         _model(latent_dims=dims, skip_latents=False, decoder_state=False)
+
+
+def test_with_decoder_layers_1_the_decoder_reads_the_bottom_layer_alone_and_the_layers_above_are_its_prior():
+    """The ladder VAE's p(x | z_1): the condition is z_1; z_2.. reach x only through p(z_1 | z_>1), so a
+    change of the top layer's sample with z_1 fixed leaves log p(x | z) unchanged."""
+    dims = (3, 4, 2)
+    assert HierarchicalVAE.condition_dim(10, dims, True, False, 1) == 3
+    model = _model(latent_dims=dims, skip_latents=True, decoder_state=False, decoder_layers=1).eval()
+    batch = _batch(BATCH)
+    condition, kls, means = model._infer(batch, use_mean=True)
+    assert torch.equal(condition, means[0])
+    zs = [m.clone() for m in means]
+    moved = [zs[0], zs[1] + 5.0, zs[2] - 5.0]
+    assert torch.equal(model._condition(None, zs[0], moved), condition)
+    assert torch.isfinite(model.log_prob(batch)).all() and len(kls) == 3
+    assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape[0] == 5
+
+
+def test_linear_posterior_heads_are_single_linear_maps_of_the_features():
+    """As a single-level VAE's encoder head: the top layer's (mean, log-variance) and, below it, the
+    BN-VAE mean head and the log-variance head are linear in their inputs."""
+    dims = (3, 2)
+    model = _model(latent_dims=dims, skip_latents=True, posterior_bn=0.3, linear_posterior=True)
+    assert isinstance(model.top_posterior.net, nn.Linear) and isinstance(model.mean_heads[0], nn.Linear)
+    assert isinstance(model.posteriors[0].net, nn.Linear)
+    mlp = _model(latent_dims=dims, skip_latents=True, posterior_bn=0.3)
+    assert isinstance(mlp.top_posterior.net, nn.Sequential) and isinstance(mlp.mean_heads[0], nn.Sequential)
+    h = torch.randn(5, FEATURES)
+    a, b = model.top_posterior(h), model.top_posterior(2 * h)  # linear: f(2h) - f(h) = f(h) - f(0)
+    zero = model.top_posterior(torch.zeros(1, FEATURES))
+    assert torch.allclose(b[0] - a[0], a[0] - zero[0], atol=1e-5)
 
 
 def _similar_rows(n: int = 64, seed: int = 0):

@@ -70,9 +70,17 @@ class SeqHVAEConfig(SeqVAEConfig):
     Against posterior collapse (``HierarchicalVAE``): ``kl_balancing`` (NVAE's per-layer KL
     coefficients during the warm-up), ``residual_posterior`` (NVAE's q = N(mu_p + dmu, sigma_p *
     dsigma)), ``skip_latents`` (every layer's z joins the decoder's condition, Dieng et al. 2019);
-    ``decoder_state`` off: the decoder reads the z's alone, not the top-down path's last state."""
+    ``decoder_state`` off: the decoder reads the z's alone, not the top-down path's last state.
+    ``top_latent_dim``: the top layer's units (0: ``latent_dim``); ``linear_posterior``: linear posterior
+    heads, as seq-vae's; ``decoder_layers`` = k > 0: the decoder reads z_1 .. z_k only (1: z_1, whose prior
+    the layers above are); ``deep_features``: every layer's posterior reads the last convolution's pooled
+    features (as seq-vae's latent), not the ladder's stage of its depth."""
 
     latent_layers: int = bounded(3, minimum=2)
+    top_latent_dim: int = bounded(0, minimum=0)
+    linear_posterior: bool = False
+    decoder_layers: int = bounded(0, minimum=0)
+    deep_features: bool = False
     state_dim: int = bounded(128, minimum=1)
     kl_balancing: bool = False
     residual_posterior: bool = False
@@ -196,15 +204,17 @@ class LadderConvEncoder(ConvStack):
     the masked mean over residues after each group a feature vector (B, channels), shallow to
     deep."""
 
-    def __init__(self, vocab_size: int, channels: int, layers: int, stages: int) -> None:
+    def __init__(self, vocab_size: int, channels: int, layers: int, stages: int, *, deep: bool = False) -> None:
         if layers < stages:
             raise ValueError(f"encoder_layers ({layers}) must be at least latent_layers ({stages}): one "
                              "convolution per stage")
         super().__init__(vocab_size, channels, layers)
-        self.bounds = [round(layers * (i + 1) / stages) for i in range(stages)]
+        self.bounds = [layers if deep else round(layers * (i + 1) / stages) for i in range(stages)]
 
     def forward(self, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-        return self.pooled(batch, self.bounds)
+        stages = sorted(set(self.bounds))
+        pooled = dict(zip(stages, self.pooled(batch, stages)))
+        return [pooled[b] for b in self.bounds]
 
 
 @register("model", "seq-hvae")
@@ -223,9 +233,10 @@ class SeqHVAE(ModelSpec):
         if state["labels"]:
             raise ValueError("seq-hvae is unconditional: set model.conditional: false")
         encoder = LadderConvEncoder(len(Vocabulary(state["alphabet"])), cfg.encoder_channels, cfg.encoder_layers,
-                                    cfg.latent_layers)
-        dims = [cfg.latent_dim] * cfg.latent_layers
-        condition = HierarchicalVAE.condition_dim(cfg.state_dim, dims, cfg.skip_latents, cfg.decoder_state)
+                                    cfg.latent_layers, deep=cfg.deep_features)
+        dims = [cfg.latent_dim] * (cfg.latent_layers - 1) + [cfg.top_latent_dim or cfg.latent_dim]
+        condition = HierarchicalVAE.condition_dim(cfg.state_dim, dims, cfg.skip_latents, cfg.decoder_state,
+                                                  cfg.decoder_layers)
         decoder = AutoregressiveModel(_network(cfg, state, extra_condition=condition), pad_id=PAD,
                                       bos_id=BOS, eos_id=EOS)
         return HierarchicalVAE(encoder, decoder, cfg.encoder_channels, dims,
@@ -233,5 +244,6 @@ class SeqHVAE(ModelSpec):
                                kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits,
                                kl_balancing=cfg.kl_balancing, residual_posterior=cfg.residual_posterior,
                                skip_latents=cfg.skip_latents, decoder_state=cfg.decoder_state,
-                               posterior_bn=cfg.posterior_bn,
+                               posterior_bn=cfg.posterior_bn, linear_posterior=cfg.linear_posterior,
+                               decoder_layers=cfg.decoder_layers,
                                loss_scale=_residues_per_batch)

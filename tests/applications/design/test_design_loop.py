@@ -241,7 +241,9 @@ def test_dgm_optimize_resumes_after_sigkill(tmp_path):
     """The real thing: the CLI killed with SIGKILL mid-run, then the same command again."""
     objective = tmp_path / "objective.yaml"
     objective.write_text(json.dumps(QED_OBJECTIVE))
-    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1"}
+    scratch = tmp_path / "tmp"  # what the killed process cannot remove stays under the test's folder
+    scratch.mkdir()
+    env = {**os.environ, "PYTHONHASHSEED": "0", "OMP_NUM_THREADS": "1", "TMPDIR": str(scratch)}
     cmd = [sys.executable, "-m", "dgm_science.cli", "optimize", "--method", "graph-ga", "--objective", str(objective),
            "--budget", "3000", "--seed", "0", "--threads", "1", "--out", str(tmp_path / "run")]
     partial = optimize.partial_scores_path(tmp_path / "run")

@@ -358,3 +358,24 @@ def test_posterior_bn_makes_every_layers_posterior_mean_vary_with_x_from_the_sta
             assert counts[gamma] == [m.shape[1] for m in means], counts
             assert bool((kls.mean(0) > 0.05).all()), kls.mean(0)
     assert min(counts[0.0]) < min(counts[0.3]), counts
+
+
+def test_deep_features_give_every_latent_layer_the_last_convolutions_pooled_features(data_dir):
+    """seq-hvae's ``deep_features``: each layer's posterior reads the features after every convolution
+    (as seq-vae's latent does); by default the ladder gives layer 1 the shallower stage's."""
+    from dgm_science.domains.sequences.models import LadderConvEncoder
+
+    spec = registry.get("model", "seq-hvae")
+    items = read_fasta(data_dir / "train.fasta")[:8]
+    for deep in (False, True):
+        cfg = from_dict(spec.Config, TINY_CONFIGS["seq-hvae"] | {"deep_features": deep, "encoder_layers": 4},
+                        "seq-hvae")
+        state = SequenceDomain.fit_state(data_dir, spec, cfg)
+        model = spec.build(cfg, state)
+        batch, _ = SequenceDomain.batch_of(items, spec, cfg, state)
+        assert isinstance(model.encoder, LadderConvEncoder)
+        with torch.no_grad():
+            features = model.encoder(batch)
+            (last,) = model.encoder.pooled(batch, [4])
+        assert len(features) == 2 and torch.equal(features[-1], last)
+        assert torch.equal(features[0], last) == deep
