@@ -41,8 +41,8 @@ what ``log_prob`` means: it is always the plain ELBO):
 - The decoder reads the bottom layer alone (``decoder_layers`` = 1; Sønderby et al.'s p(x | z_1)): the
   layers above are z_1's learned prior p(z_1 | z_>1) = E_{p(z_>1)} ..., a single-level VAE's latent with a
   hierarchical prior in place of N(0, I). A unit the data do not need can then follow its prior at no KL
-  cost while the decoder sees no more inputs than the VAE's does (every extra z in the decoder's condition
-  is noise it must learn to ignore: docs/results/families/hvae_design.json).
+  cost while the decoder sees no more inputs than the VAE's does (a reading of
+  docs/results/families/hvae_design_arms.json: extra z's in the decoder's condition loosened the bound).
 - Linear posterior heads (``linear_posterior``): each layer's mean and log-variance a linear map of
   its features, as a single-level VAE's encoder head (a two-layer MLP otherwise).
 """
@@ -125,6 +125,9 @@ class HierarchicalVAE(KLAnnealing, GenerativeModel):
             raise ValueError(f"a hierarchical VAE needs at least two latent layers, got {len(latent_dims)}")
         if not (skip_latents or decoder_state):
             raise ValueError("the decoder must read the top-down state (decoder_state) or the latents (skip_latents)")
+        if decoder_layers and not skip_latents or not 0 <= decoder_layers <= len(latent_dims):
+            raise ValueError(f"decoder_layers ({decoder_layers}) must be 0 (every layer) or 1 .. {len(latent_dims)}, "
+                             "with skip_latents (the decoder reads the z's of the lowest layers)")
         self.encoder, self.decoder = encoder, decoder
         self.latent_dims = [int(d) for d in latent_dims]
         self.state_dim = state_dim

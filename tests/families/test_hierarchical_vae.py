@@ -255,6 +255,9 @@ def test_with_decoder_layers_1_the_decoder_reads_the_bottom_layer_alone_and_the_
     assert torch.equal(model._condition(None, zs[0], moved), condition)
     assert torch.isfinite(model.log_prob(batch)).all() and len(kls) == 3
     assert model.sample(5, generator=torch.Generator().manual_seed(0)).shape[0] == 5
+    for bad in ({"decoder_layers": 4, "skip_latents": True}, {"decoder_layers": 1, "skip_latents": False}):
+        with pytest.raises(ValueError, match="decoder_layers"):
+            _model(latent_dims=dims, **bad)
 
 
 def test_linear_posterior_heads_are_single_linear_maps_of_the_features():
