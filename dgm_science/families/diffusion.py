@@ -314,8 +314,7 @@ class GaussianDiffusion(GenerativeModel):
         the prior KL; the batch mean."""
         with torch.autocast(device_type=self.gamma.device.type, enabled=False):
             values, layout = self.encode(batch)
-            t_int = torch.randint(0 if self.objective == "l2" else 1, self.T + 1, (values[0].shape[0],),
-                                  device=values[0].device)
+            t_int = self.training_times(values[0].shape[0], values[0].device)
             eps = self.noise(layout)
             z = tuple(impose(v, layout.known_of(i)) for i, v in enumerate(self.q_sample(values, t_int, eps)))
         out = self._predict(z, t_int, layout, self.denoiser)
@@ -339,6 +338,10 @@ class GaussianDiffusion(GenerativeModel):
             per_example = torch.where(t_int == 0, l0, 0.5 * error) + self.kl_prior(values, layout)
             self._last = {"error": error.mean().detach()}
             return per_example.mean()
+
+    def training_times(self, b: int, device: torch.device) -> torch.Tensor:
+        """The training step's t per example (B,) long: uniform over {0..T} (``"l2"``) or {1..T} (``"simple"``)."""
+        return torch.randint(0 if self.objective == "l2" else 1, self.T + 1, (b,), device=device)
 
     def metrics_to_log(self) -> dict[str, torch.Tensor]:
         return dict(getattr(self, "_last", {}))

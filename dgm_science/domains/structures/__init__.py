@@ -3,5 +3,5 @@ and molecular dynamics of alanine dipeptide (Boltzmann-generator flow on interna
 trajectory: ``md_sources.py``)."""
 
 from dgm_science.domains.structures import (  # noqa: F401  (register entries)
-    commands, conformer_sources, data, domain, edm, md_sources, models, report,
+    commands, conformer_sources, data, domain, edm, graph_conformers, md_sources, models, report,
 )

@@ -217,15 +217,24 @@ _SYMBOLS: dict[str, int] | None = None
 
 class ConformerDataset(Dataset):
     """Molecules of a split file: items are indices; ``collate`` pads to the batch's largest molecule
-    -> {positions (B, N, 3) float32, atom_types (B, N) long (0 at padding), n_atoms (B,) long}."""
+    -> {positions (B, N, 3) float32, atom_types (B, N) long (0 at padding), n_atoms (B,) long}, with
+    ``bonds``: + bonds (B, N, N) long, the bond orders EDM's tables perceive from the positions
+    (``metrics.bond_orders``; ``elements``: the symbols the atom types index), and with ``tokens`` (S, L)
+    ids of S graph strings: + tokens (B, L), row i % S for molecule i (the strings need not be the
+    molecules': a graph model learns them on their own)."""
 
     n_too_long = 0
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, bonds: bool = False, elements: Sequence[str] | None = None,
+                 tokens: torch.Tensor | None = None) -> None:
         data = load_npz(path)
         self.positions = torch.from_numpy(data["positions"].astype(np.float32))
         self.atom_types = torch.from_numpy(data["atom_types"].astype(np.int64)).clamp(min=0)
         self.n_atoms = torch.from_numpy(data["n_atoms"].astype(np.int64))
+        self.metric_lookup = None
+        if bonds:
+            self.metric_lookup = metrics.types_of(list(elements if elements is not None else elements_of(data)))
+        self.tokens = tokens
 
     def __len__(self) -> int:
         return len(self.n_atoms)
@@ -237,7 +246,15 @@ class ConformerDataset(Dataset):
         idx = torch.as_tensor(items, dtype=torch.long)
         n_atoms = self.n_atoms[idx]
         n = int(n_atoms.max())
-        return {"positions": self.positions[idx, :n], "atom_types": self.atom_types[idx, :n], "n_atoms": n_atoms}
+        batch = {"positions": self.positions[idx, :n], "atom_types": self.atom_types[idx, :n], "n_atoms": n_atoms}
+        if self.metric_lookup is not None:
+            orders = metrics.bond_orders(batch["positions"].numpy(), self.metric_lookup[batch["atom_types"].numpy()],
+                                         n_atoms.numpy())
+            batch["bonds"] = torch.from_numpy(orders.astype(np.int64))
+        if self.tokens is not None:
+            rows = self.tokens[idx % len(self.tokens)]
+            batch["tokens"] = rows[:, : int((rows != 0).sum(1).max())]
+        return batch
 
 
 def elements_of(data: dict[str, np.ndarray], where: str = "split file") -> list[str]:

@@ -90,13 +90,37 @@ class ConformerDomain(Domain):
         data = load_npz(Path(data_dir) / "train.npz")
         elements = elements_of(data, str(Path(data_dir) / "train.npz"))
         counts = np.bincount(data["n_atoms"].astype(np.int64), minlength=MAX_ATOMS + 1)
-        return {"elements": elements, "charges": [_atomic_number(e) for e in elements],
-                "n_atoms_histogram": [float(c) for c in counts], "max_atoms": int(len(counts) - 1)}
+        state = {"elements": elements, "charges": [_atomic_number(e) for e in elements],
+                 "n_atoms_histogram": [float(c) for c in counts], "max_atoms": int(len(counts) - 1)}
+        if "bonds" in spec.batch_fields:  # a model of positions given the graph (graph_conformers.py)
+            from dgm_science.domains.structures.graph_conformers import bond_length_table
+
+            types = metric_types(data["atom_types"], elements)
+            table = bond_length_table(data["positions"], np.where(types < 0, 0, types), data["n_atoms"],
+                                      len(metrics.METRIC_ELEMENTS))
+            lookup = metrics.types_of(elements)
+            state["bond_lengths"] = table[np.ix_(lookup, lookup)].round(5).tolist()
+        if "tokens" in spec.batch_fields:  # a graph model's vocabulary
+            from dgm_science.domains.structures.graph_conformers import fit_tokenizer
+
+            state["tokenizer"] = fit_tokenizer(Path(data_dir), model_cfg.tokenizer)
+        return state
 
     @staticmethod
     def datasets(data_dir: Path, spec: type[ModelSpec], model_cfg: Any, state: dict[str, Any]
                  ) -> tuple[ConformerDataset, ConformerDataset]:
-        return ConformerDataset(Path(data_dir) / "train.npz"), ConformerDataset(Path(data_dir) / "valid.npz")
+        """Train and validation molecules; with the ``bonds`` field their perceived bond orders, with ``tokens``
+        the split's graph strings (``graph_conformers.graph_strings``)."""
+        out = []
+        for split in ("train", "valid"):
+            tokens = None
+            if "tokens" in spec.batch_fields:
+                from dgm_science.domains.structures.graph_conformers import graph_strings, token_rows
+
+                tokens = token_rows(graph_strings(Path(data_dir), split), state["tokenizer"], model_cfg.max_length)
+            out.append(ConformerDataset(Path(data_dir) / f"{split}.npz", bonds="bonds" in spec.batch_fields,
+                                        elements=state["elements"], tokens=tokens))
+        return out[0], out[1]
 
     @staticmethod
     def decode_table(raw: Conformers, state: dict[str, Any]) -> tuple[list[Item], dict[str, list[Any]]]:
@@ -120,8 +144,20 @@ class ConformerDomain(Domain):
             return None, []
         positions, types, n_atoms = items_to_arrays([items[i] for i in keep], elements=state["elements"])
         positions = centre(positions, n_atoms)
-        return {"positions": torch.from_numpy(positions), "atom_types": torch.from_numpy(types).clamp(min=0),
-                "n_atoms": torch.from_numpy(n_atoms)}, keep
+        batch = {"positions": torch.from_numpy(positions), "atom_types": torch.from_numpy(types).clamp(min=0),
+                 "n_atoms": torch.from_numpy(n_atoms)}
+        if "tokens" in spec.batch_fields:  # p(G) p(x | G): only molecules whose perceived graph is a molecule
+            from dgm_science.domains.structures.graph_conformers import perceived_graphs
+
+            orders, tokens, ok = perceived_graphs(positions, metric_types(types, state["elements"]), n_atoms,
+                                                  state["tokenizer"], model_cfg.max_length)
+            if not ok.any():
+                return None, []
+            rows = torch.from_numpy(np.flatnonzero(ok))
+            batch = {key: value[rows] for key, value in batch.items()}
+            batch["bonds"], batch["tokens"] = torch.from_numpy(orders[ok].astype(np.int64)), tokens
+            keep = [keep[i] for i in rows.tolist()]
+        return batch, keep
 
     @staticmethod
     def model_log_prob(model: Any, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
