@@ -1,27 +1,29 @@
 """A two-stage model of 3D molecules, p(G, x) = p(G) p(x | G): an autoregressive transformer over the
-molecule's SMILES (the molecular graph G, hydrogens implicit) and an E(3)-equivariant diffusion of its
-atoms' positions given the graph (hydrogens explicit), the denoiser an EGNN over each molecule's fully
-connected graph whose edges carry the bond order and the topological distance (GeoDiff-style extended
-edges: Xu et al., ICLR 2022; the two-stage factorisation as in conformer generators conditioned on a
-graph sampled from a 2D model).
+molecule's SMILES or SELFIES (the molecular graph G, hydrogens implicit) and an E(3)-equivariant diffusion of
+its atoms' positions given the graph (hydrogens explicit), the denoiser an EGNN over each molecule's fully
+connected graph whose edges carry the bond order, the pairs two and three bonds apart (GeoDiff-style
+extended edges: Xu et al., ICLR 2022) and, for a bonded pair, its distance minus the mean training length of
+that bond (element pair and order).
 
 Why two stages: EDM (``edm.py``) must learn the elements, the hydrogens' count and every bond length
 from noise at once, and at a CPU budget its samples' valences are off (molecule stability 0-1 %
 after 3,000-5,000 steps). Given the graph, the positions' chain only has to place bonded atoms at
-their bond order's length, which an EGNN whose messages see the bond order learns in a few thousand
-steps; the graph is a molecule by construction wherever RDKit parses the sampled SMILES.
+their bond order's length; the graph is a molecule by construction wherever RDKit reads the sampled
+string (every SELFIES string is one).
 
 Training data are QM9's (or a user's) conformers: the graph of a training molecule is the one EDM's
-metrics perceive from its positions (``metrics.bond_orders``: the bond-length tables), so the chain
-learns the lengths the metrics read back; the SMILES model learns the training split's SMILES
-(``train_smiles.txt``, the same perception, largest fragment). Sampling: SMILES -> RDKit (kekulized,
-hydrogens added) -> elements and bond orders -> positions. A sampled SMILES that RDKit rejects, with
-an element outside the model's, a formal charge, or more atoms than ``max_atoms``, gives an empty
-molecule (invalid and unstable in the metrics): nothing is resampled or corrected.
+metrics perceive from its positions (``metrics.bond_orders``: the bond-length tables; for 97.7 % of QM9's
+training molecules a molecule RDKit sanitizes), so the chain learns the lengths the metrics read back; the
+string model learns the training split's SMILES (``train_smiles.txt``, the same perception, largest fragment;
+hydrogens removed). Half of the chain's training t's (``low_noise_fraction``) come from its lowest tenth,
+where bond lengths are settled. Sampling: string -> RDKit (hydrogens added, kekulized) -> elements and bond
+orders -> positions. A string RDKit rejects, with an element outside the model's, a formal charge, a radical
+or more than ``max_atoms`` atoms gives an empty molecule (invalid and unstable in the metrics): nothing is
+resampled or corrected.
 
-The likelihood is a bound: log p(G) (exact, the transformer's, nats over the SMILES) + the chain's
-ELBO of log p(x | G) on the zero-CoM subspace, + log p(N | G) = 0 (N is a function of G). Scoring a
-molecule needs its graph and its SMILES, both perceived from its positions.
+The likelihood is a bound: log p of the canonical string (exact under the transformer; a lower bound on log
+p(G), which sums over the graph's strings) + the chain's ELBO of log p(x | G) on the zero-CoM subspace (N is
+a function of G). Scoring a molecule needs its graph and string, both perceived from its positions.
 """
 
 from __future__ import annotations
@@ -296,6 +298,15 @@ class GraphThenConformers(GenerativeModel):
         self.tokenizer = tokenizer
         self.elements = list(elements)
         self.max_atoms = max_atoms
+
+    @property
+    def sampling_steps(self) -> int | None:
+        """The positions' reverse steps (``curve.snapshot_point`` and the CLI may override them)."""
+        return self.conformer_model.sampling_steps
+
+    @sampling_steps.setter
+    def sampling_steps(self, steps: int | None) -> None:
+        self.conformer_model.sampling_steps = steps
 
     def set_training_step(self, step: int) -> None:
         self.conformer_model.set_training_step(step)

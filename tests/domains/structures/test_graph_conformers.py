@@ -158,3 +158,46 @@ def test_samples_place_every_parsed_graph_and_leave_the_rest_empty(monkeypatch):
     assert placed.abs().max() < 1e-4 and out.positions[0, :9].abs().max() > 0.1
     again = model.sample(5, generator=torch.Generator().manual_seed(0))
     assert all(torch.equal(u, v) for u, v in zip(out, again))
+
+
+def test_a_users_conformers_train_sample_evaluate_and_score_through_the_cli(tmp_path, capsys):
+    """The whole chain on the tiny shipped SDF (H, C, N, O, F, S, Cl): the state carries the vocabulary and the
+    bond lengths of the data's elements, the CLI trains, samples and evaluates, and the domain scores molecules."""
+    import json
+    import shlex
+
+    from dgm_science import api, cli, registry
+    from dgm_science.domains.structures.conformer_sources import ConformerOptions, prepare_conformers
+    from dgm_science.domains.structures.data import load_npz
+
+    sdf = fixtures.SAMPLE.parent / "user/conformers/tiny.sdf"
+    data = tmp_path / "data"
+    prepare_conformers(ConformerOptions(kind="conformers", path=str(sdf)), data, n_jobs=1)
+    spec, domain = registry.get("model", "qm9-graph-conformer"), registry.get("domain", "conformers")
+    state = domain.fit_state(data, spec, spec.Config(max_length=60))
+    elements = state["elements"]
+    assert {"S", "Cl"} <= set(elements) and "tokenizer" in state
+    table = np.array(state["bond_lengths"])
+    c, s = elements.index("C"), elements.index("S")
+    assert table.shape == (len(elements), len(elements), 4) and 1.7 < table[c, s, 1] < 1.9
+    config = {"model": {"d_model": 16, "n_layers": 1, "n_heads": 2, "max_length": 60, "hidden_dim": 8,
+                        "egnn_layers": 1, "diffusion_steps": 10, "sampling_steps": 5},
+              "train": {"batch_size": 8, "max_steps": 6, "val_every_steps": 3, "val_batches": 1},
+              "sample": {"n": 12, "batch_size": 6}}
+    run = tmp_path / "run"
+    for argv in (f"dgm train --model qm9-graph-conformer --data {data} --config '{json.dumps(config)}' --seed 0 "
+                 f"--out {run}/model.ckpt --threads 1",
+                 f"dgm sample --checkpoint {run}/model.ckpt -n 12 --out {run}/samples.sdf --seed 0 --threads 1",
+                 f"dgm evaluate --domain conformers --samples {run}/samples.sdf --checkpoint {run}/model.ckpt "
+                 f"--reference {data} --out {run}/metrics.json"):
+        assert cli.main(shlex.split(argv)[1:]) == 0, capsys.readouterr().err
+    out = json.loads((run / "metrics.json").read_text())
+    assert out["n_samples"] == 12 and 0 <= out["molecule_stability"] <= out["validity"] + 1e-9
+    loaded = api.load(run / "model.ckpt", device="cpu")
+    test = load_npz(data / "test.npz")
+    items = [([elements[t] for t in test["atom_types"][k, :n]], test["positions"][k, :n].astype(np.float64))
+             for k, n in enumerate(test["n_atoms"].tolist())]
+    batch, keep = domain.batch_of(items + [None, (["C", "C"], np.zeros((2, 3)))], spec, loaded.config.model,
+                                  loaded.state)
+    assert keep and max(keep) < len(items) and batch["tokens"].shape[0] == len(keep)
+    assert torch.isfinite(loaded.model.eval().log_prob(batch, generator=torch.Generator().manual_seed(0))).all()
