@@ -111,6 +111,9 @@ class GraphConformerDenoiser(nn.Module):
                                     for _ in range(n_layers))
         for layer in self.layers:
             nn.init.xavier_uniform_(layer.coord_mlp[-1].weight, gain=0.001)
+        # the last layer's node update reaches no output (only its coordinates do): frozen, so that every trained
+        # parameter gets a gradient (DDP without find_unused_parameters)
+        self.layers[-1].node_mlp.requires_grad_(False)
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, node_mask: torch.Tensor, types: torch.Tensor, graph: Any,
                 edge_attr: torch.Tensor) -> torch.Tensor:
