@@ -21,7 +21,7 @@ import torch
 from rdkit import Chem, RDLogger
 
 from dgm_science import api
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 
 
 def main() -> None:

@@ -24,7 +24,7 @@ def moses_smiles() -> list[str]:
 
 @pytest.fixture(scope="session")
 def molecule_state(moses_smiles: list[str]) -> dict:
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
 
     from dgm_science.domains.molecules.dense import dense_state, fit_vocabulary, smiles_to_dense_batch
 

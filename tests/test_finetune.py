@@ -12,7 +12,7 @@ import torch
 
 from dgm_science import api, checkpoint, cli, training
 from dgm_science.config import ConfigError
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 from dgm_science.errors import DataError
 from dgm_science.wheels import sha256_of
 

@@ -135,7 +135,7 @@ def mutate(data: bytes, draw: Callable[[st.SearchStrategy[Any]], Any]) -> bytes:
 # ----------------------------------------------------------------------------- SMILES files
 
 from dgm_science.domains.molecules.data import read_smiles  # noqa: E402
-from dgm_science.domains.molecules.tokenizer import (  # noqa: E402
+from dgm_science.tokenizer import (  # noqa: E402
     MAX_SMILES_LENGTH, SMILES_REGEX, Tokenizer, split_smiles,
 )
 

@@ -65,7 +65,7 @@ def build_workspace(ws: Path) -> Path:
 
     from dgm_science import api, checkpoint, cli, registry
     from dgm_science.config import SampleConfig, TrainConfig, from_dict
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
     from dgm_science.domains.sequences.fasta import read_fasta, write_fasta
 
     ws.mkdir(parents=True, exist_ok=True)

@@ -252,7 +252,7 @@ def smiles_spellings(scaffold: Scaffold) -> list[str]:
 
 
 def _smiles_plan(loaded: Any, scaffold: Scaffold) -> SmilesPlan:
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
     from dgm_science.families.autoregressive import SlotGrammar
 
     tokenizer = Tokenizer.from_state(loaded.state["tokenizer"])
@@ -359,7 +359,7 @@ def sample_raw(loaded: Any, plan: GraphPlan | SmilesPlan, n: int, *, generator: 
     """``n`` decorated samples: their SMILES as decoded (None: invalid) and the raw model output per
     batch (``DenseGraphs`` or token ids (B, L))."""
     from dgm_science.domains.molecules.dense import decode_dense
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
 
     batch_size = batch_size or loaded.config.sample.batch_size
     temperature = loaded.config.sample.temperature if temperature is None else temperature

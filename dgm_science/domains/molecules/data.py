@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from dgm_science import wheels
 from dgm_science.domains.molecules.properties import canonical_smiles, map_molecules
-from dgm_science.domains.molecules.tokenizer import MAX_SMILES_LENGTH, Tokenizer
+from dgm_science.tokenizer import MAX_SMILES_LENGTH, Tokenizer
 from dgm_science.errors import DataError
 from dgm_science.registry import register
 from dgm_science.utils import atomic_path, unknown_summary

@@ -22,7 +22,7 @@ from dgm_science.domains.molecules.dense import (
     DenseGraphDataset, DenseGraphs, decode_dense, dense_state, load_dense, smiles_to_dense_batch,
 )
 from dgm_science.domains.molecules.targets import property_split, standardize, training_targets
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 from dgm_science.registry import register
 
 log = logging.getLogger(__name__)

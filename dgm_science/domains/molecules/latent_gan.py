@@ -22,7 +22,7 @@ from torch import nn
 
 from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.config import bounded
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 from dgm_science.families.gan import LatentCodec, LatentGAN
 from dgm_science.registry import register
 from dgm_science.resources import TrainResources

@@ -12,7 +12,7 @@ from dgm_science.config import bounded
 from dgm_science.backbones import CausalTransformer
 from dgm_science.base import GenerativeModel, ModelSpec
 from dgm_science.domains.molecules.targets import TASKS, classification_mask
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 from dgm_science.families.autoregressive import AutoregressiveModel
 from dgm_science.families.hybrid import DiscriminativeRegressor, HybridModel
 from dgm_science.families.vae import VAE, StandardNormal

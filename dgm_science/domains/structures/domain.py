@@ -146,7 +146,7 @@ class ConformerDomain(Domain):
         positions = centre(positions, n_atoms)
         batch = {"positions": torch.from_numpy(positions), "atom_types": torch.from_numpy(types).clamp(min=0),
                  "n_atoms": torch.from_numpy(n_atoms)}
-        if "tokens" in spec.batch_fields:  # p(G) p(x | G): only molecules whose perceived graph is a molecule
+        if "tokens" in getattr(spec, "batch_fields", ()):  # p(G) p(x | G): molecules whose perceived graph is one
             from dgm_science.domains.structures.graph_conformers import perceived_graphs
 
             orders, tokens, ok = perceived_graphs(positions, metric_types(types, state["elements"]), n_atoms,

@@ -363,7 +363,7 @@ class QM9GraphConformer(ModelSpec):
 
     @staticmethod
     def build(cfg: GraphConformerConfig, state: dict[str, Any]) -> GenerativeModel:
-        from dgm_science.domains.molecules.tokenizer import Tokenizer
+        from dgm_science.tokenizer import Tokenizer
 
         return GraphThenConformers(cfg, Tokenizer.from_state(state["tokenizer"]), state["elements"],
                                    state["max_atoms"], state["bond_lengths"])
@@ -408,14 +408,14 @@ def graph_strings(data_dir: Path, split: str, *, n_jobs: int = 1) -> list[str]:
 
 def fit_tokenizer(data_dir: Path, kind: str) -> dict[str, Any]:
     """The vocabulary (``Tokenizer.state()``) of the training split's graph strings."""
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
 
     return Tokenizer.fit(kind, graph_strings(data_dir, "train")).state()
 
 
 def token_rows(strings: Sequence[str], tokenizer_state: dict[str, Any], max_length: int) -> torch.Tensor:
     """(S, L) padded ids of the strings that fit ``max_length`` tokens (longer ones are left out)."""
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
 
     tokenizer = Tokenizer.from_state(tokenizer_state)
     rows, _ = tokenizer.encode_batch(list(strings), max_length)
@@ -429,7 +429,7 @@ def perceived_graphs(positions: np.ndarray, metric_types_: np.ndarray, n_atoms: 
                      tokenizer_state: dict[str, Any], max_length: int) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
     """For scoring molecules: the bond orders EDM's tables perceive (B, N, N), the token rows (K, L) of the
     molecules whose perceived graph is a molecule RDKit accepts and fits ``max_length``, and which (B,) bool."""
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
 
     orders = metrics.bond_orders(positions, metric_types_, n_atoms)
     strings = [metrics.molecule_smiles((metric_types_[k, :n], orders[k, :n, :n])) if n else None

@@ -16,7 +16,7 @@ from rdkit import Chem
 from dgm_science import api, checkpoint, cli
 from dgm_science.config import SampleConfig, TrainConfig, from_dict
 from dgm_science.applications.design import decorate
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 from dgm_science.families.autoregressive import Slot
 from dgm_science.registry import get
 

@@ -37,7 +37,7 @@ def moses_smiles() -> list[str]:
 def molecule_state() -> dict[str, Any]:
     """Tokenizer and dense-graph vocabulary fitted on the MOSES sample."""
     from dgm_science.domains.molecules.dense import dense_state, fit_vocabulary, smiles_to_dense_batch
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
 
     smiles = moses_smiles()
     atom_types, max_atoms = fit_vocabulary(smiles)

@@ -17,7 +17,7 @@ from dgm_science.domains.molecules.data import (
     read_smiles,
 )
 from dgm_science.domains.molecules.featurize import smiles_to_graph
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 from dgm_science.errors import DataError
 
 MOSES_SAMPLE = Path(__file__).parents[2] / "data" / "moses_sample.smi"

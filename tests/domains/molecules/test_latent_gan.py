@@ -10,7 +10,7 @@ import torch
 
 from dgm_science import registry
 from dgm_science.config import from_dict
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 

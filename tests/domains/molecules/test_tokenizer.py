@@ -1,6 +1,6 @@
 import pytest
 
-from dgm_science.domains.molecules.tokenizer import Tokenizer, split_smiles
+from dgm_science.tokenizer import Tokenizer, split_smiles
 
 
 def test_regex_splits_multi_character_tokens():

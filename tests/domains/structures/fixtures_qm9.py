@@ -45,7 +45,7 @@ def tiny_state_and_batch(n: int = 16) -> tuple[dict[str, Any], dict[str, torch.T
 def tiny_graph_conformer_state_and_batch(n: int = 16) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """``tiny_state_and_batch`` with what ``qm9-graph-conformer`` adds: the state's SMILES vocabulary (the 48
     molecules' SMILES) and mean bond lengths, the batch's perceived bond orders and its molecules' token rows."""
-    from dgm_science.domains.molecules.tokenizer import Tokenizer
+    from dgm_science.tokenizer import Tokenizer
     from dgm_science.domains.structures import graph_conformers, metrics
 
     state, batch = tiny_state_and_batch(n)

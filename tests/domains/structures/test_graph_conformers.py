@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from dgm_science.domains.molecules.tokenizer import Tokenizer
+from dgm_science.tokenizer import Tokenizer
 from dgm_science.domains.structures import edm, graph_conformers as gc, metrics
 
 from tests.domains.structures import fixtures_qm9 as fixtures
