@@ -142,17 +142,27 @@ class GraphConformerDenoiser(nn.Module):
 
 class ConformerDiffusion(GaussianDiffusion):
     """p(x | G): Gaussian diffusion of the positions (zero-CoM subspace, Angstrom / ``position_norm``)
-    given the graph, EDM's chain (polynomial schedule, epsilon prediction, its l2 objective). Batches:
+    given the graph, EDM's chain (``low_noise_fraction`` of its training t's from the lowest tenth) (polynomial schedule, epsilon prediction, its l2 objective). Batches:
     positions (B, N, 3), atom_types (B, N), bonds (B, N, N), n_atoms (B,); ``sample(n, condition=graphs)``
     -> positions (n, N, 3) Angstrom."""
 
     def __init__(self, n_types: int, *, hidden_dim: int, n_layers: int, steps: int, sampling_steps: int | None,
-                 precision: float, ema_decay: float, position_norm: float, bond_lengths: Any = None) -> None:
+                 precision: float, ema_decay: float, position_norm: float, bond_lengths: Any = None,
+                 low_noise_fraction: float = 0.0) -> None:
         super().__init__(GraphConformerDenoiser(n_types, hidden_dim, n_layers, bond_lengths), steps=steps,
                          schedule="polynomial",
                          precision=precision, prediction="epsilon", objective="l2", sampling_steps=sampling_steps,
                          clip=None, ema_decay=ema_decay, decoder_draw=True)
         self.position_norm = position_norm
+        self.low_noise_fraction = low_noise_fraction
+
+    def training_times(self, b: int, device: torch.device) -> torch.Tensor:
+        """The family's uniform t, a ``low_noise_fraction`` of them redrawn from {0..T/10}."""
+        uniform = super().training_times(b, device)
+        if not self.low_noise_fraction:
+            return uniform
+        low = torch.randint(0, self.T // 10 + 1, (b,), device=device)
+        return torch.where(torch.rand(b, device=device) < self.low_noise_fraction, low, uniform)
 
     def _layout(self, graphs: MolecularGraphs) -> Layout:
         n_max = graphs.atom_types.shape[1]
@@ -265,19 +275,6 @@ class GraphConformerConfig:
     ema_decay: float = bounded(0.999, minimum=0, maximum=1)
 
 
-class LowNoiseConformerDiffusion(ConformerDiffusion):
-    """``ConformerDiffusion`` whose training draws a ``low_noise_fraction`` of the t's from {0..T/10}."""
-
-    def __init__(self, n_types: int, *, low_noise_fraction: float, **kwargs: Any) -> None:
-        super().__init__(n_types, **kwargs)
-        self.low_noise_fraction = low_noise_fraction
-
-    def training_times(self, b: int, device: torch.device) -> torch.Tensor:
-        uniform = super().training_times(b, device)
-        low = torch.randint(0, self.T // 10 + 1, (b,), device=device)
-        return torch.where(torch.rand(b, device=device) < self.low_noise_fraction, low, uniform)
-
-
 class GraphThenConformers(GenerativeModel):
     """p(G, x) = p(G) p(x | G) (the module's docstring). Batches: tokens (B, L) (the graph's SMILES /
     SELFIES ids), positions (B, N, 3), atom_types (B, N), bonds (B, N, N), n_atoms (B,); samples:
@@ -293,7 +290,7 @@ class GraphThenConformers(GenerativeModel):
                                     max_length=cfg.max_length, dropout=cfg.dropout)
         self.graph_model = AutoregressiveModel(network, pad_id=tokenizer.pad_id, bos_id=tokenizer.bos_id,
                                                eos_id=tokenizer.eos_id)
-        self.conformer_model = LowNoiseConformerDiffusion(
+        self.conformer_model = ConformerDiffusion(
             len(elements), hidden_dim=cfg.hidden_dim, n_layers=cfg.egnn_layers, steps=cfg.diffusion_steps,
             sampling_steps=cfg.sampling_steps, precision=cfg.noise_precision, ema_decay=cfg.ema_decay,
             position_norm=cfg.position_norm, low_noise_fraction=cfg.low_noise_fraction,
@@ -351,7 +348,7 @@ class GraphThenConformers(GenerativeModel):
 
 @register("model", "qm9-graph-conformer")
 class QM9GraphConformer(ModelSpec):
-    """Registry entry: p(G) p(x | G), a SMILES transformer and an EGNN diffusion of the positions given the graph,
+    """Registry entry: p(G) p(x | G), a SMILES / SELFIES transformer and an EGNN diffusion of the positions given the graph,
     on 3D molecules with hydrogens (QM9's or a user's conformers)."""
 
     domain: ClassVar[str] = "conformers"
